@@ -1,0 +1,3 @@
+module agora.local/bench/gohello
+
+go 1.19

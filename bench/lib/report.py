@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Parsing and reporting for bench/*/run scripts (Python standard library only).
+
+  report.py wrk OUTPUT_FILE key=value...     one JSON line: wrk figures + keys
+  report.py target RUNS.jsonl ENDPOINT        half the slowest server's median peak req/s
+  report.py summary RUNS.jsonl META.tsv OUT.json [--config CONFIG.json]
+                                              print the table, write the JSON
+
+A run record carries cpu_jiffies (non-idle jiffies of the servers' CPU over the
+measured run), proc_jiffies (utime + stime of the server's processes) and
+clk_tck; CPU microseconds per request = jiffies * 1e6 / clk_tck / requests.
+"""
+import json
+import re
+import statistics
+import sys
+
+UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def _num(text):
+    """'12.5ms' -> 12500.0 (microseconds)."""
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError("bad wrk time: %r" % text)
+    return float(m.group(1)) * UNITS_US[m.group(2)]
+
+
+def _value(text):
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_wrk(text):
+    """Figures from the output of `wrk --latency`."""
+    out = {"non2xx": 0, "socket_errors": 0}
+    m = re.search(r"^\s*(\d+) requests in ([0-9.]+)(us|ms|s|m|h)", text, re.M)
+    if not m:
+        raise ValueError("no 'requests in' line in wrk output")
+    out["requests"] = int(m.group(1))
+    out["elapsed_s"] = float(m.group(2)) * UNITS_US[m.group(3)] / 1e6
+    m = re.search(r"^Requests/sec:\s*([0-9.]+)", text, re.M)
+    out["rps"] = float(m.group(1)) if m else out["requests"] / out["elapsed_s"]
+    for pct, key in (("50", "p50_us"), ("75", "p75_us"), ("90", "p90_us"), ("99", "p99_us")):
+        m = re.search(r"^\s*%s%%\s+(\S+)" % pct, text, re.M)
+        out[key] = _num(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    if m:
+        out["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["socket_errors"] = sum(int(g) for g in m.groups())
+        out["socket_errors_detail"] = dict(zip(("connect", "read", "write", "timeout"),
+                                               (int(g) for g in m.groups())))
+    return out
+
+
+def per_request_us(jiffies, clk_tck, requests):
+    if not requests:
+        return None
+    return jiffies * 1e6 / clk_tck / requests
+
+
+def cmd_wrk(args):
+    with open(args[0]) as f:
+        rec = parse_wrk(f.read())
+    for kv in args[1:]:
+        k, _, v = kv.partition("=")
+        rec[k] = _value(v)
+    tck = rec.get("clk_tck", 100)
+    if "cpu_jiffies" in rec:
+        rec["cpu_us_per_req"] = per_request_us(rec["cpu_jiffies"], tck, rec["requests"])
+    if "proc_jiffies" in rec:
+        rec["proc_us_per_req"] = per_request_us(rec["proc_jiffies"], tck, rec["requests"])
+    print(json.dumps(rec, sort_keys=True))
+
+
+def load_runs(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def cmd_target(args):
+    runs, endpoint = load_runs(args[0]), args[1]
+    meds = {}
+    for r in runs:
+        if r["endpoint"] == endpoint and r["phase"] == "peak":
+            meds.setdefault(r["server"], []).append(r["rps"])
+    slowest = min(median(v) for v in meds.values())
+    print(int(slowest / 2))
+
+
+# ---------------------------------------------------------------- summary
+
+
+def fmt(v, spec="{:.1f}", none="-"):
+    return none if v is None else spec.format(v)
+
+
+def fmt_lat(us):
+    if us is None:
+        return "-"
+    if us >= 1e6:
+        return "%.2fs" % (us / 1e6)
+    if us >= 1e3:
+        return "%.2fms" % (us / 1e3)
+    return "%.0fus" % us
+
+
+def table(rows, header):
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = []
+    for i, row in enumerate([header] + rows):
+        cells = []
+        for j, (cell, w) in enumerate(zip(row, widths)):
+            cells.append(str(cell).ljust(w) if j < 2 else str(cell).rjust(w))
+        lines.append("  " + "  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def group(runs, phase):
+    """{(endpoint, server): [run, ...]} in first-seen order."""
+    out = {}
+    for r in runs:
+        if r["phase"] == phase:
+            out.setdefault((r["endpoint"], r["server"]), []).append(r)
+    return out
+
+
+def summarize(rs):
+    return {
+        "rounds": len(rs),
+        "rps": median([r["rps"] for r in rs]),
+        "p50_us": median([r.get("p50_us") for r in rs]),
+        "p99_us": median([r.get("p99_us") for r in rs]),
+        "cpu_us_per_req": median([r.get("cpu_us_per_req") for r in rs]),
+        "proc_us_per_req": median([r.get("proc_us_per_req") for r in rs]),
+        "connections": rs[0].get("connections"),
+        "offered_rps": rs[0].get("offered_rps"),
+        "errors": sum(r["non2xx"] + r["socket_errors"] for r in rs),
+    }
+
+
+def pairwise(runs, phase, endpoint, a, b, key):
+    """Per-round ratios a/b of one figure; returns (median, min, max, list)."""
+    by_round = {}
+    for r in runs:
+        if r["phase"] == phase and r["endpoint"] == endpoint and r["server"] in (a, b):
+            by_round.setdefault(r["round"], {})[r["server"]] = r.get(key)
+    ratios = []
+    for rnd in sorted(by_round):
+        x, y = by_round[rnd].get(a), by_round[rnd].get(b)
+        if x is not None and y:
+            ratios.append(x / y)
+    if not ratios:
+        return None
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "per_round": ratios}
+
+
+def read_meta(path):
+    meta = {}
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            k, _, v = line.partition("\t")
+            meta[k] = _value(v)
+    return meta
+
+
+def cmd_summary(args):
+    runs = load_runs(args[0])
+    meta = read_meta(args[1])
+    out_path = args[2]
+    cfg = {}
+    if len(args) > 4 and args[3] == "--config":
+        with open(args[4]) as f:
+            cfg = json.load(f)
+    subject = cfg.get("subject", "catalog")
+    goals = cfg.get("goals", [])
+    endpoints_label = cfg.get("endpoint_labels", {})
+
+    p = print
+    p("")
+    p("== %s ==" % meta.get("title", "benchmark"))
+    for key in cfg.get("header_keys", []):
+        if key in meta:
+            p("%-10s %s" % (key + ":", meta[key]))
+    p("")
+
+    result = {"meta": meta, "config": cfg, "peak": [], "fixed": [], "ratios": [],
+              "memory": {}, "runs": runs}
+
+    peak = group(runs, "peak")
+    rows = []
+    for (ep, srv), rs in peak.items():
+        s = summarize(rs)
+        s.update(endpoint=ep, server=srv)
+        result["peak"].append(s)
+        rows.append([endpoints_label.get(ep, ep), srv, fmt(s["rps"], "{:.0f}"),
+                     fmt_lat(s["p50_us"]), fmt_lat(s["p99_us"]),
+                     fmt(s["cpu_us_per_req"], "{:.2f}"), fmt(s["proc_us_per_req"], "{:.2f}"),
+                     str(s["errors"])])
+    if rows:
+        p("Peak, closed loop (%s connections), median of %s rounds; p50/p99 at saturation"
+          % (meta.get("connections", "?"), meta.get("rounds", "?")))
+        p("measure queueing only, compare latency in the fixed-load table below")
+        p(table(rows, ["endpoint", "server", "req/s", "p50", "p99",
+                       "CPU0 us/req", "proc us/req", "errors"]))
+        p("")
+
+    fixed = group(runs, "fixed")
+    rows = []
+    for (ep, srv), rs in fixed.items():
+        s = summarize(rs)
+        s.update(endpoint=ep, server=srv)
+        result["fixed"].append(s)
+        rows.append([endpoints_label.get(ep, ep), srv, fmt(s["offered_rps"], "{:.0f}"),
+                     fmt(s["rps"], "{:.0f}"), fmt_lat(s["p50_us"]), fmt_lat(s["p99_us"]),
+                     fmt(s["cpu_us_per_req"], "{:.2f}"), str(s["connections"]),
+                     str(s["errors"])])
+    if rows:
+        p("Fixed load, half the slowest server's peak (each connection waits a random"
+          " think time")
+        p("between requests), median of %s rounds" % meta.get("rounds", "?"))
+        for k in sorted(meta):
+            if k.startswith("fixed_"):
+                p("  %s: %s" % (endpoints_label.get(k[6:], k[6:]), meta[k]))
+        p(table(rows, ["endpoint", "server", "target/s", "req/s", "p50", "p99",
+                       "CPU0 us/req", "conns", "errors"]))
+        p("")
+
+    rows = []
+    endpoints = []
+    for (ep, _srv) in list(peak) + list(fixed):
+        if ep not in endpoints:
+            endpoints.append(ep)
+    for ep in endpoints:
+        for g in goals:
+            r = pairwise(runs, g["phase"], ep, subject, g["peer"], g["key"])
+            if r is None:
+                continue
+            verdict = ""
+            if "max" in g:
+                verdict = "PASS" if r["median"] <= g["max"] else "FAIL"
+                goal_txt = "<= %s" % g["max"]
+            elif "min" in g:
+                verdict = "PASS" if r["median"] >= g["min"] else "FAIL"
+                goal_txt = ">= %s" % g["min"]
+            else:
+                goal_txt = "(info)"
+            r.update(endpoint=ep, name=g["name"], goal=goal_txt, verdict=verdict or None)
+            result["ratios"].append(r)
+            rows.append([endpoints_label.get(ep, ep), g["name"], "%.2f" % r["median"],
+                         "%.2f-%.2f" % (r["min"], r["max"]), goal_txt, verdict])
+    if rows:
+        p("Ratios: median of the per-round pairwise ratios (range over rounds)")
+        p(table(rows, ["endpoint", "ratio", "median", "range", "goal", ""]))
+        p("")
+
+    mem = {k[4:]: v for k, v in meta.items() if k.startswith("rss_")}
+    if mem:
+        result["memory"] = mem
+        mib = lambda kib: "%.1f MiB" % (kib / 1024.0)
+        idle = mem.get("idle_kib")
+        goal = cfg.get("idle_rss_goal_kib")
+        verdict = ""
+        if goal and idle:
+            verdict = "  goal <= %s  %s" % (mib(goal), "PASS" if idle <= goal else "FAIL")
+            result["memory"]["idle_goal_kib"] = goal
+            result["memory"]["idle_verdict"] = "PASS" if idle <= goal else "FAIL"
+        p("Memory (%s VmRSS)" % subject)
+        p("  idle after start      %s%s" % (mib(idle or 0), verdict))
+        if "loaded_kib" in mem:
+            p("  peak under load       %s (sampled every 0.2 s)" % mib(mem["loaded_kib"]))
+        if "hwm_kib" in mem:
+            p("  VmHWM                 %s (includes start-up and seeding)" % mib(mem["hwm_kib"]))
+        if "idle_after_kib" in mem:
+            p("  idle after the runs   %s" % mib(mem["idle_after_kib"]))
+        p("")
+
+    errors = sum(r["non2xx"] + r["socket_errors"] for r in runs)
+    warnings = [v for k, v in sorted(meta.items()) if k.startswith("warning")]
+    # On a quiet machine the servers' own CPU time (proc) and CPU 0's busy
+    # time agree within a few percent; a larger gap is other work on CPU 0.
+    noisy = [r for r in runs if "proc_jiffies" in r and
+             r["cpu_jiffies"] > 1.15 * r["proc_jiffies"] + 5]
+    result["noisy_runs"] = [{k: r[k] for k in ("phase", "endpoint", "server", "round",
+                                               "cpu_jiffies", "proc_jiffies")} for r in noisy]
+    if noisy:
+        warnings.append(
+            "%d of %d runs had other work on CPU 0 (CPU 0 busy time > 1.15 x the server's "
+            "own CPU time): %s. Re-run on a quiet machine; the proc us/req column is "
+            "the less disturbed figure" % (len(noisy), len(runs), ", ".join(
+                "%s/%s/%s#%s" % (r["phase"], r["endpoint"], r["server"], r["round"])
+                for r in noisy[:8]) + (" ..." if len(noisy) > 8 else "")))
+    if errors:
+        warnings.append("%d non-2xx responses or socket errors: the figures of the rows "
+                        "with errors are not valid" % errors)
+    for w in warnings:
+        p("WARNING: %s" % w)
+    result["warnings"] = warnings
+
+    with open(out_path, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+        f.write("\n")
+    p("results: %s" % out_path)
+    return 2 if errors else 0
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmd, args = argv[1], argv[2:]
+    if cmd == "wrk":
+        cmd_wrk(args)
+    elif cmd == "target":
+        cmd_target(args)
+    elif cmd == "summary":
+        return cmd_summary(args)
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

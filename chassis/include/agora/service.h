@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/* The service chassis: what every Agora process shares. ag_service_init()
+ * wires configuration, logging, metrics, the database and the HTTP server
+ * with its middleware (request id, trace context, access log, metrics) and
+ * the /health, /ready and /metrics endpoints; main.c then registers its route
+ * table and calls ag_service_run(), which returns when a SIGTERM or SIGINT
+ * has drained the server (DESIGN.md sections 3 and 5). Also the response and
+ * request helpers handlers use (problem+json, JSON bodies, params, query). */
+#ifndef AG_SERVICE_H
+#define AG_SERVICE_H
+
+#include "agora/base.h"
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "agora/config.h"
+#include "agora/http_server.h"
+#include "agora/json.h"
+#include "agora/metrics.h"
+#include "agora/router.h"
+#include "agora/store.h"
+
+struct ag_service;
+
+typedef int (*ag_service_start_fn)(struct ag_service *svc, void *udata);
+typedef void (*ag_service_stop_fn)(struct ag_service *svc, void *udata);
+/* Extra readiness check; return 0 when ready, else a negative AG_E* code. */
+typedef int (*ag_service_ready_fn)(struct ag_service *svc, void *udata);
+
+/* Zero means the default shown. */
+struct ag_service_config {
+    const char *name;                      /* "catalog"; required */
+    const char *version;                   /* "0.1.0" */
+    int default_port;                      /* default of AGORA_HTTP_PORT; 8080 */
+    const struct ag_migration *migrations; /* NULL: the service has no database */
+    size_t nmigrations;
+    const struct ag_config_key *keys; /* the service's own settings, or NULL */
+    size_t nkeys;
+    void *settings;                  /* struct the keys are loaded into */
+    ag_service_start_fn on_start;    /* after the store is open, before listening */
+    ag_service_stop_fn on_stop;      /* after the server drained, before the store closes */
+    ag_service_ready_fn ready_check; /* optional, added to the database check */
+    void *udata;                     /* for the three callbacks */
+};
+
+/* Settings every service reads (see chassis README for the table). */
+struct ag_service_settings {
+    char *http_host;              /* AGORA_HTTP_HOST */
+    int64_t http_port;            /* AGORA_HTTP_PORT */
+    char *instance_id;            /* AGORA_INSTANCE_ID; default <name>-<pid> */
+    char *log_level;              /* AGORA_LOG_LEVEL */
+    bool access_log;              /* AGORA_ACCESS_LOG */
+    char *data_dir;               /* AGORA_DATA_DIR */
+    char *db_path;                /* AGORA_DB_PATH; default <data_dir>/<name>.db */
+    char *durability;             /* AGORA_DURABILITY: full | normal */
+    uint64_t max_body;            /* AGORA_HTTP_MAX_BODY */
+    uint64_t max_connections;     /* AGORA_HTTP_MAX_CONNECTIONS */
+    uint64_t header_timeout_ms;   /* AGORA_HTTP_HEADER_TIMEOUT */
+    uint64_t body_timeout_ms;     /* AGORA_HTTP_BODY_TIMEOUT */
+    uint64_t idle_timeout_ms;     /* AGORA_HTTP_IDLE_TIMEOUT */
+    uint64_t shutdown_timeout_ms; /* AGORA_SHUTDOWN_TIMEOUT */
+};
+
+/* Parse configuration (AGORA_* environment, AGORA_CONFIG_FILE), start
+ * logging, metrics, open the database and apply migrations. '--help' prints
+ * every setting and returns 1 with *out_svc NULL. On a bad setting it prints
+ * "config: <message naming the variable>" on stderr and returns AG_ECONFIG;
+ * main should then exit with status 2. Other failures are logged and
+ * returned. The config is copied except 'keys', 'migrations' and 'settings',
+ * which must outlive the service. */
+int ag_service_init(struct ag_service **out_svc, int argc, char **argv,
+                    const struct ag_service_config *cfg);
+
+/* Register the service's route table; handlers get 'udata'. */
+int ag_service_routes(struct ag_service *svc, const struct ag_route *routes, size_t n, void *udata);
+
+/* Listen, run the loop until SIGTERM/SIGINT drained the server (in-flight
+ * requests finish within AGORA_SHUTDOWN_TIMEOUT), call on_stop, and return
+ * the process exit status (0 after a clean stop). */
+int ag_service_run(struct ag_service *svc);
+
+/* Close the database and free everything. Accepts NULL. */
+void ag_service_free(struct ag_service *svc);
+
+/* Map ag_service_init's result to a process exit status: 0, 1 (--help
+ * handled or failure) or 2 (configuration error). */
+int ag_service_exit_code(int init_rc);
+
+/* Borrowed accessors, valid for the service's lifetime. */
+uv_loop_t *ag_service_loop(struct ag_service *svc);
+struct ag_store *ag_service_store(struct ag_service *svc);
+struct ag_metrics *ag_service_metrics(struct ag_service *svc);
+const struct ag_service_settings *ag_service_settings(const struct ag_service *svc);
+const char *ag_service_name(const struct ag_service *svc);
+/* Bound port once running (for logs and tests). */
+int ag_service_port(const struct ag_service *svc);
+
+/* ---- Request helpers (handlers, on the loop thread) ---- */
+
+/* The request id ("X-Request-ID") and trace id of 'req'. Borrowed. */
+const char *ag_req_id(const struct ag_http_req *req);
+const char *ag_req_trace_id(const struct ag_http_req *req);
+
+/* Path parameter 'name', percent-decoded, or NULL when the route has no such
+ * parameter or its encoding is invalid. Lives in the request pool. */
+const char *ag_req_param(struct ag_http_req *req, const char *name);
+
+/* Parsed query; NULL after answering 400 itself when the query is
+ * malformed (the handler must then return without answering). */
+const struct ag_query *ag_req_query(struct ag_http_req *req);
+
+/* Parse the body as a JSON object. On failure answers itself (415 when the
+ * Content-Type is not JSON, 400 for malformed JSON or a non-object) and
+ * returns NULL. The reference is released with the request. */
+json_t *ag_req_json(struct ag_http_req *req);
+
+/* ---- Responses ---- */
+
+/* Send 'body' (reference stolen; may be NULL for no body) as
+ * application/json. */
+void ag_send_json(struct ag_http_req *req, int status, json_t *body);
+
+/* Send an RFC 9457 problem: type "urn:agora:problem:<slug>", 'title',
+ * 'status', formatted detail, "instance" (the path) and "request_id". */
+void ag_send_problem(struct ag_http_req *req, int status, const char *slug, const char *title,
+                     const char *detail_fmt, ...) AG_PRINTF(5, 6);
+
+/* 422 validation problem listing every field error of 'v'. */
+void ag_send_invalid(struct ag_http_req *req, const struct ag_valid *v);
+
+/* Problem for an AG_E* code with its default status. */
+void ag_send_error(struct ag_http_req *req, int err, const char *detail);
+
+/* 204 No Content. */
+void ag_send_no_content(struct ag_http_req *req);
+
+#endif /* AG_SERVICE_H */

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+/* Backend-neutral relational storage for services: open with migrations,
+ * cached prepared statements with $n placeholders, transactions. SQLite is
+ * the embedded backend (store_sqlite.c); PostgreSQL will plug in behind the
+ * same calls (struct ag_store_ops in store_int.h) with no service change.
+ *
+ * Threading: a store and its statements belong to one thread (normally the
+ * service's loop thread). Nothing here is asynchronous and no function takes
+ * a callback that runs later; ag_store_tx runs 'fn' before it returns. */
+#ifndef AG_STORE_H
+#define AG_STORE_H
+
+#include "agora/base.h"
+
+/* One schema migration. Tables of these are generated from a service's
+ * migrations/NNNN_name.sql files by scripts/embed_migrations.cmake. */
+struct ag_migration {
+    int version;      /* > 0, unique within a table; applied in ascending order */
+    const char *name; /* e.g. "0001_init", recorded in schema_migrations */
+    const char *sql;  /* one or more statements, no parameters */
+};
+
+struct ag_store; /* an open database connection and its statement cache */
+struct ag_stmt;  /* a prepared statement owned by its store's cache */
+
+enum ag_store_durability {
+    AG_STORE_FULL = 0, /* WAL + synchronous=FULL: a commit survives power loss */
+    AG_STORE_NORMAL,   /* WAL + synchronous=NORMAL: faster; the last commits may be
+                          lost on power loss (never corrupted) */
+};
+
+/* Zero means the default for every field. The store copies what it keeps. */
+struct ag_store_config {
+    const char *path;                      /* SQLite file, or ":memory:" */
+    enum ag_store_durability durability;   /* AG_STORE_FULL by default */
+    int busy_timeout_ms;                   /* wait for a locked database; 0 -> 5000 */
+    const struct ag_migration *migrations; /* any order; applied by version */
+    size_t nmigrations;                    /* entries in 'migrations' */
+    size_t stmt_cache_max;                 /* cached statements; 0 -> 256 */
+    char *errbuf;      /* optional: receives a message when ag_store_open fails */
+    size_t errbuf_len; /* bytes at 'errbuf' (the message is truncated to fit) */
+};
+
+/* Open the database described by 'cfg' and bring its schema up to date.
+ *
+ * The SQLite backend sets journal_mode=WAL (kept as "memory" for ":memory:"),
+ * synchronous=FULL or NORMAL from 'cfg->durability', foreign_keys=ON and the
+ * busy timeout. Then it creates schema_migrations(version, name, applied_at)
+ * if missing and applies every migration of 'cfg->migrations' not recorded
+ * there, in ascending version order, each in its own transaction together
+ * with its schema_migrations row ('applied_at' is RFC 3339 UTC).
+ *
+ * Returns 0 and sets '*out_store' (owned by the caller, released with
+ * ag_store_close). On failure '*out_store' is left untouched, nothing stays
+ * open, and if 'cfg->errbuf' is set it receives the reason:
+ *   AG_EINVAL   'cfg' or 'cfg->path' is NULL
+ *   AG_ECONFIG  the database records a schema version newer than the highest
+ *               in 'cfg->migrations'; duplicate or non-positive versions; a
+ *               backend that is not built in (e.g. a postgres:// path); WAL
+ *               could not be enabled
+ *   AG_EIO, AG_EBUSY, AG_EEXIST, AG_ECONFLICT  the database could not be
+ *               opened or a migration failed (it was rolled back)
+ * Logs nothing. Any thread; the store then belongs to that thread. */
+int ag_store_open(const struct ag_store_config *cfg, struct ag_store **out_store);
+
+/* Finalize every cached statement and close the connection. Statements
+ * obtained from 'store' become invalid. An open transaction is rolled back.
+ * Accepts NULL. */
+void ag_store_close(struct ag_store *store);
+
+/* Name of the backend: "sqlite". Static storage. */
+const char *ag_store_backend(const struct ag_store *store);
+
+/* Run 'sql', which takes no parameters and may hold several statements
+ * separated by ';' (rows of queries are discarded). For DDL and fixed
+ * statements only: anything with values uses ag_store_prepare and binding.
+ * Returns 0 or the ag_stmt_step error codes; ag_store_errmsg says why. */
+int ag_store_exec(struct ag_store *store, const char *sql);
+
+/* Start a write transaction (SQLite: BEGIN IMMEDIATE, which takes the write
+ * lock now and waits up to the busy timeout for it, so later statements in
+ * the transaction cannot fail with a lock upgrade deadlock).
+ * Returns 0, AG_EINVAL if a transaction is already open (no nesting),
+ * AG_EBUSY if the lock could not be had in time, AG_EIO. */
+int ag_store_begin(struct ag_store *store);
+
+/* Commit the open transaction. Returns 0, AG_EBUSY or AG_EIO; on failure
+ * the transaction may still be open and the caller must ag_store_rollback. */
+int ag_store_commit(struct ag_store *store);
+
+/* Roll back the open transaction. Returns 0, also when no transaction is
+ * open (SQLite rolls back by itself after some errors), or AG_EIO. */
+int ag_store_rollback(struct ag_store *store);
+
+/* True while a transaction is open on 'store'. */
+bool ag_store_in_tx(struct ag_store *store);
+
+/* Body of a transaction: returns 0 to commit, anything else to roll back. */
+typedef int (*ag_store_tx_fn)(struct ag_store *store, void *arg);
+
+/* Run 'fn(store, arg)' inside ag_store_begin / ag_store_commit. If 'fn'
+ * returns non-zero the transaction is rolled back and that value returned.
+ * If the commit fails the transaction is rolled back and the commit's code
+ * returned. Begin errors are returned without calling 'fn'. 'fn' runs
+ * exactly once when the begin succeeded, before this function returns. */
+int ag_store_tx(struct ag_store *store, ag_store_tx_fn fn, void *arg);
+
+/* Prepare 'sql', exactly one statement (a trailing ';' is allowed) with
+ * parameters written $1, $2, ... (any order, repeats allowed).
+ *
+ * Statements are cached by SQL text: preparing the same text again returns
+ * the same statement, reset and with its bindings cleared. So one SQL text
+ * must not be in use twice at the same time (e.g. nested loops over the same
+ * query): give the inner use a different text. The cache holds up to
+ * 'stmt_cache_max' statements and evicts the least recently used one that is
+ * not in use (prepared and not yet ag_stmt_reset).
+ *
+ * Returns a borrowed statement owned by 'store', valid until ag_store_close;
+ * call ag_stmt_reset when done with it. On error returns NULL and sets
+ * '*out_err' (may be NULL): AG_EINVAL for bad SQL (syntax, unknown table,
+ * empty, several statements), AG_EBUSY, AG_EIO. */
+struct ag_stmt *ag_store_prepare(struct ag_store *store, const char *sql, int *out_err);
+
+/* Bind parameter $n (n from 1) of a statement that is fresh from
+ * ag_store_prepare or ag_stmt_reset (not part-way through its steps). The
+ * value is copied; 's' and 'p' may be released as soon as the call returns.
+ * Text is UTF-8. Returns 0, AG_EINVAL when the statement has no parameter
+ * $n (or n < 1) or was stepped and not reset, AG_ETOOBIG for a value larger
+ * than the backend accepts, AG_EIO. */
+int ag_stmt_bind_text(struct ag_stmt *st, int n, const char *s, size_t len);
+/* A NUL-terminated string; NULL 's' binds SQL NULL. */
+int ag_stmt_bind_cstr(struct ag_stmt *st, int n, const char *s);
+int ag_stmt_bind_i64(struct ag_stmt *st, int n, int64_t v);
+int ag_stmt_bind_double(struct ag_stmt *st, int n, double v);
+int ag_stmt_bind_null(struct ag_stmt *st, int n);
+/* 'len' bytes at 'p' ('p' may be NULL when 'len' is 0: an empty blob). */
+int ag_stmt_bind_blob(struct ag_stmt *st, int n, const void *p, size_t len);
+
+enum {
+    AG_STMT_DONE = 0, /* the statement has finished */
+    AG_STMT_ROW = 1,  /* a result row is available to the ag_stmt_col_* getters */
+};
+
+/* Execute 'st' or fetch its next row. Returns AG_STMT_ROW, AG_STMT_DONE, or
+ * a negative code: AG_EEXIST for a UNIQUE or PRIMARY KEY violation,
+ * AG_ECONFLICT for another constraint failure (FOREIGN KEY, CHECK, NOT NULL),
+ * AG_EBUSY when the database is locked past the busy timeout, AG_EIO
+ * otherwise. After an error, call ag_stmt_reset; ag_store_errmsg says why. */
+int ag_stmt_step(struct ag_stmt *st);
+
+/* Columns of the result (0 for statements that return no rows). */
+int ag_stmt_ncols(struct ag_stmt *st);
+
+/* Column getters for the current row (after AG_STMT_ROW), 'i' from 0. An
+ * 'i' out of range reads as SQL NULL. NULL reads as 0, 0.0, "" and NULL. */
+bool ag_stmt_col_is_null(struct ag_stmt *st, int i);
+int64_t ag_stmt_col_i64(struct ag_stmt *st, int i);
+double ag_stmt_col_double(struct ag_stmt *st, int i);
+/* NUL-terminated UTF-8; "" for NULL. Borrowed until the next step or reset
+ * of 'st'. */
+const char *ag_stmt_col_text(struct ag_stmt *st, int i);
+/* Length in bytes of the text or blob value (without the terminator). */
+size_t ag_stmt_col_len(struct ag_stmt *st, int i);
+/* Blob bytes; NULL for NULL or an empty blob. Borrowed like col_text. */
+const void *ag_stmt_col_blob(struct ag_stmt *st, int i);
+
+/* Reset 'st' for reuse and clear its bindings; marks it no longer in use.
+ * Must be called when done with a statement, including after errors and
+ * after a partial read of its rows. Accepts NULL. */
+void ag_stmt_reset(struct ag_stmt *st);
+
+/* Rows inserted, updated or deleted by the most recent completed INSERT,
+ * UPDATE or DELETE on 'store'. */
+int64_t ag_store_changes(struct ag_store *store);
+
+/* Cheap readiness check (SELECT 1) for /ready. Returns 0 or an error code. */
+int ag_store_ping(struct ag_store *store);
+
+/* Message of the last error on 'store' (backend or store layer), for logs;
+ * "" if there was none. Borrowed until the next call on 'store'. */
+const char *ag_store_errmsg(struct ag_store *store);
+
+/* Test hook: make the 'n'-th next operation that executes SQL fail with
+ * AG_EIO (errmsg "injected fault") without running it. Counted operations:
+ * ag_stmt_step, ag_store_exec, ag_store_ping, ag_store_begin and
+ * ag_store_commit; ag_store_rollback never fails by injection. n = 1 fails
+ * the very next one; n <= 0 disarms. One-shot. For unit tests only. */
+void ag_store_fault_after(struct ag_store *store, int n);
+
+#endif /* AG_STORE_H */

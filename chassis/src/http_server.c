@@ -1,0 +1,497 @@
+/* SPDX-License-Identifier: MIT */
+/* The chassis HTTP/1.1 server: listener, connection limit, graceful stop,
+ * stats, the request and response API used by handlers, and the response
+ * heads (status line, Date, Content-Length, Connection). Connection I/O and
+ * parsing live in http_conn.c; the router and middleware sit above. */
+#include "agora/base.h"
+#include "agora/http_server.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "agora/err.h"
+#include "http_server_int.h"
+
+/* Largest header size given to http-parser so far. It is a process-wide
+ * setting of the library; the head screen enforces the real limits. */
+static uint32_t parser_max_header_size;
+
+static void
+log_error(const char *what, const char *host, int port, int uverr)
+{
+    fprintf(stderr,
+            "{\"level\":\"error\",\"module\":\"http_server\",\"msg\":\"%s '%s:%d': %s\"}\n", what,
+            host, port, uv_strerror(uverr));
+}
+
+/* ---- Lifecycle ---- */
+
+static void
+on_connection(uv_stream_t *listener, int status)
+{
+    struct ag_http_server *srv = listener->data;
+    if (status < 0) {
+        log_error("cannot accept on", srv->host, srv->port, status);
+        return;
+    }
+    if (srv->stopping)
+        return;
+    ag__http_conn_accept(srv);
+}
+
+static void
+on_failed_listener_closed(uv_handle_t *h)
+{
+    struct ag_http_server *srv = h->data;
+    ag_free(srv->host);
+    ag_free(srv);
+}
+
+static void
+apply_defaults(struct ag_http_server_config *c)
+{
+    if (c->backlog == 0)
+        c->backlog = AG_HTTP_DEF_BACKLOG;
+    if (c->max_request_line == 0)
+        c->max_request_line = AG_HTTP_DEF_REQUEST_LINE;
+    if (c->max_header_bytes == 0)
+        c->max_header_bytes = AG_HTTP_DEF_HEADER_BYTES;
+    if (c->max_headers == 0)
+        c->max_headers = AG_HTTP_DEF_HEADERS;
+    if (c->max_body_bytes == 0)
+        c->max_body_bytes = AG_HTTP_DEF_BODY;
+    if (c->max_connections == 0)
+        c->max_connections = AG_HTTP_DEF_CONNECTIONS;
+    if (c->max_pipeline == 0)
+        c->max_pipeline = AG_HTTP_DEF_PIPELINE;
+    if (c->header_timeout_ms == 0)
+        c->header_timeout_ms = AG_HTTP_DEF_HEADER_TMO_MS;
+    if (c->body_timeout_ms == 0)
+        c->body_timeout_ms = AG_HTTP_DEF_BODY_TMO_MS;
+    if (c->idle_timeout_ms == 0)
+        c->idle_timeout_ms = AG_HTTP_DEF_IDLE_TMO_MS;
+}
+
+int
+ag_http_server_new(uv_loop_t *loop, const struct ag_http_server_config *cfg,
+                   struct ag_http_server **out_srv)
+{
+    if (out_srv == NULL)
+        return AG_EINVAL;
+    *out_srv = NULL;
+    if (loop == NULL || cfg == NULL || cfg->handler == NULL || cfg->port < 0 ||
+        cfg->port > 65535 || cfg->backlog < 0)
+        return AG_EINVAL;
+    struct ag_http_server *srv = ag_calloc(1, sizeof(*srv));
+    srv->magic = AG_HTTP_SERVER_MAGIC;
+    srv->loop = loop;
+    srv->cfg = *cfg;
+    apply_defaults(&srv->cfg);
+    srv->host = ag_strdup(cfg->host ? cfg->host : AG_HTTP_DEF_HOST);
+    srv->cfg.host = srv->host;
+    srv->port = cfg->port;
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (uv_ip4_addr(srv->host, cfg->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(srv->host, cfg->port, (struct sockaddr_in6 *)&ss) != 0) {
+        log_error("bad listen address", srv->host, cfg->port, UV_EINVAL);
+        ag_free(srv->host);
+        ag_free(srv);
+        return AG_EINVAL;
+    }
+    uv_tcp_init(loop, &srv->listener);
+    srv->listener.data = srv;
+    int rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->listener, srv->cfg.backlog, on_connection);
+    if (rc == 0) {
+        struct sockaddr_storage bound;
+        int len = (int)sizeof(bound);
+        rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
+        if (rc == 0)
+            srv->port = ntohs(bound.ss_family == AF_INET6
+                                  ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    }
+    if (rc != 0) {
+        log_error("cannot listen on", srv->host, cfg->port, rc);
+        /* The handle must be closed through the loop; the memory goes in
+         * its close callback, and no server callback will ever run. */
+        uv_close((uv_handle_t *)&srv->listener, on_failed_listener_closed);
+        return AG_EIO;
+    }
+    srv->rbuf = ag_malloc(AG_HTTP_READ_BUF);
+    size_t want = 2 * (srv->cfg.max_header_bytes + srv->cfg.max_request_line);
+    want = AG_MAX(want, (size_t)80 * 1024);
+    want = AG_MIN(want, (size_t)UINT32_MAX);
+    if (want > parser_max_header_size) {
+        parser_max_header_size = (uint32_t)want;
+        http_parser_set_max_header_size(parser_max_header_size);
+    }
+    *out_srv = srv;
+    return 0;
+}
+
+int
+ag_http_server_port(const struct ag_http_server *srv)
+{
+    AG_CHECK_MAGIC(srv, AG_HTTP_SERVER_MAGIC);
+    return srv->port;
+}
+
+void
+ag_http_server_get_stats(const struct ag_http_server *srv, struct ag_http_server_stats *out_stats)
+{
+    AG_CHECK_MAGIC(srv, AG_HTTP_SERVER_MAGIC);
+    *out_stats = srv->stats;
+}
+
+static void
+on_drain_closed(uv_handle_t *h)
+{
+    struct ag_http_server *srv = h->data;
+    srv->stopped = true;
+    /* The callback may free the server: nothing touches it afterwards. */
+    if (srv->stopped_cb != NULL)
+        srv->stopped_cb(srv, srv->stopped_udata);
+}
+
+void
+ag__http_server_check_stopped(struct ag_http_server *srv)
+{
+    if (!srv->stopping || !srv->listener_closed || srv->conns != NULL || srv->stop_finishing)
+        return;
+    srv->stop_finishing = true;
+    uv_close((uv_handle_t *)&srv->drain_timer, on_drain_closed);
+}
+
+static void
+on_listener_closed(uv_handle_t *h)
+{
+    struct ag_http_server *srv = h->data;
+    srv->listener_closed = true;
+    ag__http_server_check_stopped(srv);
+}
+
+static void
+on_drain(uv_timer_t *t)
+{
+    struct ag_http_server *srv = t->data;
+    /* Closing only unlinks in the close callbacks, so walking is safe. */
+    for (struct ag_http_conn *c = srv->conns; c != NULL; c = c->next)
+        ag__http_conn_close(c);
+}
+
+void
+ag_http_server_stop(struct ag_http_server *srv, uint64_t drain_ms, ag_http_stopped_fn cb,
+                    void *udata)
+{
+    AG_CHECK_MAGIC(srv, AG_HTTP_SERVER_MAGIC);
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    srv->stopped_cb = cb;
+    srv->stopped_udata = udata;
+    uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    uv_timer_init(srv->loop, &srv->drain_timer);
+    srv->drain_timer.data = srv;
+    srv->drain_started = true;
+    struct ag_http_conn *c = srv->conns;
+    while (c != NULL) {
+        struct ag_http_conn *next = c->next;
+        ag__http_conn_stop(c);
+        c = next;
+    }
+    if (srv->conns != NULL)
+        uv_timer_start(&srv->drain_timer, on_drain, drain_ms, 0);
+}
+
+void
+ag_http_server_free(struct ag_http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    AG_CHECK_MAGIC(srv, AG_HTTP_SERVER_MAGIC);
+    if (!srv->stopped)
+        AG_BUG("ag_http_server_free before the stopped callback");
+    /* Connections kept only by orphaned requests outlive the server. */
+    for (struct ag_http_conn *c = srv->zombies; c != NULL; c = c->next)
+        c->srv = NULL;
+    srv->zombies = NULL;
+    ag_free(srv->rbuf);
+    srv->rbuf = NULL;
+    ag_free(srv->host);
+    srv->host = NULL;
+    srv->magic = 0;
+    ag_free(srv);
+}
+
+/* ---- Request helpers ---- */
+
+struct ag_str
+ag_http_req_header(const struct ag_http_req *req, const char *name)
+{
+    struct ag_str n = ag_str_from_cstr(name);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (ag_str_case_eq(req->headers[i].name, n))
+            return req->headers[i].value;
+    }
+    return AG_STR_NULL;
+}
+
+bool
+ag_http_req_is_orphan(const struct ag_http_req *req)
+{
+    const struct ag_http_sreq *r = req->priv;
+    return r->orphan;
+}
+
+/* ---- Response ---- */
+
+static bool
+is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static bool
+is_field_value(const char *v)
+{
+    for (; *v != '\0'; v++) {
+        if (*v == '\r' || *v == '\n')
+            return false;
+    }
+    return true;
+}
+
+int
+ag_http_resp_header(struct ag_http_req *req, const char *name, const char *value)
+{
+    struct ag_http_sreq *r = req->priv;
+    AG_CHECK_MAGIC(r, AG_HTTP_REQ_MAGIC);
+    if (r->answered || name == NULL || value == NULL || name[0] == '\0')
+        return AG_EINVAL;
+    for (const char *p = name; *p != '\0'; p++) {
+        if (!is_tchar((unsigned char)*p))
+            return AG_EINVAL;
+    }
+    if (!is_field_value(value))
+        return AG_EINVAL;
+    struct ag_str n = ag_str_from_cstr(name);
+    if (ag_str_case_eq_cstr(n, "date") || ag_str_case_eq_cstr(n, "content-length") ||
+        ag_str_case_eq_cstr(n, "connection") || ag_str_case_eq_cstr(n, "transfer-encoding"))
+        return AG_EINVAL;
+    struct ag_http_resp_hdr *h = ag_pool_alloc(req->pool, sizeof(*h));
+    size_t nlen = strlen(name);
+    size_t vlen = strlen(value);
+    h->name = ag_str_make(ag_pool_strndup(req->pool, name, nlen), nlen);
+    h->value = ag_str_make(ag_pool_strndup(req->pool, value, vlen), vlen);
+    h->next = NULL;
+    *r->tail = h;
+    r->tail = &h->next;
+    r->hdrs_len += nlen + 2 + vlen + 2;
+    return 0;
+}
+
+static bool
+status_has_body(int status)
+{
+    return status >= 200 && status != 204 && status != 304;
+}
+
+static void
+resp_finish(struct ag_http_sreq *r, int status, const char *content_type, const char *body,
+            size_t len)
+{
+    if (status < 200 || status > 999)
+        status = 500; /* a handler bug; never an interim or malformed status */
+    r->req.status = status;
+    r->ctype = NULL;
+    if (content_type != NULL && is_field_value(content_type))
+        r->ctype = ag_pool_strdup(r->req.pool, content_type);
+    r->resp_body = body;
+    r->resp_len = status_has_body(status) ? len : 0;
+    r->answered = true;
+    if (r->orphan) {
+        /* The client is gone: drop the response, free the request now. */
+        ag__http_sreq_complete(r);
+        ag__http_sreq_free(r);
+        return;
+    }
+    ag__http_conn_answered(r);
+}
+
+void
+ag_http_send(struct ag_http_req *req, int status, const char *content_type, const void *body,
+             size_t len)
+{
+    struct ag_http_sreq *r = req->priv;
+    AG_CHECK_MAGIC(r, AG_HTTP_REQ_MAGIC);
+    if (r->answered)
+        AG_BUG("response sent twice");
+    const char *copy = NULL;
+    if (len > 0 && status_has_body(status) && req->method != AG_HTTP_HEAD && !r->orphan) {
+        char *c = ag_pool_alloc(req->pool, len);
+        memcpy(c, body, len);
+        copy = c;
+    }
+    resp_finish(r, status, content_type, copy, len);
+}
+
+void
+ag_http_send_take(struct ag_http_req *req, int status, const char *content_type, char *body,
+                  size_t len)
+{
+    struct ag_http_sreq *r = req->priv;
+    AG_CHECK_MAGIC(r, AG_HTTP_REQ_MAGIC);
+    if (r->answered)
+        AG_BUG("response sent twice");
+    r->owned_body = body;
+    resp_finish(r, status, content_type, body, len);
+}
+
+static char *
+put(char *w, const char *s, size_t n)
+{
+    memcpy(w, s, n);
+    return w + n;
+}
+
+static char *
+put_u64(char *w, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    while (n > 0)
+        *w++ = tmp[--n];
+    return w;
+}
+
+unsigned
+ag__http_resp_build(struct ag_http_sreq *r, uv_buf_t bufs[2])
+{
+    struct ag_http_req *req = &r->req;
+    int status = req->status;
+    const char *reason = ag_http_reason(status);
+    size_t rlen = strlen(reason);
+    size_t ctlen = r->ctype ? strlen(r->ctype) : 0;
+    bool has_body = status_has_body(status);
+    bool send_body = has_body && req->method != AG_HTTP_HEAD && r->resp_len > 0;
+    size_t cap = 16 + rlen + 40 + (ctlen ? 16 + ctlen : 0) + r->hdrs_len + 40 + 28 + 2;
+    char *h = ag_pool_alloc(req->pool, cap);
+    char *w = put(h, "HTTP/1.1 ", 9);
+    *w++ = (char)('0' + status / 100);
+    *w++ = (char)('0' + status / 10 % 10);
+    *w++ = (char)('0' + status % 10);
+    *w++ = ' ';
+    w = put(w, reason, rlen);
+    w = put(w, "\r\nDate: ", 8);
+    w = put(w, ag_http_date_now(), 29);
+    w = put(w, "\r\n", 2);
+    if (ctlen) {
+        w = put(w, "Content-Type: ", 14);
+        w = put(w, r->ctype, ctlen);
+        w = put(w, "\r\n", 2);
+    }
+    for (const struct ag_http_resp_hdr *x = r->hdrs; x != NULL; x = x->next) {
+        w = put(w, x->name.ptr, x->name.len);
+        w = put(w, ": ", 2);
+        w = put(w, x->value.ptr, x->value.len);
+        w = put(w, "\r\n", 2);
+    }
+    if (has_body) {
+        w = put(w, "Content-Length: ", 16);
+        w = put_u64(w, r->resp_len);
+        w = put(w, "\r\n", 2);
+    }
+    if (req->close_after)
+        w = put(w, "Connection: close\r\n", 19);
+    else if (req->version_minor == 0)
+        w = put(w, "Connection: keep-alive\r\n", 24);
+    w = put(w, "\r\n", 2);
+    bufs[0] = uv_buf_init(h, (unsigned)(w - h));
+    req->resp_bytes = send_body ? r->resp_len : 0;
+    if (!send_body)
+        return 1;
+    bufs[1] = uv_buf_init((char *)r->resp_body, (unsigned)r->resp_len);
+    return 2;
+}
+
+static const char *
+problem_slug(int status)
+{
+    switch (status) {
+#define AG__PROBLEM_SLUG(num, slug)                                                                \
+    case num: return slug;
+        AG_HTTP_PROBLEM_MAP(AG__PROBLEM_SLUG)
+#undef AG__PROBLEM_SLUG
+    default: return "bad-request";
+    }
+}
+
+char *
+ag__http_problem_body(struct ag_pool *pool, int status, const char *detail, size_t *out_len)
+{
+    /* Details are the server's own strings; escape anyway to stay valid. */
+    size_t dlen = detail ? strlen(detail) : 0;
+    char *esc = ag_pool_alloc(pool, 2 * dlen + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < dlen; i++) {
+        unsigned char c = (unsigned char)detail[i];
+        if (c == '"' || c == '\\')
+            esc[n++] = '\\';
+        esc[n++] = c < 0x20 ? ' ' : (char)c;
+    }
+    esc[n] = '\0';
+    char *s = ag_pool_printf(pool,
+                             "{\"type\":\"urn:agora:problem:%s\",\"title\":\"%s\",\"status\":%d,"
+                             "\"detail\":\"%s\"}",
+                             problem_slug(status), ag_http_reason(status), status, esc);
+    *out_len = strlen(s);
+    return s;
+}
+
+const char *
+ag_http_reason(int status)
+{
+    switch (status) {
+#define AG__HTTP_REASON(num, name, string)                                                         \
+    case num: return #string;
+        HTTP_STATUS_MAP(AG__HTTP_REASON)
+#undef AG__HTTP_REASON
+    default: return "Unknown";
+    }
+}
+
+const char *
+ag_http_date_now(void)
+{
+    static _Thread_local time_t cached_sec = (time_t)-1;
+    static _Thread_local char cached[64];
+    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    struct timespec ts;
+    /* The coarse clock is read from the vDSO: no system call per request. */
+    if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) == -1)
+        ts.tv_sec = time(NULL);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        int n = snprintf(cached, sizeof(cached), "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                         days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+                         tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        if (n != 29)
+            AG_BUG("unexpected IMF-fixdate length");
+        cached_sec = ts.tv_sec;
+    }
+    return cached;
+}

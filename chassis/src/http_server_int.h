@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals shared by http_server.c (server lifecycle, request and response
+ * API, response heads) and http_conn.c (one client connection: reading,
+ * screening and parsing requests, response ordering, timers). Not public. */
+#ifndef AG_HTTP_SERVER_INT_H
+#define AG_HTTP_SERVER_INT_H
+
+#include "agora/base.h"
+#include "agora/http_server.h"
+
+#include <netinet/in.h>
+
+#include <http_parser.h>
+#include <uv.h>
+
+#include "agora/buf.h"
+#include "agora/mem.h"
+#include "agora/str.h"
+
+/* ---- Defaults and fixed tunables ---- */
+
+#define AG_HTTP_DEF_HOST          "127.0.0.1"
+#define AG_HTTP_DEF_BACKLOG       511
+#define AG_HTTP_DEF_REQUEST_LINE  (8 * 1024)
+#define AG_HTTP_DEF_HEADER_BYTES  (16 * 1024)
+#define AG_HTTP_DEF_HEADERS       100
+#define AG_HTTP_DEF_BODY          (1024 * 1024)
+#define AG_HTTP_DEF_CONNECTIONS   1024
+#define AG_HTTP_DEF_PIPELINE      32
+#define AG_HTTP_DEF_HEADER_TMO_MS 10000
+#define AG_HTTP_DEF_BODY_TMO_MS   30000
+#define AG_HTTP_DEF_IDLE_TMO_MS   60000
+
+#define AG_HTTP_READ_BUF      (64 * 1024)  /* shared read buffer of a server */
+#define AG_HTTP_WRITE_BACKLOG (256 * 1024) /* unsent bytes that pause reading */
+#define AG_HTTP_LINGER_MS     2000         /* reading after our FIN, before close */
+#define AG_HTTP_POOL_BLOCK    4096         /* first block of a request pool */
+
+#define AG_HTTP_SERVER_MAGIC 0x48535256u /* "HSRV" */
+#define AG_HTTP_CONN_MAGIC   0x48434f4eu /* "HCON" */
+#define AG_HTTP_REQ_MAGIC    0x48524551u /* "HREQ" */
+
+/* Problem types of the answers the server writes itself (RFC 9457). */
+#define AG_HTTP_PROBLEM_MAP(X)                                                                     \
+    X(400, "bad-request")                                                                          \
+    X(408, "request-timeout")                                                                      \
+    X(413, "payload-too-large")                                                                    \
+    X(414, "uri-too-long")                                                                         \
+    X(431, "request-header-fields-too-large")                                                      \
+    X(501, "not-implemented")                                                                      \
+    X(503, "service-unavailable")                                                                  \
+    X(505, "http-version-not-supported")
+
+struct ag_http_server {
+    uint32_t magic;
+    uv_loop_t *loop;                   /* borrowed */
+    uv_tcp_t listener;                 /* closed by ag_http_server_stop */
+    uv_timer_t drain_timer;            /* forced close at the end of a stop */
+    struct ag_http_server_config cfg;  /* copy with defaults applied */
+    char *host;                        /* owned copy of cfg.host */
+    int port;                          /* bound port */
+    struct ag_http_server_stats stats; /* counters, see the public header */
+    struct ag_http_conn *conns;        /* connections whose handles are open */
+    struct ag_http_conn *zombies;      /* closed, kept by orphaned requests */
+    uint64_t next_req_id;              /* last request id handed out */
+    char *rbuf;                        /* read buffer shared by all connections */
+    bool stopping;                     /* ag_http_server_stop was called */
+    bool listener_closed;              /* its close callback ran */
+    bool drain_started;                /* drain_timer initialised */
+    bool stop_finishing;               /* drain_timer being closed */
+    bool stopped;                      /* stopped callback ran */
+    ag_http_stopped_fn stopped_cb;
+    void *stopped_udata;
+};
+
+/* One response header added by ag_http_resp_header (pool memory). */
+struct ag_http_resp_hdr {
+    struct ag_http_resp_hdr *next;
+    struct ag_str name;
+    struct ag_str value;
+};
+
+/* Server-private part of a request; lives at the start of the request pool
+ * and 'req.priv' points back to it. */
+struct ag_http_sreq {
+    struct ag_http_req req;         /* public part */
+    uint32_t magic;                 /* AG_HTTP_REQ_MAGIC */
+    struct ag_http_conn *conn;      /* owner; holds a reference on it */
+    struct ag_http_sreq *next;      /* response queue of the connection */
+    struct ag_buf body;             /* request body being received */
+    struct ag_http_resp_hdr *hdrs;  /* response headers in order */
+    struct ag_http_resp_hdr **tail; /* where the next header goes */
+    size_t hdrs_len;                /* bytes 'hdrs' take on the wire */
+    const char *ctype;              /* response Content-Type or NULL */
+    const char *resp_body;          /* response body (pool or owned_body) */
+    size_t resp_len;                /* its length (the Content-Length) */
+    char *owned_body;               /* body taken by ag_http_send_take */
+    uv_write_t wreq;                /* the one write of the response */
+    bool internal;                  /* error answer written by the server */
+    bool need_continue;             /* 100 Continue still to be sent */
+    bool answered;                  /* ag_http_send* was called */
+    bool orphan;                    /* connection closed before the answer */
+    bool completed;                 /* on_complete was called */
+};
+
+/* Which deadline the connection timer currently measures. */
+enum ag_http_conn_timer {
+    AG_HTTP_CT_NONE = 0, /* waiting for a handler: no deadline */
+    AG_HTTP_CT_HEADER,   /* whole request head, fixed from its start */
+    AG_HTTP_CT_BODY,     /* whole request body, fixed from the end of the head */
+    AG_HTTP_CT_IDLE,     /* keep-alive idle between requests */
+    AG_HTTP_CT_SEND,     /* no write progress (client not reading) */
+    AG_HTTP_CT_LINGER,   /* draining the client after our FIN */
+};
+
+/* Byte-level screen of a request head, run before http-parser sees it. */
+struct ag_http_scan {
+    size_t total;    /* head bytes so far (leading empty lines excluded) */
+    size_t line_len; /* bytes of the current line, without CR LF */
+    size_t nlines;   /* lines completed; 0 while on the request line */
+    bool started;    /* first byte of the request line seen */
+    bool cr;         /* previous byte was CR */
+    bool in_name;    /* current header line has not reached its colon */
+    bool done;       /* empty line seen: the head is complete */
+};
+
+/* Offsets of one header inside the connection's head buffer. */
+struct ag_http_hofs {
+    size_t name_off;
+    size_t name_len;
+    size_t value_off;
+    size_t value_len;
+};
+
+struct ag_http_conn {
+    uint32_t magic;
+    uv_tcp_t tcp;
+    uv_timer_t timer;                     /* the one timer of the connection */
+    uv_shutdown_t shutdown_req;           /* graceful close */
+    uv_write_t cont_wreq;                 /* "100 Continue" write */
+    struct ag_http_server *srv;           /* NULL once the server was freed */
+    struct ag_http_conn *prev;            /* in srv->conns or srv->zombies */
+    struct ag_http_conn *next;
+    http_parser parser;
+    unsigned refs;                        /* 1 for the handles + 1 per request */
+    unsigned handles_open;                /* tcp and timer until closed */
+    unsigned writes_in_flight;            /* uv_write calls not yet called back */
+    struct ag_http_scan scan;             /* screen of the head being received */
+    struct ag_buf head;                   /* target and header bytes of that head */
+    struct ag_http_hofs *hofs;            /* headers found in 'head' */
+    size_t nhofs;
+    size_t hofs_cap;
+    size_t url_len;                       /* target bytes at the start of 'head' */
+    int last_cb;                          /* 1 after a field, 2 after a value */
+    int err_status;                       /* answer chosen inside a parser callback */
+    const char *err_detail;               /* its detail (static string) */
+    struct ag_http_sreq *cur;             /* request whose body is being read */
+    struct ag_http_sreq *qhead;           /* dispatched, not yet written, in order */
+    struct ag_http_sreq *qtail;
+    size_t nqueued;
+    struct ag_buf pending;                /* bytes read but not parsed yet (paused) */
+    enum ag_http_conn_timer tkind;        /* what 'timer' measures */
+    bool timer_force;                     /* restart the timer even if 'tkind' stays */
+    bool head_started;                    /* a request head is being awaited */
+    bool body_phase;                      /* head complete, body being read */
+    bool reading;                         /* uv_read_start is active */
+    bool in_process;                      /* inside conn_process */
+    bool in_flush;                        /* inside conn_flush */
+    bool dead;                            /* no further request will be parsed */
+    bool shutting;                        /* shutdown requested (last write queued) */
+    bool linger;                          /* shutdown done, discarding input */
+    bool peer_eof;                        /* client half-closed */
+    bool closing;                         /* uv_close called */
+    bool counted;                         /* counted in connections_active */
+    bool cont_busy;                       /* cont_wreq in flight */
+    bool zombie;                          /* in srv->zombies */
+    char remote_addr[INET6_ADDRSTRLEN];
+};
+
+/* http_conn.c */
+void ag__http_conn_accept(struct ag_http_server *srv);
+void ag__http_conn_stop(struct ag_http_conn *conn);
+void ag__http_conn_close(struct ag_http_conn *conn);
+void ag__http_conn_answered(struct ag_http_sreq *r);
+void ag__http_sreq_complete(struct ag_http_sreq *r);
+void ag__http_sreq_free(struct ag_http_sreq *r);
+
+/* http_server.c */
+void ag__http_server_check_stopped(struct ag_http_server *srv);
+/* Build the response head of 'r' in its pool; fill 'bufs' (head, then body
+ * when it is sent) and return how many are used (1 or 2). */
+unsigned ag__http_resp_build(struct ag_http_sreq *r, uv_buf_t bufs[2]);
+/* problem+json body for a server-written answer, in 'pool'. */
+char *ag__http_problem_body(struct ag_pool *pool, int status, const char *detail,
+                            size_t *out_len);
+
+#endif /* AG_HTTP_SERVER_INT_H */

@@ -1,0 +1,741 @@
+/* SPDX-License-Identifier: MIT */
+/* The service chassis: configuration, logging, metrics, store, HTTP server
+ * and middleware (request id, trace context, access log, metrics), built-in
+ * /health, /ready and /metrics, signals and graceful shutdown. */
+#include "agora/base.h"
+#include "agora/service.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agora/buf.h"
+#include "agora/err.h"
+#include "agora/log.h"
+#include "agora/time.h"
+#include "agora/trace.h"
+#include "agora/uuid.h"
+
+#define SERVICE_MAGIC     0x53525643u
+#define MAX_QUERY_PARAMS  64
+#define MAX_REQUEST_ID    128
+#define JSON_CONTENT_TYPE "application/json"
+#define PROBLEM_TYPE      "application/problem+json"
+
+struct ag_service {
+    uint32_t magic;
+    struct ag_service_config cfg;
+    struct ag_service_settings settings;
+    struct ag_config_key *base_keys; /* copy of BASE_KEYS with the port default patched */
+    char port_default[16];
+    uv_loop_t loop;
+    struct ag_store *store;
+    struct ag_metrics *metrics;
+    struct ag_metric *m_requests;
+    struct ag_metric *m_duration;
+    struct ag_metric *m_inflight;
+    struct ag_router *router;
+    struct ag_http_server *server;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    bool loop_ready;
+    bool stopping;
+    bool stopped_clean;
+    int64_t inflight;
+};
+
+/* Per-request state of the middleware, in the request pool. */
+struct req_ctx {
+    struct ag_service *svc;
+    struct ag_route_match match;
+    struct ag_trace_ctx trace;
+    char request_id[MAX_REQUEST_ID + 1];
+    struct ag_query query;
+    bool query_parsed;
+};
+
+/* ---- Settings table ---- */
+
+#define OFF(f) offsetof(struct ag_service_settings, f)
+static const struct ag_config_key BASE_KEYS[] = {
+    { "AGORA_HTTP_HOST", AG_CONFIG_STRING, "127.0.0.1", OFF(http_host), 0, 0, NULL,
+      "address to listen on" },
+    { "AGORA_HTTP_PORT", AG_CONFIG_INT, "8080", OFF(http_port), 0, 65535, NULL,
+      "TCP port to listen on (0: any free port)" },
+    { "AGORA_INSTANCE_ID", AG_CONFIG_STRING, "", OFF(instance_id), 0, 0, NULL,
+      "instance name in logs and the registry (default <service>-<pid>)" },
+    { "AGORA_LOG_LEVEL", AG_CONFIG_ENUM, "info", OFF(log_level), 0, 0, "debug|info|warn|error|off",
+      "lowest level logged" },
+    { "AGORA_ACCESS_LOG", AG_CONFIG_BOOL, "true", OFF(access_log), 0, 0, NULL,
+      "log one line per request" },
+    { "AGORA_DATA_DIR", AG_CONFIG_STRING, "./var", OFF(data_dir), 0, 0, NULL,
+      "directory for databases" },
+    { "AGORA_DB_PATH", AG_CONFIG_STRING, "", OFF(db_path), 0, 0, NULL,
+      "SQLite database file (default <data dir>/<service>.db)" },
+    { "AGORA_DURABILITY", AG_CONFIG_ENUM, "full", OFF(durability), 0, 0, "full|normal",
+      "full: fsync every commit; normal: may lose the last commits on power loss" },
+    { "AGORA_HTTP_MAX_BODY", AG_CONFIG_SIZE, "1MiB", OFF(max_body), 0, 64 << 20, NULL,
+      "largest request body accepted (413 past it)" },
+    { "AGORA_HTTP_MAX_CONNECTIONS", AG_CONFIG_INT, "1024", OFF(max_connections), 1, 100000, NULL,
+      "concurrent connections (503 past it)" },
+    { "AGORA_HTTP_HEADER_TIMEOUT", AG_CONFIG_DURATION, "10s", OFF(header_timeout_ms), 1, 3600000,
+      NULL, "time allowed to receive a request head (408)" },
+    { "AGORA_HTTP_BODY_TIMEOUT", AG_CONFIG_DURATION, "30s", OFF(body_timeout_ms), 1, 3600000, NULL,
+      "time allowed to receive a request body (408)" },
+    { "AGORA_HTTP_IDLE_TIMEOUT", AG_CONFIG_DURATION, "60s", OFF(idle_timeout_ms), 1, 3600000, NULL,
+      "keep-alive connections idle longer are closed" },
+    { "AGORA_SHUTDOWN_TIMEOUT", AG_CONFIG_DURATION, "10s", OFF(shutdown_timeout_ms), 1, 600000,
+      NULL, "bound on finishing in-flight requests at shutdown" },
+};
+#undef OFF
+
+/* ---- Helpers ---- */
+
+static struct req_ctx *
+ctx_of(const struct ag_http_req *req)
+{
+    return req->ctx;
+}
+
+static int
+mkdir_p(const char *path)
+{
+    char tmp[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof(tmp))
+        return AG_EINVAL;
+    memcpy(tmp, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (tmp[i] == '/' || tmp[i] == '\0') {
+            char c = tmp[i];
+            tmp[i] = '\0';
+            if (mkdir(tmp, 0750) == -1 && errno != EEXIST)
+                return AG_EIO;
+            tmp[i] = c;
+        }
+    }
+    return 0;
+}
+
+static bool
+is_valid_request_id(struct ag_str s)
+{
+    if (s.len == 0 || s.len > MAX_REQUEST_ID)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.' || c == ':';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static const char *
+method_label(const struct ag_http_req *req)
+{
+    switch (req->method) {
+    case AG_HTTP_GET: return "GET";
+    case AG_HTTP_HEAD: return "HEAD";
+    case AG_HTTP_POST: return "POST";
+    case AG_HTTP_PUT: return "PUT";
+    case AG_HTTP_PATCH: return "PATCH";
+    case AG_HTTP_DELETE: return "DELETE";
+    case AG_HTTP_OPTIONS: return "OPTIONS";
+    case AG_HTTP_OTHER: break;
+    }
+    return "OTHER";
+}
+
+/* ---- Responses ---- */
+
+void
+ag_send_json(struct ag_http_req *req, int status, json_t *body)
+{
+    if (body == NULL) {
+        ag_http_send(req, status, NULL, NULL, 0);
+        return;
+    }
+    struct ag_buf buf = AG_BUF_INIT(0);
+    int rc = ag_json_dump(body, &buf);
+    json_decref(body);
+    if (rc != 0) {
+        ag_buf_release(&buf);
+        ag_http_send(req, 500, NULL, NULL, 0);
+        return;
+    }
+    size_t len;
+    char *p = ag_buf_detach(&buf, &len);
+    ag_http_send_take(req, status, JSON_CONTENT_TYPE, p, len);
+}
+
+static void
+send_problem_json(struct ag_http_req *req, json_t *problem)
+{
+    struct req_ctx *ctx = ctx_of(req);
+    int status = (int)json_integer_value(json_object_get(problem, "status"));
+    json_object_set_new(problem, "instance", json_stringn(req->path.ptr, req->path.len));
+    if (ctx != NULL)
+        json_object_set_new(problem, "request_id", json_string(ctx->request_id));
+    struct ag_buf buf = AG_BUF_INIT(0);
+    int rc = ag_json_dump(problem, &buf);
+    json_decref(problem);
+    if (rc != 0) {
+        ag_buf_release(&buf);
+        ag_http_send(req, 500, NULL, NULL, 0);
+        return;
+    }
+    size_t len;
+    char *p = ag_buf_detach(&buf, &len);
+    ag_http_send_take(req, status, PROBLEM_TYPE, p, len);
+}
+
+void
+ag_send_problem(struct ag_http_req *req, int status, const char *slug, const char *title,
+                const char *detail_fmt, ...)
+{
+    char detail[512];
+    detail[0] = '\0';
+    if (detail_fmt != NULL) {
+        va_list ap;
+        va_start(ap, detail_fmt);
+        vsnprintf(detail, sizeof(detail), detail_fmt, ap);
+        va_end(ap);
+    }
+    json_t *p = ag_problem_new(status, slug, title, detail_fmt ? detail : NULL);
+    send_problem_json(req, p);
+}
+
+void
+ag_send_invalid(struct ag_http_req *req, const struct ag_valid *v)
+{
+    json_t *p = ag_problem_new(422, "validation", "Validation Failed",
+                               "the request body has invalid fields; see errors");
+    ag_problem_set_errors(p, v);
+    send_problem_json(req, p);
+}
+
+void
+ag_send_error(struct ag_http_req *req, int err, const char *detail)
+{
+    int status = ag_err_http_status(err);
+    const char *slug;
+    const char *title;
+    switch (status) {
+    case 400: slug = "bad-request", title = "Bad Request"; break;
+    case 401: slug = "unauthorized", title = "Unauthorized"; break;
+    case 403: slug = "forbidden", title = "Forbidden"; break;
+    case 404: slug = "not-found", title = "Not Found"; break;
+    case 409: slug = "conflict", title = "Conflict"; break;
+    case 412: slug = "precondition-failed", title = "Precondition Failed"; break;
+    case 413: slug = "payload-too-large", title = "Payload Too Large"; break;
+    case 422: slug = "validation", title = "Unprocessable Content"; break;
+    case 503: slug = "unavailable", title = "Service Unavailable"; break;
+    case 504: slug = "timeout", title = "Gateway Timeout"; break;
+    default: slug = "internal", title = "Internal Server Error"; break;
+    }
+    ag_send_problem(req, status, slug, title, "%s", detail ? detail : ag_strerror(err));
+}
+
+void
+ag_send_no_content(struct ag_http_req *req)
+{
+    ag_http_send(req, 204, NULL, NULL, 0);
+}
+
+/* ---- Request helpers ---- */
+
+const char *
+ag_req_id(const struct ag_http_req *req)
+{
+    struct req_ctx *ctx = ctx_of(req);
+    return ctx ? ctx->request_id : "";
+}
+
+const char *
+ag_req_trace_id(const struct ag_http_req *req)
+{
+    struct req_ctx *ctx = ctx_of(req);
+    return ctx ? ctx->trace.trace_id : "";
+}
+
+const char *
+ag_req_param(struct ag_http_req *req, const char *name)
+{
+    struct req_ctx *ctx = ctx_of(req);
+    if (ctx == NULL)
+        return NULL;
+    for (size_t i = 0; i < ctx->match.nparams; i++) {
+        if (!ag_str_eq_cstr(ctx->match.names[i], name))
+            continue;
+        struct ag_str raw = ctx->match.values[i];
+        char *out = ag_pool_alloc(req->pool, raw.len + 1);
+        if (ag_str_percent_decode(raw, false, out) < 0)
+            return NULL;
+        return out;
+    }
+    return NULL;
+}
+
+const struct ag_query *
+ag_req_query(struct ag_http_req *req)
+{
+    struct req_ctx *ctx = ctx_of(req);
+    if (!ctx->query_parsed) {
+        int rc = ag_query_parse(req->pool, req->query, MAX_QUERY_PARAMS, &ctx->query);
+        if (rc == AG_ETOOBIG) {
+            ag_send_problem(req, 400, "bad-query", "Bad Request",
+                            "too many query parameters (at most %d)", MAX_QUERY_PARAMS);
+            return NULL;
+        }
+        if (rc != 0) {
+            ag_send_problem(req, 400, "bad-query", "Bad Request",
+                            "malformed percent-encoding in the query");
+            return NULL;
+        }
+        ctx->query_parsed = true;
+    }
+    return &ctx->query;
+}
+
+static void
+json_cleanup(void *arg)
+{
+    json_decref(arg);
+}
+
+json_t *
+ag_req_json(struct ag_http_req *req)
+{
+    struct ag_str ct = ag_http_req_header(req, "Content-Type");
+    const char *semi = ct.len ? memchr(ct.ptr, ';', ct.len) : NULL;
+    struct ag_str mt = ag_str_trim(semi ? ag_str_make(ct.ptr, (size_t)(semi - ct.ptr)) : ct);
+    bool json_suffix = mt.len > 17 && ag_str_has_prefix(mt, "application/") &&
+                       ag_str_case_eq_cstr(ag_str_make(mt.ptr + mt.len - 5, 5), "+json");
+    if (!ag_str_case_eq_cstr(mt, "application/json") && !json_suffix) {
+        ag_send_problem(req, 415, "unsupported-media-type", "Unsupported Media Type",
+                        "the body must be application/json");
+        return NULL;
+    }
+    char err[160];
+    json_t *root =
+        ag_json_parse(req->body.ptr ? req->body.ptr : "", req->body.len, err, sizeof(err));
+    if (root == NULL) {
+        ag_send_problem(req, 400, "malformed-json", "Bad Request", "malformed JSON: %s", err);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        ag_send_problem(req, 400, "malformed-json", "Bad Request",
+                        "the body must be a JSON object");
+        return NULL;
+    }
+    ag_pool_cleanup_add(req->pool, json_cleanup, root);
+    return root;
+}
+
+/* ---- Built-in endpoints ---- */
+
+static void
+handle_health(struct ag_http_req *req, void *udata)
+{
+    struct ag_service *svc = udata;
+    ag_send_json(req, 200,
+                 json_pack("{s:s, s:s, s:s, s:s}", "status", "ok", "service", svc->cfg.name,
+                           "instance", svc->settings.instance_id, "version", svc->cfg.version));
+}
+
+static void
+handle_ready(struct ag_http_req *req, void *udata)
+{
+    struct ag_service *svc = udata;
+    json_t *checks = json_object();
+    bool ready = !svc->stopping;
+    if (svc->store != NULL) {
+        int rc = ag_store_ping(svc->store);
+        json_object_set_new(checks, "database", json_string(rc == 0 ? "ok" : ag_strerror(rc)));
+        ready = ready && rc == 0;
+    }
+    if (svc->cfg.ready_check != NULL) {
+        int rc = svc->cfg.ready_check(svc, svc->cfg.udata);
+        json_object_set_new(checks, "service", json_string(rc == 0 ? "ok" : ag_strerror(rc)));
+        ready = ready && rc == 0;
+    }
+    if (svc->stopping)
+        json_object_set_new(checks, "lifecycle", json_string("stopping"));
+    ag_send_json(
+        req, ready ? 200 : 503,
+        json_pack("{s:s, s:o}", "status", ready ? "ready" : "unavailable", "checks", checks));
+}
+
+static void
+handle_metrics(struct ag_http_req *req, void *udata)
+{
+    struct ag_service *svc = udata;
+    struct ag_buf buf = AG_BUF_INIT(0);
+    if (ag_metrics_render(svc->metrics, &buf) != 0) {
+        ag_buf_release(&buf);
+        ag_send_error(req, AG_EINTERNAL, "cannot render metrics");
+        return;
+    }
+    size_t len;
+    char *p = ag_buf_detach(&buf, &len);
+    ag_http_send_take(req, 200, "text/plain; version=0.0.4; charset=utf-8", p, len);
+}
+
+static const struct ag_route BUILTIN_ROUTES[] = {
+    { "GET", "/health", handle_health, AG_ROLE_INTERNAL },
+    { "GET", "/ready", handle_ready, AG_ROLE_INTERNAL },
+    { "GET", "/metrics", handle_metrics, AG_ROLE_INTERNAL },
+};
+
+/* ---- Middleware ---- */
+
+static void
+dispatch(struct ag_http_req *req, void *udata)
+{
+    struct ag_service *svc = udata;
+    struct req_ctx *ctx = ag_pool_calloc(req->pool, sizeof(*ctx));
+    ctx->svc = svc;
+    req->ctx = ctx;
+    svc->inflight++;
+
+    struct ag_str rid = ag_http_req_header(req, "X-Request-ID");
+    if (is_valid_request_id(rid)) {
+        memcpy(ctx->request_id, rid.ptr, rid.len);
+        ctx->request_id[rid.len] = '\0';
+    } else {
+        ag_uuid7(ctx->request_id);
+    }
+    ag_trace_start(ag_http_req_header(req, "traceparent"), &ctx->trace);
+    ag_log_set_context(ctx->request_id, ctx->trace.trace_id);
+    ag_http_resp_header(req, "X-Request-ID", ctx->request_id);
+    char tp[AG_TRACEPARENT_LEN + 1];
+    ag_trace_format(&ctx->trace, tp);
+    ag_http_resp_header(req, "traceresponse", tp);
+
+    enum ag_router_status st =
+        ag_router_match(svc->router, req->method_name, req->path, &ctx->match);
+    if (st == AG_ROUTER_FOUND) {
+        req->route = (void *)ctx->match.route;
+        req->route_id = ctx->match.route->pattern;
+        ctx->match.route->fn(req, ctx->match.udata);
+    } else if (st == AG_ROUTER_METHOD_NOT_ALLOWED) {
+        req->route_id = "unmatched";
+        ag_http_resp_header(req, "Allow", ctx->match.allow);
+        if (req->method == AG_HTTP_OPTIONS)
+            ag_http_send(req, 204, NULL, NULL, 0);
+        else
+            ag_send_problem(req, 405, "method-not-allowed", "Method Not Allowed",
+                            "%.*s is not allowed here; allowed: %s", AG_STR_FMT(req->method_name),
+                            ctx->match.allow);
+    } else {
+        req->route_id = "unmatched";
+        ag_send_problem(req, 404, "not-found", "Not Found", "no resource at this path");
+    }
+    ag_log_set_context(NULL, NULL);
+}
+
+static void
+on_complete(struct ag_http_req *req, void *udata)
+{
+    struct ag_service *svc = udata;
+    struct req_ctx *ctx = ctx_of(req);
+    svc->inflight--;
+    double secs = (double)(ag_time_mono_ns() - req->start_ns) / 1e9;
+    const char *route = req->route_id ? req->route_id : "unmatched";
+    char status[8];
+    snprintf(status, sizeof(status), "%d", req->status);
+    const char *labels[] = { route, method_label(req), status };
+    ag_counter_add(svc->m_requests, labels, 1);
+    const char *hlabels[] = { route };
+    ag_histogram_observe(svc->m_duration, hlabels, secs);
+    if (svc->settings.access_log && ag_log_enabled(AG_LOG_INFO)) {
+        ag_log_set_context(ctx ? ctx->request_id : NULL, ctx ? ctx->trace.trace_id : NULL);
+        json_t *f = json_pack("{s:s%, s:s%, s:s, s:i, s:I, s:I, s:s}", "method",
+                              req->method_name.ptr, req->method_name.len, "path", req->path.ptr,
+                              req->path.len, "route", route, "status", req->status, "duration_ms",
+                              secs * 1000.0, "bytes", (json_int_t)req->resp_bytes, "remote",
+                              req->remote_addr ? req->remote_addr : "");
+        ag_log_json(AG_LOG_INFO, "http", "request", f);
+        json_decref(f);
+        ag_log_set_context(NULL, NULL);
+    }
+}
+
+static void
+collect(struct ag_metrics *reg, void *udata)
+{
+    AG_UNUSED(reg);
+    struct ag_service *svc = udata;
+    ag_gauge_set(svc->m_inflight, NULL, (double)svc->inflight);
+}
+
+/* ---- Lifecycle ---- */
+
+int
+ag_service_exit_code(int init_rc)
+{
+    if (init_rc == 0)
+        return 0;
+    return init_rc == AG_ECONFIG ? 2 : 1;
+}
+
+static void
+print_usage(const struct ag_service *svc)
+{
+    printf("%s %s: settings (environment variables, or KEY=VALUE lines in the file named "
+           "by AGORA_CONFIG_FILE)\n\n",
+           svc->cfg.name, svc->cfg.version);
+    ag_config_usage(svc->base_keys, AG_ARRAY_SIZE(BASE_KEYS), stdout);
+    if (svc->cfg.nkeys)
+        ag_config_usage(svc->cfg.keys, svc->cfg.nkeys, stdout);
+}
+
+int
+ag_service_init(struct ag_service **out_svc, int argc, char **argv,
+                const struct ag_service_config *cfg)
+{
+    if (cfg == NULL || cfg->name == NULL)
+        AG_BUG("service config needs a name");
+    struct ag_service *svc = ag_calloc(1, sizeof(*svc));
+    svc->magic = SERVICE_MAGIC;
+    svc->cfg = *cfg;
+    if (svc->cfg.version == NULL)
+        svc->cfg.version = "0.1.0";
+    snprintf(svc->port_default, sizeof(svc->port_default), "%d",
+             cfg->default_port ? cfg->default_port : 8080);
+    svc->base_keys = ag_malloc(sizeof(BASE_KEYS));
+    memcpy(svc->base_keys, BASE_KEYS, sizeof(BASE_KEYS));
+    for (size_t i = 0; i < AG_ARRAY_SIZE(BASE_KEYS); i++) {
+        if (strcmp(svc->base_keys[i].name, "AGORA_HTTP_PORT") == 0)
+            svc->base_keys[i].def = svc->port_default;
+    }
+    *out_svc = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_usage(svc);
+            ag_free(svc->base_keys);
+            ag_free(svc);
+            return 1;
+        }
+    }
+
+    char err[256];
+    int rc =
+        ag_config_load(svc->base_keys, AG_ARRAY_SIZE(BASE_KEYS), &svc->settings, err, sizeof(err));
+    if (rc == 0 && cfg->nkeys)
+        rc = ag_config_load(cfg->keys, cfg->nkeys, cfg->settings, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "config: %s\n", err);
+        ag_service_free(svc);
+        return AG_ECONFIG;
+    }
+    if (svc->settings.instance_id[0] == '\0') {
+        ag_free(svc->settings.instance_id);
+        svc->settings.instance_id = ag_asprintf("%s-%d", cfg->name, (int)getpid());
+    }
+    enum ag_log_level level = AG_LOG_INFO;
+    ag_log_parse_level(svc->settings.log_level, &level);
+    ag_log_init(cfg->name, svc->settings.instance_id, level);
+
+    if (uv_loop_init(&svc->loop) != 0)
+        AG_BUG("uv_loop_init failed");
+    svc->loop_ready = true;
+    svc->metrics = ag_metrics_new();
+    ag_metrics_add_process(svc->metrics);
+    static const char *const req_labels[] = { "route", "method", "status" };
+    static const char *const route_labels[] = { "route" };
+    svc->m_requests =
+        ag_metrics_counter(svc->metrics, "http_requests_total",
+                           "HTTP requests answered, by route, method and status", req_labels, 3);
+    svc->m_duration = ag_metrics_histogram(svc->metrics, "http_request_duration_seconds",
+                                           "Time from request head to response, by route",
+                                           route_labels, 1, NULL, 0);
+    svc->m_inflight = ag_metrics_gauge(svc->metrics, "http_requests_in_flight",
+                                       "Requests being handled", NULL, 0);
+    ag_metrics_on_collect(svc->metrics, collect, svc);
+    svc->router = ag_router_new();
+    ag_router_add_table(svc->router, BUILTIN_ROUTES, AG_ARRAY_SIZE(BUILTIN_ROUTES), svc);
+
+    if (cfg->migrations != NULL) {
+        if (svc->settings.db_path[0] == '\0') {
+            ag_free(svc->settings.db_path);
+            svc->settings.db_path = ag_asprintf("%s/%s.db", svc->settings.data_dir, cfg->name);
+            if (mkdir_p(svc->settings.data_dir) != 0) {
+                AG_LOGE("service", "cannot create data directory '%s': %s", svc->settings.data_dir,
+                        strerror(errno));
+                ag_service_free(svc);
+                return AG_EIO;
+            }
+        }
+        struct ag_store_config scfg = {
+            .path = svc->settings.db_path,
+            .durability =
+                strcmp(svc->settings.durability, "normal") == 0 ? AG_STORE_NORMAL : AG_STORE_FULL,
+            .migrations = cfg->migrations,
+            .nmigrations = cfg->nmigrations,
+            .errbuf = err,
+            .errbuf_len = sizeof(err),
+        };
+        err[0] = '\0';
+        rc = ag_store_open(&scfg, &svc->store);
+        if (rc != 0) {
+            AG_LOGE("service", "cannot open database '%s': %s", svc->settings.db_path,
+                    err[0] ? err : ag_strerror(rc));
+            ag_service_free(svc);
+            return rc;
+        }
+    }
+    *out_svc = svc;
+    return 0;
+}
+
+int
+ag_service_routes(struct ag_service *svc, const struct ag_route *routes, size_t n, void *udata)
+{
+    AG_CHECK_MAGIC(svc, SERVICE_MAGIC);
+    int rc = ag_router_add_table(svc->router, routes, n, udata);
+    if (rc != 0)
+        AG_LOGE("service", "cannot register routes: %s", ag_strerror(rc));
+    return rc;
+}
+
+static void
+on_server_stopped(struct ag_http_server *srv, void *udata)
+{
+    AG_UNUSED(srv);
+    struct ag_service *svc = udata;
+    AG_LOGI("service", "drained; stopping");
+    if (svc->cfg.on_stop != NULL)
+        svc->cfg.on_stop(svc, svc->cfg.udata);
+    uv_close((uv_handle_t *)&svc->sigterm, NULL);
+    uv_close((uv_handle_t *)&svc->sigint, NULL);
+    svc->stopped_clean = true;
+}
+
+static void
+on_signal(uv_signal_t *handle, int signum)
+{
+    struct ag_service *svc = handle->data;
+    if (svc->stopping) {
+        AG_LOGW("service", "second signal %d during shutdown; exiting now", signum);
+        _exit(1);
+    }
+    svc->stopping = true;
+    AG_LOGI("service", "signal %d: stopping (drain up to %llu ms)", signum,
+            (unsigned long long)svc->settings.shutdown_timeout_ms);
+    ag_http_server_stop(svc->server, svc->settings.shutdown_timeout_ms, on_server_stopped, svc);
+}
+
+int
+ag_service_run(struct ag_service *svc)
+{
+    AG_CHECK_MAGIC(svc, SERVICE_MAGIC);
+    signal(SIGPIPE, SIG_IGN);
+    if (svc->cfg.on_start != NULL) {
+        int rc = svc->cfg.on_start(svc, svc->cfg.udata);
+        if (rc != 0) {
+            AG_LOGE("service", "start failed: %s", ag_strerror(rc));
+            return 1;
+        }
+    }
+    struct ag_http_server_config hcfg = {
+        .host = svc->settings.http_host,
+        .port = (int)svc->settings.http_port,
+        .max_body_bytes = svc->settings.max_body,
+        .max_connections = svc->settings.max_connections,
+        .header_timeout_ms = svc->settings.header_timeout_ms,
+        .body_timeout_ms = svc->settings.body_timeout_ms,
+        .idle_timeout_ms = svc->settings.idle_timeout_ms,
+        .handler = dispatch,
+        .on_complete = on_complete,
+        .udata = svc,
+    };
+    int rc = ag_http_server_new(&svc->loop, &hcfg, &svc->server);
+    if (rc != 0) {
+        AG_LOGE("service", "cannot listen on %s:%lld: %s", svc->settings.http_host,
+                (long long)svc->settings.http_port, ag_strerror(rc));
+        if (svc->cfg.on_stop != NULL)
+            svc->cfg.on_stop(svc, svc->cfg.udata);
+        uv_run(&svc->loop, UV_RUN_DEFAULT);
+        return 1;
+    }
+    uv_signal_init(&svc->loop, &svc->sigterm);
+    uv_signal_init(&svc->loop, &svc->sigint);
+    svc->sigterm.data = svc;
+    svc->sigint.data = svc;
+    uv_signal_start(&svc->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&svc->sigint, on_signal, SIGINT);
+
+    json_t *f = json_pack("{s:s, s:i, s:s}", "address", svc->settings.http_host, "port",
+                          ag_http_server_port(svc->server), "version", svc->cfg.version);
+    ag_log_json(AG_LOG_INFO, "service", "listening", f);
+    json_decref(f);
+
+    uv_run(&svc->loop, UV_RUN_DEFAULT);
+    AG_LOGI("service", "stopped");
+    return svc->stopped_clean ? 0 : 1;
+}
+
+void
+ag_service_free(struct ag_service *svc)
+{
+    if (svc == NULL)
+        return;
+    ag_http_server_free(svc->server);
+    svc->server = NULL;
+    ag_store_close(svc->store);
+    svc->store = NULL;
+    ag_router_free(svc->router);
+    ag_metrics_free(svc->metrics);
+    if (svc->loop_ready && uv_loop_close(&svc->loop) != 0)
+        AG_LOGW("service", "event loop closed with handles still open");
+    ag_config_release(svc->base_keys, AG_ARRAY_SIZE(BASE_KEYS), &svc->settings);
+    if (svc->cfg.nkeys)
+        ag_config_release(svc->cfg.keys, svc->cfg.nkeys, svc->cfg.settings);
+    ag_free(svc->base_keys);
+    svc->magic = 0;
+    ag_free(svc);
+}
+
+uv_loop_t *
+ag_service_loop(struct ag_service *svc)
+{
+    return &svc->loop;
+}
+
+struct ag_store *
+ag_service_store(struct ag_service *svc)
+{
+    return svc->store;
+}
+
+struct ag_metrics *
+ag_service_metrics(struct ag_service *svc)
+{
+    return svc->metrics;
+}
+
+const struct ag_service_settings *
+ag_service_settings(const struct ag_service *svc)
+{
+    return &svc->settings;
+}
+
+const char *
+ag_service_name(const struct ag_service *svc)
+{
+    return svc->cfg.name;
+}
+
+int
+ag_service_port(const struct ag_service *svc)
+{
+    return svc->server ? ag_http_server_port(svc->server) : 0;
+}

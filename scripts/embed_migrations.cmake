@@ -1,0 +1,22 @@
+# SPDX-License-Identifier: MIT
+# Turns migrations/NNNN_name.sql files into a C table of struct ag_migration.
+# Called by agora_migrations() with OUT, NAME and FILES.
+set(body "/* Generated from the migrations directory: do not edit. */\n#include \"agora/store.h\"\n\n")
+set(entries "")
+foreach(f ${FILES})
+  get_filename_component(base ${f} NAME_WE)
+  string(REGEX MATCH "^[0-9]+" ver ${base})
+  if(NOT ver)
+    message(FATAL_ERROR "migration '${f}' must start with its version number")
+  endif()
+  math(EXPR vernum "${ver}")
+  file(READ ${f} sql)
+  string(REPLACE "\\" "\\\\" sql "${sql}")
+  string(REPLACE "\"" "\\\"" sql "${sql}")
+  string(REPLACE "\n" "\\n\"\n    \"" sql "${sql}")
+  string(APPEND entries "    { ${vernum}, \"${base}\",\n    \"${sql}\" },\n")
+endforeach()
+string(APPEND body "const struct ag_migration ${NAME}_migrations[] = {\n${entries}};\n")
+string(APPEND body "const size_t ${NAME}_nmigrations = sizeof(${NAME}_migrations) / sizeof(${NAME}_migrations[0]);\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -1,0 +1,515 @@
+/* SPDX-License-Identifier: MIT */
+/* Catalog HTTP handlers and the route table. Handlers validate with the
+ * domain, talk to store.c, and answer JSON or problem+json. */
+#include "agora/base.h"
+#include "catalog.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "agora/err.h"
+#include "agora/log.h"
+
+#define JSON_TYPE "application/json"
+
+/* ---- Helpers ---- */
+
+static void
+format_etag(int64_t version, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "\"%lld\"", (long long)version);
+}
+
+/* Does a list of entity tags ('header', as in If-Match / If-None-Match)
+ * contain the tag of 'version'? 'weak' allows W/ tags to match. */
+static bool
+etag_list_matches(struct ag_str header, int64_t version, bool weak)
+{
+    char tag[32];
+    format_etag(version, tag, sizeof(tag));
+    struct ag_str want = ag_str_from_cstr(tag);
+    size_t i = 0;
+    while (i < header.len) {
+        while (i < header.len && (header.ptr[i] == ' ' || header.ptr[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < header.len && header.ptr[i] != ',')
+            i++;
+        struct ag_str item = ag_str_trim(ag_str_make(header.ptr + start, i - start));
+        if (ag_str_eq_cstr(item, "*"))
+            return true;
+        if (ag_str_has_prefix(item, "W/")) {
+            if (!weak)
+                continue;
+            item.ptr += 2;
+            item.len -= 2;
+        }
+        if (ag_str_eq(item, want))
+            return true;
+    }
+    return false;
+}
+
+static void
+set_etag(struct ag_http_req *req, int64_t version)
+{
+    char tag[32];
+    format_etag(version, tag, sizeof(tag));
+    ag_http_resp_header(req, "ETag", tag);
+}
+
+static void
+send_store_error(struct ag_http_req *req, int rc, const char *what)
+{
+    if (rc == AG_ENOENT) {
+        ag_send_problem(req, 404, "not-found", "Not Found", "no such %s", what);
+        return;
+    }
+    AG_LOGE("api", "store error on %s: %s", what, ag_strerror(rc));
+    ag_send_error(req, rc == AG_EBUSY ? AG_EBUSY : AG_EINTERNAL, NULL);
+}
+
+static bool
+query_int(struct ag_http_req *req, const struct ag_query *q, const char *name, int64_t min,
+          int64_t max, int64_t *io)
+{
+    const char *s = ag_query_get(q, name);
+    if (s == NULL)
+        return true;
+    if (ag_str_to_i64(ag_str_from_cstr(s), min, max, io) != 0) {
+        ag_send_problem(req, 400, "bad-query", "Bad Request",
+                        "query parameter '%s' must be an integer from %lld to %lld", name,
+                        (long long)min, (long long)max);
+        return false;
+    }
+    return true;
+}
+
+/* ---- Products ---- */
+
+int
+catalog_create_product(struct ag_store *store, struct catalog_product *p, struct ag_buf *doc)
+{
+    ag_uuid7(p->id);
+    ag_time_rfc3339(ag_time_unix_ms(), p->created_at);
+    memcpy(p->updated_at, p->created_at, sizeof(p->updated_at));
+    p->version = 1;
+    if (p->category != NULL) {
+        bool exists;
+        int rc = catalog_store_category_exists(store, p->category, &exists);
+        if (rc != 0)
+            return rc;
+        if (!exists)
+            return AG_ECONFLICT;
+    }
+    json_t *j = catalog_product_to_json(p);
+    struct ag_buf buf = AG_BUF_INIT(0);
+    ag_json_dump(j, &buf);
+    json_decref(j);
+    int rc = catalog_store_product_insert(store, p, ag_buf_cstr(&buf));
+    if (rc == 0 && doc != NULL)
+        ag_buf_append(doc, buf.data, buf.len);
+    ag_buf_release(&buf);
+    return rc;
+}
+
+static void
+unknown_category(struct ag_http_req *req, const char *slug)
+{
+    struct ag_valid v;
+    ag_valid_init(&v);
+    ag_valid_error(&v, "category", "unknown", "no category '%s'", slug);
+    ag_send_invalid(req, &v);
+    ag_valid_release(&v);
+}
+
+static void
+create_product(struct ag_http_req *req, void *udata)
+{
+    struct catalog *cat = udata;
+    json_t *body = ag_req_json(req);
+    if (body == NULL)
+        return;
+    struct ag_valid v;
+    ag_valid_init(&v);
+    struct catalog_product p;
+    if (!catalog_product_from_json(&v, body, &p)) {
+        ag_send_invalid(req, &v);
+        ag_valid_release(&v);
+        return;
+    }
+    ag_valid_release(&v);
+    struct ag_buf doc = AG_BUF_INIT(0);
+    int rc = catalog_create_product(cat->store, &p, &doc);
+    if (rc == 0) {
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/v1/products/%s", p.id);
+        ag_http_resp_header(req, "Location", loc);
+        set_etag(req, p.version);
+        size_t len;
+        char *data = ag_buf_detach(&doc, &len);
+        ag_http_send_take(req, 201, JSON_TYPE, data, len);
+        return;
+    }
+    ag_buf_release(&doc);
+    if (rc == AG_EEXIST)
+        ag_send_problem(req, 409, "conflict", "Conflict", "a product with sku '%s' exists", p.sku);
+    else if (rc == AG_ECONFLICT)
+        unknown_category(req, p.category);
+    else
+        send_store_error(req, rc, "product");
+}
+
+static const char *
+product_id_param(struct ag_http_req *req)
+{
+    const char *id = ag_req_param(req, "id");
+    if (id == NULL || !ag_uuid_is_valid(ag_str_from_cstr(id))) {
+        ag_send_problem(req, 404, "not-found", "Not Found", "no such product");
+        return NULL;
+    }
+    return id;
+}
+
+static void
+get_product(struct ag_http_req *req, void *udata)
+{
+    struct catalog *cat = udata;
+    const char *id = product_id_param(req);
+    if (id == NULL)
+        return;
+    char *doc;
+    size_t len;
+    int64_t version;
+    int rc = catalog_store_product_doc(cat->store, id, req->pool, &doc, &len, &version);
+    if (rc != 0) {
+        send_store_error(req, rc, "product");
+        return;
+    }
+    set_etag(req, version);
+    struct ag_str inm = ag_http_req_header(req, "If-None-Match");
+    if (inm.len > 0 && etag_list_matches(inm, version, true)) {
+        ag_http_send(req, 304, NULL, NULL, 0);
+        return;
+    }
+    ag_http_send(req, 200, JSON_TYPE, doc, len);
+}
+
+static void
+update_product(struct ag_http_req *req, void *udata)
+{
+    struct catalog *cat = udata;
+    const char *id = product_id_param(req);
+    if (id == NULL)
+        return;
+    json_t *body = ag_req_json(req);
+    if (body == NULL)
+        return;
+    struct catalog_product p;
+    int rc = catalog_store_product_get(cat->store, id, req->pool, &p);
+    if (rc != 0) {
+        send_store_error(req, rc, "product");
+        return;
+    }
+    struct ag_valid v;
+    ag_valid_init(&v);
+    int64_t body_version;
+    if (!catalog_product_patch(&v, body, &p, &body_version)) {
+        ag_send_invalid(req, &v);
+        ag_valid_release(&v);
+        return;
+    }
+    ag_valid_release(&v);
+
+    struct ag_str if_match = ag_http_req_header(req, "If-Match");
+    if (if_match.len == 0 && body_version < 0) {
+        ag_send_problem(req, 428, "precondition-required", "Precondition Required",
+                        "send If-Match with the product's ETag, or its version in the body");
+        return;
+    }
+    if ((if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) ||
+        (body_version >= 0 && body_version != p.version)) {
+        set_etag(req, p.version);
+        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
+                        "the product changed; its current version is %lld", (long long)p.version);
+        return;
+    }
+    if (p.category != NULL) {
+        bool exists;
+        rc = catalog_store_category_exists(cat->store, p.category, &exists);
+        if (rc != 0) {
+            send_store_error(req, rc, "category");
+            return;
+        }
+        if (!exists) {
+            unknown_category(req, p.category);
+            return;
+        }
+    }
+    int64_t expected = p.version;
+    p.version++;
+    ag_time_rfc3339(ag_time_unix_ms(), p.updated_at);
+    json_t *j = catalog_product_to_json(&p);
+    struct ag_buf doc = AG_BUF_INIT(0);
+    ag_json_dump(j, &doc);
+    json_decref(j);
+    rc = catalog_store_product_update(cat->store, &p, expected, ag_buf_cstr(&doc));
+    if (rc == 0) {
+        set_etag(req, p.version);
+        size_t len;
+        char *data = ag_buf_detach(&doc, &len);
+        ag_http_send_take(req, 200, JSON_TYPE, data, len);
+        return;
+    }
+    ag_buf_release(&doc);
+    if (rc == AG_EEXIST)
+        ag_send_problem(req, 409, "conflict", "Conflict", "a product with sku '%s' exists", p.sku);
+    else if (rc == AG_EPRECOND)
+        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
+                        "the product changed while it was being updated");
+    else
+        send_store_error(req, rc, "product");
+}
+
+static void
+delete_product(struct ag_http_req *req, void *udata)
+{
+    struct catalog *cat = udata;
+    const char *id = product_id_param(req);
+    if (id == NULL)
+        return;
+    int64_t expected = -1;
+    struct ag_str if_match = ag_http_req_header(req, "If-Match");
+    if (if_match.len > 0 && !ag_str_eq_cstr(ag_str_trim(if_match), "*")) {
+        char *doc;
+        size_t len;
+        int rc = catalog_store_product_doc(cat->store, id, req->pool, &doc, &len, &expected);
+        if (rc != 0) {
+            send_store_error(req, rc, "product");
+            return;
+        }
+        if (!etag_list_matches(if_match, expected, false)) {
+            ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
+                            "the product changed; its current version is %lld",
+                            (long long)expected);
+            return;
+        }
+    }
+    int rc = catalog_store_product_delete(cat->store, id, expected);
+    if (rc == 0)
+        ag_send_no_content(req);
+    else if (rc == AG_EPRECOND)
+        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
+                        "the product changed while it was being deleted");
+    else
+        send_store_error(req, rc, "product");
+}
+
+static void
+list_products(struct ag_http_req *req, void *udata)
+{
+    struct catalog *cat = udata;
+    const struct ag_query *q = ag_req_query(req);
+    if (q == NULL)
+        return;
+    struct catalog_filter f = {
+        .min_price = -1,
+        .max_price = -1,
+        .active = -1,
+        .limit = CATALOG_PAGE_DEFAULT,
+    };
+    if (!query_int(req, q, "limit", 1, CATALOG_PAGE_MAX, &f.limit) ||
+        !query_int(req, q, "min_price", 0, CATALOG_PRICE_MAX, &f.min_price) ||
+        !query_int(req, q, "max_price", 0, CATALOG_PRICE_MAX, &f.max_price))
+        return;
+    const char *active = ag_query_get(q, "active");
+    if (active != NULL) {
+        if (strcmp(active, "true") == 0) {
+            f.active = 1;
+        } else if (strcmp(active, "false") == 0) {
+            f.active = 0;
+        } else {
+            ag_send_problem(req, 400, "bad-query", "Bad Request",
+                            "query parameter 'active' must be true or false");
+            return;
+        }
+    }
+    f.category = ag_query_get(q, "category");
+    if (f.category != NULL && !catalog_slug_is_valid(f.category)) {
+        ag_send_problem(req, 400, "bad-query", "Bad Request",
+                        "query parameter 'category' must be a category slug");
+        return;
+    }
+    f.currency = ag_query_get(q, "currency");
+    if (f.currency != NULL && !ag_currency_is_valid(f.currency)) {
+        ag_send_problem(req, 400, "bad-query", "Bad Request",
+                        "query parameter 'currency' must be an ISO 4217 code");
+        return;
+    }
+    const char *search = ag_query_get(q, "q");
+    struct ag_buf fts = AG_BUF_INIT(8192);
+    if (search != NULL) {
+        int terms = catalog_search_query(search, &fts);
+        if (terms < 0) {
+            ag_buf_release(&fts);
+            ag_send_problem(req, 400, "bad-query", "Bad Request",
+                            "query parameter 'q' must be valid UTF-8 of at most %d characters",
+                            CATALOG_QUERY_MAX);
+            return;
+        }
+        if (terms == 0) {
+            ag_buf_release(&fts);
+            ag_send_json(req, 200, json_pack("{s:[], s:n}", "items", "next_cursor"));
+            return;
+        }
+        f.fts = ag_buf_cstr(&fts);
+    }
+    const char *cursor = ag_query_get(q, "cursor");
+    if (cursor != NULL) {
+        struct catalog_cursor c;
+        enum catalog_cursor_kind want = f.fts ? CATALOG_CURSOR_OFFSET : CATALOG_CURSOR_KEY;
+        if (catalog_cursor_decode(cursor, &c) != 0 || c.kind != want) {
+            ag_buf_release(&fts);
+            ag_send_problem(req, 400, "bad-query", "Bad Request",
+                            "query parameter 'cursor' is not a cursor from this listing");
+            return;
+        }
+        if (c.kind == CATALOG_CURSOR_KEY)
+            f.after_id = ag_pool_strdup(req->pool, c.key);
+        else
+            f.offset = c.offset;
+    }
+
+    struct ag_buf out = AG_BUF_INIT(0);
+    ag_buf_append_cstr(&out, "{\"items\":[");
+    size_t count;
+    bool more;
+    char last_id[AG_UUID_STRLEN + 1];
+    int rc = catalog_store_product_list(cat->store, &f, &out, &count, &more, last_id);
+    ag_buf_release(&fts);
+    if (rc != 0) {
+        ag_buf_release(&out);
+        send_store_error(req, rc, "product list");
+        return;
+    }
+    ag_buf_append_cstr(&out, "],\"next_cursor\":");
+    struct catalog_cursor next = { .kind = f.fts ? CATALOG_CURSOR_OFFSET : CATALOG_CURSOR_KEY };
+    if (more && f.fts != NULL)
+        next.offset = f.offset + (int64_t)count;
+    if (more && (f.fts == NULL || next.offset <= CATALOG_SEARCH_MAX_DEPTH)) {
+        memcpy(next.key, last_id, sizeof(next.key));
+        char enc[96];
+        catalog_cursor_encode(&next, enc, sizeof(enc));
+        ag_buf_appendf(&out, "\"%s\"}", enc);
+    } else {
+        ag_buf_append_cstr(&out, "null}");
+    }
+    size_t len;
+    char *data = ag_buf_detach(&out, &len);
+    ag_http_send_take(req, 200, JSON_TYPE, data, len);
+}
+
+/* ---- Categories ---- */
+
+static void
+list_categories(struct ag_http_req *req, void *udata)
+{
+    struct catalog *cat = udata;
+    json_t *items;
+    int rc = catalog_store_category_list(cat->store, &items);
+    if (rc != 0) {
+        send_store_error(req, rc, "category list");
+        return;
+    }
+    ag_send_json(req, 200, json_pack("{s:o}", "items", items));
+}
+
+static void
+create_category(struct ag_http_req *req, void *udata)
+{
+    struct catalog *cat = udata;
+    json_t *body = ag_req_json(req);
+    if (body == NULL)
+        return;
+    struct ag_valid v;
+    ag_valid_init(&v);
+    struct catalog_category c;
+    if (!catalog_category_from_json(&v, body, &c)) {
+        ag_send_invalid(req, &v);
+        ag_valid_release(&v);
+        return;
+    }
+    ag_valid_release(&v);
+    char now[AG_RFC3339_LEN];
+    ag_time_rfc3339(ag_time_unix_ms(), now);
+    int rc = catalog_store_category_insert(cat->store, &c, now);
+    if (rc == AG_EEXIST) {
+        ag_send_problem(req, 409, "conflict", "Conflict", "category '%s' exists", c.slug);
+        return;
+    }
+    if (rc != 0) {
+        send_store_error(req, rc, "category");
+        return;
+    }
+    char loc[96];
+    snprintf(loc, sizeof(loc), "/v1/categories/%s", c.slug);
+    ag_http_resp_header(req, "Location", loc);
+    ag_send_json(req, 201, catalog_category_to_json(&c));
+}
+
+static const char *
+slug_param(struct ag_http_req *req)
+{
+    const char *slug = ag_req_param(req, "slug");
+    if (slug == NULL || !catalog_slug_is_valid(slug)) {
+        ag_send_problem(req, 404, "not-found", "Not Found", "no such category");
+        return NULL;
+    }
+    return slug;
+}
+
+static void
+get_category(struct ag_http_req *req, void *udata)
+{
+    struct catalog *cat = udata;
+    const char *slug = slug_param(req);
+    if (slug == NULL)
+        return;
+    struct catalog_category c;
+    int rc = catalog_store_category_get(cat->store, slug, req->pool, &c);
+    if (rc != 0) {
+        send_store_error(req, rc, "category");
+        return;
+    }
+    ag_send_json(req, 200, catalog_category_to_json(&c));
+}
+
+static void
+delete_category(struct ag_http_req *req, void *udata)
+{
+    struct catalog *cat = udata;
+    const char *slug = slug_param(req);
+    if (slug == NULL)
+        return;
+    int rc = catalog_store_category_delete(cat->store, slug);
+    if (rc == 0)
+        ag_send_no_content(req);
+    else if (rc == AG_ECONFLICT)
+        ag_send_problem(req, 409, "conflict", "Conflict", "products still belong to category '%s'",
+                        slug);
+    else
+        send_store_error(req, rc, "category");
+}
+
+const struct ag_route catalog_routes[] = {
+    { "GET", "/v1/products", list_products, AG_ROLE_PUBLIC },
+    { "POST", "/v1/products", create_product, AG_ROLE_ADMIN },
+    { "GET", "/v1/products/{id}", get_product, AG_ROLE_PUBLIC },
+    { "PATCH", "/v1/products/{id}", update_product, AG_ROLE_ADMIN },
+    { "DELETE", "/v1/products/{id}", delete_product, AG_ROLE_ADMIN },
+    { "GET", "/v1/categories", list_categories, AG_ROLE_PUBLIC },
+    { "POST", "/v1/categories", create_category, AG_ROLE_ADMIN },
+    { "GET", "/v1/categories/{slug}", get_category, AG_ROLE_PUBLIC },
+    { "DELETE", "/v1/categories/{slug}", delete_category, AG_ROLE_ADMIN },
+};
+const size_t catalog_nroutes = AG_ARRAY_SIZE(catalog_routes);
