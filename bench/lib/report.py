@@ -71,7 +71,8 @@ def cmd_wrk(args):
         rec = parse_wrk(f.read())
     for kv in args[1:]:
         k, _, v = kv.partition("=")
-        rec[k] = _value(v)
+        if v != "":
+            rec[k] = _value(v)
     tck = rec.get("clk_tck", 100)
     if "cpu_jiffies" in rec:
         rec["cpu_us_per_req"] = per_request_us(rec["cpu_jiffies"], tck, rec["requests"])

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "agora/err.h"
+#include "agora/time.h"
+#include "agora/uuid.h"
 
 static int on_message_begin(http_parser *p);
 static int on_url(http_parser *p, const char *at, size_t len);
@@ -91,7 +93,7 @@ void
 ag__http_sreq_complete(struct ag_http_sreq *r)
 {
     struct ag_http_server *srv = r->conn->srv;
-    if (r->completed || r->internal || srv == NULL)
+    if (r->completed || srv == NULL)
         return;
     r->completed = true;
     if (srv->cfg.on_complete != NULL)
@@ -458,14 +460,34 @@ conn_fail(struct ag_http_conn *conn, int status, const char *detail)
         srv->stats.timeouts++;
     else if (status != 503)
         srv->stats.protocol_errors++;
+    struct ag_http_sreq *r = sreq_new(conn);
+    /* Keep the path of the request being read, if any, for "instance". */
+    struct ag_str path = AG_STR_NULL;
+    r->req.start_ns = ag_time_mono_ns();
+    if (conn->cur != NULL && conn->cur != r && conn->cur->req.path.len > 0) {
+        struct ag_http_req *cur = &conn->cur->req;
+        path.len = cur->path.len;
+        path.ptr = ag_pool_strndup(r->req.pool, cur->path.ptr, path.len);
+        r->req.path = path;
+        r->req.method = cur->method;
+        r->req.method_name =
+            ag_str_make(ag_pool_strndup(r->req.pool, cur->method_name.ptr, cur->method_name.len),
+                        cur->method_name.len);
+        r->req.version_minor = cur->version_minor;
+        if (cur->start_ns != 0)
+            r->req.start_ns = cur->start_ns;
+    }
     conn_drop_partial(conn);
     conn->dead = true;
-    struct ag_http_sreq *r = sreq_new(conn);
+    char *rid = ag_pool_alloc(r->req.pool, AG_UUID_STRLEN + 1);
+    ag_uuid7(rid);
+    r->req.error_request_id = rid;
     r->internal = true;
     r->req.close_after = true;
     r->req.status = status;
+    ag_http_resp_header(&r->req, "X-Request-ID", rid);
     r->ctype = "application/problem+json";
-    r->resp_body = ag__http_problem_body(r->req.pool, status, detail, &r->resp_len);
+    r->resp_body = ag__http_problem_body(r->req.pool, status, detail, rid, path, &r->resp_len);
     r->answered = true;
     conn_enqueue(conn, r);
     conn_flush(conn);
@@ -692,10 +714,11 @@ set_target(struct ag_http_conn *conn, struct ag_http_req *req)
     struct http_parser_url u;
     http_parser_url_init(&u);
     if (t.len > UINT16_MAX || http_parser_parse_url(t.ptr, t.len, 0, &u) != 0 ||
-        !(u.field_set & (1 << UF_SCHEMA)) || !(u.field_set & (1 << UF_HOST)))
+        !(u.field_set & (1 << UF_SCHEMA)) || !(u.field_set & (1 << UF_HOST))) {
         return cb_fail(conn, 400, "the request target is not origin-form or absolute-form");
-    struct ag_str scheme = ag_str_make(t.ptr + u.field_data[UF_SCHEMA].off,
-                                       u.field_data[UF_SCHEMA].len);
+    }
+    struct ag_str scheme =
+        ag_str_make(t.ptr + u.field_data[UF_SCHEMA].off, u.field_data[UF_SCHEMA].len);
     if (!ag_str_case_eq_cstr(scheme, "http") && !ag_str_case_eq_cstr(scheme, "https"))
         return cb_fail(conn, 400, "unsupported scheme in the request target");
     if (u.field_set & ((1 << UF_FRAGMENT) | (1 << UF_USERINFO)))
@@ -810,7 +833,8 @@ on_headers_complete(http_parser *p)
     h[conn->head.len] = '\0';
     req->target = ag_str_make(h, conn->url_len);
     req->nheaders = conn->nhofs;
-    req->headers = ag_pool_alloc(req->pool, (conn->nhofs ? conn->nhofs : 1) * sizeof(*req->headers));
+    req->headers =
+        ag_pool_alloc(req->pool, (conn->nhofs ? conn->nhofs : 1) * sizeof(*req->headers));
     for (size_t i = 0; i < conn->nhofs; i++) {
         const struct ag_http_hofs *o = &conn->hofs[i];
         req->headers[i].name = ag_str_make(h + o->name_off, o->name_len);
@@ -1073,12 +1097,19 @@ ag__http_conn_accept(struct ag_http_server *srv)
 }
 
 /* Graceful stop of one connection: no new request; idle ones close now,
- * busy ones after their last response (which says Connection: close). */
+ * busy ones after their last response (which says Connection: close). A
+ * request partly received counts as busy. */
 void
 ag__http_conn_stop(struct ag_http_conn *conn)
 {
     if (conn->closing || conn->shutting)
         return;
+    if (conn->scan.started || conn->cur != NULL || conn->body_phase) {
+        /* A request is arriving: it has started, so it is finished and
+         * answered (with Connection: close, as conn_dispatch sees the server
+         * stopping); its head and body timeouts and the drain bound it. */
+        return;
+    }
     conn->dead = true;
     conn_drop_partial(conn);
     if (conn->qhead == NULL && conn->writes_in_flight == 0)

@@ -6,11 +6,14 @@
 #include "agora/base.h"
 #include "agora/http_server.h"
 
+#include <arpa/inet.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "agora/err.h"
+#include "agora/log.h"
 #include "http_server_int.h"
 
 /* Largest header size given to http-parser so far. It is a process-wide
@@ -20,9 +23,7 @@ static uint32_t parser_max_header_size;
 static void
 log_error(const char *what, const char *host, int port, int uverr)
 {
-    fprintf(stderr,
-            "{\"level\":\"error\",\"module\":\"http_server\",\"msg\":\"%s '%s:%d': %s\"}\n", what,
-            host, port, uv_strerror(uverr));
+    AG_LOGE("http", "%s '%s:%d': %s", what, host, port, uv_strerror(uverr));
 }
 
 /* ---- Lifecycle ---- */
@@ -80,9 +81,10 @@ ag_http_server_new(uv_loop_t *loop, const struct ag_http_server_config *cfg,
     if (out_srv == NULL)
         return AG_EINVAL;
     *out_srv = NULL;
-    if (loop == NULL || cfg == NULL || cfg->handler == NULL || cfg->port < 0 ||
-        cfg->port > 65535 || cfg->backlog < 0)
+    if (loop == NULL || cfg == NULL || cfg->handler == NULL || cfg->port < 0 || cfg->port > 65535 ||
+        cfg->backlog < 0) {
         return AG_EINVAL;
+    }
     struct ag_http_server *srv = ag_calloc(1, sizeof(*srv));
     srv->magic = AG_HTTP_SERVER_MAGIC;
     srv->loop = loop;
@@ -110,10 +112,11 @@ ag_http_server_new(uv_loop_t *loop, const struct ag_http_server_config *cfg,
         struct sockaddr_storage bound;
         int len = (int)sizeof(bound);
         rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
-        if (rc == 0)
-            srv->port = ntohs(bound.ss_family == AF_INET6
-                                  ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                  : ((struct sockaddr_in *)&bound)->sin_port);
+        if (rc == 0) {
+            srv->port =
+                ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+        }
     }
     if (rc != 0) {
         log_error("cannot listen on", srv->host, cfg->port, rc);
@@ -123,6 +126,13 @@ ag_http_server_new(uv_loop_t *loop, const struct ag_http_server_config *cfg,
         return AG_EIO;
     }
     srv->rbuf = ag_malloc(AG_HTTP_READ_BUF);
+    /* libuv writes with writev(): a write to a connection the client reset
+     * raises SIGPIPE, whose default action would kill the process. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGPIPE, &sa, NULL);
+    }
     size_t want = 2 * (srv->cfg.max_header_bytes + srv->cfg.max_request_line);
     want = AG_MAX(want, (size_t)80 * 1024);
     want = AG_MIN(want, (size_t)UINT32_MAX);
@@ -283,8 +293,9 @@ ag_http_resp_header(struct ag_http_req *req, const char *name, const char *value
         return AG_EINVAL;
     struct ag_str n = ag_str_from_cstr(name);
     if (ag_str_case_eq_cstr(n, "date") || ag_str_case_eq_cstr(n, "content-length") ||
-        ag_str_case_eq_cstr(n, "connection") || ag_str_case_eq_cstr(n, "transfer-encoding"))
+        ag_str_case_eq_cstr(n, "connection") || ag_str_case_eq_cstr(n, "transfer-encoding")) {
         return AG_EINVAL;
+    }
     struct ag_http_resp_hdr *h = ag_pool_alloc(req->pool, sizeof(*h));
     size_t nlen = strlen(name);
     size_t vlen = strlen(value);
@@ -437,24 +448,43 @@ problem_slug(int status)
     }
 }
 
-char *
-ag__http_problem_body(struct ag_pool *pool, int status, const char *detail, size_t *out_len)
+/* Append 's' to 'out' as JSON string content: quotes, backslashes and
+ * control characters escaped, bytes outside ASCII replaced by '?' (the
+ * server's own strings are ASCII; a hostile path need not be UTF-8). */
+static size_t
+json_escape_ascii(char *out, const char *s, size_t len)
 {
-    /* Details are the server's own strings; escape anyway to stay valid. */
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            out[n++] = '?';
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+char *
+ag__http_problem_body(struct ag_pool *pool, int status, const char *detail, const char *request_id,
+                      struct ag_str instance, size_t *out_len)
+{
     size_t dlen = detail ? strlen(detail) : 0;
     char *esc = ag_pool_alloc(pool, 2 * dlen + 1);
-    size_t n = 0;
-    for (size_t i = 0; i < dlen; i++) {
-        unsigned char c = (unsigned char)detail[i];
-        if (c == '"' || c == '\\')
-            esc[n++] = '\\';
-        esc[n++] = c < 0x20 ? ' ' : (char)c;
-    }
-    esc[n] = '\0';
+    json_escape_ascii(esc, detail ? detail : "", dlen);
+    char *inst = ag_pool_alloc(pool, 2 * instance.len + 1);
+    json_escape_ascii(inst, instance.ptr ? instance.ptr : "", instance.len);
     char *s = ag_pool_printf(pool,
                              "{\"type\":\"urn:agora:problem:%s\",\"title\":\"%s\",\"status\":%d,"
-                             "\"detail\":\"%s\"}",
-                             problem_slug(status), ag_http_reason(status), status, esc);
+                             "\"detail\":\"%s\"%s%s%s,\"request_id\":\"%s\"}",
+                             problem_slug(status), ag_http_reason(status), status, esc,
+                             instance.len ? ",\"instance\":\"" : "", inst, instance.len ? "\"" : "",
+                             request_id);
     *out_len = strlen(s);
     return s;
 }

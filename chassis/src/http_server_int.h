@@ -135,63 +135,92 @@ struct ag_http_hofs {
 struct ag_http_conn {
     uint32_t magic;
     uv_tcp_t tcp;
-    uv_timer_t timer;                     /* the one timer of the connection */
-    uv_shutdown_t shutdown_req;           /* graceful close */
-    uv_write_t cont_wreq;                 /* "100 Continue" write */
-    struct ag_http_server *srv;           /* NULL once the server was freed */
-    struct ag_http_conn *prev;            /* in srv->conns or srv->zombies */
+    uv_timer_t timer;           /* the one timer of the connection */
+    uv_shutdown_t shutdown_req; /* graceful close */
+    uv_write_t cont_wreq;       /* "100 Continue" write */
+    struct ag_http_server *srv; /* NULL once the server was freed */
+    struct ag_http_conn *prev;  /* in srv->conns or srv->zombies */
     struct ag_http_conn *next;
     http_parser parser;
-    unsigned refs;                        /* 1 for the handles + 1 per request */
-    unsigned handles_open;                /* tcp and timer until closed */
-    unsigned writes_in_flight;            /* uv_write calls not yet called back */
-    struct ag_http_scan scan;             /* screen of the head being received */
-    struct ag_buf head;                   /* target and header bytes of that head */
-    struct ag_http_hofs *hofs;            /* headers found in 'head' */
+    unsigned refs;             /* 1 for the handles + 1 per request */
+    unsigned handles_open;     /* tcp and timer until closed */
+    unsigned writes_in_flight; /* uv_write calls not yet called back */
+    struct ag_http_scan scan;  /* screen of the head being received */
+    struct ag_buf head;        /* target and header bytes of that head */
+    struct ag_http_hofs *hofs; /* headers found in 'head' */
     size_t nhofs;
     size_t hofs_cap;
-    size_t url_len;                       /* target bytes at the start of 'head' */
-    int last_cb;                          /* 1 after a field, 2 after a value */
-    int err_status;                       /* answer chosen inside a parser callback */
-    const char *err_detail;               /* its detail (static string) */
-    struct ag_http_sreq *cur;             /* request whose body is being read */
-    struct ag_http_sreq *qhead;           /* dispatched, not yet written, in order */
+    size_t url_len;             /* target bytes at the start of 'head' */
+    int last_cb;                /* 1 after a field, 2 after a value */
+    int err_status;             /* answer chosen inside a parser callback */
+    const char *err_detail;     /* its detail (static string) */
+    struct ag_http_sreq *cur;   /* request whose body is being read */
+    struct ag_http_sreq *qhead; /* dispatched, not yet written, in order */
     struct ag_http_sreq *qtail;
     size_t nqueued;
-    struct ag_buf pending;                /* bytes read but not parsed yet (paused) */
-    enum ag_http_conn_timer tkind;        /* what 'timer' measures */
-    bool timer_force;                     /* restart the timer even if 'tkind' stays */
-    bool head_started;                    /* a request head is being awaited */
-    bool body_phase;                      /* head complete, body being read */
-    bool reading;                         /* uv_read_start is active */
-    bool in_process;                      /* inside conn_process */
-    bool in_flush;                        /* inside conn_flush */
-    bool dead;                            /* no further request will be parsed */
-    bool shutting;                        /* shutdown requested (last write queued) */
-    bool linger;                          /* shutdown done, discarding input */
-    bool peer_eof;                        /* client half-closed */
-    bool closing;                         /* uv_close called */
-    bool counted;                         /* counted in connections_active */
-    bool cont_busy;                       /* cont_wreq in flight */
-    bool zombie;                          /* in srv->zombies */
+    struct ag_buf pending;         /* bytes read but not parsed yet (paused) */
+    enum ag_http_conn_timer tkind; /* what 'timer' measures */
+    bool timer_force;              /* restart the timer even if 'tkind' stays */
+    bool head_started;             /* a request head is being awaited */
+    bool body_phase;               /* head complete, body being read */
+    bool reading;                  /* uv_read_start is active */
+    bool in_process;               /* inside conn_process */
+    bool in_flush;                 /* inside conn_flush */
+    bool dead;                     /* no further request will be parsed */
+    bool shutting;                 /* shutdown requested (last write queued) */
+    bool linger;                   /* shutdown done, discarding input */
+    bool peer_eof;                 /* client half-closed */
+    bool closing;                  /* uv_close called */
+    bool counted;                  /* counted in connections_active */
+    bool cont_busy;                /* cont_wreq in flight */
+    bool zombie;                   /* in srv->zombies */
     char remote_addr[INET6_ADDRSTRLEN];
 };
 
-/* http_conn.c */
+/* ---- http_conn.c: loop thread only ---- */
+
+/* Accept one client from srv->listener: start reading, or answer 503 and
+ * close when max_connections are open. Failures close the new handle. */
 void ag__http_conn_accept(struct ag_http_server *srv);
+
+/* Graceful stop of 'conn': no further request is parsed; it closes now if
+ * idle, else after its last response (sent with Connection: close). */
 void ag__http_conn_stop(struct ag_http_conn *conn);
+
+/* Close 'conn' now (idempotent). Requests still with a handler become
+ * orphans and keep the memory of 'conn' until answered; the rest is freed.
+ * The handles close asynchronously, then the server is told. */
 void ag__http_conn_close(struct ag_http_conn *conn);
+
+/* 'r' was answered (not an orphan): write it, and any answered responses
+ * behind it, if it is at the head of its connection's queue. May free 'r'. */
 void ag__http_conn_answered(struct ag_http_sreq *r);
+
+/* Call on_complete for 'r' once, unless it is an internal answer or the
+ * server was freed. */
 void ag__http_sreq_complete(struct ag_http_sreq *r);
+
+/* Free 'r' (body, pool) and drop its reference on the connection, which
+ * may free the connection. 'r' must not be in a queue. */
 void ag__http_sreq_free(struct ag_http_sreq *r);
 
-/* http_server.c */
+/* ---- http_server.c: loop thread only ---- */
+
+/* Run the stopped sequence once the server is stopping, the listener is
+ * closed and no connection handle is open. */
 void ag__http_server_check_stopped(struct ag_http_server *srv);
-/* Build the response head of 'r' in its pool; fill 'bufs' (head, then body
- * when it is sent) and return how many are used (1 or 2). */
+
+/* Build the response head of 'r' in its pool (status, Date, Content-Type,
+ * handler headers, Content-Length, Connection per r->req.close_after) and
+ * fill 'bufs': the head, then the body when it is sent. Returns how many
+ * are used (1 or 2) and sets r->req.resp_bytes. */
 unsigned ag__http_resp_build(struct ag_http_sreq *r, uv_buf_t bufs[2]);
-/* problem+json body for a server-written answer, in 'pool'. */
+
+/* problem+json body (RFC 9457) for an answer the server writes itself,
+ * allocated in 'pool'; '*out_len' gets its length. */
+/* The server's own problem+json body, with 'request_id' and, when
+ * 'instance' is not empty, the request path. Allocated from 'pool'. */
 char *ag__http_problem_body(struct ag_pool *pool, int status, const char *detail,
-                            size_t *out_len);
+                            const char *request_id, struct ag_str instance, size_t *out_len);
 
 #endif /* AG_HTTP_SERVER_INT_H */

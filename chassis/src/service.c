@@ -445,7 +445,12 @@ on_complete(struct ag_http_req *req, void *udata)
 {
     struct ag_service *svc = udata;
     struct req_ctx *ctx = ctx_of(req);
-    svc->inflight--;
+    /* Requests the server rejected itself (413, 400, 408, 503...) never
+     * reached dispatch: no context, not in flight, route "rejected". */
+    if (ctx != NULL)
+        svc->inflight--;
+    else
+        req->route_id = "rejected";
     double secs = (double)(ag_time_mono_ns() - req->start_ns) / 1e9;
     const char *route = req->route_id ? req->route_id : "unmatched";
     char status[8];
@@ -455,12 +460,18 @@ on_complete(struct ag_http_req *req, void *udata)
     const char *hlabels[] = { route };
     ag_histogram_observe(svc->m_duration, hlabels, secs);
     if (svc->settings.access_log && ag_log_enabled(AG_LOG_INFO)) {
-        ag_log_set_context(ctx ? ctx->request_id : NULL, ctx ? ctx->trace.trace_id : NULL);
+        /* A rejected request gets a trace of its own, so every access line
+         * has a trace id. */
+        struct ag_trace_ctx rejected;
+        if (ctx == NULL)
+            ag_trace_start(AG_STR_NULL, &rejected);
+        ag_log_set_context(ctx ? ctx->request_id : req->error_request_id,
+                           ctx ? ctx->trace.trace_id : rejected.trace_id);
         json_t *f = json_pack("{s:s%, s:s%, s:s, s:i, s:I, s:I, s:s}", "method",
                               req->method_name.ptr, req->method_name.len, "path", req->path.ptr,
-                              req->path.len, "route", route, "status", req->status, "duration_ms",
-                              secs * 1000.0, "bytes", (json_int_t)req->resp_bytes, "remote",
-                              req->remote_addr ? req->remote_addr : "");
+                              req->path.len, "route", route, "status", req->status, "duration_us",
+                              (json_int_t)(secs * 1e6), "bytes", (json_int_t)req->resp_bytes,
+                              "remote", req->remote_addr ? req->remote_addr : "");
         ag_log_json(AG_LOG_INFO, "http", "request", f);
         json_decref(f);
         ag_log_set_context(NULL, NULL);

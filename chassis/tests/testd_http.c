@@ -99,8 +99,8 @@ handle_echo(struct ag_http_req *req)
 {
     json_t *hdrs = json_array();
     for (size_t i = 0; i < req->nheaders; i++) {
-        json_array_append_new(hdrs, json_pack("[o o]", jstr(req->headers[i].name),
-                                              jstr(req->headers[i].value)));
+        json_array_append_new(
+            hdrs, json_pack("[o o]", jstr(req->headers[i].name), jstr(req->headers[i].value)));
     }
     json_t *doc = json_pack("{s:o s:o s:o s:o s:s s:o s:o s:I}", "method", jstr(req->method_name),
                             "target", jstr(req->target), "path", jstr(req->path), "query",
@@ -123,8 +123,8 @@ handle_stats(struct ag_http_req *req)
     json_t *doc = json_pack(
         "{s:I s:I s:I s:I s:I s:I}", "connections_accepted", (json_int_t)st.connections_accepted,
         "connections_rejected", (json_int_t)st.connections_rejected, "connections_active",
-        (json_int_t)st.connections_active, "requests", (json_int_t)st.requests,
-        "protocol_errors", (json_int_t)st.protocol_errors, "timeouts", (json_int_t)st.timeouts);
+        (json_int_t)st.connections_active, "requests", (json_int_t)st.requests, "protocol_errors",
+        (json_int_t)st.protocol_errors, "timeouts", (json_int_t)st.timeouts);
     send_json(req, 200, doc);
 }
 
@@ -214,16 +214,17 @@ static void
 on_stopped(struct ag_http_server *srv, void *udata)
 {
     struct testd *td = udata;
-    /* Requests still waiting were orphaned by the forced close: answer
-     * them now (the server drops the responses) so nothing leaks. */
+    ag_http_server_free(srv);
+    td->srv = NULL;
+    /* Requests still waiting were orphaned by the forced close: answer them
+     * now, after the server is gone (their responses are dropped), so that
+     * nothing leaks and the loop can end. */
     for (struct slow *s = td->slows; s != NULL; s = s->next) {
         if (s->req != NULL) {
             uv_timer_stop(&s->timer);
             slow_answer(s);
         }
     }
-    ag_http_server_free(srv);
-    td->srv = NULL;
     uv_close((uv_handle_t *)&td->sigterm, NULL);
     uv_close((uv_handle_t *)&td->sigint, NULL);
 }

@@ -32,11 +32,15 @@ export class Res {
     }
 }
 
-// A client for one base URL ("http://127.0.0.1:1234"). Every method
-// resolves with a Res once the whole body has been read.
+// A client for one base URL ("http://127.0.0.1:1234") or one ServiceProcess
+// (tests/lib/proc.mjs). Every method resolves with a Res once the whole body
+// has been read. With a process, a failed request whose cause is the process
+// dying (crash, sanitizer report) is rethrown with its exit status and the
+// tail of its stderr, so the failure shows why.
 export class Client {
-    constructor(baseUrl, { headers = {} } = {}) {
-        this.baseUrl = baseUrl;
+    constructor(target, { headers = {} } = {}) {
+        this.proc = typeof target === 'string' ? null : target;
+        this.baseUrl = typeof target === 'string' ? target : target.baseUrl;
         this.defaultHeaders = headers;
     }
 
@@ -52,9 +56,33 @@ export class Client {
         } else if (contentType !== undefined) {
             h['content-type'] = contentType;
         }
-        const r = await fetch(this.baseUrl + path, { method, headers: h, body: payload });
-        const text = await r.text();
-        return new Res(r.status, r.headers, text);
+        try {
+            const r = await fetch(this.baseUrl + path, { method, headers: h, body: payload });
+            const text = await r.text();
+            return new Res(r.status, r.headers, text);
+        } catch (err) {
+            throw await this._explain(err, `${method} ${path}`);
+        }
+    }
+
+    // Add the process's exit status and stderr to 'err' if it died (waiting
+    // up to 2 s for the exit to be reported).
+    async _explain(err, what) {
+        if (this.proc === null) return err;
+        let timer;
+        const st = await Promise.race([
+            this.proc.exited,
+            new Promise((r) => {
+                timer = setTimeout(() => r(null), 2000);
+            }),
+        ]);
+        clearTimeout(timer);
+        if (st === null) return err;
+        const e = new Error(
+            `${what} failed (${errorCode(err) ?? err.message}): ${this.proc.name} exited with code ${st.code}, signal ${st.signal}; stderr:\n${this.proc.stderr(40)}`,
+            { cause: err },
+        );
+        return e;
     }
 
     get(path, opts) {
@@ -78,9 +106,9 @@ export class Client {
     }
 }
 
-// Shorthand: new Client(baseUrl, opts).
-export function client(baseUrl, opts) {
-    return new Client(baseUrl, opts);
+// Shorthand: new Client(baseUrlOrProcess, opts).
+export function client(target, opts) {
+    return new Client(target, opts);
 }
 
 // Assert that 'res' is an RFC 9457 problem with HTTP status 'status':
@@ -230,20 +258,21 @@ export class RawConnection {
     // Skips 1xx responses. Rejects if the connection closes first or after
     // timeoutMs.
     async readResponse({ timeoutMs = 10_000 } = {}) {
-        const deadline = Date.now() + timeoutMs;
         let timer;
         const timeout = new Promise((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`no complete response within ${timeoutMs} ms; got: ${this.buf.toString('latin1').slice(0, 300)}`)), timeoutMs);
+            timer = setTimeout(() => {
+                reject(new Error(`no complete response within ${timeoutMs} ms; got: ${this.buf.toString('latin1').slice(0, 300)}`));
+            }, timeoutMs);
         });
         try {
             for (;;) {
                 const r = this._parse();
                 if (r && r.status >= 200) return r;
-                if (r) continue; // 1xx consumed
+                if (r) continue; // a 1xx, consumed
                 if (this.closed) {
-                    throw new Error(`connection closed before a complete response; got: ${this.buf.toString('latin1').slice(0, 300)}`);
+                    const why = this.error ? ` (${this.error.code ?? this.error.message})` : '';
+                    throw new Error(`connection closed before a complete response${why}; got: ${JSON.stringify(this.buf.toString('latin1').slice(0, 300))}`);
                 }
-                if (Date.now() > deadline) throw new Error('timeout');
                 await Promise.race([this._changed(), timeout]);
             }
         } finally {

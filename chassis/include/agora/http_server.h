@@ -57,9 +57,11 @@ struct ag_http_req {
     struct ag_http_server *server; /* borrowed */
 
     /* Slots for the layers above the server (router, middleware). */
-    void *route;          /* matched route, opaque to the server */
-    const char *route_id; /* route pattern for metrics/logs, e.g. "/v1/products/{id}" */
-    void *ctx;            /* per-request context of the service layer */
+    void *route;                  /* matched route, opaque to the server */
+    const char *route_id;         /* route pattern for metrics/logs, e.g. "/v1/products/{id}" */
+    void *ctx;                    /* per-request context of the service layer */
+    const char *error_request_id; /* request id of an answer the server wrote itself
+                                     (4xx/503 without a handler), else NULL */
 
     /* Response state, written by the ag_http_resp_* and ag_http_send* calls. */
     int status;                /* status sent, 0 until sent */
@@ -77,7 +79,10 @@ typedef void (*ag_http_handler_fn)(struct ag_http_req *req, void *udata);
  * (req->status and resp_bytes are set), before the request is freed. For a
  * request whose connection closed first (ag_http_req_is_orphan), it is
  * called when the handler sends, with resp_bytes 0, unless the server has
- * been freed by then. Not called for answers the server writes itself. */
+ * been freed by then. Also called for answers the server writes itself
+ * (400, 408, 413, 414, 431, 501, 503, 505) with req->ctx NULL and
+ * req->error_request_id set; path and method are empty when the request
+ * line was not parsed. */
 typedef void (*ag_http_complete_fn)(struct ag_http_req *req, void *udata);
 
 /* Called when a graceful stop has finished: every connection closed. */

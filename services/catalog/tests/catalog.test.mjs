@@ -64,9 +64,14 @@ async function create(api, body = newProduct()) {
     return r.json;
 }
 
-// Assert that 'p' has the shape of the Product schema.
+const PRODUCT_KEYS = ['active', 'category', 'created_at', 'description', 'id', 'image_url', 'name', 'price', 'sku', 'updated_at', 'version'];
+
+// Assert that 'p' has the shape of the Product schema (and nothing else:
+// no internal columns leak).
 function assertProduct(p) {
     assert.ok(p && typeof p === 'object', 'product is an object');
+    assert.deepEqual(Object.keys(p).sort(), PRODUCT_KEYS);
+    assert.deepEqual(Object.keys(p.price).sort(), ['amount', 'currency']);
     assert.match(p.id, UUIDV7, 'id is a UUIDv7');
     assert.equal(typeof p.sku, 'string');
     assert.equal(typeof p.name, 'string');
@@ -136,7 +141,7 @@ describe('catalog API (one process, AGORA_HTTP_MAX_BODY=16KiB)', () => {
         svc = await startService('catalog', {
             env: { AGORA_HTTP_MAX_BODY: '16KiB', AGORA_ACCESS_LOG: 'true' },
         });
-        api = client(svc.baseUrl);
+        api = client(svc);
     });
 
     after(async () => {
@@ -353,11 +358,21 @@ describe('catalog API (one process, AGORA_HTTP_MAX_BODY=16KiB)', () => {
 
         it('413 for a body over AGORA_HTTP_MAX_BODY; the service keeps serving', T, async () => {
             const big = newProduct({ description: 'x'.repeat(20 * 1024) });
-            expectProblem(await api.post('/v1/products', big), 413);
-            const r = await api.get('/health');
-            assert.equal(r.status, 200);
+            const res = await api.post('/v1/products', big);
+            assert.equal(res.status, 413, res.text);
+            assert.equal((await api.get('/health')).status, 200);
             const list = await walk(api);
             assert.ok(!list.items.some((p) => p.sku === big.sku), 'the oversized product was not created');
+            expectProblem(res, 413);
+        });
+
+        it('requests rejected by the HTTP layer (413) are counted in /metrics and the access log', T, async () => {
+            const count413 = async () => metricValue(parseMetrics((await api.get('/metrics')).text), 'http_requests_total', { status: '413' });
+            const before413 = await count413();
+            const res = await api.post('/v1/products', newProduct({ description: 'y'.repeat(20 * 1024) }));
+            assert.equal(res.status, 413);
+            assert.equal(await count413(), before413 + 1, 'http_requests_total{status="413"} went up by one');
+            await waitForLog(svc, (o) => o.status === 413, { timeoutMs: 3000, message: 'an access-log line with status 413' });
         });
 
         it('413 (or a closed connection) for a chunked body over the limit, never a 2xx/5xx', T, async () => {
@@ -415,6 +430,36 @@ describe('catalog API (one process, AGORA_HTTP_MAX_BODY=16KiB)', () => {
             }
             const list = await walk(api);
             assert.ok(!list.items.some((p) => /^BAD-/.test(p.sku)), 'nothing was created');
+        });
+
+        it('400 for a body that is not UTF-8 or has a lone surrogate escape', T, async () => {
+            const good = Buffer.from(JSON.stringify(newProduct({ name: 'XX' })));
+            const i = good.indexOf('XX');
+            const bad = Buffer.concat([good.subarray(0, i), Buffer.from([0xff, 0xfe]), good.subarray(i + 2)]);
+            expectProblem(await api.request('POST', '/v1/products', { body: bad, contentType: 'application/json' }), 400);
+            const sur = JSON.stringify(newProduct({ name: 'XX' })).replace('XX', '\\ud800');
+            const r = await api.request('POST', '/v1/products', { body: sur, contentType: 'application/json' });
+            assert.ok([400, 422].includes(r.status), `${sur}: ${r.status} ${r.text}`);
+            expectProblem(r, r.status);
+        });
+
+        it('concurrent patches with the same If-Match: exactly one wins, the rest get 412', T, async () => {
+            const p = await create(api);
+            const rs = await Promise.all(
+                Array.from({ length: 10 }, (_, i) => api.patch(`/v1/products/${p.id}`, { name: `racer ${i}` }, { headers: { 'if-match': '"1"' } })),
+            );
+            const wins = rs.filter((r) => r.status === 200);
+            assert.equal(wins.length, 1, rs.map((r) => r.status).join());
+            for (const r of rs) if (r.status !== 200) expectProblem(r, 412);
+            const g = await api.get(`/v1/products/${p.id}`);
+            assert.equal(g.json.version, 2);
+            assert.equal(g.json.name, wins[0].json.name);
+        });
+
+        it('concurrent creates with the same sku: exactly one 201, the rest 409', T, async () => {
+            const rs = await Promise.all(Array.from({ length: 10 }, () => api.post('/v1/products', newProduct({ sku: 'RACE-1' }))));
+            assert.equal(rs.filter((r) => r.status === 201).length, 1, rs.map((r) => r.status).join());
+            for (const r of rs) if (r.status !== 201) expectProblem(r, 409);
         });
 
         it('400 or 422, never 2xx/5xx, for JSON that is not an object', T, async () => {
@@ -499,6 +544,7 @@ describe('catalog API (one process, AGORA_HTTP_MAX_BODY=16KiB)', () => {
             ['description of 5000 characters', () => newProduct({ description: 'd'.repeat(5000) })],
             ['null description, category, image_url', () => newProduct({ description: null, category: null, image_url: null })],
             ['http image_url', () => newProduct({ image_url: 'http://example.com/a.png' })],
+            ['non-ASCII text', () => newProduct({ name: 'Café ☕ 東京 🎧', description: 'naïve “quotes” \\ / \u0001' })],
         ];
         for (const [name, body] of boundaries) {
             it(`create accepts ${name}`, T, async () => {
@@ -507,6 +553,9 @@ describe('catalog API (one process, AGORA_HTTP_MAX_BODY=16KiB)', () => {
                 assertProduct(p);
                 assert.equal(p.name, b.name);
                 assert.equal(p.sku, b.sku);
+                assert.deepEqual(p.price, b.price);
+                assert.equal(p.description, b.description ?? '');
+                assert.deepEqual((await api.get(`/v1/products/${p.id}`)).json, p, 'stored as returned');
             });
         }
 
@@ -732,6 +781,8 @@ describe('catalog API (one process, AGORA_HTTP_MAX_BODY=16KiB)', () => {
             }
             for (const o of svc.logs()) {
                 assert.match(String(o.time), RFC3339_UTC, JSON.stringify(o));
+                assert.equal(o.service, 'catalog', JSON.stringify(o));
+                assert.equal(o.instance, 'catalog-test', JSON.stringify(o));
                 assert.ok(['debug', 'info', 'warn', 'error'].includes(o.level), JSON.stringify(o));
             }
         });
@@ -747,7 +798,7 @@ describe('pagination (1,000 products, inserts during the walk)', () => {
 
     before(async () => {
         svc = await startService('catalog', { env: { AGORA_ACCESS_LOG: 'false' } });
-        api = client(svc.baseUrl);
+        api = client(svc);
         const bodies = Array.from({ length: 1000 }, (_, i) => newProduct({ sku: `PAGE-${i}`, name: `Paged ${i}` }));
         const made = await mapConcurrent(bodies, 20, (b) => create(api, b));
         known.push(...made.map((p) => p.id));
@@ -851,7 +902,7 @@ describe('filters', () => {
 
     before(async () => {
         svc = await startService('catalog');
-        api = client(svc.baseUrl);
+        api = client(svc);
         for (const slug of ['audio', 'video']) {
             assert.equal((await api.post('/v1/categories', { slug, name: slug })).status, 201);
         }
@@ -930,7 +981,7 @@ describe('search', () => {
 
     before(async () => {
         svc = await startService('catalog');
-        api = client(svc.baseUrl);
+        api = client(svc);
         const defs = {
             A: { name: 'Wireless Headphones', description: 'Over-ear, noise cancelling.' },
             B: { name: 'Studio Monitor Speakers', description: 'Pair them with any wireless headphones or earbuds you own.' },
@@ -1102,7 +1153,7 @@ describe('persistence and seed', () => {
 
     it('an empty catalog is seeded from AGORA_CATALOG_SEED', T, async () => {
         svc = await startService('catalog', { seed: seedFile });
-        const api = client(svc.baseUrl);
+        const api = client(svc);
         const { items } = await walk(api);
         assert.deepEqual(items.map((p) => p.sku).sort(), ['SEED-1', 'SEED-2', 'SEED-3']);
         for (const p of items) {
@@ -1119,7 +1170,7 @@ describe('persistence and seed', () => {
 
     it('data survives a SIGTERM restart (exit 0) and the seed is not applied twice', T, async () => {
         svc ??= await startService('catalog', { seed: seedFile }); // when run alone
-        const api = client(svc.baseUrl);
+        const api = client(svc);
         const { items } = await walk(api);
         const s1 = items.find((p) => p.sku === 'SEED-1');
         const s3 = items.find((p) => p.sku === 'SEED-3');
@@ -1134,7 +1185,7 @@ describe('persistence and seed', () => {
         const dataDir = svc.dataDir;
         const first = svc;
         svc = await startService('catalog', { seed: seedFile, dataDir });
-        const api2 = client(svc.baseUrl);
+        const api2 = client(svc);
         const again = (await walk(api2)).items;
         assert.deepEqual(again, snapshot, 'same products, same ids, versions and times');
         assert.ok(!again.some((p) => p.id === s3.id), 'the deleted seed product did not come back');
@@ -1156,7 +1207,7 @@ describe('demo data', { skip: !fs.existsSync(demoFile) && 'services/catalog/demo
         const demo = JSON.parse(fs.readFileSync(demoFile, 'utf8'));
         const svc = await startService('catalog', { seed: demoFile });
         try {
-            const api = client(svc.baseUrl);
+            const api = client(svc);
             const { items } = await walk(api);
             assert.equal(items.length, demo.products.length, 'every demo product was created');
             assert.deepEqual(new Set(items.map((p) => p.sku)), new Set(demo.products.map((p) => p.sku)));
@@ -1211,12 +1262,14 @@ describe('graceful shutdown', () => {
     it('SIGTERM: idle connections close, new ones are refused, responses still being written arrive whole, exit 0', T, async () => {
         const svc = await startService('catalog', { env: { AGORA_SHUTDOWN_TIMEOUT: '15s' } });
         try {
-            const api = client(svc.baseUrl);
-            // 100 products of ~4 KB: one page of 100 is ~400 KB; 30 pipelined
-            // pages (~12 MB) are far more than the loopback socket buffers hold
-            // while the client does not read, so the server still has
-            // response bytes to write when SIGTERM arrives.
-            const desc = 'lorem ipsum '.repeat(340);
+            const api = client(svc);
+            // 100 products of ~5 KB: one page of 100 is ~520 KB; 30 pipelined
+            // pages (~15 MB) are far more than the loopback socket buffers
+            // hold while the client does not read (Linux defaults: 4 MB send
+            // buffer at most, a receive buffer that does not grow without
+            // reads), so the server still has response bytes to write when
+            // SIGTERM arrives.
+            const desc = 'lorem ipsum '.repeat(415);
             await mapConcurrent(Array.from({ length: 100 }, () => newProduct({ description: desc })), 10, (b) => create(api, b));
             const idle = await idleConnection(svc.port);
             const busy = await RawConnection.open(svc.port);
@@ -1276,7 +1329,7 @@ describe('graceful shutdown', () => {
             assert.deepEqual(await waitExit(svc), { code: 0, signal: null }, svc.stderr(30));
 
             again = await startService('catalog', { dataDir: svc.dataDir });
-            const { items } = await walk(client(again.baseUrl));
+            const { items } = await walk(client(again));
             assert.deepEqual(items.map((p) => p.sku), ['IN-FLIGHT'], 'the in-flight create was committed');
             assert.deepEqual(await stop(again), { code: 0, signal: null });
         } finally {
@@ -1297,7 +1350,7 @@ describe('graceful shutdown', () => {
         // The deterministic in-flight case is the test above.
         const svc = await startService('catalog', { env: { AGORA_ACCESS_LOG: 'true', AGORA_SHUTDOWN_TIMEOUT: '15s' } });
         try {
-            const api = client(svc.baseUrl);
+            const api = client(svc);
             await mapConcurrent(Array.from({ length: 60 }, () => newProduct()), 10, (b) => create(api, b));
             let signalled = false;
             const rids = Array.from({ length: 50 }, (_, i) => `burst-${i}-${randomHex(3)}`);
