@@ -276,7 +276,7 @@ def cmd_summary(args):
     mem = {k[4:]: v for k, v in meta.items() if k.startswith("rss_")}
     if mem:
         result["memory"] = mem
-        mib = lambda kib: "%.1f MiB" % (kib / 1024.0)
+        mib = lambda kib: "%.2f MiB" % (kib / 1024.0)
         idle = mem.get("idle_kib")
         goal = cfg.get("idle_rss_goal_kib")
         verdict = ""

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "agora/buf.h"
 #include "agora/err.h"
 #include "agora/log.h"
@@ -41,6 +43,7 @@ struct ag_service {
     struct ag_http_server *server;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uint8_t identity_key[AG_IDENTITY_KEYLEN];
     bool loop_ready;
     bool stopping;
     bool stopped_clean;
@@ -55,6 +58,8 @@ struct req_ctx {
     char request_id[MAX_REQUEST_ID + 1];
     struct ag_query query;
     bool query_parsed;
+    bool has_identity;
+    struct ag_identity identity;
 };
 
 /* ---- Settings table ---- */
@@ -87,6 +92,9 @@ static const struct ag_config_key BASE_KEYS[] = {
       "time allowed to receive a request body (408)" },
     { "AGORA_HTTP_IDLE_TIMEOUT", AG_CONFIG_DURATION, "60s", OFF(idle_timeout_ms), 1, 3600000, NULL,
       "keep-alive connections idle longer are closed" },
+    { "AGORA_INTERNAL_KEY", AG_CONFIG_STRING, "", OFF(internal_key), 0, 0, NULL,
+      "64 hex digits shared with the gateway to verify X-Agora-Identity (unset: a random key, "
+      "so no caller has an identity)" },
     { "AGORA_SHUTDOWN_TIMEOUT", AG_CONFIG_DURATION, "10s", OFF(shutdown_timeout_ms), 1, 600000,
       NULL, "bound on finishing in-flight requests at shutdown" },
 };
@@ -263,6 +271,13 @@ ag_req_trace_id(const struct ag_http_req *req)
     return ctx ? ctx->trace.trace_id : "";
 }
 
+const struct ag_identity *
+ag_req_identity(const struct ag_http_req *req)
+{
+    struct req_ctx *ctx = ctx_of(req);
+    return ctx != NULL && ctx->has_identity ? &ctx->identity : NULL;
+}
+
 const char *
 ag_req_param(struct ag_http_req *req, const char *name)
 {
@@ -420,10 +435,27 @@ dispatch(struct ag_http_req *req, void *udata)
 
     enum ag_router_status st =
         ag_router_match(svc->router, req->method_name, req->path, &ctx->match);
+    struct ag_str ident = ag_http_req_header(req, AG_IDENTITY_HEADER);
+    if (ident.len > 0 &&
+        ag_identity_verify(svc->identity_key, ident, ag_time_unix_ms() / 1000, &ctx->identity) == 0)
+        ctx->has_identity = true;
     if (st == AG_ROUTER_FOUND) {
-        req->route = (void *)ctx->match.route;
-        req->route_id = ctx->match.route->pattern;
-        ctx->match.route->fn(req, ctx->match.udata);
+        const struct ag_route *route = ctx->match.route;
+        req->route = (void *)route;
+        req->route_id = route->pattern;
+        unsigned need = route->role == AG_ROLE_ADMIN      ? AG_IDENTITY_ADMIN
+                        : route->role == AG_ROLE_CUSTOMER ? AG_IDENTITY_CUSTOMER | AG_IDENTITY_ADMIN
+                                                          : 0;
+        if (need != 0 && !ctx->has_identity) {
+            ag_http_resp_header(req, "WWW-Authenticate", "Bearer");
+            ag_send_problem(req, 401, "unauthorized", "Unauthorized",
+                            "this resource needs a signed-in caller");
+        } else if (need != 0 && (ctx->identity.roles & need) == 0) {
+            ag_send_problem(req, 403, "forbidden", "Forbidden", "this resource needs the %s role",
+                            ag_role_name(route->role));
+        } else {
+            route->fn(req, ctx->match.udata);
+        }
     } else if (st == AG_ROUTER_METHOD_NOT_ALLOWED) {
         req->route_id = "unmatched";
         ag_http_resp_header(req, "Allow", ctx->match.allow);
@@ -513,6 +545,8 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
 {
     if (cfg == NULL || cfg->name == NULL)
         AG_BUG("service config needs a name");
+    if (sodium_init() < 0)
+        AG_BUG("sodium_init failed");
     struct ag_service *svc = ag_calloc(1, sizeof(*svc));
     svc->magic = SERVICE_MAGIC;
     svc->cfg = *cfg;
@@ -550,6 +584,16 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
     if (svc->settings.instance_id[0] == '\0') {
         ag_free(svc->settings.instance_id);
         svc->settings.instance_id = ag_asprintf("%s-%d", cfg->name, (int)getpid());
+    }
+    if (svc->settings.internal_key[0] != '\0') {
+        if (ag_identity_key_parse(svc->settings.internal_key, svc->identity_key) != 0) {
+            fprintf(stderr, "config: AGORA_INTERNAL_KEY: must be 64 hex digits\n");
+            ag_service_free(svc);
+            return AG_ECONFIG;
+        }
+    } else {
+        /* No key: nobody can sign an identity, so protected routes answer 401. */
+        randombytes_buf(svc->identity_key, sizeof(svc->identity_key));
     }
     enum ag_log_level level = AG_LOG_INFO;
     ag_log_parse_level(svc->settings.log_level, &level);

@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { identityHeader, TEST_ADMIN_ID } from './identity.mjs';
 
 // Response of Client.request: status, headers (a fetch Headers), text (the
 // whole body), json (the parsed body when the Content-Type is JSON and it
@@ -37,11 +38,17 @@ export class Res {
 // has been read. With a process, a failed request whose cause is the process
 // dying (crash, sanitizer report) is rethrown with its exit status and the
 // tail of its stderr, so the failure shows why.
+//
+// 'identity' is who the caller is, as the gateway would vouch for it with
+// X-Agora-Identity (tests/lib/identity.mjs): { userId, roles }. A client made
+// for a process defaults to an administrator; pass identity: null for an
+// anonymous caller.
 export class Client {
-    constructor(target, { headers = {} } = {}) {
+    constructor(target, { headers = {}, identity } = {}) {
         this.proc = typeof target === 'string' ? null : target;
         this.baseUrl = typeof target === 'string' ? target : target.baseUrl;
         this.defaultHeaders = headers;
+        this.identity = identity === undefined ? (this.proc ? { userId: TEST_ADMIN_ID, roles: ['admin'] } : null) : identity;
     }
 
     // request('POST', '/v1/products', { json, body, headers, contentType }):
@@ -49,6 +56,7 @@ export class Client {
     // 'contentType' when given); 'body' is sent as is.
     async request(method, path, { json, body, headers = {}, contentType } = {}) {
         const h = { ...this.defaultHeaders, ...headers };
+        if (this.identity && h['x-agora-identity'] === undefined) h['x-agora-identity'] = identityHeader(this.identity);
         let payload = body;
         if (json !== undefined) {
             payload = JSON.stringify(json);

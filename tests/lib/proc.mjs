@@ -17,6 +17,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { TEST_INTERNAL_KEY } from './identity.mjs';
 
 // Default deadline for a process to log "listening".
 export const START_TIMEOUT_MS = 20_000;
@@ -238,6 +239,7 @@ export function spawnService(name, opts = {}) {
         AGORA_DURABILITY: 'normal',
         AGORA_LOG_LEVEL: 'info',
         AGORA_INSTANCE_ID: `${name}-test`,
+        AGORA_INTERNAL_KEY: TEST_INTERNAL_KEY,
     };
     if (opts.seed !== undefined) {
         const file = typeof opts.seed === 'string' ? path.resolve(opts.seed) : writeJsonFile(opts.seed, 'seed.json');

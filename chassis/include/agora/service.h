@@ -16,6 +16,7 @@
 
 #include "agora/config.h"
 #include "agora/http_server.h"
+#include "agora/identity.h"
 #include "agora/json.h"
 #include "agora/metrics.h"
 #include "agora/router.h"
@@ -60,6 +61,7 @@ struct ag_service_settings {
     uint64_t body_timeout_ms;     /* AGORA_HTTP_BODY_TIMEOUT */
     uint64_t idle_timeout_ms;     /* AGORA_HTTP_IDLE_TIMEOUT */
     uint64_t shutdown_timeout_ms; /* AGORA_SHUTDOWN_TIMEOUT */
+    char *internal_key;           /* AGORA_INTERNAL_KEY (64 hex digits) */
 };
 
 /* Parse configuration (AGORA_* environment, AGORA_CONFIG_FILE), start
@@ -101,6 +103,12 @@ int ag_service_port(const struct ag_service *svc);
 /* The request id ("X-Request-ID") and trace id of 'req'. Borrowed. */
 const char *ag_req_id(const struct ag_http_req *req);
 const char *ag_req_trace_id(const struct ag_http_req *req);
+
+/* The caller's identity as vouched for by the gateway (a valid
+ * X-Agora-Identity under AGORA_INTERNAL_KEY), or NULL for an anonymous
+ * caller. Routes whose role is customer or admin are only reached with an
+ * identity holding that role (the middleware answers 401 or 403). */
+const struct ag_identity *ag_req_identity(const struct ag_http_req *req);
 
 /* Path parameter 'name', percent-decoded, or NULL when the route has no such
  * parameter or its encoding is invalid. Lives in the request pool. */

@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { identityHeader, TEST_ADMIN_ID } from '../../../tests/lib/identity.mjs';
 
 import {
     cleanup,
@@ -579,6 +580,51 @@ describe('catalog API (one process, AGORA_HTTP_MAX_BODY=16KiB)', () => {
             }
             const g = await api.get(`/v1/products/${p.id}`);
             assert.deepEqual(g.json, p);
+        });
+    });
+
+    describe('authorization (roles from the route table, identity from the gateway)', () => {
+        const product = () => ({ sku: `AUTH-${crypto.randomUUID().slice(0, 8)}`, name: 'Auth', price: { amount: 1, currency: 'EUR' } });
+
+        it('anonymous callers read, but get 401 on every admin route', T, async () => {
+            const anon = client(svc, { identity: null });
+            assert.equal((await anon.get('/v1/products')).status, 200);
+            assert.equal((await anon.get('/v1/categories')).status, 200);
+            const created = await api.post('/v1/products', product());
+            assert.equal(created.status, 201, created.text);
+            const id = created.json.id;
+            const attempts = [
+                await anon.post('/v1/products', product()),
+                await anon.patch(`/v1/products/${id}`, { name: 'x' }, { headers: { 'if-match': '"1"' } }),
+                await anon.delete(`/v1/products/${id}`),
+                await anon.post('/v1/categories', { slug: 'anon-cat', name: 'A' }),
+                await anon.delete('/v1/categories/anon-cat'),
+            ];
+            for (const r of attempts) {
+                expectProblem(r, 401);
+                assert.equal(r.headers.get('www-authenticate'), 'Bearer');
+            }
+            const still = await api.get(`/v1/products/${id}`);
+            assert.equal(still.status, 200);
+            assert.equal(still.json.version, 1, 'nothing changed');
+        });
+
+        it('a customer gets 403 on admin routes', T, async () => {
+            const customer = client(svc, { identity: { userId: '01a20000-0000-7000-8000-0000000c0001', roles: ['customer'] } });
+            expectProblem(await customer.post('/v1/products', product()), 403);
+            expectProblem(await customer.post('/v1/categories', { slug: 'cust-cat', name: 'C' }), 403);
+            assert.equal((await customer.get('/v1/products')).status, 200);
+        });
+
+        it('forged, tampered or expired identities count as anonymous (401)', T, async () => {
+            const wrongKey = identityHeader({ userId: TEST_ADMIN_ID, roles: ['admin'], key: 'ff'.repeat(32) });
+            const good = identityHeader({ userId: TEST_ADMIN_ID, roles: ['customer'] });
+            const promoted = good.replace(';1;', ';3;'); /* roles bits changed, MAC kept */
+            const expired = identityHeader({ userId: TEST_ADMIN_ID, roles: ['admin'], exp: Math.floor(Date.now() / 1000) - 5 });
+            for (const value of [wrongKey, promoted, expired, 'v1;x;2;9999999999;00', 'admin']) {
+                const r = await client(svc, { identity: null }).post('/v1/products', product(), { headers: { 'x-agora-identity': value } });
+                expectProblem(r, 401);
+            }
         });
     });
 
@@ -1202,7 +1248,7 @@ describe('persistence and seed', () => {
 
 const demoFile = path.join(sourceDir(), 'services/catalog/demo/catalog.json');
 
-describe('demo data', { skip: !fs.existsSync(demoFile) && 'services/catalog/demo/catalog.json not there yet' }, () => {
+describe('demo data', () => {
     it('the demo catalog loads completely', T, async () => {
         const demo = JSON.parse(fs.readFileSync(demoFile, 'utf8'));
         const svc = await startService('catalog', { seed: demoFile });
@@ -1310,7 +1356,7 @@ describe('graceful shutdown', () => {
         try {
             const busy = await idleConnection(svc.port);
             const body = Buffer.from(JSON.stringify(newProduct({ sku: 'IN-FLIGHT' })));
-            const head = `POST /v1/products HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+            const head = `POST /v1/products HTTP/1.1\r\nHost: t\r\nX-Agora-Identity: ${identityHeader({ userId: TEST_ADMIN_ID, roles: ['admin'] })}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
             await busy.write(Buffer.concat([Buffer.from(head), body.subarray(0, 10)]));
             await barrier(svc.port);
 

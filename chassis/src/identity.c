@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+/* X-Agora-Identity: "v1;<user id>;<roles>;<exp>;<hmac>" where hmac is the
+ * hex HMAC-SHA-256 (libsodium) of everything before the last ';'. */
+#include "agora/base.h"
+#include "agora/identity.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "agora/err.h"
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int
+ag_identity_key_parse(const char *hex, uint8_t out[AG_IDENTITY_KEYLEN])
+{
+    if (hex == NULL || strlen(hex) != 2 * AG_IDENTITY_KEYLEN)
+        return AG_EINVAL;
+    for (size_t i = 0; i < AG_IDENTITY_KEYLEN; i++) {
+        int hi = hexval(hex[2 * i]);
+        int lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return AG_EINVAL;
+        out[i] = (uint8_t)(hi * 16 + lo);
+    }
+    return 0;
+}
+
+static bool
+is_id_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+}
+
+static void
+mac_hex(const uint8_t key[AG_IDENTITY_KEYLEN], const char *msg, size_t len,
+        char out[2 * crypto_auth_hmacsha256_BYTES + 1])
+{
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, key, AG_IDENTITY_KEYLEN);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)msg, len);
+    crypto_auth_hmacsha256_final(&st, mac);
+    sodium_bin2hex(out, 2 * crypto_auth_hmacsha256_BYTES + 1, mac, sizeof(mac));
+}
+
+int
+ag_identity_sign(const uint8_t key[AG_IDENTITY_KEYLEN], const struct ag_identity *id,
+                 char out[AG_IDENTITY_MAXLEN])
+{
+    size_t n = strlen(id->user_id);
+    if (n == 0 || n >= sizeof(id->user_id))
+        return AG_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_id_char(id->user_id[i]))
+            return AG_EINVAL;
+    }
+    int len = snprintf(out, AG_IDENTITY_MAXLEN, "v1;%s;%u;%lld;", id->user_id, id->roles,
+                       (long long)id->exp);
+    if (len < 0 || (size_t)len + 2 * crypto_auth_hmacsha256_BYTES + 1 > AG_IDENTITY_MAXLEN)
+        return AG_EINVAL;
+    /* The MAC covers the text up to and excluding the final ';'. */
+    mac_hex(key, out, (size_t)len - 1, out + len);
+    return 0;
+}
+
+int
+ag_identity_verify(const uint8_t key[AG_IDENTITY_KEYLEN], struct ag_str v, int64_t now,
+                   struct ag_identity *out)
+{
+    const size_t maclen = 2 * crypto_auth_hmacsha256_BYTES;
+    if (v.len < 3 + maclen + 1 || v.len >= AG_IDENTITY_MAXLEN || memcmp(v.ptr, "v1;", 3) != 0)
+        return AG_EAUTH;
+    size_t body = v.len - maclen - 1; /* bytes before the final ';' */
+    if (v.ptr[body] != ';')
+        return AG_EAUTH;
+    char want[2 * crypto_auth_hmacsha256_BYTES + 1];
+    mac_hex(key, v.ptr, body, want);
+    if (sodium_memcmp(want, v.ptr + body + 1, maclen) != 0)
+        return AG_EAUTH;
+
+    /* Authentic: now parse "v1;<uid>;<roles>;<exp>". */
+    char buf[AG_IDENTITY_MAXLEN];
+    memcpy(buf, v.ptr, body);
+    buf[body] = '\0';
+    char *uid = buf + 3;
+    char *p1 = strchr(uid, ';');
+    if (p1 == NULL)
+        return AG_EAUTH;
+    *p1 = '\0';
+    char *p2 = strchr(p1 + 1, ';');
+    if (p2 == NULL)
+        return AG_EAUTH;
+    *p2 = '\0';
+    int64_t roles;
+    int64_t exp;
+    size_t ulen = strlen(uid);
+    if (ulen == 0 || ulen >= sizeof(out->user_id) ||
+        ag_str_to_i64(ag_str_from_cstr(p1 + 1), 0, 0xffff, &roles) != 0 ||
+        ag_str_to_i64(ag_str_from_cstr(p2 + 1), 0, INT64_MAX, &exp) != 0)
+        return AG_EAUTH;
+    if (exp < now)
+        return AG_EAUTH;
+    memcpy(out->user_id, uid, ulen + 1);
+    out->roles = (unsigned)roles;
+    out->exp = exp;
+    return 0;
+}
+
+unsigned
+ag_identity_roles_from_names(const char *const *names, size_t n)
+{
+    unsigned roles = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (names[i] == NULL)
+            continue;
+        if (strcmp(names[i], "customer") == 0)
+            roles |= AG_IDENTITY_CUSTOMER;
+        else if (strcmp(names[i], "admin") == 0)
+            roles |= AG_IDENTITY_ADMIN;
+    }
+    return roles;
+}
