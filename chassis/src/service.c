@@ -685,6 +685,8 @@ on_signal(uv_signal_t *handle, int signum)
     svc->stopping = true;
     AG_LOGI("service", "signal %d: stopping (drain up to %llu ms)", signum,
             (unsigned long long)svc->settings.shutdown_timeout_ms);
+    if (svc->cfg.on_stopping != NULL)
+        svc->cfg.on_stopping(svc, svc->cfg.udata);
     ag_http_server_stop(svc->server, svc->settings.shutdown_timeout_ms, on_server_stopped, svc);
 }
 

@@ -26,6 +26,9 @@ struct ag_service;
 
 typedef int (*ag_service_start_fn)(struct ag_service *svc, void *udata);
 typedef void (*ag_service_stop_fn)(struct ag_service *svc, void *udata);
+/* Called when a stop begins (first SIGTERM/SIGINT), before the server
+ * drains: answer long polls now, stop timers that would start new work. */
+typedef void (*ag_service_stopping_fn)(struct ag_service *svc, void *udata);
 /* Extra readiness check; return 0 when ready, else a negative AG_E* code. */
 typedef int (*ag_service_ready_fn)(struct ag_service *svc, void *udata);
 
@@ -38,11 +41,12 @@ struct ag_service_config {
     size_t nmigrations;
     const struct ag_config_key *keys; /* the service's own settings, or NULL */
     size_t nkeys;
-    void *settings;                  /* struct the keys are loaded into */
-    ag_service_start_fn on_start;    /* after the store is open, before listening */
-    ag_service_stop_fn on_stop;      /* after the server drained, before the store closes */
-    ag_service_ready_fn ready_check; /* optional, added to the database check */
-    void *udata;                     /* for the three callbacks */
+    void *settings;                     /* struct the keys are loaded into */
+    ag_service_start_fn on_start;       /* after the store is open, before listening */
+    ag_service_stop_fn on_stop;         /* after the server drained, before the store closes */
+    ag_service_stopping_fn on_stopping; /* when the stop begins, before draining */
+    ag_service_ready_fn ready_check;    /* optional, added to the database check */
+    void *udata;                        /* for the three callbacks */
 };
 
 /* Settings every service reads (see chassis README for the table). */
