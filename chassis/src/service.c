@@ -465,6 +465,9 @@ dispatch(struct ag_http_req *req, void *udata)
             ag_send_problem(req, 405, "method-not-allowed", "Method Not Allowed",
                             "%.*s is not allowed here; allowed: %s", AG_STR_FMT(req->method_name),
                             ctx->match.allow);
+    } else if (svc->cfg.fallback != NULL) {
+        req->route_id = "fallback";
+        svc->cfg.fallback(req, svc->cfg.udata);
     } else {
         req->route_id = "unmatched";
         ag_send_problem(req, 404, "not-found", "Not Found", "no resource at this path");

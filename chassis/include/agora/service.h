@@ -45,6 +45,8 @@ struct ag_service_config {
     ag_service_start_fn on_start;       /* after the store is open, before listening */
     ag_service_stop_fn on_stop;         /* after the server drained, before the store closes */
     ag_service_stopping_fn on_stopping; /* when the stop begins, before draining */
+    ag_route_fn fallback;               /* requests no route matches (instead of 404); gets 'udata'.
+                             The handler should set req->route_id for metrics. */
     ag_service_ready_fn ready_check;    /* optional, added to the database check */
     void *udata;                        /* for the three callbacks */
 };

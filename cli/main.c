@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: MIT */
+/* The agora command. `agora up` runs the whole shop on this machine under
+ * the supervisor; the program table below is the shop. */
+#include "agora/base.h"
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "agora/buf.h"
+#include "agora/err.h"
+#include "agora/log.h"
+#include "agora/mem.h"
+
+#define SECRET_MAX 256
+
+/* Start-up order is table order (dependencies first); stop is the reverse.
+ * Paths are relative to the build directory. "@SRC@" and "@DATA@" in
+ * environment values are replaced by the source and data directories. */
+static const struct cli_program PROGRAMS[] = {
+    { "registry", "platform/registry/registry", 8500, false, { NULL } },
+    { "users",
+      "services/users/users",
+      8082,
+      false,
+      { "AGORA_USERS_ADMIN_EMAIL=admin@agora.local", "AGORA_USERS_ADMIN_PASSWORD=@ADMINPW@",
+        NULL } },
+    { "catalog",
+      "services/catalog/catalog",
+      8081,
+      false,
+      { "AGORA_CATALOG_SEED=@SRC@/services/catalog/demo/catalog.json", NULL } },
+    { "gateway",
+      "platform/gateway/gateway",
+      8080,
+      true,
+      { "AGORA_GATEWAY_WEB_ROOT=@SRC@/web", NULL } },
+};
+
+static void
+usage(FILE *out)
+{
+    fprintf(out, "usage: agora up [--build DIR] [--data DIR] [--source DIR]\n"
+                 "       agora help\n\n"
+                 "  up   run the whole shop on this machine until Ctrl-C\n");
+}
+
+/* Read the secret in 'path', or create it with 'nbytes' random bytes as hex
+ * (mode 0600). Returns an owned string or NULL. */
+static char *
+load_or_make_secret(const char *path, size_t nbytes)
+{
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        char buf[SECRET_MAX];
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+            n--;
+        buf[n] = '\0';
+        if (n == 2 * nbytes)
+            return ag_strdup(buf);
+        AG_LOGW("agora", "'%s' is malformed; making a new one", path);
+    }
+    unsigned char raw[SECRET_MAX / 2];
+    char hex[SECRET_MAX];
+    randombytes_buf(raw, nbytes);
+    sodium_bin2hex(hex, sizeof(hex), raw, nbytes);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd == -1) {
+        AG_LOGE("agora", "cannot write '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t len = strlen(hex);
+    bool ok = write(fd, hex, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
+    close(fd);
+    if (!ok) {
+        AG_LOGE("agora", "cannot write '%s'", path);
+        return NULL;
+    }
+    return ag_strdup(hex);
+}
+
+static char *
+replace_all(const char *s, const char *what, const char *with)
+{
+    struct ag_buf b = AG_BUF_INIT(0);
+    size_t wl = strlen(what);
+    const char *p;
+    while ((p = strstr(s, what)) != NULL) {
+        ag_buf_append(&b, s, (size_t)(p - s));
+        ag_buf_append_cstr(&b, with);
+        s = p + wl;
+    }
+    ag_buf_append_cstr(&b, s);
+    return ag_buf_detach(&b, NULL);
+}
+
+static int
+cmd_up(int argc, char **argv)
+{
+    const char *build = "build";
+    const char *data = "var";
+    const char *source = ".";
+    for (int i = 2; i < argc; i++) {
+        if (i + 1 < argc && strcmp(argv[i], "--build") == 0)
+            build = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--data") == 0)
+            data = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--source") == 0)
+            source = argv[++i];
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    char build_abs[4096];
+    char data_abs[4096];
+    char source_abs[4096];
+    if (mkdir(data, 0750) == -1 && errno != EEXIST) {
+        fprintf(stderr, "agora: cannot create '%s': %s\n", data, strerror(errno));
+        return 1;
+    }
+    if (realpath(build, build_abs) == NULL || realpath(data, data_abs) == NULL ||
+        realpath(source, source_abs) == NULL) {
+        fprintf(stderr, "agora: bad directory: %s\n", strerror(errno));
+        return 1;
+    }
+    char *keypath = ag_asprintf("%s/internal.key", data_abs);
+    char *pwpath = ag_asprintf("%s/admin-password", data_abs);
+    char *key = load_or_make_secret(keypath, 32);
+    char *adminpw = load_or_make_secret(pwpath, 12);
+    if (key == NULL || adminpw == NULL)
+        return 1;
+
+    /* Expand placeholders in a private copy of the table. */
+    size_t n = AG_ARRAY_SIZE(PROGRAMS);
+    struct cli_program progs[AG_ARRAY_SIZE(PROGRAMS)];
+    char *owned[AG_ARRAY_SIZE(PROGRAMS) * CLI_MAX_ENV];
+    size_t nowned = 0;
+    for (size_t i = 0; i < n; i++) {
+        progs[i] = PROGRAMS[i];
+        for (size_t k = 0; k < CLI_MAX_ENV && PROGRAMS[i].env[k] != NULL; k++) {
+            char *a = replace_all(PROGRAMS[i].env[k], "@SRC@", source_abs);
+            char *b = replace_all(a, "@ADMINPW@", adminpw);
+            ag_free(a);
+            progs[i].env[k] = b;
+            owned[nowned++] = b;
+        }
+    }
+    char *common[8];
+    size_t c = 0;
+    common[c++] = ag_asprintf("AGORA_DATA_DIR=%s", data_abs);
+    common[c++] = ag_asprintf("AGORA_INTERNAL_KEY=%s", key);
+    common[c++] = ag_strdup("AGORA_REGISTRY_URL=http://127.0.0.1:8500");
+    common[c] = NULL;
+
+    fprintf(stderr, "Agora: starting %zu programs from %s (data in %s)\n", n, build_abs, data_abs);
+    fprintf(stderr, "  administrator: admin@agora.local, password in %s\n", pwpath);
+    struct cli_up_options opts = {
+        .build_dir = build_abs,
+        .source_dir = source_abs,
+        .data_dir = data_abs,
+        .ready_timeout_ms = 30000,
+        .stop_timeout_ms = 15000,
+    };
+    int status = cli_supervise(progs, n, &opts, common);
+    for (size_t i = 0; i < c; i++)
+        ag_free(common[i]);
+    for (size_t i = 0; i < nowned; i++)
+        ag_free(owned[i]);
+    ag_free(key);
+    ag_free(adminpw);
+    ag_free(keypath);
+    ag_free(pwpath);
+    return status;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (sodium_init() < 0)
+        return 1;
+    ag_log_init("agora", "agora", AG_LOG_INFO);
+    if (argc >= 2 && strcmp(argv[1], "up") == 0)
+        return cmd_up(argc, argv);
+    if (argc >= 2 && (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/* The supervisor behind `agora up`: starts every process of the shop in
+ * dependency order, waits for each to be ready, restarts a process that
+ * dies, and on SIGTERM/SIGINT stops them in reverse order. */
+#ifndef CLI_SUPERVISOR_H
+#define CLI_SUPERVISOR_H
+
+#include "agora/base.h"
+
+#define CLI_MAX_ENV 32
+
+/* One supervised program, as declared in main.c's table. */
+struct cli_program {
+    const char *name;             /* "catalog" */
+    const char *binary;           /* path relative to the build directory */
+    int port;                     /* AGORA_HTTP_PORT */
+    bool public_entry;            /* the address users are told about */
+    const char *env[CLI_MAX_ENV]; /* extra "KEY=VALUE" entries, NULL-terminated */
+};
+
+struct cli_up_options {
+    const char *build_dir;     /* where the binaries are */
+    const char *source_dir;    /* the repository (demo data, web root) */
+    const char *data_dir;      /* databases and generated secrets */
+    uint64_t ready_timeout_ms; /* per program */
+    uint64_t stop_timeout_ms;  /* per program, then SIGKILL */
+};
+
+/* Run the programs until a signal; returns the process exit status. */
+int cli_supervise(const struct cli_program *programs, size_t n, const struct cli_up_options *opts,
+                  char *const *common_env);
+
+#endif /* CLI_SUPERVISOR_H */
