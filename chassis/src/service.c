@@ -41,6 +41,7 @@ struct ag_service {
     struct ag_metric *m_inflight;
     struct ag_router *router;
     struct ag_http_server *server;
+    struct req_ctx *dispatching; /* request whose handler is running, for the log context */
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uint8_t identity_key[AG_IDENTITY_KEYLEN];
@@ -428,6 +429,7 @@ dispatch(struct ag_http_req *req, void *udata)
     }
     ag_trace_start(ag_http_req_header(req, "traceparent"), &ctx->trace);
     ag_log_set_context(ctx->request_id, ctx->trace.trace_id);
+    svc->dispatching = ctx;
     ag_http_resp_header(req, "X-Request-ID", ctx->request_id);
     char tp[AG_TRACEPARENT_LEN + 1];
     ag_trace_format(&ctx->trace, tp);
@@ -472,6 +474,7 @@ dispatch(struct ag_http_req *req, void *udata)
         req->route_id = "unmatched";
         ag_send_problem(req, 404, "not-found", "Not Found", "no resource at this path");
     }
+    svc->dispatching = NULL;
     ag_log_set_context(NULL, NULL);
 }
 
@@ -482,6 +485,10 @@ on_complete(struct ag_http_req *req, void *udata)
     struct req_ctx *ctx = ctx_of(req);
     /* Requests the server rejected itself (413, 400, 408, 503...) never
      * reached dispatch: no context, not in flight, route "rejected". */
+    /* The running handler answered its own request, whose memory goes now:
+     * nothing of it may stay referenced for the log context. */
+    if (ctx != NULL && svc->dispatching == ctx)
+        svc->dispatching = NULL;
     if (ctx != NULL)
         svc->inflight--;
     else
@@ -509,7 +516,10 @@ on_complete(struct ag_http_req *req, void *udata)
                               "remote", req->remote_addr ? req->remote_addr : "");
         ag_log_json(AG_LOG_INFO, "http", "request", f);
         json_decref(f);
-        ag_log_set_context(NULL, NULL);
+        /* A handler may answer other requests (long polls) while it runs:
+         * give it its own log context back. */
+        struct req_ctx *cur = svc->dispatching;
+        ag_log_set_context(cur ? cur->request_id : NULL, cur ? cur->trace.trace_id : NULL);
     }
 }
 

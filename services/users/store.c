@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: MIT */
+/* Users SQL: accounts, refresh-token families and tokens, signing keys.
+ * Every statement parameterised, prepared once and cached by the chassis
+ * store. */
+#include "agora/base.h"
+#include "users.h"
+
+#include <string.h>
+
+#include "agora/err.h"
+#include "agora/mem.h"
+
+#define USER_COLS "id, email, name, admin, disabled, created_at, updated_at, password_hash"
+
+static int
+prepare(struct ag_store *st, const char *sql, struct ag_stmt **out)
+{
+    int err = 0;
+    *out = ag_store_prepare(st, sql, &err);
+    return *out ? 0 : err;
+}
+
+/* Step a statement that returns no rows, then reset it. */
+static int
+exec_done(struct ag_stmt *s)
+{
+    int rc = ag_stmt_step(s);
+    ag_stmt_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
+static void
+copy_text(char *dst, size_t cap, struct ag_stmt *s, int i)
+{
+    size_t n = AG_MIN(ag_stmt_col_len(s, i), cap - 1);
+    memcpy(dst, ag_stmt_col_text(s, i), n);
+    dst[n] = '\0';
+}
+
+static void
+read_user(struct ag_stmt *s, struct users_account *a, struct users_credentials *cred)
+{
+    memset(a, 0, sizeof(*a));
+    copy_text(a->id, sizeof(a->id), s, 0);
+    copy_text(a->email, sizeof(a->email), s, 1);
+    copy_text(a->name, sizeof(a->name), s, 2);
+    a->admin = ag_stmt_col_i64(s, 3) != 0;
+    a->disabled = ag_stmt_col_i64(s, 4) != 0;
+    copy_text(a->created_at, sizeof(a->created_at), s, 5);
+    copy_text(a->updated_at, sizeof(a->updated_at), s, 6);
+    if (cred != NULL)
+        copy_text(cred->hash, sizeof(cred->hash), s, 7);
+}
+
+/* ---- Accounts ---- */
+
+int
+users_store_user_insert(struct ag_store *st, const struct users_account *a, const char *hash)
+{
+    struct ag_stmt *s;
+    int rc = prepare(
+        st, "INSERT INTO users (" USER_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, a->id);
+    ag_stmt_bind_cstr(s, 2, a->email);
+    ag_stmt_bind_cstr(s, 3, a->name);
+    ag_stmt_bind_i64(s, 4, a->admin ? 1 : 0);
+    ag_stmt_bind_i64(s, 5, a->disabled ? 1 : 0);
+    ag_stmt_bind_cstr(s, 6, a->created_at);
+    ag_stmt_bind_cstr(s, 7, a->updated_at);
+    ag_stmt_bind_cstr(s, 8, hash);
+    return exec_done(s);
+}
+
+static int
+user_by(struct ag_store *st, const char *sql, const char *value, struct users_account *out,
+        struct users_credentials *out_cred)
+{
+    struct ag_stmt *s;
+    int rc = prepare(st, sql, &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, value);
+    rc = ag_stmt_step(s);
+    if (rc == AG_STMT_ROW) {
+        read_user(s, out, out_cred);
+        rc = 0;
+    } else if (rc == AG_STMT_DONE) {
+        rc = AG_ENOENT;
+    }
+    ag_stmt_reset(s);
+    return rc;
+}
+
+int
+users_store_user_by_email(struct ag_store *st, const char *email, struct users_account *out,
+                          struct users_credentials *out_cred)
+{
+    return user_by(st, "SELECT " USER_COLS " FROM users WHERE email = $1", email, out, out_cred);
+}
+
+int
+users_store_user_by_id(struct ag_store *st, const char *id, struct users_account *out,
+                       struct users_credentials *out_cred)
+{
+    return user_by(st, "SELECT " USER_COLS " FROM users WHERE id = $1", id, out, out_cred);
+}
+
+int
+users_store_email_exists(struct ag_store *st, const char *email, bool *out_exists)
+{
+    struct ag_stmt *s;
+    int rc = prepare(st, "SELECT 1 FROM users WHERE email = $1", &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, email);
+    rc = ag_stmt_step(s);
+    ag_stmt_reset(s);
+    if (rc < 0)
+        return rc;
+    *out_exists = rc == AG_STMT_ROW;
+    return 0;
+}
+
+int
+users_store_user_list(struct ag_store *st, const char *after_id, const char *email, int64_t limit,
+                      json_t *items, bool *out_more)
+{
+    struct ag_stmt *s;
+    int rc = prepare(st,
+                     "SELECT " USER_COLS " FROM users WHERE ($1 IS NULL OR id > $1) "
+                     "AND ($2 IS NULL OR email = $2) ORDER BY id LIMIT $3",
+                     &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, after_id);
+    ag_stmt_bind_cstr(s, 2, email);
+    ag_stmt_bind_i64(s, 3, limit + 1);
+    int64_t n = 0;
+    *out_more = false;
+    while ((rc = ag_stmt_step(s)) == AG_STMT_ROW) {
+        if (n == limit) {
+            *out_more = true;
+            break;
+        }
+        struct users_account a;
+        read_user(s, &a, NULL);
+        json_array_append_new(items, users_account_to_json(&a));
+        n++;
+    }
+    ag_stmt_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
+int
+users_store_user_update(struct ag_store *st, const struct users_account *a, const char *hash)
+{
+    struct ag_stmt *s;
+    int rc = prepare(st,
+                     "UPDATE users SET name = $2, admin = $3, disabled = $4, updated_at = $5, "
+                     "password_hash = coalesce($6, password_hash) WHERE id = $1",
+                     &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, a->id);
+    ag_stmt_bind_cstr(s, 2, a->name);
+    ag_stmt_bind_i64(s, 3, a->admin ? 1 : 0);
+    ag_stmt_bind_i64(s, 4, a->disabled ? 1 : 0);
+    ag_stmt_bind_cstr(s, 5, a->updated_at);
+    ag_stmt_bind_cstr(s, 6, hash);
+    rc = exec_done(s);
+    if (rc == 0 && ag_store_changes(st) == 0)
+        rc = AG_ENOENT;
+    return rc;
+}
+
+int
+users_store_user_rehash(struct ag_store *st, const char *id, const char *old, const char *hash)
+{
+    struct ag_stmt *s;
+    int rc =
+        prepare(st, "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2", &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, id);
+    ag_stmt_bind_cstr(s, 2, old);
+    ag_stmt_bind_cstr(s, 3, hash);
+    return exec_done(s);
+}
+
+/* ---- Refresh tokens ---- */
+
+int
+users_store_family_insert(struct ag_store *st, const char *family_id, const char *user_id,
+                          int64_t now_ms)
+{
+    struct ag_stmt *s;
+    int rc = prepare(
+        st, "INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3)", &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, family_id);
+    ag_stmt_bind_cstr(s, 2, user_id);
+    ag_stmt_bind_i64(s, 3, now_ms);
+    return exec_done(s);
+}
+
+int
+users_store_family_revoke(struct ag_store *st, const char *family_id, int64_t now_ms,
+                          const char *why)
+{
+    struct ag_stmt *s;
+    int rc = prepare(st,
+                     "UPDATE refresh_families SET revoked_at = $2, revoked_why = $3 "
+                     "WHERE id = $1 AND revoked_at IS NULL",
+                     &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, family_id);
+    ag_stmt_bind_i64(s, 2, now_ms);
+    ag_stmt_bind_cstr(s, 3, why);
+    return exec_done(s);
+}
+
+int
+users_store_families_revoke_user(struct ag_store *st, const char *user_id, int64_t now_ms,
+                                 const char *why)
+{
+    struct ag_stmt *s;
+    int rc = prepare(st,
+                     "UPDATE refresh_families SET revoked_at = $2, revoked_why = $3 "
+                     "WHERE user_id = $1 AND revoked_at IS NULL",
+                     &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, user_id);
+    ag_stmt_bind_i64(s, 2, now_ms);
+    ag_stmt_bind_cstr(s, 3, why);
+    return exec_done(s);
+}
+
+int
+users_store_token_insert(struct ag_store *st, const unsigned char hash[USERS_TOKEN_HASH],
+                         const char *family_id, const unsigned char *parent, int64_t now_ms,
+                         int64_t expires_ms)
+{
+    struct ag_stmt *s;
+    int rc = prepare(st,
+                     "INSERT INTO refresh_tokens (hash, family_id, parent, created_at, expires_at) "
+                     "VALUES ($1, $2, $3, $4, $5)",
+                     &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_blob(s, 1, hash, USERS_TOKEN_HASH);
+    ag_stmt_bind_cstr(s, 2, family_id);
+    if (parent != NULL)
+        ag_stmt_bind_blob(s, 3, parent, USERS_TOKEN_HASH);
+    else
+        ag_stmt_bind_null(s, 3);
+    ag_stmt_bind_i64(s, 4, now_ms);
+    ag_stmt_bind_i64(s, 5, expires_ms);
+    return exec_done(s);
+}
+
+int
+users_store_token_get(struct ag_store *st, const unsigned char hash[USERS_TOKEN_HASH],
+                      struct users_refresh_state *out, char out_family[AG_UUID_STRLEN + 1],
+                      char out_user[AG_UUID_STRLEN + 1])
+{
+    struct ag_stmt *s;
+    int rc = prepare(st,
+                     "SELECT t.family_id, f.user_id, t.expires_at, t.spent_at IS NOT NULL, "
+                     "f.revoked_at IS NOT NULL, u.disabled FROM refresh_tokens t "
+                     "JOIN refresh_families f ON f.id = t.family_id "
+                     "JOIN users u ON u.id = f.user_id WHERE t.hash = $1",
+                     &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_blob(s, 1, hash, USERS_TOKEN_HASH);
+    memset(out, 0, sizeof(*out));
+    out_family[0] = out_user[0] = '\0';
+    rc = ag_stmt_step(s);
+    if (rc == AG_STMT_ROW) {
+        out->found = true;
+        copy_text(out_family, AG_UUID_STRLEN + 1, s, 0);
+        copy_text(out_user, AG_UUID_STRLEN + 1, s, 1);
+        out->expires_at_ms = ag_stmt_col_i64(s, 2);
+        out->spent = ag_stmt_col_i64(s, 3) != 0;
+        out->family_revoked = ag_stmt_col_i64(s, 4) != 0;
+        out->user_disabled = ag_stmt_col_i64(s, 5) != 0;
+        rc = 0;
+    } else if (rc == AG_STMT_DONE) {
+        rc = 0;
+    }
+    ag_stmt_reset(s);
+    return rc;
+}
+
+int
+users_store_token_spend(struct ag_store *st, const unsigned char hash[USERS_TOKEN_HASH],
+                        int64_t now_ms)
+{
+    struct ag_stmt *s;
+    int rc = prepare(
+        st, "UPDATE refresh_tokens SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL", &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_blob(s, 1, hash, USERS_TOKEN_HASH);
+    ag_stmt_bind_i64(s, 2, now_ms);
+    rc = exec_done(s);
+    if (rc == 0 && ag_store_changes(st) != 1)
+        rc = AG_ECONFLICT;
+    return rc;
+}
+
+int
+users_store_tokens_purge(struct ag_store *st, int64_t now_ms)
+{
+    struct ag_stmt *s;
+    int rc = prepare(st, "DELETE FROM refresh_tokens WHERE expires_at <= $1", &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_i64(s, 1, now_ms);
+    rc = exec_done(s);
+    if (rc != 0)
+        return rc;
+    rc = prepare(st,
+                 "DELETE FROM refresh_families WHERE NOT EXISTS "
+                 "(SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id)",
+                 &s);
+    if (rc != 0)
+        return rc;
+    return exec_done(s);
+}
+
+/* ---- Signing keys ---- */
+
+int
+users_store_keys_load(struct ag_store *st, struct users_key_row *out, size_t cap, size_t *out_n)
+{
+    struct ag_stmt *s;
+    int rc = prepare(st,
+                     "SELECT kid, private_pem, created_at, coalesce(retired_at, 0), "
+                     "coalesce(drop_at, 0) FROM signing_keys ORDER BY created_at DESC, kid",
+                     &s);
+    if (rc != 0)
+        return rc;
+    size_t n = 0;
+    while ((rc = ag_stmt_step(s)) == AG_STMT_ROW && n < cap) {
+        struct users_key_row *r = &out[n++];
+        memset(r, 0, sizeof(*r));
+        copy_text(r->kid, sizeof(r->kid), s, 0);
+        r->pem = ag_strndup(ag_stmt_col_text(s, 1), ag_stmt_col_len(s, 1));
+        r->created_ms = ag_stmt_col_i64(s, 2);
+        r->retired_ms = ag_stmt_col_i64(s, 3);
+        r->drop_ms = ag_stmt_col_i64(s, 4);
+    }
+    ag_stmt_reset(s);
+    *out_n = n;
+    if (rc < 0) {
+        users_store_keys_release(out, n);
+        *out_n = 0;
+        return rc;
+    }
+    return 0;
+}
+
+void
+users_store_keys_release(struct users_key_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ag_jwt_pem_free(rows[i].pem);
+        rows[i].pem = NULL;
+    }
+}
+
+int
+users_store_key_insert(struct ag_store *st, const char *kid, const char *pem, int64_t created_ms)
+{
+    struct ag_stmt *s;
+    int rc = prepare(
+        st, "INSERT INTO signing_keys (kid, private_pem, created_at) VALUES ($1, $2, $3)", &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, kid);
+    ag_stmt_bind_cstr(s, 2, pem);
+    ag_stmt_bind_i64(s, 3, created_ms);
+    return exec_done(s);
+}
+
+int
+users_store_key_retire(struct ag_store *st, const char *kid, int64_t retired_ms, int64_t drop_ms)
+{
+    struct ag_stmt *s;
+    int rc = prepare(st,
+                     "UPDATE signing_keys SET retired_at = $2, drop_at = $3 "
+                     "WHERE kid = $1 AND retired_at IS NULL",
+                     &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, kid);
+    ag_stmt_bind_i64(s, 2, retired_ms);
+    ag_stmt_bind_i64(s, 3, drop_ms);
+    return exec_done(s);
+}
+
+int
+users_store_keys_drop(struct ag_store *st, int64_t now_ms)
+{
+    struct ag_stmt *s;
+    int rc =
+        prepare(st, "DELETE FROM signing_keys WHERE drop_at IS NOT NULL AND drop_at <= $1", &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_i64(s, 1, now_ms);
+    return exec_done(s);
+}
