@@ -105,6 +105,13 @@ int ag_http_client_set_upstream(struct ag_http_client *client, const char *name,
 int ag_http_client_send(struct ag_http_client *client, const struct ag_http_client_request *req,
                         ag_http_client_cb cb, void *udata);
 
+/* Cancel the pending calls of 'client' that were started with callback 'cb'
+ * and 'udata': each callback runs once, before this returns, with
+ * AG_ECLOSED, and a transfer in flight is abandoned (its connection closed).
+ * Calls started from those callbacks are not cancelled. Returns how many
+ * calls were cancelled. Loop thread only. */
+size_t ag_http_client_cancel(struct ag_http_client *client, ag_http_client_cb cb, void *udata);
+
 /* Header 'name' of 'resp' (case-insensitive), or AG_STR_NULL. */
 struct ag_str ag_http_client_header(const struct ag_http_client_response *resp, const char *name);
 

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/* Events: the transactional outbox, its relay to the broker, and consumers
+ * with an inbox (DESIGN.md sections 2-4, STYLE.md section 8).
+ *
+ * - ag_events_publish() writes a CloudEvents 1.0 event into the service's
+ *   outbox table inside the caller's open transaction: the event exists if
+ *   and only if the business change commits.
+ * - The relay sends outbox rows to the broker in order, in batches, retrying
+ *   with capped backoff while the broker is unreachable, and marks what the
+ *   broker acknowledged (pending -> published; attempts counted).
+ * - A consumer pulls from a subscription (long poll), runs its handler inside
+ *   a database transaction together with an inbox insert keyed by event id
+ *   (a duplicate is acknowledged and skipped), acks after commit, and nacks
+ *   with backoff when the handler fails.
+ * - A backend interface (struct ag_events_backend_ops) sits under all of it:
+ *   the embedded bus now (platform/bus, over HTTP), RabbitMQ later.
+ *
+ * One runtime per service, on the service's loop; loop thread only. The
+ * outbox and inbox tables are created by ag_events_new (idempotent DDL,
+ * recorded in agora_chassis_schema), in the service's own database. */
+#ifndef AG_EVENTS_H
+#define AG_EVENTS_H
+
+#include "agora/base.h"
+#include "agora/http_client.h"
+#include "agora/metrics.h"
+#include "agora/store.h"
+
+#include <jansson.h>
+#include <uv.h>
+
+struct ag_events;
+
+/* Zero means the default shown. */
+struct ag_events_config {
+    const char *source;         /* CloudEvents "source", e.g. "/agora/catalog"; required */
+    const char *bus_url;        /* "http://127.0.0.1:8400" (AGORA_BUS_URL); required */
+    size_t relay_batch;         /* 100 events per publish request */
+    uint64_t relay_poll_ms;     /* 500: outbox check when not kicked */
+    uint64_t retry_base_ms;     /* 100: relay/consumer backoff base, doubling... */
+    uint64_t retry_max_ms;      /* 10000: ...up to this, with full jitter */
+    uint64_t pull_wait_ms;      /* 30000: long-poll wait of consumer pulls */
+    size_t pull_batch;          /* 50 messages per pull */
+    uint64_t published_keep_ms; /* 86400000: published outbox rows and inbox rows kept this long */
+};
+
+/* A consumer's handler: runs inside an open transaction on 'store'. Return 0
+ * to commit (then the message is acked), or a negative code to roll back
+ * (then it is nacked and redelivered after a backoff). 'event' is the whole
+ * CloudEvent (borrowed for the call). */
+typedef int (*ag_events_handler_fn)(struct ag_events *ev, struct ag_store *store,
+                                    const json_t *event, void *udata);
+
+/* Create the runtime: tables, relay, no consumer yet. 'client' and 'store'
+ * are borrowed and must outlive it. */
+int ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client *client,
+                  const struct ag_events_config *cfg, struct ag_events **out_ev);
+
+/* Write an event into the outbox within the caller's open transaction
+ * (AG_EINVAL when none is open). 'type' is "<aggregate>.<past tense>",
+ * 'subject' the aggregate id (the ordering key), 'data' the payload
+ * (borrowed; copied). 'traceparent' may be NULL. The CloudEvent gets a new
+ * UUIDv7 id and the current time. 'out_id' (may be NULL) receives the id. */
+int ag_events_publish(struct ag_events *ev, const char *type, const char *subject,
+                      const json_t *data, const char *traceparent, char out_id[37]);
+
+/* Tell the relay that a transaction with events committed, so it sends them
+ * now rather than at its next poll. Cheap; call after commit. */
+void ag_events_kick(struct ag_events *ev);
+
+/* Consume subscription 'name' bound to 'topics' (patterns such as
+ * "order.*"), created on the broker if missing (ack deadline, max attempts
+ * as the broker defaults). Call before ag_events_start. */
+int ag_events_subscribe(struct ag_events *ev, const char *name, const char *const *topics,
+                        size_t ntopics, ag_events_handler_fn fn, void *udata);
+
+/* Start the relay and the consumers. */
+void ag_events_start(struct ag_events *ev);
+
+/* Outbox rows not yet published (for /metrics and tests). */
+int64_t ag_events_outbox_backlog(struct ag_events *ev);
+
+/* Register events metrics: events_outbox_pending, events_outbox_lag_seconds
+ * (age of the oldest pending row), events_published_total,
+ * events_consumed_total{subscription,outcome}, events_duplicates_total. */
+void ag_events_metrics(struct ag_events *ev, struct ag_metrics *reg);
+
+/* Stop consumers (held pulls cancelled, in-flight handlers finished), try
+ * to flush the outbox for at most 'flush_ms', stop the relay, free once all
+ * handles closed, then 'cb' (may be NULL). */
+void ag_events_stop(struct ag_events *ev, uint64_t flush_ms, void (*cb)(void *udata), void *udata);
+
+#endif /* AG_EVENTS_H */

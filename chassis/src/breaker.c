@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT */
+/* The pure resilience logic of the HTTP client (http_client_int.h): the
+ * circuit breaker state machine, the sliding-window retry budget, full-jitter
+ * backoff, and round robin with outlier ejection. No I/O and no clock: the
+ * caller passes the time, so tests/test_http_client.c drives it directly. */
+#include "agora/base.h"
+#include "http_client_int.h"
+
+#include "agora/err.h"
+
+/* ---- Circuit breaker ---- */
+
+void
+ag__breaker_init(struct ag__breaker *b, uint32_t max_failures, uint64_t open_ms,
+                 uint32_t max_probes)
+{
+    b->state = AG_BREAKER_CLOSED;
+    b->failures = 0;
+    b->opened_at_ms = 0;
+    b->probes = 0;
+    b->max_failures = max_failures ? max_failures : 1;
+    b->open_ms = open_ms;
+    b->max_probes = max_probes ? max_probes : 1;
+}
+
+/* The one transition function: every state change goes through here, and
+ * illegal moves are programmer errors. */
+static void
+breaker_move(struct ag__breaker *b, enum ag_breaker_state to, uint64_t now_ms)
+{
+    switch (to) {
+    case AG_BREAKER_OPEN:
+        if (b->state == AG_BREAKER_OPEN)
+            AG_BUG("breaker: open -> open");
+        b->opened_at_ms = now_ms;
+        break;
+    case AG_BREAKER_HALF_OPEN:
+        if (b->state != AG_BREAKER_OPEN)
+            AG_BUG("breaker: half-open only from open");
+        b->probes = 0;
+        break;
+    case AG_BREAKER_CLOSED:
+        if (b->state != AG_BREAKER_HALF_OPEN)
+            AG_BUG("breaker: closed only from half-open");
+        break;
+    }
+    b->failures = 0;
+    b->state = to;
+}
+
+bool
+ag__breaker_tick(struct ag__breaker *b, uint64_t now_ms)
+{
+    if (b->state != AG_BREAKER_OPEN || now_ms < b->opened_at_ms + b->open_ms)
+        return false;
+    breaker_move(b, AG_BREAKER_HALF_OPEN, now_ms);
+    return true;
+}
+
+int
+ag__breaker_allow(struct ag__breaker *b, uint64_t now_ms, bool *out_probe)
+{
+    ag__breaker_tick(b, now_ms);
+    *out_probe = false;
+    switch (b->state) {
+    case AG_BREAKER_CLOSED: return 0;
+    case AG_BREAKER_OPEN: return AG_EUNAVAIL;
+    case AG_BREAKER_HALF_OPEN:
+        if (b->probes >= b->max_probes)
+            return AG_EUNAVAIL;
+        b->probes++;
+        *out_probe = true;
+        return 0;
+    }
+    return AG_EUNAVAIL;
+}
+
+bool
+ag__breaker_record(struct ag__breaker *b, uint64_t now_ms, bool probe, bool success)
+{
+    if (probe && b->state == AG_BREAKER_HALF_OPEN && b->probes > 0)
+        b->probes--;
+    switch (b->state) {
+    case AG_BREAKER_CLOSED:
+        if (success) {
+            b->failures = 0;
+            return false;
+        }
+        if (++b->failures < b->max_failures)
+            return false;
+        breaker_move(b, AG_BREAKER_OPEN, now_ms);
+        return true;
+    case AG_BREAKER_HALF_OPEN:
+        /* Only probes decide; a call that started before the breaker opened
+         * and ends now says nothing about the upstream's recovery. */
+        if (!probe)
+            return false;
+        breaker_move(b, success ? AG_BREAKER_CLOSED : AG_BREAKER_OPEN, now_ms);
+        return true;
+    case AG_BREAKER_OPEN: return false;
+    }
+    return false;
+}
+
+void
+ag__breaker_cancel(struct ag__breaker *b, bool probe)
+{
+    if (probe && b->state == AG_BREAKER_HALF_OPEN && b->probes > 0)
+        b->probes--;
+}
+
+/* ---- Retry budget ---- */
+
+void
+ag__budget_init(struct ag__budget *b, double ratio, uint32_t min)
+{
+    b->ratio = ratio < 0 ? 0 : ratio;
+    b->min = min;
+    for (size_t i = 0; i < AG__BUDGET_SLOTS; i++) {
+        b->slots[i].epoch = UINT64_MAX;
+        b->slots[i].calls = 0;
+        b->slots[i].retries = 0;
+    }
+}
+
+/* The slot counting the second of 'now_ms', emptied when it last counted
+ * an older second. */
+static struct ag__budget_slot *
+budget_slot(struct ag__budget *b, uint64_t now_ms)
+{
+    uint64_t epoch = now_ms / AG__BUDGET_SLOT_MS;
+    struct ag__budget_slot *s = &b->slots[epoch % AG__BUDGET_SLOTS];
+    if (s->epoch != epoch) {
+        s->epoch = epoch;
+        s->calls = 0;
+        s->retries = 0;
+    }
+    return s;
+}
+
+void
+ag__budget_window(const struct ag__budget *b, uint64_t now_ms, uint32_t *out_calls,
+                  uint32_t *out_retries)
+{
+    uint64_t epoch = now_ms / AG__BUDGET_SLOT_MS;
+    uint32_t calls = 0;
+    uint32_t retries = 0;
+    for (size_t i = 0; i < AG__BUDGET_SLOTS; i++) {
+        const struct ag__budget_slot *s = &b->slots[i];
+        if (s->epoch != UINT64_MAX && s->epoch <= epoch && epoch - s->epoch < AG__BUDGET_SLOTS) {
+            calls += s->calls;
+            retries += s->retries;
+        }
+    }
+    *out_calls = calls;
+    *out_retries = retries;
+}
+
+void
+ag__budget_call(struct ag__budget *b, uint64_t now_ms)
+{
+    struct ag__budget_slot *s = budget_slot(b, now_ms);
+    if (s->calls < UINT32_MAX)
+        s->calls++;
+}
+
+bool
+ag__budget_try_retry(struct ag__budget *b, uint64_t now_ms)
+{
+    uint32_t calls;
+    uint32_t retries;
+    ag__budget_window(b, now_ms, &calls, &retries);
+    if ((double)retries + 1.0 > b->ratio * (double)calls + (double)b->min)
+        return false;
+    struct ag__budget_slot *s = budget_slot(b, now_ms);
+    if (s->retries < UINT32_MAX)
+        s->retries++;
+    return true;
+}
+
+/* ---- Backoff ---- */
+
+uint64_t
+ag__backoff_ms(uint64_t base_ms, uint64_t max_ms, int retry, uint64_t rnd)
+{
+    uint64_t cap = base_ms;
+    for (int i = 1; i < retry && cap < max_ms; i++)
+        cap = cap > UINT64_MAX / 2 ? UINT64_MAX : cap * 2;
+    if (cap > max_ms)
+        cap = max_ms;
+    if (cap == UINT64_MAX)
+        return rnd;
+    return rnd % (cap + 1);
+}
+
+/* ---- Load balancing and outlier ejection ---- */
+
+static bool
+is_ejected(const struct ag__hc_instance *inst, uint64_t now_ms)
+{
+    return inst->ejected_until_ms != 0 && now_ms < inst->ejected_until_ms;
+}
+
+size_t
+ag__lb_expire(struct ag__hc_instance *const *insts, size_t n, uint64_t now_ms)
+{
+    size_t back = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ag__hc_instance *inst = insts[i];
+        if (inst->ejected_until_ms != 0 && now_ms >= inst->ejected_until_ms) {
+            inst->ejected_until_ms = 0;
+            inst->returned_at_ms = now_ms;
+            inst->failures = 0;
+            back++;
+        }
+    }
+    return back;
+}
+
+size_t
+ag__lb_ejected(struct ag__hc_instance *const *insts, size_t n, uint64_t now_ms)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += is_ejected(insts[i], now_ms);
+    return count;
+}
+
+long
+ag__lb_pick(struct ag__hc_instance *const *insts, size_t n, size_t *rr,
+            const struct ag__hc_instance *avoid, uint64_t now_ms)
+{
+    if (n == 0)
+        return -1;
+    ag__lb_expire(insts, n, now_ms);
+    long fallback = -1;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (*rr + k) % n;
+        if (is_ejected(insts[i], now_ms))
+            continue;
+        if (insts[i] == avoid) {
+            if (fallback < 0)
+                fallback = (long)i;
+            continue;
+        }
+        *rr = i + 1;
+        return (long)i;
+    }
+    if (fallback < 0)
+        fallback = (long)(*rr % n);
+    *rr = (size_t)fallback + 1;
+    return fallback;
+}
+
+bool
+ag__lb_record(struct ag__hc_instance *const *insts, size_t n, struct ag__hc_instance *inst,
+              bool failure, const struct ag__eject_policy *policy, uint64_t now_ms)
+{
+    if (!failure) {
+        inst->failures = 0;
+        /* Forget earlier ejections once the instance has stayed healthy for
+         * the longest ejection time since it came back. */
+        if (inst->ejections > 0 && inst->ejected_until_ms == 0 &&
+            now_ms - inst->returned_at_ms >= policy->base_ms * AG__EJECT_MAX_FACTOR)
+            inst->ejections = 0;
+        return false;
+    }
+    if (is_ejected(inst, now_ms) || inst->removed)
+        return false;
+    if (++inst->failures < (policy->failures ? policy->failures : 1))
+        return false;
+    size_t ejected = ag__lb_ejected(insts, n, now_ms);
+    if (ejected + 1 >= n || (ejected + 1) * 100 > (size_t)policy->max_percent * n)
+        return false;
+    uint64_t factor = 1;
+    for (uint32_t i = 0; i < inst->ejections && factor < AG__EJECT_MAX_FACTOR; i++)
+        factor *= 2;
+    inst->ejected_until_ms = now_ms + policy->base_ms * factor;
+    if (inst->ejected_until_ms == 0)
+        inst->ejected_until_ms = 1;
+    if (inst->ejections < 64)
+        inst->ejections++;
+    inst->failures = 0;
+    return true;
+}

@@ -1,0 +1,1423 @@
+/* SPDX-License-Identifier: MIT */
+/* HTTP client (http_client.h): calls on one libcurl multi handle driven by
+ * the service's libuv loop (multi_socket API: a uv_poll_t per socket curl
+ * asks for, one uv_timer_t for curl's timeouts), pooled keep-alive
+ * connections, deadlines, retries with full-jitter backoff under a retry
+ * budget, a circuit breaker per upstream and round robin with outlier
+ * ejection (the pure logic is in breaker.c). Design: docs/internals/http_client.md. */
+#include "agora/base.h"
+#include "agora/http_client.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "agora/buf.h"
+#include "agora/err.h"
+#include "agora/log.h"
+#include "agora/mem.h"
+#include "agora/metrics.h"
+#include "agora/time.h"
+#include "http_client_int.h"
+
+/* ---- Defaults and fixed tunables ---- */
+
+#define HC_DEF_HOST_CONNS      64
+#define HC_DEF_TOTAL_CONNS     512
+#define HC_DEF_CONNECT_MS      1000
+#define HC_DEF_TIMEOUT_MS      5000
+#define HC_DEF_MAX_RESPONSE    (8u * 1024 * 1024)
+#define HC_DEF_RETRIES         2
+#define HC_DEF_BACKOFF_BASE_MS 20
+#define HC_DEF_BACKOFF_MAX_MS  1000
+#define HC_DEF_BUDGET_RATIO    0.2
+#define HC_DEF_BUDGET_MIN      10
+#define HC_DEF_BREAKER_FAILS   5
+#define HC_DEF_BREAKER_OPEN_MS 5000
+#define HC_DEF_BREAKER_PROBES  1
+#define HC_DEF_EJECT_FAILS     3
+#define HC_DEF_EJECT_MS        10000
+#define HC_DEF_MAX_EJECTED_PCT 50
+
+#define HC_MAX_HEADER_BYTES (64 * 1024) /* response head kept per call */
+#define HC_MAX_RESP_HEADERS 128         /* response header fields per call */
+#define HC_FREE_EASY_MAX    64          /* idle easy handles kept for reuse */
+#define HC_TIMEOUT_SLACK_MS 10 /* a curl timeout this close to the deadline is the deadline */
+
+#define HC_CLIENT_MAGIC 0x48434c49u /* "HCLI" */
+#define HC_CALL_MAGIC   0x4843414cu /* "HCAL" */
+
+#define HC_LOG "http_client"
+
+/* Outcomes of a call, the values of the 'outcome' label. */
+#define HC_OUTCOME_MAP(X)                                                                          \
+    X(2XX, "2xx")                                                                                  \
+    X(3XX, "3xx")                                                                                  \
+    X(4XX, "4xx")                                                                                  \
+    X(5XX, "5xx")                                                                                  \
+    X(TIMEOUT, "timeout")                                                                          \
+    X(UNAVAILABLE, "unavailable")                                                                  \
+    X(ERROR, "error")                                                                              \
+    X(TOO_BIG, "too_big")                                                                          \
+    X(CANCELLED, "cancelled")
+
+enum hc_outcome {
+#define HC__OUTCOME_ENUM(name, label) HC_OUTCOME_##name,
+    HC_OUTCOME_MAP(HC__OUTCOME_ENUM)
+#undef HC__OUTCOME_ENUM
+};
+
+static const char *const hc_outcome_labels[] = {
+#define HC__OUTCOME_LABEL(name, label) label,
+    HC_OUTCOME_MAP(HC__OUTCOME_LABEL)
+#undef HC__OUTCOME_LABEL
+};
+
+/* ---- Types ---- */
+
+struct hc_upstream {
+    struct hc_upstream *next;
+    char *name;                     /* upstream name, or "host:port" */
+    bool direct;                    /* created for absolute URLs */
+    struct ag__hc_instance **insts; /* 'n' referenced instances */
+    size_t n;
+    size_t rr; /* round-robin position */
+    struct ag__breaker breaker;
+    struct ag__budget budget;
+};
+
+/* One socket curl asked us to watch. */
+struct hc_sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct ag_http_client *client;
+    struct hc_sock *prev; /* in client->socks */
+    struct hc_sock *next;
+    bool closing;
+};
+
+/* One response header, as offsets into the call's head buffer (which may
+ * move while it grows). */
+struct hc_hdr {
+    size_t name_off;
+    size_t name_len;
+    size_t value_off;
+    size_t value_len;
+};
+
+enum hc_call_state {
+    HC_CALL_IDLE = 0, /* created, or between attempts with nothing scheduled */
+    HC_CALL_ATTEMPT,  /* an easy handle is in the multi */
+    HC_CALL_BACKOFF,  /* the timer waits before the next attempt */
+    HC_CALL_FINISH,   /* the timer delivers the outcome on the next turn */
+};
+
+struct hc_call {
+    uint32_t magic;
+    struct ag_http_client *client;
+    struct hc_call *prev; /* in client->calls */
+    struct hc_call *next;
+    uv_timer_t timer; /* backoff wait and deferred completion */
+    enum hc_call_state state;
+    ag_http_client_cb cb;
+    void *udata;
+    struct hc_upstream *up;     /* borrowed: upstreams live as long as the client */
+    char *method;               /* owned */
+    char *target;               /* path and query, or the absolute URL when up->direct */
+    struct curl_slist *headers; /* request headers, built once */
+    char *body;                 /* owned copy, or NULL */
+    size_t body_len;
+    bool idempotent;              /* retries allowed */
+    int max_retries;              /* retries allowed at most */
+    uint64_t deadline_ms;         /* ag_time_mono_ms() by which the call ends */
+    uint64_t start_ns;            /* for the duration histogram */
+    int attempts;                 /* attempts started */
+    CURL *easy;                   /* in the multi during an attempt */
+    struct ag__hc_instance *inst; /* referenced: current or last instance */
+    bool probe;                   /* the attempt is a half-open probe */
+    bool cancel_mark;             /* chosen by ag_http_client_cancel */
+    bool too_big;                 /* a size limit stopped the transfer */
+    int err;                      /* outcome of the last attempt */
+    int status;
+    uint64_t retry_after_ms; /* Retry-After of a 429, else 0 */
+    struct ag_buf head;      /* response header bytes */
+    struct hc_hdr *hdrs;
+    size_t nhdrs;
+    size_t hdrs_cap;
+    struct ag_buf resp_body; /* bounded by max_response_bytes */
+};
+
+struct ag_http_client {
+    uint32_t magic;
+    uv_loop_t *loop;                  /* borrowed */
+    struct ag_http_client_config cfg; /* copy with defaults applied */
+    struct ag__eject_policy eject;
+    CURLM *multi;
+    uv_timer_t timer;        /* curl's timeout, then the teardown */
+    uv_timer_t maint;        /* breaker cool-downs and ejection ends */
+    struct hc_upstream *ups; /* every upstream ever used */
+    struct hc_call *calls;   /* calls not finished */
+    struct hc_sock *socks;   /* sockets whose poll handle is open */
+    CURL *free_easy[HC_FREE_EASY_MAX];
+    size_t nfree;
+    unsigned handles; /* uv handles open (timers, polls) */
+    bool closing;     /* ag_http_client_close was called */
+    bool torn_down;   /* the multi is gone, handles are closing */
+    void (*close_cb)(void *udata);
+    void *close_udata;
+    uint64_t rng; /* xorshift64* state */
+    struct ag_metric *m_requests;
+    struct ag_metric *m_retries;
+    struct ag_metric *m_duration;
+    struct ag_metric *m_breaker;
+    struct ag_metric *m_ejected;
+    ag__http_client_backoff_fn backoff_hook;
+    void *backoff_udata;
+};
+
+static void check_done(struct ag_http_client *c);
+static void on_maint(uv_timer_t *t);
+static void call_finish(struct hc_call *call);
+static int attempt_start(struct hc_call *call);
+
+/* ---- Small helpers ---- */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void
+curl_init_once(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static uint64_t
+rng_next(struct ag_http_client *c)
+{
+    uint64_t x = c->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    c->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void handle_closed(struct ag_http_client *c);
+
+static void
+on_client_handle_closed(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+
+static void
+instance_unref(struct ag__hc_instance *inst)
+{
+    if (inst == NULL || --inst->refs > 0)
+        return;
+    ag_free(inst->id);
+    ag_free(inst->host);
+    ag_free(inst->base);
+    ag_free(inst);
+}
+
+static struct ag__hc_instance *
+instance_new(const char *id, const char *host, int port)
+{
+    struct ag__hc_instance *inst = ag_calloc(1, sizeof(*inst));
+    inst->id = ag_strdup(id);
+    inst->host = ag_strdup(host);
+    inst->port = port;
+    bool v6 = strchr(host, ':') != NULL && host[0] != '[';
+    inst->base = ag_asprintf(v6 ? "http://[%s]:%d" : "http://%s:%d", host, port);
+    inst->refs = 1;
+    return inst;
+}
+
+/* ---- Upstreams ---- */
+
+static struct hc_upstream *
+upstream_find(struct ag_http_client *c, const char *name)
+{
+    for (struct hc_upstream *u = c->ups; u != NULL; u = u->next) {
+        if (strcmp(u->name, name) == 0)
+            return u;
+    }
+    return NULL;
+}
+
+static void
+upstream_report(struct ag_http_client *c, struct hc_upstream *u, uint64_t now_ms)
+{
+    const char *labels[1] = { u->name };
+    ag_gauge_set(c->m_breaker, labels, (double)u->breaker.state);
+    ag_gauge_set(c->m_ejected, labels, (double)ag__lb_ejected(u->insts, u->n, now_ms));
+}
+
+static struct hc_upstream *
+upstream_get(struct ag_http_client *c, const char *name, bool direct)
+{
+    struct hc_upstream *u = upstream_find(c, name);
+    if (u != NULL)
+        return u;
+    u = ag_calloc(1, sizeof(*u));
+    u->name = ag_strdup(name);
+    u->direct = direct;
+    ag__breaker_init(&u->breaker, c->cfg.breaker_failures, c->cfg.breaker_open_ms,
+                     c->cfg.breaker_probes);
+    ag__budget_init(&u->budget, c->cfg.retry_budget_ratio, c->cfg.retry_budget_min);
+    u->next = c->ups;
+    c->ups = u;
+    upstream_report(c, u, ag_time_mono_ms());
+    return u;
+}
+
+static void
+upstream_free(struct hc_upstream *u)
+{
+    for (size_t i = 0; i < u->n; i++) {
+        u->insts[i]->removed = true;
+        instance_unref(u->insts[i]);
+    }
+    ag_free(u->insts);
+    ag_free(u->name);
+    ag_free(u);
+}
+
+/* Re-arm the maintenance timer for the earliest breaker cool-down end or
+ * ejection end, so gauges and states change on time without traffic. */
+static void
+maint_schedule(struct ag_http_client *c)
+{
+    if (c->closing)
+        return;
+    uint64_t now = ag_time_mono_ms();
+    uint64_t next = UINT64_MAX;
+    for (struct hc_upstream *u = c->ups; u != NULL; u = u->next) {
+        if (u->breaker.state == AG_BREAKER_OPEN)
+            next = AG_MIN(next, u->breaker.opened_at_ms + u->breaker.open_ms);
+        for (size_t i = 0; i < u->n; i++) {
+            if (u->insts[i]->ejected_until_ms != 0)
+                next = AG_MIN(next, u->insts[i]->ejected_until_ms);
+        }
+    }
+    if (next == UINT64_MAX) {
+        uv_timer_stop(&c->maint);
+        return;
+    }
+    uv_timer_start(&c->maint, on_maint, next > now ? next - now : 0, 0);
+}
+
+static void
+on_maint(uv_timer_t *t)
+{
+    struct ag_http_client *c = t->data;
+    uint64_t now = ag_time_mono_ms();
+    for (struct hc_upstream *u = c->ups; u != NULL; u = u->next) {
+        bool changed = ag__breaker_tick(&u->breaker, now);
+        if (changed)
+            AG_LOGI(HC_LOG, "upstream '%s': circuit half-open", u->name);
+        size_t back = ag__lb_expire(u->insts, u->n, now);
+        if (back > 0)
+            AG_LOGI(HC_LOG, "upstream '%s': %zu instance(s) back from ejection", u->name, back);
+        upstream_report(c, u, now);
+    }
+    maint_schedule(c);
+}
+
+int
+ag_http_client_set_upstream(struct ag_http_client *c, const char *name,
+                            const struct ag_upstream_instance *instances, size_t n)
+{
+    AG_CHECK_MAGIC(c, HC_CLIENT_MAGIC);
+    if (c->closing)
+        return AG_ECLOSED;
+    if (name == NULL || name[0] == '\0' || (n > 0 && instances == NULL))
+        return AG_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        const struct ag_upstream_instance *in = &instances[i];
+        if (in->id == NULL || in->host == NULL || in->host[0] == '\0' || in->port < 1 ||
+            in->port > 65535 || strpbrk(in->host, "/?#@ \r\n") != NULL)
+            return AG_EINVAL;
+    }
+    struct hc_upstream *u = upstream_get(c, name, false);
+    struct ag__hc_instance **insts = ag_calloc(n ? n : 1, sizeof(*insts));
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct ag_upstream_instance *in = &instances[i];
+        bool dup = false;
+        for (size_t j = 0; j < m && !dup; j++)
+            dup = strcmp(insts[j]->id, in->id) == 0;
+        if (dup)
+            continue;
+        struct ag__hc_instance *old = NULL;
+        for (size_t j = 0; j < u->n && old == NULL; j++) {
+            if (strcmp(u->insts[j]->id, in->id) == 0)
+                old = u->insts[j];
+        }
+        if (old != NULL && old->port == in->port && strcmp(old->host, in->host) == 0) {
+            old->refs++;
+            insts[m++] = old;
+            continue;
+        }
+        struct ag__hc_instance *inst = instance_new(in->id, in->host, in->port);
+        if (old != NULL) {
+            /* Same id at a new address: the health it earned stays. */
+            inst->failures = old->failures;
+            inst->ejections = old->ejections;
+            inst->ejected_until_ms = old->ejected_until_ms;
+            inst->returned_at_ms = old->returned_at_ms;
+        }
+        insts[m++] = inst;
+    }
+    for (size_t i = 0; i < u->n; i++) {
+        u->insts[i]->removed = true;
+        for (size_t j = 0; j < m; j++) {
+            if (insts[j] == u->insts[i])
+                u->insts[i]->removed = false;
+        }
+        instance_unref(u->insts[i]);
+    }
+    ag_free(u->insts);
+    u->insts = insts;
+    u->n = m;
+    if (m > 0)
+        u->rr %= m;
+    else
+        u->rr = 0;
+    upstream_report(c, u, ag_time_mono_ms());
+    maint_schedule(c);
+    return 0;
+}
+
+/* ---- libcurl multi on the loop ---- */
+
+static void
+on_sock_closed(uv_handle_t *h)
+{
+    struct hc_sock *hs = h->data;
+    struct ag_http_client *c = hs->client;
+    if (hs->prev != NULL)
+        hs->prev->next = hs->next;
+    else
+        c->socks = hs->next;
+    if (hs->next != NULL)
+        hs->next->prev = hs->prev;
+    ag_free(hs);
+    handle_closed(c);
+}
+
+static void
+sock_close(struct hc_sock *hs)
+{
+    if (hs->closing)
+        return;
+    hs->closing = true;
+    uv_poll_stop(&hs->poll);
+    uv_close((uv_handle_t *)&hs->poll, on_sock_closed);
+}
+
+static void
+on_poll(uv_poll_t *h, int status, int events)
+{
+    struct hc_sock *hs = h->data;
+    struct ag_http_client *c = hs->client;
+    if (c->closing) {
+        uv_poll_stop(h);
+        return;
+    }
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    int running;
+    curl_multi_socket_action(c->multi, hs->fd, flags, &running);
+    check_done(c);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: watch 's' for what curl wants, or stop. */
+static int
+on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct ag_http_client *c = userp;
+    struct hc_sock *hs = socketp;
+    AG_UNUSED(easy);
+    if (what == CURL_POLL_REMOVE) {
+        if (hs != NULL) {
+            /* During the teardown curl is tearing its socket table down. */
+            if (!c->torn_down)
+                curl_multi_assign(c->multi, s, NULL);
+            sock_close(hs);
+        }
+        return 0;
+    }
+    if (hs == NULL) {
+        hs = ag_calloc(1, sizeof(*hs));
+        hs->fd = s;
+        hs->client = c;
+        int rc = uv_poll_init_socket(c->loop, &hs->poll, s);
+        if (rc != 0) {
+            AG_LOGE(HC_LOG, "cannot watch socket %d: %s", (int)s, uv_strerror(rc));
+            ag_free(hs);
+            return -1;
+        }
+        hs->poll.data = hs;
+        hs->next = c->socks;
+        if (c->socks != NULL)
+            c->socks->prev = hs;
+        c->socks = hs;
+        c->handles++;
+        curl_multi_assign(c->multi, s, hs);
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    if (!c->closing)
+        uv_poll_start(&hs->poll, events, on_poll);
+    return 0;
+}
+
+static void
+on_curl_timeout(uv_timer_t *t)
+{
+    struct ag_http_client *c = t->data;
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(c);
+}
+
+/* CURLMOPT_TIMERFUNCTION: one timer for curl; it must not call back into
+ * curl from here, so a zero delay fires on the next loop turn. */
+static int
+on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct ag_http_client *c = userp;
+    AG_UNUSED(multi);
+    if (c->closing)
+        return 0;
+    if (timeout_ms < 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+static CURL *
+easy_get(struct ag_http_client *c)
+{
+    if (c->nfree > 0) {
+        CURL *e = c->free_easy[--c->nfree];
+        curl_easy_reset(e);
+        return e;
+    }
+    return curl_easy_init();
+}
+
+static void
+easy_put(struct ag_http_client *c, CURL *e)
+{
+    if (c->nfree < HC_FREE_EASY_MAX && !c->torn_down)
+        c->free_easy[c->nfree++] = e;
+    else
+        curl_easy_cleanup(e);
+}
+
+/* ---- Response collection (curl callbacks, inside socket_action) ---- */
+
+static size_t
+on_curl_header(char *data, size_t size, size_t nitems, void *userdata)
+{
+    struct hc_call *call = userdata;
+    size_t n = size * nitems;
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        /* A new response head (after 1xx, or curl retrying a dead reused
+         * connection): forget the previous one. */
+        ag_buf_reset(&call->head);
+        call->nhdrs = 0;
+        return n;
+    }
+    size_t len = n;
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+        len--;
+    const char *colon = len > 0 ? memchr(data, ':', len) : NULL;
+    if (colon == NULL || colon == data)
+        return n;
+    struct ag_str value = ag_str_trim(ag_str_make(colon + 1, len - (size_t)(colon + 1 - data)));
+    if (call->nhdrs >= HC_MAX_RESP_HEADERS) {
+        call->too_big = true;
+        return 0;
+    }
+    size_t name_off = call->head.len;
+    size_t name_len = (size_t)(colon - data);
+    if (ag_buf_append(&call->head, data, name_len) != 0) {
+        call->too_big = true;
+        return 0;
+    }
+    size_t value_off = call->head.len;
+    if (value.len > 0 && ag_buf_append(&call->head, value.ptr, value.len) != 0) {
+        call->too_big = true;
+        return 0;
+    }
+    if (call->nhdrs == call->hdrs_cap) {
+        call->hdrs_cap = call->hdrs_cap ? call->hdrs_cap * 2 : 16;
+        call->hdrs = ag_realloc(call->hdrs, call->hdrs_cap * sizeof(*call->hdrs));
+    }
+    call->hdrs[call->nhdrs++] = (struct hc_hdr){ name_off, name_len, value_off, value.len };
+    return n;
+}
+
+static size_t
+on_curl_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct hc_call *call = userdata;
+    size_t n = size * nmemb;
+    if (ag_buf_append(&call->resp_body, data, n) != 0) {
+        call->too_big = true;
+        return 0;
+    }
+    return n;
+}
+
+/* ---- Calls ---- */
+
+static bool
+method_is_idempotent(const char *m)
+{
+    static const char *const safe[] = { "GET", "HEAD", "OPTIONS", "PUT", "DELETE" };
+    for (size_t i = 0; i < AG_ARRAY_SIZE(safe); i++) {
+        if (strcmp(m, safe[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool
+is_token(const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        return false;
+    for (const char *p = s; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch <= 32 || ch >= 127 || strchr("\"(),/:;<=>?@[\\]{}", ch) != NULL)
+            return false;
+    }
+    return true;
+}
+
+static bool
+is_header_value(const char *s)
+{
+    for (const char *p = s; *p; p++) {
+        if (*p == '\r' || *p == '\n')
+            return false;
+    }
+    return true;
+}
+
+static bool
+has_header(const struct ag_http_client_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (strcasecmp(req->headers[i].name, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Parse the authority of an absolute http:// URL into the upstream key
+ * "host:port" (port 80 when absent; an IPv6 host keeps its brackets), the
+ * host alone in '*out_host' and the port. Returns 0 or AG_EINVAL. */
+static int
+parse_direct(const char *url, char **out_key, char **out_host, int *out_port)
+{
+    if (strncasecmp(url, "http://", 7) != 0)
+        return AG_EINVAL;
+    const char *a = url + 7;
+    size_t alen = strcspn(a, "/?#");
+    if (alen == 0 || memchr(a, '@', alen) != NULL)
+        return AG_EINVAL;
+    for (const char *p = url; *p; p++) {
+        if ((unsigned char)*p <= 32 || *p == 127)
+            return AG_EINVAL;
+    }
+    const char *host = a;
+    size_t hlen;
+    const char *rest;
+    if (a[0] == '[') {
+        const char *close = memchr(a, ']', alen);
+        if (close == NULL)
+            return AG_EINVAL;
+        hlen = (size_t)(close - a) + 1;
+        rest = close + 1;
+    } else {
+        const char *colon = memchr(a, ':', alen);
+        hlen = colon ? (size_t)(colon - a) : alen;
+        rest = a + hlen;
+    }
+    if (hlen == 0 || (hlen == 2 && host[0] == '['))
+        return AG_EINVAL;
+    uint64_t port = 80;
+    size_t restlen = alen - (size_t)(rest - a);
+    if (restlen > 0) {
+        if (rest[0] != ':' ||
+            ag_str_to_u64(ag_str_make(rest + 1, restlen - 1), 65535, &port) != 0 || port == 0)
+            return AG_EINVAL;
+    }
+    *out_key = ag_asprintf("%.*s:%u", (int)hlen, host, (unsigned)port);
+    if (host[0] == '[')
+        *out_host = ag_strndup(host + 1, hlen - 2);
+    else
+        *out_host = ag_strndup(host, hlen);
+    *out_port = (int)port;
+    return 0;
+}
+
+static void
+on_call_closed(uv_handle_t *h)
+{
+    struct hc_call *call = h->data;
+    struct ag_http_client *c = call->client;
+    call->magic = 0;
+    ag_free(call);
+    handle_closed(c);
+}
+
+static void
+call_unlink(struct hc_call *call)
+{
+    struct ag_http_client *c = call->client;
+    if (call->prev != NULL)
+        call->prev->next = call->next;
+    else if (c->calls == call)
+        c->calls = call->next;
+    if (call->next != NULL)
+        call->next->prev = call->prev;
+    call->prev = NULL;
+    call->next = NULL;
+}
+
+static void
+call_free(struct hc_call *call)
+{
+    instance_unref(call->inst);
+    call->inst = NULL;
+    ag_free(call->method);
+    ag_free(call->target);
+    ag_free(call->body);
+    curl_slist_free_all(call->headers);
+    ag_buf_release(&call->head);
+    ag_buf_release(&call->resp_body);
+    ag_free(call->hdrs);
+    uv_close((uv_handle_t *)&call->timer, on_call_closed);
+}
+
+static enum hc_outcome
+call_outcome(const struct hc_call *call)
+{
+    switch (call->err) {
+    case 0:
+        if (call->status >= 500)
+            return HC_OUTCOME_5XX;
+        if (call->status >= 400)
+            return HC_OUTCOME_4XX;
+        if (call->status >= 300)
+            return HC_OUTCOME_3XX;
+        return HC_OUTCOME_2XX;
+    case AG_ETIMEDOUT: return HC_OUTCOME_TIMEOUT;
+    case AG_EUNAVAIL: return HC_OUTCOME_UNAVAILABLE;
+    case AG_ETOOBIG: return HC_OUTCOME_TOO_BIG;
+    case AG_ECLOSED: return HC_OUTCOME_CANCELLED;
+    default: return HC_OUTCOME_ERROR;
+    }
+}
+
+/* Deliver the outcome to the caller, then free the call. */
+static void
+call_finish(struct hc_call *call)
+{
+    struct ag_http_client *c = call->client;
+    call_unlink(call);
+    call->state = HC_CALL_IDLE;
+    uv_timer_stop(&call->timer);
+
+    struct ag_http_header *hdrs = NULL;
+    size_t nhdrs = call->err == 0 ? call->nhdrs : 0;
+    if (nhdrs > 0) {
+        hdrs = ag_calloc(nhdrs, sizeof(*hdrs));
+        for (size_t i = 0; i < nhdrs; i++) {
+            const struct hc_hdr *h = &call->hdrs[i];
+            hdrs[i].name = ag_str_make(call->head.data + h->name_off, h->name_len);
+            hdrs[i].value =
+                ag_str_make(h->value_len ? call->head.data + h->value_off : "", h->value_len);
+        }
+    }
+    struct ag_http_client_response resp = {
+        .err = call->err,
+        .status = call->err == 0 ? call->status : 0,
+        .headers = hdrs,
+        .nheaders = nhdrs,
+        .body = call->err == 0 ? ag_str_make(ag_buf_cstr(&call->resp_body), call->resp_body.len)
+                               : AG_STR_NULL,
+        .attempts = call->attempts,
+        .instance = call->inst ? call->inst->id : NULL,
+    };
+    const char *labels[2] = { call->up->name, hc_outcome_labels[call_outcome(call)] };
+    ag_counter_add(c->m_requests, labels, 1);
+    ag_histogram_observe(c->m_duration, labels, /* its one label: upstream */
+                         (double)(ag_time_mono_ns() - call->start_ns) / 1e9);
+    if (call->cb != NULL)
+        call->cb(c, &resp, call->udata);
+    ag_free(hdrs);
+    call_free(call);
+}
+
+static void
+on_call_timer(uv_timer_t *t)
+{
+    struct hc_call *call = t->data;
+    if (call->state == HC_CALL_BACKOFF) {
+        call->state = HC_CALL_IDLE;
+        if (attempt_start(call) == 0)
+            return;
+    }
+    call_finish(call);
+}
+
+/* Finish on a later loop turn (the callback must never run inside send). */
+static void
+call_finish_later(struct hc_call *call)
+{
+    call->state = HC_CALL_FINISH;
+    uv_timer_start(&call->timer, on_call_timer, 0, 0);
+}
+
+static void
+attempt_reset(struct hc_call *call)
+{
+    ag_buf_reset(&call->head);
+    ag_buf_reset(&call->resp_body);
+    call->nhdrs = 0;
+    call->too_big = false;
+    call->retry_after_ms = 0;
+}
+
+/* Configure 'e' for the next attempt of 'call' on its current instance. */
+static void
+easy_setup(struct hc_call *call, CURL *e, uint64_t remaining_ms)
+{
+    struct ag_http_client *c = call->client;
+    char *url = call->up->direct ? ag_strdup(call->target)
+                                 : ag_asprintf("%s%s", call->inst->base, call->target);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    ag_free(url); /* curl keeps its own copy */
+    curl_easy_setopt(e, CURLOPT_PRIVATE, call);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)remaining_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)AG_MIN(remaining_ms, c->cfg.connect_timeout_ms));
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->cfg.max_response_bytes);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "agora-http-client/1");
+
+    const char *m = call->method;
+    bool with_body = call->body_len > 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+                     strcmp(m, "PATCH") == 0;
+    if (strcmp(m, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(m, "GET") == 0 && !with_body) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+        if (with_body) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body ? call->body : "");
+        }
+    }
+}
+
+/* Start the next attempt: breaker, instance choice, easy handle. Returns 0,
+ * or AG_EUNAVAIL / AG_EIO / AG_ETIMEDOUT when it cannot start; then the
+ * call's outcome is set only if no attempt was made yet (a retry that
+ * cannot start leaves the previous attempt's outcome in place). */
+static int
+attempt_start(struct hc_call *call)
+{
+    struct ag_http_client *c = call->client;
+    struct hc_upstream *u = call->up;
+    uint64_t now = ag_time_mono_ms();
+    int rc;
+    if (now >= call->deadline_ms) {
+        rc = AG_ETIMEDOUT;
+        goto fail;
+    }
+    enum ag_breaker_state before = u->breaker.state;
+    bool probe = false;
+    rc = ag__breaker_allow(&u->breaker, now, &probe);
+    if (u->breaker.state != before)
+        upstream_report(c, u, now);
+    if (rc != 0)
+        goto fail;
+    long i = ag__lb_pick(u->insts, u->n, &u->rr, call->inst, now);
+    if (i < 0) {
+        ag__breaker_cancel(&u->breaker, probe);
+        rc = AG_EUNAVAIL;
+        goto fail;
+    }
+    struct ag__hc_instance *inst = u->insts[i];
+    inst->refs++;
+    instance_unref(call->inst);
+    call->inst = inst;
+    call->probe = probe;
+    attempt_reset(call);
+
+    CURL *e = easy_get(c);
+    if (e == NULL) {
+        ag__breaker_cancel(&u->breaker, probe);
+        rc = AG_EIO;
+        goto fail;
+    }
+    easy_setup(call, e, call->deadline_ms - now);
+    CURLMcode mc = curl_multi_add_handle(c->multi, e);
+    if (mc != CURLM_OK) {
+        AG_LOGE(HC_LOG, "cannot add a transfer for '%s': %s", u->name, curl_multi_strerror(mc));
+        easy_put(c, e);
+        ag__breaker_cancel(&u->breaker, probe);
+        rc = AG_EIO;
+        goto fail;
+    }
+    call->easy = e;
+    call->attempts++;
+    call->state = HC_CALL_ATTEMPT;
+    return 0;
+
+fail:
+    if (call->attempts == 0) {
+        call->err = rc;
+        call->status = 0;
+    }
+    return rc;
+}
+
+/* Retry-After of a 429 in milliseconds (delay-seconds form only), or 0. */
+static uint64_t
+retry_after_ms(const struct hc_call *call)
+{
+    for (size_t i = 0; i < call->nhdrs; i++) {
+        const struct hc_hdr *h = &call->hdrs[i];
+        struct ag_str name = ag_str_make(call->head.data + h->name_off, h->name_len);
+        if (!ag_str_case_eq_cstr(name, "Retry-After"))
+            continue;
+        uint64_t s;
+        if (ag_str_to_u64(ag_str_make(call->head.data + h->value_off, h->value_len), 86400, &s) ==
+            0)
+            return s == 0 ? 1 : s * 1000;
+        return 0;
+    }
+    return 0;
+}
+
+/* The transfer of 'call' ended with 'result': record it, then retry or
+ * finish. */
+static void
+attempt_done(struct hc_call *call, CURLcode result)
+{
+    struct ag_http_client *c = call->client;
+    struct hc_upstream *u = call->up;
+    CURL *e = call->easy;
+    call->easy = NULL;
+    call->state = HC_CALL_IDLE;
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(c->multi, e);
+    easy_put(c, e);
+
+    uint64_t now = ag_time_mono_ms();
+    bool failure;
+    bool retryable;
+    int err = 0;
+    if (result == CURLE_OK) {
+        failure = status >= 500;
+        retryable = status == 502 || status == 503 || status == 504;
+        if (status == 429) {
+            call->retry_after_ms = retry_after_ms(call);
+            retryable = call->retry_after_ms > 0 && now + call->retry_after_ms < call->deadline_ms;
+        }
+    } else if (call->too_big || result == CURLE_FILESIZE_EXCEEDED) {
+        err = AG_ETOOBIG;
+        failure = false;
+        retryable = false;
+    } else if (result == CURLE_OPERATION_TIMEDOUT &&
+               now + HC_TIMEOUT_SLACK_MS >= call->deadline_ms) {
+        err = AG_ETIMEDOUT;
+        failure = true;
+        retryable = false;
+    } else {
+        AG_LOGD(HC_LOG, "%s %s on '%s' failed: %s", call->method, call->target, call->inst->id,
+                curl_easy_strerror(result));
+        err = AG_EIO;
+        failure = true;
+        retryable = true;
+    }
+    call->err = err;
+    call->status = err == 0 ? (int)status : 0;
+
+    if (ag__breaker_record(&u->breaker, now, call->probe, !failure)) {
+        if (u->breaker.state == AG_BREAKER_OPEN)
+            AG_LOGW(HC_LOG, "upstream '%s': circuit open for %llu ms", u->name,
+                    (unsigned long long)u->breaker.open_ms);
+        else
+            AG_LOGI(HC_LOG, "upstream '%s': circuit closed", u->name);
+        upstream_report(c, u, now);
+        maint_schedule(c);
+    }
+    call->probe = false;
+    if (!u->direct && ag__lb_record(u->insts, u->n, call->inst, failure, &c->eject, now)) {
+        AG_LOGW(HC_LOG, "upstream '%s': instance '%s' ejected until +%llu ms", u->name,
+                call->inst->id, (unsigned long long)(call->inst->ejected_until_ms - now));
+        upstream_report(c, u, now);
+        maint_schedule(c);
+    }
+
+    if (retryable && call->idempotent && call->attempts <= call->max_retries) {
+        uint64_t wait = ag__backoff_ms(c->cfg.backoff_base_ms, c->cfg.backoff_max_ms,
+                                       call->attempts, rng_next(c));
+        if (call->retry_after_ms > wait)
+            wait = call->retry_after_ms;
+        if (now + wait < call->deadline_ms && ag__budget_try_retry(&u->budget, now)) {
+            const char *labels[1] = { u->name };
+            ag_counter_add(c->m_retries, labels, 1);
+            if (c->backoff_hook != NULL)
+                c->backoff_hook(c, call->attempts, wait, c->backoff_udata);
+            call->state = HC_CALL_BACKOFF;
+            uv_timer_start(&call->timer, on_call_timer, wait, 0);
+            return;
+        }
+    }
+    call_finish(call);
+}
+
+/* Finished transfers: hand each to its call. A user callback run from
+ * here may send (adding handles) or close the client (removing them); the
+ * multi itself survives until the teardown on a later loop turn. */
+static void
+check_done(struct ag_http_client *c)
+{
+    CURLMsg *msg;
+    int left;
+    while (c->multi != NULL && (msg = curl_multi_info_read(c->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = msg->easy_handle;
+        CURLcode result = msg->data.result;
+        char *priv = NULL;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
+        struct hc_call *call = (struct hc_call *)priv;
+        if (call == NULL || call->magic != HC_CALL_MAGIC || call->easy != e)
+            AG_BUG("finished transfer without its call");
+        attempt_done(call, result);
+    }
+}
+
+static struct curl_slist *
+headers_build(const struct ag_http_client_request *req)
+{
+    struct curl_slist *list = NULL;
+    struct ag_buf line = AG_BUF_INIT(0);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        ag_buf_reset(&line);
+        if (req->headers[i].value[0] == '\0')
+            ag_buf_appendf(&line, "%s;", req->headers[i].name); /* curl's "empty value" form */
+        else
+            ag_buf_appendf(&line, "%s: %s", req->headers[i].name, req->headers[i].value);
+        list = curl_slist_append(list, ag_buf_cstr(&line));
+    }
+    if (req->request_id != NULL && !has_header(req, "X-Request-ID")) {
+        ag_buf_reset(&line);
+        ag_buf_appendf(&line, "X-Request-ID: %s", req->request_id);
+        list = curl_slist_append(list, ag_buf_cstr(&line));
+    }
+    if (req->traceparent != NULL && !has_header(req, "traceparent")) {
+        ag_buf_reset(&line);
+        ag_buf_appendf(&line, "traceparent: %s", req->traceparent);
+        list = curl_slist_append(list, ag_buf_cstr(&line));
+    }
+    /* No "Expect: 100-continue" round trip; JSON unless the caller says
+     * otherwise (curl would claim a form). */
+    list = curl_slist_append(list, "Expect:");
+    if (!has_header(req, "Content-Type"))
+        list = curl_slist_append(list, req->body_len > 0 ? "Content-Type: application/json"
+                                                         : "Content-Type:");
+    ag_buf_release(&line);
+    return list;
+}
+
+static int
+request_check(const struct ag_http_client_request *req)
+{
+    if (req == NULL || !is_token(req->method) || req->url == NULL)
+        return AG_EINVAL;
+    if (req->body_len > 0 && req->body == NULL)
+        return AG_EINVAL;
+    if (req->nheaders > 0 && req->headers == NULL)
+        return AG_EINVAL;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (!is_token(req->headers[i].name) || req->headers[i].value == NULL ||
+            !is_header_value(req->headers[i].value))
+            return AG_EINVAL;
+    }
+    if ((req->request_id != NULL && !is_header_value(req->request_id)) ||
+        (req->traceparent != NULL && !is_header_value(req->traceparent)))
+        return AG_EINVAL;
+    if (req->upstream != NULL) {
+        if (req->upstream[0] == '\0' || req->url[0] != '/')
+            return AG_EINVAL;
+        for (const char *p = req->url; *p; p++) {
+            if ((unsigned char)*p <= 32 || *p == 127)
+                return AG_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int
+ag_http_client_send(struct ag_http_client *c, const struct ag_http_client_request *req,
+                    ag_http_client_cb cb, void *udata)
+{
+    AG_CHECK_MAGIC(c, HC_CLIENT_MAGIC);
+    if (c->closing)
+        return AG_ECLOSED;
+    int rc = request_check(req);
+    if (rc != 0)
+        return rc;
+    char *key = NULL;
+    char *host = NULL;
+    int port = 0;
+    if (req->upstream == NULL) {
+        rc = parse_direct(req->url, &key, &host, &port);
+        if (rc != 0)
+            return rc;
+    }
+    struct hc_call *call = ag_calloc(1, sizeof(*call));
+    call->magic = HC_CALL_MAGIC;
+    call->client = c;
+    call->cb = cb;
+    call->udata = udata;
+    if (key != NULL) {
+        call->up = upstream_get(c, key, true);
+        if (call->up->n == 0) {
+            /* A direct URL is an upstream of one instance named after it. */
+            call->up->insts = ag_calloc(1, sizeof(*call->up->insts));
+            call->up->insts[0] = instance_new(key, host, port);
+            call->up->n = 1;
+        }
+    } else {
+        call->up = upstream_get(c, req->upstream, false);
+    }
+    ag_free(key);
+    ag_free(host);
+    call->method = ag_strdup(req->method);
+    call->target = ag_strdup(req->url);
+    call->headers = headers_build(req);
+    if (req->body_len > 0) {
+        call->body = ag_malloc(req->body_len);
+        memcpy(call->body, req->body, req->body_len);
+        call->body_len = req->body_len;
+    }
+    call->idempotent = req->force_idempotent || method_is_idempotent(req->method) ||
+                       has_header(req, "Idempotency-Key");
+    int retries = req->max_retries != 0 ? req->max_retries : c->cfg.max_retries;
+    call->max_retries = retries < 0 ? 0 : retries;
+    uint64_t timeout = req->timeout_ms ? req->timeout_ms : c->cfg.timeout_ms;
+    uint64_t now = ag_time_mono_ms();
+    call->deadline_ms = now + timeout;
+    call->start_ns = ag_time_mono_ns();
+    ag_buf_init(&call->head, HC_MAX_HEADER_BYTES);
+    ag_buf_init(&call->resp_body, c->cfg.max_response_bytes);
+    uv_timer_init(c->loop, &call->timer);
+    call->timer.data = call;
+    c->handles++;
+    call->next = c->calls;
+    if (c->calls != NULL)
+        c->calls->prev = call;
+    c->calls = call;
+    ag__budget_call(&call->up->budget, now);
+    if (attempt_start(call) != 0)
+        call_finish_later(call);
+    return 0;
+}
+
+struct ag_str
+ag_http_client_header(const struct ag_http_client_response *resp, const char *name)
+{
+    for (size_t i = 0; resp != NULL && i < resp->nheaders; i++) {
+        if (ag_str_case_eq_cstr(resp->headers[i].name, name))
+            return resp->headers[i].value;
+    }
+    return AG_STR_NULL;
+}
+
+enum ag_breaker_state
+ag_http_client_breaker(struct ag_http_client *c, const char *name)
+{
+    AG_CHECK_MAGIC(c, HC_CLIENT_MAGIC);
+    struct hc_upstream *u = name ? upstream_find(c, name) : NULL;
+    if (u == NULL)
+        return AG_BREAKER_CLOSED;
+    uint64_t now = ag_time_mono_ms();
+    if (ag__breaker_tick(&u->breaker, now))
+        upstream_report(c, u, now);
+    return u->breaker.state;
+}
+
+bool
+ag_http_client_is_ejected(struct ag_http_client *c, const char *name, const char *id)
+{
+    AG_CHECK_MAGIC(c, HC_CLIENT_MAGIC);
+    struct hc_upstream *u = name ? upstream_find(c, name) : NULL;
+    if (u == NULL || id == NULL)
+        return false;
+    uint64_t now = ag_time_mono_ms();
+    for (size_t i = 0; i < u->n; i++) {
+        struct ag__hc_instance *inst = u->insts[i];
+        if (strcmp(inst->id, id) == 0)
+            return inst->ejected_until_ms != 0 && now < inst->ejected_until_ms;
+    }
+    return false;
+}
+
+void
+ag_http_client_metrics(struct ag_http_client *c, struct ag_metrics *reg)
+{
+    AG_CHECK_MAGIC(c, HC_CLIENT_MAGIC);
+    static const char *const up_outcome[] = { "upstream", "outcome" };
+    static const char *const up[] = { "upstream" };
+    c->m_requests =
+        ag_metrics_counter(reg, "http_client_requests_total",
+                           "Outgoing HTTP calls by upstream and outcome", up_outcome, 2);
+    c->m_retries = ag_metrics_counter(reg, "http_client_retries_total",
+                                      "Retries of outgoing HTTP calls by upstream", up, 1);
+    c->m_duration =
+        ag_metrics_histogram(reg, "http_client_request_duration_seconds",
+                             "Duration of outgoing HTTP calls, retries included", up, 1, NULL, 0);
+    c->m_breaker = ag_metrics_gauge(
+        reg, "http_client_breaker_state",
+        "Circuit breaker state by upstream (0 closed, 1 open, 2 half-open)", up, 1);
+    c->m_ejected = ag_metrics_gauge(reg, "http_client_ejected_instances",
+                                    "Instances currently ejected by upstream", up, 1);
+    uint64_t now = ag_time_mono_ms();
+    for (struct hc_upstream *u = c->ups; u != NULL; u = u->next)
+        upstream_report(c, u, now);
+}
+
+void
+ag__http_client_on_backoff(struct ag_http_client *c, ag__http_client_backoff_fn fn, void *udata)
+{
+    AG_CHECK_MAGIC(c, HC_CLIENT_MAGIC);
+    c->backoff_hook = fn;
+    c->backoff_udata = udata;
+}
+
+/* ---- Life cycle ---- */
+
+static void
+apply_defaults(struct ag_http_client_config *cfg)
+{
+    if (cfg->max_host_connections == 0)
+        cfg->max_host_connections = HC_DEF_HOST_CONNS;
+    if (cfg->max_total_connections == 0)
+        cfg->max_total_connections = HC_DEF_TOTAL_CONNS;
+    if (cfg->connect_timeout_ms == 0)
+        cfg->connect_timeout_ms = HC_DEF_CONNECT_MS;
+    if (cfg->timeout_ms == 0)
+        cfg->timeout_ms = HC_DEF_TIMEOUT_MS;
+    if (cfg->max_response_bytes == 0)
+        cfg->max_response_bytes = HC_DEF_MAX_RESPONSE;
+    if (cfg->max_retries == 0)
+        cfg->max_retries = HC_DEF_RETRIES;
+    if (cfg->backoff_base_ms == 0)
+        cfg->backoff_base_ms = HC_DEF_BACKOFF_BASE_MS;
+    if (cfg->backoff_max_ms == 0)
+        cfg->backoff_max_ms = HC_DEF_BACKOFF_MAX_MS;
+    if (cfg->retry_budget_ratio <= 0)
+        cfg->retry_budget_ratio = HC_DEF_BUDGET_RATIO;
+    if (cfg->retry_budget_min == 0)
+        cfg->retry_budget_min = HC_DEF_BUDGET_MIN;
+    if (cfg->breaker_failures == 0)
+        cfg->breaker_failures = HC_DEF_BREAKER_FAILS;
+    if (cfg->breaker_open_ms == 0)
+        cfg->breaker_open_ms = HC_DEF_BREAKER_OPEN_MS;
+    if (cfg->breaker_probes == 0)
+        cfg->breaker_probes = HC_DEF_BREAKER_PROBES;
+    if (cfg->eject_failures == 0)
+        cfg->eject_failures = HC_DEF_EJECT_FAILS;
+    if (cfg->eject_ms == 0)
+        cfg->eject_ms = HC_DEF_EJECT_MS;
+    if (cfg->max_ejected_percent == 0)
+        cfg->max_ejected_percent = HC_DEF_MAX_EJECTED_PCT;
+    if (cfg->max_ejected_percent > 100)
+        cfg->max_ejected_percent = 100;
+}
+
+int
+ag_http_client_new(uv_loop_t *loop, const struct ag_http_client_config *cfg,
+                   struct ag_http_client **out_client)
+{
+    if (loop == NULL || out_client == NULL)
+        return AG_EINVAL;
+    *out_client = NULL;
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_rc != CURLE_OK) {
+        AG_LOGE(HC_LOG, "cannot initialise libcurl: %s", curl_easy_strerror(curl_init_rc));
+        return AG_EIO;
+    }
+    struct ag_http_client *c = ag_calloc(1, sizeof(*c));
+    c->magic = HC_CLIENT_MAGIC;
+    c->loop = loop;
+    if (cfg != NULL)
+        c->cfg = *cfg;
+    apply_defaults(&c->cfg);
+    c->eject = (struct ag__eject_policy){ c->cfg.eject_failures, c->cfg.eject_ms,
+                                          c->cfg.max_ejected_percent };
+    c->rng = ag_time_mono_ns() ^ ((uint64_t)(uintptr_t)c << 16) ^ (uint64_t)getpid();
+    if (c->rng == 0)
+        c->rng = 0x9E3779B97F4A7C15ULL;
+    c->multi = curl_multi_init();
+    if (c->multi == NULL) {
+        AG_LOGE(HC_LOG, "cannot create a curl multi handle");
+        ag_free(c);
+        return AG_EIO;
+    }
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)c->cfg.max_host_connections);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)c->cfg.max_total_connections);
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)c->cfg.max_total_connections);
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_init(loop, &c->maint);
+    c->maint.data = c;
+    c->handles = 2;
+    *out_client = c;
+    return 0;
+}
+
+static void
+client_free(struct ag_http_client *c)
+{
+    while (c->ups != NULL) {
+        struct hc_upstream *u = c->ups;
+        c->ups = u->next;
+        upstream_free(u);
+    }
+    void (*cb)(void *) = c->close_cb;
+    void *udata = c->close_udata;
+    c->magic = 0;
+    ag_free(c);
+    if (cb != NULL)
+        cb(udata);
+}
+
+static void
+handle_closed(struct ag_http_client *c)
+{
+    if (c->handles == 0)
+        AG_BUG("http client: handle count underflow");
+    if (--c->handles == 0 && c->torn_down)
+        client_free(c);
+}
+
+/* Second half of the close, on a loop turn of its own so that no curl call
+ * or check_done loop is on the stack: free curl's state, close handles. */
+static void
+on_teardown(uv_timer_t *t)
+{
+    struct ag_http_client *c = t->data;
+    /* Cleaning the multi closes the pooled connections; curl may report
+     * their sockets removed, which closes the poll handles. */
+    c->torn_down = true;
+    curl_multi_cleanup(c->multi);
+    c->multi = NULL;
+    while (c->nfree > 0)
+        curl_easy_cleanup(c->free_easy[--c->nfree]);
+    for (struct hc_sock *hs = c->socks; hs != NULL; hs = hs->next)
+        sock_close(hs);
+    uv_close((uv_handle_t *)&c->timer, on_client_handle_closed);
+    uv_close((uv_handle_t *)&c->maint, on_client_handle_closed);
+}
+
+/* End 'call' now with AG_ECLOSED, abandoning its transfer or wait. */
+static void
+call_cancel(struct hc_call *call)
+{
+    struct ag_http_client *c = call->client;
+    if (call->easy != NULL) {
+        curl_multi_remove_handle(c->multi, call->easy);
+        easy_put(c, call->easy);
+        call->easy = NULL;
+        ag__breaker_cancel(&call->up->breaker, call->probe);
+        call->probe = false;
+    }
+    call->err = AG_ECLOSED;
+    call->status = 0;
+    call_finish(call);
+}
+
+size_t
+ag_http_client_cancel(struct ag_http_client *c, ag_http_client_cb cb, void *udata)
+{
+    AG_CHECK_MAGIC(c, HC_CLIENT_MAGIC);
+    /* Mark first: callbacks run below may start calls with the same
+     * callback and udata, which must survive. */
+    for (struct hc_call *call = c->calls; call != NULL; call = call->next)
+        call->cancel_mark = call->cb == cb && call->udata == udata;
+    size_t n = 0;
+    for (;;) {
+        struct hc_call *call = c->calls;
+        while (call != NULL && !call->cancel_mark)
+            call = call->next;
+        if (call == NULL)
+            break;
+        call->cancel_mark = false;
+        call_cancel(call);
+        n++;
+    }
+    return n;
+}
+
+void
+ag_http_client_close(struct ag_http_client *c, void (*cb)(void *udata), void *udata)
+{
+    AG_CHECK_MAGIC(c, HC_CLIENT_MAGIC);
+    if (c->closing)
+        AG_BUG("http client closed twice");
+    c->closing = true;
+    c->close_cb = cb;
+    c->close_udata = udata;
+    uv_timer_stop(&c->timer);
+    uv_timer_stop(&c->maint);
+    while (c->calls != NULL)
+        call_cancel(c->calls);
+    uv_timer_start(&c->timer, on_teardown, 0, 0);
+}

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals of the HTTP client shared by http_client.c (calls, libcurl multi
+ * on the loop, upstreams) and breaker.c (the pure resilience logic: circuit
+ * breaker, retry budget, backoff, round robin with outlier ejection), so the
+ * latter can be unit-tested without a loop (tests/test_http_client.c). Not
+ * public. Everything here is loop-thread only and takes the current time as
+ * an argument instead of reading a clock. */
+#ifndef AG_HTTP_CLIENT_INT_H
+#define AG_HTTP_CLIENT_INT_H
+
+#include "agora/base.h"
+#include "agora/http_client.h"
+
+/* ---- Circuit breaker ---- */
+
+struct ag__breaker {
+    enum ag_breaker_state state; /* closed, open or half-open */
+    uint32_t failures;           /* consecutive failures while closed */
+    uint64_t opened_at_ms;       /* when it last opened */
+    uint32_t probes;             /* probe attempts in flight while half-open */
+    uint32_t max_failures;       /* failures that open it (>= 1) */
+    uint64_t open_ms;            /* time open before half-open */
+    uint32_t max_probes;         /* concurrent probes while half-open (>= 1) */
+};
+
+/* Initialise 'b' closed with its thresholds. */
+void ag__breaker_init(struct ag__breaker *b, uint32_t max_failures, uint64_t open_ms,
+                      uint32_t max_probes);
+
+/* Move an open breaker whose cool-down ended ('now_ms' >= opened_at_ms +
+ * open_ms) to half-open. Returns true when the state changed. */
+bool ag__breaker_tick(struct ag__breaker *b, uint64_t now_ms);
+
+/* May an attempt start now? Returns 0 (and sets '*out_probe' when the
+ * attempt is a half-open probe, which must later be passed to
+ * ag__breaker_record or ag__breaker_cancel) or AG_EUNAVAIL (open, or every
+ * probe slot taken). */
+int ag__breaker_allow(struct ag__breaker *b, uint64_t now_ms, bool *out_probe);
+
+/* Record the outcome of an attempt that was allowed ('probe' as returned by
+ * ag__breaker_allow). Closed: a failure counts towards max_failures, a
+ * success resets the count. Half-open: a probe's success closes, its failure
+ * re-opens. Outcomes of attempts started before the breaker opened are
+ * ignored while it is open. Returns true when the state changed. */
+bool ag__breaker_record(struct ag__breaker *b, uint64_t now_ms, bool probe, bool success);
+
+/* An allowed attempt ended without an outcome (client closing): give back
+ * its probe slot. */
+void ag__breaker_cancel(struct ag__breaker *b, bool probe);
+
+/* ---- Retry budget ----
+ * A sliding window of AG__BUDGET_SLOTS one-second slots counts the calls
+ * and the retries of one upstream. A retry is allowed when, counting it,
+ * retries <= ratio * calls + min over the window, so under a total outage
+ * the load is at most (1 + ratio) times the calls plus 'min' per window. */
+
+#define AG__BUDGET_SLOTS   10
+#define AG__BUDGET_SLOT_MS 1000
+
+struct ag__budget_slot {
+    uint64_t epoch;   /* now_ms / AG__BUDGET_SLOT_MS this slot counts for */
+    uint32_t calls;   /* calls started in that second */
+    uint32_t retries; /* retries made in that second */
+};
+
+struct ag__budget {
+    double ratio;                                   /* retries per call */
+    uint32_t min;                                   /* extra retries per window */
+    struct ag__budget_slot slots[AG__BUDGET_SLOTS]; /* ring indexed by epoch */
+};
+
+void ag__budget_init(struct ag__budget *b, double ratio, uint32_t min);
+
+/* Count one call started at 'now_ms'. */
+void ag__budget_call(struct ag__budget *b, uint64_t now_ms);
+
+/* Take one retry from the budget: true (and counted) when allowed. */
+bool ag__budget_try_retry(struct ag__budget *b, uint64_t now_ms);
+
+/* Calls and retries inside the window ending at 'now_ms' (tests, docs). */
+void ag__budget_window(const struct ag__budget *b, uint64_t now_ms, uint32_t *out_calls,
+                       uint32_t *out_retries);
+
+/* ---- Backoff ---- */
+
+/* Full jitter: the wait before retry number 'retry' (1 for the first
+ * retry) is uniform in [0, min(max_ms, base_ms * 2^(retry - 1))], drawn
+ * from the 64-bit random value 'rnd'. */
+uint64_t ag__backoff_ms(uint64_t base_ms, uint64_t max_ms, int retry, uint64_t rnd);
+
+/* ---- Load balancing and outlier ejection ---- */
+
+/* One instance of an upstream. Shared by the upstream and by attempts in
+ * flight (reference counted), so replacing instances never frees one an
+ * attempt still points to. */
+struct ag__hc_instance {
+    char *id;                  /* stable id */
+    char *host;                /* host or IP literal */
+    int port;                  /* TCP port */
+    char *base;                /* "http://host:port" ("[v6]" bracketed) */
+    unsigned refs;             /* upstream + attempts */
+    bool removed;              /* no longer in its upstream */
+    uint32_t failures;         /* consecutive failures */
+    uint32_t ejections;        /* times ejected recently (doubles the time) */
+    uint64_t ejected_until_ms; /* 0 when not ejected */
+    uint64_t returned_at_ms;   /* when it last came back from an ejection */
+};
+
+/* Ejection policy (from the client config). */
+struct ag__eject_policy {
+    uint32_t failures;    /* consecutive failures that eject (>= 1) */
+    uint64_t base_ms;     /* first ejection time */
+    uint32_t max_percent; /* share of an upstream that may be ejected */
+};
+
+/* Longest ejection, as a multiple of the base time. */
+#define AG__EJECT_MAX_FACTOR 8
+
+/* Bring back instances of 'insts' whose ejection ended at 'now_ms'.
+ * Returns how many came back. */
+size_t ag__lb_expire(struct ag__hc_instance *const *insts, size_t n, uint64_t now_ms);
+
+/* How many of 'insts' are ejected at 'now_ms'. */
+size_t ag__lb_ejected(struct ag__hc_instance *const *insts, size_t n, uint64_t now_ms);
+
+/* Round robin over 'insts' from '*rr', skipping ejected instances and, when
+ * another eligible one exists, 'avoid'. Advances '*rr'. Returns the index
+ * picked, or -1 when 'n' is 0. When every instance is ejected (which the
+ * ejection rules prevent) the next one in turn is used anyway. */
+long ag__lb_pick(struct ag__hc_instance *const *insts, size_t n, size_t *rr,
+                 const struct ag__hc_instance *avoid, uint64_t now_ms);
+
+/* Record an attempt's outcome on 'inst', one of 'insts' (its upstream).
+ * 'failure' is a connect error, timeout or 5xx. After policy->failures
+ * consecutive failures the instance is ejected for base_ms * 2^k (k =
+ * earlier ejections, the factor capped at AG__EJECT_MAX_FACTOR), unless
+ * that would eject more than max_percent of the upstream or leave no
+ * eligible instance. Returns true when 'inst' was ejected by this call. */
+bool ag__lb_record(struct ag__hc_instance *const *insts, size_t n, struct ag__hc_instance *inst,
+                   bool failure, const struct ag__eject_policy *policy, uint64_t now_ms);
+
+/* ---- Test hooks (http_client.c) ---- */
+
+/* Call 'fn' with the wait chosen before each retry (its number, from 1);
+ * 'fn' NULL removes the hook. For tests of the backoff bounds. */
+typedef void (*ag__http_client_backoff_fn)(struct ag_http_client *client, int retry,
+                                           uint64_t wait_ms, void *udata);
+void ag__http_client_on_backoff(struct ag_http_client *client, ag__http_client_backoff_fn fn,
+                                void *udata);
+
+#endif /* AG_HTTP_CLIENT_INT_H */
