@@ -17,6 +17,7 @@
 #include "agora/buf.h"
 #include "agora/err.h"
 #include "agora/log.h"
+#include "agora/registry.h"
 #include "agora/time.h"
 #include "agora/trace.h"
 #include "agora/uuid.h"
@@ -41,6 +42,10 @@ struct ag_service {
     struct ag_metric *m_inflight;
     struct ag_router *router;
     struct ag_http_server *server;
+    struct ag_http_client *client;
+    struct ag_registry *registry;
+    bool server_done;            /* graceful stop: server drained */
+    bool registry_done;          /* graceful stop: deregistered */
     struct req_ctx *dispatching; /* request whose handler is running, for the log context */
     uv_signal_t sigterm;
     uv_signal_t sigint;
@@ -96,6 +101,12 @@ static const struct ag_config_key BASE_KEYS[] = {
     { "AGORA_INTERNAL_KEY", AG_CONFIG_STRING, "", OFF(internal_key), 0, 0, NULL,
       "64 hex digits shared with the gateway to verify X-Agora-Identity (unset: a random key, "
       "so no caller has an identity)" },
+    { "AGORA_REGISTRY_URL", AG_CONFIG_STRING, "", OFF(registry_url), 0, 0, NULL,
+      "registry base URL, e.g. http://127.0.0.1:8500 (unset: no registration)" },
+    { "AGORA_REGISTRY_TTL", AG_CONFIG_DURATION, "10s", OFF(registry_ttl_ms), 1000, 300000, NULL,
+      "registration time to live; heartbeats every third of it" },
+    { "AGORA_ADVERTISE_ADDRESS", AG_CONFIG_STRING, "", OFF(advertise_address), 0, 0, NULL,
+      "address registered for others to reach this instance (default: the listen address)" },
     { "AGORA_SHUTDOWN_TIMEOUT", AG_CONFIG_DURATION, "10s", OFF(shutdown_timeout_ms), 1, 600000,
       NULL, "bound on finishing in-flight requests at shutdown" },
 };
@@ -375,6 +386,11 @@ handle_ready(struct ag_http_req *req, void *udata)
         int rc = ag_store_ping(svc->store);
         json_object_set_new(checks, "database", json_string(rc == 0 ? "ok" : ag_strerror(rc)));
         ready = ready && rc == 0;
+    }
+    if (svc->settings.registry_url != NULL && svc->settings.registry_url[0] != '\0') {
+        bool up = svc->registry != NULL && ag_registry_is_connected(svc->registry);
+        json_object_set_new(checks, "registry", json_string(up ? "ok" : "unreachable"));
+        ready = ready && up;
     }
     if (svc->cfg.ready_check != NULL) {
         int rc = svc->cfg.ready_check(svc, svc->cfg.udata);
@@ -675,17 +691,48 @@ ag_service_routes(struct ag_service *svc, const struct ag_route *routes, size_t 
 }
 
 static void
-on_server_stopped(struct ag_http_server *srv, void *udata)
+on_client_closed(void *udata)
 {
-    AG_UNUSED(srv);
     struct ag_service *svc = udata;
+    svc->client = NULL;
+}
+
+/* Both halves of a stop are done (server drained, registry left): run
+ * on_stop, close the client and the signal handles; the loop then ends. */
+static void
+maybe_finish_stop(struct ag_service *svc)
+{
+    if (!svc->server_done || !svc->registry_done)
+        return;
     AG_LOGI("service", "drained; stopping");
     if (svc->cfg.on_stop != NULL)
         svc->cfg.on_stop(svc, svc->cfg.udata);
+    if (svc->client != NULL)
+        ag_http_client_close(svc->client, on_client_closed, svc);
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
     uv_close((uv_handle_t *)&svc->sigint, NULL);
     svc->stopped_clean = true;
 }
+
+static void
+on_server_stopped(struct ag_http_server *srv, void *udata)
+{
+    AG_UNUSED(srv);
+    struct ag_service *svc = udata;
+    svc->server_done = true;
+    maybe_finish_stop(svc);
+}
+
+static void
+on_registry_stopped(void *udata)
+{
+    struct ag_service *svc = udata;
+    svc->registry = NULL;
+    svc->registry_done = true;
+    maybe_finish_stop(svc);
+}
+
+static void begin_stop(struct ag_service *svc);
 
 static void
 on_signal(uv_signal_t *handle, int signum)
@@ -695,12 +742,70 @@ on_signal(uv_signal_t *handle, int signum)
         AG_LOGW("service", "second signal %d during shutdown; exiting now", signum);
         _exit(1);
     }
-    svc->stopping = true;
     AG_LOGI("service", "signal %d: stopping (drain up to %llu ms)", signum,
             (unsigned long long)svc->settings.shutdown_timeout_ms);
+    begin_stop(svc);
+}
+
+/* Graceful stop: on_stopping, deregistration and the server's drain run
+ * together; maybe_finish_stop() completes it. */
+static void
+begin_stop(struct ag_service *svc)
+{
+    svc->stopping = true;
     if (svc->cfg.on_stopping != NULL)
         svc->cfg.on_stopping(svc, svc->cfg.udata);
+    /* Leave the registry first, so no new traffic is routed here while the
+     * requests in flight finish. */
+    if (svc->registry != NULL)
+        ag_registry_stop(svc->registry, on_registry_stopped, svc);
+    else
+        svc->registry_done = true;
     ag_http_server_stop(svc->server, svc->settings.shutdown_timeout_ms, on_server_stopped, svc);
+}
+
+static int
+start_registry(struct ag_service *svc)
+{
+    if (svc->settings.registry_url[0] == '\0')
+        return 0;
+    const char *addr = svc->settings.advertise_address[0] != '\0' ? svc->settings.advertise_address
+                       : strcmp(svc->settings.http_host, "0.0.0.0") == 0 ||
+                               strcmp(svc->settings.http_host, "::") == 0
+                           ? "127.0.0.1"
+                           : svc->settings.http_host;
+    json_t *meta = json_pack("{s:s}", "version", svc->cfg.version);
+    struct ag_registry_config rcfg = {
+        .url = svc->settings.registry_url,
+        .service = svc->cfg.name,
+        .instance_id = svc->settings.instance_id,
+        .address = addr,
+        .port = ag_http_server_port(svc->server),
+        .metadata = meta,
+        .ttl_ms = svc->settings.registry_ttl_ms,
+    };
+    int rc = ag_registry_new(&svc->loop, svc->client, &rcfg, &svc->registry);
+    json_decref(meta);
+    if (rc != 0) {
+        AG_LOGE("service", "cannot create the registry client for '%s': %s",
+                svc->settings.registry_url, ag_strerror(rc));
+        return rc;
+    }
+    ag_registry_start(svc->registry);
+    return 0;
+}
+
+/* Start-up failed before the loop ran: close what exists, let the loop
+ * run the close callbacks, and report failure. */
+static int
+abort_run(struct ag_service *svc)
+{
+    if (svc->cfg.on_stop != NULL)
+        svc->cfg.on_stop(svc, svc->cfg.udata);
+    if (svc->client != NULL)
+        ag_http_client_close(svc->client, on_client_closed, svc);
+    uv_run(&svc->loop, UV_RUN_DEFAULT);
+    return 1;
 }
 
 int
@@ -708,11 +813,14 @@ ag_service_run(struct ag_service *svc)
 {
     AG_CHECK_MAGIC(svc, SERVICE_MAGIC);
     signal(SIGPIPE, SIG_IGN);
+    if (ag_http_client_new(&svc->loop, NULL, &svc->client) != 0)
+        AG_BUG("cannot create the HTTP client");
+    ag_http_client_metrics(svc->client, svc->metrics);
     if (svc->cfg.on_start != NULL) {
         int rc = svc->cfg.on_start(svc, svc->cfg.udata);
         if (rc != 0) {
             AG_LOGE("service", "start failed: %s", ag_strerror(rc));
-            return 1;
+            return abort_run(svc);
         }
     }
     struct ag_http_server_config hcfg = {
@@ -731,10 +839,7 @@ ag_service_run(struct ag_service *svc)
     if (rc != 0) {
         AG_LOGE("service", "cannot listen on %s:%lld: %s", svc->settings.http_host,
                 (long long)svc->settings.http_port, ag_strerror(rc));
-        if (svc->cfg.on_stop != NULL)
-            svc->cfg.on_stop(svc, svc->cfg.udata);
-        uv_run(&svc->loop, UV_RUN_DEFAULT);
-        return 1;
+        return abort_run(svc);
     }
     uv_signal_init(&svc->loop, &svc->sigterm);
     uv_signal_init(&svc->loop, &svc->sigint);
@@ -742,6 +847,12 @@ ag_service_run(struct ag_service *svc)
     svc->sigint.data = svc;
     uv_signal_start(&svc->sigterm, on_signal, SIGTERM);
     uv_signal_start(&svc->sigint, on_signal, SIGINT);
+
+    if (start_registry(svc) != 0) {
+        begin_stop(svc);
+        uv_run(&svc->loop, UV_RUN_DEFAULT);
+        return 1;
+    }
 
     json_t *f = json_pack("{s:s, s:i, s:s}", "address", svc->settings.http_host, "port",
                           ag_http_server_port(svc->server), "version", svc->cfg.version);
@@ -784,6 +895,18 @@ struct ag_store *
 ag_service_store(struct ag_service *svc)
 {
     return svc->store;
+}
+
+struct ag_http_client *
+ag_service_http_client(struct ag_service *svc)
+{
+    return svc->client;
+}
+
+struct ag_registry *
+ag_service_registry(struct ag_service *svc)
+{
+    return svc->registry;
 }
 
 struct ag_metrics *

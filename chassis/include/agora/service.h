@@ -68,6 +68,9 @@ struct ag_service_settings {
     uint64_t idle_timeout_ms;     /* AGORA_HTTP_IDLE_TIMEOUT */
     uint64_t shutdown_timeout_ms; /* AGORA_SHUTDOWN_TIMEOUT */
     char *internal_key;           /* AGORA_INTERNAL_KEY (64 hex digits) */
+    char *registry_url;           /* AGORA_REGISTRY_URL; "" = no registry */
+    uint64_t registry_ttl_ms;     /* AGORA_REGISTRY_TTL */
+    char *advertise_address;      /* AGORA_ADVERTISE_ADDRESS; default: the listen host */
 };
 
 /* Parse configuration (AGORA_* environment, AGORA_CONFIG_FILE), start
@@ -101,6 +104,13 @@ struct ag_store *ag_service_store(struct ag_service *svc);
 struct ag_metrics *ag_service_metrics(struct ag_service *svc);
 const struct ag_service_settings *ag_service_settings(const struct ag_service *svc);
 const char *ag_service_name(const struct ag_service *svc);
+/* The service's HTTP client (created at ag_service_run, closed at the end
+ * of shutdown) and registry client (NULL without AGORA_REGISTRY_URL). With
+ * a registry the instance registers once listening and deregisters when a
+ * stop begins. Borrowed; valid from on_start... see docs/internals/service.md. */
+struct ag_http_client *ag_service_http_client(struct ag_service *svc);
+struct ag_registry *ag_service_registry(struct ag_service *svc);
+
 /* Bound port once running (for logs and tests). */
 int ag_service_port(const struct ag_service *svc);
 
