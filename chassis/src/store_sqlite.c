@@ -102,8 +102,15 @@ sq_open(struct ag_store *store, const struct ag_store_config *cfg)
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, cfg->busy_timeout_ms);
 
-    /* WAL lets readers run during a write and makes commits a single
-     * append; an in-memory database reports "memory" and keeps it. */
+    /* Exclusive locking must be chosen before WAL is entered, so that WAL
+     * runs without the shared-memory index and no file lock is taken or
+     * released per transaction (bench/catalog: ~10% of a read's CPU). */
+    if (cfg->exclusive) {
+        char lm[32];
+        int lrc = pragma_text(store, "PRAGMA locking_mode=EXCLUSIVE", lm, sizeof(lm));
+        if (lrc != 0)
+            return lrc;
+    }
     char mode[32];
     int ret = pragma_text(store, "PRAGMA journal_mode=WAL", mode, sizeof(mode));
     if (ret != 0)

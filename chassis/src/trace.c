@@ -5,9 +5,9 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "agora/err.h"
+#include "agora/random.h"
 
 static bool
 is_lower_hex(const char *p, size_t n)
@@ -77,9 +77,7 @@ ag_trace_random_hex(char *out, size_t n)
     if (n > sizeof(bytes))
         AG_BUG("ag_trace_random_hex: too many bytes");
     for (;;) {
-        ssize_t got = getrandom(bytes, n, 0);
-        if (got != (ssize_t)n)
-            AG_BUG("getrandom failed");
+        ag_random_fill(bytes, n);
         bool nonzero = false;
         for (size_t i = 0; i < n; i++)
             nonzero |= bytes[i] != 0;

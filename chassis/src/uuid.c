@@ -7,9 +7,9 @@
 
 #include <errno.h>
 #include <stdatomic.h>
-#include <sys/random.h>
 
 #include "agora/err.h"
+#include "agora/random.h"
 #include "agora/time.h"
 
 #define SEQ_BITS 12
@@ -18,21 +18,6 @@
 /* (unix_ms << 12) | counter of the last id handed out. Adding 1 when the
  * counter is full carries into the timestamp, which is the overflow rule. */
 static _Atomic uint64_t last_state;
-
-static void
-random_bytes(unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t got = getrandom(p, n, 0);
-        if (got == -1) {
-            if (errno == EINTR)
-                continue;
-            AG_BUG("getrandom failed");
-        }
-        p += got;
-        n -= (size_t)got;
-    }
-}
 
 static uint64_t
 next_state(uint16_t seed)
@@ -59,7 +44,7 @@ ag_uuid7(char out[AG_UUID_STRLEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char r[10];
-    random_bytes(r, sizeof(r));
+    ag_random_fill(r, sizeof(r));
     uint64_t state = next_state((uint16_t)(r[8] | r[9] << 8));
     uint64_t ms = state >> SEQ_BITS;
     unsigned seq = (unsigned)(state & SEQ_MASK);

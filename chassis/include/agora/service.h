@@ -61,6 +61,7 @@ struct ag_service_settings {
     char *data_dir;               /* AGORA_DATA_DIR */
     char *db_path;                /* AGORA_DB_PATH; default <data_dir>/<name>.db */
     char *durability;             /* AGORA_DURABILITY: full | normal */
+    char *db_locking;             /* AGORA_DB_LOCKING: exclusive | shared */
     uint64_t max_body;            /* AGORA_HTTP_MAX_BODY */
     uint64_t max_connections;     /* AGORA_HTTP_MAX_CONNECTIONS */
     uint64_t header_timeout_ms;   /* AGORA_HTTP_HEADER_TIMEOUT */

@@ -37,6 +37,9 @@ struct ag_store_config {
     const struct ag_migration *migrations; /* any order; applied by version */
     size_t nmigrations;                    /* entries in 'migrations' */
     size_t stmt_cache_max;                 /* cached statements; 0 -> 256 */
+    bool exclusive;    /* SQLite: locking_mode=EXCLUSIVE, the process owns the file for
+                       its lifetime (no lock calls per transaction; another process
+                       opening it waits busy_timeout_ms, then fails) */
     char *errbuf;      /* optional: receives a message when ag_store_open fails */
     size_t errbuf_len; /* bytes at 'errbuf' (the message is truncated to fit) */
 };
