@@ -17,6 +17,7 @@
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/mem.h"
+#include "agora/str.h"
 
 #define SECRET_MAX 256
 
@@ -24,7 +25,8 @@
  * Paths are relative to the build directory. "@SRC@" and "@DATA@" in
  * environment values are replaced by the source and data directories. */
 static const struct cli_program PROGRAMS[] = {
-    { "registry", "platform/registry/registry", 8500, false, { NULL } },
+    /* The registry does not register with itself. */
+    { "registry", "platform/registry/registry", 8500, false, { "AGORA_REGISTRY_URL=", NULL } },
     { "users",
       "services/users/users",
       8082,
@@ -46,7 +48,7 @@ static const struct cli_program PROGRAMS[] = {
 static void
 usage(FILE *out)
 {
-    fprintf(out, "usage: agora up [--build DIR] [--data DIR] [--source DIR]\n"
+    fprintf(out, "usage: agora up [--build DIR] [--data DIR] [--source DIR] [--port-offset N]\n"
                  "       agora help\n\n"
                  "  up   run the whole shop on this machine until Ctrl-C\n");
 }
@@ -108,6 +110,7 @@ cmd_up(int argc, char **argv)
     const char *build = "build";
     const char *data = "var";
     const char *source = ".";
+    int64_t offset = 0;
     for (int i = 2; i < argc; i++) {
         if (i + 1 < argc && strcmp(argv[i], "--build") == 0)
             build = argv[++i];
@@ -115,7 +118,12 @@ cmd_up(int argc, char **argv)
             data = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--source") == 0)
             source = argv[++i];
-        else {
+        else if (i + 1 < argc && strcmp(argv[i], "--port-offset") == 0) {
+            if (ag_str_to_i64(ag_str_from_cstr(argv[++i]), 0, 50000, &offset) != 0) {
+                fprintf(stderr, "agora: --port-offset takes 0 to 50000\n");
+                return 2;
+            }
+        } else {
             usage(stderr);
             return 2;
         }
@@ -146,6 +154,7 @@ cmd_up(int argc, char **argv)
     size_t nowned = 0;
     for (size_t i = 0; i < n; i++) {
         progs[i] = PROGRAMS[i];
+        progs[i].port = PROGRAMS[i].port + (int)offset;
         for (size_t k = 0; k < CLI_MAX_ENV && PROGRAMS[i].env[k] != NULL; k++) {
             char *a = replace_all(PROGRAMS[i].env[k], "@SRC@", source_abs);
             char *b = replace_all(a, "@ADMINPW@", adminpw);
@@ -158,7 +167,7 @@ cmd_up(int argc, char **argv)
     size_t c = 0;
     common[c++] = ag_asprintf("AGORA_DATA_DIR=%s", data_abs);
     common[c++] = ag_asprintf("AGORA_INTERNAL_KEY=%s", key);
-    common[c++] = ag_strdup("AGORA_REGISTRY_URL=http://127.0.0.1:8500");
+    common[c++] = ag_asprintf("AGORA_REGISTRY_URL=http://127.0.0.1:%d", 8500 + (int)offset);
     common[c] = NULL;
 
     fprintf(stderr, "Agora: starting %zu programs from %s (data in %s)\n", n, build_abs, data_abs);

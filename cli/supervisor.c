@@ -100,6 +100,9 @@ spawn_proc(struct proc *p)
     o.args = args;
     o.env = p->env;
     o.exit_cb = on_exit_cb;
+    /* A process group of its own: a terminal's Ctrl-C reaches only the
+     * supervisor, which then stops the programs one by one, in order. */
+    o.flags = UV_PROCESS_DETACHED;
     uv_stdio_container_t stdio[3] = {
         { .flags = UV_IGNORE },
         { .flags = UV_INHERIT_FD, .data.fd = 1 },

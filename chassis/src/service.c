@@ -730,6 +730,11 @@ maybe_finish_stop(struct ag_service *svc)
         ag_http_client_close(svc->client, on_client_closed, svc);
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
     uv_close((uv_handle_t *)&svc->sigint, NULL);
+    /* Closing the handles restored the default actions; a late signal
+     * (a supervisor's SIGTERM after a terminal's SIGINT) must not kill a
+     * process that is already finishing cleanly. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     svc->stopped_clean = true;
 }
 

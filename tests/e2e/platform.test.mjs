@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+// Whole-system test: `agora up` starts registry, users, catalog and gateway in
+// a temporary directory on free ports; a customer and the administrator use
+// the shop through the gateway only; SIGTERM stops everything with exit 0.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { buildDir, makeTempDir, sourceDir, waitFor } from '../lib/proc.mjs';
+import { identityHeader, TEST_INTERNAL_KEY } from '../lib/identity.mjs';
+
+const PORTS = { gateway: 8080, catalog: 8081, users: 8082, registry: 8500 };
+
+function portFree(port) {
+    return new Promise((resolve) => {
+        const srv = net.createServer();
+        srv.once('error', () => resolve(false));
+        srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+}
+
+async function findOffset() {
+    for (let i = 0; i < 50; i++) {
+        const off = 20000 + Math.floor(Math.random() * 20000);
+        const free = await Promise.all(Object.values(PORTS).map((p) => portFree(p + off)));
+        if (free.every(Boolean)) return off;
+    }
+    throw new Error('no free port range found');
+}
+
+async function call(base, method, p, { json, token, headers = {} } = {}) {
+    const h = { ...headers };
+    if (json !== undefined) h['content-type'] = 'application/json';
+    if (token) h.authorization = `Bearer ${token}`;
+    const r = await fetch(base + p, { method, headers: h, body: json === undefined ? undefined : JSON.stringify(json) });
+    const text = await r.text();
+    let body = null;
+    try {
+        body = JSON.parse(text);
+    } catch {
+        body = null;
+    }
+    return { status: r.status, headers: r.headers, text, body };
+}
+
+describe('agora up: the whole shop through the gateway', () => {
+    let child;
+    let exited;
+    let stderr = '';
+    let data;
+    let gw;
+    let off;
+
+    before(async () => {
+        off = await findOffset();
+        data = makeTempDir('agora-e2e-');
+        const agora = path.join(buildDir(), 'cli', 'agora');
+        const env = { ...process.env };
+        for (const k of Object.keys(env)) if (k.startsWith('AGORA_') && k !== 'AGORA_BUILD_DIR' && k !== 'AGORA_SOURCE_DIR') delete env[k];
+        env.AGORA_DURABILITY = 'normal';
+        env.AGORA_USERS_ARGON2_MEMLIMIT = '19MiB';
+        child = spawn(agora, ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off)], {
+            env,
+            stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        child.stderr.on('data', (b) => {
+            stderr += b.toString();
+        });
+        exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+        await waitFor(async () => stderr.includes('Agora is up') || child.exitCode !== null, { timeoutMs: 90000, intervalMs: 50 });
+        assert.ok(stderr.includes('Agora is up'), `agora up did not come up:\n${stderr.slice(-4000)}`);
+        gw = `http://127.0.0.1:${PORTS.gateway + off}`;
+    });
+
+    after(async () => {
+        if (child && child.exitCode === null) child.kill('SIGKILL');
+    });
+
+    it('serves the demo catalog to anonymous visitors', async () => {
+        const r = await call(gw, 'GET', '/api/v1/products?limit=100');
+        assert.equal(r.status, 200, r.text);
+        assert.ok(r.body.items.length >= 20, 'demo products are there');
+        assert.ok(r.headers.get('x-request-id'), 'request id echoed through the gateway');
+        const s = await call(gw, 'GET', '/api/v1/products?q=coffee');
+        assert.equal(s.status, 200);
+        assert.ok(s.body.items.some((p) => /coffee/i.test(p.name)), 'search works through the gateway');
+    });
+
+    it('lets a customer register, sign in and read only their own account', async () => {
+        const email = `e2e-${Date.now()}@example.com`;
+        const reg = await call(gw, 'POST', '/api/v1/users', { json: { email, password: 'a long enough passphrase', name: 'E2E' } });
+        assert.equal(reg.status, 201, reg.text);
+        const login = await call(gw, 'POST', '/api/v1/auth/login', { json: { email, password: 'a long enough passphrase' } });
+        assert.equal(login.status, 200, login.text);
+        const me = await call(gw, 'GET', '/api/v1/users/me', { token: login.body.access_token });
+        assert.equal(me.status, 200, me.text);
+        assert.equal(me.body.email, email);
+        assert.equal((await call(gw, 'GET', '/api/v1/users/me')).status, 401, 'anonymous me');
+        const list = await call(gw, 'GET', '/api/v1/users', { token: login.body.access_token });
+        assert.equal(list.status, 403, 'a customer cannot list users');
+        const write = await call(gw, 'POST', '/api/v1/products', {
+            token: login.body.access_token,
+            json: { sku: 'E2E-CUST', name: 'x', price: { amount: 1, currency: 'EUR' } },
+        });
+        assert.equal(write.status, 403, 'a customer cannot write the catalog');
+        const refreshed = await call(gw, 'POST', '/api/v1/auth/refresh', { json: { refresh_token: login.body.refresh_token } });
+        assert.equal(refreshed.status, 200, refreshed.text);
+    });
+
+    it('lets the administrator (from agora up) change the catalog; forged identities are refused', async () => {
+        const pw = fs.readFileSync(path.join(data, 'admin-password'), 'utf8').trim();
+        const login = await call(gw, 'POST', '/api/v1/auth/login', { json: { email: 'admin@agora.local', password: pw } });
+        assert.equal(login.status, 200, login.text);
+        const created = await call(gw, 'POST', '/api/v1/products', {
+            token: login.body.access_token,
+            json: { sku: 'E2E-1', name: 'End to end mug', price: { amount: 1250, currency: 'EUR' }, category: 'kitchen' },
+        });
+        assert.equal(created.status, 201, created.text);
+        const seen = await call(gw, 'GET', `/api/v1/products/${created.body.id}`);
+        assert.equal(seen.status, 200);
+        assert.equal(seen.body.name, 'End to end mug');
+
+        // A client cannot vouch for itself: the gateway strips X-Agora-Identity,
+        // and the test key is not the one agora up generated anyway.
+        const forged = await call(gw, 'POST', '/api/v1/products', {
+            json: { sku: 'E2E-FORGED', name: 'x', price: { amount: 1, currency: 'EUR' } },
+            headers: { 'x-agora-identity': identityHeader({ userId: 'x', roles: ['admin'], key: TEST_INTERNAL_KEY }) },
+        });
+        assert.equal(forged.status, 401, forged.text);
+        const key = fs.readFileSync(path.join(data, 'internal.key'), 'utf8').trim();
+        const forgedRealKey = await call(gw, 'POST', '/api/v1/products', {
+            json: { sku: 'E2E-FORGED2', name: 'x', price: { amount: 1, currency: 'EUR' } },
+            headers: { 'x-agora-identity': identityHeader({ userId: 'x', roles: ['admin'], key }) },
+        });
+        assert.equal(forgedRealKey.status, 401, 'even a correctly signed header from a client is stripped');
+    });
+
+    it('every program registered with the registry', async () => {
+        const r = await call(`http://127.0.0.1:${PORTS.registry + off}`, 'GET', '/v1/services');
+        assert.equal(r.status, 200);
+        const names = r.body.services.map((s) => s.name).sort();
+        for (const n of ['catalog', 'gateway', 'users']) assert.ok(names.includes(n), `${n} registered: ${names}`);
+    });
+
+    it('SIGTERM stops every program in order and exits 0', async () => {
+        child.kill('SIGTERM');
+        const st = await Promise.race([exited, new Promise((r) => setTimeout(() => r(null), 30000))]);
+        assert.deepEqual(st, { code: 0, signal: null }, stderr.slice(-3000));
+        for (const [name, port] of Object.entries(PORTS)) {
+            assert.ok(await portFree(port + off), `${name} released its port`);
+        }
+        assert.ok(!/exited unexpectedly/.test(stderr), 'no program crashed');
+    });
+});
