@@ -286,6 +286,16 @@ ag_req_trace_id(const struct ag_http_req *req)
     return ctx ? ctx->trace.trace_id : "";
 }
 
+void
+ag_req_traceparent(const struct ag_http_req *req, char out[AG_TRACEPARENT_LEN + 1])
+{
+    struct req_ctx *ctx = ctx_of(req);
+    struct ag_trace_ctx fresh;
+    if (ctx == NULL)
+        ag_trace_start(AG_STR_NULL, &fresh);
+    ag_trace_format(ctx != NULL ? &ctx->trace : &fresh, out);
+}
+
 const struct ag_identity *
 ag_req_identity(const struct ag_http_req *req)
 {

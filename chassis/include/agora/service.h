@@ -121,6 +121,11 @@ int ag_service_port(const struct ag_service *svc);
 const char *ag_req_id(const struct ag_http_req *req);
 const char *ag_req_trace_id(const struct ag_http_req *req);
 
+/* The traceparent to send on an outgoing call made for 'req': same trace,
+ * this request's server span as the parent, the caller's flags. 'out' gets
+ * AG_TRACEPARENT_LEN + 1 bytes. */
+void ag_req_traceparent(const struct ag_http_req *req, char out[56]);
+
 /* The caller's identity as vouched for by the gateway (a valid
  * X-Agora-Identity under AGORA_INTERNAL_KEY), or NULL for an anonymous
  * caller. Routes whose role is customer or admin are only reached with an
