@@ -31,6 +31,14 @@
 
 struct ag_events;
 
+/* Largest serialized CloudEvent (ag_events_publish answers AG_ETOOBIG past
+ * it): the bus's limit on one message's data. */
+#define AG_EVENTS_MAX_EVENT_BYTES (256 * 1024)
+/* Longest subject, in bytes (the bus allows 200 code points). */
+#define AG_EVENTS_MAX_SUBJECT 200
+/* Topic patterns of one subscription. */
+#define AG_EVENTS_MAX_TOPICS 32
+
 /* Zero means the default shown. */
 struct ag_events_config {
     const char *source;         /* CloudEvents "source", e.g. "/agora/catalog"; required */
@@ -73,6 +81,37 @@ void ag_events_kick(struct ag_events *ev);
  * as the broker defaults). Call before ag_events_start. */
 int ag_events_subscribe(struct ag_events *ev, const char *name, const char *const *topics,
                         size_t ntopics, ag_events_handler_fn fn, void *udata);
+
+/* Per-subscription broker settings; zero means the broker's default. */
+struct ag_events_sub_options {
+    uint64_t ack_deadline_ms; /* lease of one delivery before it is redelivered */
+    uint32_t max_attempts;    /* deliveries before the message is dead-lettered */
+    uint64_t retry_delay_ms;  /* redelivery delay after an expired lease */
+};
+
+/* ag_events_subscribe with broker settings 'opts' (may be NULL: defaults),
+ * e.g. a short ack deadline so a crashed consumer's messages come back
+ * soon. 'name' must match [a-z0-9][a-z0-9._-]{0,127}; each of the 1 to
+ * AG_EVENTS_MAX_TOPICS 'topics' is a topic name, a name followed by ".*",
+ * or "*". Everything is copied. Returns 0, or AG_EINVAL for a bad name,
+ * pattern or argument, a name already subscribed, or a call after
+ * ag_events_start. Loop thread; no callback runs before ag_events_start. */
+int ag_events_subscribe_ex(struct ag_events *ev, const char *name, const char *const *topics,
+                           size_t ntopics, const struct ag_events_sub_options *opts,
+                           ag_events_handler_fn fn, void *udata);
+
+/* Observer called after a consumer's transaction committed and before the
+ * message is acknowledged to the broker: 'subscription' and 'event' are
+ * borrowed for the call. For tests (crash between commit and ack) and for
+ * tracing; it must not call back into 'ev'. 'fn' NULL removes it. */
+typedef void (*ag_events_commit_fn)(struct ag_events *ev, const char *subscription,
+                                    const json_t *event, void *udata);
+void ag_events_on_commit(struct ag_events *ev, ag_events_commit_fn fn, void *udata);
+
+/* Readiness for a service's /ready: 0 once started, every subscription
+ * exists on the broker and the last call to the broker got an answer;
+ * AG_EUNAVAIL otherwise (the outbox keeps accepting events meanwhile). */
+int ag_events_ready(struct ag_events *ev);
 
 /* Start the relay and the consumers. */
 void ag_events_start(struct ag_events *ev);

@@ -1,0 +1,1474 @@
+/* SPDX-License-Identifier: MIT */
+/* The events runtime (agora/events.h): CloudEvents written into the
+ * transactional outbox, the relay that sends outbox rows to the broker in
+ * order, and consumers that apply each delivery once through an inbox, all
+ * on the service's loop over a backend (events_int.h; the bus backend is
+ * events_bus.c). The outbox and inbox SQL lives here too. Design notes:
+ * docs/internals/events.md. */
+#include "agora/base.h"
+#include "agora/events.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agora/err.h"
+#include "agora/json.h"
+#include "agora/log.h"
+#include "agora/mem.h"
+#include "agora/time.h"
+#include "agora/trace.h"
+#include "agora/uuid.h"
+#include "events_int.h"
+
+#define EVENTS_MAGIC 0x45564e54u /* "EVNT" */
+#define EV_LOG       "events"
+
+#define DEF_RELAY_BATCH   100
+#define MAX_RELAY_BATCH   1000 /* the bus takes at most 1000 messages per publish */
+#define DEF_RELAY_POLL_MS 500
+#define DEF_RETRY_BASE_MS 100
+#define DEF_RETRY_MAX_MS  10000
+#define DEF_PULL_WAIT_MS  30000
+#define MAX_PULL_WAIT_MS  120000 /* the bus holds a pull at most 2 minutes */
+#define DEF_PULL_BATCH    50
+#define MAX_PULL_BATCH    1000
+#define DEF_KEEP_MS       86400000
+
+#define MAX_SOURCE      256   /* bytes of the CloudEvents source */
+#define MAX_SETTLING    4     /* ack/nack calls in flight per subscription */
+#define HOUSEKEEP_EVERY 60000 /* ms between housekeeping passes */
+#define HOUSEKEEP_LIMIT 1000  /* rows deleted per table and pass */
+
+/* ---- CloudEvents and names (pure) ---------------------------------------- */
+
+static bool
+name_char(char c, bool first)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+        return true;
+    return !first && (c == '.' || c == '_' || c == '-');
+}
+
+static bool
+name_is_valid(const char *s, size_t len)
+{
+    if (s == NULL || len == 0 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!name_char(s[i], i == 0))
+            return false;
+    }
+    return true;
+}
+
+bool
+ag__events_name_is_valid(const char *type)
+{
+    return type != NULL && name_is_valid(type, strlen(type));
+}
+
+bool
+ag__events_pattern_is_valid(const char *p)
+{
+    if (p == NULL)
+        return false;
+    size_t len = strlen(p);
+    if (len == 1 && p[0] == '*')
+        return true;
+    if (len > 2 && p[len - 1] == '*' && p[len - 2] == '.')
+        return name_is_valid(p, len - 2);
+    return name_is_valid(p, len);
+}
+
+/* 1..'max' bytes of valid UTF-8 without control characters. */
+static bool
+text_is_valid(const char *s, size_t max)
+{
+    if (s == NULL)
+        return false;
+    size_t len = strlen(s);
+    if (len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = ag__json_utf8_next(s + i, len - i, &cp);
+        if (n == 0 || cp < 0x20 || cp == 0x7f)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+bool
+ag__events_subject_is_valid(const char *subject)
+{
+    return text_is_valid(subject, AG_EVENTS_MAX_SUBJECT);
+}
+
+int
+ag__events_cloudevent(const char *id, const char *source, const char *type, const char *subject,
+                      int64_t time_ms, const json_t *data, const char *traceparent,
+                      struct ag_buf *out)
+{
+    if (id == NULL || !ag_uuid_is_valid(ag_str_from_cstr(id)) ||
+        !text_is_valid(source, MAX_SOURCE) || !ag__events_name_is_valid(type) ||
+        !ag__events_subject_is_valid(subject) || data == NULL)
+        return AG_EINVAL;
+    if (traceparent != NULL) {
+        struct ag_trace_ctx tc;
+        if (ag_trace_parse(ag_str_from_cstr(traceparent), &tc) != 0)
+            return AG_EINVAL;
+    }
+    char ts[AG_RFC3339_LEN];
+    ag_time_rfc3339(time_ms, ts);
+    json_t *copy = json_deep_copy(data);
+    if (copy == NULL)
+        return AG_EINVAL;
+    json_t *ce = json_object();
+    json_object_set_new(ce, "specversion", json_string("1.0"));
+    json_object_set_new(ce, "id", json_string(id));
+    json_object_set_new(ce, "source", json_string(source));
+    json_object_set_new(ce, "type", json_string(type));
+    json_object_set_new(ce, "subject", json_string(subject));
+    json_object_set_new(ce, "time", json_string(ts));
+    json_object_set_new(ce, "datacontenttype", json_string("application/json"));
+    json_object_set_new(ce, "data", copy);
+    if (traceparent != NULL)
+        json_object_set_new(ce, "traceparent", json_string(traceparent));
+    int rc = ag_json_dump(ce, out);
+    json_decref(ce);
+    return rc;
+}
+
+uint64_t
+ag__events_backoff_ms(uint64_t base_ms, uint64_t max_ms, unsigned failures, uint64_t rnd)
+{
+    uint64_t cap = base_ms;
+    for (unsigned i = 1; i < failures && cap < max_ms; i++)
+        cap = cap > UINT64_MAX / 2 ? UINT64_MAX : cap * 2;
+    if (cap > max_ms)
+        cap = max_ms;
+    if (cap == UINT64_MAX)
+        return rnd;
+    return rnd % (cap + 1);
+}
+
+/* ---- Outbox and inbox SQL ------------------------------------------------ */
+
+/* Version 1 of the schema. Every statement is idempotent, so a crash
+ * half-way through is repaired by the next start. Fixed-width RFC 3339
+ * timestamps compare correctly as text. */
+static const char SCHEMA_V1[] =
+    "CREATE TABLE IF NOT EXISTS agora_outbox ("
+    " seq INTEGER PRIMARY KEY,"
+    " id TEXT NOT NULL UNIQUE,"
+    " type TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " event TEXT NOT NULL,"
+    " state TEXT NOT NULL DEFAULT 'pending'"
+    "  CHECK (state IN ('pending', 'in_flight', 'published', 'failed')),"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " created_at TEXT NOT NULL,"
+    " published_at TEXT,"
+    " last_error TEXT);"
+    "CREATE INDEX IF NOT EXISTS agora_outbox_state ON agora_outbox (state, seq);"
+    "CREATE INDEX IF NOT EXISTS agora_outbox_published ON agora_outbox (state, published_at);"
+    "CREATE TABLE IF NOT EXISTS agora_inbox ("
+    " event_id TEXT NOT NULL,"
+    " subscription TEXT NOT NULL,"
+    " received_at TEXT NOT NULL,"
+    " PRIMARY KEY (event_id, subscription));"
+    "CREATE INDEX IF NOT EXISTS agora_inbox_received ON agora_inbox (received_at);";
+
+/* Schema steps by version: step i brings the schema from version i to i+1. */
+static const char *const SCHEMA_STEPS[] = { SCHEMA_V1 };
+
+static int
+schema_tx(struct ag_store *store, void *arg)
+{
+    AG_UNUSED(arg);
+    int rc = ag_store_exec(store, "CREATE TABLE IF NOT EXISTS agora_chassis_schema ("
+                                  " module TEXT PRIMARY KEY, version INTEGER NOT NULL)");
+    if (rc != 0)
+        return rc;
+    struct ag_stmt *st = ag_store_prepare(
+        store, "SELECT version FROM agora_chassis_schema WHERE module = 'events'", &rc);
+    if (st == NULL)
+        return rc;
+    int64_t version = 0;
+    rc = ag_stmt_step(st);
+    if (rc == AG_STMT_ROW)
+        version = ag_stmt_col_i64(st, 0);
+    ag_stmt_reset(st);
+    if (rc < 0)
+        return rc;
+    if (version > AG__EVENTS_SCHEMA_VERSION)
+        return AG_ECONFIG;
+    for (int64_t v = version; v < AG__EVENTS_SCHEMA_VERSION; v++) {
+        rc = ag_store_exec(store, SCHEMA_STEPS[v]);
+        if (rc != 0)
+            return rc;
+    }
+    if (version == AG__EVENTS_SCHEMA_VERSION)
+        return 0;
+    st = ag_store_prepare(store,
+                          "INSERT INTO agora_chassis_schema (module, version) VALUES ('events', $1)"
+                          " ON CONFLICT (module) DO UPDATE SET version = excluded.version",
+                          &rc);
+    if (st == NULL)
+        return rc;
+    rc = ag_stmt_bind_i64(st, 1, AG__EVENTS_SCHEMA_VERSION);
+    if (rc == 0)
+        rc = ag_stmt_step(st);
+    ag_stmt_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+int
+ag__events_schema(struct ag_store *store)
+{
+    if (ag_store_in_tx(store))
+        return AG_EINVAL;
+    return ag_store_tx(store, schema_tx, NULL);
+}
+
+int
+ag__outbox_insert(struct ag_store *store, const char *id, const char *type, const char *subject,
+                  const char *event, size_t event_len, int64_t created_ms)
+{
+    char now[AG_RFC3339_LEN];
+    ag_time_rfc3339(created_ms, now);
+    int rc;
+    struct ag_stmt *st = ag_store_prepare(
+        store,
+        "INSERT INTO agora_outbox (id, type, subject, event, state, attempts, created_at)"
+        " VALUES ($1, $2, $3, $4, 'pending', 0, $5)",
+        &rc);
+    if (st == NULL)
+        return rc;
+    rc = ag_stmt_bind_cstr(st, 1, id);
+    if (rc == 0)
+        rc = ag_stmt_bind_cstr(st, 2, type);
+    if (rc == 0)
+        rc = ag_stmt_bind_cstr(st, 3, subject);
+    if (rc == 0)
+        rc = ag_stmt_bind_text(st, 4, event, event_len);
+    if (rc == 0)
+        rc = ag_stmt_bind_cstr(st, 5, now);
+    if (rc == 0)
+        rc = ag_stmt_step(st);
+    ag_stmt_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+void
+ag__outbox_batch_clear(struct ag__outbox_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        ag_free(b->rows[i].id);
+        ag_free(b->rows[i].type);
+        ag_free(b->rows[i].subject);
+        ag_free(b->rows[i].event);
+    }
+    ag_free(b->rows);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Read up to 'max_rows' pending rows (and 'max_bytes' of events) into 'b'. */
+static int
+take_rows(struct ag_store *store, size_t max_rows, size_t max_bytes, struct ag__outbox_batch *b)
+{
+    int rc;
+    struct ag_stmt *st = ag_store_prepare(store,
+                                          "SELECT seq, id, type, subject, event FROM agora_outbox"
+                                          " WHERE state = 'pending' ORDER BY seq LIMIT $1",
+                                          &rc);
+    if (st == NULL)
+        return rc;
+    rc = ag_stmt_bind_i64(st, 1, (int64_t)max_rows);
+    while (rc == 0 && (rc = ag_stmt_step(st)) == AG_STMT_ROW) {
+        size_t len = ag_stmt_col_len(st, 4);
+        if (b->n > 0 && b->bytes + len > max_bytes) {
+            rc = 0;
+            break;
+        }
+        if (b->n == b->cap) {
+            b->cap = b->cap ? b->cap * 2 : 16;
+            b->rows = ag_realloc(b->rows, b->cap * sizeof(*b->rows));
+        }
+        struct ag__outbox_row *r = &b->rows[b->n++];
+        r->seq = ag_stmt_col_i64(st, 0);
+        r->id = ag_strdup(ag_stmt_col_text(st, 1));
+        r->type = ag_strdup(ag_stmt_col_text(st, 2));
+        r->subject = ag_strdup(ag_stmt_col_text(st, 3));
+        r->event = ag_strndup(ag_stmt_col_text(st, 4), len);
+        r->event_len = len;
+        b->bytes += len;
+        rc = 0;
+    }
+    ag_stmt_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+static int
+exec_i64(struct ag_store *store, const char *sql, int64_t v)
+{
+    int rc;
+    struct ag_stmt *st = ag_store_prepare(store, sql, &rc);
+    if (st == NULL)
+        return rc;
+    rc = ag_stmt_bind_i64(st, 1, v);
+    if (rc == 0)
+        rc = ag_stmt_step(st);
+    ag_stmt_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+int
+ag__outbox_take(struct ag_store *store, size_t max_rows, size_t max_bytes,
+                struct ag__outbox_batch *b)
+{
+    int rc = ag_store_begin(store);
+    if (rc != 0)
+        return rc;
+    rc =
+        ag_store_exec(store, "UPDATE agora_outbox SET state = 'pending' WHERE state = 'in_flight'");
+    if (rc == 0)
+        rc = take_rows(store, max_rows, max_bytes, b);
+    /* The rows read are exactly the pending ones up to the last seq read. */
+    if (rc == 0 && b->n > 0)
+        rc = exec_i64(store,
+                      "UPDATE agora_outbox SET state = 'in_flight'"
+                      " WHERE state = 'pending' AND seq <= $1",
+                      b->rows[b->n - 1].seq);
+    if (rc == 0)
+        rc = ag_store_commit(store);
+    if (rc != 0) {
+        ag_store_rollback(store);
+        ag__outbox_batch_clear(b);
+    }
+    return rc;
+}
+
+static const char *const OUTCOME_STATE[] = {
+    [AG__OUTBOX_PUBLISHED] = "published",
+    [AG__OUTBOX_RETRY] = "pending",
+    [AG__OUTBOX_RELEASE] = "pending",
+    [AG__OUTBOX_FAILED] = "failed",
+};
+
+int
+ag__outbox_settle(struct ag_store *store, const struct ag__outbox_batch *b,
+                  const enum ag__outbox_outcome *outcome, const char *error, int64_t now_ms)
+{
+    char now[AG_RFC3339_LEN];
+    ag_time_rfc3339(now_ms, now);
+    int rc = ag_store_begin(store);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; rc == 0 && i < b->n; i++) {
+        enum ag__outbox_outcome oc = outcome[i];
+        struct ag_stmt *st =
+            ag_store_prepare(store,
+                             "UPDATE agora_outbox SET state = $2, attempts = attempts + $3,"
+                             " published_at = COALESCE($4, published_at),"
+                             " last_error = CASE WHEN $2 = 'published' THEN NULL"
+                             "  ELSE COALESCE($5, last_error) END"
+                             " WHERE seq = $1 AND state = 'in_flight'",
+                             &rc);
+        if (st == NULL)
+            break;
+        rc = ag_stmt_bind_i64(st, 1, b->rows[i].seq);
+        if (rc == 0)
+            rc = ag_stmt_bind_cstr(st, 2, OUTCOME_STATE[oc]);
+        if (rc == 0)
+            rc = ag_stmt_bind_i64(st, 3, oc == AG__OUTBOX_RELEASE ? 0 : 1);
+        if (rc == 0)
+            rc = ag_stmt_bind_cstr(st, 4, oc == AG__OUTBOX_PUBLISHED ? now : NULL);
+        if (rc == 0)
+            rc = ag_stmt_bind_cstr(
+                st, 5, oc == AG__OUTBOX_RETRY || oc == AG__OUTBOX_FAILED ? error : NULL);
+        if (rc == 0)
+            rc = ag_stmt_step(st);
+        ag_stmt_reset(st);
+        rc = rc < 0 ? rc : 0;
+    }
+    if (rc == 0)
+        rc = ag_store_commit(store);
+    if (rc != 0)
+        ag_store_rollback(store);
+    return rc;
+}
+
+static int
+query_count(struct ag_store *store, const char *sql, int64_t *out)
+{
+    int rc;
+    struct ag_stmt *st = ag_store_prepare(store, sql, &rc);
+    if (st == NULL)
+        return rc;
+    rc = ag_stmt_step(st);
+    if (rc == AG_STMT_ROW)
+        *out = ag_stmt_col_i64(st, 0);
+    ag_stmt_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+int
+ag__outbox_counts(struct ag_store *store, int64_t *out_pending, int64_t *out_published,
+                  int64_t *out_failed, int64_t *out_oldest_ms)
+{
+    int rc = 0;
+    if (out_pending != NULL)
+        rc = query_count(
+            store, "SELECT COUNT(*) FROM agora_outbox WHERE state IN ('pending', 'in_flight')",
+            out_pending);
+    if (rc == 0 && out_published != NULL)
+        rc = query_count(store, "SELECT COUNT(*) FROM agora_outbox WHERE state = 'published'",
+                         out_published);
+    if (rc == 0 && out_failed != NULL)
+        rc = query_count(store, "SELECT COUNT(*) FROM agora_outbox WHERE state = 'failed'",
+                         out_failed);
+    if (rc == 0 && out_oldest_ms != NULL) {
+        *out_oldest_ms = 0;
+        struct ag_stmt *st = ag_store_prepare(
+            store,
+            "SELECT MIN(created_at) FROM agora_outbox WHERE state IN ('pending', 'in_flight')",
+            &rc);
+        if (st == NULL)
+            return rc;
+        rc = ag_stmt_step(st);
+        if (rc == AG_STMT_ROW && !ag_stmt_col_is_null(st, 0)) {
+            int64_t ms;
+            if (ag_time_parse_rfc3339(ag_str_from_cstr(ag_stmt_col_text(st, 0)), &ms) == 0)
+                *out_oldest_ms = ms;
+        }
+        ag_stmt_reset(st);
+        rc = rc < 0 ? rc : 0;
+    }
+    return rc;
+}
+
+static int
+delete_older(struct ag_store *store, const char *sql, const char *cutoff, size_t limit,
+             int64_t *out)
+{
+    int rc;
+    struct ag_stmt *st = ag_store_prepare(store, sql, &rc);
+    if (st == NULL)
+        return rc;
+    rc = ag_stmt_bind_cstr(st, 1, cutoff);
+    if (rc == 0)
+        rc = ag_stmt_bind_i64(st, 2, (int64_t)limit);
+    if (rc == 0)
+        rc = ag_stmt_step(st);
+    ag_stmt_reset(st);
+    if (rc < 0)
+        return rc;
+    if (out != NULL)
+        *out = ag_store_changes(store);
+    return 0;
+}
+
+int
+ag__events_housekeep(struct ag_store *store, int64_t cutoff_ms, size_t limit, int64_t *out_outbox,
+                     int64_t *out_inbox)
+{
+    char cutoff[AG_RFC3339_LEN];
+    ag_time_rfc3339(cutoff_ms, cutoff);
+    int rc = delete_older(store,
+                          "DELETE FROM agora_outbox WHERE seq IN (SELECT seq FROM agora_outbox"
+                          " WHERE state = 'published' AND published_at < $1"
+                          " ORDER BY published_at LIMIT $2)",
+                          cutoff, limit, out_outbox);
+    if (rc == 0)
+        rc = delete_older(store,
+                          "DELETE FROM agora_inbox WHERE received_at < $1 AND event_id IN"
+                          " (SELECT event_id FROM agora_inbox WHERE received_at < $1"
+                          " ORDER BY received_at LIMIT $2)",
+                          cutoff, limit, out_inbox);
+    return rc;
+}
+
+int
+ag__inbox_insert(struct ag_store *store, const char *event_id, const char *subscription,
+                 int64_t now_ms)
+{
+    char now[AG_RFC3339_LEN];
+    ag_time_rfc3339(now_ms, now);
+    int rc;
+    struct ag_stmt *st = ag_store_prepare(
+        store, "INSERT INTO agora_inbox (event_id, subscription, received_at) VALUES ($1, $2, $3)",
+        &rc);
+    if (st == NULL)
+        return rc;
+    rc = ag_stmt_bind_cstr(st, 1, event_id);
+    if (rc == 0)
+        rc = ag_stmt_bind_cstr(st, 2, subscription);
+    if (rc == 0)
+        rc = ag_stmt_bind_cstr(st, 3, now);
+    if (rc == 0)
+        rc = ag_stmt_step(st);
+    ag_stmt_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- Runtime objects ----------------------------------------------------- */
+
+enum relay_state {
+    RELAY_IDLE = 0,  /* nothing scheduled; a kick or the poll starts a flush */
+    RELAY_SCHEDULED, /* relay_timer will flush on the next loop turn */
+    RELAY_SENDING,   /* one publish in flight ('batch' holds its rows) */
+    RELAY_BACKOFF,   /* relay_timer will flush after a failure's backoff */
+};
+
+struct ev_sub;
+
+/* The udata of a subscription's ack and nack calls, distinct from the sub
+ * itself (the udata of its pull and ensure calls) so each set can be
+ * cancelled on its own. */
+struct ev_settle_tag {
+    struct ev_sub *sub;
+};
+
+struct ev_sub {
+    struct ag_events *ev;
+    char *name;                        /* subscription name on the broker */
+    char **topics;                     /* 'ntopics' patterns */
+    size_t ntopics;                    /* 1..AG_EVENTS_MAX_TOPICS */
+    struct ag_events_sub_options opts; /* broker settings */
+    ag_events_handler_fn fn;
+    void *udata;
+    uv_timer_t timer;            /* backoff before the next ensure or pull */
+    struct ev_settle_tag settle; /* udata of ack and nack calls */
+    bool ensured;                /* the broker has the subscription */
+    bool busy;                   /* an ensure or a pull is in flight */
+    bool want_pull;              /* pull once an ack/nack slot frees up */
+    unsigned failures;           /* consecutive broker failures */
+    size_t settling;             /* ack and nack calls in flight */
+    size_t pull_max;             /* messages per pull: pull_batch, halved on AG_ETOOBIG */
+    uint64_t pull_started_ms;    /* monotonic start of the current pull */
+};
+
+struct ag_events {
+    uint32_t magic;
+    uv_loop_t *loop;             /* borrowed */
+    struct ag_store *store;      /* borrowed */
+    struct ag_events_config cfg; /* defaults applied; strings below */
+    char *source;                /* owned copy of cfg.source */
+    char *bus_url;               /* owned copy of cfg.bus_url */
+    const struct ag_events_backend_ops *ops;
+    void *be;                      /* backend state */
+    uint64_t rng;                  /* xorshift64* state for jitter */
+    enum relay_state relay;        /* see enum relay_state */
+    unsigned relay_failures;       /* consecutive failed publishes */
+    int64_t solo_until;            /* send one row at a time up to this seq (0: off) */
+    struct ag__outbox_batch batch; /* rows of the publish in flight */
+    uv_timer_t relay_timer;        /* next flush (now or after a backoff) */
+    uv_timer_t poll_timer;         /* outbox check, gauges, housekeeping */
+    uv_timer_t stop_timer;         /* end of the stop's flush window */
+    uint64_t next_housekeep_ms;    /* monotonic time of the next housekeeping */
+    struct ev_sub **subs;          /* 'nsubs' consumers */
+    size_t nsubs;
+    uint64_t publishes;  /* ag_events_publish calls that wrote a row */
+    bool started;        /* ag_events_start ran */
+    bool stopping;       /* ag_events_stop ran */
+    bool drained;        /* stopping and the outbox was found empty */
+    bool finishing;      /* handles closing; nothing new starts */
+    bool broker_ok;      /* the last broker call got an answer */
+    size_t open_handles; /* timers not yet closed */
+    void (*stop_cb)(void *udata);
+    void *stop_udata;
+    ag_events_commit_fn on_commit;
+    void *on_commit_udata;
+    struct ag_metric *m_pending;    /* events_outbox_pending */
+    struct ag_metric *m_lag;        /* events_outbox_lag_seconds */
+    struct ag_metric *m_published;  /* events_published_total */
+    struct ag_metric *m_consumed;   /* events_consumed_total{subscription,outcome} */
+    struct ag_metric *m_duplicates; /* events_duplicates_total{subscription} */
+};
+
+static uint64_t
+rng_next(struct ag_events *ev)
+{
+    uint64_t x = ev->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    ev->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t
+backoff(struct ag_events *ev, unsigned failures)
+{
+    return ag__events_backoff_ms(ev->cfg.retry_base_ms, ev->cfg.retry_max_ms,
+                                 failures ? failures : 1, rng_next(ev));
+}
+
+/* Remember whether the broker answered; a cancelled call says nothing. */
+static void
+broker_note(struct ag_events *ev, const struct ag__events_result *res)
+{
+    if (res->err != AG_ECLOSED)
+        ev->broker_ok = res->err == 0 || (res->status > 0 && res->status < 500);
+}
+
+static void update_gauges(struct ag_events *ev);
+static void stop_check(struct ag_events *ev);
+
+/* ---- Relay --------------------------------------------------------------- */
+
+static void on_relay_timer(uv_timer_t *t);
+
+static void
+relay_schedule(struct ag_events *ev, enum relay_state state, uint64_t delay_ms)
+{
+    if (ev->finishing)
+        return;
+    ev->relay = state;
+    uv_timer_start(&ev->relay_timer, on_relay_timer, delay_ms, 0);
+}
+
+static void
+on_published(const struct ag__events_result *res, void *udata)
+{
+    struct ag_events *ev = udata;
+    struct ag__outbox_batch *b = &ev->batch;
+    ev->relay = RELAY_IDLE;
+    broker_note(ev, res);
+    enum ag__outbox_outcome *oc = ag_calloc(b->n, sizeof(*oc));
+    const char *error = res->detail;
+    bool failed = false;
+    if (res->err == AG_ECLOSED) {
+        for (size_t i = 0; i < b->n; i++)
+            oc[i] = AG__OUTBOX_RELEASE;
+    } else if (res->err == 0) {
+        for (size_t i = 0; i < b->n; i++)
+            oc[i] = res->accepted[i] ? AG__OUTBOX_PUBLISHED : AG__OUTBOX_RETRY;
+        failed = res->naccepted < b->n;
+        if (failed)
+            error = "the broker did not confirm every message";
+    } else if (res->err == AG_EINVAL && b->n > 1) {
+        /* One of the rows is refused: send them one by one to find it,
+         * without a backoff since the broker is up. */
+        for (size_t i = 0; i < b->n; i++)
+            oc[i] = AG__OUTBOX_RETRY;
+        ev->solo_until = b->rows[b->n - 1].seq;
+        AG_LOGW(EV_LOG, "broker refused a batch of %zu events (%s); sending them one by one", b->n,
+                res->detail);
+    } else if (res->err == AG_EINVAL) {
+        oc[0] = AG__OUTBOX_FAILED;
+        AG_LOGE(EV_LOG, "broker refused event '%s' of type '%s' for good (%s); marked failed",
+                b->rows[0].id, b->rows[0].type, res->detail);
+    } else {
+        for (size_t i = 0; i < b->n; i++)
+            oc[i] = AG__OUTBOX_RETRY;
+        failed = true;
+    }
+    int rc = ag__outbox_settle(ev->store, b, oc, error, ag_time_unix_ms());
+    ag_free(oc);
+    if (rc != 0) {
+        /* The rows stay in_flight; the next take puts them back to pending
+         * before it reads, so nothing is skipped and order is kept. */
+        AG_LOGE(EV_LOG, "cannot record the outcome of %zu outbox rows: %s", b->n,
+                ag_store_errmsg(ev->store));
+        failed = true;
+    }
+    if (res->err == 0 && res->naccepted > 0) {
+        ag_counter_add(ev->m_published, NULL, (double)res->naccepted);
+        if (ev->relay_failures > 0)
+            AG_LOGI(EV_LOG, "relay: broker reachable again after %u failed attempts",
+                    ev->relay_failures);
+    }
+    if (ev->solo_until != 0 && res->err != AG_EINVAL && b->n > 0 &&
+        b->rows[b->n - 1].seq >= ev->solo_until)
+        ev->solo_until = 0;
+    if (res->err == AG_EINVAL && b->n == 1 && b->rows[0].seq >= ev->solo_until)
+        ev->solo_until = 0;
+    ag__outbox_batch_clear(b);
+    if (res->err == AG_ECLOSED || ev->finishing)
+        return;
+    if (failed) {
+        ev->relay_failures++;
+        uint64_t wait = backoff(ev, ev->relay_failures);
+        if (ev->relay_failures == 1)
+            AG_LOGW(EV_LOG, "relay: cannot publish: %s; retrying with backoff", error);
+        else
+            AG_LOGD(EV_LOG, "relay: attempt %u failed: %s; next in %llu ms", ev->relay_failures,
+                    error, (unsigned long long)wait);
+        relay_schedule(ev, RELAY_BACKOFF, wait);
+        return;
+    }
+    ev->relay_failures = 0;
+    /* More rows may be waiting (a full batch, or commits meanwhile). */
+    relay_schedule(ev, RELAY_SCHEDULED, 0);
+}
+
+static void
+relay_flush(struct ag_events *ev)
+{
+    ev->relay = RELAY_IDLE;
+    if (ev->finishing)
+        return;
+    if (ag_store_in_tx(ev->store)) {
+        /* Only a leaked transaction can be open between loop callbacks. */
+        AG_LOGW(EV_LOG, "relay: a transaction is open on the store; retrying later");
+        relay_schedule(ev, RELAY_BACKOFF, ev->cfg.retry_base_ms);
+        return;
+    }
+    size_t limit = ev->solo_until != 0 ? 1 : ev->cfg.relay_batch;
+    int rc = ag__outbox_take(ev->store, limit, AG__EVENTS_MAX_BATCH_BYTES, &ev->batch);
+    if (rc != 0) {
+        ev->relay_failures++;
+        AG_LOGE(EV_LOG, "relay: cannot read the outbox: %s", ag_store_errmsg(ev->store));
+        relay_schedule(ev, RELAY_BACKOFF, backoff(ev, ev->relay_failures));
+        return;
+    }
+    if (ev->batch.n == 0) {
+        ag_gauge_set(ev->m_pending, NULL, 0);
+        ag_gauge_set(ev->m_lag, NULL, 0);
+        if (ev->stopping) {
+            ev->drained = true;
+            stop_check(ev);
+        }
+        return;
+    }
+    struct ag__events_out *out = ag_calloc(ev->batch.n, sizeof(*out));
+    for (size_t i = 0; i < ev->batch.n; i++) {
+        const struct ag__outbox_row *r = &ev->batch.rows[i];
+        out[i] = (struct ag__events_out){ r->id, r->type, r->subject, r->event, r->event_len };
+    }
+    ev->relay = RELAY_SENDING;
+    rc = ev->ops->publish(ev->be, out, ev->batch.n, on_published, ev);
+    ag_free(out);
+    if (rc != 0) {
+        struct ag__events_result res = { .err = rc == AG_ECLOSED ? AG_EUNAVAIL : rc,
+                                         .detail = ag_strerror(rc) };
+        on_published(&res, ev);
+    }
+}
+
+static void
+on_relay_timer(uv_timer_t *t)
+{
+    relay_flush(t->data);
+}
+
+void
+ag_events_kick(struct ag_events *ev)
+{
+    AG_CHECK_MAGIC(ev, EVENTS_MAGIC);
+    /* While sending, the relay flushes again when the publish succeeds;
+     * while backing off, the backoff decides: a kick must not hammer a
+     * broker that is down. */
+    if (ev->started && ev->relay == RELAY_IDLE)
+        relay_schedule(ev, RELAY_SCHEDULED, 0);
+}
+
+static void
+housekeep(struct ag_events *ev)
+{
+    uint64_t now = ag_time_mono_ms();
+    if (now < ev->next_housekeep_ms || ag_store_in_tx(ev->store))
+        return;
+    int64_t outbox = 0;
+    int64_t inbox = 0;
+    int rc = ag__events_housekeep(ev->store, ag_time_unix_ms() - (int64_t)ev->cfg.published_keep_ms,
+                                  HOUSEKEEP_LIMIT, &outbox, &inbox);
+    if (rc != 0) {
+        AG_LOGW(EV_LOG, "housekeeping failed: %s", ag_store_errmsg(ev->store));
+        ev->next_housekeep_ms = now + HOUSEKEEP_EVERY;
+        return;
+    }
+    if (outbox > 0 || inbox > 0)
+        AG_LOGD(EV_LOG, "housekeeping deleted %lld outbox and %lld inbox rows", (long long)outbox,
+                (long long)inbox);
+    /* A full pass means more is due: continue at the next poll. */
+    bool more = outbox >= HOUSEKEEP_LIMIT || inbox >= HOUSEKEEP_LIMIT;
+    ev->next_housekeep_ms = more ? now : now + HOUSEKEEP_EVERY;
+}
+
+static void
+on_poll(uv_timer_t *t)
+{
+    struct ag_events *ev = t->data;
+    ag_events_kick(ev);
+    update_gauges(ev);
+    housekeep(ev);
+}
+
+/* ---- Consumers ----------------------------------------------------------- */
+
+enum consume_outcome {
+    CONSUME_OK = 0,    /* handler committed */
+    CONSUME_DUPLICATE, /* already in the inbox: skipped */
+    CONSUME_ERROR,     /* handler or store failed: rolled back, redelivered */
+    CONSUME_INVALID,   /* not a CloudEvent: redelivered until dead-lettered */
+};
+
+static const char *const OUTCOME_NAME[] = {
+    [CONSUME_OK] = "ok",
+    [CONSUME_DUPLICATE] = "duplicate",
+    [CONSUME_ERROR] = "error",
+    [CONSUME_INVALID] = "invalid",
+};
+
+static void sub_ensure(struct ev_sub *s);
+static void sub_pull(struct ev_sub *s);
+
+static void
+on_sub_timer(uv_timer_t *t)
+{
+    struct ev_sub *s = t->data;
+    if (s->ensured)
+        sub_pull(s);
+    else
+        sub_ensure(s);
+}
+
+static void
+sub_wait(struct ev_sub *s, uint64_t delay_ms)
+{
+    if (!s->ev->stopping)
+        uv_timer_start(&s->timer, on_sub_timer, delay_ms, 0);
+}
+
+/* A broker call of 's' failed: log the first failure, back off. */
+static void
+sub_failed(struct ev_sub *s, const char *what, const struct ag__events_result *res)
+{
+    s->failures++;
+    uint64_t wait = backoff(s->ev, s->failures);
+    if (res->err == AG_EINVAL) {
+        /* Our request is refused (e.g. a pattern the broker rejects): a
+         * person must fix the configuration; keep trying slowly. */
+        wait = s->ev->cfg.retry_max_ms;
+        AG_LOGE(EV_LOG, "subscription '%s': %s refused: %s", s->name, what, res->detail);
+    } else if (s->failures == 1) {
+        AG_LOGW(EV_LOG, "subscription '%s': %s failed: %s; retrying with backoff", s->name, what,
+                res->detail);
+    }
+    sub_wait(s, wait);
+}
+
+static void
+sub_recovered(struct ev_sub *s)
+{
+    if (s->failures > 0)
+        AG_LOGI(EV_LOG, "subscription '%s': broker reachable again after %u failures", s->name,
+                s->failures);
+    s->failures = 0;
+}
+
+static void
+on_ensured(const struct ag__events_result *res, void *udata)
+{
+    struct ev_sub *s = udata;
+    s->busy = false;
+    if (res->err == AG_ECLOSED || s->ev->stopping)
+        return;
+    broker_note(s->ev, res);
+    if (res->err != 0) {
+        sub_failed(s, "creating the subscription", res);
+        return;
+    }
+    sub_recovered(s);
+    s->ensured = true;
+    AG_LOGI(EV_LOG, "subscription '%s' ready on the broker", s->name);
+    sub_pull(s);
+}
+
+static void
+sub_ensure(struct ev_sub *s)
+{
+    struct ag_events *ev = s->ev;
+    if (ev->stopping || s->busy)
+        return;
+    s->busy = true;
+    int rc = ev->ops->ensure(ev->be, s->name, (const char *const *)s->topics, s->ntopics, &s->opts,
+                             on_ensured, s);
+    if (rc != 0) {
+        struct ag__events_result res = { .err = AG_EUNAVAIL, .detail = ag_strerror(rc) };
+        on_ensured(&res, s);
+    }
+}
+
+/* Apply one delivery: inbox row and handler in one transaction. 'why'
+ * receives the reason of an error or invalid outcome. */
+static enum consume_outcome
+consume_one(struct ev_sub *s, const struct ag__events_msg *m, char *why, size_t whylen)
+{
+    struct ag_events *ev = s->ev;
+    struct ag_store *store = ev->store;
+    if (!json_is_object(m->event)) {
+        snprintf(why, whylen, "message '%s' is not a CloudEvent", m->id);
+        return CONSUME_INVALID;
+    }
+    const char *id = json_string_value(json_object_get(m->event, "id"));
+    if (id == NULL || id[0] == '\0')
+        id = m->id;
+    if (id[0] == '\0') {
+        snprintf(why, whylen, "message without an event id");
+        return CONSUME_INVALID;
+    }
+    int rc = ag_store_begin(store);
+    if (rc != 0) {
+        snprintf(why, whylen, "cannot begin a transaction: %s", ag_store_errmsg(store));
+        return CONSUME_ERROR;
+    }
+    rc = ag__inbox_insert(store, id, s->name, ag_time_unix_ms());
+    if (rc == AG_EEXIST) {
+        /* Applied before (the ack was lost): nothing was written. */
+        ag_store_rollback(store);
+        return CONSUME_DUPLICATE;
+    }
+    if (rc != 0) {
+        snprintf(why, whylen, "cannot record event '%s' in the inbox: %s", id,
+                 ag_store_errmsg(store));
+        ag_store_rollback(store);
+        return CONSUME_ERROR;
+    }
+    uint64_t publishes = ev->publishes;
+    rc = s->fn(ev, store, m->event, s->udata);
+    if (rc != 0) {
+        snprintf(why, whylen, "handler failed on event '%s': %s", id, ag_strerror(rc));
+        ag_store_rollback(store);
+        return CONSUME_ERROR;
+    }
+    if (!ag_store_in_tx(store)) {
+        snprintf(why, whylen, "handler ended the transaction of event '%s' itself", id);
+        return CONSUME_ERROR;
+    }
+    rc = ag_store_commit(store);
+    if (rc != 0) {
+        snprintf(why, whylen, "cannot commit event '%s': %s", id, ag_store_errmsg(store));
+        ag_store_rollback(store);
+        return CONSUME_ERROR;
+    }
+    /* Events the handler published (a saga step) go out now. */
+    if (ev->publishes != publishes)
+        ag_events_kick(ev);
+    if (ev->on_commit != NULL)
+        ev->on_commit(ev, s->name, m->event, ev->on_commit_udata);
+    return CONSUME_OK;
+}
+
+static void
+on_settled(const struct ag__events_result *res, void *udata)
+{
+    struct ev_sub *s = ((struct ev_settle_tag *)udata)->sub;
+    struct ag_events *ev = s->ev;
+    s->settling--;
+    broker_note(ev, res);
+    if (res->err != 0 && res->err != AG_ECLOSED)
+        AG_LOGW(EV_LOG,
+                "subscription '%s': settling deliveries failed: %s (they will be redelivered "
+                "and skipped by the inbox)",
+                s->name, res->detail);
+    if (ev->stopping) {
+        stop_check(ev);
+        return;
+    }
+    if (s->want_pull && s->settling < MAX_SETTLING) {
+        s->want_pull = false;
+        sub_pull(s);
+    }
+}
+
+static void
+settle_send(struct ev_sub *s, bool ack, const char *const *ids, size_t n, uint64_t delay_ms,
+            const char *error)
+{
+    struct ag_events *ev = s->ev;
+    if (n == 0)
+        return;
+    int rc = ack ? ev->ops->ack(ev->be, s->name, ids, n, on_settled, &s->settle)
+                 : ev->ops->nack(ev->be, s->name, ids, n, delay_ms, error, on_settled, &s->settle);
+    if (rc == 0)
+        s->settling++;
+    else
+        AG_LOGW(EV_LOG, "subscription '%s': cannot send %s: %s", s->name, ack ? "ack" : "nack",
+                ag_strerror(rc));
+}
+
+static bool
+subject_failed(const char *const *failed, size_t n, const char *subject)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(failed[i], subject) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Apply a pulled batch in order, then ack what committed and nack the rest. */
+static void
+consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
+{
+    struct ag_events *ev = s->ev;
+    const char **acks = ag_calloc(n + 1, sizeof(*acks));
+    const char **nacks = ag_calloc(n + 1, sizeof(*nacks));
+    const char **failed = ag_calloc(n + 1, sizeof(*failed));
+    size_t nacked = 0;
+    size_t nnacked = 0;
+    size_t nfailed = 0;
+    int64_t attempt = 1;
+    bool invalid = false;
+    char why[256] = "";
+    for (size_t i = 0; i < n; i++) {
+        const struct ag__events_msg *m = &msgs[i];
+        /* Keep per-subject order: after a failure, later messages of the
+         * same subject in this batch wait for it (a broker that hands out
+         * one message per subject at a time never gets here). */
+        if (m->subject[0] != '\0' && subject_failed(failed, nfailed, m->subject)) {
+            nacks[nnacked++] = m->ack_id;
+            continue;
+        }
+        char reason[256];
+        enum consume_outcome oc = consume_one(s, m, reason, sizeof(reason));
+        const char *labels[2] = { s->name, OUTCOME_NAME[oc] };
+        ag_counter_add(ev->m_consumed, labels, 1);
+        switch (oc) {
+        case CONSUME_OK: acks[nacked++] = m->ack_id; break;
+        case CONSUME_DUPLICATE:
+            ag_counter_add(ev->m_duplicates, labels, 1);
+            AG_LOGD(EV_LOG, "subscription '%s': duplicate delivery of '%s' skipped", s->name,
+                    m->id);
+            acks[nacked++] = m->ack_id;
+            break;
+        case CONSUME_ERROR:
+        case CONSUME_INVALID:
+            AG_LOGW(EV_LOG, "subscription '%s': %s (attempt %lld of message %lld)", s->name, reason,
+                    (long long)m->attempt, (long long)m->seq);
+            memcpy(why, reason, sizeof(why));
+            invalid = invalid || oc == CONSUME_INVALID;
+            attempt = AG_MAX(attempt, m->attempt);
+            nacks[nnacked++] = m->ack_id;
+            if (m->subject[0] != '\0')
+                failed[nfailed++] = m->subject;
+            break;
+        }
+    }
+    settle_send(s, true, acks, nacked, 0, NULL);
+    uint64_t delay = invalid ? ev->cfg.retry_max_ms
+                             : backoff(ev, attempt > 0 ? (unsigned)AG_MIN(attempt, 64) : 1);
+    settle_send(s, false, nacks, nnacked, delay, why[0] ? why : NULL);
+    ag_free(acks);
+    ag_free(nacks);
+    ag_free(failed);
+}
+
+static void
+on_pulled(const struct ag__events_result *res, void *udata)
+{
+    struct ev_sub *s = udata;
+    struct ag_events *ev = s->ev;
+    s->busy = false;
+    if (res->err == AG_ECLOSED || ev->stopping)
+        return;
+    broker_note(ev, res);
+    if (res->err == AG_ENOENT) {
+        /* The broker lost or deleted the subscription: create it again. */
+        AG_LOGW(EV_LOG, "subscription '%s' is unknown to the broker; creating it again", s->name);
+        s->ensured = false;
+        sub_wait(s, ev->cfg.retry_base_ms);
+        return;
+    }
+    if (res->err == AG_ETOOBIG && s->pull_max > 1) {
+        /* Big events: the answer passed the HTTP client's response limit.
+         * Those deliveries come back after their lease; ask for fewer. */
+        s->pull_max /= 2;
+        AG_LOGW(EV_LOG, "subscription '%s': pull answer too big; pulling %zu messages at a time",
+                s->name, s->pull_max);
+        sub_pull(s);
+        return;
+    }
+    if (res->err != 0) {
+        sub_failed(s, "pull", res);
+        return;
+    }
+    sub_recovered(s);
+    consume_batch(s, res->msgs, res->nmsgs);
+    /* An empty answer long before the wait ended (a stopping broker answers
+     * at once) must not turn into a busy loop. */
+    if (res->nmsgs == 0 && ag_time_mono_ms() - s->pull_started_ms < ev->cfg.pull_wait_ms / 2)
+        sub_wait(s, ev->cfg.retry_base_ms);
+    else
+        sub_pull(s);
+}
+
+static void
+sub_pull(struct ev_sub *s)
+{
+    struct ag_events *ev = s->ev;
+    if (ev->stopping || s->busy)
+        return;
+    if (s->settling >= MAX_SETTLING) {
+        s->want_pull = true;
+        return;
+    }
+    s->busy = true;
+    s->pull_started_ms = ag_time_mono_ms();
+    int rc = ev->ops->pull(ev->be, s->name, s->pull_max, ev->cfg.pull_wait_ms, on_pulled, s);
+    if (rc != 0) {
+        struct ag__events_result res = { .err = AG_EUNAVAIL, .detail = ag_strerror(rc) };
+        on_pulled(&res, s);
+    }
+}
+
+static void
+sub_free(struct ev_sub *s)
+{
+    for (size_t i = 0; i < s->ntopics; i++)
+        ag_free(s->topics[i]);
+    ag_free(s->topics);
+    ag_free(s->name);
+    ag_free(s);
+}
+
+/* ---- Lifecycle ----------------------------------------------------------- */
+
+int
+ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client *client,
+              const struct ag_events_config *cfg, struct ag_events **out_ev)
+{
+    if (loop == NULL || store == NULL || client == NULL || cfg == NULL || out_ev == NULL ||
+        !text_is_valid(cfg->source, MAX_SOURCE) || cfg->bus_url == NULL)
+        return AG_EINVAL;
+    const struct ag_events_backend_ops *ops = NULL;
+    if (strncmp(cfg->bus_url, "http://", 7) == 0) {
+        ops = &ag__events_bus_ops;
+    } else if (strncmp(cfg->bus_url, "amqp://", 7) == 0 ||
+               strncmp(cfg->bus_url, "amqps://", 8) == 0) {
+        AG_LOGE(EV_LOG, "broker '%s': the RabbitMQ backend is not built in yet", cfg->bus_url);
+        return AG_ECONFIG;
+    } else {
+        AG_LOGE(EV_LOG, "broker URL '%s' is neither http:// (bus) nor amqp://", cfg->bus_url);
+        return AG_EINVAL;
+    }
+    int rc = ag__events_schema(store);
+    if (rc != 0) {
+        if (rc == AG_ECONFIG)
+            AG_LOGE(EV_LOG, "the database holds an events schema newer than version %d",
+                    AG__EVENTS_SCHEMA_VERSION);
+        else
+            AG_LOGE(EV_LOG, "cannot create the outbox and inbox tables: %s",
+                    ag_store_errmsg(store));
+        return rc;
+    }
+    void *be = NULL;
+    rc = ag__events_bus_new(client, cfg->bus_url, &be);
+    if (rc != 0) {
+        AG_LOGE(EV_LOG, "bad broker URL '%s'", cfg->bus_url);
+        return rc;
+    }
+    struct ag_events *ev = ag_calloc(1, sizeof(*ev));
+    ev->magic = EVENTS_MAGIC;
+    ev->loop = loop;
+    ev->store = store;
+    ev->cfg = *cfg;
+    ev->source = ag_strdup(cfg->source);
+    ev->bus_url = ag_strdup(cfg->bus_url);
+    ev->cfg.source = ev->source;
+    ev->cfg.bus_url = ev->bus_url;
+    struct ag_events_config *c = &ev->cfg;
+    c->relay_batch = c->relay_batch ? AG_MIN(c->relay_batch, MAX_RELAY_BATCH) : DEF_RELAY_BATCH;
+    c->relay_poll_ms = c->relay_poll_ms ? c->relay_poll_ms : DEF_RELAY_POLL_MS;
+    c->retry_base_ms = c->retry_base_ms ? c->retry_base_ms : DEF_RETRY_BASE_MS;
+    c->retry_max_ms = c->retry_max_ms ? c->retry_max_ms : DEF_RETRY_MAX_MS;
+    c->retry_max_ms = AG_MAX(c->retry_max_ms, c->retry_base_ms);
+    c->pull_wait_ms =
+        c->pull_wait_ms ? AG_MIN(c->pull_wait_ms, MAX_PULL_WAIT_MS) : DEF_PULL_WAIT_MS;
+    c->pull_batch = c->pull_batch ? AG_MIN(c->pull_batch, MAX_PULL_BATCH) : DEF_PULL_BATCH;
+    c->published_keep_ms = c->published_keep_ms ? c->published_keep_ms : DEF_KEEP_MS;
+    ev->ops = ops;
+    ev->be = be;
+    ev->broker_ok = true;
+    ev->rng = ag_time_mono_ns() ^ ((uint64_t)(uintptr_t)ev << 12) ^ (uint64_t)getpid();
+    if (ev->rng == 0)
+        ev->rng = 0x9E3779B97F4A7C15ULL;
+    uv_timer_t *timers[] = { &ev->relay_timer, &ev->poll_timer, &ev->stop_timer };
+    for (size_t i = 0; i < AG_ARRAY_SIZE(timers); i++) {
+        uv_timer_init(loop, timers[i]);
+        timers[i]->data = ev;
+        ev->open_handles++;
+    }
+    *out_ev = ev;
+    return 0;
+}
+
+int
+ag_events_publish(struct ag_events *ev, const char *type, const char *subject, const json_t *data,
+                  const char *traceparent, char out_id[37])
+{
+    AG_CHECK_MAGIC(ev, EVENTS_MAGIC);
+    if (!ag_store_in_tx(ev->store)) {
+        AG_LOGE(EV_LOG, "event '%s' published outside a transaction", type ? type : "(null)");
+        return AG_EINVAL;
+    }
+    char id[AG_UUID_STRLEN + 1];
+    ag_uuid7(id);
+    int64_t now = ag_time_unix_ms();
+    struct ag_buf buf = AG_BUF_INIT(AG_EVENTS_MAX_EVENT_BYTES);
+    int rc = ag__events_cloudevent(id, ev->source, type, subject, now, data, traceparent, &buf);
+    if (rc == 0)
+        rc = ag__outbox_insert(ev->store, id, type, subject, ag_buf_cstr(&buf), buf.len, now);
+    ag_buf_release(&buf);
+    if (rc == AG_EINVAL || rc == AG_ETOOBIG)
+        return rc;
+    if (rc != 0) {
+        AG_LOGE(EV_LOG, "cannot write event '%s' to the outbox: %s", type,
+                ag_store_errmsg(ev->store));
+        return rc;
+    }
+    ev->publishes++;
+    if (out_id != NULL)
+        memcpy(out_id, id, sizeof(id));
+    return 0;
+}
+
+static int
+subscribe(struct ag_events *ev, const char *name, const char *const *topics, size_t ntopics,
+          const struct ag_events_sub_options *opts, ag_events_handler_fn fn, void *udata)
+{
+    AG_CHECK_MAGIC(ev, EVENTS_MAGIC);
+    if (ev->started || fn == NULL || !ag__events_name_is_valid(name) || topics == NULL ||
+        ntopics == 0 || ntopics > AG_EVENTS_MAX_TOPICS)
+        return AG_EINVAL;
+    for (size_t i = 0; i < ntopics; i++) {
+        if (!ag__events_pattern_is_valid(topics[i]))
+            return AG_EINVAL;
+    }
+    for (size_t i = 0; i < ev->nsubs; i++) {
+        if (strcmp(ev->subs[i]->name, name) == 0)
+            return AG_EINVAL;
+    }
+    struct ev_sub *s = ag_calloc(1, sizeof(*s));
+    s->ev = ev;
+    s->name = ag_strdup(name);
+    s->topics = ag_calloc(ntopics, sizeof(*s->topics));
+    for (size_t i = 0; i < ntopics; i++)
+        s->topics[i] = ag_strdup(topics[i]);
+    s->ntopics = ntopics;
+    if (opts != NULL)
+        s->opts = *opts;
+    s->fn = fn;
+    s->udata = udata;
+    s->settle.sub = s;
+    s->pull_max = ev->cfg.pull_batch;
+    uv_timer_init(ev->loop, &s->timer);
+    s->timer.data = s;
+    ev->open_handles++;
+    ev->subs = ag_realloc(ev->subs, (ev->nsubs + 1) * sizeof(*ev->subs));
+    ev->subs[ev->nsubs++] = s;
+    return 0;
+}
+
+int
+ag_events_subscribe(struct ag_events *ev, const char *name, const char *const *topics,
+                    size_t ntopics, ag_events_handler_fn fn, void *udata)
+{
+    return subscribe(ev, name, topics, ntopics, NULL, fn, udata);
+}
+
+int
+ag_events_subscribe_ex(struct ag_events *ev, const char *name, const char *const *topics,
+                       size_t ntopics, const struct ag_events_sub_options *opts,
+                       ag_events_handler_fn fn, void *udata)
+{
+    return subscribe(ev, name, topics, ntopics, opts, fn, udata);
+}
+
+void
+ag_events_on_commit(struct ag_events *ev, ag_events_commit_fn fn, void *udata)
+{
+    AG_CHECK_MAGIC(ev, EVENTS_MAGIC);
+    ev->on_commit = fn;
+    ev->on_commit_udata = udata;
+}
+
+void
+ag_events_start(struct ag_events *ev)
+{
+    AG_CHECK_MAGIC(ev, EVENTS_MAGIC);
+    if (ev->started || ev->stopping)
+        return;
+    ev->started = true;
+    ev->next_housekeep_ms = ag_time_mono_ms();
+    /* Rows left in_flight by a crash are reset to pending by the first
+     * take and simply sent again: the broker de-duplicates by id. */
+    relay_schedule(ev, RELAY_SCHEDULED, 0);
+    uv_timer_start(&ev->poll_timer, on_poll, ev->cfg.relay_poll_ms, ev->cfg.relay_poll_ms);
+    for (size_t i = 0; i < ev->nsubs; i++)
+        sub_ensure(ev->subs[i]);
+}
+
+int
+ag_events_ready(struct ag_events *ev)
+{
+    AG_CHECK_MAGIC(ev, EVENTS_MAGIC);
+    if (!ev->started || ev->stopping || !ev->broker_ok)
+        return AG_EUNAVAIL;
+    for (size_t i = 0; i < ev->nsubs; i++) {
+        if (!ev->subs[i]->ensured)
+            return AG_EUNAVAIL;
+    }
+    return 0;
+}
+
+int64_t
+ag_events_outbox_backlog(struct ag_events *ev)
+{
+    AG_CHECK_MAGIC(ev, EVENTS_MAGIC);
+    int64_t pending = 0;
+    int rc = ag__outbox_counts(ev->store, &pending, NULL, NULL, NULL);
+    return rc != 0 ? rc : pending;
+}
+
+static void
+update_gauges(struct ag_events *ev)
+{
+    if (ev->m_pending == NULL || ag_store_in_tx(ev->store))
+        return;
+    int64_t pending = 0;
+    int64_t oldest = 0;
+    if (ag__outbox_counts(ev->store, &pending, NULL, NULL, &oldest) != 0)
+        return;
+    ag_gauge_set(ev->m_pending, NULL, (double)pending);
+    int64_t lag = oldest > 0 ? ag_time_unix_ms() - oldest : 0;
+    ag_gauge_set(ev->m_lag, NULL, lag > 0 ? (double)lag / 1000.0 : 0.0);
+}
+
+void
+ag_events_metrics(struct ag_events *ev, struct ag_metrics *reg)
+{
+    AG_CHECK_MAGIC(ev, EVENTS_MAGIC);
+    static const char *const consumed_labels[] = { "subscription", "outcome" };
+    static const char *const dup_labels[] = { "subscription" };
+    ev->m_pending =
+        ag_metrics_gauge(reg, "events_outbox_pending",
+                         "Outbox rows not yet published (pending or in flight)", NULL, 0);
+    ev->m_lag = ag_metrics_gauge(reg, "events_outbox_lag_seconds",
+                                 "Age of the oldest outbox row not yet published", NULL, 0);
+    ev->m_published = ag_metrics_counter(reg, "events_published_total",
+                                         "Events the broker confirmed durable", NULL, 0);
+    ev->m_consumed = ag_metrics_counter(reg, "events_consumed_total",
+                                        "Deliveries handled, by outcome (ok, duplicate, error, "
+                                        "invalid)",
+                                        consumed_labels, 2);
+    ev->m_duplicates = ag_metrics_counter(reg, "events_duplicates_total",
+                                          "Redelivered events skipped by the inbox", dup_labels, 1);
+    update_gauges(ev);
+}
+
+static void
+free_all(struct ag_events *ev)
+{
+    void (*cb)(void *) = ev->stop_cb;
+    void *udata = ev->stop_udata;
+    for (size_t i = 0; i < ev->nsubs; i++)
+        sub_free(ev->subs[i]);
+    ag_free(ev->subs);
+    ag__outbox_batch_clear(&ev->batch);
+    ev->ops->free_be(ev->be);
+    ev->be = NULL;
+    ag_free(ev->source);
+    ag_free(ev->bus_url);
+    ev->magic = 0;
+    ag_free(ev);
+    if (cb != NULL)
+        cb(udata);
+}
+
+static void
+handle_closed(struct ag_events *ev)
+{
+    if (--ev->open_handles == 0)
+        free_all(ev);
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+
+static void
+on_sub_timer_closed(uv_handle_t *h)
+{
+    handle_closed(((struct ev_sub *)h->data)->ev);
+}
+
+/* Cancel whatever is still in flight and close every handle; the stop
+ * callback runs once they are closed. */
+static void
+finish(struct ag_events *ev)
+{
+    if (ev->finishing)
+        return;
+    ev->finishing = true;
+    /* A publish cut short releases its rows (back to pending, resent at
+     * the next start); cut acks mean redeliveries the inbox skips. */
+    ev->ops->cancel(ev->be, ev);
+    for (size_t i = 0; i < ev->nsubs; i++) {
+        ev->ops->cancel(ev->be, ev->subs[i]);
+        ev->ops->cancel(ev->be, &ev->subs[i]->settle);
+    }
+    int64_t left = 0;
+    if (ev->started && !ag_store_in_tx(ev->store) &&
+        ag__outbox_counts(ev->store, &left, NULL, NULL, NULL) == 0 && left > 0)
+        AG_LOGW(EV_LOG, "stopping with %lld events in the outbox; they are sent at the next start",
+                (long long)left);
+    uv_close((uv_handle_t *)&ev->relay_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&ev->poll_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&ev->stop_timer, on_timer_closed);
+    for (size_t i = 0; i < ev->nsubs; i++)
+        uv_close((uv_handle_t *)&ev->subs[i]->timer, on_sub_timer_closed);
+}
+
+static void
+stop_check(struct ag_events *ev)
+{
+    if (!ev->stopping || !ev->drained || ev->relay == RELAY_SENDING)
+        return;
+    for (size_t i = 0; i < ev->nsubs; i++) {
+        if (ev->subs[i]->settling > 0)
+            return;
+    }
+    finish(ev);
+}
+
+static void
+on_stop_deadline(uv_timer_t *t)
+{
+    finish(t->data);
+}
+
+void
+ag_events_stop(struct ag_events *ev, uint64_t flush_ms, void (*cb)(void *udata), void *udata)
+{
+    AG_CHECK_MAGIC(ev, EVENTS_MAGIC);
+    if (ev->stopping)
+        AG_BUG("events runtime stopped twice");
+    ev->stopping = true;
+    ev->stop_cb = cb;
+    ev->stop_udata = udata;
+    uv_timer_stop(&ev->poll_timer);
+    /* Held pulls end now; acks in flight may finish within the window. */
+    for (size_t i = 0; i < ev->nsubs; i++) {
+        struct ev_sub *s = ev->subs[i];
+        uv_timer_stop(&s->timer);
+        ev->ops->cancel(ev->be, s);
+    }
+    if (!ev->started) {
+        finish(ev);
+        return;
+    }
+    uv_timer_start(&ev->stop_timer, on_stop_deadline, flush_ms, 0);
+    /* Flush now, also when backing off: one more try within the window.
+     * While a publish is in flight, its completion flushes again. */
+    if (ev->relay != RELAY_SENDING)
+        relay_schedule(ev, RELAY_SCHEDULED, 0);
+}
