@@ -44,6 +44,9 @@ struct ag_service {
     struct ag_http_server *server;
     struct ag_http_client *client;
     struct ag_registry *registry;
+    struct ag_events *events;
+    bool events_stopping;        /* graceful stop: outbox being flushed */
+    char events_source[96];      /* CloudEvents source, "/agora/<name>" */
     bool server_done;            /* graceful stop: server drained */
     bool registry_done;          /* graceful stop: deregistered */
     struct req_ctx *dispatching; /* request whose handler is running, for the log context */
@@ -110,6 +113,8 @@ static const struct ag_config_key BASE_KEYS[] = {
       "registration time to live; heartbeats every third of it" },
     { "AGORA_ADVERTISE_ADDRESS", AG_CONFIG_STRING, "", OFF(advertise_address), 0, 0, NULL,
       "address registered for others to reach this instance (default: the listen address)" },
+    { "AGORA_BUS_URL", AG_CONFIG_STRING, "http://127.0.0.1:8400", OFF(bus_url), 0, 0, NULL,
+      "message bus base URL (services that publish or consume events)" },
     { "AGORA_SHUTDOWN_TIMEOUT", AG_CONFIG_DURATION, "10s", OFF(shutdown_timeout_ms), 1, 600000,
       NULL, "bound on finishing in-flight requests at shutdown" },
 };
@@ -394,7 +399,12 @@ handle_ready(struct ag_http_req *req, void *udata)
 {
     struct ag_service *svc = udata;
     json_t *checks = json_object();
+    /* The database is a hard dependency. The registry and the bus are
+     * reported but do not make the service unready: it keeps serving, its
+     * registration is retried, and events wait in the outbox or are
+     * redelivered, so their absence is a delay, not an outage. */
     bool ready = !svc->stopping;
+    bool degraded = false;
     if (svc->store != NULL) {
         int rc = ag_store_ping(svc->store);
         json_object_set_new(checks, "database", json_string(rc == 0 ? "ok" : ag_strerror(rc)));
@@ -403,7 +413,12 @@ handle_ready(struct ag_http_req *req, void *udata)
     if (svc->settings.registry_url != NULL && svc->settings.registry_url[0] != '\0') {
         bool up = svc->registry != NULL && ag_registry_is_connected(svc->registry);
         json_object_set_new(checks, "registry", json_string(up ? "ok" : "unreachable"));
-        ready = ready && up;
+        degraded = degraded || !up;
+    }
+    if (svc->events != NULL) {
+        int rc = ag_events_ready(svc->events);
+        json_object_set_new(checks, "bus", json_string(rc == 0 ? "ok" : "unreachable"));
+        degraded = degraded || rc != 0;
     }
     if (svc->cfg.ready_check != NULL) {
         int rc = svc->cfg.ready_check(svc, svc->cfg.udata);
@@ -412,9 +427,12 @@ handle_ready(struct ag_http_req *req, void *udata)
     }
     if (svc->stopping)
         json_object_set_new(checks, "lifecycle", json_string("stopping"));
-    ag_send_json(
-        req, ready ? 200 : 503,
-        json_pack("{s:s, s:o}", "status", ready ? "ready" : "unavailable", "checks", checks));
+    ag_send_json(req, ready ? 200 : 503,
+                 json_pack("{s:s, s:o}", "status",
+                           !ready     ? "unavailable"
+                           : degraded ? "degraded"
+                                      : "ready",
+                           "checks", checks));
 }
 
 static void
@@ -726,13 +744,24 @@ on_client_closed(void *udata)
     svc->client = NULL;
 }
 
+static void on_events_stopped(void *udata);
+
 /* Both halves of a stop are done (server drained, registry left): run
  * on_stop, close the client and the signal handles; the loop then ends. */
 static void
 maybe_finish_stop(struct ag_service *svc)
 {
-    if (!svc->server_done || !svc->registry_done)
+    if (!svc->server_done || !svc->registry_done || svc->events_stopping)
         return;
+    if (svc->events != NULL) {
+        /* Flush the outbox (bounded), then come back here. */
+        struct ag_events *ev = svc->events;
+        svc->events = NULL;
+        svc->events_stopping = true;
+        uint64_t flush = AG_MIN(svc->settings.shutdown_timeout_ms, 3000);
+        ag_events_stop(ev, flush, on_events_stopped, svc);
+        return;
+    }
     AG_LOGI("service", "drained; stopping");
     if (svc->cfg.on_stop != NULL)
         svc->cfg.on_stop(svc, svc->cfg.udata);
@@ -746,6 +775,14 @@ maybe_finish_stop(struct ag_service *svc)
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     svc->stopped_clean = true;
+}
+
+static void
+on_events_stopped(void *udata)
+{
+    struct ag_service *svc = udata;
+    svc->events_stopping = false;
+    maybe_finish_stop(svc);
 }
 
 static void
@@ -829,6 +866,14 @@ start_registry(struct ag_service *svc)
     return 0;
 }
 
+static void
+close_client_cb(void *udata)
+{
+    struct ag_service *svc = udata;
+    if (svc->client != NULL)
+        ag_http_client_close(svc->client, on_client_closed, svc);
+}
+
 /* Start-up failed before the loop ran: close what exists, let the loop
  * run the close callbacks, and report failure. */
 static int
@@ -836,8 +881,13 @@ abort_run(struct ag_service *svc)
 {
     if (svc->cfg.on_stop != NULL)
         svc->cfg.on_stop(svc, svc->cfg.udata);
-    if (svc->client != NULL)
+    if (svc->events != NULL) {
+        struct ag_events *ev = svc->events;
+        svc->events = NULL;
+        ag_events_stop(ev, 0, close_client_cb, svc);
+    } else if (svc->client != NULL) {
         ag_http_client_close(svc->client, on_client_closed, svc);
+    }
     uv_run(&svc->loop, UV_RUN_DEFAULT);
     return 1;
 }
@@ -850,6 +900,22 @@ ag_service_run(struct ag_service *svc)
     if (ag_http_client_new(&svc->loop, NULL, &svc->client) != 0)
         AG_BUG("cannot create the HTTP client");
     ag_http_client_metrics(svc->client, svc->metrics);
+    if (svc->cfg.events) {
+        if (svc->store == NULL)
+            AG_BUG("a service with events needs a database (migrations)");
+        snprintf(svc->events_source, sizeof(svc->events_source), "/agora/%s", svc->cfg.name);
+        struct ag_events_config ecfg = {
+            .source = svc->events_source,
+            .bus_url = svc->settings.bus_url,
+        };
+        int erc = ag_events_new(&svc->loop, svc->store, svc->client, &ecfg, &svc->events);
+        if (erc != 0) {
+            AG_LOGE("service", "cannot start events (bus '%s'): %s", svc->settings.bus_url,
+                    ag_strerror(erc));
+            return abort_run(svc);
+        }
+        ag_events_metrics(svc->events, svc->metrics);
+    }
     if (svc->cfg.on_start != NULL) {
         int rc = svc->cfg.on_start(svc, svc->cfg.udata);
         if (rc != 0) {
@@ -882,6 +948,8 @@ ag_service_run(struct ag_service *svc)
     uv_signal_start(&svc->sigterm, on_signal, SIGTERM);
     uv_signal_start(&svc->sigint, on_signal, SIGINT);
 
+    if (svc->events != NULL)
+        ag_events_start(svc->events);
     if (start_registry(svc) != 0) {
         begin_stop(svc);
         uv_run(&svc->loop, UV_RUN_DEFAULT);
@@ -935,6 +1003,12 @@ struct ag_http_client *
 ag_service_http_client(struct ag_service *svc)
 {
     return svc->client;
+}
+
+struct ag_events *
+ag_service_events(struct ag_service *svc)
+{
+    return svc->events;
 }
 
 struct ag_registry *

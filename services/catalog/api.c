@@ -9,6 +9,7 @@
 
 #include "agora/err.h"
 #include "agora/log.h"
+#include "agora/trace.h"
 
 #define JSON_TYPE "application/json"
 
@@ -87,8 +88,23 @@ query_int(struct ag_http_req *req, const struct ag_query *q, const char *name, i
 
 /* ---- Products ---- */
 
+/* Publish 'type' for product 'id' with 'data' into the outbox, inside the
+ * caller's transaction. No-op without an events runtime (unit tests). */
+static int
+publish(struct ag_events *ev, const char *type, const char *id, const json_t *data,
+        const char *traceparent)
+{
+    if (ev == NULL)
+        return 0;
+    int rc = ag_events_publish(ev, type, id, data, traceparent, NULL);
+    if (rc != 0)
+        AG_LOGE("api", "cannot publish %s for '%s': %s", type, id, ag_strerror(rc));
+    return rc;
+}
+
 int
-catalog_create_product(struct ag_store *store, struct catalog_product *p, struct ag_buf *doc)
+catalog_create_product(struct ag_store *store, struct ag_events *ev, struct catalog_product *p,
+                       const char *traceparent, struct ag_buf *doc)
 {
     ag_uuid7(p->id);
     ag_time_rfc3339(ag_time_unix_ms(), p->created_at);
@@ -105,12 +121,79 @@ catalog_create_product(struct ag_store *store, struct catalog_product *p, struct
     json_t *j = catalog_product_to_json(p);
     struct ag_buf buf = AG_BUF_INIT(0);
     ag_json_dump(j, &buf);
-    json_decref(j);
     int rc = catalog_store_product_insert(store, p, ag_buf_cstr(&buf));
+    if (rc == 0)
+        rc = publish(ev, "product.created", p->id, j, traceparent);
+    json_decref(j);
     if (rc == 0 && doc != NULL)
         ag_buf_append(doc, buf.data, buf.len);
     ag_buf_release(&buf);
     return rc;
+}
+
+/* ---- Transactions of the write handlers ---- */
+
+struct create_tx {
+    struct catalog *cat;
+    struct catalog_product *p;
+    const char *traceparent;
+    struct ag_buf *doc;
+};
+
+static int
+create_tx_fn(struct ag_store *store, void *arg)
+{
+    struct create_tx *t = arg;
+    return catalog_create_product(store, t->cat->events, t->p, t->traceparent, t->doc);
+}
+
+struct update_tx {
+    struct catalog *cat;
+    const struct catalog_product *p;
+    int64_t expected;
+    const json_t *json;
+    const char *doc;
+    const char *traceparent;
+};
+
+static int
+update_tx_fn(struct ag_store *store, void *arg)
+{
+    struct update_tx *t = arg;
+    int rc = catalog_store_product_update(store, t->p, t->expected, t->doc);
+    if (rc == 0)
+        rc = publish(t->cat->events, "product.updated", t->p->id, t->json, t->traceparent);
+    return rc;
+}
+
+struct delete_tx {
+    struct catalog *cat;
+    const struct catalog_product *p;
+    int64_t expected;
+    const char *traceparent;
+};
+
+static int
+delete_tx_fn(struct ag_store *store, void *arg)
+{
+    struct delete_tx *t = arg;
+    int rc = catalog_store_product_delete(store, t->p->id, t->expected);
+    if (rc != 0)
+        return rc;
+    char now[AG_RFC3339_LEN];
+    ag_time_rfc3339(ag_time_unix_ms(), now);
+    json_t *data = json_pack("{s:s, s:s, s:I, s:s}", "id", t->p->id, "sku", t->p->sku, "version",
+                             (json_int_t)t->p->version, "deleted_at", now);
+    rc = publish(t->cat->events, "product.deleted", t->p->id, data, t->traceparent);
+    json_decref(data);
+    return rc;
+}
+
+static void
+kick(struct catalog *cat)
+{
+    if (cat->events != NULL)
+        ag_events_kick(cat->events);
 }
 
 static void
@@ -140,8 +223,12 @@ create_product(struct ag_http_req *req, void *udata)
     }
     ag_valid_release(&v);
     struct ag_buf doc = AG_BUF_INIT(0);
-    int rc = catalog_create_product(cat->store, &p, &doc);
+    char tp[AG_TRACEPARENT_LEN + 1];
+    ag_req_traceparent(req, tp);
+    struct create_tx t = { .cat = cat, .p = &p, .traceparent = tp, .doc = &doc };
+    int rc = ag_store_tx(cat->store, create_tx_fn, &t);
     if (rc == 0) {
+        kick(cat);
         char loc[64];
         snprintf(loc, sizeof(loc), "/v1/products/%s", p.id);
         ag_http_resp_header(req, "Location", loc);
@@ -252,9 +339,20 @@ update_product(struct ag_http_req *req, void *udata)
     json_t *j = catalog_product_to_json(&p);
     struct ag_buf doc = AG_BUF_INIT(0);
     ag_json_dump(j, &doc);
+    char tp[AG_TRACEPARENT_LEN + 1];
+    ag_req_traceparent(req, tp);
+    struct update_tx t = {
+        .cat = cat,
+        .p = &p,
+        .expected = expected,
+        .json = j,
+        .doc = ag_buf_cstr(&doc),
+        .traceparent = tp,
+    };
+    rc = ag_store_tx(cat->store, update_tx_fn, &t);
     json_decref(j);
-    rc = catalog_store_product_update(cat->store, &p, expected, ag_buf_cstr(&doc));
     if (rc == 0) {
+        kick(cat);
         set_etag(req, p.version);
         size_t len;
         char *data = ag_buf_detach(&doc, &len);
@@ -278,31 +376,32 @@ delete_product(struct ag_http_req *req, void *udata)
     const char *id = product_id_param(req);
     if (id == NULL)
         return;
-    int64_t expected = -1;
-    struct ag_str if_match = ag_http_req_header(req, "If-Match");
-    if (if_match.len > 0 && !ag_str_eq_cstr(ag_str_trim(if_match), "*")) {
-        char *doc;
-        size_t len;
-        int rc = catalog_store_product_doc(cat->store, id, req->pool, &doc, &len, &expected);
-        if (rc != 0) {
-            send_store_error(req, rc, "product");
-            return;
-        }
-        if (!etag_list_matches(if_match, expected, false)) {
-            ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
-                            "the product changed; its current version is %lld",
-                            (long long)expected);
-            return;
-        }
+    struct catalog_product p;
+    int rc = catalog_store_product_get(cat->store, id, req->pool, &p);
+    if (rc != 0) {
+        send_store_error(req, rc, "product");
+        return;
     }
-    int rc = catalog_store_product_delete(cat->store, id, expected);
-    if (rc == 0)
+    struct ag_str if_match = ag_http_req_header(req, "If-Match");
+    if (if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) {
+        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
+                        "the product changed; its current version is %lld", (long long)p.version);
+        return;
+    }
+    char tp[AG_TRACEPARENT_LEN + 1];
+    ag_req_traceparent(req, tp);
+    /* Delete exactly the version read, so the event describes what went. */
+    struct delete_tx t = { .cat = cat, .p = &p, .expected = p.version, .traceparent = tp };
+    rc = ag_store_tx(cat->store, delete_tx_fn, &t);
+    if (rc == 0) {
+        kick(cat);
         ag_send_no_content(req);
-    else if (rc == AG_EPRECOND)
+    } else if (rc == AG_EPRECOND) {
         ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
                         "the product changed while it was being deleted");
-    else
+    } else {
         send_store_error(req, rc, "product");
+    }
 }
 
 static void

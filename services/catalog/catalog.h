@@ -20,8 +20,9 @@ struct catalog_settings {
 };
 
 struct catalog {
-    struct ag_service *svc; /* borrowed */
-    struct ag_store *store; /* borrowed from svc */
+    struct ag_service *svc;   /* borrowed */
+    struct ag_store *store;   /* borrowed from svc */
+    struct ag_events *events; /* borrowed from svc: the outbox */
     struct catalog_settings settings;
 };
 
@@ -29,10 +30,13 @@ struct catalog {
 extern const struct ag_route catalog_routes[];
 extern const size_t catalog_nroutes;
 
-/* Give 'p' a new id, creation time and version 1, render it and insert it.
- * The rendered document is appended to 'doc' when not NULL. Returns 0,
+/* Give 'p' a new id, creation time and version 1, render it, insert it and
+ * publish product.created through 'ev' (may be NULL), inside the caller's
+ * transaction. The rendered document is appended to 'doc' when not NULL.
+ * 'traceparent' may be NULL. Returns 0,
  * AG_EEXIST (sku taken), AG_ECONFLICT (unknown category) or a store error. */
-int catalog_create_product(struct ag_store *store, struct catalog_product *p, struct ag_buf *doc);
+int catalog_create_product(struct ag_store *store, struct ag_events *ev, struct catalog_product *p,
+                           const char *traceparent, struct ag_buf *doc);
 
 /* ---- store.c ---- */
 struct catalog_filter {

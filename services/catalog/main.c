@@ -46,6 +46,7 @@ read_file(const char *path, struct ag_buf *out)
 
 struct seed_ctx {
     json_t *root;
+    struct ag_events *events;
     int64_t categories;
     int64_t products;
 };
@@ -88,7 +89,7 @@ seed_tx(struct ag_store *store, void *arg)
             return AG_EINVAL;
         }
         ag_valid_release(&v);
-        int rc = catalog_create_product(store, &p, NULL);
+        int rc = catalog_create_product(store, sc->events, &p, NULL, NULL);
         if (rc != 0) {
             AG_LOGE("seed", "cannot insert product '%s': %s", p.sku, ag_strerror(rc));
             return rc;
@@ -127,7 +128,7 @@ load_seed(struct catalog *cat)
         json_decref(root);
         return AG_EINVAL;
     }
-    struct seed_ctx sc = { .root = root };
+    struct seed_ctx sc = { .root = root, .events = cat->events };
     rc = ag_store_tx(cat->store, seed_tx, &sc);
     json_decref(root);
     if (rc == 0)
@@ -142,6 +143,7 @@ on_start(struct ag_service *svc, void *udata)
     struct catalog *cat = udata;
     cat->svc = svc;
     cat->store = ag_service_store(svc);
+    cat->events = ag_service_events(svc);
     return load_seed(cat);
 }
 
@@ -158,6 +160,7 @@ main(int argc, char **argv)
         .nkeys = AG_ARRAY_SIZE(CATALOG_KEYS),
         .settings = &g_catalog.settings,
         .on_start = on_start,
+        .events = true,
         .udata = &g_catalog,
     };
     struct ag_service *svc;

@@ -15,8 +15,10 @@
 #include <uv.h>
 
 #include "agora/config.h"
+#include "agora/events.h"
 #include "agora/http_server.h"
 #include "agora/identity.h"
+#include "agora/trace.h"
 #include "agora/json.h"
 #include "agora/metrics.h"
 #include "agora/router.h"
@@ -47,8 +49,12 @@ struct ag_service_config {
     ag_service_stopping_fn on_stopping; /* when the stop begins, before draining */
     ag_route_fn fallback;               /* requests no route matches (instead of 404); gets 'udata'.
                              The handler should set req->route_id for metrics. */
-    ag_service_ready_fn ready_check;    /* optional, added to the database check */
-    void *udata;                        /* for the three callbacks */
+    bool events; /* publish and consume events: the chassis creates the events runtime
+                    (outbox in this service's database, relay to AGORA_BUS_URL), starts
+                    it after on_start (subscribe there), flushes and stops it after the
+                    drain */
+    ag_service_ready_fn ready_check; /* optional, added to the database check */
+    void *udata;                     /* for the three callbacks */
 };
 
 /* Settings every service reads (see chassis README for the table). */
@@ -72,6 +78,7 @@ struct ag_service_settings {
     char *registry_url;           /* AGORA_REGISTRY_URL; "" = no registry */
     uint64_t registry_ttl_ms;     /* AGORA_REGISTRY_TTL */
     char *advertise_address;      /* AGORA_ADVERTISE_ADDRESS; default: the listen host */
+    char *bus_url;                /* AGORA_BUS_URL (services with events) */
 };
 
 /* Parse configuration (AGORA_* environment, AGORA_CONFIG_FILE), start
@@ -112,6 +119,11 @@ const char *ag_service_name(const struct ag_service *svc);
 struct ag_http_client *ag_service_http_client(struct ag_service *svc);
 struct ag_registry *ag_service_registry(struct ag_service *svc);
 
+/* The events runtime of a service configured with 'events' (NULL
+ * otherwise), valid from on_start until on_stop. Publish with
+ * ag_events_publish inside a store transaction, then ag_events_kick. */
+struct ag_events *ag_service_events(struct ag_service *svc);
+
 /* Bound port once running (for logs and tests). */
 int ag_service_port(const struct ag_service *svc);
 
@@ -124,7 +136,7 @@ const char *ag_req_trace_id(const struct ag_http_req *req);
 /* The traceparent to send on an outgoing call made for 'req': same trace,
  * this request's server span as the parent, the caller's flags. 'out' gets
  * AG_TRACEPARENT_LEN + 1 bytes. */
-void ag_req_traceparent(const struct ag_http_req *req, char out[56]);
+void ag_req_traceparent(const struct ag_http_req *req, char out[AG_TRACEPARENT_LEN + 1]);
 
 /* The caller's identity as vouched for by the gateway (a valid
  * X-Agora-Identity under AGORA_INTERNAL_KEY), or NULL for an anonymous

@@ -1,0 +1,683 @@
+// SPDX-License-Identifier: MIT
+// Bus component tests: the real binary on a free port with a temporary
+// database, driven over HTTP and checked against platform/bus/openapi.yaml:
+// long-poll latency, leases, nacks, dead letters, per-subject order,
+// de-duplication, patterns, durability under SIGKILL, graceful shutdown,
+// metrics and validation.
+//
+// Waiting is always for an observable condition (waitFor) or for a request
+// the bus itself holds, never a sleep.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+
+import { cleanup, makeTempDir, startService, stop, waitExit, waitFor } from '../../../tests/lib/proc.mjs';
+import { client, errorFields, expectProblem, mapConcurrent, metricValue, parseMetrics } from '../../../tests/lib/http.mjs';
+
+const T = { timeout: 30_000 };
+const PROMTOOL = '/usr/bin/promtool';
+// Bound on the time from a publish's answer to a held pull's answer. Generous
+// for an ASan build on a busy 2-core machine, far below the pull's wait_ms.
+const WAKE_BOUND_MS = 500;
+
+after(() => cleanup());
+
+let idSeq = 0;
+function uid(prefix = 'm') {
+    idSeq += 1;
+    return `${prefix}-${idSeq}-${crypto.randomBytes(4).toString('hex')}`;
+}
+
+async function putSub(api, name, body) {
+    const r = await api.put(`/v1/subscriptions/${name}`, body);
+    assert.ok(r.status === 201 || r.status === 200, `PUT subscription ${name}: ${r.status} ${r.text}`);
+    return r.json;
+}
+
+// Publish 'messages' ([{id?, topic, subject?, data}]); returns the results.
+async function publish(api, messages) {
+    const body = { messages: messages.map((m) => ({ id: m.id ?? uid(), data: m.data ?? null, ...m })) };
+    const r = await api.post('/v1/messages', body);
+    assert.equal(r.status, 200, `publish: ${r.status} ${r.text}`);
+    assert.equal(r.json.results.length, messages.length);
+    return r.json.results;
+}
+
+// Pull; returns { messages, ms } after asserting 200.
+async function pull(api, name, body = {}) {
+    const t0 = performance.now();
+    const r = await api.post(`/v1/subscriptions/${name}/pull`, body);
+    const ms = performance.now() - t0;
+    assert.equal(r.status, 200, `pull ${name}: ${r.status} ${r.text}`);
+    assert.ok(Array.isArray(r.json.messages), r.text);
+    return { messages: r.json.messages, ms };
+}
+
+async function ack(api, name, ackIds) {
+    const r = await api.post(`/v1/subscriptions/${name}/ack`, { ack_ids: ackIds });
+    assert.equal(r.status, 200, `ack: ${r.text}`);
+    return r.json.acked;
+}
+
+async function nack(api, name, ackIds, extra = {}) {
+    const r = await api.post(`/v1/subscriptions/${name}/nack`, { ack_ids: ackIds, ...extra });
+    assert.equal(r.status, 200, `nack: ${r.text}`);
+    return r.json.nacked;
+}
+
+async function metrics(api) {
+    const r = await api.get('/metrics');
+    assert.equal(r.status, 200);
+    return parseMetrics(r.text);
+}
+
+async function subInfo(api, name) {
+    const r = await api.get(`/v1/subscriptions/${name}`);
+    assert.equal(r.status, 200, r.text);
+    return r.json;
+}
+
+// Wait until the bus holds at least 'n' pulls.
+async function waitHeld(api, n) {
+    await waitFor(async () => metricValue(await metrics(api), 'bus_pull_waiting') >= n, {
+        message: `${n} held pulls`,
+    });
+}
+
+function assertMessage(m) {
+    assert.deepEqual(Object.keys(m).sort(), ['ack_id', 'attempt', 'data', 'id', 'published_at', 'seq', 'subject', 'topic']);
+    assert.match(m.ack_id, /^\d+\.\d+$/);
+    assert.ok(Number.isInteger(m.seq) && m.seq > 0);
+    assert.ok(Number.isInteger(m.attempt) && m.attempt >= 1);
+    assert.match(m.published_at, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+}
+
+// ---------------------------------------------------------------------------
+
+describe('bus API (one process)', () => {
+    let svc;
+    let api;
+
+    before(async () => {
+        svc = await startService('bus', { env: { AGORA_ACCESS_LOG: 'false' } });
+        api = client(svc);
+    });
+
+    after(async () => {
+        if (svc) assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(30));
+    });
+
+    it('a held pull is answered right after a publish, long before its wait_ms', T, async () => {
+        await putSub(api, 'lp', { topics: ['lp.t'] });
+        const held = pull(api, 'lp', { wait_ms: 20_000 });
+        await waitHeld(api, 1);
+        const t0 = performance.now();
+        const [res] = await publish(api, [{ topic: 'lp.t', subject: 'k', data: { hello: 'world', n: [1, 2.5, null] } }]);
+        const { messages } = await held;
+        const wake = performance.now() - t0;
+        assert.ok(wake < WAKE_BOUND_MS, `pull answered ${wake.toFixed(0)} ms after the publish`);
+        assert.equal(messages.length, 1);
+        assertMessage(messages[0]);
+        assert.equal(messages[0].seq, res.seq);
+        assert.equal(messages[0].attempt, 1);
+        assert.equal(messages[0].topic, 'lp.t');
+        assert.equal(messages[0].subject, 'k');
+        assert.deepEqual(messages[0].data, { hello: 'world', n: [1, 2.5, null] });
+        assert.equal(await ack(api, 'lp', [messages[0].ack_id]), 1);
+    });
+
+    it('an empty pull returns an empty list at its wait_ms, not before; wait_ms 0 at once', T, async () => {
+        await putSub(api, 'empty', { topics: ['empty.t'] });
+        const { messages, ms } = await pull(api, 'empty', { wait_ms: 400 });
+        assert.deepEqual(messages, []);
+        assert.ok(ms >= 395 && ms < 400 + 1500, `empty pull took ${ms.toFixed(0)} ms`);
+        const now = await pull(api, 'empty', { wait_ms: 0 });
+        assert.deepEqual(now.messages, []);
+        assert.ok(now.ms < 300, `wait_ms 0 took ${now.ms.toFixed(0)} ms`);
+        // A pull with no body takes the defaults and answers at once when
+        // there is a message.
+        await publish(api, [{ topic: 'empty.t' }]);
+        const r = await api.request('POST', '/v1/subscriptions/empty/pull');
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.messages.length, 1);
+    });
+
+    it('an expired lease redelivers with attempt 2; the old ack id is then stale', T, async () => {
+        await putSub(api, 'lease', { topics: ['lease.t'], ack_deadline_ms: 300, retry_delay_ms: 0 });
+        const [res] = await publish(api, [{ topic: 'lease.t', data: 1 }]);
+        const first = await pull(api, 'lease', { wait_ms: 5000 });
+        const t1 = performance.now();
+        assert.equal(first.messages.length, 1);
+        assert.equal(first.messages[0].attempt, 1);
+        const second = await pull(api, 'lease', { wait_ms: 5000 });
+        const gap = performance.now() - t1;
+        assert.equal(second.messages.length, 1);
+        assert.equal(second.messages[0].seq, res.seq);
+        assert.equal(second.messages[0].attempt, 2);
+        assert.ok(gap >= 250, `redelivered ${gap.toFixed(0)} ms after the first hand-out`);
+        assert.notEqual(second.messages[0].ack_id, first.messages[0].ack_id);
+        assert.equal(await ack(api, 'lease', [first.messages[0].ack_id, '999999.1']), 0, 'stale and unknown ids are ignored');
+        assert.equal(await ack(api, 'lease', [second.messages[0].ack_id, second.messages[0].ack_id]), 1);
+        const after = await pull(api, 'lease', { wait_ms: 600 });
+        assert.deepEqual(after.messages, [], 'an acked message is not redelivered');
+    });
+
+    it('nack with a delay redelivers after the delay and not before; delay 0 at once', T, async () => {
+        await putSub(api, 'nk', { topics: ['nk.t'], ack_deadline_ms: 30_000 });
+        await publish(api, [{ topic: 'nk.t', data: 'x' }]);
+        const first = await pull(api, 'nk', { wait_ms: 5000 });
+        assert.equal(first.messages.length, 1);
+        const t0 = performance.now();
+        assert.equal(await nack(api, 'nk', [first.messages[0].ack_id], { delay_ms: 800 }), 1);
+        const early = await pull(api, 'nk', { wait_ms: 0 });
+        assert.deepEqual(early.messages, [], 'not deliverable during the delay');
+        const info = await subInfo(api, 'nk');
+        assert.equal(info.backlog.delayed, 1);
+        const again = await pull(api, 'nk', { wait_ms: 5000 });
+        const waited = performance.now() - t0;
+        assert.equal(again.messages.length, 1);
+        assert.equal(again.messages[0].attempt, 2);
+        assert.ok(waited >= 800, `redelivered after ${waited.toFixed(0)} ms`);
+        assert.ok(waited < 800 + 1500, `redelivered only after ${waited.toFixed(0)} ms`);
+        assert.equal(await nack(api, 'nk', [again.messages[0].ack_id], { delay_ms: 0 }), 1);
+        const third = await pull(api, 'nk', { wait_ms: 0 });
+        assert.equal(third.messages.length, 1);
+        assert.equal(third.messages[0].attempt, 3);
+        assert.equal(await nack(api, 'nk', [again.messages[0].ack_id]), 0, 'a stale ack id is not nacked');
+        assert.equal(await ack(api, 'nk', [third.messages[0].ack_id]), 1);
+    });
+
+    it('dead-letters after max_attempts; lists, gets, replays and purges them', T, async () => {
+        await putSub(api, 'dl', { topics: ['dl.t'], ack_deadline_ms: 200, retry_delay_ms: 0, max_attempts: 2 });
+        const [res] = await publish(api, [{ topic: 'dl.t', subject: 's', data: { order: 7 } }]);
+        const a1 = await pull(api, 'dl', { wait_ms: 5000 });
+        assert.equal(await nack(api, 'dl', [a1.messages[0].ack_id], { delay_ms: 0, error: 'boom' }), 1);
+        const a2 = await pull(api, 'dl', { wait_ms: 5000 });
+        assert.equal(a2.messages[0].attempt, 2);
+        assert.equal(await nack(api, 'dl', [a2.messages[0].ack_id], { delay_ms: 0, error: 'boom again' }), 1);
+        assert.deepEqual((await pull(api, 'dl', { wait_ms: 0 })).messages, [], 'a dead letter is not delivered');
+        const info = await subInfo(api, 'dl');
+        assert.equal(info.backlog.dead_letters, 1);
+        assert.equal(info.backlog.ready + info.backlog.in_flight + info.backlog.delayed, 0);
+
+        const list = await api.get('/v1/subscriptions/dl/dead-letters?limit=10');
+        assert.equal(list.status, 200, list.text);
+        assert.equal(list.json.messages.length, 1);
+        const d = list.json.messages[0];
+        assert.equal(d.seq, res.seq);
+        assert.equal(d.attempts, 2);
+        assert.equal(d.last_error, 'boom again');
+        assert.deepEqual(d.data, { order: 7 });
+        assert.match(d.dead_at, /Z$/);
+        const one = await api.get(`/v1/subscriptions/dl/dead-letters/${res.seq}`);
+        assert.equal(one.status, 200);
+        assert.deepEqual(one.json, d);
+
+        const replay = await api.post('/v1/subscriptions/dl/dead-letters/replay', { seqs: [res.seq, 999_999] });
+        assert.equal(replay.status, 200, replay.text);
+        assert.equal(replay.json.replayed, 1);
+        const r1 = await pull(api, 'dl', { wait_ms: 5000 });
+        assert.equal(r1.messages.length, 1);
+        assert.equal(r1.messages[0].seq, res.seq);
+        assert.equal(r1.messages[0].attempt, 1, 'attempts restart after a replay');
+        // Now let both leases run out: dead-lettered by the ack deadline.
+        const r2 = await pull(api, 'dl', { wait_ms: 5000 });
+        assert.equal(r2.messages[0].attempt, 2);
+        await waitFor(async () => (await subInfo(api, 'dl')).backlog.dead_letters === 1, { message: 'dead letter after expiry' });
+        const again = await api.get(`/v1/subscriptions/dl/dead-letters/${res.seq}`);
+        assert.equal(again.json.last_error, 'ack deadline exceeded');
+
+        const purge = await api.delete('/v1/subscriptions/dl/dead-letters');
+        assert.equal(purge.status, 200, purge.text);
+        assert.equal(purge.json.purged, 1);
+        assert.deepEqual((await api.get('/v1/subscriptions/dl/dead-letters')).json.messages, []);
+        expectProblem(await api.get(`/v1/subscriptions/dl/dead-letters/${res.seq}`), 404);
+        assert.equal((await subInfo(api, 'dl')).backlog.dead_letters, 0);
+    });
+
+    it('keeps per-subject order under concurrent publishers, one in flight per subject', { timeout: 60_000 }, async () => {
+        await putSub(api, 'ord', { topics: ['ord.t'], ack_deadline_ms: 30_000 });
+        const PUBLISHERS = 4;
+        const PER = 150;
+        const SUBJECTS = ['k0', 'k1', 'k2', 'k3', 'k4', ''];
+        const total = PUBLISHERS * PER;
+        const published = new Map(); // id -> { seq, subject }
+        const received = []; // { id, seq, subject } in arrival order
+        let pulls = 0;
+        const consumer = (async () => {
+            while (received.length < total) {
+                const { messages } = await pull(api, 'ord', { max_messages: 40, wait_ms: 5000 });
+                pulls++;
+                assert.ok(messages.length > 0, `stalled with ${received.length} of ${total}`);
+                const inFlight = new Set();
+                for (const m of messages) {
+                    if (m.subject !== '') {
+                        assert.ok(!inFlight.has(m.subject), `two messages of subject ${m.subject} in flight at once`);
+                        inFlight.add(m.subject);
+                    }
+                    received.push({ id: m.id, seq: m.seq, subject: m.subject });
+                }
+                assert.equal(await ack(api, 'ord', messages.map((m) => m.ack_id)), messages.length);
+            }
+        })();
+        await mapConcurrent([...Array(PUBLISHERS).keys()], PUBLISHERS, async (p) => {
+            for (let i = 0; i < PER; i += 5) {
+                const batch = [];
+                for (let j = i; j < i + 5; j++) {
+                    batch.push({ id: `ord-${p}-${j}`, topic: 'ord.t', subject: SUBJECTS[(p + j) % SUBJECTS.length], data: { p, j } });
+                }
+                const results = await publish(api, batch);
+                results.forEach((r, k) => published.set(r.id, { seq: r.seq, subject: batch[k].subject }));
+            }
+        });
+        await consumer;
+        assert.equal(received.length, total);
+        assert.equal(new Set(received.map((m) => m.id)).size, total, 'each message once');
+        for (const s of SUBJECTS.filter((x) => x !== '')) {
+            const got = received.filter((m) => m.subject === s).map((m) => m.seq);
+            const want = [...published.values()].filter((m) => m.subject === s).map((m) => m.seq).sort((a, b) => a - b);
+            assert.deepEqual(got, want, `subject ${s} arrives in publish order`);
+        }
+        assert.ok(pulls > 1);
+    });
+
+    it('de-duplicates by message id: duplicate:true with the original seq, one delivery', T, async () => {
+        await putSub(api, 'dd', { topics: ['dd.t'] });
+        const id = uid('dup');
+        const [a] = await publish(api, [{ id, topic: 'dd.t', data: 1 }]);
+        assert.equal(a.duplicate, false);
+        const [b, c, e] = await publish(api, [
+            { id, topic: 'dd.t', data: 2 },
+            { id: `${id}-other`, topic: 'dd.t', data: 3 },
+            { id: `${id}-other`, topic: 'dd.t', data: 4 },
+        ]);
+        assert.deepEqual(b, { id, seq: a.seq, duplicate: true });
+        assert.equal(c.duplicate, false);
+        assert.deepEqual(e, { id: `${id}-other`, seq: c.seq, duplicate: true }, 'a repeat within one batch');
+        const { messages } = await pull(api, 'dd', { wait_ms: 0 });
+        assert.deepEqual(messages.map((m) => [m.id, m.data]), [[id, 1], [`${id}-other`, 3]]);
+    });
+
+    it('matches patterns: exact topic, prefix.*, and *', T, async () => {
+        await putSub(api, 'p-orders', { topics: ['order.*'] });
+        await putSub(api, 'p-pay', { topics: ['payment.captured'] });
+        await putSub(api, 'p-all', { topics: ['*'] });
+        await putSub(api, 'p-two', { topics: ['payment.captured', 'order.created'] });
+        const topics = ['order.created', 'order.x.y', 'orderx', 'order', 'payment.captured', 'payment.failed'];
+        await publish(api, topics.map((topic) => ({ id: uid(topic), topic })));
+        const seen = async (name) => {
+            const { messages } = await pull(api, name, { max_messages: 100, wait_ms: 0 });
+            return messages.map((m) => m.topic).sort();
+        };
+        assert.deepEqual(await seen('p-orders'), ['order.created', 'order.x.y']);
+        assert.deepEqual(await seen('p-pay'), ['payment.captured']);
+        assert.deepEqual(await seen('p-all'), [...topics].sort());
+        assert.deepEqual(await seen('p-two'), ['order.created', 'payment.captured'], 'a message goes once to a subscription with several matching patterns');
+        for (const name of ['p-orders', 'p-pay', 'p-all', 'p-two']) {
+            const r = await api.delete(`/v1/subscriptions/${name}`);
+            assert.equal(r.status, 204);
+            expectProblem(await api.get(`/v1/subscriptions/${name}`), 404);
+        }
+    });
+
+    it('a subscription created later does not see older messages', T, async () => {
+        const [old] = await publish(api, [{ topic: 'late.t', data: 'old' }]);
+        await putSub(api, 'late', { topics: ['late.t'] });
+        assert.deepEqual((await pull(api, 'late', { wait_ms: 0 })).messages, []);
+        const [fresh] = await publish(api, [{ topic: 'late.t', data: 'new' }]);
+        const { messages } = await pull(api, 'late', { wait_ms: 0 });
+        assert.deepEqual(messages.map((m) => m.seq), [fresh.seq]);
+        assert.ok(fresh.seq > old.seq);
+        const topics = await api.get('/v1/topics');
+        assert.equal(topics.status, 200);
+        const t = topics.json.topics.find((x) => x.name === 'late.t');
+        assert.deepEqual(t, { name: 'late.t', messages: 2, last_seq: fresh.seq });
+        const names = topics.json.topics.map((x) => x.name);
+        assert.deepEqual(names, [...names].sort(), 'topics by name');
+    });
+
+    it('creates (201) and updates (200) subscriptions; lists them by name with their backlog', T, async () => {
+        const name = 'crud-sub';
+        const r1 = await api.put(`/v1/subscriptions/${name}`, { topics: ['crud.a'] });
+        assert.equal(r1.status, 201, r1.text);
+        assert.equal(r1.header('location'), `/v1/subscriptions/${name}`);
+        assert.deepEqual(r1.json.topics, ['crud.a']);
+        assert.equal(r1.json.ack_deadline_ms, 30_000);
+        assert.equal(r1.json.max_attempts, 5);
+        assert.equal(r1.json.retry_delay_ms, 1000);
+        assert.deepEqual(r1.json.backlog, { ready: 0, in_flight: 0, delayed: 0, dead_letters: 0, oldest_unacked_age_ms: 0 });
+        await publish(api, [{ topic: 'crud.a' }, { topic: 'crud.b' }]);
+        const r2 = await api.put(`/v1/subscriptions/${name}`, { topics: ['crud.b'], max_attempts: 9 });
+        assert.equal(r2.status, 200, r2.text);
+        assert.deepEqual(r2.json.topics, ['crud.b']);
+        assert.equal(r2.json.max_attempts, 9);
+        assert.equal(r2.json.created_at, r1.json.created_at);
+        assert.equal(r2.json.backlog.ready, 1, 'the message published before the update stays');
+        await publish(api, [{ topic: 'crud.a' }, { topic: 'crud.b' }]);
+        const { messages } = await pull(api, name, { wait_ms: 0 });
+        assert.deepEqual(messages.map((m) => m.topic), ['crud.a', 'crud.b']);
+        const list = await api.get('/v1/subscriptions');
+        assert.equal(list.status, 200);
+        const names = list.json.subscriptions.map((s) => s.name);
+        assert.ok(names.includes(name));
+        assert.deepEqual(names, [...names].sort());
+        const mine = list.json.subscriptions.find((s) => s.name === name);
+        assert.equal(mine.backlog.in_flight, 2);
+        assert.ok(mine.backlog.oldest_unacked_age_ms >= 0);
+    });
+
+    it('rejects bad publishes: 400, 413, 415, 422 with field errors', T, async () => {
+        const bad = async (body, fields) => {
+            const p = expectProblem(await api.post('/v1/messages', body), 422);
+            assert.deepEqual(errorFields(p), fields, JSON.stringify(body).slice(0, 200));
+        };
+        await bad({}, ['messages']);
+        await bad({ messages: [] }, ['messages']);
+        await bad({ messages: [{ topic: 'ok', data: 1 }] }, ['messages[0].id']);
+        await bad({ messages: [{ id: 'x', topic: 'Bad Topic', data: 1 }] }, ['messages[0].topic']);
+        await bad({ messages: [{ id: 'x'.repeat(129), topic: 't', data: 1 }] }, ['messages[0].id']);
+        await bad({ messages: [{ id: 'x', topic: 't', subject: 's'.repeat(201), data: 1 }] }, ['messages[0].subject']);
+        await bad({ messages: [{ id: 'x', topic: 't' }] }, ['messages[0].data']);
+        await bad({ messages: [{ id: 'x', topic: 't', data: 'y'.repeat(256 * 1024) }] }, ['messages[0].data']);
+        await bad({ messages: Array.from({ length: 1001 }, (_, i) => ({ id: `i${i}`, topic: 't', data: i })) }, ['messages']);
+        await bad({ messages: [{ id: 'x', topic: 't', data: 1, extra: true }] }, ['messages[0].extra']);
+        expectProblem(await api.request('POST', '/v1/messages', { body: '{"messages":', contentType: 'application/json' }), 400);
+        expectProblem(await api.request('POST', '/v1/messages', { body: 'x', contentType: 'text/plain' }), 415);
+        const big = JSON.stringify({ messages: [{ id: 'x', topic: 't', data: 'z'.repeat(9 << 20) }] });
+        const r = await api.request('POST', '/v1/messages', { body: big, contentType: 'application/json' }).catch((err) => err);
+        if (!(r instanceof Error)) assert.equal(r.status, 413, 'a body over 8 MiB');
+        // 7 MiB in one publish is fine (the body limit is 8 MiB).
+        const seven = Array.from({ length: 28 }, (_, i) => ({ id: uid('big'), topic: 'big.t', data: 'q'.repeat(250 * 1024 + i) }));
+        await publish(api, seven);
+    });
+
+    it('rejects bad subscription, pull, ack and dead-letter requests', T, async () => {
+        let p = expectProblem(await api.put('/v1/subscriptions/Bad-Name', { topics: ['a'] }), 422);
+        assert.deepEqual(errorFields(p), ['name']);
+        p = expectProblem(await api.put('/v1/subscriptions/v1', { topics: ['order.*.x', '*'], ack_deadline_ms: 50 }), 422);
+        assert.deepEqual(errorFields(p), ['topics[0]', 'ack_deadline_ms']);
+        p = expectProblem(await api.put('/v1/subscriptions/v1', { topics: [] }), 422);
+        assert.deepEqual(errorFields(p), ['topics']);
+        expectProblem(await api.get('/v1/subscriptions/v1'), 404);
+        expectProblem(await api.post('/v1/subscriptions/nope/pull', {}), 404);
+        expectProblem(await api.post('/v1/subscriptions/nope/ack', { ack_ids: ['1.1'] }), 404);
+        expectProblem(await api.delete('/v1/subscriptions/nope'), 404);
+        await putSub(api, 'val', { topics: ['val.t'] });
+        p = expectProblem(await api.post('/v1/subscriptions/val/pull', { max_messages: 0, wait_ms: 120_001 }), 422);
+        assert.deepEqual(errorFields(p), ['max_messages', 'wait_ms']);
+        p = expectProblem(await api.post('/v1/subscriptions/val/pull', { max_messages: 1001, other: 1 }), 422);
+        assert.deepEqual(errorFields(p).sort(), ['max_messages', 'other']);
+        p = expectProblem(await api.post('/v1/subscriptions/val/ack', { ack_ids: 'x' }), 422);
+        assert.deepEqual(errorFields(p), ['ack_ids']);
+        p = expectProblem(await api.post('/v1/subscriptions/val/ack', { ack_ids: ['1.1', 'nope'] }), 422);
+        assert.deepEqual(errorFields(p), ['ack_ids[1]']);
+        p = expectProblem(await api.post('/v1/subscriptions/val/nack', { ack_ids: ['1.1'], delay_ms: -1 }), 422);
+        assert.deepEqual(errorFields(p), ['delay_ms']);
+        p = expectProblem(await api.post('/v1/subscriptions/val/dead-letters/replay', { seqs: [0] }), 422);
+        assert.deepEqual(errorFields(p), ['seqs[0]']);
+        expectProblem(await api.get('/v1/subscriptions/val/dead-letters?limit=0'), 400);
+        expectProblem(await api.get('/v1/subscriptions/val/dead-letters/abc'), 404);
+        expectProblem(await api.get('/v1/subscriptions/val/dead-letters/12345'), 404);
+        expectProblem(await api.request('PATCH', '/v1/subscriptions/val'), 405);
+        expectProblem(await api.get('/v1/nothing'), 404);
+    });
+
+    it('exposes bus metrics that pass promtool check metrics', { ...T, skip: !fs.existsSync(PROMTOOL) && 'no promtool' }, async () => {
+        await putSub(api, 'met', { topics: ['met.t'], ack_deadline_ms: 30_000 });
+        const before = await metrics(api);
+        await publish(api, [{ topic: 'met.t', subject: 'a' }, { topic: 'met.t', subject: 'b' }, { topic: 'met.t' }]);
+        const { messages } = await pull(api, 'met', { wait_ms: 0 });
+        assert.equal(messages.length, 3);
+        await ack(api, 'met', [messages[0].ack_id]);
+        const m = await metrics(api);
+        const sub = { subscription: 'met' };
+        assert.equal(metricValue(m, 'bus_messages_published_total', { topic: 'met.t' }) - metricValue(before, 'bus_messages_published_total', { topic: 'met.t' }), 3);
+        assert.equal(metricValue(m, 'bus_messages_delivered_total', sub), 3);
+        assert.equal(metricValue(m, 'bus_messages_acked_total', sub), 1);
+        assert.equal(metricValue(m, 'bus_backlog', sub), 2);
+        assert.equal(metricValue(m, 'bus_dead_letters', sub), 0);
+        assert.ok(metricValue(m, 'bus_oldest_unacked_age_seconds', sub) >= 0);
+        assert.ok(metricValue(m, 'bus_redeliveries_total', { subscription: 'lease' }) >= 1);
+        assert.ok(metricValue(m, 'bus_publish_batch_size_count') > metricValue(before, 'bus_publish_batch_size_count'));
+        assert.equal(metricValue(m, 'bus_pull_waiting'), 0);
+        const body = (await api.get('/metrics')).text;
+        const res = await new Promise((resolve, reject) => {
+            const child = spawn(PROMTOOL, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+            let out = '';
+            child.stdout.on('data', (d) => (out += d));
+            child.stderr.on('data', (d) => (out += d));
+            child.on('error', reject);
+            child.on('close', (code) => resolve({ code, out }));
+            child.stdin.end(body);
+        });
+        assert.equal(res.code, 0, `promtool:\n${res.out}`);
+    });
+});
+
+describe('graceful shutdown', () => {
+    it('SIGTERM answers held pulls at once with empty lists and exits 0', T, async () => {
+        const svc = await startService('bus');
+        const api = client(svc);
+        await putSub(api, 'sd', { topics: ['sd.t'] });
+        const held = [1, 2, 3].map(() => pull(api, 'sd', { wait_ms: 20_000 }));
+        await waitHeld(api, 3);
+        const t0 = performance.now();
+        svc.kill('SIGTERM');
+        const answers = await Promise.all(held);
+        for (const a of answers) assert.deepEqual(a.messages, []);
+        assert.deepEqual(await waitExit(svc, { timeoutMs: 5000 }), { code: 0, signal: null }, svc.stderr(20));
+        const took = performance.now() - t0;
+        assert.ok(took < 3000, `stopped in ${took.toFixed(0)} ms`);
+        assert.deepEqual(svc.nonJsonLines(), [], 'no sanitizer reports or stray output');
+    });
+
+    it('state survives a restart: subscriptions, pending messages, dead letters', T, async () => {
+        const dataDir = makeTempDir('agora-bus-restart-');
+        let svc = await startService('bus', { dataDir });
+        let api = client(svc);
+        await putSub(api, 'rs', { topics: ['rs.*'], max_attempts: 1, ack_deadline_ms: 30_000 });
+        const results = await publish(api, [{ topic: 'rs.a', subject: 'x', data: 1 }, { topic: 'rs.b', data: 2 }]);
+        const first = await pull(api, 'rs', { max_messages: 1, wait_ms: 0 });
+        assert.equal(await nack(api, 'rs', [first.messages[0].ack_id]), 1);
+        assert.deepEqual(await stop(svc), { code: 0, signal: null });
+        svc = await startService('bus', { dataDir });
+        api = client(svc);
+        const info = await subInfo(api, 'rs');
+        assert.deepEqual(info.topics, ['rs.*']);
+        assert.equal(info.max_attempts, 1);
+        assert.equal(info.backlog.dead_letters, 1);
+        const { messages } = await pull(api, 'rs', { wait_ms: 0 });
+        assert.deepEqual(messages.map((m) => m.seq), [results[1].seq]);
+        const [next] = await publish(api, [{ topic: 'rs.a' }]);
+        assert.ok(next.seq > results[1].seq, 'seqs keep growing across restarts');
+        assert.deepEqual(await stop(svc), { code: 0, signal: null });
+    });
+});
+
+describe('subscription changes under load (AGORA_DURABILITY=full)', () => {
+    it('creates and deletes subscriptions while batches wait for their fsync', { timeout: 60_000 }, async () => {
+        const svc = await startService('bus', { env: { AGORA_DURABILITY: 'full', AGORA_ACCESS_LOG: 'false' } });
+        const api = client(svc);
+        await putSub(api, 'adm-a', { topics: ['adm.*'] });
+        let published = 0;
+        let done = false;
+        const publishers = mapConcurrent([0, 1, 2, 3], 4, async (p) => {
+            for (let i = 0; i < 40; i++) {
+                await publish(api, Array.from({ length: 20 }, (_, k) => ({ id: `adm-${p}-${i}-${k}`, topic: 'adm.t', subject: `s${k}` })));
+                published += 20;
+            }
+        }).finally(() => {
+            done = true;
+        });
+        await waitFor(() => published >= 400, { message: 'publishing under way' });
+        const created = await api.put('/v1/subscriptions/adm-b', { topics: ['adm.*'] });
+        assert.equal(created.status, 201, created.text);
+        let churn = 0;
+        while (!done) {
+            const name = `adm-tmp-${churn++}`;
+            assert.equal((await api.put(`/v1/subscriptions/${name}`, { topics: ['adm.t'] })).status, 201);
+            await pull(api, name, { wait_ms: 0, max_messages: 5 });
+            assert.equal((await api.delete(`/v1/subscriptions/${name}`)).status, 204);
+        }
+        await publishers;
+        assert.equal((await api.delete('/v1/subscriptions/adm-a')).status, 204);
+        expectProblem(await api.get('/v1/subscriptions/adm-a'), 404);
+        const backlog = (await subInfo(api, 'adm-b')).backlog;
+        const seqs = [];
+        for (;;) {
+            const { messages } = await pull(api, 'adm-b', { max_messages: 1000, wait_ms: 0 });
+            if (messages.length === 0) break;
+            seqs.push(...messages.map((m) => m.seq));
+            assert.equal(await ack(api, 'adm-b', messages.map((m) => m.ack_id)), messages.length);
+        }
+        assert.ok(churn > 0);
+        assert.ok(seqs.length > 0 && seqs.length < 3200, `adm-b got ${seqs.length} of 3200`);
+        assert.equal(seqs.length, backlog.ready + backlog.in_flight + backlog.delayed, 'backlog counts what is delivered');
+        assert.equal(new Set(seqs).size, seqs.length, 'each message once');
+        assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(20));
+    });
+});
+
+describe('retention and the de-duplication window', () => {
+    it('sweeps settled messages after AGORA_BUS_RETENTION, keeps pending and dead ones; ids expire', T, async () => {
+        const svc = await startService('bus', {
+            env: { AGORA_BUS_RETENTION: '1ms', AGORA_BUS_SWEEP_INTERVAL: '100ms', AGORA_BUS_DEDUP_WINDOW: '300ms' },
+        });
+        const api = client(svc);
+        const stored = async () => metricValue(await metrics(api), 'bus_messages_stored');
+        await putSub(api, 'ret', { topics: ['ret.*'], max_attempts: 1, ack_deadline_ms: 30_000 });
+        await publish(api, [1, 2, 3, 4, 5].map((i) => ({ topic: 'ret.a', data: i })));
+        await publish(api, [{ topic: 'ret-none' }, { topic: 'ret-none' }]); // nobody subscribes
+        const { messages } = await pull(api, 'ret', { max_messages: 10, wait_ms: 0 });
+        assert.equal(messages.length, 5);
+        assert.equal(await ack(api, 'ret', messages.slice(0, 3).map((m) => m.ack_id)), 3);
+        assert.equal(await nack(api, 'ret', [messages[3].ack_id], { error: 'poison' }), 1);
+        await waitFor(async () => (await stored()) === 2, { message: 'settled messages swept' });
+        const dl = await api.get(`/v1/subscriptions/ret/dead-letters/${messages[3].seq}`);
+        assert.equal(dl.status, 200, 'a dead letter keeps its message');
+        assert.equal(dl.json.data, 4);
+        assert.equal(await ack(api, 'ret', [messages[4].ack_id]), 1, 'the message in flight was kept');
+        await waitFor(async () => (await stored()) === 1, { message: 'acked message swept' });
+        assert.equal((await api.delete('/v1/subscriptions/ret/dead-letters')).json.purged, 1);
+        await waitFor(async () => (await stored()) === 0, { message: 'purged dead letter swept' });
+
+        const id = uid('window');
+        const [a] = await publish(api, [{ id, topic: 'ret-none' }]);
+        const [b] = await publish(api, [{ id, topic: 'ret-none' }]);
+        assert.deepEqual(b, { id, seq: a.seq, duplicate: true });
+        const c = await waitFor(
+            async () => {
+                const [r] = await publish(api, [{ id, topic: 'ret-none' }]);
+                return r.duplicate ? null : r;
+            },
+            { message: 'the id forgotten after the dedup window' },
+        );
+        assert.ok(c.seq > a.seq);
+        assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(20));
+    });
+});
+
+describe('durability under SIGKILL (AGORA_DURABILITY=full)', () => {
+    it('every publish answered 200 is delivered after a SIGKILL and restart', { timeout: 90_000 }, async (t) => {
+        const dataDir = makeTempDir('agora-bus-kill-');
+        const env = { AGORA_DURABILITY: 'full', AGORA_ACCESS_LOG: 'false' };
+        let svc = await startService('bus', { dataDir, env });
+        let api = client(svc);
+        await putSub(api, 'dur', { topics: ['dur.*'], ack_deadline_ms: 5000, retry_delay_ms: 0 });
+
+        const PUBLISHERS = 4;
+        const PER = 2500;
+        const BATCH = 50;
+        const TOTAL = PUBLISHERS * PER;
+        const confirmed = new Set();
+        const received = new Map(); // id -> deliveries
+        let failedCalls = 0;
+        let restarted = null; // promise while the bus is down
+        let resolveRestart;
+        let killed = false;
+
+        // Run 'fn(api)' until it succeeds, waiting for the restart after a
+        // failure (the bus may be gone for a while).
+        async function retrying(fn) {
+            for (;;) {
+                const current = api;
+                try {
+                    return await fn(current);
+                } catch (err) {
+                    failedCalls++;
+                    if (!killed) throw err;
+                    await restarted;
+                    if (current === api) await waitFor(() => current !== api, { timeoutMs: 30_000, message: 'restart' });
+                }
+            }
+        }
+
+        const publishers = mapConcurrent([...Array(PUBLISHERS).keys()], PUBLISHERS, async (p) => {
+            for (let i = 0; i < PER; i += BATCH) {
+                const batch = Array.from({ length: BATCH }, (_, k) => ({ id: `dur-${p}-${i + k}`, topic: `dur.p${p}`, data: { p, i: i + k } }));
+                const results = await retrying(async (a) => {
+                    const r = await a.post('/v1/messages', { messages: batch });
+                    if (r.status !== 200) throw new Error(`publish ${r.status}: ${r.text}`);
+                    return r.json.results;
+                });
+                for (const r of results) confirmed.add(r.id);
+            }
+        });
+
+        let consumerDone = false;
+        const consumer = (async () => {
+            while (!consumerDone) {
+                const messages = await retrying(async (a) => {
+                    const r = await a.post('/v1/subscriptions/dur/pull', { max_messages: 500, wait_ms: 500 });
+                    if (r.status !== 200) throw new Error(`pull ${r.status}: ${r.text}`);
+                    return r.json.messages;
+                });
+                for (const m of messages) received.set(m.id, (received.get(m.id) ?? 0) + 1);
+                if (messages.length > 0) {
+                    await retrying(async (a) => {
+                        const r = await a.post('/v1/subscriptions/dur/ack', { ack_ids: messages.map((m) => m.ack_id) });
+                        if (r.status !== 200 && r.status !== 404) throw new Error(`ack ${r.status}`);
+                    });
+                }
+            }
+        })();
+
+        await waitFor(() => confirmed.size >= TOTAL * 0.3, { timeoutMs: 60_000, message: '30% confirmed' });
+        restarted = new Promise((r) => {
+            resolveRestart = r;
+        });
+        killed = true;
+        const atKill = confirmed.size;
+        svc.kill('SIGKILL');
+        assert.deepEqual(await waitExit(svc), { code: null, signal: 'SIGKILL' });
+        svc = await startService('bus', { dataDir, env });
+        api = client(svc);
+        resolveRestart();
+
+        await publishers;
+        await waitFor(() => [...confirmed].every((id) => received.has(id)), { timeoutMs: 40_000, intervalMs: 100, message: 'every confirmed message delivered' });
+        // Redeliveries of what was in flight at the kill drain too.
+        await waitFor(
+            async () => {
+                const { backlog } = await subInfo(api, 'dur');
+                return backlog.ready + backlog.in_flight + backlog.delayed === 0;
+            },
+            { timeoutMs: 20_000, message: 'backlog drained' },
+        );
+        consumerDone = true;
+        await consumer;
+
+        assert.equal(confirmed.size, TOTAL);
+        const unknown = [...received.keys()].filter((id) => !confirmed.has(id));
+        assert.deepEqual(unknown, [], 'nothing delivered that was never published');
+        const dups = [...received.values()].reduce((a, n) => a + n - 1, 0);
+        t.diagnostic(`killed after ${atKill} confirmed; ${failedCalls} failed calls; ${dups} redeliveries`);
+        // Retried batches were de-duplicated: every message is stored once.
+        const topics = (await api.get('/v1/topics')).json.topics.filter((x) => x.name.startsWith('dur.'));
+        assert.equal(topics.reduce((a, x) => a + x.messages, 0), TOTAL, JSON.stringify(topics));
+        assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(20));
+    });
+});
