@@ -3,13 +3,25 @@
 """Parsing and reporting for bench/*/run scripts (Python standard library only).
 
   report.py wrk OUTPUT_FILE key=value...     one JSON line: wrk figures + keys
-  report.py target RUNS.jsonl ENDPOINT        half the slowest server's median peak req/s
+  report.py target RUNS.jsonl ENDPOINT [SERVER]
+                                              half the slowest server's median peak req/s
+                                              (or half SERVER's, when given)
   report.py summary RUNS.jsonl META.tsv OUT.json [--config CONFIG.json]
                                               print the table, write the JSON
 
 A run record carries cpu_jiffies (non-idle jiffies of the servers' CPU over the
 measured run), proc_jiffies (utime + stime of the server's processes) and
 clk_tck; CPU microseconds per request = jiffies * 1e6 / clk_tck / requests.
+Any other NAME_jiffies key (for example proxy_jiffies) likewise gives
+NAME_us_per_req.
+
+Config (CONFIG.json, all keys optional): subject, endpoint_labels,
+header_keys, goals, idle_rss_goal_kib, extra_columns, fixed_title. A goal is
+{name, phase, peer, key, max|min} giving the per-round ratio subject/peer on
+every endpoint; optional: "subject" (another server than the config's),
+"endpoints" (only these), "op": "diff" (subject - peer instead of a ratio,
+shown in "unit"), "subject_endpoint" + "peer_endpoint" (one comparison
+across two endpoints, e.g. one server on two routes; "label" names it).
 """
 import json
 import re
@@ -78,6 +90,10 @@ def cmd_wrk(args):
         rec["cpu_us_per_req"] = per_request_us(rec["cpu_jiffies"], tck, rec["requests"])
     if "proc_jiffies" in rec:
         rec["proc_us_per_req"] = per_request_us(rec["proc_jiffies"], tck, rec["requests"])
+    for k in list(rec):
+        if k.endswith("_jiffies") and k not in ("cpu_jiffies", "proc_jiffies"):
+            rec[k[:-len("_jiffies")] + "_us_per_req"] = per_request_us(
+                rec[k], tck, rec["requests"])
     print(json.dumps(rec, sort_keys=True))
 
 
@@ -93,10 +109,15 @@ def median(values):
 
 def cmd_target(args):
     runs, endpoint = load_runs(args[0]), args[1]
+    server = args[2] if len(args) > 2 else None
     meds = {}
     for r in runs:
         if r["endpoint"] == endpoint and r["phase"] == "peak":
-            meds.setdefault(r["server"], []).append(r["rps"])
+            if server is None or r["server"] == server:
+                meds.setdefault(r["server"], []).append(r["rps"])
+    if not meds:
+        sys.exit("no peak runs for endpoint %r%s" % (endpoint, " server %r" % server
+                                                          if server else ""))
     slowest = min(median(v) for v in meds.values())
     print(int(slowest / 2))
 
@@ -140,8 +161,8 @@ def group(runs, phase):
     return out
 
 
-def summarize(rs):
-    return {
+def summarize(rs, extra_keys=()):
+    out = {
         "rounds": len(rs),
         "rps": median([r["rps"] for r in rs]),
         "p50_us": median([r.get("p50_us") for r in rs]),
@@ -152,18 +173,31 @@ def summarize(rs):
         "offered_rps": rs[0].get("offered_rps"),
         "errors": sum(r["non2xx"] + r["socket_errors"] for r in rs),
     }
+    for k in extra_keys:
+        out[k] = median([r.get(k) for r in rs])
+    return out
 
 
-def pairwise(runs, phase, endpoint, a, b, key):
-    """Per-round ratios a/b of one figure; returns (median, min, max, list)."""
+def pairwise(runs, phase, endpoint, a, b, key, endpoint_b=None, op="ratio"):
+    """Per-round ratios a/b (op "diff": differences a - b) of one figure, a on
+    endpoint and b on endpoint_b (default the same); returns
+    {median, min, max, per_round} or None."""
+    endpoint_b = endpoint if endpoint_b is None else endpoint_b
     by_round = {}
     for r in runs:
-        if r["phase"] == phase and r["endpoint"] == endpoint and r["server"] in (a, b):
-            by_round.setdefault(r["round"], {})[r["server"]] = r.get(key)
+        if r["phase"] != phase:
+            continue
+        if r["endpoint"] == endpoint and r["server"] == a:
+            by_round.setdefault(r["round"], {})["a"] = r.get(key)
+        if r["endpoint"] == endpoint_b and r["server"] == b:
+            by_round.setdefault(r["round"], {})["b"] = r.get(key)
     ratios = []
     for rnd in sorted(by_round):
-        x, y = by_round[rnd].get(a), by_round[rnd].get(b)
-        if x is not None and y:
+        x, y = by_round[rnd].get("a"), by_round[rnd].get("b")
+        if op == "diff":
+            if x is not None and y is not None:
+                ratios.append(x - y)
+        elif x is not None and y:
             ratios.append(x / y)
     if not ratios:
         return None
@@ -194,6 +228,8 @@ def cmd_summary(args):
     subject = cfg.get("subject", "catalog")
     goals = cfg.get("goals", [])
     endpoints_label = cfg.get("endpoint_labels", {})
+    extra = cfg.get("extra_columns", [])
+    extra_keys = [c["key"] for c in extra]
 
     p = print
     p("")
@@ -209,25 +245,27 @@ def cmd_summary(args):
     peak = group(runs, "peak")
     rows = []
     for (ep, srv), rs in peak.items():
-        s = summarize(rs)
+        s = summarize(rs, extra_keys)
         s.update(endpoint=ep, server=srv)
         result["peak"].append(s)
         rows.append([endpoints_label.get(ep, ep), srv, fmt(s["rps"], "{:.0f}"),
                      fmt_lat(s["p50_us"]), fmt_lat(s["p99_us"]),
-                     fmt(s["cpu_us_per_req"], "{:.2f}"), fmt(s["proc_us_per_req"], "{:.2f}"),
-                     str(s["errors"])])
+                     fmt(s["cpu_us_per_req"], "{:.2f}"), fmt(s["proc_us_per_req"], "{:.2f}")]
+                    + [fmt(s[c["key"]], c.get("fmt", "{:.2f}")) for c in extra]
+                    + [str(s["errors"])])
     if rows:
         p("Peak, closed loop (%s connections), median of %s rounds; p50/p99 at saturation"
           % (meta.get("connections", "?"), meta.get("rounds", "?")))
         p("measure queueing only, compare latency in the fixed-load table below")
         p(table(rows, ["endpoint", "server", "req/s", "p50", "p99",
-                       "CPU0 us/req", "proc us/req", "errors"]))
+                       "CPU0 us/req", "proc us/req"] + [c["title"] for c in extra]
+                + ["errors"]))
         p("")
 
     fixed = group(runs, "fixed")
     rows = []
     for (ep, srv), rs in fixed.items():
-        s = summarize(rs)
+        s = summarize(rs, extra_keys)
         s.update(endpoint=ep, server=srv)
         result["fixed"].append(s)
         rows.append([endpoints_label.get(ep, ep), srv, fmt(s["offered_rps"], "{:.0f}"),
@@ -235,9 +273,9 @@ def cmd_summary(args):
                      fmt(s["cpu_us_per_req"], "{:.2f}"), str(s["connections"]),
                      str(s["errors"])])
     if rows:
-        p("Fixed load, half the slowest server's peak (each connection waits a random"
-          " think time")
-        p("between requests), median of %s rounds" % meta.get("rounds", "?"))
+        p(cfg.get("fixed_title", "Fixed load, half the slowest server's peak (each connection"
+                  " waits a random think time\nbetween requests)")
+          + ", median of %s rounds" % meta.get("rounds", "?"))
         for k in sorted(meta):
             if k.startswith("fixed_"):
                 p("  %s: %s" % (endpoints_label.get(k[6:], k[6:]), meta[k]))
@@ -250,26 +288,54 @@ def cmd_summary(args):
     for (ep, _srv) in list(peak) + list(fixed):
         if ep not in endpoints:
             endpoints.append(ep)
+
+    def goal_row(g, label, ep_a, ep_b, key):
+        op = g.get("op", "ratio")
+        r = pairwise(runs, g["phase"], ep_a, g.get("subject", subject), g["peer"], g["key"],
+                     endpoint_b=ep_b, op=op)
+        if r is None:
+            return
+        unit = g.get("unit", "")
+        verdict = ""
+        if "max" in g:
+            verdict = "PASS" if r["median"] <= g["max"] else "FAIL"
+            goal_txt = "<= %s%s" % (g["max"], unit)
+        elif "min" in g:
+            verdict = "PASS" if r["median"] >= g["min"] else "FAIL"
+            goal_txt = ">= %s%s" % (g["min"], unit)
+        else:
+            goal_txt = "(info)"
+        r.update(endpoint=key, name=g["name"], goal=goal_txt, verdict=verdict or None)
+        if op != "ratio":
+            r.update(op=op, unit=unit)
+        if ep_b != ep_a:
+            r.update(subject=g.get("subject", subject), peer=g["peer"],
+                     subject_endpoint=ep_a, peer_endpoint=ep_b)
+        result["ratios"].append(r)
+        if op == "diff":
+            med = "%+.0f%s" % (r["median"], unit)
+            rng = "%+.0f..%+.0f%s" % (r["min"], r["max"], unit)
+        else:
+            med = "%.2f" % r["median"]
+            rng = "%.2f-%.2f" % (r["min"], r["max"])
+        rows.append([label, g["name"], med, rng, goal_txt, verdict])
+
     for ep in endpoints:
         for g in goals:
-            r = pairwise(runs, g["phase"], ep, subject, g["peer"], g["key"])
-            if r is None:
+            if "subject_endpoint" in g or ("endpoints" in g and ep not in g["endpoints"]):
                 continue
-            verdict = ""
-            if "max" in g:
-                verdict = "PASS" if r["median"] <= g["max"] else "FAIL"
-                goal_txt = "<= %s" % g["max"]
-            elif "min" in g:
-                verdict = "PASS" if r["median"] >= g["min"] else "FAIL"
-                goal_txt = ">= %s" % g["min"]
-            else:
-                goal_txt = "(info)"
-            r.update(endpoint=ep, name=g["name"], goal=goal_txt, verdict=verdict or None)
-            result["ratios"].append(r)
-            rows.append([endpoints_label.get(ep, ep), g["name"], "%.2f" % r["median"],
-                         "%.2f-%.2f" % (r["min"], r["max"]), goal_txt, verdict])
+            goal_row(g, endpoints_label.get(ep, ep), ep, ep, ep)
+    for g in goals:
+        if "subject_endpoint" in g:
+            a, b = g["subject_endpoint"], g["peer_endpoint"]
+            label = g.get("label", "%s vs %s" % (a, b))
+            goal_row(g, label, a, b, label)
     if rows:
-        p("Ratios: median of the per-round pairwise ratios (range over rounds)")
+        if any(g.get("op") == "diff" for g in goals):
+            p("Ratios: median of the per-round pairwise ratios, or of the differences (signed,"
+              " in the unit\nshown); range over rounds")
+        else:
+            p("Ratios: median of the per-round pairwise ratios (range over rounds)")
         p(table(rows, ["endpoint", "ratio", "median", "range", "goal", ""]))
         p("")
 

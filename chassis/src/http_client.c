@@ -1,20 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* HTTP client (http_client.h): calls on one libcurl multi handle driven by
- * the service's libuv loop (multi_socket API: a uv_poll_t per socket curl
- * asks for, one uv_timer_t for curl's timeouts), pooled keep-alive
- * connections, deadlines, retries with full-jitter backoff under a retry
- * budget, a circuit breaker per upstream and round robin with outlier
+/* HTTP client (http_client.h): calls on the service's libuv loop over our
+ * own HTTP/1.1 transport (http_transport.c: pooled keep-alive connections,
+ * http-parser), with deadlines, retries with full-jitter backoff under a
+ * retry budget, a circuit breaker per upstream and round robin with outlier
  * ejection (the pure logic is in breaker.c). Design: docs/internals/http_client.md. */
 #include "agora/base.h"
 #include "agora/http_client.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <uv.h>
 
 #include "agora/buf.h"
@@ -45,9 +42,9 @@
 #define HC_DEF_MAX_EJECTED_PCT 50
 
 #define HC_MAX_HEADER_BYTES (64 * 1024) /* response head kept per call */
-#define HC_MAX_RESP_HEADERS 128         /* response header fields per call */
-#define HC_FREE_EASY_MAX    64          /* idle easy handles kept for reuse */
-#define HC_TIMEOUT_SLACK_MS 10 /* a curl timeout this close to the deadline is the deadline */
+#define HC_MAX_REQ_HEAD     (64 * 1024) /* request line and headers */
+#define HC_TIMEOUT_SLACK_MS 10 /* a connect timeout this close to the deadline is the deadline */
+#define HC_USER_AGENT       "agora-http-client/1"
 
 #define HC_CLIENT_MAGIC 0x48434c49u /* "HCLI" */
 #define HC_CALL_MAGIC   0x4843414cu /* "HCAL" */
@@ -91,28 +88,9 @@ struct hc_upstream {
     struct ag__budget budget;
 };
 
-/* One socket curl asked us to watch. */
-struct hc_sock {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct ag_http_client *client;
-    struct hc_sock *prev; /* in client->socks */
-    struct hc_sock *next;
-    bool closing;
-};
-
-/* One response header, as offsets into the call's head buffer (which may
- * move while it grows). */
-struct hc_hdr {
-    size_t name_off;
-    size_t name_len;
-    size_t value_off;
-    size_t value_len;
-};
-
 enum hc_call_state {
     HC_CALL_IDLE = 0, /* created, or between attempts with nothing scheduled */
-    HC_CALL_ATTEMPT,  /* an easy handle is in the multi */
+    HC_CALL_ATTEMPT,  /* a transfer is in the transport; the timer is the deadline */
     HC_CALL_BACKOFF,  /* the timer waits before the next attempt */
     HC_CALL_FINISH,   /* the timer delivers the outcome on the next turn */
 };
@@ -126,30 +104,25 @@ struct hc_call {
     enum hc_call_state state;
     ag_http_client_cb cb;
     void *udata;
-    struct hc_upstream *up;     /* borrowed: upstreams live as long as the client */
-    char *method;               /* owned */
-    char *target;               /* path and query, or the absolute URL when up->direct */
-    struct curl_slist *headers; /* request headers, built once */
-    char *body;                 /* owned copy, or NULL */
+    struct hc_upstream *up; /* borrowed: upstreams live as long as the client */
+    char *method;           /* owned */
+    char *target;           /* path and query (origin form) */
+    struct ag_buf hdrs_out; /* request header lines after Host, built once */
+    struct ag_buf line;     /* request line and Host of the current attempt */
+    char *body;             /* owned copy, or NULL */
     size_t body_len;
     bool idempotent;              /* retries allowed */
     int max_retries;              /* retries allowed at most */
     uint64_t deadline_ms;         /* ag_time_mono_ms() by which the call ends */
     uint64_t start_ns;            /* for the duration histogram */
     int attempts;                 /* attempts started */
-    CURL *easy;                   /* in the multi during an attempt */
+    struct ag__hc_xfer x;         /* the transfer of the current attempt */
     struct ag__hc_instance *inst; /* referenced: current or last instance */
     bool probe;                   /* the attempt is a half-open probe */
     bool cancel_mark;             /* chosen by ag_http_client_cancel */
-    bool too_big;                 /* a size limit stopped the transfer */
     int err;                      /* outcome of the last attempt */
     int status;
     uint64_t retry_after_ms; /* Retry-After of a 429, else 0 */
-    struct ag_buf head;      /* response header bytes */
-    struct hc_hdr *hdrs;
-    size_t nhdrs;
-    size_t hdrs_cap;
-    struct ag_buf resp_body; /* bounded by max_response_bytes */
 };
 
 struct ag_http_client {
@@ -157,17 +130,14 @@ struct ag_http_client {
     uv_loop_t *loop;                  /* borrowed */
     struct ag_http_client_config cfg; /* copy with defaults applied */
     struct ag__eject_policy eject;
-    CURLM *multi;
-    uv_timer_t timer;        /* curl's timeout, then the teardown */
-    uv_timer_t maint;        /* breaker cool-downs and ejection ends */
-    struct hc_upstream *ups; /* every upstream ever used */
-    struct hc_call *calls;   /* calls not finished */
-    struct hc_sock *socks;   /* sockets whose poll handle is open */
-    CURL *free_easy[HC_FREE_EASY_MAX];
-    size_t nfree;
-    unsigned handles; /* uv handles open (timers, polls) */
-    bool closing;     /* ag_http_client_close was called */
-    bool torn_down;   /* the multi is gone, handles are closing */
+    struct ag__hc_transport *transport; /* connections; closed by the teardown */
+    uv_timer_t timer;                   /* the teardown */
+    uv_timer_t maint;                   /* breaker cool-downs and ejection ends */
+    struct hc_upstream *ups;            /* every upstream ever used */
+    struct hc_call *calls;              /* calls not finished */
+    unsigned handles;                   /* uv handles open (timers) and the transport */
+    bool closing;                       /* ag_http_client_close was called */
+    bool torn_down;                     /* the teardown ran, handles are closing */
     void (*close_cb)(void *udata);
     void *close_udata;
     uint64_t rng; /* xorshift64* state */
@@ -180,24 +150,11 @@ struct ag_http_client {
     void *backoff_udata;
 };
 
-static void check_done(struct ag_http_client *c);
 static void on_maint(uv_timer_t *t);
 static void call_finish(struct hc_call *call);
 static int attempt_start(struct hc_call *call);
 
 /* ---- Small helpers ---- */
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void
-curl_init_once(void)
-{
-    /* Plain http:// only (CURLOPT_PROTOCOLS_STR "http"): no TLS back end
-     * to initialise, which keeps OpenSSL's and GnuTLS's start-up work (and
-     * several MiB of resident memory) out of every service. */
-    curl_init_rc = curl_global_init(CURL_GLOBAL_NOTHING);
-}
 
 static uint64_t
 rng_next(struct ag_http_client *c)
@@ -398,199 +355,6 @@ ag_http_client_set_upstream(struct ag_http_client *c, const char *name,
     return 0;
 }
 
-/* ---- libcurl multi on the loop ---- */
-
-static void
-on_sock_closed(uv_handle_t *h)
-{
-    struct hc_sock *hs = h->data;
-    struct ag_http_client *c = hs->client;
-    if (hs->prev != NULL)
-        hs->prev->next = hs->next;
-    else
-        c->socks = hs->next;
-    if (hs->next != NULL)
-        hs->next->prev = hs->prev;
-    ag_free(hs);
-    handle_closed(c);
-}
-
-static void
-sock_close(struct hc_sock *hs)
-{
-    if (hs->closing)
-        return;
-    hs->closing = true;
-    uv_poll_stop(&hs->poll);
-    uv_close((uv_handle_t *)&hs->poll, on_sock_closed);
-}
-
-static void
-on_poll(uv_poll_t *h, int status, int events)
-{
-    struct hc_sock *hs = h->data;
-    struct ag_http_client *c = hs->client;
-    if (c->closing) {
-        uv_poll_stop(h);
-        return;
-    }
-    int flags = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    int running;
-    curl_multi_socket_action(c->multi, hs->fd, flags, &running);
-    check_done(c);
-}
-
-/* CURLMOPT_SOCKETFUNCTION: watch 's' for what curl wants, or stop. */
-static int
-on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    struct ag_http_client *c = userp;
-    struct hc_sock *hs = socketp;
-    AG_UNUSED(easy);
-    if (what == CURL_POLL_REMOVE) {
-        if (hs != NULL) {
-            /* During the teardown curl is tearing its socket table down. */
-            if (!c->torn_down)
-                curl_multi_assign(c->multi, s, NULL);
-            sock_close(hs);
-        }
-        return 0;
-    }
-    if (hs == NULL) {
-        hs = ag_calloc(1, sizeof(*hs));
-        hs->fd = s;
-        hs->client = c;
-        int rc = uv_poll_init_socket(c->loop, &hs->poll, s);
-        if (rc != 0) {
-            AG_LOGE(HC_LOG, "cannot watch socket %d: %s", (int)s, uv_strerror(rc));
-            ag_free(hs);
-            return -1;
-        }
-        hs->poll.data = hs;
-        hs->next = c->socks;
-        if (c->socks != NULL)
-            c->socks->prev = hs;
-        c->socks = hs;
-        c->handles++;
-        curl_multi_assign(c->multi, s, hs);
-    }
-    int events = 0;
-    if (what & CURL_POLL_IN)
-        events |= UV_READABLE;
-    if (what & CURL_POLL_OUT)
-        events |= UV_WRITABLE;
-    if (!c->closing)
-        uv_poll_start(&hs->poll, events, on_poll);
-    return 0;
-}
-
-static void
-on_curl_timeout(uv_timer_t *t)
-{
-    struct ag_http_client *c = t->data;
-    int running;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(c);
-}
-
-/* CURLMOPT_TIMERFUNCTION: one timer for curl; it must not call back into
- * curl from here, so a zero delay fires on the next loop turn. */
-static int
-on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct ag_http_client *c = userp;
-    AG_UNUSED(multi);
-    if (c->closing)
-        return 0;
-    if (timeout_ms < 0)
-        uv_timer_stop(&c->timer);
-    else
-        uv_timer_start(&c->timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
-    return 0;
-}
-
-static CURL *
-easy_get(struct ag_http_client *c)
-{
-    if (c->nfree > 0) {
-        CURL *e = c->free_easy[--c->nfree];
-        curl_easy_reset(e);
-        return e;
-    }
-    return curl_easy_init();
-}
-
-static void
-easy_put(struct ag_http_client *c, CURL *e)
-{
-    if (c->nfree < HC_FREE_EASY_MAX && !c->torn_down)
-        c->free_easy[c->nfree++] = e;
-    else
-        curl_easy_cleanup(e);
-}
-
-/* ---- Response collection (curl callbacks, inside socket_action) ---- */
-
-static size_t
-on_curl_header(char *data, size_t size, size_t nitems, void *userdata)
-{
-    struct hc_call *call = userdata;
-    size_t n = size * nitems;
-    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
-        /* A new response head (after 1xx, or curl retrying a dead reused
-         * connection): forget the previous one. */
-        ag_buf_reset(&call->head);
-        call->nhdrs = 0;
-        return n;
-    }
-    size_t len = n;
-    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
-        len--;
-    const char *colon = len > 0 ? memchr(data, ':', len) : NULL;
-    if (colon == NULL || colon == data)
-        return n;
-    struct ag_str value = ag_str_trim(ag_str_make(colon + 1, len - (size_t)(colon + 1 - data)));
-    if (call->nhdrs >= HC_MAX_RESP_HEADERS) {
-        call->too_big = true;
-        return 0;
-    }
-    size_t name_off = call->head.len;
-    size_t name_len = (size_t)(colon - data);
-    if (ag_buf_append(&call->head, data, name_len) != 0) {
-        call->too_big = true;
-        return 0;
-    }
-    size_t value_off = call->head.len;
-    if (value.len > 0 && ag_buf_append(&call->head, value.ptr, value.len) != 0) {
-        call->too_big = true;
-        return 0;
-    }
-    if (call->nhdrs == call->hdrs_cap) {
-        call->hdrs_cap = call->hdrs_cap ? call->hdrs_cap * 2 : 16;
-        call->hdrs = ag_realloc(call->hdrs, call->hdrs_cap * sizeof(*call->hdrs));
-    }
-    call->hdrs[call->nhdrs++] = (struct hc_hdr){ name_off, name_len, value_off, value.len };
-    return n;
-}
-
-static size_t
-on_curl_write(char *data, size_t size, size_t nmemb, void *userdata)
-{
-    struct hc_call *call = userdata;
-    size_t n = size * nmemb;
-    if (ag_buf_append(&call->resp_body, data, n) != 0) {
-        call->too_big = true;
-        return 0;
-    }
-    return n;
-}
-
 /* ---- Calls ---- */
 
 static bool
@@ -637,11 +401,12 @@ has_header(const struct ag_http_client_request *req, const char *name)
     return false;
 }
 
-/* Parse the authority of an absolute http:// URL into the upstream key
- * "host:port" (port 80 when absent; an IPv6 host keeps its brackets), the
- * host alone in '*out_host' and the port. Returns 0 or AG_EINVAL. */
+/* Parse an absolute http:// URL into the upstream key "host:port" (port 80
+ * when absent; an IPv6 host keeps its brackets), the host alone in
+ * '*out_host', the port, and the origin-form target (path and query, "/"
+ * when empty, without a fragment) in '*out_target'. Returns 0 or AG_EINVAL. */
 static int
-parse_direct(const char *url, char **out_key, char **out_host, int *out_port)
+parse_direct(const char *url, char **out_key, char **out_host, int *out_port, char **out_target)
 {
     if (strncasecmp(url, "http://", 7) != 0)
         return AG_EINVAL;
@@ -682,6 +447,12 @@ parse_direct(const char *url, char **out_key, char **out_host, int *out_port)
     else
         *out_host = ag_strndup(host, hlen);
     *out_port = (int)port;
+    const char *path = a + alen;
+    size_t plen = strcspn(path, "#");
+    if (plen == 0 || path[0] == '?')
+        *out_target = ag_asprintf("/%.*s", (int)plen, path);
+    else
+        *out_target = ag_strndup(path, plen);
     return 0;
 }
 
@@ -717,10 +488,12 @@ call_free(struct hc_call *call)
     ag_free(call->method);
     ag_free(call->target);
     ag_free(call->body);
-    curl_slist_free_all(call->headers);
-    ag_buf_release(&call->head);
-    ag_buf_release(&call->resp_body);
-    ag_free(call->hdrs);
+    ag_buf_release(&call->hdrs_out);
+    ag_buf_release(&call->line);
+    ag_buf_release(&call->x.head);
+    ag_buf_release(&call->x.body);
+    ag_free(call->x.hdrs);
+    call->x.hdrs = NULL;
     uv_close((uv_handle_t *)&call->timer, on_call_closed);
 }
 
@@ -753,15 +526,16 @@ call_finish(struct hc_call *call)
     call->state = HC_CALL_IDLE;
     uv_timer_stop(&call->timer);
 
+    const struct ag__hc_xfer *x = &call->x;
     struct ag_http_header *hdrs = NULL;
-    size_t nhdrs = call->err == 0 ? call->nhdrs : 0;
+    size_t nhdrs = call->err == 0 ? x->nhdrs : 0;
     if (nhdrs > 0) {
         hdrs = ag_calloc(nhdrs, sizeof(*hdrs));
         for (size_t i = 0; i < nhdrs; i++) {
-            const struct hc_hdr *h = &call->hdrs[i];
-            hdrs[i].name = ag_str_make(call->head.data + h->name_off, h->name_len);
+            const struct ag__hc_hdr *h = &x->hdrs[i];
+            hdrs[i].name = ag_str_make(x->head.data + h->name_off, h->name_len);
             hdrs[i].value =
-                ag_str_make(h->value_len ? call->head.data + h->value_off : "", h->value_len);
+                ag_str_make(h->value_len ? x->head.data + h->value_off : "", h->value_len);
         }
     }
     struct ag_http_client_response resp = {
@@ -769,8 +543,7 @@ call_finish(struct hc_call *call)
         .status = call->err == 0 ? call->status : 0,
         .headers = hdrs,
         .nheaders = nhdrs,
-        .body = call->err == 0 ? ag_str_make(ag_buf_cstr(&call->resp_body), call->resp_body.len)
-                               : AG_STR_NULL,
+        .body = call->err == 0 ? ag_str_make(ag_buf_cstr(&x->body), x->body.len) : AG_STR_NULL,
         .attempts = call->attempts,
         .instance = call->inst ? call->inst->id : NULL,
     };
@@ -784,10 +557,18 @@ call_finish(struct hc_call *call)
     call_free(call);
 }
 
+static void attempt_done(struct hc_call *call, int err);
+
 static void
 on_call_timer(uv_timer_t *t)
 {
     struct hc_call *call = t->data;
+    if (call->state == HC_CALL_ATTEMPT) {
+        /* The deadline passed with the attempt still in the transport. */
+        ag__hc_xfer_abort(call->client->transport, &call->x);
+        attempt_done(call, AG_ETIMEDOUT);
+        return;
+    }
     if (call->state == HC_CALL_BACKOFF) {
         call->state = HC_CALL_IDLE;
         if (attempt_start(call) == 0)
@@ -804,61 +585,48 @@ call_finish_later(struct hc_call *call)
     uv_timer_start(&call->timer, on_call_timer, 0, 0);
 }
 
+/* The transport finished the transfer of the current attempt. */
 static void
-attempt_reset(struct hc_call *call)
+on_xfer_done(struct ag__hc_xfer *x, int err)
 {
-    ag_buf_reset(&call->head);
-    ag_buf_reset(&call->resp_body);
-    call->nhdrs = 0;
-    call->too_big = false;
-    call->retry_after_ms = 0;
+    struct hc_call *call = x->udata;
+    if (call->magic != HC_CALL_MAGIC || call->state != HC_CALL_ATTEMPT)
+        AG_BUG("finished transfer without its call");
+    uv_timer_stop(&call->timer);
+    /* A connect timeout is the deadline when it ends with the call's time. */
+    if (err == AG_ETIMEDOUT && ag_time_mono_ms() + HC_TIMEOUT_SLACK_MS < call->deadline_ms)
+        err = AG_EIO;
+    attempt_done(call, err);
 }
 
-/* Configure 'e' for the next attempt of 'call' on its current instance. */
+/* Set up the transfer of the next attempt of 'call' on its current
+ * instance: the request line and Host are written per attempt, the other
+ * header lines and the body were prepared once by send. */
 static void
-easy_setup(struct hc_call *call, CURL *e, uint64_t remaining_ms)
+xfer_setup(struct hc_call *call, uint64_t remaining_ms)
 {
     struct ag_http_client *c = call->client;
-    char *url = call->up->direct ? ag_strdup(call->target)
-                                 : ag_asprintf("%s%s", call->inst->base, call->target);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    ag_free(url); /* curl keeps its own copy */
-    curl_easy_setopt(e, CURLOPT_PRIVATE, call);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROXY, "");
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)remaining_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)AG_MIN(remaining_ms, c->cfg.connect_timeout_ms));
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->cfg.max_response_bytes);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "agora-http-client/1");
-
-    const char *m = call->method;
-    bool with_body = call->body_len > 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
-                     strcmp(m, "PATCH") == 0;
-    if (strcmp(m, "HEAD") == 0) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (strcmp(m, "GET") == 0 && !with_body) {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
-        if (with_body) {
-            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body ? call->body : "");
-        }
-    }
+    struct ag__hc_instance *inst = call->inst;
+    struct ag__hc_xfer *x = &call->x;
+    ag_buf_reset(&call->line);
+    /* 'base' is "http://host:port" with an IPv6 host bracketed. */
+    ag_buf_appendf(&call->line, "%s %s HTTP/1.1\r\nHost: %s\r\n", call->method, call->target,
+                   inst->base + 7);
+    x->host = inst->host;
+    x->port = inst->port;
+    x->req[0] = uv_buf_init(call->line.data, (unsigned)call->line.len);
+    x->req[1] = uv_buf_init(call->hdrs_out.data, (unsigned)call->hdrs_out.len);
+    x->nreq = 2;
+    if (call->body_len > 0)
+        x->req[x->nreq++] = uv_buf_init(call->body, (unsigned)call->body_len);
+    x->is_head = strcmp(call->method, "HEAD") == 0;
+    x->idempotent = call->idempotent;
+    x->connect_timeout_ms = AG_MIN(remaining_ms, c->cfg.connect_timeout_ms);
+    x->cb = on_xfer_done;
+    x->udata = call;
 }
 
-/* Start the next attempt: breaker, instance choice, easy handle. Returns 0,
+/* Start the next attempt: breaker, instance choice, transfer. Returns 0,
  * or AG_EUNAVAIL / AG_EIO / AG_ETIMEDOUT when it cannot start; then the
  * call's outcome is set only if no attempt was made yet (a retry that
  * cannot start leaves the previous attempt's outcome in place). */
@@ -891,26 +659,16 @@ attempt_start(struct hc_call *call)
     instance_unref(call->inst);
     call->inst = inst;
     call->probe = probe;
-    attempt_reset(call);
-
-    CURL *e = easy_get(c);
-    if (e == NULL) {
+    call->retry_after_ms = 0;
+    xfer_setup(call, call->deadline_ms - now);
+    rc = ag__hc_xfer_start(c->transport, &call->x);
+    if (rc != 0) {
         ag__breaker_cancel(&u->breaker, probe);
-        rc = AG_EIO;
         goto fail;
     }
-    easy_setup(call, e, call->deadline_ms - now);
-    CURLMcode mc = curl_multi_add_handle(c->multi, e);
-    if (mc != CURLM_OK) {
-        AG_LOGE(HC_LOG, "cannot add a transfer for '%s': %s", u->name, curl_multi_strerror(mc));
-        easy_put(c, e);
-        ag__breaker_cancel(&u->breaker, probe);
-        rc = AG_EIO;
-        goto fail;
-    }
-    call->easy = e;
     call->attempts++;
     call->state = HC_CALL_ATTEMPT;
+    uv_timer_start(&call->timer, on_call_timer, call->deadline_ms - now, 0);
     return 0;
 
 fail:
@@ -925,64 +683,58 @@ fail:
 static uint64_t
 retry_after_ms(const struct hc_call *call)
 {
-    for (size_t i = 0; i < call->nhdrs; i++) {
-        const struct hc_hdr *h = &call->hdrs[i];
-        struct ag_str name = ag_str_make(call->head.data + h->name_off, h->name_len);
+    const struct ag__hc_xfer *x = &call->x;
+    for (size_t i = 0; i < x->nhdrs; i++) {
+        const struct ag__hc_hdr *h = &x->hdrs[i];
+        struct ag_str name = ag_str_make(x->head.data + h->name_off, h->name_len);
         if (!ag_str_case_eq_cstr(name, "Retry-After"))
             continue;
         uint64_t s;
-        if (ag_str_to_u64(ag_str_make(call->head.data + h->value_off, h->value_len), 86400, &s) ==
-            0)
+        if (ag_str_to_u64(ag_str_make(x->head.data + h->value_off, h->value_len), 86400, &s) == 0)
             return s == 0 ? 1 : s * 1000;
         return 0;
     }
     return 0;
 }
 
-/* The transfer of 'call' ended with 'result': record it, then retry or
- * finish. */
+/* The attempt of 'call' ended with 'result' (0: a response in call->x):
+ * record it, then retry or finish. */
 static void
-attempt_done(struct hc_call *call, CURLcode result)
+attempt_done(struct hc_call *call, int result)
 {
     struct ag_http_client *c = call->client;
     struct hc_upstream *u = call->up;
-    CURL *e = call->easy;
-    call->easy = NULL;
     call->state = HC_CALL_IDLE;
-    long status = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(c->multi, e);
-    easy_put(c, e);
+    int status = result == 0 ? call->x.status : 0;
 
     uint64_t now = ag_time_mono_ms();
     bool failure;
     bool retryable;
     int err = 0;
-    if (result == CURLE_OK) {
+    if (result == 0) {
         failure = status >= 500;
         retryable = status == 502 || status == 503 || status == 504;
         if (status == 429) {
             call->retry_after_ms = retry_after_ms(call);
             retryable = call->retry_after_ms > 0 && now + call->retry_after_ms < call->deadline_ms;
         }
-    } else if (call->too_big || result == CURLE_FILESIZE_EXCEEDED) {
+    } else if (result == AG_ETOOBIG) {
         err = AG_ETOOBIG;
         failure = false;
         retryable = false;
-    } else if (result == CURLE_OPERATION_TIMEDOUT &&
-               now + HC_TIMEOUT_SLACK_MS >= call->deadline_ms) {
+    } else if (result == AG_ETIMEDOUT) {
         err = AG_ETIMEDOUT;
         failure = true;
         retryable = false;
     } else {
         AG_LOGD(HC_LOG, "%s %s on '%s' failed: %s", call->method, call->target, call->inst->id,
-                curl_easy_strerror(result));
+                ag_strerror(result));
         err = AG_EIO;
         failure = true;
         retryable = true;
     }
     call->err = err;
-    call->status = err == 0 ? (int)status : 0;
+    call->status = err == 0 ? status : 0;
 
     if (ag__breaker_record(&u->breaker, now, call->probe, !failure)) {
         if (u->breaker.state == AG_BREAKER_OPEN)
@@ -1019,59 +771,33 @@ attempt_done(struct hc_call *call, CURLcode result)
     call_finish(call);
 }
 
-/* Finished transfers: hand each to its call. A user callback run from
- * here may send (adding handles) or close the client (removing them); the
- * multi itself survives until the teardown on a later loop turn. */
-static void
-check_done(struct ag_http_client *c)
+/* Build the header lines every attempt of a call sends after Host, and the
+ * blank line ending the head, into 'out'. Returns 0 or AG_ETOOBIG. */
+static int
+headers_build(const struct ag_http_client_request *req, struct ag_buf *out)
 {
-    CURLMsg *msg;
-    int left;
-    while (c->multi != NULL && (msg = curl_multi_info_read(c->multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        CURL *e = msg->easy_handle;
-        CURLcode result = msg->data.result;
-        char *priv = NULL;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
-        struct hc_call *call = (struct hc_call *)priv;
-        if (call == NULL || call->magic != HC_CALL_MAGIC || call->easy != e)
-            AG_BUG("finished transfer without its call");
-        attempt_done(call, result);
-    }
-}
-
-static struct curl_slist *
-headers_build(const struct ag_http_client_request *req)
-{
-    struct curl_slist *list = NULL;
-    struct ag_buf line = AG_BUF_INIT(0);
-    for (size_t i = 0; i < req->nheaders; i++) {
-        ag_buf_reset(&line);
-        if (req->headers[i].value[0] == '\0')
-            ag_buf_appendf(&line, "%s;", req->headers[i].name); /* curl's "empty value" form */
-        else
-            ag_buf_appendf(&line, "%s: %s", req->headers[i].name, req->headers[i].value);
-        list = curl_slist_append(list, ag_buf_cstr(&line));
-    }
-    if (req->request_id != NULL && !has_header(req, "X-Request-ID")) {
-        ag_buf_reset(&line);
-        ag_buf_appendf(&line, "X-Request-ID: %s", req->request_id);
-        list = curl_slist_append(list, ag_buf_cstr(&line));
-    }
-    if (req->traceparent != NULL && !has_header(req, "traceparent")) {
-        ag_buf_reset(&line);
-        ag_buf_appendf(&line, "traceparent: %s", req->traceparent);
-        list = curl_slist_append(list, ag_buf_cstr(&line));
-    }
-    /* No "Expect: 100-continue" round trip; JSON unless the caller says
-     * otherwise (curl would claim a form). */
-    list = curl_slist_append(list, "Expect:");
-    if (!has_header(req, "Content-Type"))
-        list = curl_slist_append(list, req->body_len > 0 ? "Content-Type: application/json"
-                                                         : "Content-Type:");
-    ag_buf_release(&line);
-    return list;
+    int rc = 0;
+    for (size_t i = 0; i < req->nheaders; i++)
+        rc |= ag_buf_appendf(out, "%s: %s\r\n", req->headers[i].name, req->headers[i].value);
+    if (req->request_id != NULL && !has_header(req, "X-Request-ID"))
+        rc |= ag_buf_appendf(out, "X-Request-ID: %s\r\n", req->request_id);
+    if (req->traceparent != NULL && !has_header(req, "traceparent"))
+        rc |= ag_buf_appendf(out, "traceparent: %s\r\n", req->traceparent);
+    const char *m = req->method;
+    /* Methods that define a body say its length even when empty. */
+    bool with_len = req->body_len > 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+                    strcmp(m, "PATCH") == 0;
+    if (with_len && !has_header(req, "Content-Length"))
+        rc |= ag_buf_appendf(out, "Content-Length: %zu\r\n", req->body_len);
+    /* A body is JSON unless the caller says otherwise. */
+    if (req->body_len > 0 && !has_header(req, "Content-Type"))
+        rc |= ag_buf_append_cstr(out, "Content-Type: application/json\r\n");
+    if (!has_header(req, "User-Agent"))
+        rc |= ag_buf_append_cstr(out, "User-Agent: " HC_USER_AGENT "\r\n");
+    if (!has_header(req, "Connection"))
+        rc |= ag_buf_append_cstr(out, "Connection: keep-alive\r\n");
+    rc |= ag_buf_append_cstr(out, "\r\n");
+    return rc != 0 ? AG_ETOOBIG : 0;
 }
 
 static int
@@ -1114,11 +840,20 @@ ag_http_client_send(struct ag_http_client *c, const struct ag_http_client_reques
         return rc;
     char *key = NULL;
     char *host = NULL;
+    char *target = NULL;
     int port = 0;
     if (req->upstream == NULL) {
-        rc = parse_direct(req->url, &key, &host, &port);
+        rc = parse_direct(req->url, &key, &host, &port, &target);
         if (rc != 0)
             return rc;
+    }
+    struct ag_buf hdrs_out = AG_BUF_INIT(HC_MAX_REQ_HEAD);
+    if (headers_build(req, &hdrs_out) != 0) {
+        ag_buf_release(&hdrs_out);
+        ag_free(key);
+        ag_free(host);
+        ag_free(target);
+        return AG_EINVAL;
     }
     struct hc_call *call = ag_calloc(1, sizeof(*call));
     call->magic = HC_CALL_MAGIC;
@@ -1139,8 +874,9 @@ ag_http_client_send(struct ag_http_client *c, const struct ag_http_client_reques
     ag_free(key);
     ag_free(host);
     call->method = ag_strdup(req->method);
-    call->target = ag_strdup(req->url);
-    call->headers = headers_build(req);
+    call->target = target != NULL ? target : ag_strdup(req->url);
+    call->hdrs_out = hdrs_out;
+    ag_buf_init(&call->line, HC_MAX_REQ_HEAD);
     if (req->body_len > 0) {
         call->body = ag_malloc(req->body_len);
         memcpy(call->body, req->body, req->body_len);
@@ -1154,8 +890,8 @@ ag_http_client_send(struct ag_http_client *c, const struct ag_http_client_reques
     uint64_t now = ag_time_mono_ms();
     call->deadline_ms = now + timeout;
     call->start_ns = ag_time_mono_ns();
-    ag_buf_init(&call->head, HC_MAX_HEADER_BYTES);
-    ag_buf_init(&call->resp_body, c->cfg.max_response_bytes);
+    ag_buf_init(&call->x.head, HC_MAX_HEADER_BYTES);
+    ag_buf_init(&call->x.body, c->cfg.max_response_bytes);
     uv_timer_init(c->loop, &call->timer);
     call->timer.data = call;
     c->handles++;
@@ -1233,6 +969,13 @@ ag_http_client_metrics(struct ag_http_client *c, struct ag_metrics *reg)
 }
 
 void
+ag__http_client_conn_stats(struct ag_http_client *c, size_t *out_conns, size_t *out_idle)
+{
+    AG_CHECK_MAGIC(c, HC_CLIENT_MAGIC);
+    ag__hc_transport_stats(c->transport, out_conns, out_idle);
+}
+
+void
 ag__http_client_on_backoff(struct ag_http_client *c, ag__http_client_backoff_fn fn, void *udata)
 {
     AG_CHECK_MAGIC(c, HC_CLIENT_MAGIC);
@@ -1288,11 +1031,6 @@ ag_http_client_new(uv_loop_t *loop, const struct ag_http_client_config *cfg,
     if (loop == NULL || out_client == NULL)
         return AG_EINVAL;
     *out_client = NULL;
-    pthread_once(&curl_once, curl_init_once);
-    if (curl_init_rc != CURLE_OK) {
-        AG_LOGE(HC_LOG, "cannot initialise libcurl: %s", curl_easy_strerror(curl_init_rc));
-        return AG_EIO;
-    }
     struct ag_http_client *c = ag_calloc(1, sizeof(*c));
     c->magic = HC_CLIENT_MAGIC;
     c->loop = loop;
@@ -1304,24 +1042,17 @@ ag_http_client_new(uv_loop_t *loop, const struct ag_http_client_config *cfg,
     c->rng = ag_time_mono_ns() ^ ((uint64_t)(uintptr_t)c << 16) ^ (uint64_t)getpid();
     if (c->rng == 0)
         c->rng = 0x9E3779B97F4A7C15ULL;
-    c->multi = curl_multi_init();
-    if (c->multi == NULL) {
-        AG_LOGE(HC_LOG, "cannot create a curl multi handle");
-        ag_free(c);
-        return AG_EIO;
-    }
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)c->cfg.max_host_connections);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)c->cfg.max_total_connections);
-    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)c->cfg.max_total_connections);
+    struct ag__hc_transport_config tcfg = {
+        .max_host_connections = c->cfg.max_host_connections,
+        .max_total_connections = c->cfg.max_total_connections,
+        .connect_timeout_ms = c->cfg.connect_timeout_ms,
+    };
+    ag__hc_transport_new(loop, &tcfg, &c->transport);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     uv_timer_init(loop, &c->maint);
     c->maint.data = c;
-    c->handles = 2;
+    c->handles = 3; /* two timers and the transport */
     *out_client = c;
     return 0;
 }
@@ -1351,21 +1082,21 @@ handle_closed(struct ag_http_client *c)
         client_free(c);
 }
 
-/* Second half of the close, on a loop turn of its own so that no curl call
- * or check_done loop is on the stack: free curl's state, close handles. */
+static void
+on_transport_closed(void *udata)
+{
+    handle_closed(udata);
+}
+
+/* Second half of the close, on a loop turn of its own so that no transport
+ * callback is on the stack: close the connections and the timers. */
 static void
 on_teardown(uv_timer_t *t)
 {
     struct ag_http_client *c = t->data;
-    /* Cleaning the multi closes the pooled connections; curl may report
-     * their sockets removed, which closes the poll handles. */
     c->torn_down = true;
-    curl_multi_cleanup(c->multi);
-    c->multi = NULL;
-    while (c->nfree > 0)
-        curl_easy_cleanup(c->free_easy[--c->nfree]);
-    for (struct hc_sock *hs = c->socks; hs != NULL; hs = hs->next)
-        sock_close(hs);
+    ag__hc_transport_close(c->transport, on_transport_closed, c);
+    c->transport = NULL;
     uv_close((uv_handle_t *)&c->timer, on_client_handle_closed);
     uv_close((uv_handle_t *)&c->maint, on_client_handle_closed);
 }
@@ -1375,10 +1106,8 @@ static void
 call_cancel(struct hc_call *call)
 {
     struct ag_http_client *c = call->client;
-    if (call->easy != NULL) {
-        curl_multi_remove_handle(c->multi, call->easy);
-        easy_put(c, call->easy);
-        call->easy = NULL;
+    if (call->state == HC_CALL_ATTEMPT) {
+        ag__hc_xfer_abort(c->transport, &call->x);
         ag__breaker_cancel(&call->up->breaker, call->probe);
         call->probe = false;
     }

@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: MIT */
-/* Internals of the HTTP client shared by http_client.c (calls, libcurl multi
- * on the loop, upstreams) and breaker.c (the pure resilience logic: circuit
- * breaker, retry budget, backoff, round robin with outlier ejection), so the
- * latter can be unit-tested without a loop (tests/test_http_client.c). Not
- * public. Everything here is loop-thread only and takes the current time as
- * an argument instead of reading a clock. */
+/* Internals of the HTTP client shared by http_client.c (calls, upstreams),
+ * http_transport.c (HTTP/1.1 over pooled TCP connections on the loop) and
+ * breaker.c (the pure resilience logic: circuit breaker, retry budget,
+ * backoff, round robin with outlier ejection), so the latter can be
+ * unit-tested without a loop (tests/test_http_client.c). Not public.
+ * Everything here is loop-thread only; the pure logic takes the current
+ * time as an argument instead of reading a clock. */
 #ifndef AG_HTTP_CLIENT_INT_H
 #define AG_HTTP_CLIENT_INT_H
 
 #include "agora/base.h"
 #include "agora/http_client.h"
+
+#include <uv.h>
+
+#include "agora/buf.h"
 
 /* ---- Circuit breaker ---- */
 
@@ -139,6 +144,96 @@ long ag__lb_pick(struct ag__hc_instance *const *insts, size_t n, size_t *rr,
 bool ag__lb_record(struct ag__hc_instance *const *insts, size_t n, struct ag__hc_instance *inst,
                    bool failure, const struct ag__eject_policy *policy, uint64_t now_ms);
 
+/* ---- Transport (http_transport.c) ----
+ * Moves one request and its response over a pooled keep-alive connection.
+ * It knows nothing of deadlines, retries or upstreams: the caller aborts a
+ * transfer when its deadline passes. */
+
+#define AG__HC_MAX_RESP_HEADERS 128   /* response header fields per response */
+#define AG__HC_IDLE_TIMEOUT_MS  30000 /* an idle pooled connection is closed after this */
+
+struct ag__hc_transport;
+struct ag__hc_conn;
+struct ag__hc_xfer;
+
+struct ag__hc_transport_config {
+    size_t max_host_connections;  /* open connections per host:port (>= 1) */
+    size_t max_total_connections; /* open connections in all (>= 1) */
+    uint64_t connect_timeout_ms;  /* default when a transfer gives none */
+    uint64_t idle_timeout_ms;     /* 0: AG__HC_IDLE_TIMEOUT_MS */
+};
+
+/* The transfer 'x' ended: 'err' is 0 (a whole response is in x->status,
+ * x->hdrs, x->head and x->body), AG_EIO (transport failure: refused, reset,
+ * closed early, bad response), AG_ETIMEDOUT (connect timeout) or
+ * AG_ETOOBIG (a limit of x->head, x->body or AG__HC_MAX_RESP_HEADERS). */
+typedef void (*ag__hc_xfer_cb)(struct ag__hc_xfer *x, int err);
+
+/* One response header, as offsets into the transfer's 'head' buffer (which
+ * may move while it grows). */
+struct ag__hc_hdr {
+    size_t name_off;
+    size_t name_len;
+    size_t value_off;
+    size_t value_len;
+};
+
+/* One request on the wire and its response. Caller-owned storage (embedded
+ * in the call); 'head' and 'body' are initialised (with their bounds) and
+ * released by the caller, and reset by the transport at each start. */
+struct ag__hc_xfer {
+    /* Set by the caller before ag__hc_xfer_start. */
+    const char *host;            /* IP literal or name; borrowed until the callback */
+    int port;                    /* TCP port */
+    uv_buf_t req[3];             /* the request bytes, borrowed until the callback */
+    unsigned nreq;               /* buffers used in 'req' (written by one uv_write) */
+    bool is_head;                /* HEAD: the response has no body */
+    bool idempotent;             /* may be sent again after the keep-alive race */
+    uint64_t connect_timeout_ms; /* for a new connection; 0: the transport's */
+    ag__hc_xfer_cb cb;           /* called once per start that returned 0 */
+    void *udata;                 /* for the caller */
+    /* The response. */
+    int status;              /* HTTP status of the final response */
+    struct ag_buf head;      /* header names and values (bounded by the caller) */
+    struct ag__hc_hdr *hdrs; /* 'nhdrs' headers into 'head' */
+    size_t nhdrs;
+    size_t hdrs_cap;
+    struct ag_buf body; /* body (bounded by the caller: AG_ETOOBIG past it) */
+    /* Transport state. */
+    struct ag__hc_conn *conn;  /* connection in use, or NULL */
+    struct ag__hc_xfer *qprev; /* in the wait queue or the failed list */
+    struct ag__hc_xfer *qnext;
+    bool queued;     /* waiting for a connection */
+    bool failing;    /* failure to deliver on the next turn */
+    int fail_err;    /* that failure */
+    int err;         /* set by parser callbacks */
+    bool in_value;   /* last parser callback was a header value */
+    bool got_bytes;  /* a response byte arrived on this connection */
+    bool resent;     /* sent again after the keep-alive race */
+    bool fresh_only; /* must not use an idle connection */
+};
+
+/* New transport on 'loop' with 'cfg' (copied). Returns 0. */
+int ag__hc_transport_new(uv_loop_t *loop, const struct ag__hc_transport_config *cfg,
+                         struct ag__hc_transport **out_t);
+
+/* Start 'x': on an idle connection of its host:port, on a new connection
+ * within the limits, or queued (FIFO) until one is free. Returns 0 and later
+ * calls x->cb exactly once (never before returning), or AG_ECLOSED after
+ * ag__hc_transport_close. */
+int ag__hc_xfer_start(struct ag__hc_transport *t, struct ag__hc_xfer *x);
+
+/* Stop 'x' without its callback: out of the queue, or its connection is
+ * closed (a half-sent request must not be followed by another). */
+void ag__hc_xfer_abort(struct ag__hc_transport *t, struct ag__hc_xfer *x);
+
+/* Connections open or opening, and idle ones among them (tests). */
+void ag__hc_transport_stats(const struct ag__hc_transport *t, size_t *out_conns, size_t *out_idle);
+
+/* Close every connection and free 't' once their handles closed, then call
+ * 'cb' (may be NULL). No transfer may be pending (abort them first). */
+void ag__hc_transport_close(struct ag__hc_transport *t, void (*cb)(void *udata), void *udata);
+
 /* ---- Test hooks (http_client.c) ---- */
 
 /* Call 'fn' with the wait chosen before each retry (its number, from 1);
@@ -147,5 +242,8 @@ typedef void (*ag__http_client_backoff_fn)(struct ag_http_client *client, int re
                                            uint64_t wait_ms, void *udata);
 void ag__http_client_on_backoff(struct ag_http_client *client, ag__http_client_backoff_fn fn,
                                 void *udata);
+
+/* Connections of the client's transport: open or opening, and idle. */
+void ag__http_client_conn_stats(struct ag_http_client *client, size_t *out_conns, size_t *out_idle);
 
 #endif /* AG_HTTP_CLIENT_INT_H */

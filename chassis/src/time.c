@@ -162,12 +162,12 @@ int
 ag_time_parse_rfc3339(struct ag_str s, int64_t *out_unix_ms)
 {
     size_t pos = 0;
-    unsigned y;
-    unsigned mo;
-    unsigned d;
-    unsigned h;
-    unsigned mi;
-    unsigned sec;
+    unsigned y = 0;
+    unsigned mo = 0;
+    unsigned d = 0;
+    unsigned h = 0;
+    unsigned mi = 0;
+    unsigned sec = 0;
     if (!get_digits(s, &pos, 4, &y) || !get_char(s, &pos, '-', '-') ||
         !get_digits(s, &pos, 2, &mo) || !get_char(s, &pos, '-', '-') ||
         !get_digits(s, &pos, 2, &d) || !get_char(s, &pos, 'T', 't') ||

@@ -134,10 +134,13 @@ static bool
 run_until(bool (*cond)(void *), void *arg, uint64_t timeout_ms)
 {
     uint64_t deadline = ag_time_mono_ms() + timeout_ms;
-    uv_timer_start(&guard, on_guard, 5, 5);
     bool ok;
-    while (!(ok = cond(arg)) && ag_time_mono_ms() < deadline)
+    /* (Re)start the guard each turn: a nested run_until (cond may make a
+     * call) stops it when it returns. */
+    while (!(ok = cond(arg)) && ag_time_mono_ms() < deadline) {
+        uv_timer_start(&guard, on_guard, 5, 5);
         uv_run(&loop, UV_RUN_ONCE);
+    }
     uv_timer_stop(&guard);
     return ok;
 }
@@ -937,6 +940,177 @@ test_close_in_flight(void **state)
     assert_true(run_until(flag_set, &closed, 5000));
 }
 
+/* ---- The transport's own cases ---- */
+
+struct sleep_until {
+    uint64_t until_ms;
+};
+
+static bool
+time_reached(void *arg)
+{
+    return ag_time_mono_ms() >= ((struct sleep_until *)arg)->until_ms;
+}
+
+/* Run the loop for 'ms' (connections see their peer's close meanwhile). */
+static void
+run_for(uint64_t ms)
+{
+    struct sleep_until su = { ag_time_mono_ms() + ms };
+    run_until(time_reached, &su, ms + 1000);
+}
+
+static int64_t
+connections_of(int i)
+{
+    int64_t req;
+    int64_t conns;
+    ctl_stats(i, &req, &conns);
+    return conns;
+}
+
+/* Chunked (with an extension and a trailer), close-delimited, split across
+ * many one-byte reads, and 1xx interim responses before the real one. */
+static void
+test_transport_framing(void **state)
+{
+    AG_UNUSED(state);
+    struct ag_http_client *c = client_new(NULL);
+    int idx[] = { 0 };
+    use_upstreams(c, "up", idx, 1);
+    struct res r;
+    get(c, "up", "/raw/chunked", &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello world");
+    get(c, "up", "/raw/close-delimited", &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "until the end");
+    get(c, "up", "/raw/split", &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "abcdefg");
+    get(c, "up", "/raw/interim", &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "final");
+    assert_int_equal(r.attempts, 1);
+    client_close(c);
+}
+
+static void
+on_res_head(struct ag_http_client *c, const struct ag_http_client_response *r, void *udata)
+{
+    on_res(c, r, udata);
+    /* Header values are trimmed; interim heads are forgotten. */
+    struct ag_str v = ag_http_client_header(r, "X-Raw");
+    if (v.ptr != NULL)
+        assert_true(ag_str_eq_cstr(v, "split"));
+    assert_null(ag_http_client_header(r, "Link").ptr);
+}
+
+/* Connection: close is honoured (a new connection next time), a keep-alive
+ * connection the server closes while idle is replaced without an error,
+ * HEAD reads no body and keeps the connection, and response headers are
+ * sliced correctly. */
+static void
+test_transport_connections(void **state)
+{
+    AG_UNUSED(state);
+    struct ag_http_client *c = client_new(NULL);
+    int idx[] = { 0 };
+    use_upstreams(c, "up", idx, 1);
+    struct res r;
+    int64_t conn0 = connections_of(0);
+    get(c, "up", "/raw/close-after", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok");
+    get(c, "up", "/raw/close-after", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(connections_of(0) - conn0, 2); /* control reuses its own */
+
+    /* Chunked without Connection: close; the server closes 50 ms later. */
+    get(c, "up", "/raw/chunked?close_ms=50", &r);
+    assert_string_equal(r.body, "hello world");
+    size_t conns;
+    size_t idle;
+    ag__http_client_conn_stats(c, &conns, &idle);
+    assert_int_equal(idle, 1);
+    run_for(200);
+    ag__http_client_conn_stats(c, &conns, &idle);
+    assert_int_equal(conns, 0); /* the close was noticed while idle */
+    get(c, "up", "/echo", &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.attempts, 1);
+
+    /* HEAD: the Content-Length is not a body; the connection stays usable. */
+    conn0 = connections_of(0);
+    struct ag_http_client_request head = { .method = "HEAD", .upstream = "up", .url = "/echo" };
+    call_sync(c, &head, &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "");
+    get(c, "up", "/echo", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(connections_of(0) - conn0, 0);
+
+    struct ag_http_client_request split = { .method = "GET",
+                                            .upstream = "up",
+                                            .url = "/raw/split" };
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(ag_http_client_send(c, &split, on_res_head, &r), 0);
+    assert_true(run_until(flag_set, &r.done, 5000));
+    assert_string_equal(r.body, "abcdefg");
+    client_close(c);
+}
+
+/* More concurrent calls than max_host_connections wait in the queue and
+ * all complete over that many connections; "localhost" is resolved. */
+static void
+test_transport_limits_and_names(void **state)
+{
+    AG_UNUSED(state);
+    struct ag_http_client_config cfg = { .max_host_connections = 2 };
+    struct ag_http_client *c = client_new(&cfg);
+    int idx[] = { 1 };
+    use_upstreams(c, "up", idx, 1);
+    int64_t conn0 = connections_of(1);
+    static struct res rs[12];
+    struct ag_http_client_request req = { .method = "GET", .upstream = "up", .url = "/slow?ms=20" };
+    for (int i = 0; i < 12; i++)
+        send_async(c, &req, &rs[i]);
+    size_t conns;
+    size_t idle;
+    ag__http_client_conn_stats(c, &conns, &idle);
+    assert_true(conns <= 2);
+    for (int i = 0; i < 12; i++) {
+        assert_true(run_until(flag_set, &rs[i].done, 10000));
+        assert_int_equal(rs[i].err, 0);
+        assert_int_equal(rs[i].status, 200);
+        assert_int_equal(rs[i].attempts, 1);
+    }
+    assert_true(connections_of(1) - conn0 <= 2 + 1);
+
+    char url[128];
+    snprintf(url, sizeof(url), "http://localhost:%d/echo?n=1", ups[1].port);
+    struct ag_http_client_request byname = { .method = "GET", .url = url };
+    struct res r;
+    call_sync(c, &byname, &r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.x_instance, "u1");
+    call_sync(c, &byname, &r); /* from the cache */
+    assert_int_equal(r.status, 200);
+    snprintf(url, sizeof(url), "http://no-such-host.invalid:%d/echo", ups[1].port);
+    struct ag_http_client_request bad = { .method = "GET", .url = url, .max_retries = -1 };
+    call_sync(c, &bad, &r);
+    assert_int_equal(r.err, AG_EIO);
+    client_close(c);
+}
+
 int
 main(void)
 {
@@ -952,6 +1126,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ejection, setup_test, teardown_test),
         cmocka_unit_test_setup_teardown(test_errors_and_headers, setup_test, teardown_test),
         cmocka_unit_test_setup_teardown(test_close_in_flight, setup_test, teardown_test),
+        cmocka_unit_test_setup_teardown(test_transport_framing, setup_test, teardown_test),
+        cmocka_unit_test_setup_teardown(test_transport_connections, setup_test, teardown_test),
+        cmocka_unit_test_setup_teardown(test_transport_limits_and_names, setup_test, teardown_test),
     };
     return cmocka_run_group_tests(tests, setup_group, teardown_group);
 }

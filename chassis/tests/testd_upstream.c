@@ -3,9 +3,12 @@
  * tests (component_http_client.c): listens on 127.0.0.1, port 0, prints
  * "PORT <n>", stops cleanly on SIGTERM or SIGINT. Every answer carries
  * X-Instance: $TESTD_ID. Endpoints: /echo (method, path, query, headers,
- * body as JSON), /status/{code}, /slow?ms=N, /big?n=N, and the control
- * plane: POST /control/mode ("ok", "fail" = 503, "500", "hang", "reset")
- * and GET /control/stats ({"requests", "connections", "active", "mode"}). */
+ * body as JSON), /status/{code}, /slow?ms=N, /big?n=N, canned raw
+ * responses written on the socket then closed (/raw/chunked,
+ * /raw/close-delimited, /raw/close-after, /raw/interim, /raw/split; with
+ * ?close_ms=N the close waits N ms), and the control plane: POST
+ * /control/mode ("ok", "fail" = 503, "500", "hang", "reset") and GET
+ * /control/stats ({"requests", "connections", "active", "mode"}). */
 #include "agora/base.h"
 
 #include <signal.h>
@@ -218,6 +221,96 @@ on_sweep(uv_timer_t *t)
     release_hung(t->data, true);
 }
 
+/* ---- Raw responses: bytes the chassis server would never write ---- */
+
+/* One raw response being written, 'step' bytes per timer tick. */
+struct raw {
+    uv_timer_t timer;
+    struct ag_http_req *req;
+    const char *data;
+    size_t len;
+    size_t pos;
+    size_t step;
+    uint64_t close_ms; /* wait after the last byte before closing */
+};
+
+static const struct {
+    const char *name;
+    const char *bytes;
+    size_t step; /* 0: all at once */
+} raw_kinds[] = {
+    { "chunked",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Raw: chunked\r\n\r\n"
+      "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+      0 },
+    { "close-delimited", "HTTP/1.1 200 OK\r\nX-Raw: eof\r\n\r\nuntil the end", 0 },
+    { "close-after", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", 0 },
+    { "interim",
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Final: yes\r\n\r\nfinal",
+      0 },
+    { "split",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Raw:   split  \r\n\r\n"
+      "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+      1 },
+};
+
+static void
+on_raw_closed(uv_handle_t *h)
+{
+    ag_free(h->data);
+}
+
+static void
+on_raw_timer(uv_timer_t *t)
+{
+    struct raw *r = t->data;
+    struct ag_http_req *req = r->req;
+    if (r->pos < r->len && !ag_http_req_is_orphan(req)) {
+        struct ag_http_sreq *sr = req->priv;
+        size_t n = r->step ? AG_MIN(r->step, r->len - r->pos) : r->len - r->pos;
+        uv_buf_t b = uv_buf_init((char *)r->data + r->pos, (unsigned)n);
+        int w = uv_try_write((uv_stream_t *)&sr->conn->tcp, &b, 1);
+        if (w > 0)
+            r->pos += (size_t)w;
+        if (w >= 0 || w == UV_EAGAIN) {
+            uv_timer_start(&r->timer, on_raw_timer, r->pos < r->len ? 1 : r->close_ms, 0);
+            return;
+        }
+    }
+    /* Done (or the client went): close the connection, then free the
+     * request by answering the orphan. */
+    if (!ag_http_req_is_orphan(req)) {
+        struct ag_http_sreq *sr = req->priv;
+        ag__http_conn_close(sr->conn);
+    }
+    ag_http_send(req, 200, "text/plain", "", 0);
+    uv_close((uv_handle_t *)&r->timer, on_raw_closed);
+}
+
+static void
+handle_raw(struct testd *td, struct ag_http_req *req)
+{
+    struct ag_str kind = ag_str_make(req->path.ptr + 5, req->path.len - 5);
+    for (size_t i = 0; i < AG_ARRAY_SIZE(raw_kinds); i++) {
+        if (!ag_str_eq_cstr(kind, raw_kinds[i].name))
+            continue;
+        struct raw *r = ag_calloc(1, sizeof(*r));
+        r->req = req;
+        r->data = raw_kinds[i].bytes;
+        r->len = strlen(r->data);
+        r->step = raw_kinds[i].step;
+        struct ag_str v = query_param(req->query, "close_ms");
+        if (v.ptr != NULL && ag_str_to_u64(v, 60000, &r->close_ms) != 0)
+            r->close_ms = 0;
+        uv_timer_init(&td->loop, &r->timer);
+        r->timer.data = r;
+        uv_timer_start(&r->timer, on_raw_timer, 0, 0);
+        return;
+    }
+    send_text(td, req, 404, "no such raw response\n");
+}
+
 static void
 handle_control(struct testd *td, struct ag_http_req *req)
 {
@@ -282,6 +375,8 @@ handle(struct ag_http_req *req, void *udata)
             ag_free(v);
         }
         send_text(td, req, (int)code, "status\n");
+    } else if (ag_str_has_prefix(req->path, "/raw/")) {
+        handle_raw(td, req);
     } else if (ag_str_eq_cstr(req->path, "/slow")) {
         uint64_t ms = 100;
         struct ag_str v = query_param(req->query, "ms");

@@ -613,7 +613,9 @@ patch_tx(struct ag_store *st, void *arg)
     if (rc == 0 && c->hash != NULL)
         rc = users_store_families_revoke_user(st, c->a.id, ag_time_unix_ms(), "password");
     if (rc == 0)
-        rc = users_events_updated(st, &c->a);
+        rc = users_events_updated(st, &c->a,
+                                  (c->p.has_name ? USERS_CHANGED_NAME : 0) |
+                                      (c->hash != NULL ? USERS_CHANGED_PASSWORD : 0));
     return rc;
 }
 
@@ -622,6 +624,8 @@ patch_finish(struct patch_ctx *c)
 {
     struct ag_http_req *req = c->req;
     int rc = ag_store_tx(c->u->store, patch_tx, c);
+    if (rc == 0)
+        users_events_kick();
     if (rc != 0) {
         send_store_error(req, rc, "account");
         return;
@@ -805,7 +809,7 @@ disable_tx(struct ag_store *st, void *arg)
     if (rc == 0 && c->disabled)
         rc = users_store_families_revoke_user(st, c->a.id, ag_time_unix_ms(), "disabled");
     if (rc == 0)
-        rc = users_events_updated(st, &c->a);
+        rc = users_events_updated(st, &c->a, USERS_CHANGED_DISABLED);
     return rc;
 }
 

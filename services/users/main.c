@@ -103,9 +103,12 @@ bootstrap_admin(struct users *u)
             return 0;
         a.admin = true;
         ag_time_rfc3339(ag_time_unix_ms(), a.updated_at);
-        rc = users_store_user_update(u->store, &a, NULL);
+        rc = ag_store_begin(u->store);
         if (rc == 0)
-            rc = users_events_updated(u->store, &a);
+            rc = users_store_user_update(u->store, &a, NULL);
+        if (rc == 0)
+            rc = users_events_updated(u->store, &a, USERS_CHANGED_ROLES);
+        rc = rc == 0 ? ag_store_commit(u->store) : (ag_store_rollback(u->store), rc);
         if (rc == 0)
             AG_LOGI("users", "user '%s' promoted to administrator", a.id);
         return rc;
@@ -126,9 +129,12 @@ bootstrap_admin(struct users *u)
     a.admin = true;
     ag_time_rfc3339(ag_time_unix_ms(), a.created_at);
     memcpy(a.updated_at, a.created_at, sizeof(a.updated_at));
-    rc = users_store_user_insert(u->store, &a, hash);
+    rc = ag_store_begin(u->store);
+    if (rc == 0)
+        rc = users_store_user_insert(u->store, &a, hash);
     if (rc == 0)
         rc = users_events_registered(u->store, &a);
+    rc = rc == 0 ? ag_store_commit(u->store) : (ag_store_rollback(u->store), rc);
     sodium_memzero(hash, sizeof(hash));
     if (rc == 0)
         AG_LOGI("users", "administrator '%s' created", a.id);
@@ -169,6 +175,7 @@ on_start(struct ag_service *svc, void *udata)
     u->svc = svc;
     u->store = ag_service_store(svc);
     u->loop = ag_service_loop(svc);
+    users_events_init(ag_service_events(svc));
     int rc = check_settings(&u->settings);
     if (rc != 0)
         return rc;
@@ -232,6 +239,7 @@ main(int argc, char **argv)
         .nkeys = AG_ARRAY_SIZE(USERS_KEYS),
         .settings = &g_users.settings,
         .on_start = on_start,
+        .events = true,
         .on_stopping = on_stopping,
         .on_stop = on_stopping,
         .udata = &g_users,

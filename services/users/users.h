@@ -132,13 +132,28 @@ int users_keys_sign_access(struct users *u, const struct users_account *a, int64
 
 /* ---- events.c: the seam for user.registered / user.updated ---- */
 
-/* Record that 'a' registered, inside the transaction that inserted it.
- * Without a bus this does nothing; with the outbox it will write the event
- * row in the same transaction. 0 or a store error. */
+/* Use 'ev' (the service's events runtime, may be NULL) from now on. */
+void users_events_init(struct ag_events *ev);
+
+/* user.registered for 'a', written to the outbox inside the caller's open
+ * transaction (so the event exists if and only if the account does). */
 int users_events_registered(struct ag_store *st, const struct users_account *a);
 
-/* Same for a change of 'a' (name, password, roles, disabled). */
-int users_events_updated(struct ag_store *st, const struct users_account *a);
+/* Send what committed now rather than at the relay's next poll. */
+void users_events_kick(void);
+
+/* What a user.updated event says changed (its "changed" list). */
+enum users_change {
+    USERS_CHANGED_EMAIL = 1 << 0,
+    USERS_CHANGED_NAME = 1 << 1,
+    USERS_CHANGED_PASSWORD = 1 << 2,
+    USERS_CHANGED_ROLES = 1 << 3,
+    USERS_CHANGED_DISABLED = 1 << 4,
+};
+
+/* user.updated for 'a' with the 'changed' bits, inside the caller's
+ * transaction. Never carries a password or a hash. */
+int users_events_updated(struct ag_store *st, const struct users_account *a, unsigned changed);
 
 /* ---- store.c ---- */
 
