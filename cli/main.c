@@ -27,6 +27,7 @@
 static const struct cli_program PROGRAMS[] = {
     /* The registry does not register with itself. */
     { "registry", "platform/registry/registry", 8500, false, { "AGORA_REGISTRY_URL=", NULL } },
+    { "bus", "platform/bus/bus", 8400, false, { NULL } },
     { "users",
       "services/users/users",
       8082,
@@ -38,6 +39,7 @@ static const struct cli_program PROGRAMS[] = {
       8081,
       false,
       { "AGORA_CATALOG_SEED=@SRC@/services/catalog/demo/catalog.json", NULL } },
+    { "notifications", "services/notifications/notifications", 8087, false, { NULL } },
     { "gateway",
       "platform/gateway/gateway",
       8080,
@@ -168,6 +170,7 @@ cmd_up(int argc, char **argv)
     common[c++] = ag_asprintf("AGORA_DATA_DIR=%s", data_abs);
     common[c++] = ag_asprintf("AGORA_INTERNAL_KEY=%s", key);
     common[c++] = ag_asprintf("AGORA_REGISTRY_URL=http://127.0.0.1:%d", 8500 + (int)offset);
+    common[c++] = ag_asprintf("AGORA_BUS_URL=http://127.0.0.1:%d", 8400 + (int)offset);
     common[c] = NULL;
 
     fprintf(stderr, "Agora: starting %zu programs from %s (data in %s)\n", n, build_abs, data_abs);

@@ -3,6 +3,7 @@
 # Called by agora_migrations() with OUT, NAME and FILES.
 set(body "/* Generated from the migrations directory: do not edit. */\n#include \"agora/store.h\"\n\n")
 set(entries "")
+string(REPLACE "|" ";" FILES "${FILES}")
 foreach(f ${FILES})
   get_filename_component(base ${f} NAME_WE)
   string(REGEX MATCH "^[0-9]+" ver ${base})

@@ -10,8 +10,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { buildDir, makeTempDir, sourceDir, waitFor } from '../lib/proc.mjs';
 import { identityHeader, TEST_INTERNAL_KEY } from '../lib/identity.mjs';
+import { validate } from '../lib/schema.mjs';
 
-const PORTS = { gateway: 8080, catalog: 8081, users: 8082, registry: 8500 };
+const PORTS = { gateway: 8080, catalog: 8081, users: 8082, notifications: 8087, bus: 8400, registry: 8500, smtp: 2525 };
 
 function portFree(port) {
     return new Promise((resolve) => {
@@ -51,7 +52,12 @@ describe('agora up: the whole shop through the gateway', () => {
     let stderr = '';
     let data;
     let gw;
+    let bus;
+    let smtp;
+    let maildir;
+    let customer;
     let off;
+    const seen = [];
 
     before(async () => {
         off = await findOffset();
@@ -61,6 +67,17 @@ describe('agora up: the whole shop through the gateway', () => {
         for (const k of Object.keys(env)) if (k.startsWith('AGORA_') && k !== 'AGORA_BUILD_DIR' && k !== 'AGORA_SOURCE_DIR') delete env[k];
         env.AGORA_DURABILITY = 'normal';
         env.AGORA_USERS_ARGON2_MEMLIMIT = '19MiB';
+        // A real SMTP server on loopback for the notifications service.
+        maildir = makeTempDir('agora-e2e-mail-');
+        smtp = spawn(fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', [path.join(sourceDir(), 'services/notifications/tests/smtpd.py'), '--port', String(PORTS.smtp + off), '--dir', maildir], {
+            stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let smtpOut = '';
+        smtp.stdout.on('data', (b) => {
+            smtpOut += b.toString();
+        });
+        await waitFor(() => smtpOut.includes('listening'), { timeoutMs: 20000, message: 'smtpd listening' });
+        env.AGORA_SMTP_URL = `smtp://127.0.0.1:${PORTS.smtp + off}`;
         child = spawn(agora, ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off)], {
             env,
             stdio: ['ignore', 'pipe', 'pipe'],
@@ -72,10 +89,17 @@ describe('agora up: the whole shop through the gateway', () => {
         await waitFor(async () => stderr.includes('Agora is up') || child.exitCode !== null, { timeoutMs: 90000, intervalMs: 50 });
         assert.ok(stderr.includes('Agora is up'), `agora up did not come up:\n${stderr.slice(-4000)}`);
         gw = `http://127.0.0.1:${PORTS.gateway + off}`;
+        bus = `http://127.0.0.1:${PORTS.bus + off}`;
+        // An observer subscription, to check the events the services publish.
+        const sub = await call(bus, 'PUT', '/v1/subscriptions/e2e-observer', {
+            json: { topics: ['user.*', 'product.*'], ack_deadline_ms: 30000, max_attempts: 5 },
+        });
+        assert.ok([200, 201].includes(sub.status), sub.text);
     });
 
     after(async () => {
         if (child && child.exitCode === null) child.kill('SIGKILL');
+        if (smtp && smtp.exitCode === null) smtp.kill('SIGTERM');
     });
 
     it('serves the demo catalog to anonymous visitors', async () => {
@@ -107,6 +131,7 @@ describe('agora up: the whole shop through the gateway', () => {
         assert.equal(write.status, 403, 'a customer cannot write the catalog');
         const refreshed = await call(gw, 'POST', '/api/v1/auth/refresh', { json: { refresh_token: login.body.refresh_token } });
         assert.equal(refreshed.status, 200, refreshed.text);
+        customer = { email, token: refreshed.body.access_token };
     });
 
     it('lets the administrator (from agora up) change the catalog; forged identities are refused', async () => {
@@ -137,11 +162,51 @@ describe('agora up: the whole shop through the gateway', () => {
         assert.equal(forgedRealKey.status, 401, 'even a correctly signed header from a client is stripped');
     });
 
+    it('services publish their events through the outbox and bus, valid against the contracts', async () => {
+        // Earlier tests registered a user and created a product: both events
+        // must arrive, and every event must match contracts/events.
+        await waitFor(
+            async () => {
+                const r = await call(bus, 'POST', '/v1/subscriptions/e2e-observer/pull', { json: { max_messages: 100, wait_ms: 1000 } });
+                assert.equal(r.status, 200, r.text);
+                for (const m of r.body.messages) seen.push(m.data);
+                if (r.body.messages.length > 0) {
+                    await call(bus, 'POST', '/v1/subscriptions/e2e-observer/ack', { json: { ack_ids: r.body.messages.map((m) => m.ack_id) } });
+                }
+                return seen.some((e) => e.type === 'user.registered' && e.data.name === 'E2E') && seen.some((e) => e.type === 'product.created' && e.data.sku === 'E2E-1');
+            },
+            { timeoutMs: 20000, intervalMs: 10, message: 'user.registered and product.created on the bus' },
+        );
+        for (const e of seen) {
+            const v = validate(e.type, e);
+            assert.ok(v.valid, `${e.type} ${JSON.stringify(v.errors)} in ${JSON.stringify(e)}`);
+        }
+        assert.ok(seen.some((e) => e.type === 'user.updated' || e.type === 'user.registered'), 'user events');
+    });
+
+    it('registering sends a welcome e-mail over SMTP, visible to that customer only', async () => {
+        // users -> outbox -> bus -> notifications -> SMTP (aiosmtpd on loopback).
+        await waitFor(
+            () => fs.readdirSync(maildir).some((f) => fs.readFileSync(path.join(maildir, f), 'utf8').includes(customer.email)),
+            { timeoutMs: 30000, intervalMs: 50, message: 'welcome e-mail in the maildir' },
+        );
+        let mine;
+        await waitFor(
+            async () => {
+                mine = await call(gw, 'GET', '/api/v1/notifications', { token: customer.token });
+                return mine.status === 200 && mine.body.items.some((n) => n.type === 'user.registered' && n.status === 'sent');
+            },
+            { timeoutMs: 20000, message: 'the notification is visible and sent' },
+        );
+        assert.ok(mine.body.items.every((n) => n.user_id === undefined || n.user_id === mine.body.items[0].user_id), 'only the caller\'s own');
+        assert.equal((await call(gw, 'GET', '/api/v1/notifications')).status, 401, 'anonymous');
+    });
+
     it('every program registered with the registry', async () => {
         const r = await call(`http://127.0.0.1:${PORTS.registry + off}`, 'GET', '/v1/services');
         assert.equal(r.status, 200);
         const names = r.body.services.map((s) => s.name).sort();
-        for (const n of ['catalog', 'gateway', 'users']) assert.ok(names.includes(n), `${n} registered: ${names}`);
+        for (const n of ['bus', 'catalog', 'gateway', 'notifications', 'users']) assert.ok(names.includes(n), `${n} registered: ${names}`);
     });
 
     it('SIGTERM stops every program in order and exits 0', async () => {
@@ -149,6 +214,7 @@ describe('agora up: the whole shop through the gateway', () => {
         const st = await Promise.race([exited, new Promise((r) => setTimeout(() => r(null), 30000))]);
         assert.deepEqual(st, { code: 0, signal: null }, stderr.slice(-3000));
         for (const [name, port] of Object.entries(PORTS)) {
+            if (name === 'smtp') continue; // the test's own mail sink
             assert.ok(await portFree(port + off), `${name} released its port`);
         }
         assert.ok(!/exited unexpectedly/.test(stderr), 'no program crashed');
