@@ -16,12 +16,15 @@ Any other NAME_jiffies key (for example proxy_jiffies) likewise gives
 NAME_us_per_req.
 
 Config (CONFIG.json, all keys optional): subject, endpoint_labels,
-header_keys, goals, idle_rss_goal_kib, extra_columns, fixed_title. A goal is
+header_keys, goals, idle_rss_goal_kib, extra_columns, fixed_title, peak_title,
+unit (what a request is called in the column titles, default "req"). A goal is
 {name, phase, peer, key, max|min} giving the per-round ratio subject/peer on
 every endpoint; optional: "subject" (another server than the config's),
 "endpoints" (only these), "op": "diff" (subject - peer instead of a ratio,
 shown in "unit"), "subject_endpoint" + "peer_endpoint" (one comparison
-across two endpoints, e.g. one server on two routes; "label" names it).
+across two endpoints, e.g. one server on two routes; "label" names it),
+"op": "value" (no peer: the median over rounds of the subject's own figure,
+for an absolute goal such as p50 <= 100 us).
 """
 import json
 import re
@@ -205,6 +208,20 @@ def pairwise(runs, phase, endpoint, a, b, key, endpoint_b=None, op="ratio"):
             "per_round": ratios}
 
 
+def values(runs, phase, endpoint, server, key):
+    """The per-round figures of one server (goal op "value"); same shape as pairwise."""
+    by_round = {}
+    for r in runs:
+        if (r["phase"] == phase and r["endpoint"] == endpoint and r["server"] == server
+                and r.get(key) is not None):
+            by_round[r["round"]] = r[key]
+    vals = [by_round[k] for k in sorted(by_round)]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
+            "per_round": vals}
+
+
 def read_meta(path):
     meta = {}
     with open(path) as f:
@@ -230,6 +247,7 @@ def cmd_summary(args):
     endpoints_label = cfg.get("endpoint_labels", {})
     extra = cfg.get("extra_columns", [])
     extra_keys = [c["key"] for c in extra]
+    unit = cfg.get("unit", "req")
 
     p = print
     p("")
@@ -254,12 +272,15 @@ def cmd_summary(args):
                     + [fmt(s[c["key"]], c.get("fmt", "{:.2f}")) for c in extra]
                     + [str(s["errors"])])
     if rows:
-        p("Peak, closed loop (%s connections), median of %s rounds; p50/p99 at saturation"
-          % (meta.get("connections", "?"), meta.get("rounds", "?")))
-        p("measure queueing only, compare latency in the fixed-load table below")
-        p(table(rows, ["endpoint", "server", "req/s", "p50", "p99",
-                       "CPU0 us/req", "proc us/req"] + [c["title"] for c in extra]
-                + ["errors"]))
+        if "peak_title" in cfg:
+            p(cfg["peak_title"] + ", median of %s rounds" % meta.get("rounds", "?"))
+        else:
+            p("Peak, closed loop (%s connections), median of %s rounds; p50/p99 at saturation"
+              % (meta.get("connections", "?"), meta.get("rounds", "?")))
+            p("measure queueing only, compare latency in the fixed-load table below")
+        p(table(rows, ["endpoint", "server", "%s/s" % unit, "p50", "p99",
+                       "CPU0 us/%s" % unit, "proc us/%s" % unit]
+                + [c["title"] for c in extra] + ["errors"]))
         p("")
 
     fixed = group(runs, "fixed")
@@ -279,8 +300,8 @@ def cmd_summary(args):
         for k in sorted(meta):
             if k.startswith("fixed_"):
                 p("  %s: %s" % (endpoints_label.get(k[6:], k[6:]), meta[k]))
-        p(table(rows, ["endpoint", "server", "target/s", "req/s", "p50", "p99",
-                       "CPU0 us/req", "conns", "errors"]))
+        p(table(rows, ["endpoint", "server", "target/s", "%s/s" % unit, "p50", "p99",
+                       "CPU0 us/%s" % unit, "conns", "errors"]))
         p("")
 
     rows = []
@@ -291,8 +312,11 @@ def cmd_summary(args):
 
     def goal_row(g, label, ep_a, ep_b, key):
         op = g.get("op", "ratio")
-        r = pairwise(runs, g["phase"], ep_a, g.get("subject", subject), g["peer"], g["key"],
-                     endpoint_b=ep_b, op=op)
+        if op == "value":
+            r = values(runs, g["phase"], ep_a, g.get("subject", subject), g["key"])
+        else:
+            r = pairwise(runs, g["phase"], ep_a, g.get("subject", subject), g["peer"], g["key"],
+                         endpoint_b=ep_b, op=op)
         if r is None:
             return
         unit = g.get("unit", "")
@@ -308,13 +332,16 @@ def cmd_summary(args):
         r.update(endpoint=key, name=g["name"], goal=goal_txt, verdict=verdict or None)
         if op != "ratio":
             r.update(op=op, unit=unit)
-        if ep_b != ep_a:
+        if ep_b != ep_a and op != "value":
             r.update(subject=g.get("subject", subject), peer=g["peer"],
                      subject_endpoint=ep_a, peer_endpoint=ep_b)
         result["ratios"].append(r)
         if op == "diff":
             med = "%+.0f%s" % (r["median"], unit)
             rng = "%+.0f..%+.0f%s" % (r["min"], r["max"], unit)
+        elif op == "value":
+            med = "%.0f%s" % (r["median"], unit)
+            rng = "%.0f-%.0f%s" % (r["min"], r["max"], unit)
         else:
             med = "%.2f" % r["median"]
             rng = "%.2f-%.2f" % (r["min"], r["max"])
@@ -334,6 +361,9 @@ def cmd_summary(args):
         if any(g.get("op") == "diff" for g in goals):
             p("Ratios: median of the per-round pairwise ratios, or of the differences (signed,"
               " in the unit\nshown); range over rounds")
+        elif any(g.get("op") == "value" for g in goals):
+            p("Ratios: median of the per-round pairwise ratios, or of the figure itself (rows"
+              " with a unit);\nrange over rounds")
         else:
             p("Ratios: median of the per-round pairwise ratios (range over rounds)")
         p(table(rows, ["endpoint", "ratio", "median", "range", "goal", ""]))

@@ -610,8 +610,12 @@ xfer_setup(struct hc_call *call, uint64_t remaining_ms)
     struct ag__hc_xfer *x = &call->x;
     ag_buf_reset(&call->line);
     /* 'base' is "http://host:port" with an IPv6 host bracketed. */
-    ag_buf_appendf(&call->line, "%s %s HTTP/1.1\r\nHost: %s\r\n", call->method, call->target,
-                   inst->base + 7);
+    ag_buf_append_cstr(&call->line, call->method);
+    ag_buf_append_char(&call->line, ' ');
+    ag_buf_append_cstr(&call->line, call->target);
+    ag_buf_append_cstr(&call->line, " HTTP/1.1\r\nHost: ");
+    ag_buf_append_cstr(&call->line, inst->base + 7);
+    ag_buf_append_cstr(&call->line, "\r\n");
     x->host = inst->host;
     x->port = inst->port;
     x->req[0] = uv_buf_init(call->line.data, (unsigned)call->line.len);
@@ -771,6 +775,23 @@ attempt_done(struct hc_call *call, int result)
     call_finish(call);
 }
 
+/* "name: value\r\n" without printf (bench/gateway: the printf family was
+ * 12-16% of the gateway's CPU when it built upstream heads with it). */
+static int
+append_header(struct ag_buf *out, const char *name, const char *value)
+{
+    size_t nl = strlen(name);
+    size_t vl = strlen(value);
+    int rc = ag_buf_reserve(out, nl + vl + 4);
+    if (rc != 0)
+        return rc;
+    ag_buf_append(out, name, nl);
+    ag_buf_append(out, ": ", 2);
+    ag_buf_append(out, value, vl);
+    ag_buf_append(out, "\r\n", 2);
+    return 0;
+}
+
 /* Build the header lines every attempt of a call sends after Host, and the
  * blank line ending the head, into 'out'. Returns 0 or AG_ETOOBIG. */
 static int
@@ -778,11 +799,11 @@ headers_build(const struct ag_http_client_request *req, struct ag_buf *out)
 {
     int rc = 0;
     for (size_t i = 0; i < req->nheaders; i++)
-        rc |= ag_buf_appendf(out, "%s: %s\r\n", req->headers[i].name, req->headers[i].value);
+        rc |= append_header(out, req->headers[i].name, req->headers[i].value);
     if (req->request_id != NULL && !has_header(req, "X-Request-ID"))
-        rc |= ag_buf_appendf(out, "X-Request-ID: %s\r\n", req->request_id);
+        rc |= append_header(out, "X-Request-ID", req->request_id);
     if (req->traceparent != NULL && !has_header(req, "traceparent"))
-        rc |= ag_buf_appendf(out, "traceparent: %s\r\n", req->traceparent);
+        rc |= append_header(out, "traceparent", req->traceparent);
     const char *m = req->method;
     /* Methods that define a body say its length even when empty. */
     bool with_len = req->body_len > 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
