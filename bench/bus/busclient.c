@@ -203,8 +203,7 @@ http_take(struct http *h, int *out_status, const char **out_body, size_t *out_le
 }
 
 static int
-http_post(struct http *h, const char *path, size_t body_len, const char **out_body,
-          size_t *out_len)
+http_post(struct http *h, const char *path, size_t body_len, const char **out_body, size_t *out_len)
 {
     http_untake(h);
     http_send_post(h, path, body_len);
@@ -333,8 +332,8 @@ bb_publisher_main(void *arg)
             for (const char *q = body; (q = strstr(q, "\"duplicate\":false")) != NULL; q += 17)
                 fresh++;
             if (fresh != n)
-                bb_die("publish of %" PRIu64 " messages: %" PRIu64 " stored as new: %.*s", n,
-                       fresh, (int)(blen < 400 ? blen : 400), body);
+                bb_die("publish of %" PRIu64 " messages: %" PRIu64 " stored as new: %.*s", n, fresh,
+                       (int)(blen < 400 ? blen : 400), body);
             inflight -= n;
             atomic_fetch_add(&c->published, n);
         }

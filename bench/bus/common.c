@@ -99,8 +99,10 @@ static const char EV_TAIL[] =
     "\"datacontenttype\":\"application/json\",\"data\":{\"order_id\":"
     "\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\",\"user_id\":\"0190a1b2-0000-7000-8000-00000000002a\","
     "\"status\":\"PENDING\",\"currency\":\"EUR\",\"total_minor\":15470,\"items\":["
-    "{\"product_id\":\"0190a1b2-1111-7000-8000-000000000001\",\"quantity\":2,\"unit_price_minor\":4990},"
-    "{\"product_id\":\"0190a1b2-1111-7000-8000-000000000002\",\"quantity\":1,\"unit_price_minor\":5490}],"
+    "{\"product_id\":\"0190a1b2-1111-7000-8000-000000000001\",\"quantity\":2,\"unit_price_minor\":"
+    "4990},"
+    "{\"product_id\":\"0190a1b2-1111-7000-8000-000000000002\",\"quantity\":1,\"unit_price_minor\":"
+    "5490}],"
     "\"shipping_address\":{\"name\":\"Ada Lovelace\",\"line1\":\"12 Analytical Row\",\"city\":"
     "\"London\",\"postal_code\":\"NW1 6XE\",\"country\":\"GB\"},\"note\":\"";
 static const char EV_END[] = "\"}}";
@@ -108,8 +110,8 @@ static const char EV_END[] = "\"}}";
 static int
 event_init(struct bb_event *ev, size_t size)
 {
-    size_t fixed = strlen(EV_HEAD) + BB_DIGITS + strlen(EV_MID) + BB_DIGITS + strlen(EV_TAIL) +
-                   strlen(EV_END);
+    size_t fixed =
+        strlen(EV_HEAD) + BB_DIGITS + strlen(EV_MID) + BB_DIGITS + strlen(EV_TAIL) + strlen(EV_END);
     if (size < fixed)
         return -1;
     ev->size = size;
@@ -409,8 +411,9 @@ run_cycle(const struct bb_opts *o, struct bb_cycle *c, double warm_s, struct bb_
         total = c->cap;
     if (atomic_load(&c->unique) != total || atomic_load(&c->published) != total)
         bb_die("%s: %" PRIu64 " messages taken, %" PRIu64 " acknowledged to publishers, %" PRIu64
-               " delivered (unique ids)", c->measured ? "measured run" : "warm-up", total,
-               atomic_load(&c->published), atomic_load(&c->unique));
+               " delivered (unique ids)",
+               c->measured ? "measured run" : "warm-up", total, atomic_load(&c->published),
+               atomic_load(&c->unique));
     if (atomic_load(&c->stray) != 0)
         bb_die("%" PRIu64 " deliveries carried ids of no message of this run",
                atomic_load(&c->stray));
@@ -464,8 +467,8 @@ num_arg(const char *name, const char *v, double lo, double hi)
     errno = 0;
     double d = strtod(v, &end);
     if (errno != 0 || end == v || *end != '\0' || !(d >= lo && d <= hi)) {
-        fprintf(stderr, "%s: --%s must be a number in [%g, %g] (got '%s')\n", g_prog, name, lo,
-                hi, v);
+        fprintf(stderr, "%s: --%s must be a number in [%g, %g] (got '%s')\n", g_prog, name, lo, hi,
+                v);
         exit(2);
     }
     return d;
@@ -476,10 +479,21 @@ bb_main(int argc, char **argv, const char *server)
 {
     g_prog = strcmp(server, "bus") == 0 ? "busclient" : "rmqclient";
     struct bb_opts o = {
-        .server = server, .host = "127.0.0.1", .phase = "peak", .messages = 100000,
-        .duration = 8, .warmup = 2, .publishers = 4, .batch = 50, .prefetch = 1000,
-        .consumers = 1, .size = 1024, .name = "bench", .topic = "bench.events",
-        .queue_type = "classic", .stall = 20,
+        .server = server,
+        .host = "127.0.0.1",
+        .phase = "peak",
+        .messages = 100000,
+        .duration = 8,
+        .warmup = 2,
+        .publishers = 4,
+        .batch = 50,
+        .prefetch = 1000,
+        .consumers = 1,
+        .size = 1024,
+        .name = "bench",
+        .topic = "bench.events",
+        .queue_type = "classic",
+        .stall = 20,
     };
     bool setup_only = false;
     static const struct option lo[] = {
@@ -578,8 +592,9 @@ bb_main(int argc, char **argv, const char *server)
         bb_log("warm-up: %" PRIu64 " messages in %.2f s", fig.messages, fig.elapsed_s);
         free(fig.lat);
     }
-    struct bb_cycle m = { .o = &o, .ev = &ev, .measured = true, .id_base = base + 50000000000ull,
-                          .exact = true };
+    struct bb_cycle m = {
+        .o = &o, .ev = &ev, .measured = true, .id_base = base + 50000000000ull, .exact = true
+    };
     if (fixed) {
         m.rate = o.rate;
         m.per_pub = (uint64_t)ceil(o.rate * o.duration / o.publishers);
@@ -604,18 +619,19 @@ bb_main(int argc, char **argv, const char *server)
            "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
            "\"mean_us\":%.1f,\"cpu_jiffies\":%" PRIu64 ",\"proc_jiffies\":%" PRIu64
            ",\"clk_tck\":%ld,\"cpu_us_per_req\":%.3f,\"proc_us_per_req\":%.3f,"
-           "\"client_us_per_msg\":%.3f,\"disk_bytes_per_msg\":%.0f,\"duplicates\":%" PRIu64 ",\"publish_calls\":%" PRIu64
-           ",\"acked\":%" PRIu64 ",\"offered_rps\":%s,\"publishers\":%d,\"batch\":%d,"
+           "\"client_us_per_msg\":%.3f,\"disk_bytes_per_msg\":%.0f,\"duplicates\":%" PRIu64
+           ",\"publish_calls\":%" PRIu64 ",\"acked\":%" PRIu64
+           ",\"offered_rps\":%s,\"publishers\":%d,\"batch\":%d,"
            "\"prefetch\":%d,\"consumers\":%d,\"size\":%zu,\"connections\":%d,"
            "\"non2xx\":0,\"socket_errors\":0}\n",
-           o.phase, o.server, o.round, fig.messages, fig.messages, fig.elapsed_s,
-           n / fig.elapsed_s, pct_us(fig.lat, fig.nlat, 0.50), pct_us(fig.lat, fig.nlat, 0.90),
+           o.phase, o.server, o.round, fig.messages, fig.messages, fig.elapsed_s, n / fig.elapsed_s,
+           pct_us(fig.lat, fig.nlat, 0.50), pct_us(fig.lat, fig.nlat, 0.90),
            pct_us(fig.lat, fig.nlat, 0.99), pct_us(fig.lat, fig.nlat, 0.999),
            pct_us(fig.lat, fig.nlat, 1.0), mean, fig.cpu_j, fig.proc_j, tck,
            (double)fig.cpu_j * 1e6 / (double)tck / n, (double)fig.proc_j * 1e6 / (double)tck / n,
-           fig.client_us / n, (double)fig.wbytes / n, atomic_load(&m.dups), atomic_load(&m.requests),
-           atomic_load(&m.acked), offered, o.publishers, o.batch, o.prefetch,
-           o.consumers, o.size, o.publishers + o.consumers);
+           fig.client_us / n, (double)fig.wbytes / n, atomic_load(&m.dups),
+           atomic_load(&m.requests), atomic_load(&m.acked), offered, o.publishers, o.batch,
+           o.prefetch, o.consumers, o.size, o.publishers + o.consumers);
     free(fig.lat);
     free(ev.tmpl);
     return 0;

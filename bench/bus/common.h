@@ -16,8 +16,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define BB_DIGITS 20       /* id and send time: zero-padded decimals */
-#define BB_MAX_PIDS 16     /* broker processes whose CPU time is counted */
+#define BB_DIGITS      20  /* id and send time: zero-padded decimals */
+#define BB_MAX_PIDS    16  /* broker processes whose CPU time is counted */
 #define BB_MAX_THREADS 256 /* publishers + consumers */
 
 /* Command line, the same for both clients (bb_opts_parse). */
@@ -43,7 +43,7 @@ struct bb_opts {
     int cpu;                 /* the CPU whose busy time is counted (0) */
     pid_t pids[BB_MAX_PIDS]; /* the broker's processes */
     int npids;
-    double stall;            /* seconds without a new delivery before giving up */
+    double stall; /* seconds without a new delivery before giving up */
 };
 
 /* One CloudEvent template of exactly 'size' bytes; the id and the send time

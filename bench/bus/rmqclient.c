@@ -27,7 +27,7 @@
 #include <time.h>
 
 #define IO_TIMEOUT_S 30
-#define CH 1
+#define CH           1
 
 static void
 check_reply(amqp_rpc_reply_t r, const char *what)
