@@ -326,6 +326,17 @@ ag_req_param(struct ag_http_req *req, const char *name)
     return NULL;
 }
 
+const char *
+ag_req_uuid_param(struct ag_http_req *req, const char *name, const char *what)
+{
+    const char *id = ag_req_param(req, name);
+    if (id == NULL || !ag_uuid_is_valid(ag_str_from_cstr(id))) {
+        ag_send_problem(req, 404, "not-found", "Not Found", "no such %s", what);
+        return NULL;
+    }
+    return id;
+}
+
 const struct ag_query *
 ag_req_query(struct ag_http_req *req)
 {

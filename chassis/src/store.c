@@ -163,6 +163,22 @@ fail:
     return NULL;
 }
 
+int
+ag_store_stmt(struct ag_store *store, const char *sql, struct ag_stmt **out_stmt)
+{
+    int err = 0;
+    *out_stmt = ag_store_prepare(store, sql, &err);
+    return *out_stmt != NULL ? 0 : err;
+}
+
+int
+ag_stmt_exec(struct ag_stmt *st)
+{
+    int rc = ag_stmt_step(st);
+    ag_stmt_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
 void
 ag_stmt_reset(struct ag_stmt *st)
 {

@@ -10,23 +10,6 @@
 
 #include "agora/err.h"
 
-static int
-prepare(struct ag_store *st, const char *sql, struct ag_stmt **out)
-{
-    int err = 0;
-    *out = ag_store_prepare(st, sql, &err);
-    return *out ? 0 : err;
-}
-
-/* Step a statement that returns no rows, reset it, map the result. */
-static int
-exec_done(struct ag_stmt *s)
-{
-    int rc = ag_stmt_step(s);
-    ag_stmt_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
 /* A single integer result (0 when there is no row or it is NULL). */
 static int
 query_i64(struct ag_stmt *s, int64_t *out)
@@ -43,7 +26,7 @@ int
 bus_store_topics_load(struct ag_store *st, bus_store_topic_fn fn, void *udata)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT name, messages, last_seq FROM topics", &s);
+    int rc = ag_store_stmt(st, "SELECT name, messages, last_seq FROM topics", &s);
     if (rc != 0)
         return rc;
     while ((rc = ag_stmt_step(s)) == AG_STMT_ROW) {
@@ -59,10 +42,11 @@ int
 bus_store_subs_load(struct ag_store *st, bus_store_sub_fn fn, void *udata)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT id, name, topics, ack_deadline_ms, max_attempts, retry_delay_ms, "
-                     "created_at FROM subscriptions ORDER BY id",
-                     &s);
+    int rc =
+        ag_store_stmt(st,
+                      "SELECT id, name, topics, ack_deadline_ms, max_attempts, retry_delay_ms, "
+                      "created_at FROM subscriptions ORDER BY id",
+                      &s);
     if (rc != 0)
         return rc;
     while ((rc = ag_stmt_step(s)) == AG_STMT_ROW) {
@@ -80,17 +64,18 @@ int
 bus_store_sub_counts(struct ag_store *st, int64_t sub_id, int64_t *out_pending, int64_t *out_dead)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT count(*) FROM deliveries WHERE sub_id = $1 AND state = 0", &s);
+    int rc =
+        ag_store_stmt(st, "SELECT count(*) FROM deliveries WHERE sub_id = $1 AND state = 0", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
     rc = query_i64(s, out_pending);
     if (rc != 0)
         return rc;
-    rc = prepare(st,
-                 "SELECT count(*) FROM deliveries INDEXED BY deliveries_dead "
-                 "WHERE sub_id = $1 AND state = 1",
-                 &s);
+    rc = ag_store_stmt(st,
+                       "SELECT count(*) FROM deliveries INDEXED BY deliveries_dead "
+                       "WHERE sub_id = $1 AND state = 1",
+                       &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
@@ -102,12 +87,12 @@ bus_store_pending_load(struct ag_store *st, int64_t sub_id, int64_t after, int64
                        int64_t limit, bus_store_pending_fn fn, void *udata, int64_t *out_n)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT d.seq, d.attempts, d.not_before, coalesce(m.subject, '') "
-                     "FROM deliveries d LEFT JOIN messages m ON m.seq = d.seq "
-                     "WHERE d.sub_id = $1 AND d.state = 0 AND d.seq > $2 AND d.seq <= $4 "
-                     "ORDER BY d.seq LIMIT $3",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT d.seq, d.attempts, d.not_before, coalesce(m.subject, '') "
+                           "FROM deliveries d LEFT JOIN messages m ON m.seq = d.seq "
+                           "WHERE d.sub_id = $1 AND d.state = 0 AND d.seq > $2 AND d.seq <= $4 "
+                           "ORDER BY d.seq LIMIT $3",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
@@ -129,10 +114,11 @@ int
 bus_store_oldest_pending(struct ag_store *st, int64_t sub_id, int64_t *out_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT m.published_at FROM deliveries d JOIN messages m ON m.seq = d.seq "
-                     "WHERE d.sub_id = $1 AND d.state = 0 ORDER BY d.seq LIMIT 1",
-                     &s);
+    int rc =
+        ag_store_stmt(st,
+                      "SELECT m.published_at FROM deliveries d JOIN messages m ON m.seq = d.seq "
+                      "WHERE d.sub_id = $1 AND d.state = 0 ORDER BY d.seq LIMIT 1",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
@@ -145,7 +131,7 @@ int
 bus_store_message_count(struct ag_store *st, int64_t *out_n)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT count(*) FROM messages", &s);
+    int rc = ag_store_stmt(st, "SELECT count(*) FROM messages", &s);
     if (rc != 0)
         return rc;
     return query_i64(s, out_n);
@@ -155,7 +141,7 @@ int
 bus_store_dedup_get(struct ag_store *st, const char *id, int64_t *out_seq, int64_t *out_at)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT seq, at FROM dedup WHERE id = $1", &s);
+    int rc = ag_store_stmt(st, "SELECT seq, at FROM dedup WHERE id = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
@@ -175,16 +161,16 @@ int
 bus_store_dedup_put(struct ag_store *st, int64_t seq, const char *id, int64_t at)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO dedup (seq, id, at) VALUES ($1, $2, $3) "
-                     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, at = excluded.at",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "INSERT INTO dedup (seq, id, at) VALUES ($1, $2, $3) "
+                           "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, at = excluded.at",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, seq);
     ag_stmt_bind_cstr(s, 2, id);
     ag_stmt_bind_i64(s, 3, at);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
@@ -192,10 +178,10 @@ bus_store_message_insert(struct ag_store *st, int64_t seq, const struct bus_msg_
                          int64_t published_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO messages (seq, id, topic, subject, published_at, data) "
-                     "VALUES ($1, $2, $3, $4, $5, $6)",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "INSERT INTO messages (seq, id, topic, subject, published_at, data) "
+                           "VALUES ($1, $2, $3, $4, $5, $6)",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, seq);
@@ -204,36 +190,36 @@ bus_store_message_insert(struct ag_store *st, int64_t seq, const struct bus_msg_
     ag_stmt_bind_text(s, 4, m->subject, m->subject_len);
     ag_stmt_bind_i64(s, 5, published_ms);
     ag_stmt_bind_text(s, 6, m->data, m->data_len);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
 bus_store_topic_put(struct ag_store *st, const char *name, int64_t messages, int64_t last_seq)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO topics (name, messages, last_seq) VALUES ($1, $2, $3) "
-                     "ON CONFLICT (name) DO UPDATE SET messages = excluded.messages, "
-                     "last_seq = excluded.last_seq",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "INSERT INTO topics (name, messages, last_seq) VALUES ($1, $2, $3) "
+                           "ON CONFLICT (name) DO UPDATE SET messages = excluded.messages, "
+                           "last_seq = excluded.last_seq",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, name);
     ag_stmt_bind_i64(s, 2, messages);
     ag_stmt_bind_i64(s, 3, last_seq);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
 bus_store_delivery_insert(struct ag_store *st, int64_t sub_id, int64_t seq)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "INSERT INTO deliveries (sub_id, seq) VALUES ($1, $2)", &s);
+    int rc = ag_store_stmt(st, "INSERT INTO deliveries (sub_id, seq) VALUES ($1, $2)", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
     ag_stmt_bind_i64(s, 2, seq);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 /* ---- Settling deliveries ---- */
@@ -242,12 +228,12 @@ int
 bus_store_delivery_delete(struct ag_store *st, int64_t sub_id, int64_t seq)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "DELETE FROM deliveries WHERE sub_id = $1 AND seq = $2", &s);
+    int rc = ag_store_stmt(st, "DELETE FROM deliveries WHERE sub_id = $1 AND seq = $2", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
     ag_stmt_bind_i64(s, 2, seq);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
@@ -255,17 +241,17 @@ bus_store_delivery_retry(struct ag_store *st, int64_t sub_id, int64_t seq, int32
                          int64_t not_before_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "UPDATE deliveries SET attempts = $3, not_before = $4 "
-                     "WHERE sub_id = $1 AND seq = $2",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "UPDATE deliveries SET attempts = $3, not_before = $4 "
+                           "WHERE sub_id = $1 AND seq = $2",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
     ag_stmt_bind_i64(s, 2, seq);
     ag_stmt_bind_i64(s, 3, attempts);
     ag_stmt_bind_i64(s, 4, not_before_ms);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
@@ -273,10 +259,10 @@ bus_store_delivery_dead(struct ag_store *st, int64_t sub_id, int64_t seq, int32_
                         int64_t dead_ms, const char *last_error)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "UPDATE deliveries SET state = 1, attempts = $3, dead_at = $4, "
-                     "last_error = $5 WHERE sub_id = $1 AND seq = $2",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "UPDATE deliveries SET state = 1, attempts = $3, dead_at = $4, "
+                           "last_error = $5 WHERE sub_id = $1 AND seq = $2",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
@@ -284,7 +270,7 @@ bus_store_delivery_dead(struct ag_store *st, int64_t sub_id, int64_t seq, int32_
     ag_stmt_bind_i64(s, 3, attempts);
     ag_stmt_bind_i64(s, 4, dead_ms);
     ag_stmt_bind_cstr(s, 5, last_error);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 /* ---- Rendering messages ---- */
@@ -327,10 +313,10 @@ int
 bus_store_message_append(struct ag_store *st, int64_t seq, struct ag_buf *out)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT id, topic, subject, seq, published_at, data FROM messages "
-                     "WHERE seq = $1",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT id, topic, subject, seq, published_at, data FROM messages "
+                           "WHERE seq = $1",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, seq);
@@ -376,11 +362,12 @@ bus_store_sub_insert(struct ag_store *st, const char *name, const char *topics_j
                      const struct bus_sub_config *cfg, const char *now, int64_t *out_id)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO subscriptions (name, topics, ack_deadline_ms, max_attempts, "
-                     "retry_delay_ms, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) "
-                     "RETURNING id",
-                     &s);
+    int rc =
+        ag_store_stmt(st,
+                      "INSERT INTO subscriptions (name, topics, ack_deadline_ms, max_attempts, "
+                      "retry_delay_ms, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) "
+                      "RETURNING id",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, name);
@@ -403,10 +390,10 @@ bus_store_sub_update(struct ag_store *st, int64_t id, const char *topics_json,
                      const struct bus_sub_config *cfg, const char *now)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "UPDATE subscriptions SET topics = $2, ack_deadline_ms = $3, "
-                     "max_attempts = $4, retry_delay_ms = $5, updated_at = $6 WHERE id = $1",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "UPDATE subscriptions SET topics = $2, ack_deadline_ms = $3, "
+                           "max_attempts = $4, retry_delay_ms = $5, updated_at = $6 WHERE id = $1",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, id);
@@ -415,25 +402,25 @@ bus_store_sub_update(struct ag_store *st, int64_t id, const char *topics_json,
     ag_stmt_bind_i64(s, 4, cfg->max_attempts);
     ag_stmt_bind_i64(s, 5, cfg->retry_delay_ms);
     ag_stmt_bind_cstr(s, 6, now);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
 bus_store_sub_delete(struct ag_store *st, int64_t id)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "DELETE FROM deliveries WHERE sub_id = $1", &s);
+    int rc = ag_store_stmt(st, "DELETE FROM deliveries WHERE sub_id = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, id);
-    rc = exec_done(s);
+    rc = ag_stmt_exec(s);
     if (rc != 0)
         return rc;
-    rc = prepare(st, "DELETE FROM subscriptions WHERE id = $1", &s);
+    rc = ag_store_stmt(st, "DELETE FROM subscriptions WHERE id = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, id);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 /* ---- Dead letters ---- */
@@ -443,10 +430,10 @@ bus_store_dead_list(struct ag_store *st, int64_t sub_id, int64_t after, int64_t 
                     struct ag_buf *out, size_t *out_n)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT " DEAD_COLS "WHERE d.sub_id = $1 AND d.state = 1 AND d.seq > $2 "
-                     "ORDER BY d.seq LIMIT $3",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT " DEAD_COLS "WHERE d.sub_id = $1 AND d.state = 1 AND d.seq > $2 "
+                           "ORDER BY d.seq LIMIT $3",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
@@ -470,8 +457,8 @@ int
 bus_store_dead_get(struct ag_store *st, int64_t sub_id, int64_t seq, struct ag_buf *out)
 {
     struct ag_stmt *s;
-    int rc =
-        prepare(st, "SELECT " DEAD_COLS "WHERE d.sub_id = $1 AND d.seq = $2 AND d.state = 1", &s);
+    int rc = ag_store_stmt(
+        st, "SELECT " DEAD_COLS "WHERE d.sub_id = $1 AND d.seq = $2 AND d.state = 1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
@@ -496,11 +483,11 @@ bus_store_dead_select(struct ag_store *st, int64_t sub_id, const int64_t *seqs, 
     struct bus_dead_ref *refs = ag_pool_alloc(pool, (cap ? cap : 1) * sizeof(*refs));
     size_t count = 0;
     if (seqs == NULL) {
-        rc = prepare(st,
-                     "SELECT d.seq, coalesce(m.subject, '') FROM deliveries d "
-                     "INDEXED BY deliveries_dead LEFT JOIN messages m ON m.seq = d.seq "
-                     "WHERE d.sub_id = $1 AND d.state = 1 ORDER BY d.seq LIMIT $2",
-                     &s);
+        rc = ag_store_stmt(st,
+                           "SELECT d.seq, coalesce(m.subject, '') FROM deliveries d "
+                           "INDEXED BY deliveries_dead LEFT JOIN messages m ON m.seq = d.seq "
+                           "WHERE d.sub_id = $1 AND d.state = 1 ORDER BY d.seq LIMIT $2",
+                           &s);
         if (rc != 0)
             return rc;
         ag_stmt_bind_i64(s, 1, sub_id);
@@ -514,11 +501,11 @@ bus_store_dead_select(struct ag_store *st, int64_t sub_id, const int64_t *seqs, 
         }
         ag_stmt_reset(s);
     } else {
-        rc = prepare(st,
-                     "SELECT coalesce(m.subject, '') FROM deliveries d "
-                     "LEFT JOIN messages m ON m.seq = d.seq "
-                     "WHERE d.sub_id = $1 AND d.seq = $2 AND d.state = 1",
-                     &s);
+        rc = ag_store_stmt(st,
+                           "SELECT coalesce(m.subject, '') FROM deliveries d "
+                           "LEFT JOIN messages m ON m.seq = d.seq "
+                           "WHERE d.sub_id = $1 AND d.seq = $2 AND d.state = 1",
+                           &s);
         if (rc != 0)
             return rc;
         for (size_t i = 0; i < n && rc >= 0; i++) {
@@ -544,16 +531,16 @@ int
 bus_store_dead_revive(struct ag_store *st, int64_t sub_id, int64_t seq)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "UPDATE deliveries SET state = 0, attempts = 0, not_before = 0, "
-                     "dead_at = NULL, last_error = NULL "
-                     "WHERE sub_id = $1 AND seq = $2 AND state = 1",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "UPDATE deliveries SET state = 0, attempts = 0, not_before = 0, "
+                           "dead_at = NULL, last_error = NULL "
+                           "WHERE sub_id = $1 AND seq = $2 AND state = 1",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
     ag_stmt_bind_i64(s, 2, seq);
-    rc = exec_done(s);
+    rc = ag_stmt_exec(s);
     if (rc != 0)
         return rc;
     return ag_store_changes(st) == 1 ? 0 : AG_ENOENT;
@@ -563,14 +550,14 @@ int
 bus_store_dead_purge(struct ag_store *st, int64_t sub_id, int64_t *out_n)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "DELETE FROM deliveries INDEXED BY deliveries_dead "
-                     "WHERE sub_id = $1 AND state = 1",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "DELETE FROM deliveries INDEXED BY deliveries_dead "
+                           "WHERE sub_id = $1 AND state = 1",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
-    rc = exec_done(s);
+    rc = ag_stmt_exec(s);
     if (rc != 0)
         return rc;
     *out_n = ag_store_changes(st);
@@ -585,7 +572,7 @@ bus_store_first_old_message(struct ag_store *st, int64_t from, int64_t cut_ms, i
     /* published_at never decreases with seq, so the first message at or
      * after 'from' decides: the scan never walks the young end. */
     struct ag_stmt *s;
-    int rc = prepare(
+    int rc = ag_store_stmt(
         st, "SELECT seq, published_at FROM messages WHERE seq >= $1 ORDER BY seq LIMIT 1", &s);
     if (rc != 0)
         return rc;
@@ -603,17 +590,18 @@ bus_store_sweep_messages(struct ag_store *st, int64_t from, int64_t to, int64_t 
                          int64_t *out_deleted)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "DELETE FROM messages WHERE seq >= $1 AND seq < $2 AND published_at < $3 "
-                     "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.sub_id IN "
-                     "(SELECT id FROM subscriptions) AND d.seq = messages.seq)",
-                     &s);
+    int rc =
+        ag_store_stmt(st,
+                      "DELETE FROM messages WHERE seq >= $1 AND seq < $2 AND published_at < $3 "
+                      "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.sub_id IN "
+                      "(SELECT id FROM subscriptions) AND d.seq = messages.seq)",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, from);
     ag_stmt_bind_i64(s, 2, to);
     ag_stmt_bind_i64(s, 3, cut_ms);
-    rc = exec_done(s);
+    rc = ag_stmt_exec(s);
     if (rc != 0)
         return rc;
     *out_deleted = ag_store_changes(st);
@@ -626,15 +614,15 @@ bus_store_sweep_dedup(struct ag_store *st, int64_t cut_ms, int64_t limit, int64_
     /* The oldest 'limit' rows by seq (cheap: rowid order), of which those
      * older than the window go. */
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "DELETE FROM dedup WHERE seq IN (SELECT seq FROM dedup ORDER BY seq "
-                     "LIMIT $2) AND at < $1",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "DELETE FROM dedup WHERE seq IN (SELECT seq FROM dedup ORDER BY seq "
+                           "LIMIT $2) AND at < $1",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, cut_ms);
     ag_stmt_bind_i64(s, 2, limit);
-    rc = exec_done(s);
+    rc = ag_stmt_exec(s);
     if (rc != 0)
         return rc;
     *out_deleted = ag_store_changes(st);

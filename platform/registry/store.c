@@ -9,14 +9,6 @@
 
 #include "agora/err.h"
 
-static int
-prepare(struct ag_store *st, const char *sql, struct ag_stmt **out)
-{
-    int err = 0;
-    *out = ag_store_prepare(st, sql, &err);
-    return *out ? 0 : err;
-}
-
 /* Run a statement that returns no rows. */
 static int
 run(struct ag_stmt *s)
@@ -59,10 +51,10 @@ static int
 meta_raise(struct ag_store *st, const char *name, int64_t value)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) "
-                     "DO UPDATE SET value = max(value, excluded.value)",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) "
+                           "DO UPDATE SET value = max(value, excluded.value)",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, name);
@@ -75,7 +67,7 @@ reg_store_load(struct ag_store *st, int64_t *out_stored, int64_t *out_config_ind
                int64_t *out_keys)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT name, value FROM meta", &s);
+    int rc = ag_store_stmt(st, "SELECT name, value FROM meta", &s);
     if (rc != 0)
         return rc;
     int64_t stored = 0;
@@ -89,7 +81,7 @@ reg_store_load(struct ag_store *st, int64_t *out_stored, int64_t *out_config_ind
     ag_stmt_reset(s);
     if (rc < 0)
         return rc;
-    rc = prepare(st, "SELECT count(*) FROM config", &s);
+    rc = ag_store_stmt(st, "SELECT count(*) FROM config", &s);
     if (rc != 0)
         return rc;
     rc = query_i64(s, 0, out_keys);
@@ -127,7 +119,8 @@ reg_store_config_get(struct ag_store *st, const char *key, struct ag_pool *pool,
                      struct reg_config_entry *out)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT key, value, version, modify_index FROM config WHERE key = $1", &s);
+    int rc = ag_store_stmt(
+        st, "SELECT key, value, version, modify_index FROM config WHERE key = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, key);
@@ -150,10 +143,10 @@ int
 reg_store_config_list(struct ag_store *st, const char *prefix, struct ag_buf *out)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT key, value, version, modify_index FROM config "
-                     "WHERE key >= $1 AND key < $2 ORDER BY key",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT key, value, version, modify_index FROM config "
+                           "WHERE key >= $1 AND key < $2 ORDER BY key",
+                           &s);
     if (rc != 0)
         return rc;
     char end[REG_KEY_MAX + 2];
@@ -185,13 +178,13 @@ int
 reg_store_prefix_index(struct ag_store *st, const char *prefix, int64_t *out_index)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT max(coalesce((SELECT max(modify_index) FROM config "
-                     "WHERE key >= $1 AND key < $2), 0), "
-                     "coalesce((SELECT max(modify_index) FROM config_tombstones "
-                     "WHERE key >= $1 AND key < $2), 0), "
-                     "coalesce((SELECT value FROM meta WHERE name = 'config_floor'), 0))",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT max(coalesce((SELECT max(modify_index) FROM config "
+                           "WHERE key >= $1 AND key < $2), 0), "
+                           "coalesce((SELECT max(modify_index) FROM config_tombstones "
+                           "WHERE key >= $1 AND key < $2), 0), "
+                           "coalesce((SELECT value FROM meta WHERE name = 'config_floor'), 0))",
+                           &s);
     if (rc != 0)
         return rc;
     char end[REG_KEY_MAX + 2];
@@ -204,7 +197,7 @@ static int
 current_version(struct ag_store *st, const char *key, int64_t *out)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT version FROM config WHERE key = $1", &s);
+    int rc = ag_store_stmt(st, "SELECT version FROM config WHERE key = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, key);
@@ -234,22 +227,22 @@ put_tx(struct ag_store *st, void *arg)
     struct ag_stmt *s;
     if (c->current == 0) {
         int64_t n;
-        rc = prepare(st, "SELECT count(*) FROM config", &s);
+        rc = ag_store_stmt(st, "SELECT count(*) FROM config", &s);
         if (rc == 0)
             rc = query_i64(s, 0, &n);
         if (rc != 0)
             return rc;
         if (n >= c->max_keys)
             return AG_EUNAVAIL;
-        rc = prepare(st,
-                     "INSERT INTO config (key, value, version, create_index, modify_index) "
-                     "VALUES ($1, $2, 1, $3, $3)",
-                     &s);
+        rc = ag_store_stmt(st,
+                           "INSERT INTO config (key, value, version, create_index, modify_index) "
+                           "VALUES ($1, $2, 1, $3, $3)",
+                           &s);
     } else {
-        rc = prepare(st,
-                     "UPDATE config SET value = $2, version = version + 1, modify_index = $3 "
-                     "WHERE key = $1",
-                     &s);
+        rc = ag_store_stmt(st,
+                           "UPDATE config SET value = $2, version = version + 1, modify_index = $3 "
+                           "WHERE key = $1",
+                           &s);
     }
     if (rc != 0)
         return rc;
@@ -260,7 +253,7 @@ put_tx(struct ag_store *st, void *arg)
     if (rc != 0)
         return rc;
     c->version = c->current + 1;
-    rc = prepare(st, "DELETE FROM config_tombstones WHERE key = $1", &s);
+    rc = ag_store_stmt(st, "DELETE FROM config_tombstones WHERE key = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, c->key);
@@ -305,10 +298,10 @@ static int
 prune_tombstones(struct ag_store *st)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT modify_index FROM config_tombstones "
-                     "ORDER BY modify_index DESC LIMIT 1 OFFSET $1",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT modify_index FROM config_tombstones "
+                           "ORDER BY modify_index DESC LIMIT 1 OFFSET $1",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, REG_TOMBSTONES_MAX);
@@ -319,7 +312,7 @@ prune_tombstones(struct ag_store *st)
     rc = meta_raise(st, "config_floor", cut);
     if (rc != 0)
         return rc;
-    rc = prepare(st, "DELETE FROM config_tombstones WHERE modify_index <= $1", &s);
+    rc = ag_store_stmt(st, "DELETE FROM config_tombstones WHERE modify_index <= $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, cut);
@@ -338,17 +331,17 @@ delete_tx(struct ag_store *st, void *arg)
     if (reg_config_check_cas(c->cas, c->current) != 0)
         return AG_ECONFLICT;
     struct ag_stmt *s;
-    rc = prepare(st, "DELETE FROM config WHERE key = $1", &s);
+    rc = ag_store_stmt(st, "DELETE FROM config WHERE key = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, c->key);
     rc = run(s);
     if (rc != 0)
         return rc;
-    rc = prepare(st,
-                 "INSERT INTO config_tombstones (key, modify_index) VALUES ($1, $2) "
-                 "ON CONFLICT (key) DO UPDATE SET modify_index = excluded.modify_index",
-                 &s);
+    rc = ag_store_stmt(st,
+                       "INSERT INTO config_tombstones (key, modify_index) VALUES ($1, $2) "
+                       "ON CONFLICT (key) DO UPDATE SET modify_index = excluded.modify_index",
+                       &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, c->key);

@@ -247,22 +247,11 @@ create_product(struct ag_http_req *req, void *udata)
         send_store_error(req, rc, "product");
 }
 
-static const char *
-product_id_param(struct ag_http_req *req)
-{
-    const char *id = ag_req_param(req, "id");
-    if (id == NULL || !ag_uuid_is_valid(ag_str_from_cstr(id))) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such product");
-        return NULL;
-    }
-    return id;
-}
-
 static void
 get_product(struct ag_http_req *req, void *udata)
 {
     struct catalog *cat = udata;
-    const char *id = product_id_param(req);
+    const char *id = ag_req_uuid_param(req, "id", "product");
     if (id == NULL)
         return;
     char *doc;
@@ -286,7 +275,7 @@ static void
 update_product(struct ag_http_req *req, void *udata)
 {
     struct catalog *cat = udata;
-    const char *id = product_id_param(req);
+    const char *id = ag_req_uuid_param(req, "id", "product");
     if (id == NULL)
         return;
     json_t *body = ag_req_json(req);
@@ -373,7 +362,7 @@ static void
 delete_product(struct ag_http_req *req, void *udata)
 {
     struct catalog *cat = udata;
-    const char *id = product_id_param(req);
+    const char *id = ag_req_uuid_param(req, "id", "product");
     if (id == NULL)
         return;
     struct catalog_product p;

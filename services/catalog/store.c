@@ -12,19 +12,11 @@
     "id, sku, name, description, price_amount, currency, category, image_url, active, "            \
     "created_at, updated_at, version"
 
-static int
-prepare(struct ag_store *st, const char *sql, struct ag_stmt **out)
-{
-    int err = 0;
-    *out = ag_store_prepare(st, sql, &err);
-    return *out ? 0 : err;
-}
-
 int
 catalog_store_count(struct ag_store *st, int64_t *out_n)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT count(*) FROM products", &s);
+    int rc = ag_store_stmt(st, "SELECT count(*) FROM products", &s);
     if (rc != 0)
         return rc;
     rc = ag_stmt_step(s);
@@ -43,7 +35,7 @@ catalog_store_product_doc(struct ag_store *st, const char *id, struct ag_pool *p
                           size_t *out_len, int64_t *out_version)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT doc, version FROM products WHERE id = $1", &s);
+    int rc = ag_store_stmt(st, "SELECT doc, version FROM products WHERE id = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
@@ -81,7 +73,7 @@ catalog_store_product_get(struct ag_store *st, const char *id, struct ag_pool *p
                           struct catalog_product *out)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT " PRODUCT_COLS " FROM products WHERE id = $1", &s);
+    int rc = ag_store_stmt(st, "SELECT " PRODUCT_COLS " FROM products WHERE id = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
@@ -132,10 +124,10 @@ int
 catalog_store_product_insert(struct ag_store *st, const struct catalog_product *p, const char *doc)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO products (" PRODUCT_COLS ", doc) VALUES "
-                     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "INSERT INTO products (" PRODUCT_COLS ", doc) VALUES "
+                           "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                           &s);
     if (rc != 0)
         return rc;
     bind_product(s, p, doc);
@@ -149,12 +141,13 @@ catalog_store_product_update(struct ag_store *st, const struct catalog_product *
                              const char *doc)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "UPDATE products SET sku = $2, name = $3, description = $4, "
-                     "price_amount = $5, currency = $6, category = $7, image_url = $8, "
-                     "active = $9, created_at = $10, updated_at = $11, version = $12, doc = $13 "
-                     "WHERE id = $1 AND version = $14",
-                     &s);
+    int rc =
+        ag_store_stmt(st,
+                      "UPDATE products SET sku = $2, name = $3, description = $4, "
+                      "price_amount = $5, currency = $6, category = $7, image_url = $8, "
+                      "active = $9, created_at = $10, updated_at = $11, version = $12, doc = $13 "
+                      "WHERE id = $1 AND version = $14",
+                      &s);
     if (rc != 0)
         return rc;
     bind_product(s, p, doc);
@@ -170,7 +163,8 @@ int
 catalog_store_product_delete(struct ag_store *st, const char *id, int64_t expected)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "DELETE FROM products WHERE id = $1 AND ($2 < 0 OR version = $2)", &s);
+    int rc =
+        ag_store_stmt(st, "DELETE FROM products WHERE id = $1 AND ($2 < 0 OR version = $2)", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
@@ -206,20 +200,20 @@ catalog_store_product_list(struct ag_store *st, const struct catalog_filter *f,
     struct ag_stmt *s;
     int rc;
     if (f->fts != NULL) {
-        rc = prepare(st,
-                     "SELECT p.doc, p.id FROM products_fts JOIN products p "
-                     "ON p.seq = products_fts.rowid WHERE products_fts MATCH $1" LIST_FILTERS
-                     " ORDER BY bm25(products_fts, 10.0, 2.0, 5.0), p.id LIMIT $7 OFFSET $8",
-                     &s);
+        rc = ag_store_stmt(st,
+                           "SELECT p.doc, p.id FROM products_fts JOIN products p "
+                           "ON p.seq = products_fts.rowid WHERE products_fts MATCH $1" LIST_FILTERS
+                           " ORDER BY bm25(products_fts, 10.0, 2.0, 5.0), p.id LIMIT $7 OFFSET $8",
+                           &s);
         if (rc != 0)
             return rc;
         ag_stmt_bind_cstr(s, 1, f->fts);
         ag_stmt_bind_i64(s, 8, f->offset);
     } else {
-        rc = prepare(st,
-                     "SELECT p.doc, p.id FROM products p WHERE p.id > $1" LIST_FILTERS
-                     " ORDER BY p.id LIMIT $7",
-                     &s);
+        rc = ag_store_stmt(st,
+                           "SELECT p.doc, p.id FROM products p WHERE p.id > $1" LIST_FILTERS
+                           " ORDER BY p.id LIMIT $7",
+                           &s);
         if (rc != 0)
             return rc;
         ag_stmt_bind_cstr(s, 1, f->after_id ? f->after_id : "");
@@ -260,7 +254,7 @@ int
 catalog_store_category_exists(struct ag_store *st, const char *slug, bool *out_exists)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT 1 FROM categories WHERE slug = $1", &s);
+    int rc = ag_store_stmt(st, "SELECT 1 FROM categories WHERE slug = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, slug);
@@ -277,10 +271,10 @@ catalog_store_category_insert(struct ag_store *st, const struct catalog_category
                               const char *created_at)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO categories (slug, name, description, created_at) "
-                     "VALUES ($1, $2, $3, $4)",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "INSERT INTO categories (slug, name, description, created_at) "
+                           "VALUES ($1, $2, $3, $4)",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, c->slug);
@@ -297,7 +291,8 @@ catalog_store_category_get(struct ag_store *st, const char *slug, struct ag_pool
                            struct catalog_category *out)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT slug, name, description FROM categories WHERE slug = $1", &s);
+    int rc =
+        ag_store_stmt(st, "SELECT slug, name, description FROM categories WHERE slug = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, slug);
@@ -318,8 +313,8 @@ int
 catalog_store_category_list(struct ag_store *st, json_t **out_items)
 {
     struct ag_stmt *s;
-    int rc =
-        prepare(st, "SELECT slug, name, description FROM categories ORDER BY slug LIMIT $1", &s);
+    int rc = ag_store_stmt(
+        st, "SELECT slug, name, description FROM categories ORDER BY slug LIMIT $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, CATALOG_CATEGORIES_MAX);
@@ -345,7 +340,7 @@ int
 catalog_store_category_delete(struct ag_store *st, const char *slug)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "DELETE FROM categories WHERE slug = $1", &s);
+    int rc = ag_store_stmt(st, "DELETE FROM categories WHERE slug = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, slug);

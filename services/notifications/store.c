@@ -13,23 +13,6 @@
     "seq, id, event_id, type, user_id, channel, recipient, recipient_name, subject, body, "        \
     "status, attempts, next_attempt_ms, last_error, created_at, sent_at"
 
-static int
-prepare(struct ag_store *st, const char *sql, struct ag_stmt **out)
-{
-    int err = 0;
-    *out = ag_store_prepare(st, sql, &err);
-    return *out ? 0 : err;
-}
-
-/* Run a statement that returns no rows; 0 or the step error. */
-static int
-step_done(struct ag_stmt *s)
-{
-    int rc = ag_stmt_step(s);
-    ag_stmt_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
 static const char *
 col_dup(struct ag_stmt *s, int i, struct ag_pool *pool)
 {
@@ -51,21 +34,21 @@ notify_store_user_put(struct ag_store *st, const char *user_id, const char *emai
                       int64_t changed_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO users (user_id, email, name, changed_ms) "
-                     "VALUES ($1, coalesce($2, ''), coalesce($3, ''), $4) "
-                     "ON CONFLICT (user_id) DO UPDATE SET "
-                     "email = coalesce($2, email), name = coalesce($3, name), "
-                     "changed_ms = max(changed_ms, $4) "
-                     "WHERE $4 >= users.changed_ms",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "INSERT INTO users (user_id, email, name, changed_ms) "
+                           "VALUES ($1, coalesce($2, ''), coalesce($3, ''), $4) "
+                           "ON CONFLICT (user_id) DO UPDATE SET "
+                           "email = coalesce($2, email), name = coalesce($3, name), "
+                           "changed_ms = max(changed_ms, $4) "
+                           "WHERE $4 >= users.changed_ms",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, user_id);
     ag_stmt_bind_cstr(s, 2, email);
     ag_stmt_bind_cstr(s, 3, name);
     ag_stmt_bind_i64(s, 4, changed_ms);
-    return step_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
@@ -73,7 +56,7 @@ notify_store_user_get(struct ag_store *st, const char *user_id, struct ag_pool *
                       const char **out_email, const char **out_name)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT email, name FROM users WHERE user_id = $1", &s);
+    int rc = ag_store_stmt(st, "SELECT email, name FROM users WHERE user_id = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, user_id);
@@ -94,16 +77,16 @@ notify_store_order_put(struct ag_store *st, const char *order_id, const char *us
                        const char *created_at)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO orders (order_id, user_id, created_at) VALUES ($1, $2, $3) "
-                     "ON CONFLICT (order_id) DO NOTHING",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "INSERT INTO orders (order_id, user_id, created_at) VALUES ($1, $2, $3) "
+                           "ON CONFLICT (order_id) DO NOTHING",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, order_id);
     ag_stmt_bind_cstr(s, 2, user_id);
     ag_stmt_bind_cstr(s, 3, created_at);
-    return step_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
@@ -111,7 +94,7 @@ notify_store_order_user(struct ag_store *st, const char *order_id, struct ag_poo
                         const char **out_user_id)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT user_id FROM orders WHERE order_id = $1", &s);
+    int rc = ag_store_stmt(st, "SELECT user_id FROM orders WHERE order_id = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, order_id);
@@ -133,10 +116,10 @@ notify_store_template_get(struct ag_store *st, const char *type, struct ag_pool 
                           struct notify_template *out)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT type, subject, body, enabled, updated_at FROM templates "
-                     "WHERE type = $1",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT type, subject, body, enabled, updated_at FROM templates "
+                           "WHERE type = $1",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, type);
@@ -159,10 +142,10 @@ int
 notify_store_template_list(struct ag_store *st, json_t **out_items)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT type, subject, body, enabled, updated_at FROM templates "
-                     "ORDER BY type LIMIT $1",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT type, subject, body, enabled, updated_at FROM templates "
+                           "ORDER BY type LIMIT $1",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, NOTIFY_TEMPLATES_MAX);
@@ -186,7 +169,7 @@ int
 notify_store_template_put(struct ag_store *st, const struct notify_template *t, bool *out_created)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT 1 FROM templates WHERE type = $1", &s);
+    int rc = ag_store_stmt(st, "SELECT 1 FROM templates WHERE type = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, t->type);
@@ -195,11 +178,11 @@ notify_store_template_put(struct ag_store *st, const struct notify_template *t, 
     if (rc < 0)
         return rc;
     *out_created = rc == AG_STMT_DONE;
-    rc = prepare(st,
-                 "INSERT INTO templates (type, subject, body, enabled, updated_at) "
-                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (type) DO UPDATE SET "
-                 "subject = $2, body = $3, enabled = $4, updated_at = $5",
-                 &s);
+    rc = ag_store_stmt(st,
+                       "INSERT INTO templates (type, subject, body, enabled, updated_at) "
+                       "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (type) DO UPDATE SET "
+                       "subject = $2, body = $3, enabled = $4, updated_at = $5",
+                       &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, t->type);
@@ -207,7 +190,7 @@ notify_store_template_put(struct ag_store *st, const struct notify_template *t, 
     ag_stmt_bind_cstr(s, 3, t->body);
     ag_stmt_bind_i64(s, 4, t->enabled ? 1 : 0);
     ag_stmt_bind_cstr(s, 5, t->updated_at);
-    return step_done(s);
+    return ag_stmt_exec(s);
 }
 
 /* ---- Notifications ---- */
@@ -216,12 +199,13 @@ int
 notify_store_insert(struct ag_store *st, const struct notify_record *r)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO notifications (id, event_id, type, user_id, channel, recipient, "
-                     "recipient_name, subject, body, status, attempts, next_attempt_ms, "
-                     "last_error, created_at, sent_at) VALUES "
-                     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                     &s);
+    int rc =
+        ag_store_stmt(st,
+                      "INSERT INTO notifications (id, event_id, type, user_id, channel, recipient, "
+                      "recipient_name, subject, body, status, attempts, next_attempt_ms, "
+                      "last_error, created_at, sent_at) VALUES "
+                      "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, r->id);
@@ -239,7 +223,7 @@ notify_store_insert(struct ag_store *st, const struct notify_record *r)
     ag_stmt_bind_cstr(s, 13, r->last_error);
     ag_stmt_bind_cstr(s, 14, r->created_at);
     ag_stmt_bind_cstr(s, 15, r->sent_at);
-    return step_done(s);
+    return ag_stmt_exec(s);
 }
 
 /* Fill 'out' from the current row of a RECORD_COLS query (strings copied
@@ -275,7 +259,7 @@ notify_store_get(struct ag_store *st, const char *id, struct ag_pool *pool,
                  struct notify_record *out)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT " RECORD_COLS " FROM notifications WHERE id = $1", &s);
+    int rc = ag_store_stmt(st, "SELECT " RECORD_COLS " FROM notifications WHERE id = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
@@ -302,15 +286,15 @@ notify_store_list(struct ag_store *st, const struct notify_filter *f, bool admin
     int rc;
     /* Two texts, so the per-user listing uses the (user_id, seq) index. */
     if (f->user_id != NULL) {
-        rc = prepare(st,
-                     "SELECT " RECORD_COLS " FROM notifications WHERE user_id = $5 "
-                     "AND seq < $1" LIST_FILTERS,
-                     &s);
+        rc = ag_store_stmt(st,
+                           "SELECT " RECORD_COLS " FROM notifications WHERE user_id = $5 "
+                           "AND seq < $1" LIST_FILTERS,
+                           &s);
         if (rc == 0)
             ag_stmt_bind_cstr(s, 5, f->user_id);
     } else {
-        rc = prepare(st, "SELECT " RECORD_COLS " FROM notifications WHERE seq < $1" LIST_FILTERS,
-                     &s);
+        rc = ag_store_stmt(
+            st, "SELECT " RECORD_COLS " FROM notifications WHERE seq < $1" LIST_FILTERS, &s);
     }
     if (rc != 0)
         return rc;
@@ -357,11 +341,11 @@ claim_tx(struct ag_store *st, int64_t now_ms, size_t max, struct notify_claimed 
          size_t *out_n)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT id, type, recipient, recipient_name, subject, body, attempts "
-                     "FROM notifications WHERE status = 'pending' AND in_flight = 0 "
-                     "AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, seq LIMIT $2",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT id, type, recipient, recipient_name, subject, body, attempts "
+                           "FROM notifications WHERE status = 'pending' AND in_flight = 0 "
+                           "AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, seq LIMIT $2",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, now_ms);
@@ -382,11 +366,11 @@ claim_tx(struct ag_store *st, int64_t now_ms, size_t max, struct notify_claimed 
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
-        rc = prepare(st, "UPDATE notifications SET in_flight = 1 WHERE id = $1", &s);
+        rc = ag_store_stmt(st, "UPDATE notifications SET in_flight = 1 WHERE id = $1", &s);
         if (rc != 0)
             return rc;
         ag_stmt_bind_cstr(s, 1, rows[i].id);
-        rc = step_done(s);
+        rc = ag_stmt_exec(s);
         if (rc != 0)
             return rc;
     }
@@ -427,11 +411,12 @@ notify_store_settle(struct ag_store *st, const char *id, enum notify_status stat
                     int64_t attempts, int64_t next_ms, const char *last_error, const char *sent_at)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "UPDATE notifications SET status = $2, attempts = $3, next_attempt_ms = $4, "
-                     "last_error = coalesce($5, last_error), sent_at = $6, in_flight = 0 "
-                     "WHERE id = $1",
-                     &s);
+    int rc =
+        ag_store_stmt(st,
+                      "UPDATE notifications SET status = $2, attempts = $3, next_attempt_ms = $4, "
+                      "last_error = coalesce($5, last_error), sent_at = $6, in_flight = 0 "
+                      "WHERE id = $1",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
@@ -440,25 +425,25 @@ notify_store_settle(struct ag_store *st, const char *id, enum notify_status stat
     ag_stmt_bind_i64(s, 4, next_ms);
     ag_stmt_bind_cstr(s, 5, last_error);
     ag_stmt_bind_cstr(s, 6, sent_at);
-    return step_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
 notify_store_release_all(struct ag_store *st)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "UPDATE notifications SET in_flight = 0 WHERE in_flight = 1", &s);
-    return rc != 0 ? rc : step_done(s);
+    int rc = ag_store_stmt(st, "UPDATE notifications SET in_flight = 0 WHERE in_flight = 1", &s);
+    return rc != 0 ? rc : ag_stmt_exec(s);
 }
 
 int
 notify_store_next_due(struct ag_store *st, int64_t *out_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT min(next_attempt_ms) FROM notifications "
-                     "WHERE status = 'pending' AND in_flight = 0",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT min(next_attempt_ms) FROM notifications "
+                           "WHERE status = 'pending' AND in_flight = 0",
+                           &s);
     if (rc != 0)
         return rc;
     rc = ag_stmt_step(s);
@@ -477,7 +462,7 @@ int
 notify_store_count_pending(struct ag_store *st, int64_t *out_n)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT count(*) FROM notifications WHERE status = 'pending'", &s);
+    int rc = ag_store_stmt(st, "SELECT count(*) FROM notifications WHERE status = 'pending'", &s);
     if (rc != 0)
         return rc;
     rc = ag_stmt_step(s);

@@ -763,22 +763,11 @@ list_users(struct ag_http_req *req, void *udata)
     ag_send_json(req, 200, json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
 }
 
-static const char *
-user_id_param(struct ag_http_req *req)
-{
-    const char *id = ag_req_param(req, "id");
-    if (id == NULL || !ag_uuid_is_valid(ag_str_from_cstr(id))) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such account");
-        return NULL;
-    }
-    return id;
-}
-
 static void
 get_user(struct ag_http_req *req, void *udata)
 {
     struct users *u = udata;
-    const char *id = user_id_param(req);
+    const char *id = ag_req_uuid_param(req, "id", "account");
     if (id == NULL)
         return;
     struct users_account a;
@@ -816,7 +805,7 @@ disable_tx(struct ag_store *st, void *arg)
 static void
 set_disabled(struct ag_http_req *req, struct users *u, bool disabled)
 {
-    const char *id = user_id_param(req);
+    const char *id = ag_req_uuid_param(req, "id", "account");
     if (id == NULL)
         return;
     if (disabled && strcmp(id, caller_id(req)) == 0) {

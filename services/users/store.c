@@ -12,23 +12,6 @@
 
 #define USER_COLS "id, email, name, admin, disabled, created_at, updated_at, password_hash"
 
-static int
-prepare(struct ag_store *st, const char *sql, struct ag_stmt **out)
-{
-    int err = 0;
-    *out = ag_store_prepare(st, sql, &err);
-    return *out ? 0 : err;
-}
-
-/* Step a statement that returns no rows, then reset it. */
-static int
-exec_done(struct ag_stmt *s)
-{
-    int rc = ag_stmt_step(s);
-    ag_stmt_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
 static void
 copy_text(char *dst, size_t cap, struct ag_stmt *s, int i)
 {
@@ -58,7 +41,7 @@ int
 users_store_user_insert(struct ag_store *st, const struct users_account *a, const char *hash)
 {
     struct ag_stmt *s;
-    int rc = prepare(
+    int rc = ag_store_stmt(
         st, "INSERT INTO users (" USER_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", &s);
     if (rc != 0)
         return rc;
@@ -70,7 +53,7 @@ users_store_user_insert(struct ag_store *st, const struct users_account *a, cons
     ag_stmt_bind_cstr(s, 6, a->created_at);
     ag_stmt_bind_cstr(s, 7, a->updated_at);
     ag_stmt_bind_cstr(s, 8, hash);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 static int
@@ -78,7 +61,7 @@ user_by(struct ag_store *st, const char *sql, const char *value, struct users_ac
         struct users_credentials *out_cred)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, sql, &s);
+    int rc = ag_store_stmt(st, sql, &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, value);
@@ -111,7 +94,7 @@ int
 users_store_email_exists(struct ag_store *st, const char *email, bool *out_exists)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "SELECT 1 FROM users WHERE email = $1", &s);
+    int rc = ag_store_stmt(st, "SELECT 1 FROM users WHERE email = $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, email);
@@ -128,10 +111,10 @@ users_store_user_list(struct ag_store *st, const char *after_id, const char *ema
                       json_t *items, bool *out_more)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT " USER_COLS " FROM users WHERE ($1 IS NULL OR id > $1) "
-                     "AND ($2 IS NULL OR email = $2) ORDER BY id LIMIT $3",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT " USER_COLS " FROM users WHERE ($1 IS NULL OR id > $1) "
+                           "AND ($2 IS NULL OR email = $2) ORDER BY id LIMIT $3",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, after_id);
@@ -157,10 +140,11 @@ int
 users_store_user_update(struct ag_store *st, const struct users_account *a, const char *hash)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "UPDATE users SET name = $2, admin = $3, disabled = $4, updated_at = $5, "
-                     "password_hash = coalesce($6, password_hash) WHERE id = $1",
-                     &s);
+    int rc =
+        ag_store_stmt(st,
+                      "UPDATE users SET name = $2, admin = $3, disabled = $4, updated_at = $5, "
+                      "password_hash = coalesce($6, password_hash) WHERE id = $1",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, a->id);
@@ -169,7 +153,7 @@ users_store_user_update(struct ag_store *st, const struct users_account *a, cons
     ag_stmt_bind_i64(s, 4, a->disabled ? 1 : 0);
     ag_stmt_bind_cstr(s, 5, a->updated_at);
     ag_stmt_bind_cstr(s, 6, hash);
-    rc = exec_done(s);
+    rc = ag_stmt_exec(s);
     if (rc == 0 && ag_store_changes(st) == 0)
         rc = AG_ENOENT;
     return rc;
@@ -179,14 +163,14 @@ int
 users_store_user_rehash(struct ag_store *st, const char *id, const char *old, const char *hash)
 {
     struct ag_stmt *s;
-    int rc =
-        prepare(st, "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2", &s);
+    int rc = ag_store_stmt(
+        st, "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
     ag_stmt_bind_cstr(s, 2, old);
     ag_stmt_bind_cstr(s, 3, hash);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 /* ---- Refresh tokens ---- */
@@ -196,14 +180,14 @@ users_store_family_insert(struct ag_store *st, const char *family_id, const char
                           int64_t now_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(
+    int rc = ag_store_stmt(
         st, "INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3)", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, family_id);
     ag_stmt_bind_cstr(s, 2, user_id);
     ag_stmt_bind_i64(s, 3, now_ms);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
@@ -211,16 +195,16 @@ users_store_family_revoke(struct ag_store *st, const char *family_id, int64_t no
                           const char *why)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "UPDATE refresh_families SET revoked_at = $2, revoked_why = $3 "
-                     "WHERE id = $1 AND revoked_at IS NULL",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "UPDATE refresh_families SET revoked_at = $2, revoked_why = $3 "
+                           "WHERE id = $1 AND revoked_at IS NULL",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, family_id);
     ag_stmt_bind_i64(s, 2, now_ms);
     ag_stmt_bind_cstr(s, 3, why);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
@@ -228,16 +212,16 @@ users_store_families_revoke_user(struct ag_store *st, const char *user_id, int64
                                  const char *why)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "UPDATE refresh_families SET revoked_at = $2, revoked_why = $3 "
-                     "WHERE user_id = $1 AND revoked_at IS NULL",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "UPDATE refresh_families SET revoked_at = $2, revoked_why = $3 "
+                           "WHERE user_id = $1 AND revoked_at IS NULL",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, user_id);
     ag_stmt_bind_i64(s, 2, now_ms);
     ag_stmt_bind_cstr(s, 3, why);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
@@ -246,10 +230,11 @@ users_store_token_insert(struct ag_store *st, const unsigned char hash[USERS_TOK
                          int64_t expires_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "INSERT INTO refresh_tokens (hash, family_id, parent, created_at, expires_at) "
-                     "VALUES ($1, $2, $3, $4, $5)",
-                     &s);
+    int rc = ag_store_stmt(
+        st,
+        "INSERT INTO refresh_tokens (hash, family_id, parent, created_at, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_blob(s, 1, hash, USERS_TOKEN_HASH);
@@ -260,7 +245,7 @@ users_store_token_insert(struct ag_store *st, const unsigned char hash[USERS_TOK
         ag_stmt_bind_null(s, 3);
     ag_stmt_bind_i64(s, 4, now_ms);
     ag_stmt_bind_i64(s, 5, expires_ms);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
@@ -269,12 +254,12 @@ users_store_token_get(struct ag_store *st, const unsigned char hash[USERS_TOKEN_
                       char out_user[AG_UUID_STRLEN + 1])
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT t.family_id, f.user_id, t.expires_at, t.spent_at IS NOT NULL, "
-                     "f.revoked_at IS NOT NULL, u.disabled FROM refresh_tokens t "
-                     "JOIN refresh_families f ON f.id = t.family_id "
-                     "JOIN users u ON u.id = f.user_id WHERE t.hash = $1",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT t.family_id, f.user_id, t.expires_at, t.spent_at IS NOT NULL, "
+                           "f.revoked_at IS NOT NULL, u.disabled FROM refresh_tokens t "
+                           "JOIN refresh_families f ON f.id = t.family_id "
+                           "JOIN users u ON u.id = f.user_id WHERE t.hash = $1",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_blob(s, 1, hash, USERS_TOKEN_HASH);
@@ -302,13 +287,13 @@ users_store_token_spend(struct ag_store *st, const unsigned char hash[USERS_TOKE
                         int64_t now_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(
+    int rc = ag_store_stmt(
         st, "UPDATE refresh_tokens SET spent_at = $2 WHERE hash = $1 AND spent_at IS NULL", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_blob(s, 1, hash, USERS_TOKEN_HASH);
     ag_stmt_bind_i64(s, 2, now_ms);
-    rc = exec_done(s);
+    rc = ag_stmt_exec(s);
     if (rc == 0 && ag_store_changes(st) != 1)
         rc = AG_ECONFLICT;
     return rc;
@@ -318,20 +303,20 @@ int
 users_store_tokens_purge(struct ag_store *st, int64_t now_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(st, "DELETE FROM refresh_tokens WHERE expires_at <= $1", &s);
+    int rc = ag_store_stmt(st, "DELETE FROM refresh_tokens WHERE expires_at <= $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, now_ms);
-    rc = exec_done(s);
+    rc = ag_stmt_exec(s);
     if (rc != 0)
         return rc;
-    rc = prepare(st,
-                 "DELETE FROM refresh_families WHERE NOT EXISTS "
-                 "(SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id)",
-                 &s);
+    rc = ag_store_stmt(st,
+                       "DELETE FROM refresh_families WHERE NOT EXISTS "
+                       "(SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id)",
+                       &s);
     if (rc != 0)
         return rc;
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 /* ---- Signing keys ---- */
@@ -340,10 +325,10 @@ int
 users_store_keys_load(struct ag_store *st, struct users_key_row *out, size_t cap, size_t *out_n)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "SELECT kid, private_pem, created_at, coalesce(retired_at, 0), "
-                     "coalesce(drop_at, 0) FROM signing_keys ORDER BY created_at DESC, kid",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "SELECT kid, private_pem, created_at, coalesce(retired_at, 0), "
+                           "coalesce(drop_at, 0) FROM signing_keys ORDER BY created_at DESC, kid",
+                           &s);
     if (rc != 0)
         return rc;
     size_t n = 0;
@@ -379,40 +364,40 @@ int
 users_store_key_insert(struct ag_store *st, const char *kid, const char *pem, int64_t created_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(
+    int rc = ag_store_stmt(
         st, "INSERT INTO signing_keys (kid, private_pem, created_at) VALUES ($1, $2, $3)", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, kid);
     ag_stmt_bind_cstr(s, 2, pem);
     ag_stmt_bind_i64(s, 3, created_ms);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
 users_store_key_retire(struct ag_store *st, const char *kid, int64_t retired_ms, int64_t drop_ms)
 {
     struct ag_stmt *s;
-    int rc = prepare(st,
-                     "UPDATE signing_keys SET retired_at = $2, drop_at = $3 "
-                     "WHERE kid = $1 AND retired_at IS NULL",
-                     &s);
+    int rc = ag_store_stmt(st,
+                           "UPDATE signing_keys SET retired_at = $2, drop_at = $3 "
+                           "WHERE kid = $1 AND retired_at IS NULL",
+                           &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, kid);
     ag_stmt_bind_i64(s, 2, retired_ms);
     ag_stmt_bind_i64(s, 3, drop_ms);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }
 
 int
 users_store_keys_drop(struct ag_store *st, int64_t now_ms)
 {
     struct ag_stmt *s;
-    int rc =
-        prepare(st, "DELETE FROM signing_keys WHERE drop_at IS NOT NULL AND drop_at <= $1", &s);
+    int rc = ag_store_stmt(
+        st, "DELETE FROM signing_keys WHERE drop_at IS NOT NULL AND drop_at <= $1", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, now_ms);
-    return exec_done(s);
+    return ag_stmt_exec(s);
 }

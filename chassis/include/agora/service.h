@@ -148,6 +148,11 @@ const struct ag_identity *ag_req_identity(const struct ag_http_req *req);
  * parameter or its encoding is invalid. Lives in the request pool. */
 const char *ag_req_param(struct ag_http_req *req, const char *name);
 
+/* Path parameter 'name' that must be a UUID (a resource id): the decoded
+ * value, or NULL after answering 404 "no such <what>" itself (an id that
+ * cannot exist is simply not found). */
+const char *ag_req_uuid_param(struct ag_http_req *req, const char *name, const char *what);
+
 /* Parsed query; NULL after answering 400 itself when the query is
  * malformed (the handler must then return without answering). */
 const struct ag_query *ag_req_query(struct ag_http_req *req);

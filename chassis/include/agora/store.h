@@ -124,6 +124,14 @@ int ag_store_tx(struct ag_store *store, ag_store_tx_fn fn, void *arg);
  * empty, several statements), AG_EBUSY, AG_EIO. */
 struct ag_stmt *ag_store_prepare(struct ag_store *store, const char *sql, int *out_err);
 
+/* ag_store_prepare returning the code: 0 with *out_stmt set, or the error
+ * (the form every service's store.c wants). */
+int ag_store_stmt(struct ag_store *store, const char *sql, struct ag_stmt **out_stmt);
+
+/* Step a statement that returns no rows, then reset it. Returns 0 or the
+ * step's negative code. */
+int ag_stmt_exec(struct ag_stmt *st);
+
 /* Bind parameter $n (n from 1) of a statement that is fresh from
  * ag_store_prepare or ag_stmt_reset (not part-way through its steps). The
  * value is copied; 's' and 'p' may be released as soon as the call returns.
