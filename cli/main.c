@@ -17,9 +17,11 @@
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/mem.h"
+#include "agora/service.h"
 #include "agora/str.h"
 
-#define SECRET_MAX 256
+#define SECRET_MAX       256
+#define GATEWAY_OPS_PORT 8090
 
 /* Start-up order is table order (dependencies first); stop is the reverse.
  * Paths are relative to the build directory. "@SRC@" and "@DATA@" in
@@ -44,7 +46,8 @@ static const struct cli_program PROGRAMS[] = {
       "platform/gateway/gateway",
       8080,
       true,
-      { "AGORA_GATEWAY_WEB_ROOT=@SRC@/web", NULL } },
+      { "AGORA_GATEWAY_WEB_ROOT=@SRC@/web", "AGORA_OPS_ADDRESS=@OPS@",
+        "AGORA_GATEWAY_EXPECTED_SERVICES=@PROGRAMS@", NULL } },
 };
 
 static void
@@ -133,7 +136,10 @@ cmd_up(int argc, char **argv)
     char build_abs[4096];
     char data_abs[4096];
     char source_abs[4096];
-    if (mkdir(data, 0750) == -1 && errno != EEXIST) {
+    /* Everything the shop writes (databases with password hashes and keys,
+     * the internal key, the admin password) is for this user only. */
+    umask(077);
+    if (mkdir(data, 0700) == -1 && errno != EEXIST) {
         fprintf(stderr, "agora: cannot create '%s': %s\n", data, strerror(errno));
         return 1;
     }
@@ -142,12 +148,22 @@ cmd_up(int argc, char **argv)
         fprintf(stderr, "agora: bad directory: %s\n", strerror(errno));
         return 1;
     }
+    ag_service_check_private(data_abs, NULL);
     char *keypath = ag_asprintf("%s/internal.key", data_abs);
     char *pwpath = ag_asprintf("%s/admin-password", data_abs);
     char *key = load_or_make_secret(keypath, 32);
     char *adminpw = load_or_make_secret(pwpath, 12);
     if (key == NULL || adminpw == NULL)
         return 1;
+
+    /* The gateway's operator listener (/metrics, /health/services). */
+    char ops[32];
+    snprintf(ops, sizeof(ops), "127.0.0.1:%d", GATEWAY_OPS_PORT + (int)offset);
+
+    /* Every program's name, for the gateway's health view. */
+    struct ag_buf names = AG_BUF_INIT(0);
+    for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++)
+        ag_buf_appendf(&names, "%s%s", i ? "," : "", PROGRAMS[i].name);
 
     /* Expand placeholders in a private copy of the table. */
     size_t n = AG_ARRAY_SIZE(PROGRAMS);
@@ -159,8 +175,12 @@ cmd_up(int argc, char **argv)
         progs[i].port = PROGRAMS[i].port + (int)offset;
         for (size_t k = 0; k < CLI_MAX_ENV && PROGRAMS[i].env[k] != NULL; k++) {
             char *a = replace_all(PROGRAMS[i].env[k], "@SRC@", source_abs);
-            char *b = replace_all(a, "@ADMINPW@", adminpw);
+            char *a2 = replace_all(a, "@ADMINPW@", adminpw);
+            char *a3 = replace_all(a2, "@OPS@", ops);
+            char *b = replace_all(a3, "@PROGRAMS@", ag_buf_cstr(&names));
             ag_free(a);
+            ag_free(a2);
+            ag_free(a3);
             progs[i].env[k] = b;
             owned[nowned++] = b;
         }
@@ -175,6 +195,7 @@ cmd_up(int argc, char **argv)
 
     fprintf(stderr, "Agora: starting %zu programs from %s (data in %s)\n", n, build_abs, data_abs);
     fprintf(stderr, "  administrator: admin@agora.local, password in %s\n", pwpath);
+    fprintf(stderr, "  operators: http://%s/metrics and /health/services (loopback only)\n", ops);
     struct cli_up_options opts = {
         .build_dir = build_abs,
         .source_dir = source_abs,
@@ -187,6 +208,7 @@ cmd_up(int argc, char **argv)
         ag_free(common[i]);
     for (size_t i = 0; i < nowned; i++)
         ag_free(owned[i]);
+    ag_buf_release(&names);
     ag_free(key);
     ag_free(adminpw);
     ag_free(keypath);

@@ -1159,7 +1159,7 @@ ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client *cl
         return rc;
     }
     void *be = NULL;
-    rc = ag__events_bus_new(client, cfg->bus_url, &be);
+    rc = ag__events_bus_new(client, cfg->bus_url, cfg->identity, &be);
     if (rc != 0) {
         AG_LOGE(EV_LOG, "bad broker URL '%s'", cfg->bus_url);
         return rc;

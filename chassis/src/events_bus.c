@@ -12,6 +12,7 @@
 #include "agora/err.h"
 #include "agora/json.h"
 #include "agora/mem.h"
+#include "agora/time.h"
 
 #define BUS_BACKEND_MAGIC 0x45564255u /* "EVBU" */
 
@@ -43,9 +44,10 @@ struct evbus_call {
 
 struct evbus {
     uint32_t magic;
-    struct ag_http_client *client; /* borrowed */
-    char *url;                     /* base URL without a trailing '/' */
-    struct evbus_call *calls;      /* pending calls */
+    struct ag_http_client *client;     /* borrowed */
+    char *url;                         /* base URL without a trailing '/' */
+    struct ag_identity_self *identity; /* signs every call; borrowed, or NULL */
+    struct evbus_call *calls;          /* pending calls */
 };
 
 /* ---- Calls ---- */
@@ -214,9 +216,16 @@ send_call(struct evbus *bus, struct evbus_call *call, const char *method, const 
           struct ag_buf *body, uint64_t timeout_ms)
 {
     char *url = ag_asprintf("%s%s", bus->url, path);
+    struct ag_http_client_header hdr;
+    if (bus->identity != NULL)
+        hdr = (struct ag_http_client_header){
+            AG_IDENTITY_HEADER, ag_identity_self_header(bus->identity, ag_time_unix_ms() / 1000)
+        };
     struct ag_http_client_request req = {
         .method = method,
         .url = url,
+        .headers = bus->identity != NULL ? &hdr : NULL,
+        .nheaders = bus->identity != NULL ? 1 : 0,
         .body = body->data,
         .body_len = body->len,
         .timeout_ms = timeout_ms,
@@ -441,13 +450,15 @@ const struct ag_events_backend_ops ag__events_bus_ops = {
 };
 
 int
-ag__events_bus_new(struct ag_http_client *client, const char *url, void **out_be)
+ag__events_bus_new(struct ag_http_client *client, const char *url,
+                   struct ag_identity_self *identity, void **out_be)
 {
     if (client == NULL || url == NULL || strncmp(url, "http://", 7) != 0 || url[7] == '\0')
         return AG_EINVAL;
     struct evbus *bus = ag_calloc(1, sizeof(*bus));
     bus->magic = BUS_BACKEND_MAGIC;
     bus->client = client;
+    bus->identity = identity;
     size_t len = strlen(url);
     while (len > 7 && url[len - 1] == '/')
         len--;

@@ -14,6 +14,7 @@
 
 #include "agora/buf.h"
 #include "agora/http_client.h"
+#include "agora/identity.h"
 #include "agora/store.h"
 
 /* Version of the outbox/inbox schema this binary writes, recorded in
@@ -92,9 +93,11 @@ struct ag_events_backend_ops {
 };
 
 /* The embedded bus backend over 'client' (borrowed; must outlive it) at
- * base URL 'url' ("http://127.0.0.1:8400", copied). */
+ * base URL 'url' ("http://127.0.0.1:8400", copied), signing every call with
+ * 'identity' (borrowed, may be NULL). */
 extern const struct ag_events_backend_ops ag__events_bus_ops;
-int ag__events_bus_new(struct ag_http_client *client, const char *url, void **out_be);
+int ag__events_bus_new(struct ag_http_client *client, const char *url,
+                       struct ag_identity_self *identity, void **out_be);
 
 /* ---- CloudEvents (pure) ---- */
 

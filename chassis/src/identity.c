@@ -134,3 +134,96 @@ ag_identity_roles_from_names(const char *const *names, size_t n)
     }
     return roles;
 }
+
+/* ---- A process's own identity ---- */
+
+#define SELF_TTL_S    300 /* a signed service identity is valid this long... */
+#define SELF_RESIGN_S 60  /* ...and re-signed once less than this is left */
+
+int
+ag_identity_self_init(struct ag_identity_self *self, const uint8_t key[AG_IDENTITY_KEYLEN],
+                      const char *name)
+{
+    memset(self, 0, sizeof(*self));
+    size_t n = name != NULL ? strlen(name) : 0;
+    if (n == 0 || n >= sizeof(self->name))
+        return AG_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_id_char(name[i]))
+            return AG_EINVAL;
+    }
+    memcpy(self->key, key, AG_IDENTITY_KEYLEN);
+    memcpy(self->name, name, n + 1);
+    return 0;
+}
+
+const char *
+ag_identity_self_header(struct ag_identity_self *self, int64_t now)
+{
+    if (self->exp - now < SELF_RESIGN_S) {
+        struct ag_identity id = { .roles = AG_IDENTITY_SERVICE, .exp = now + SELF_TTL_S };
+        memcpy(id.user_id, self->name, sizeof(self->name));
+        if (ag_identity_sign(self->key, &id, self->value) != 0)
+            AG_BUG("service identity checked at init cannot be signed");
+        self->exp = id.exp;
+    }
+    return self->value;
+}
+
+/* ---- The client the gateway saw ---- */
+
+static bool
+is_addr_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '.' ||
+           c == ':';
+}
+
+int
+ag_identity_client_sign(const uint8_t key[AG_IDENTITY_KEYLEN], const char *addr, int64_t exp,
+                        char out[AG_IDENTITY_MAXLEN])
+{
+    size_t n = strlen(addr);
+    if (n == 0 || n >= AG_CLIENT_ADDRLEN)
+        return AG_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_addr_char(addr[i]))
+            return AG_EINVAL;
+    }
+    int len = snprintf(out, AG_IDENTITY_MAXLEN, "c1;%s;%lld;", addr, (long long)exp);
+    if (len < 0 || (size_t)len + 2 * crypto_auth_hmacsha256_BYTES + 1 > AG_IDENTITY_MAXLEN)
+        return AG_EINVAL;
+    mac_hex(key, out, (size_t)len - 1, out + len);
+    return 0;
+}
+
+int
+ag_identity_client_verify(const uint8_t key[AG_IDENTITY_KEYLEN], struct ag_str v, int64_t now,
+                          char out[AG_CLIENT_ADDRLEN])
+{
+    const size_t maclen = 2 * crypto_auth_hmacsha256_BYTES;
+    if (v.len < 3 + maclen + 1 || v.len >= AG_IDENTITY_MAXLEN || memcmp(v.ptr, "c1;", 3) != 0)
+        return AG_EAUTH;
+    size_t body = v.len - maclen - 1;
+    if (v.ptr[body] != ';')
+        return AG_EAUTH;
+    char want[2 * crypto_auth_hmacsha256_BYTES + 1];
+    mac_hex(key, v.ptr, body, want);
+    if (sodium_memcmp(want, v.ptr + body + 1, maclen) != 0)
+        return AG_EAUTH;
+    /* Authentic: "c1;<addr>;<exp>". */
+    const char *addr = v.ptr + 3;
+    const char *semi = memchr(addr, ';', body - 3);
+    if (semi == NULL)
+        return AG_EAUTH;
+    size_t alen = (size_t)(semi - addr);
+    int64_t exp;
+    if (alen == 0 || alen >= AG_CLIENT_ADDRLEN ||
+        ag_str_to_i64(ag_str_make(semi + 1, (size_t)(v.ptr + body - semi - 1)), 0, INT64_MAX,
+                      &exp) != 0 ||
+        exp < now)
+        return AG_EAUTH;
+    memcpy(out, addr, alen);
+    out[alen] = '\0';
+    return 0;
+}

@@ -95,8 +95,9 @@ struct ag_registry {
     uint64_t ttl_ms;
     uint64_t wait_ms;
     uint64_t retry_max_ms;
-    char *inst_path;  /* "/v1/services/<service>/instances/<id>" */
-    uv_timer_t timer; /* register retry, then heartbeats */
+    struct ag_identity_self *identity; /* borrowed, or NULL */
+    char *inst_path;                   /* "/v1/services/<service>/instances/<id>" */
+    uv_timer_t timer;                  /* register retry, then heartbeats */
     enum reg_state state;
     int failures; /* consecutive failed register/heartbeat calls */
     bool started;
@@ -196,12 +197,17 @@ reg_send(struct ag_registry *r, enum reg_op op, struct reg_watch *w, const char 
          const char *path, const struct ag_buf *body, uint64_t timeout_ms)
 {
     char *url = ag_asprintf("%s%s", r->base, path);
-    struct ag_http_client_header hdr = { "Content-Type", "application/json" };
+    struct ag_http_client_header hdr[2] = { { "Content-Type", "application/json" } };
+    size_t nhdr = body ? 1 : 0;
+    if (r->identity != NULL)
+        hdr[nhdr++] = (struct ag_http_client_header){
+            AG_IDENTITY_HEADER, ag_identity_self_header(r->identity, ag_time_unix_ms() / 1000)
+        };
     struct ag_http_client_request req = {
         .method = method,
         .url = url,
-        .headers = body ? &hdr : NULL,
-        .nheaders = body ? 1 : 0,
+        .headers = nhdr ? hdr : NULL,
+        .nheaders = nhdr,
         .body = body ? body->data : NULL,
         .body_len = body ? body->len : 0,
         .timeout_ms = timeout_ms,
@@ -598,6 +604,7 @@ ag_registry_new(uv_loop_t *loop, struct ag_http_client *client,
     r->ttl_ms = cfg->ttl_ms ? cfg->ttl_ms : REG_DEF_TTL_MS;
     r->wait_ms = cfg->watch_wait_ms ? cfg->watch_wait_ms : REG_DEF_WAIT_MS;
     r->retry_max_ms = cfg->retry_max_ms ? cfg->retry_max_ms : REG_DEF_RETRY_MAX_MS;
+    r->identity = cfg->identity;
     if (cfg->service != NULL) {
         r->service = ag_strdup(cfg->service);
         r->instance_id = cfg->instance_id ? ag_strdup(cfg->instance_id)

@@ -37,6 +37,8 @@ ag_role_name(enum ag_role role)
     case AG_ROLE_CUSTOMER: return "customer";
     case AG_ROLE_ADMIN: return "admin";
     case AG_ROLE_INTERNAL: return "internal";
+    case AG_ROLE_PROBE: return "probe";
+    case AG_ROLE_OPS: return "ops";
     }
     return "unknown";
 }

@@ -42,17 +42,21 @@ struct ag_service {
     struct ag_metric *m_inflight;
     struct ag_router *router;
     struct ag_http_server *server;
+    struct ag_http_server *ops_server; /* AGORA_OPS_ADDRESS listener, or NULL */
     struct ag_http_client *client;
     struct ag_registry *registry;
     struct ag_events *events;
     bool events_stopping;        /* graceful stop: outbox being flushed */
     char events_source[96];      /* CloudEvents source, "/agora/<name>" */
     bool server_done;            /* graceful stop: server drained */
+    bool ops_done;               /* graceful stop: ops listener drained (or none) */
     bool registry_done;          /* graceful stop: deregistered */
     struct req_ctx *dispatching; /* request whose handler is running, for the log context */
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uint8_t identity_key[AG_IDENTITY_KEYLEN];
+    struct ag_identity_self self; /* this service's identity for internal calls */
+    char ops_default[64];         /* default of AGORA_OPS_ADDRESS */
     bool loop_ready;
     bool stopping;
     bool stopped_clean;
@@ -69,6 +73,8 @@ struct req_ctx {
     bool query_parsed;
     bool has_identity;
     struct ag_identity identity;
+    bool client_checked;            /* X-Agora-Client looked at */
+    char client[AG_CLIENT_ADDRLEN]; /* the verified client, or "" */
 };
 
 /* ---- Settings table ---- */
@@ -115,6 +121,9 @@ static const struct ag_config_key BASE_KEYS[] = {
       "address registered for others to reach this instance (default: the listen address)" },
     { "AGORA_BUS_URL", AG_CONFIG_STRING, "http://127.0.0.1:8400", OFF(bus_url), 0, 0, NULL,
       "message bus base URL (services that publish or consume events)" },
+    { "AGORA_OPS_ADDRESS", AG_CONFIG_STRING, "", OFF(ops_address), 0, 0, NULL,
+      "host:port of a second listener for operators (e.g. 127.0.0.1:8090): /metrics and the "
+      "other ops routes are served there only; empty: on the main port" },
     { "AGORA_SHUTDOWN_TIMEOUT", AG_CONFIG_DURATION, "10s", OFF(shutdown_timeout_ms), 1, 600000,
       NULL, "bound on finishing in-flight requests at shutdown" },
 };
@@ -140,12 +149,43 @@ mkdir_p(const char *path)
         if (tmp[i] == '/' || tmp[i] == '\0') {
             char c = tmp[i];
             tmp[i] = '\0';
-            if (mkdir(tmp, 0750) == -1 && errno != EEXIST)
+            if (mkdir(tmp, 0700) == -1 && errno != EEXIST)
                 return AG_EIO;
             tmp[i] = c;
         }
     }
     return 0;
+}
+
+/* Tighten 'path' to 'mode' when it is looser (group or others can read
+ * it), with a warning; a missing file is fine. */
+static void
+tighten(const char *path, mode_t mode)
+{
+    struct stat st;
+    if (stat(path, &st) == -1)
+        return;
+    if ((st.st_mode & 077) == 0)
+        return;
+    AG_LOGW("service", "'%s' was readable by others (mode %03o); setting %03o", path,
+            (unsigned)(st.st_mode & 0777), (unsigned)mode);
+    if (chmod(path, mode) == -1)
+        AG_LOGE("service", "cannot chmod '%s': %s", path, strerror(errno));
+}
+
+void
+ag_service_check_private(const char *data_dir, const char *db_path)
+{
+    if (data_dir != NULL && data_dir[0] != '\0')
+        tighten(data_dir, 0700);
+    if (db_path == NULL || db_path[0] == '\0')
+        return;
+    static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
+    for (size_t i = 0; i < AG_ARRAY_SIZE(suffixes); i++) {
+        char p[4096];
+        if (snprintf(p, sizeof(p), "%s%s", db_path, suffixes[i]) < (int)sizeof(p))
+            tighten(p, 0600);
+    }
 }
 
 static bool
@@ -309,6 +349,30 @@ ag_req_identity(const struct ag_http_req *req)
 }
 
 const char *
+ag_req_client(struct ag_http_req *req)
+{
+    struct req_ctx *ctx = ctx_of(req);
+    if (ctx == NULL)
+        return req->remote_addr ? req->remote_addr : "";
+    if (!ctx->client_checked) {
+        ctx->client_checked = true;
+        struct ag_str v = ag_http_req_header(req, AG_CLIENT_HEADER);
+        if (v.len == 0 || ag_identity_client_verify(ctx->svc->identity_key, v,
+                                                    ag_time_unix_ms() / 1000, ctx->client) != 0)
+            ctx->client[0] = '\0';
+    }
+    if (ctx->client[0] != '\0')
+        return ctx->client;
+    return req->remote_addr ? req->remote_addr : "";
+}
+
+struct ag_identity_self *
+ag_service_self(struct ag_service *svc)
+{
+    return &svc->self;
+}
+
+const char *
 ag_req_param(struct ag_http_req *req, const char *name)
 {
     struct req_ctx *ctx = ctx_of(req);
@@ -462,17 +526,51 @@ handle_metrics(struct ag_http_req *req, void *udata)
 }
 
 static const struct ag_route BUILTIN_ROUTES[] = {
-    { "GET", "/health", handle_health, AG_ROLE_INTERNAL },
-    { "GET", "/ready", handle_ready, AG_ROLE_INTERNAL },
-    { "GET", "/metrics", handle_metrics, AG_ROLE_INTERNAL },
+    { "GET", "/health", handle_health, AG_ROLE_PROBE },
+    { "GET", "/ready", handle_ready, AG_ROLE_PROBE },
+    { "GET", "/metrics", handle_metrics, AG_ROLE_OPS },
 };
 
 /* ---- Middleware ---- */
+
+/* Who may call 'route': 0 when 'id' (NULL without a verified identity)
+ * may, else the status to answer (401, 403, or 404 for an ops route asked
+ * on the wrong listener). */
+static int
+route_access(const struct ag_service *svc, const struct ag_route *route,
+             const struct ag_identity *id, bool on_ops_listener)
+{
+    switch (route->role) {
+    case AG_ROLE_PUBLIC: return on_ops_listener ? 404 : 0;
+    case AG_ROLE_PROBE: return 0;
+    case AG_ROLE_OPS:
+        /* With an ops listener, ops routes are not on the main port. */
+        return svc->ops_server != NULL && !on_ops_listener ? 404 : 0;
+    case AG_ROLE_CUSTOMER:
+    case AG_ROLE_ADMIN: {
+        if (on_ops_listener)
+            return 404;
+        unsigned need = route->role == AG_ROLE_ADMIN ? AG_IDENTITY_ADMIN
+                                                     : AG_IDENTITY_CUSTOMER | AG_IDENTITY_ADMIN;
+        if (id == NULL)
+            return 401;
+        return (id->roles & need) != 0 ? 0 : 403;
+    }
+    case AG_ROLE_INTERNAL:
+        if (on_ops_listener)
+            return 404;
+        if (id == NULL)
+            return 401;
+        return (id->roles & AG_IDENTITY_SERVICE) != 0 ? 0 : 403;
+    }
+    return 403;
+}
 
 static void
 dispatch(struct ag_http_req *req, void *udata)
 {
     struct ag_service *svc = udata;
+    bool on_ops = req->server == svc->ops_server;
     struct req_ctx *ctx = ag_pool_calloc(req->pool, sizeof(*ctx));
     ctx->svc = svc;
     req->ctx = ctx;
@@ -503,16 +601,20 @@ dispatch(struct ag_http_req *req, void *udata)
         const struct ag_route *route = ctx->match.route;
         req->route = (void *)route;
         req->route_id = route->pattern;
-        unsigned need = route->role == AG_ROLE_ADMIN      ? AG_IDENTITY_ADMIN
-                        : route->role == AG_ROLE_CUSTOMER ? AG_IDENTITY_CUSTOMER | AG_IDENTITY_ADMIN
-                                                          : 0;
-        if (need != 0 && !ctx->has_identity) {
-            ag_http_resp_header(req, "WWW-Authenticate", "Bearer");
+        int deny = route_access(svc, route, ctx->has_identity ? &ctx->identity : NULL, on_ops);
+        if (deny == 401) {
+            ag_http_resp_header(req, "WWW-Authenticate",
+                                route->role == AG_ROLE_INTERNAL ? "AgoraIdentity" : "Bearer");
             ag_send_problem(req, 401, "unauthorized", "Unauthorized",
-                            "this resource needs a signed-in caller");
-        } else if (need != 0 && (ctx->identity.roles & need) == 0) {
+                            route->role == AG_ROLE_INTERNAL
+                                ? "this resource needs a service identity"
+                                : "this resource needs a signed-in caller");
+        } else if (deny == 403) {
             ag_send_problem(req, 403, "forbidden", "Forbidden", "this resource needs the %s role",
                             ag_role_name(route->role));
+        } else if (deny == 404) {
+            req->route_id = "unmatched";
+            ag_send_problem(req, 404, "not-found", "Not Found", "no resource at this path");
         } else {
             route->fn(req, ctx->match.udata);
         }
@@ -525,7 +627,7 @@ dispatch(struct ag_http_req *req, void *udata)
             ag_send_problem(req, 405, "method-not-allowed", "Method Not Allowed",
                             "%.*s is not allowed here; allowed: %s", AG_STR_FMT(req->method_name),
                             ctx->match.allow);
-    } else if (svc->cfg.fallback != NULL) {
+    } else if (svc->cfg.fallback != NULL && !on_ops) {
         req->route_id = "fallback";
         svc->cfg.fallback(req, svc->cfg.udata);
     } else {
@@ -645,6 +747,8 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
     for (size_t i = 0; i < AG_ARRAY_SIZE(BASE_KEYS); i++) {
         if (strcmp(svc->base_keys[i].name, "AGORA_HTTP_PORT") == 0)
             svc->base_keys[i].def = svc->port_default;
+        if (strcmp(svc->base_keys[i].name, "AGORA_OPS_ADDRESS") == 0 && cfg->default_ops_address)
+            svc->base_keys[i].def = cfg->default_ops_address;
     }
     *out_svc = NULL;
 
@@ -678,12 +782,21 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
             return AG_ECONFIG;
         }
     } else {
-        /* No key: nobody can sign an identity, so protected routes answer 401. */
+        /* No key: nobody can sign an identity, so protected routes answer
+         * 401, and this process cannot call the registry or the bus. */
         randombytes_buf(svc->identity_key, sizeof(svc->identity_key));
     }
+    if (ag_identity_self_init(&svc->self, svc->identity_key, cfg->name) != 0)
+        AG_BUG("service name must be [A-Za-z0-9-_.]{1,63}");
     enum ag_log_level level = AG_LOG_INFO;
     ag_log_parse_level(svc->settings.log_level, &level);
     ag_log_init(cfg->name, svc->settings.instance_id, level);
+    if (svc->settings.internal_key[0] == '\0')
+        AG_LOGW("service", "AGORA_INTERNAL_KEY is not set: internal routes refuse every caller "
+                           "and calls to the registry and the bus will be refused");
+    /* Databases, their WAL and anything else this process creates are its
+     * own (0600, directories 0700): they hold password hashes and keys. */
+    umask(077);
 
     if (uv_loop_init(&svc->loop) != 0)
         AG_BUG("uv_loop_init failed");
@@ -726,6 +839,7 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
             .errbuf_len = sizeof(err),
         };
         err[0] = '\0';
+        ag_service_check_private(svc->settings.data_dir, svc->settings.db_path);
         rc = ag_store_open(&scfg, &svc->store);
         if (rc != 0) {
             AG_LOGE("service", "cannot open database '%s': %s", svc->settings.db_path,
@@ -762,7 +876,7 @@ static void on_events_stopped(void *udata);
 static void
 maybe_finish_stop(struct ag_service *svc)
 {
-    if (!svc->server_done || !svc->registry_done || svc->events_stopping)
+    if (!svc->server_done || !svc->ops_done || !svc->registry_done || svc->events_stopping)
         return;
     if (svc->events != NULL) {
         /* Flush the outbox (bounded), then come back here. */
@@ -806,6 +920,15 @@ on_server_stopped(struct ag_http_server *srv, void *udata)
 }
 
 static void
+on_ops_server_stopped(struct ag_http_server *srv, void *udata)
+{
+    AG_UNUSED(srv);
+    struct ag_service *svc = udata;
+    svc->ops_done = true;
+    maybe_finish_stop(svc);
+}
+
+static void
 on_registry_stopped(void *udata)
 {
     struct ag_service *svc = udata;
@@ -844,6 +967,11 @@ begin_stop(struct ag_service *svc)
     else
         svc->registry_done = true;
     ag_http_server_stop(svc->server, svc->settings.shutdown_timeout_ms, on_server_stopped, svc);
+    if (svc->ops_server != NULL)
+        ag_http_server_stop(svc->ops_server, svc->settings.shutdown_timeout_ms,
+                            on_ops_server_stopped, svc);
+    else
+        svc->ops_done = true;
 }
 
 static int
@@ -865,6 +993,7 @@ start_registry(struct ag_service *svc)
         .port = ag_http_server_port(svc->server),
         .metadata = meta,
         .ttl_ms = svc->settings.registry_ttl_ms,
+        .identity = &svc->self,
     };
     int rc = ag_registry_new(&svc->loop, svc->client, &rcfg, &svc->registry);
     json_decref(meta);
@@ -903,6 +1032,55 @@ abort_run(struct ag_service *svc)
     return 1;
 }
 
+/* The operator listener: same handler, loopback by configuration, only
+ * probe and ops routes (route_access). Small limits: it is not for traffic. */
+static int
+start_ops_listener(struct ag_service *svc, const struct ag_http_server_config *main_cfg)
+{
+    const char *a = svc->settings.ops_address;
+    const char *colon = strrchr(a, ':');
+    char host[256];
+    int64_t port;
+    if (colon == NULL || (size_t)(colon - a) >= sizeof(host) || colon == a ||
+        ag_str_to_i64(ag_str_from_cstr(colon + 1), 0, 65535, &port) != 0) {
+        AG_LOGE("config", "AGORA_OPS_ADDRESS: '%s' is not host:port", a);
+        return AG_ECONFIG;
+    }
+    memcpy(host, a, (size_t)(colon - a));
+    host[colon - a] = '\0';
+    struct ag_http_server_config ocfg = *main_cfg;
+    ocfg.host = host;
+    ocfg.port = (int)port;
+    ocfg.max_connections = 64;
+    ocfg.max_body_bytes = 4096;
+    int rc = ag_http_server_new(&svc->loop, &ocfg, &svc->ops_server);
+    if (rc != 0) {
+        AG_LOGE("service", "cannot listen on ops address %s: %s", a, ag_strerror(rc));
+        return rc;
+    }
+    json_t *f =
+        json_pack("{s:s, s:i}", "address", host, "port", ag_http_server_port(svc->ops_server));
+    ag_log_json(AG_LOG_INFO, "service", "ops listening", f);
+    json_decref(f);
+    return 0;
+}
+
+static void
+on_server_closed_at_abort(struct ag_http_server *srv, void *udata)
+{
+    AG_UNUSED(srv);
+    AG_UNUSED(udata);
+}
+
+/* Start-up failed once the main listener existed: close it, then as
+ * abort_run. */
+static int
+abort_run_listening(struct ag_service *svc)
+{
+    ag_http_server_stop(svc->server, 0, on_server_closed_at_abort, svc);
+    return abort_run(svc);
+}
+
 int
 ag_service_run(struct ag_service *svc)
 {
@@ -918,6 +1096,7 @@ ag_service_run(struct ag_service *svc)
         struct ag_events_config ecfg = {
             .source = svc->events_source,
             .bus_url = svc->settings.bus_url,
+            .identity = &svc->self,
         };
         int erc = ag_events_new(&svc->loop, svc->store, svc->client, &ecfg, &svc->events);
         if (erc != 0) {
@@ -952,6 +1131,8 @@ ag_service_run(struct ag_service *svc)
                 (long long)svc->settings.http_port, ag_strerror(rc));
         return abort_run(svc);
     }
+    if (svc->settings.ops_address[0] != '\0' && start_ops_listener(svc, &hcfg) != 0)
+        return abort_run_listening(svc);
     uv_signal_init(&svc->loop, &svc->sigterm);
     uv_signal_init(&svc->loop, &svc->sigint);
     svc->sigterm.data = svc;
@@ -984,6 +1165,8 @@ ag_service_free(struct ag_service *svc)
         return;
     ag_http_server_free(svc->server);
     svc->server = NULL;
+    ag_http_server_free(svc->ops_server);
+    svc->ops_server = NULL;
     ag_store_close(svc->store);
     svc->store = NULL;
     ag_router_free(svc->router);

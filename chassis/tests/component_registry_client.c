@@ -48,6 +48,10 @@ struct proc {
 static uv_loop_t loop;
 static uv_timer_t guard; /* wakes uv_run while a test waits */
 static struct ag_http_client *http;
+/* The registry needs a service identity; the tests sign as the operator,
+ * who may register instances of any service. */
+#define TEST_KEY "5eed5eed00112233445566778899aabbccddeeff0011223344556677889900ff"
+static struct ag_identity_self operator_self;
 static char datadir[256]; /* the registry's data directory (kept across restarts) */
 static struct proc registry;
 static struct proc testd[2];
@@ -235,6 +239,7 @@ registry_start(int port)
                             "AGORA_LOG_LEVEL=info",
                             "AGORA_ACCESS_LOG=false",
                             "AGORA_SHUTDOWN_TIMEOUT=1s",
+                            "AGORA_INTERNAL_KEY=" TEST_KEY,
                             NULL };
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -339,13 +344,16 @@ static void
 call(const char *method, const char *upstream, const char *url, const char *body, struct res *out)
 {
     memset(out, 0, sizeof(*out));
-    struct ag_http_client_header ct = { "Content-Type", "application/json" };
+    struct ag_http_client_header hdr[2] = {
+        { AG_IDENTITY_HEADER, ag_identity_self_header(&operator_self, ag_time_unix_ms() / 1000) },
+        { "Content-Type", "application/json" },
+    };
     struct ag_http_client_request req = {
         .method = method,
         .upstream = upstream,
         .url = url,
-        .headers = body ? &ct : NULL,
-        .nheaders = body ? 1 : 0,
+        .headers = hdr,
+        .nheaders = body ? 2 : 1,
         .body = body,
         .body_len = body ? strlen(body) : 0,
         .max_retries = -1,
@@ -416,6 +424,7 @@ reg_new(const char *service, const char *id, int port, const json_t *md)
         .ttl_ms = 1000,
         .watch_wait_ms = 2000,
         .retry_max_ms = 200,
+        .identity = &operator_self,
     };
     struct ag_registry *r;
     assert_int_equal(ag_registry_new(&loop, http, &cfg, &r), 0);
@@ -489,6 +498,10 @@ setup_group(void **state)
     json_set_alloc_funcs(ag_malloc, ag_free);
     const char *bd = getenv("AGORA_BUILD_DIR");
     build_dir = ag_strdup(bd ? bd : "build");
+    uint8_t key[AG_IDENTITY_KEYLEN];
+    if (ag_identity_key_parse(TEST_KEY, key) != 0 ||
+        ag_identity_self_init(&operator_self, key, AG_IDENTITY_OPERATOR) != 0)
+        return -1;
     char *reg_path = ag_asprintf("%s/platform/registry/registry", build_dir);
     bool have = access(reg_path, X_OK) == 0;
     ag_free(reg_path);

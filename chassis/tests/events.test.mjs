@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
 import { buildDir, cleanup, makeTempDir, startService, stop, waitExit, waitFor, waitForLog } from '../../tests/lib/proc.mjs';
+import { identityHeader, OPERATOR } from '../../tests/lib/identity.mjs';
 
 const TESTD = path.join(buildDir(), 'chassis', 'testd_events');
 const SUB = 'testd-consumer';
@@ -47,7 +48,8 @@ function startTestd(bus, env = {}, opts = {}) {
 async function call(url, method = 'GET', body) {
     const res = await fetch(url, {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        // The bus needs a service identity; test daemons ignore it.
+        headers: { 'x-agora-identity': identityHeader(OPERATOR), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();

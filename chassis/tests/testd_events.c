@@ -278,9 +278,9 @@ get_consumed(struct ag_http_req *req, void *udata)
 }
 
 static const struct ag_route ROUTES[] = {
-    { "POST", "/produce", produce, AG_ROLE_INTERNAL },
-    { "GET", "/outbox", get_outbox, AG_ROLE_INTERNAL },
-    { "GET", "/consumed", get_consumed, AG_ROLE_INTERNAL },
+    { "POST", "/produce", produce, AG_ROLE_PUBLIC },
+    { "GET", "/outbox", get_outbox, AG_ROLE_PUBLIC },
+    { "GET", "/consumed", get_consumed, AG_ROLE_PUBLIC },
 };
 
 /* ---- Lifecycle ---- */
@@ -304,6 +304,7 @@ on_start(struct ag_service *svc, void *udata)
     struct ag_events_config ecfg = {
         .source = "/agora/testd",
         .bus_url = td->settings.bus_url,
+        .identity = ag_service_self(svc),
         .relay_poll_ms = env_ms("TESTD_RELAY_POLL_MS", 500),
         .retry_base_ms = 50,
         .retry_max_ms = 1000,

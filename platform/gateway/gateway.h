@@ -40,6 +40,7 @@ struct gw_settings {
     uint64_t web_max_file;                /* AGORA_GATEWAY_WEB_MAX_FILE */
     int64_t ratelimit_max_keys;           /* AGORA_GATEWAY_RATELIMIT_MAX_KEYS */
     uint64_t health_timeout_ms;           /* AGORA_GATEWAY_HEALTH_TIMEOUT */
+    char *expected_services;              /* AGORA_GATEWAY_EXPECTED_SERVICES: "a,b,c" */
     int64_t upstream_max_connections;     /* AGORA_GATEWAY_UPSTREAM_MAX_CONNECTIONS */
     uint64_t upstream_connect_timeout_ms; /* AGORA_GATEWAY_UPSTREAM_CONNECT_TIMEOUT */
     uint64_t upstream_timeout_ms;         /* AGORA_GATEWAY_UPSTREAM_TIMEOUT */
@@ -297,6 +298,16 @@ struct gw_upstream {
     size_t n;
 };
 
+/* A signed X-Agora-Client value for one client address, re-used until a
+ * minute before it expires (one HMAC per client per few minutes rather
+ * than per request). Direct-mapped by a hash of the address. */
+#define GW_CLIENT_CACHE 64
+struct gw_client_sig {
+    char addr[AG_CLIENT_ADDRLEN];
+    int64_t exp;                    /* unix seconds */
+    char value[AG_IDENTITY_MAXLEN]; /* "c1;<addr>;<exp>;<mac>" */
+};
+
 struct gw {
     struct gw_settings settings;
     struct ag_service *svc;        /* borrowed */
@@ -307,6 +318,7 @@ struct gw {
     struct gw_config *file_config; /* the table from the file (one reference) */
     int64_t registry_version;      /* version of gateway.routes in use, 0: none */
     uint8_t identity_key[AG_IDENTITY_KEYLEN];
+    struct gw_client_sig client_sigs[GW_CLIENT_CACHE];
     struct gw_auth *auth;
     struct gw_ratelimit *rl;
     struct gw_static *web;

@@ -55,6 +55,12 @@ finish(struct probe_set *ps)
             healthy += strcmp(json_string_value(json_object_get(inst, "status")), "ok") == 0;
         }
         json_object_set_new(svc, "healthy", json_integer((json_int_t)healthy));
+        if (!json_is_true(json_object_get(svc, "expected"))) {
+            /* Routed, but neither started by the supervisor, configured nor
+             * registered: not part of this deployment. */
+            json_object_set_new(svc, "status", json_string("not_deployed"));
+            continue;
+        }
         json_object_set_new(svc, "status", json_string(healthy > 0 ? "ok" : "down"));
         all_ok = all_ok && healthy > 0;
     }
@@ -109,6 +115,21 @@ probe_instance(struct probe_set *ps, const char *service, const char *id, const 
     }
 }
 
+/* Is 'name' in the comma-separated 'list'? */
+static bool
+in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && memcmp(p, name, n) == 0)
+            return true;
+        p += len + (comma != NULL);
+    }
+    return false;
+}
+
 void
 gw_health_services(struct ag_http_req *req, void *udata)
 {
@@ -130,6 +151,14 @@ gw_health_services(struct ag_http_req *req, void *udata)
                                 "breaker", breaker_name(ag_http_client_breaker(gw->client, name)),
                                 "instances");
         json_object_set_new(ps->services, name, svc);
+        size_t registered = 0;
+        if (up == NULL && gw->reg != NULL) {
+            const struct ag_registry_instance *ignored = NULL;
+            registered = ag_registry_instances(gw->reg, name, &ignored);
+        }
+        json_object_set_new(svc, "expected",
+                            json_boolean(up != NULL || registered > 0 ||
+                                         in_list(gw->settings.expected_services, name)));
         if (up != NULL) {
             for (size_t k = 0; k < up->n; k++)
                 probe_instance(ps, name, up->instances[k].id, up->instances[k].host,

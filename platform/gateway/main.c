@@ -72,6 +72,10 @@ static const struct ag_config_key GW_KEYS[] = {
       10000000, NULL, "rate-limit buckets kept (least recently used evicted past it)" },
     { "AGORA_GATEWAY_HEALTH_TIMEOUT", AG_CONFIG_DURATION, "1s", OFF(health_timeout_ms), 10, 60000,
       NULL, "deadline of each probe of GET /health/services" },
+    { "AGORA_GATEWAY_EXPECTED_SERVICES", AG_CONFIG_STRING, "", OFF(expected_services), 0, 0, NULL,
+      "comma-separated services that should be running (agora up passes its program table); "
+      "GET /health/services counts them, those with static upstreams and those registered, "
+      "and reports other routed services as not deployed" },
     { "AGORA_GATEWAY_UPSTREAM_MAX_CONNECTIONS", AG_CONFIG_INT, "64", OFF(upstream_max_connections),
       1, 10000, NULL, "pooled connections per upstream instance" },
     { "AGORA_GATEWAY_UPSTREAM_CONNECT_TIMEOUT", AG_CONFIG_DURATION, "1s",
@@ -516,7 +520,7 @@ ready_check(struct ag_service *svc, void *udata)
 }
 
 static const struct ag_route GW_ROUTES[] = {
-    { "GET", "/health/services", gw_health_services, AG_ROLE_INTERNAL },
+    { "GET", "/health/services", gw_health_services, AG_ROLE_OPS },
 };
 
 /* Settings that need more than the table's checks; exit status 2 on error. */
@@ -583,6 +587,7 @@ main(int argc, char **argv)
         .name = "gateway",
         .version = "0.1.0",
         .default_port = 8080,
+        .default_ops_address = "127.0.0.1:8090",
         .keys = GW_KEYS,
         .nkeys = AG_ARRAY_SIZE(GW_KEYS),
         .settings = &gw->settings,

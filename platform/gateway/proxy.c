@@ -59,6 +59,11 @@ static const struct hdr_rule HDR_RULES[] = {
     RULE("Content-Length", H_REQ_DROP | H_RESP_DROP),
     RULE("Expect", H_REQ_DROP),
     RULE("X-Agora-Identity", H_REQ_DROP),
+    RULE("X-Agora-Client", H_REQ_DROP),
+    /* The client's credentials end here: services get the signed identity
+     * (STYLE: least privilege; a service never sees a bearer token). */
+    RULE("Authorization", H_REQ_DROP),
+    RULE("Cookie", H_REQ_DROP),
     RULE("X-Request-ID", H_REQ_DROP | H_RESP_DROP),
     RULE("traceparent", H_REQ_DROP),
     RULE("X-Forwarded-For", H_REQ_DROP),
@@ -80,6 +85,7 @@ struct gw_req {
     enum gw_role role;
     struct ag_str origin;
     struct ag_str authz;
+    int nauthz; /* Authorization headers received */
     struct ag_str xff;
     struct ag_str host;
     struct ag_str xfproto;
@@ -165,8 +171,10 @@ scan_request(struct gw_req *g)
                 add_conn_tokens(v, g->conn_tokens, &g->nconn);
             break;
         case 13:
-            if (name_is(n, "Authorization", 13))
+            if (name_is(n, "Authorization", 13)) {
                 g->authz = v;
+                g->nauthz++;
+            }
             break;
         case 15:
             if (name_is(n, "X-Forwarded-For", 15))
@@ -317,6 +325,37 @@ client_addr(const struct gw_req *g)
             return last;
     }
     return ag_str_from_cstr(g->req->remote_addr ? g->req->remote_addr : "");
+}
+
+/* The signed X-Agora-Client value for this request's client, from the
+ * cache or signed now; NULL for an address the header cannot carry. */
+#define CLIENT_SIG_TTL_S    300
+#define CLIENT_SIG_RESIGN_S 60
+static const char *
+client_header(struct gw_req *g)
+{
+    struct ag_str a = client_addr(g);
+    if (a.len == 0 || a.len >= AG_CLIENT_ADDRLEN)
+        return NULL;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < a.len; i++)
+        h = (h ^ (unsigned char)a.ptr[i]) * 1099511628211ull;
+    struct gw_client_sig *e = &g->gw->client_sigs[h % GW_CLIENT_CACHE];
+    int64_t now = ag_time_unix_ms() / 1000;
+    if (e->exp - now >= CLIENT_SIG_RESIGN_S && strlen(e->addr) == a.len &&
+        memcmp(e->addr, a.ptr, a.len) == 0)
+        return e->value;
+    char addr[AG_CLIENT_ADDRLEN];
+    memcpy(addr, a.ptr, a.len);
+    addr[a.len] = '\0';
+    if (ag_identity_client_sign(g->gw->identity_key, addr, now + CLIENT_SIG_TTL_S, e->value) != 0) {
+        e->exp = 0;
+        e->addr[0] = '\0';
+        return NULL;
+    }
+    memcpy(e->addr, addr, a.len + 1);
+    e->exp = now + CLIENT_SIG_TTL_S;
+    return e->value;
 }
 
 /* ---- CORS ---- */
@@ -638,6 +677,9 @@ forward(struct gw_req *g, const struct gw_principal *who)
     hdr_add(&hl, "Forwarded", fwd);
     if (who != NULL)
         hdr_add(&hl, AG_IDENTITY_HEADER, who->identity);
+    const char *client = client_header(g);
+    if (client != NULL)
+        hdr_add(&hl, AG_CLIENT_HEADER, client);
 
     /* Trace context: the upstream's span is a child of this request's
      * server span. */
@@ -845,6 +887,13 @@ proxy(struct gw *gw, struct ag_http_req *req, struct gw_config *cfg, const struc
         struct ag_str a = client_addr(g);
         if (!rate_check(g, &rt->per_client, 'c', a.ptr, a.len))
             return;
+    }
+    if (g->nauthz > 1) {
+        /* Which one would a service behind us read? None: refuse. */
+        auth_failure(g, "invalid");
+        ag_send_problem(req, 400, "bad-authorization", "Bad Request",
+                        "more than one Authorization header");
+        return;
     }
     struct ag_str token = bearer_token(g->authz);
     if (token.len > 0 ||

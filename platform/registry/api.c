@@ -514,6 +514,39 @@ expire_due(struct reg *r, struct reg_clock *now)
         run_expiry(r, now);
 }
 
+/* ---- Who may write ---- */
+
+/* Every route here is internal: the chassis has already refused callers
+ * without a service identity (401/403). Writes are narrower still (least
+ * privilege on one machine): a service registers, renews and removes only
+ * instances of itself; configuration is written by the operator (the
+ * supervisor and admin tools, AG_IDENTITY_OPERATOR) only. Answers 403 and
+ * returns false otherwise. */
+static bool
+may_write_instances(struct ag_http_req *req, const char *service)
+{
+    const struct ag_identity *id = ag_req_identity(req);
+    if (id != NULL && service != NULL &&
+        (strcmp(id->user_id, service) == 0 || strcmp(id->user_id, AG_IDENTITY_OPERATOR) == 0))
+        return true;
+    ag_send_problem(req, 403, "forbidden", "Forbidden",
+                    "service '%s' may not register instances of '%s'", id ? id->user_id : "",
+                    service ? service : "");
+    return false;
+}
+
+static bool
+may_write_config(struct ag_http_req *req)
+{
+    const struct ag_identity *id = ag_req_identity(req);
+    if (id != NULL && strcmp(id->user_id, AG_IDENTITY_OPERATOR) == 0)
+        return true;
+    ag_send_problem(req, 403, "forbidden", "Forbidden",
+                    "configuration is written by the operator ('%s'), not by '%s'",
+                    AG_IDENTITY_OPERATOR, id ? id->user_id : "");
+    return false;
+}
+
 /* ---- Instances ---- */
 
 static void
@@ -522,6 +555,8 @@ put_instance(struct ag_http_req *req, void *udata)
     struct reg *r = udata;
     const char *service = ag_req_param(req, "service");
     const char *id = ag_req_param(req, "id");
+    if (!may_write_instances(req, service))
+        return;
     json_t *body = ag_req_json(req);
     if (body == NULL)
         return;
@@ -561,6 +596,8 @@ heartbeat(struct ag_http_req *req, void *udata)
     struct reg *r = udata;
     const char *service = ag_req_param(req, "service");
     const char *id = ag_req_param(req, "id");
+    if (!may_write_instances(req, service))
+        return;
     struct reg_clock now;
     expire_due(r, &now);
     struct reg_instance *inst;
@@ -584,6 +621,8 @@ delete_instance(struct ag_http_req *req, void *udata)
     struct reg *r = udata;
     const char *service = ag_req_param(req, "service");
     const char *id = ag_req_param(req, "id");
+    if (!may_write_instances(req, service))
+        return;
     struct reg_clock now;
     expire_due(r, &now);
     struct reg_service *svc = NULL;
@@ -720,6 +759,8 @@ put_config(struct ag_http_req *req, void *udata)
 {
     struct reg *r = udata;
     const char *key = ag_req_param(req, "key");
+    if (!may_write_config(req))
+        return;
     json_t *body = ag_req_json(req);
     if (body == NULL)
         return;
@@ -773,6 +814,8 @@ delete_config(struct ag_http_req *req, void *udata)
 {
     struct reg *r = udata;
     const char *key = ag_req_param(req, "key");
+    if (!may_write_config(req))
+        return;
     const struct ag_query *q = ag_req_query(req);
     if (q == NULL)
         return;

@@ -6,7 +6,6 @@
 #include "agora/base.h"
 #include "users.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -109,36 +108,22 @@ send_field_error(struct ag_http_req *req, const char *field, const char *code, c
     ag_valid_release(&v);
 }
 
-/* The client's address: the first X-Forwarded-For hop when the operator
- * says a trusted proxy sets it, else the socket's peer. */
-static const char *
-client_addr(struct users *u, struct ag_http_req *req)
+/* Throttle key of an account and a client: "<e-mail>\n<client>". */
+#define PAIR_KEY_MAX (USERS_EMAIL_MAX + AG_CLIENT_ADDRLEN + 2)
+
+static void
+pair_key(struct ag_http_req *req, const char *email, char out[PAIR_KEY_MAX])
 {
-    if (u->settings.trust_forwarded) {
-        struct ag_str xff = ag_http_req_header(req, "X-Forwarded-For");
-        if (xff.len > 0) {
-            const char *comma = memchr(xff.ptr, ',', xff.len);
-            struct ag_str hop =
-                ag_str_trim(ag_str_make(xff.ptr, comma ? (size_t)(comma - xff.ptr) : xff.len));
-            char addr[INET6_ADDRSTRLEN];
-            unsigned char bin[sizeof(struct in6_addr)];
-            if (hop.len > 0 && hop.len < sizeof(addr)) {
-                memcpy(addr, hop.ptr, hop.len);
-                addr[hop.len] = '\0';
-                if (inet_pton(AF_INET, addr, bin) == 1 || inet_pton(AF_INET6, addr, bin) == 1)
-                    return ag_pool_strdup(req->pool, addr);
-            }
-        }
-    }
-    return req->remote_addr ? req->remote_addr : "";
+    snprintf(out, PAIR_KEY_MAX, "%s\n%s", email, ag_req_client(req));
 }
 
-/* Count an attempt of this client; answers 429 and returns false when it
- * has made too many. */
+/* Count an attempt of this client (the one the gateway vouched for, never
+ * one a header claims: ag_req_client); answers 429 and returns false when
+ * it has made too many. One client's attempts never cost another. */
 static bool
 client_admit(struct users *u, struct ag_http_req *req)
 {
-    const char *addr = client_addr(u, req);
+    const char *addr = ag_req_client(req);
     int64_t now = mono_ms();
     int64_t wait = users_throttle_wait(u->clients, addr, now);
     if (wait > 0) {
@@ -318,6 +303,7 @@ struct login_ctx {
     struct users_account a;        /* when known */
     char stored[USERS_HASH_MAX];   /* the hash checked against */
     char key[USERS_EMAIL_MAX + 1]; /* throttle key: the normalised e-mail */
+    char pair[PAIR_KEY_MAX];       /* throttle key: e-mail and client */
 };
 
 static void
@@ -340,6 +326,7 @@ login_done(struct users *u, const struct users_pw_result *res, void *udata)
         ok = rc == 0 && !c->a.disabled;
     }
     if (!ok) {
+        users_throttle_hit(u->pairs, c->pair, mono_ms());
         users_throttle_hit(u->accounts, c->key, mono_ms());
         count(u->m.logins, "failed");
         AG_LOGI("api", "login failed%s%s", c->known ? " for user " : "", c->known ? c->a.id : "");
@@ -347,7 +334,11 @@ login_done(struct users *u, const struct users_pw_result *res, void *udata)
         send_bad_credentials(req);
         return;
     }
-    users_throttle_clear(u->accounts, c->key);
+    /* This client has proved it knows the password: strangers' failures
+     * on this account no longer slow it down. The account's count stays. */
+    users_throttle_clear(u->pairs, c->pair);
+    users_throttle_clear(u->known, c->pair);
+    users_throttle_hit(u->known, c->pair, mono_ms());
     struct session s = {
         .u = u,
         .user_id = c->a.id,
@@ -398,11 +389,27 @@ login(struct ag_http_req *req, void *udata)
     bool valid_email = users_email_normalize(r.email, c->key) == 0;
     if (!valid_email)
         snprintf(c->key, sizeof(c->key), "%s", r.email);
-    int64_t wait = users_throttle_wait(u->accounts, c->key, mono_ms());
+    /* Growing delay per account and client, then, only for clients that
+     * never signed in to this account, a limit per account (OWASP
+     * authentication cheat sheet: slow the attacker, never lock the owner
+     * out). */
+    pair_key(req, c->key, c->pair);
+    int64_t now = mono_ms();
+    int64_t wait = users_throttle_wait(u->pairs, c->pair, now);
     if (wait > 0) {
         count(u->m.logins, "throttled");
-        send_throttled(req, wait, "too many failed logins for this account");
+        send_throttled(req, wait, "too many failed logins for this account from this client");
         return;
+    }
+    if (users_throttle_count(u->known, c->pair, now) == 0) {
+        wait = users_throttle_wait(u->accounts, c->key, now);
+        if (wait > 0) {
+            count(u->m.logins, "throttled");
+            send_throttled(req, wait,
+                           "too many failed logins for this account; sign in from a device that "
+                           "signed in to it before, or wait");
+            return;
+        }
     }
     struct users_credentials cred;
     int rc = valid_email ? users_store_user_by_email(u->store, c->key, &c->a, &cred) : AG_ENOENT;
@@ -591,10 +598,10 @@ struct patch_ctx {
     struct users *u;
     struct ag_http_req *req;
     struct users_patch_req p;
-    char id[AG_JWT_SUB_MAX];       /* the caller's id, from the identity */
-    char key[USERS_EMAIL_MAX + 1]; /* throttle key */
-    const char *hash;              /* during the transaction */
-    struct users_account a;        /* the result */
+    char id[AG_JWT_SUB_MAX]; /* the caller's id, from the identity */
+    char key[PAIR_KEY_MAX];  /* throttle key: e-mail and client */
+    const char *hash;        /* during the transaction */
+    struct users_account a;  /* the result */
 };
 
 static int
@@ -645,7 +652,7 @@ patch_done(struct users *u, const struct users_pw_result *res, void *udata)
         return;
     }
     if (!res->verified || !res->hashed) {
-        users_throttle_hit(u->accounts, c->key, mono_ms());
+        users_throttle_hit(u->pairs, c->key, mono_ms());
         async_leave();
         send_field_error(req, "current_password", "mismatch", "is not the current password");
         return;
@@ -673,7 +680,7 @@ patch_me(struct ag_http_req *req, void *udata)
         send_store_error(req, rc, "account");
         return;
     }
-    memcpy(c->key, c->a.email, sizeof(c->key));
+    pair_key(req, c->a.email, c->key);
     struct ag_valid v;
     ag_valid_init(&v);
     if (!users_patch_from_json(&v, body, c->a.email, &c->p)) {
@@ -688,7 +695,7 @@ patch_me(struct ag_http_req *req, void *udata)
         patch_finish(c);
         return;
     }
-    int64_t wait = users_throttle_wait(u->accounts, c->key, mono_ms());
+    int64_t wait = users_throttle_wait(u->pairs, c->key, mono_ms());
     if (wait > 0) {
         sodium_memzero(&cred, sizeof(cred));
         send_throttled(req, wait, "too many wrong passwords for this account");

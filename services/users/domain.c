@@ -454,6 +454,7 @@ struct throttle_entry {
 
 struct users_throttle {
     struct users_throttle_config cfg;
+    int ring; /* event slots per key: 'limit', plus the doublings in backoff mode */
     unsigned char hkey[crypto_shorthash_KEYBYTES]; /* SipHash key from the seed */
     struct throttle_entry **buckets;
     size_t nbuckets; /* a power of two */
@@ -471,6 +472,14 @@ users_throttle_new(const struct users_throttle_config *cfg)
         t->cfg.limit = 1;
     if (t->cfg.limit > 1000)
         t->cfg.limit = 1000;
+    t->ring = t->cfg.limit;
+    if (t->cfg.backoff_base_ms > 0) {
+        /* Room for the doublings past the limit that stay under the cap. */
+        int doublings = 0;
+        while (doublings < 40 && (t->cfg.backoff_base_ms << doublings) < t->cfg.backoff_max_ms)
+            doublings++;
+        t->ring = t->cfg.limit + doublings + 1;
+    }
     if (t->cfg.max_keys == 0)
         t->cfg.max_keys = 10000;
     for (size_t i = 0; i < sizeof(t->hkey); i++)
@@ -567,7 +576,7 @@ static void
 throttle_prune(const struct users_throttle *t, struct throttle_entry *e, int64_t now_ms)
 {
     while (e->count > 0 && e->times[e->head] <= now_ms - t->cfg.window_ms) {
-        e->head = (e->head + 1) % t->cfg.limit;
+        e->head = (e->head + 1) % t->ring;
         e->count--;
     }
 }
@@ -586,8 +595,26 @@ users_throttle_wait(struct users_throttle *t, const char *key, int64_t now_ms)
     }
     if (e->count < t->cfg.limit)
         return 0;
+    if (t->cfg.backoff_base_ms > 0) {
+        int64_t newest = e->times[(e->head + e->count - 1) % t->ring];
+        int64_t delay = t->cfg.backoff_base_ms << (e->count - t->cfg.limit);
+        if (delay > t->cfg.backoff_max_ms || delay <= 0)
+            delay = t->cfg.backoff_max_ms;
+        int64_t wait = newest + delay - now_ms;
+        return wait > 0 ? wait : 0;
+    }
     int64_t wait = e->times[e->head] + t->cfg.window_ms - now_ms;
     return wait > 0 ? wait : 1;
+}
+
+int
+users_throttle_count(struct users_throttle *t, const char *key, int64_t now_ms)
+{
+    struct throttle_entry *e = throttle_find(t, key, throttle_hash(t, key));
+    if (e == NULL)
+        return 0;
+    throttle_prune(t, e, now_ms);
+    return e->count;
 }
 
 void
@@ -599,7 +626,7 @@ users_throttle_hit(struct users_throttle *t, const char *key, int64_t now_ms)
         if (t->size >= t->cfg.max_keys)
             throttle_remove(t, t->oldest);
         size_t klen = strlen(key);
-        size_t times = sizeof(int64_t) * (size_t)t->cfg.limit;
+        size_t times = sizeof(int64_t) * (size_t)t->ring;
         e = ag_calloc(1, sizeof(*e) + times + klen + 1);
         e->hash = hash;
         e->key = (char *)e->times + times;
@@ -613,11 +640,11 @@ users_throttle_hit(struct users_throttle *t, const char *key, int64_t now_ms)
         throttle_prune(t, e, now_ms);
     }
     lru_push_newest(t, e);
-    if (e->count == t->cfg.limit) {
+    if (e->count == t->ring) {
         e->times[e->head] = now_ms; /* the oldest slot becomes the newest */
-        e->head = (e->head + 1) % t->cfg.limit;
+        e->head = (e->head + 1) % t->ring;
     } else {
-        e->times[(e->head + e->count) % t->cfg.limit] = now_ms;
+        e->times[(e->head + e->count) % t->ring] = now_ms;
         e->count++;
     }
 }

@@ -180,6 +180,12 @@ struct users_throttle_config {
     int64_t window_ms; /* window length */
     size_t max_keys;   /* keys tracked; 0 means 10000 */
     uint64_t seed;     /* hash seed (random in production, fixed in tests) */
+    /* Growing delay instead of a hard limit when 'backoff_base_ms' > 0:
+     * once 'limit' events are in the window, the next one must wait
+     * base * 2^(events - limit) ms after the newest, at most
+     * 'backoff_max_ms' (OWASP: slow the attacker, never lock the owner). */
+    int64_t backoff_base_ms;
+    int64_t backoff_max_ms;
 };
 
 /* New throttle (owned; users_throttle_free). */
@@ -192,6 +198,9 @@ int64_t users_throttle_wait(struct users_throttle *t, const char *key, int64_t n
 
 /* Record an event for 'key' at 'now_ms'. */
 void users_throttle_hit(struct users_throttle *t, const char *key, int64_t now_ms);
+
+/* Events of 'key' within the window ending at 'now_ms'. */
+int users_throttle_count(struct users_throttle *t, const char *key, int64_t now_ms);
 
 /* Forget 'key' (e.g. after a successful login). */
 void users_throttle_clear(struct users_throttle *t, const char *key);

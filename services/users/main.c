@@ -40,16 +40,24 @@ static const struct ag_config_key USERS_KEYS[] = {
       4096 * MIB, NULL, "argon2id memory per hash (OWASP minimum 19MiB)" },
     { "AGORA_USERS_MAX_PASSWORD_JOBS", AG_CONFIG_INT, "64", OFF(max_password_jobs), 1, 10000, NULL,
       "password hashes queued or running at once (503 past it)" },
-    { "AGORA_USERS_LOGIN_MAX_FAILURES", AG_CONFIG_INT, "5", OFF(login_max_failures), 1, 1000, NULL,
-      "failed logins per account within the failure window before 429" },
+    { "AGORA_USERS_LOGIN_MAX_FAILURES", AG_CONFIG_INT, "5", OFF(login_max_failures), 1, 100, NULL,
+      "failed logins to one account from one client within the failure window before that "
+      "client must wait (1 s, then doubling)" },
     { "AGORA_USERS_LOGIN_FAILURE_WINDOW", AG_CONFIG_DURATION, "15m", OFF(login_window_ms), 1000,
-      86400000, NULL, "window over which failed logins per account are counted" },
+      86400000, NULL, "window over which failed logins are counted" },
+    { "AGORA_USERS_LOGIN_BACKOFF_MAX", AG_CONFIG_DURATION, "15m", OFF(login_backoff_max_ms), 1000,
+      86400000, NULL, "longest wait the growing delay per account and client reaches" },
+    { "AGORA_USERS_ACCOUNT_MAX_FAILURES", AG_CONFIG_INT, "20", OFF(account_max_failures), 1, 1000,
+      NULL,
+      "failed logins to one account from all clients within the window before clients that "
+      "never signed in to it must wait (clients that did are not slowed by strangers)" },
+    { "AGORA_USERS_KNOWN_CLIENT_TTL", AG_CONFIG_DURATION, "720h", OFF(known_client_ttl_ms), 1000,
+      INT64_C(31622400000), NULL,
+      "how long a client that signed in to an account stays known to it" },
     { "AGORA_USERS_CLIENT_MAX_ATTEMPTS", AG_CONFIG_INT, "30", OFF(client_max_attempts), 1, 1000,
       NULL, "logins and registrations per client address within the client window" },
     { "AGORA_USERS_CLIENT_WINDOW", AG_CONFIG_DURATION, "1m", OFF(client_window_ms), 1000, 86400000,
       NULL, "window over which attempts per client address are counted" },
-    { "AGORA_USERS_TRUST_FORWARDED", AG_CONFIG_BOOL, "false", OFF(trust_forwarded), 0, 0, NULL,
-      "take the client address from X-Forwarded-For's first hop (only behind a trusted proxy)" },
     { "AGORA_USERS_ADMIN_EMAIL", AG_CONFIG_STRING, "", OFF(admin_email), 0, 0, NULL,
       "e-mail of the first administrator, created or promoted at start" },
     { "AGORA_USERS_ADMIN_PASSWORD", AG_CONFIG_STRING, "", OFF(admin_password), 0, 0, NULL,
@@ -182,11 +190,25 @@ on_start(struct ag_service *svc, void *udata)
     register_metrics(u);
     uint64_t seed;
     randombytes_buf(&seed, sizeof(seed));
-    struct users_throttle_config acc = {
+    struct users_throttle_config pair = {
         .limit = (int)u->settings.login_max_failures,
         .window_ms = (int64_t)u->settings.login_window_ms,
         .max_keys = 20000,
+        .seed = seed ^ UINT64_C(0x2545f4914f6cdd1d),
+        .backoff_base_ms = 1000,
+        .backoff_max_ms = (int64_t)u->settings.login_backoff_max_ms,
+    };
+    struct users_throttle_config acc = {
+        .limit = (int)u->settings.account_max_failures,
+        .window_ms = (int64_t)u->settings.login_window_ms,
+        .max_keys = 20000,
         .seed = seed,
+    };
+    struct users_throttle_config known = {
+        .limit = 1,
+        .window_ms = (int64_t)u->settings.known_client_ttl_ms,
+        .max_keys = 50000,
+        .seed = seed ^ UINT64_C(0x6a09e667f3bcc909),
     };
     struct users_throttle_config cli = {
         .limit = (int)u->settings.client_max_attempts,
@@ -194,7 +216,9 @@ on_start(struct ag_service *svc, void *udata)
         .max_keys = 20000,
         .seed = seed ^ UINT64_C(0x9e3779b97f4a7c15),
     };
+    u->pairs = users_throttle_new(&pair);
     u->accounts = users_throttle_new(&acc);
+    u->known = users_throttle_new(&known);
     u->clients = users_throttle_new(&cli);
 
     /* The hash checked when an e-mail is unknown: same cost as a real one. */
@@ -253,7 +277,9 @@ main(int argc, char **argv)
     /* The loop has ended: no callback can use these any more. */
     ag_service_free(svc);
     users_keys_release(&g_users);
+    users_throttle_free(g_users.pairs);
     users_throttle_free(g_users.accounts);
+    users_throttle_free(g_users.known);
     users_throttle_free(g_users.clients);
     sodium_memzero(g_users.dummy_hash, sizeof(g_users.dummy_hash));
     return status;

@@ -23,22 +23,24 @@
 
 /* Settings (main.c has the table with defaults and bounds). */
 struct users_settings {
-    char *issuer;                /* AGORA_USERS_ISSUER */
-    char *audience;              /* AGORA_USERS_AUDIENCE */
-    uint64_t access_ttl_ms;      /* AGORA_USERS_ACCESS_TTL */
-    uint64_t refresh_ttl_ms;     /* AGORA_USERS_REFRESH_TTL */
-    uint64_t key_rotation_ms;    /* AGORA_USERS_KEY_ROTATION */
-    uint64_t leeway_ms;          /* AGORA_USERS_TOKEN_LEEWAY */
-    int64_t argon2_opslimit;     /* AGORA_USERS_ARGON2_OPSLIMIT */
-    uint64_t argon2_memlimit;    /* AGORA_USERS_ARGON2_MEMLIMIT */
-    int64_t max_password_jobs;   /* AGORA_USERS_MAX_PASSWORD_JOBS */
-    int64_t login_max_failures;  /* AGORA_USERS_LOGIN_MAX_FAILURES */
-    uint64_t login_window_ms;    /* AGORA_USERS_LOGIN_FAILURE_WINDOW */
-    int64_t client_max_attempts; /* AGORA_USERS_CLIENT_MAX_ATTEMPTS */
-    uint64_t client_window_ms;   /* AGORA_USERS_CLIENT_WINDOW */
-    bool trust_forwarded;        /* AGORA_USERS_TRUST_FORWARDED */
-    char *admin_email;           /* AGORA_USERS_ADMIN_EMAIL */
-    char *admin_password;        /* AGORA_USERS_ADMIN_PASSWORD (never logged) */
+    char *issuer;                  /* AGORA_USERS_ISSUER */
+    char *audience;                /* AGORA_USERS_AUDIENCE */
+    uint64_t access_ttl_ms;        /* AGORA_USERS_ACCESS_TTL */
+    uint64_t refresh_ttl_ms;       /* AGORA_USERS_REFRESH_TTL */
+    uint64_t key_rotation_ms;      /* AGORA_USERS_KEY_ROTATION */
+    uint64_t leeway_ms;            /* AGORA_USERS_TOKEN_LEEWAY */
+    int64_t argon2_opslimit;       /* AGORA_USERS_ARGON2_OPSLIMIT */
+    uint64_t argon2_memlimit;      /* AGORA_USERS_ARGON2_MEMLIMIT */
+    int64_t max_password_jobs;     /* AGORA_USERS_MAX_PASSWORD_JOBS */
+    int64_t login_max_failures;    /* AGORA_USERS_LOGIN_MAX_FAILURES */
+    uint64_t login_window_ms;      /* AGORA_USERS_LOGIN_FAILURE_WINDOW */
+    uint64_t login_backoff_max_ms; /* AGORA_USERS_LOGIN_BACKOFF_MAX */
+    int64_t account_max_failures;  /* AGORA_USERS_ACCOUNT_MAX_FAILURES */
+    uint64_t known_client_ttl_ms;  /* AGORA_USERS_KNOWN_CLIENT_TTL */
+    int64_t client_max_attempts;   /* AGORA_USERS_CLIENT_MAX_ATTEMPTS */
+    uint64_t client_window_ms;     /* AGORA_USERS_CLIENT_WINDOW */
+    char *admin_email;             /* AGORA_USERS_ADMIN_EMAIL */
+    char *admin_password;          /* AGORA_USERS_ADMIN_PASSWORD (never logged) */
 };
 
 /* Signing keys in memory (keys.c). */
@@ -68,8 +70,10 @@ struct users {
     uv_loop_t *loop;        /* borrowed from svc */
     struct users_settings settings;
     struct users_keys keys;
-    struct users_throttle *accounts; /* login failures per normalised e-mail */
-    struct users_throttle *clients;  /* attempts per client address */
+    struct users_throttle *pairs;    /* login failures per (e-mail, client): growing delay */
+    struct users_throttle *accounts; /* login failures per e-mail, from any client */
+    struct users_throttle *known;    /* (e-mail, client) pairs that signed in before */
+    struct users_throttle *clients;  /* attempts per client (the one the gateway saw) */
     char dummy_hash[USERS_HASH_MAX]; /* verified against when the e-mail is unknown */
     int64_t password_jobs;           /* argon2 jobs queued or running */
     struct users_metrics m;

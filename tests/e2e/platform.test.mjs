@@ -9,10 +9,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { buildDir, makeTempDir, sourceDir, waitFor } from '../lib/proc.mjs';
-import { identityHeader, TEST_INTERNAL_KEY } from '../lib/identity.mjs';
+import { identityHeader, OPERATOR, TEST_INTERNAL_KEY } from '../lib/identity.mjs';
 import { validate } from '../lib/schema.mjs';
 
-const PORTS = { gateway: 8080, catalog: 8081, users: 8082, notifications: 8087, bus: 8400, registry: 8500, smtp: 2525 };
+const PORTS = { gateway: 8080, gatewayOps: 8090, catalog: 8081, users: 8082, notifications: 8087, bus: 8400, registry: 8500, smtp: 2525 };
 
 function portFree(port) {
     return new Promise((resolve) => {
@@ -53,6 +53,7 @@ describe('agora up: the whole shop through the gateway', () => {
     let data;
     let gw;
     let bus;
+    let op; // headers of the operator's identity
     let smtp;
     let maildir;
     let customer;
@@ -90,8 +91,12 @@ describe('agora up: the whole shop through the gateway', () => {
         assert.ok(stderr.includes('Agora is up'), `agora up did not come up:\n${stderr.slice(-4000)}`);
         gw = `http://127.0.0.1:${PORTS.gateway + off}`;
         bus = `http://127.0.0.1:${PORTS.bus + off}`;
+        // The bus and the registry answer only a service identity signed with the shop's key.
+        const shopKey = fs.readFileSync(path.join(data, 'internal.key'), 'utf8').trim();
+        op = { 'x-agora-identity': identityHeader({ ...OPERATOR, key: shopKey }) };
         // An observer subscription, to check the events the services publish.
         const sub = await call(bus, 'PUT', '/v1/subscriptions/e2e-observer', {
+            headers: op,
             json: { topics: ['user.*', 'product.*'], ack_deadline_ms: 30000, max_attempts: 5 },
         });
         assert.ok([200, 201].includes(sub.status), sub.text);
@@ -167,11 +172,11 @@ describe('agora up: the whole shop through the gateway', () => {
         // must arrive, and every event must match contracts/events.
         await waitFor(
             async () => {
-                const r = await call(bus, 'POST', '/v1/subscriptions/e2e-observer/pull', { json: { max_messages: 100, wait_ms: 1000 } });
+                const r = await call(bus, 'POST', '/v1/subscriptions/e2e-observer/pull', { headers: op, json: { max_messages: 100, wait_ms: 1000 } });
                 assert.equal(r.status, 200, r.text);
                 for (const m of r.body.messages) seen.push(m.data);
                 if (r.body.messages.length > 0) {
-                    await call(bus, 'POST', '/v1/subscriptions/e2e-observer/ack', { json: { ack_ids: r.body.messages.map((m) => m.ack_id) } });
+                    await call(bus, 'POST', '/v1/subscriptions/e2e-observer/ack', { headers: op, json: { ack_ids: r.body.messages.map((m) => m.ack_id) } });
                 }
                 return seen.some((e) => e.type === 'user.registered' && e.data.name === 'E2E') && seen.some((e) => e.type === 'product.created' && e.data.sku === 'E2E-1');
             },
@@ -203,7 +208,7 @@ describe('agora up: the whole shop through the gateway', () => {
     });
 
     it('every program registered with the registry', async () => {
-        const r = await call(`http://127.0.0.1:${PORTS.registry + off}`, 'GET', '/v1/services');
+        const r = await call(`http://127.0.0.1:${PORTS.registry + off}`, 'GET', '/v1/services', { headers: op });
         assert.equal(r.status, 200);
         const names = r.body.services.map((s) => s.name).sort();
         for (const n of ['bus', 'catalog', 'gateway', 'notifications', 'users']) assert.ok(names.includes(n), `${n} registered: ${names}`);

@@ -97,6 +97,7 @@ export class ServiceProcess {
         this.host = host; // address it listens on
         this.port = null; // known once "listening" was logged
         this.baseUrl = null; // "http://127.0.0.1:<port>"
+        this.opsUrl = null; // the operator listener's base URL, when it has one
         this.lines = []; // every stderr line, raw
         this.entries = []; // every stderr line as { line, json } (json null if not JSON)
         this.stdout = ''; // everything written to stdout
@@ -240,6 +241,8 @@ export function spawnService(name, opts = {}) {
         AGORA_LOG_LEVEL: 'info',
         AGORA_INSTANCE_ID: `${name}-test`,
         AGORA_INTERNAL_KEY: TEST_INTERNAL_KEY,
+        // The gateway's operator listener defaults to a fixed port: take a free one.
+        ...(name === 'gateway' ? { AGORA_OPS_ADDRESS: '127.0.0.1:0' } : {}),
     };
     if (opts.seed !== undefined) {
         const file = typeof opts.seed === 'string' ? path.resolve(opts.seed) : writeJsonFile(opts.seed, 'seed.json');
@@ -284,6 +287,9 @@ export async function startService(name, opts = {}) {
                     proc.port = line.port;
                     const host = line.address && line.address !== '0.0.0.0' ? line.address : proc.host;
                     proc.baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${line.port}`;
+                    // The operator listener (AGORA_OPS_ADDRESS), logged before "listening".
+                    const ops = proc.logs((o) => o.msg === 'ops listening' && Number.isInteger(o.port))[0];
+                    if (ops) proc.opsUrl = `http://${ops.address}:${ops.port}`;
                     resolve();
                     return true;
                 }

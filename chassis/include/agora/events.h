@@ -23,6 +23,7 @@
 
 #include "agora/base.h"
 #include "agora/http_client.h"
+#include "agora/identity.h"
 #include "agora/metrics.h"
 #include "agora/store.h"
 
@@ -50,6 +51,8 @@ struct ag_events_config {
     uint64_t pull_wait_ms;      /* 30000: long-poll wait of consumer pulls */
     size_t pull_batch;          /* 50 messages per pull */
     uint64_t published_keep_ms; /* 86400000: published outbox rows and inbox rows kept this long */
+    struct ag_identity_self *identity; /* signs every broker call (the bus requires it);
+                                          borrowed, must outlive the runtime; NULL: none */
 };
 
 /* A consumer's handler: runs inside an open transaction on 'store'. Return 0

@@ -17,7 +17,11 @@
 enum ag_identity_roles {
     AG_IDENTITY_CUSTOMER = 1 << 0,
     AG_IDENTITY_ADMIN = 1 << 1,
+    AG_IDENTITY_SERVICE = 1 << 2, /* another Agora process; user_id is its service name */
 };
+
+/* The service name the supervisor and operator tools sign as. */
+#define AG_IDENTITY_OPERATOR "agora"
 
 struct ag_identity {
     char user_id[64]; /* the JWT subject (UUIDv7 string) */
@@ -38,7 +42,53 @@ int ag_identity_sign(const uint8_t key[AG_IDENTITY_KEYLEN], const struct ag_iden
 int ag_identity_verify(const uint8_t key[AG_IDENTITY_KEYLEN], struct ag_str value, int64_t now,
                        struct ag_identity *out);
 
-/* Role names "customer", "admin" to bits; unknown names are ignored. */
+/* Role names "customer", "admin" to bits; unknown names are ignored
+ * ("service" is never taken from a name: only processes holding the key
+ * sign it, with ag_identity_self_header). */
 unsigned ag_identity_roles_from_names(const char *const *names, size_t n);
+
+/* ---- A process's own identity, for internal calls ---- */
+
+/* Registry writes and registrations, bus operations and every other
+ * AG_ROLE_INTERNAL route need the caller's service identity: an
+ * X-Agora-Identity whose roles are AG_IDENTITY_SERVICE and whose user id is
+ * the calling service's name, signed with the shared key. Re-signed here
+ * before it expires. Caller-provided storage; one loop thread. */
+struct ag_identity_self {
+    uint8_t key[AG_IDENTITY_KEYLEN];
+    char name[64];                  /* the service name signed as */
+    int64_t exp;                    /* expiry of 'value', unix seconds; 0: not signed yet */
+    char value[AG_IDENTITY_MAXLEN]; /* the current header value */
+};
+
+/* Prepare 'self' to sign as service 'name' ([A-Za-z0-9-_.], 1-63 bytes)
+ * with 'key'. AG_EINVAL for a bad name. */
+int ag_identity_self_init(struct ag_identity_self *self, const uint8_t key[AG_IDENTITY_KEYLEN],
+                          const char *name);
+
+/* The X-Agora-Identity value to send at 'now' (unix seconds): valid for
+ * five minutes, re-signed once less than one minute is left. Borrowed from
+ * 'self', valid until the next call. */
+const char *ag_identity_self_header(struct ag_identity_self *self, int64_t now);
+
+/* ---- The client the gateway saw ---- */
+
+/* The gateway tells services which client a request came from in a signed
+ * X-Agora-Client header, "c1;<address>;<exp>;<hmac>", so that a service
+ * behind it (users' login throttles) can key on the real client without
+ * trusting anything the client sent. */
+#define AG_CLIENT_HEADER  "X-Agora-Client"
+#define AG_CLIENT_ADDRLEN 64 /* longest address carried, with its NUL */
+
+/* Sign 'addr' (an IPv4 or IPv6 address in text: hex digits, '.' and ':'
+ * only, shorter than AG_CLIENT_ADDRLEN) valid until 'exp' into 'out'.
+ * AG_EINVAL for an address with other characters. */
+int ag_identity_client_sign(const uint8_t key[AG_IDENTITY_KEYLEN], const char *addr, int64_t exp,
+                            char out[AG_IDENTITY_MAXLEN]);
+
+/* Verify 'value' with 'key' at 'now' and copy the address into 'out'.
+ * 0, or AG_EAUTH for anything wrong. */
+int ag_identity_client_verify(const uint8_t key[AG_IDENTITY_KEYLEN], struct ag_str value,
+                              int64_t now, char out[AG_CLIENT_ADDRLEN]);
 
 #endif /* AG_IDENTITY_H */

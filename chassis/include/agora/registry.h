@@ -12,6 +12,7 @@
 
 #include "agora/base.h"
 #include "agora/http_client.h"
+#include "agora/identity.h"
 
 #include <jansson.h>
 #include <uv.h>
@@ -20,15 +21,17 @@ struct ag_registry;
 
 /* Zero means the default shown. */
 struct ag_registry_config {
-    const char *url;         /* registry base URL, "http://127.0.0.1:8500"; required */
-    const char *service;     /* this service's name; NULL: do not register */
-    const char *instance_id; /* this instance */
-    const char *address;     /* address others reach it on, "127.0.0.1" */
-    int port;                /* its port */
-    const json_t *metadata;  /* object (copied), or NULL */
-    uint64_t ttl_ms;         /* 10000; heartbeats every ttl/3 */
-    uint64_t watch_wait_ms;  /* 30000: long-poll wait per watch request */
-    uint64_t retry_max_ms;   /* 5000: cap of the reconnect backoff */
+    const char *url;                   /* registry base URL, "http://127.0.0.1:8500"; required */
+    const char *service;               /* this service's name; NULL: do not register */
+    const char *instance_id;           /* this instance */
+    const char *address;               /* address others reach it on, "127.0.0.1" */
+    int port;                          /* its port */
+    const json_t *metadata;            /* object (copied), or NULL */
+    uint64_t ttl_ms;                   /* 10000; heartbeats every ttl/3 */
+    uint64_t watch_wait_ms;            /* 30000: long-poll wait per watch request */
+    uint64_t retry_max_ms;             /* 5000: cap of the reconnect backoff */
+    struct ag_identity_self *identity; /* signs every call (the registry requires it);
+                                          borrowed, must outlive the client; NULL: none */
 };
 
 /* Instance as listed by the registry. Borrowed; valid until the next change

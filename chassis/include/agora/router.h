@@ -20,10 +20,13 @@ enum ag_role {
     AG_ROLE_PUBLIC = 0, /* anyone, signed in or not */
     AG_ROLE_CUSTOMER,   /* any signed-in user */
     AG_ROLE_ADMIN,      /* administrators only */
-    AG_ROLE_INTERNAL,   /* other services only; never routed from outside */
+    AG_ROLE_INTERNAL,   /* other services only (their signed service identity); never routed */
+    AG_ROLE_PROBE,      /* /health, /ready: whoever reaches the port; never routed */
+    AG_ROLE_OPS,        /* /metrics and operator views: on the ops listener when there is
+                           one (AGORA_OPS_ADDRESS), else on the port; never routed */
 };
 
-/* "public", "customer", "admin", "internal". */
+/* "public", "customer", "admin", "internal", "probe", "ops". */
 const char *ag_role_name(enum ag_role role);
 
 typedef void (*ag_route_fn)(struct ag_http_req *req, void *udata);

@@ -39,6 +39,7 @@ struct ag_service_config {
     const char *name;                      /* "catalog"; required */
     const char *version;                   /* "0.1.0" */
     int default_port;                      /* default of AGORA_HTTP_PORT; 8080 */
+    const char *default_ops_address;       /* default of AGORA_OPS_ADDRESS; "" (none) */
     const struct ag_migration *migrations; /* NULL: the service has no database */
     size_t nmigrations;
     const struct ag_config_key *keys; /* the service's own settings, or NULL */
@@ -79,6 +80,7 @@ struct ag_service_settings {
     uint64_t registry_ttl_ms;     /* AGORA_REGISTRY_TTL */
     char *advertise_address;      /* AGORA_ADVERTISE_ADDRESS; default: the listen host */
     char *bus_url;                /* AGORA_BUS_URL (services with events) */
+    char *ops_address;            /* AGORA_OPS_ADDRESS; "" = ops routes on the main port */
 };
 
 /* Parse configuration (AGORA_* environment, AGORA_CONFIG_FILE), start
@@ -124,6 +126,18 @@ struct ag_registry *ag_service_registry(struct ag_service *svc);
  * ag_events_publish inside a store transaction, then ag_events_kick. */
 struct ag_events *ag_service_events(struct ag_service *svc);
 
+/* This service's own identity (roles AG_IDENTITY_SERVICE, user id = its
+ * name) for calls to internal routes: pass it to a runtime's config, or
+ * send ag_identity_self_header(self, now) as X-Agora-Identity. Borrowed,
+ * valid for the service's lifetime; loop thread. */
+struct ag_identity_self *ag_service_self(struct ag_service *svc);
+
+/* Tighten the data directory to 0700 and a database file with its WAL,
+ * shared-memory and journal files to 0600 where they are looser, logging a
+ * warning for each (every service does it at start; so does the
+ * supervisor for the directory). Missing files are ignored. */
+void ag_service_check_private(const char *data_dir, const char *db_path);
+
 /* Bound port once running (for logs and tests). */
 int ag_service_port(const struct ag_service *svc);
 
@@ -143,6 +157,12 @@ void ag_req_traceparent(const struct ag_http_req *req, char out[AG_TRACEPARENT_L
  * caller. Routes whose role is customer or admin are only reached with an
  * identity holding that role (the middleware answers 401 or 403). */
 const struct ag_identity *ag_req_identity(const struct ag_http_req *req);
+
+/* The address of the client this request came from: the one the gateway
+ * vouched for in a valid signed X-Agora-Client header, else the socket's
+ * peer (a direct caller, or the gateway itself for a request it did not
+ * vouch for). Never anything a client wrote. Request memory. */
+const char *ag_req_client(struct ag_http_req *req);
 
 /* Path parameter 'name', percent-decoded, or NULL when the route has no such
  * parameter or its encoding is invalid. Lives in the request pool. */

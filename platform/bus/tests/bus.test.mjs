@@ -16,6 +16,7 @@ import fs from 'node:fs';
 
 import { cleanup, makeTempDir, startService, stop, waitExit, waitFor } from '../../../tests/lib/proc.mjs';
 import { client, errorFields, expectProblem, mapConcurrent, metricValue, parseMetrics } from '../../../tests/lib/http.mjs';
+import { identityHeader, OPERATOR } from '../../../tests/lib/identity.mjs';
 
 const T = { timeout: 30_000 };
 const PROMTOOL = '/usr/bin/promtool';
@@ -103,11 +104,41 @@ describe('bus API (one process)', () => {
 
     before(async () => {
         svc = await startService('bus', { env: { AGORA_ACCESS_LOG: 'false' } });
-        api = client(svc);
+        api = client(svc, { identity: OPERATOR });
     });
 
     after(async () => {
         if (svc) assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(30));
+    });
+
+    it('refuses every operation without a service identity (security issue: forged events, purges)', T, async () => {
+        await putSub(api, 'guarded', { topics: ['user.*'] });
+        const anon = client(svc, { identity: null });
+        const user = client(svc, { identity: { userId: 'u1', roles: ['admin', 'customer'] } });
+        const forgedKey = client(svc, { identity: null, headers: { 'x-agora-identity': identityHeader({ ...OPERATOR, key: 'cd'.repeat(32) }) } });
+        const forged = { messages: [{ topic: 'user.registered', subject: 'victim', data: { text: 'click here' } }] };
+        for (const [method, path, body] of [
+            ['POST', '/v1/messages', forged],
+            ['GET', '/v1/topics'],
+            ['GET', '/v1/subscriptions'],
+            ['PUT', '/v1/subscriptions/rogue', { topics: ['*'] }],
+            ['GET', '/v1/subscriptions/guarded'],
+            ['POST', '/v1/subscriptions/guarded/pull', { max: 10, wait_ms: 0 }],
+            ['POST', '/v1/subscriptions/guarded/ack', { ack_ids: ['x'] }],
+            ['GET', '/v1/subscriptions/guarded/dead-letters'],
+            ['DELETE', '/v1/subscriptions/guarded/dead-letters'],
+            ['POST', '/v1/subscriptions/guarded/dead-letters/replay', {}],
+            ['DELETE', '/v1/subscriptions/guarded'],
+        ]) {
+            expectProblem(await anon.request(method, path, { json: body }), 401);
+            expectProblem(await forgedKey.request(method, path, { json: body }), 401);
+            expectProblem(await user.request(method, path, { json: body }), 403);
+        }
+        // Nothing got in, nothing was taken away.
+        const { messages } = await pull(api, 'guarded', { wait_ms: 0 });
+        assert.deepEqual(messages, []);
+        assert.equal((await api.get('/v1/subscriptions/guarded')).status, 200);
+        assert.equal((await api.get('/v1/subscriptions/rogue')).status, 404);
     });
 
     it('a held pull is answered right after a publish, long before its wait_ms', T, async () => {
@@ -460,7 +491,7 @@ describe('bus API (one process)', () => {
 describe('graceful shutdown', () => {
     it('SIGTERM answers held pulls at once with empty lists and exits 0', T, async () => {
         const svc = await startService('bus');
-        const api = client(svc);
+        const api = client(svc, { identity: OPERATOR });
         await putSub(api, 'sd', { topics: ['sd.t'] });
         const held = [1, 2, 3].map(() => pull(api, 'sd', { wait_ms: 20_000 }));
         await waitHeld(api, 3);
@@ -477,14 +508,14 @@ describe('graceful shutdown', () => {
     it('state survives a restart: subscriptions, pending messages, dead letters', T, async () => {
         const dataDir = makeTempDir('agora-bus-restart-');
         let svc = await startService('bus', { dataDir });
-        let api = client(svc);
+        let api = client(svc, { identity: OPERATOR });
         await putSub(api, 'rs', { topics: ['rs.*'], max_attempts: 1, ack_deadline_ms: 30_000 });
         const results = await publish(api, [{ topic: 'rs.a', subject: 'x', data: 1 }, { topic: 'rs.b', data: 2 }]);
         const first = await pull(api, 'rs', { max_messages: 1, wait_ms: 0 });
         assert.equal(await nack(api, 'rs', [first.messages[0].ack_id]), 1);
         assert.deepEqual(await stop(svc), { code: 0, signal: null });
         svc = await startService('bus', { dataDir });
-        api = client(svc);
+        api = client(svc, { identity: OPERATOR });
         const info = await subInfo(api, 'rs');
         assert.deepEqual(info.topics, ['rs.*']);
         assert.equal(info.max_attempts, 1);
@@ -500,7 +531,7 @@ describe('graceful shutdown', () => {
 describe('subscription changes under load (AGORA_DURABILITY=full)', () => {
     it('creates and deletes subscriptions while batches wait for their fsync', { timeout: 60_000 }, async () => {
         const svc = await startService('bus', { env: { AGORA_DURABILITY: 'full', AGORA_ACCESS_LOG: 'false' } });
-        const api = client(svc);
+        const api = client(svc, { identity: OPERATOR });
         await putSub(api, 'adm-a', { topics: ['adm.*'] });
         let published = 0;
         let done = false;
@@ -546,7 +577,7 @@ describe('retention and the de-duplication window', () => {
         const svc = await startService('bus', {
             env: { AGORA_BUS_RETENTION: '1ms', AGORA_BUS_SWEEP_INTERVAL: '100ms', AGORA_BUS_DEDUP_WINDOW: '300ms' },
         });
-        const api = client(svc);
+        const api = client(svc, { identity: OPERATOR });
         const stored = async () => metricValue(await metrics(api), 'bus_messages_stored');
         await putSub(api, 'ret', { topics: ['ret.*'], max_attempts: 1, ack_deadline_ms: 30_000 });
         await publish(api, [1, 2, 3, 4, 5].map((i) => ({ topic: 'ret.a', data: i })));
@@ -585,7 +616,7 @@ describe('durability under SIGKILL (AGORA_DURABILITY=full)', () => {
         const dataDir = makeTempDir('agora-bus-kill-');
         const env = { AGORA_DURABILITY: 'full', AGORA_ACCESS_LOG: 'false' };
         let svc = await startService('bus', { dataDir, env });
-        let api = client(svc);
+        let api = client(svc, { identity: OPERATOR });
         await putSub(api, 'dur', { topics: ['dur.*'], ack_deadline_ms: 5000, retry_delay_ms: 0 });
 
         const PUBLISHERS = 4;
@@ -654,7 +685,7 @@ describe('durability under SIGKILL (AGORA_DURABILITY=full)', () => {
         svc.kill('SIGKILL');
         assert.deepEqual(await waitExit(svc), { code: null, signal: 'SIGKILL' });
         svc = await startService('bus', { dataDir, env });
-        api = client(svc);
+        api = client(svc, { identity: OPERATOR });
         resolveRestart();
 
         await publishers;

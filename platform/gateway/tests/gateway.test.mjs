@@ -18,7 +18,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 
-import { TEST_INTERNAL_KEY } from '../../../tests/lib/identity.mjs';
+import { clientHeader, identityHeader, OPERATOR, TEST_INTERNAL_KEY } from '../../../tests/lib/identity.mjs';
 import {
     binaryPath,
     cleanup,
@@ -381,13 +381,57 @@ describe('gateway in front of catalog and node upstreams', () => {
         assert.equal(id.userId, CUSTOMER_SUB);
         assert.equal(id.roles, 1);
         assert.ok(id.exp > Date.now() / 1000);
-        assert.equal(r.json.headers.authorization, `Bearer ${token}`, 'Authorization is forwarded');
+        assert.equal(r.json.headers.authorization, undefined, 'the bearer token stops at the gateway');
         // A client-supplied identity never survives, even next to a valid token.
         const forged = await api.get('/api/v1/echo/me', { headers: { authorization: `Bearer ${token}`, 'x-agora-identity': 'v1;x;3;9999999999;00' } });
         assert.equal(checkIdentity(forged.json.headers['x-agora-identity']).userId, CUSTOMER_SUB);
         // Anonymous on a public route: no identity at all.
         const anon = await api.get('/api/v1/echo/anon', { headers: { 'x-agora-identity': 'v1;x;3;9999999999;00' } });
         assert.equal(anon.json.headers['x-agora-identity'], undefined);
+    });
+
+    it('refuses two Authorization headers (a forged admin token before a valid one) with 400', T, async () => {
+        const forgedAdmin = makeToken({ key: newKey('k1'), claims: { sub: ADMIN_SUB, roles: ['admin'] } });
+        const token = makeToken({ key: k1, claims: { sub: CUSTOMER_SUB, roles: ['customer'] } });
+        const before = echo.seen.length;
+        for (const order of [[forgedAdmin, token], [token, forgedAdmin], [token, token]]) {
+            const r = await rawRequest(gw.port, `GET /api/v1/echo/me HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer ${order[0]}\r\nAuthorization: Bearer ${order[1]}\r\nConnection: close\r\n\r\n`);
+            assert.equal(r.status, 400, r.body);
+            assert.match(r.body, /more than one Authorization header/);
+        }
+        assert.equal(echo.seen.length, before, 'nothing reached the upstream');
+    });
+
+    it('forwards no client credentials, and a signed client address nobody can forge', T, async () => {
+        const token = makeToken({ key: k1, claims: { sub: CUSTOMER_SUB, roles: ['customer'] } });
+        const r = await api.get('/api/v1/echo/me', {
+            headers: { authorization: `Bearer ${token}`, cookie: 'session=secret', 'x-agora-client': clientHeader('203.0.113.9'), 'x-forwarded-for': '203.0.113.9' },
+        });
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.headers.authorization, undefined);
+        assert.equal(r.json.headers.cookie, undefined);
+        // The client's own X-Agora-Client (even a well-signed one) is replaced by the gateway's, naming the socket peer.
+        const v = r.json.headers['x-agora-client'];
+        const cut = v.lastIndexOf(';');
+        const mac = crypto.createHmac('sha256', Buffer.from(TEST_INTERNAL_KEY, 'hex')).update(v.slice(0, cut)).digest('hex');
+        assert.equal(v.slice(cut + 1), mac);
+        const [ver, addr, exp] = v.slice(0, cut).split(';');
+        assert.equal(ver, 'c1');
+        assert.equal(addr, '127.0.0.1');
+        assert.ok(Number(exp) > Date.now() / 1000);
+        // Anonymous requests carry it too: the users service throttles on it.
+        assert.ok((await api.get('/api/v1/echo/anon')).json.headers['x-agora-client'].startsWith('c1;127.0.0.1;'));
+    });
+
+    it('serves /metrics and /health/services only on the loopback operator listener', T, async () => {
+        expectProblem(await api.get('/metrics'), 404);
+        expectProblem(await api.get('/health/services'), 404);
+        assert.match(gw.opsUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
+        assert.equal((await client(gw.opsUrl).get('/metrics')).status, 200);
+        assert.ok([200, 503].includes((await client(gw.opsUrl).get('/health/services')).status));
+        // The operator listener serves nothing else, and probes stay on the public port.
+        expectProblem(await client(gw.opsUrl).get('/api/v1/products'), 404);
+        assert.equal((await api.get('/health')).status, 200);
     });
 
     it('an admin token creates a product in the catalog (201); forged identities do not', T, async () => {
@@ -548,13 +592,13 @@ describe('gateway in front of catalog and node upstreams', () => {
         assert.equal(delayed.status, 200, delayed.text);
         assert.ok(Date.now() - t0 >= 290, `delayed ${Date.now() - t0} ms`);
         assert.equal(checkIdentity(delayed.json.headers['x-agora-identity']).userId, CUSTOMER_SUB);
-        const m = parseMetrics((await api.get('/metrics')).text);
+        const m = parseMetrics((await client(gw.opsUrl).get('/metrics')).text);
         assert.equal(metricValue(m, 'gateway_faults_injected_total', { route: '/api/v1/fault-abort', kind: 'abort' }), 1);
         assert.equal(metricValue(m, 'gateway_faults_injected_total', { route: '/api/v1/fault-delay', kind: 'delay' }), 1);
     });
 
     it('serves GET /health/services with per-instance probes', T, async () => {
-        const r = await api.get('/health/services');
+        const r = await client(gw.opsUrl).get('/health/services');
         assert.equal(r.status, 503, 'inventory has no instance');
         assert.equal(r.json.status, 'degraded');
         assert.equal(r.json.services.catalog.status, 'ok');
@@ -564,7 +608,7 @@ describe('gateway in front of catalog and node upstreams', () => {
     });
 
     it('/metrics passes promtool and counts upstream calls, limits and auth failures', { ...T, skip: !fs.existsSync(PROMTOOL) && 'no promtool' }, async () => {
-        const text = (await api.get('/metrics')).text;
+        const text = (await client(gw.opsUrl).get('/metrics')).text;
         const res = await promtoolCheck(text);
         assert.equal(res.code, 0, `promtool:\n${res.out}`);
         const m = parseMetrics(text);
@@ -619,7 +663,7 @@ describe('load balancing over two catalog instances', () => {
         assert.ok(counts.bad <= 5, `client-visible errors ${counts.bad} (${counts.statuses.join(',')}); at kill ${badAtKill}`);
         // After ejection every request succeeds.
         for (let i = 0; i < 30; i++) assert.equal((await api.get('/api/v1/products')).status, 200);
-        const m = parseMetrics((await api.get('/metrics')).text);
+        const m = parseMetrics((await client(gw.opsUrl).get('/metrics')).text);
         assert.ok(metricValue(m, 'gateway_upstream_requests_total', { service: 'catalog', outcome: '2xx' }) >= counts.ok);
         assert.deepEqual(await stop(gw), { code: 0, signal: null });
         await stop(a);
@@ -820,28 +864,28 @@ describe('configuration through the registry', { skip: !HAVE_REGISTRY && 'regist
         expectProblem(await api.get('/api/v2/things'), 404);
         const routes = testRoutes();
         routes.routes.push({ prefix: '/api/v2/things', service: 'catalog', rewrite: '/v1/products', roles: { GET: 'public' } });
-        const put = await client(registry).put('/v1/config/gateway.routes', { value: routes });
+        const put = await client(registry, { identity: OPERATOR }).put('/v1/config/gateway.routes', { value: routes });
         assert.ok(put.status === 200 || put.status === 201, `PUT config: ${put.status} ${put.text}`);
         await waitFor(async () => (await api.get('/api/v2/things')).status === 200, { message: 'new route answers' });
         // An invalid table is refused and the last good one stays.
-        await client(registry).put('/v1/config/gateway.routes', { value: { routes: [{ prefix: 'bad' }] } });
+        await client(registry, { identity: OPERATOR }).put('/v1/config/gateway.routes', { value: { routes: [{ prefix: 'bad' }] } });
         await waitFor(() => gw.logs((o) => o.level === 'error' && /not a valid route table/.test(o.msg))[0], { message: 'invalid table logged' });
         assert.equal((await api.get('/api/v2/things')).status, 200);
         // The gateway registered itself.
-        const reg = await client(registry).get('/v1/services/gateway');
+        const reg = await client(registry, { identity: OPERATOR }).get('/v1/services/gateway');
         assert.equal(reg.status, 200, reg.text);
         // Instances of services not listed statically follow the registry:
         // register an echo server as "inventory" and the route answers.
         const echo = await startEcho('inv-1');
         expectProblem(await api.get('/api/v1/nothing'), 503);
-        const put2 = await client(registry).put('/v1/services/inventory/instances/inv-1', { address: '127.0.0.1', port: echo.port, ttl_ms: 30000 });
+        const put2 = await client(registry, { identity: OPERATOR }).put('/v1/services/inventory/instances/inv-1', { address: '127.0.0.1', port: echo.port, ttl_ms: 30000 });
         assert.ok(put2.status < 300, `register: ${put2.status} ${put2.text}`);
         const viaRegistry = await waitFor(async () => {
             const r = await api.get('/api/v1/nothing/x?y=1');
             return r.status === 200 ? r : null;
         }, { message: 'route to a registry instance' });
         assert.equal(viaRegistry.json.url, '/v1/stock/x?y=1');
-        const health = await api.get('/health/services');
+        const health = await client(gw.opsUrl).get('/health/services');
         assert.equal(health.json.services.inventory.source, 'registry');
         assert.equal(health.json.services.inventory.instances[0].id, 'inv-1');
         await echo.close();

@@ -17,6 +17,9 @@ import fs from 'node:fs';
 
 import { cleanup, startService, stop, waitExit, waitFor } from '../../../tests/lib/proc.mjs';
 import { client, errorFields, expectProblem, metricValue, parseMetrics } from '../../../tests/lib/http.mjs';
+import { identityHeader, OPERATOR, serviceIdentity } from '../../../tests/lib/identity.mjs';
+
+const OP = { 'x-agora-identity': identityHeader(OPERATOR) };
 
 const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const T = { timeout: 30_000 };
@@ -89,7 +92,7 @@ describe('instances', () => {
     let api;
     before(async () => {
         svc = await startService('registry');
-        api = client(svc, { identity: null });
+        api = client(svc, { identity: OPERATOR });
     });
     after(async () => {
         if (svc) assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(30));
@@ -314,7 +317,7 @@ describe('service watches (long poll)', () => {
     let api;
     before(async () => {
         svc = await startService('registry');
-        api = client(svc, { identity: null });
+        api = client(svc, { identity: OPERATOR });
     });
     after(async () => {
         if (svc) assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(30));
@@ -400,8 +403,8 @@ describe('service watches (long poll)', () => {
         const g = await getService(api, s);
         const ctrls = [new AbortController(), new AbortController()];
         const aborted = [
-            fetch(svc.url(`/v1/services/${s}?index=${g.index}&wait=${LONG_WAIT}`), { signal: ctrls[0].signal }),
-            fetch(svc.url(`/v1/services/${s}?index=${g.index}&wait=300`), { signal: ctrls[1].signal }),
+            fetch(svc.url(`/v1/services/${s}?index=${g.index}&wait=${LONG_WAIT}`), { signal: ctrls[0].signal, headers: OP }),
+            fetch(svc.url(`/v1/services/${s}?index=${g.index}&wait=300`), { signal: ctrls[1].signal, headers: OP }),
         ].map((p) => p.catch((err) => err));
         await watchesHeld(api, 2);
         for (const c of ctrls) c.abort();
@@ -438,7 +441,7 @@ describe('configuration', () => {
     let api;
     before(async () => {
         svc = await startService('registry');
-        api = client(svc, { identity: null });
+        api = client(svc, { identity: OPERATOR });
     });
     after(async () => {
         if (svc) assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(30));
@@ -596,7 +599,7 @@ describe('limits', () => {
             env: { AGORA_REGISTRY_MAX_INSTANCES: '2', AGORA_REGISTRY_MAX_WATCHES: '2', AGORA_REGISTRY_MAX_CONFIG_KEYS: '2' },
         });
         try {
-            const api = client(svc, { identity: null });
+            const api = client(svc, { identity: OPERATOR });
             await register(api, 'lim', 'a');
             await register(api, 'lim', 'b');
             expectProblem(await api.put('/v1/services/lim/instances/c', reg()), 503);
@@ -627,7 +630,7 @@ describe('limits', () => {
 describe('restart and shutdown', () => {
     it('configuration survives a SIGTERM restart with versions intact; instances do not; the index never goes back', T, async () => {
         const first = await startService('registry');
-        const api = client(first, { identity: null });
+        const api = client(first, { identity: OPERATOR });
         await putConfig(api, 'persist.a', { n: 1 });
         await putConfig(api, 'persist.a', { n: 2 });
         await putConfig(api, 'persist.b', 'b');
@@ -641,7 +644,7 @@ describe('restart and shutdown', () => {
 
         const second = await startService('registry', { dataDir: first.dataDir });
         try {
-            const api2 = client(second, { identity: null });
+            const api2 = client(second, { identity: OPERATOR });
             const cfgAfter = (await api2.get('/v1/config?prefix=persist.')).json;
             assert.deepEqual(cfgAfter.items, cfgBefore.items, 'same keys, values, versions and modify indexes');
             assert.equal(cfgAfter.items.find((i) => i.key === 'persist.a').version, 2);
@@ -670,7 +673,7 @@ describe('restart and shutdown', () => {
 
     it('SIGTERM with long polls held: they are answered at once and the process exits 0 quickly', T, async () => {
         const svc = await startService('registry');
-        const api = client(svc, { identity: null });
+        const api = client(svc, { identity: OPERATOR });
         await register(api, 'held-a', 'x');
         await putConfig(api, 'held.k', 1);
         const ga = await getService(api, 'held-a');
@@ -701,5 +704,59 @@ describe('restart and shutdown', () => {
         assert.deepEqual(c.json.items.map((i) => i.key), ['held.k']);
         assert.deepEqual(svc.nonJsonLines(), [], 'no sanitizer report or stray output');
         await cleanup(svc);
+    });
+});
+
+describe('access: only key holders, each within its rights (security issue: rogue instances)', () => {
+    let svc;
+    before(async () => {
+        svc = await startService('registry');
+    });
+    after(async () => {
+        if (svc) assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(30));
+    });
+
+    const inst = { address: '127.0.0.1', port: 9, ttl_ms: 10000 };
+
+    it('refuses a caller without the service identity on every route, reads included', T, async () => {
+        const anon = client(svc, { identity: null });
+        const forged = client(svc, { identity: OPERATOR, headers: {} });
+        for (const [method, path, body] of [
+            ['PUT', '/v1/services/users/instances/rogue-1', inst],
+            ['PUT', '/v1/services/users/instances/rogue-1/heartbeat', undefined],
+            ['DELETE', '/v1/services/users/instances/rogue-1', undefined],
+            ['GET', '/v1/services', undefined],
+            ['GET', '/v1/services/users', undefined],
+            ['PUT', '/v1/config/gateway.routes', { value: { routes: [] } }],
+            ['DELETE', '/v1/config/gateway.routes', undefined],
+            ['GET', '/v1/config', undefined],
+            ['GET', '/v1/config/gateway.routes', undefined],
+        ]) {
+            expectProblem(await anon.request(method, path, { json: body }), 401);
+            // A customer or admin identity (what the gateway signs for users) is not a service.
+            const user = client(svc, { identity: { userId: 'u1', roles: ['admin', 'customer'] } });
+            expectProblem(await user.request(method, path, { json: body }), 403);
+            // A service identity signed with another key is nobody.
+            const wrongKey = identityHeader({ ...OPERATOR, key: 'ab'.repeat(32) });
+            expectProblem(await forged.request(method, path, { json: body, headers: { 'x-agora-identity': wrongKey } }), 401);
+        }
+        const list = await client(svc, { identity: OPERATOR }).get('/v1/services/users');
+        assert.equal(list.status, 200);
+        assert.deepEqual(list.json.instances, [], 'no rogue instance got in');
+    });
+
+    it('lets a service register only itself, and only the operator write configuration', T, async () => {
+        const users = client(svc, { identity: serviceIdentity('users') });
+        const catalog = client(svc, { identity: serviceIdentity('catalog') });
+        assert.equal((await users.put('/v1/services/users/instances/users-1', inst)).status, 200);
+        expectProblem(await catalog.put('/v1/services/users/instances/fake-1', inst), 403);
+        expectProblem(await catalog.request('PUT', '/v1/services/users/instances/users-1/heartbeat'), 403);
+        expectProblem(await catalog.delete('/v1/services/users/instances/users-1'), 403);
+        assert.deepEqual((await catalog.get('/v1/services/users')).json.instances.map((i) => i.id), ['users-1']);
+        expectProblem(await users.put('/v1/config/gateway.routes', { value: { routes: [] } }), 403);
+        expectProblem(await users.delete('/v1/config/gateway.routes'), 403);
+        const op = client(svc, { identity: OPERATOR });
+        assert.equal((await op.put('/v1/config/gateway.routes', { value: { routes: [] } })).status, 200);
+        assert.equal((await users.get('/v1/config/gateway.routes')).status, 200, 'services read configuration');
     });
 });

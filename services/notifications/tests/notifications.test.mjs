@@ -19,6 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { cleanup, makeTempDir, spawnService, startService, stop, waitExit, waitFor } from '../../../tests/lib/proc.mjs';
+import { OPERATOR } from '../../../tests/lib/identity.mjs';
 import { client, errorFields, expectProblem, metricValue, parseMetrics } from '../../../tests/lib/http.mjs';
 import { assertValidEvent } from '../../../tests/lib/schema.mjs';
 
@@ -72,7 +73,7 @@ function cloudEvent(type, subject, data, id = uuid7()) {
 async function publish(bus, events, { msgIds = [], hostile = false } = {}) {
     if (!hostile) for (const e of events) assertValidEvent(e, 'a test event breaks its contract');
     const messages = events.map((e, i) => ({ id: msgIds[i] ?? e.id, topic: e.type, subject: e.subject, data: e }));
-    const r = await client(bus).post('/v1/messages', { messages });
+    const r = await client(bus, { identity: OPERATOR }).post('/v1/messages', { messages });
     assert.equal(r.status, 200, `publish: ${r.status} ${r.text}`);
     return r.json.results;
 }

@@ -418,6 +418,46 @@ test_cursor_round_trip(void **state)
 
 /* ---- Throttle ---- */
 
+/* Backoff mode: free events up to the limit, then a wait that doubles
+ * from the newest event, capped; forgotten with the window. */
+static void
+test_throttle_growing_delay(void **state)
+{
+    AG_UNUSED(state);
+    struct users_throttle_config cfg = {
+        .limit = 3,
+        .window_ms = 3600000,
+        .seed = 7,
+        .backoff_base_ms = 1000,
+        .backoff_max_ms = 8000,
+    };
+    struct users_throttle *t = users_throttle_new(&cfg);
+    const char *k = "a@example.com\n192.0.2.1";
+    int64_t now = 1000000;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(users_throttle_wait(t, k, now), 0);
+        users_throttle_hit(t, k, now);
+    }
+    assert_int_equal(users_throttle_wait(t, k, now), 1000);
+    assert_int_equal(users_throttle_wait(t, k, now + 400), 600);
+    now += 1000;
+    assert_int_equal(users_throttle_wait(t, k, now), 0);
+    users_throttle_hit(t, k, now);
+    assert_int_equal(users_throttle_wait(t, k, now), 2000);
+    for (int i = 0; i < 6; i++) {
+        now += 10000;
+        users_throttle_hit(t, k, now);
+    }
+    assert_int_equal(users_throttle_wait(t, k, now), 8000); /* capped */
+    /* The ring keeps only what the cap can use: 3 free + 3 doublings + 1. */
+    assert_int_equal(users_throttle_count(t, k, now), 7);
+    /* Another key is untouched; the window forgets everything. */
+    assert_int_equal(users_throttle_wait(t, "b@example.com\n192.0.2.1", now), 0);
+    assert_int_equal(users_throttle_wait(t, k, now + 3600000), 0);
+    assert_int_equal(users_throttle_count(t, k, now + 3600000), 0);
+    users_throttle_free(t);
+}
+
 static void
 test_throttle_account_window(void **state)
 {
@@ -537,6 +577,7 @@ main(void)
         cmocka_unit_test(test_key_rotation_arithmetic),
         cmocka_unit_test(test_cursor_round_trip),
         cmocka_unit_test(test_throttle_account_window),
+        cmocka_unit_test(test_throttle_growing_delay),
         cmocka_unit_test(test_throttle_client_rate),
         cmocka_unit_test(test_throttle_memory_bound),
         cmocka_unit_test(test_retry_after),

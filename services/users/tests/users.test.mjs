@@ -15,6 +15,7 @@ import crypto from 'node:crypto';
 
 import { cleanup, spawnService, startService, stop, waitExit, waitFor } from '../../../tests/lib/proc.mjs';
 import { client, errorFields, expectProblem, metricValue, parseMetrics } from '../../../tests/lib/http.mjs';
+import { clientHeader } from '../../../tests/lib/identity.mjs';
 
 const UUIDV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
@@ -447,12 +448,13 @@ describe('users: accounts, sessions, administration', () => {
     });
 });
 
-describe('users: throttling per client address', () => {
-    it('limits attempts per socket address and ignores X-Forwarded-For by default', T, async () => {
+describe('users: throttling per client (the one the gateway vouched for)', () => {
+    it('limits attempts per client, never per header a client wrote', T, async () => {
         const svc = await startService('users', { env: { ...FAST, AGORA_USERS_CLIENT_MAX_ATTEMPTS: '3' } });
         const anon = client(svc, { identity: null });
+        // Unsigned X-Forwarded-For or X-Agora-Client: the socket peer is the client.
         for (let i = 0; i < 3; i++) {
-            const r = await anon.post('/v1/auth/login', { email: `c${i}@example.com`, password: 'password attempts' }, { headers: { 'x-forwarded-for': `10.0.0.${i}` } });
+            const r = await anon.post('/v1/auth/login', { email: `c${i}@example.com`, password: 'password attempts' }, { headers: { 'x-forwarded-for': `10.0.0.${i}`, 'x-agora-client': `c1;10.0.0.${i};9999999999;00` } });
             expectProblem(r, 401);
         }
         const r = await anon.post('/v1/auth/login', { email: 'c9@example.com', password: 'password attempts' }, { headers: { 'x-forwarded-for': '10.9.9.9' } });
@@ -460,20 +462,45 @@ describe('users: throttling per client address', () => {
         assert.ok(Number(r.header('retry-after')) >= 1);
         // Registration counts too.
         expectProblem(await anon.post('/v1/users', newUser()), 429);
+        // A client the gateway vouches for has its own budget: another client's failures cost it nothing.
+        const other = client(svc, { identity: null, headers: { 'x-agora-client': clientHeader('192.0.2.7') } });
+        expectProblem(await other.post('/v1/auth/login', { email: 'c1@example.com', password: 'password attempts' }), 401);
+        // Signed with another key, or expired: not vouched for, so it is the socket peer again.
+        const wrongKey = client(svc, { identity: null, headers: { 'x-agora-client': clientHeader('192.0.2.8', { key: 'ab'.repeat(32) }) } });
+        expectProblem(await wrongKey.post('/v1/auth/login', { email: 'c1@example.com', password: 'password attempts' }), 429);
+        const expired = client(svc, { identity: null, headers: { 'x-agora-client': clientHeader('192.0.2.9', { exp: Math.floor(Date.now() / 1000) - 5 }) } });
+        expectProblem(await expired.post('/v1/auth/login', { email: 'c1@example.com', password: 'password attempts' }), 429);
         assert.deepEqual(await stop(svc), { code: 0, signal: null });
     });
 
-    it('uses the first X-Forwarded-For hop when told to trust it', T, async () => {
-        const svc = await startService('users', {
-            env: { ...FAST, AGORA_USERS_CLIENT_MAX_ATTEMPTS: '2', AGORA_USERS_TRUST_FORWARDED: 'true' },
-        });
-        const anon = client(svc, { identity: null });
-        const attempt = (xff) => anon.post('/v1/auth/login', { email: 'x@example.com', password: 'password attempts' }, { headers: { 'x-forwarded-for': xff } });
-        expectProblem(await attempt('192.0.2.1, 10.0.0.1'), 401);
-        expectProblem(await attempt('192.0.2.1, 10.0.0.2'), 401);
-        expectProblem(await attempt('192.0.2.1'), 429);
-        expectProblem(await attempt('192.0.2.2, 192.0.2.1'), 401);
-        expectProblem(await attempt('2001:db8::1'), 401);
+    it("slows a stranger's guesses with a growing delay and never locks out a client that signed in before", T, async () => {
+        const svc = await startService('users', { env: { ...FAST, AGORA_USERS_ACCOUNT_MAX_FAILURES: '10' } });
+        const as = (addr) => client(svc, { identity: null, headers: { 'x-agora-client': clientHeader(addr) } });
+        const owner = as('198.51.100.1');
+        const u = newUser();
+        await register(owner, u);
+        await login(owner, u.email, u.password); // the owner's device is now known to the account
+        // A stranger guesses: 5 failures free, then it must wait 1 s, then 2 s...
+        const stranger = as('203.0.113.66');
+        for (let i = 0; i < 5; i++) expectProblem(await stranger.post('/v1/auth/login', { email: u.email, password: `guess ${i}` }), 401);
+        const w1 = await stranger.post('/v1/auth/login', { email: u.email, password: 'guess 5' });
+        expectProblem(w1, 429);
+        assert.equal(w1.header('retry-after'), '1');
+        await waitFor(async () => (await stranger.post('/v1/auth/login', { email: u.email, password: 'guess 6' })).status === 401, { timeoutMs: 5000, message: 'the 1 s delay passes' });
+        const w2 = await stranger.post('/v1/auth/login', { email: u.email, password: 'guess 7' });
+        expectProblem(w2, 429);
+        assert.equal(w2.header('retry-after'), '2', 'the delay doubles');
+        // Even the right password waits out the delay from the stranger's client.
+        expectProblem(await stranger.post('/v1/auth/login', { email: u.email, password: u.password }), 429);
+        // The owner, from the known device, signs in at once.
+        await login(owner, u.email, u.password);
+        // Many strangers (distributed guessing) use up the account's budget for unknown clients...
+        for (let i = 0; i < 4; i++) expectProblem(await as(`203.0.113.${100 + i}`).post('/v1/auth/login', { email: u.email, password: `spray ${i}` }), 401);
+        const unknown = await as('203.0.113.200').post('/v1/auth/login', { email: u.email, password: u.password });
+        expectProblem(unknown, 429);
+        assert.match(unknown.json.detail, /device that signed in/);
+        // ...and still the owner's device is not blocked.
+        await login(owner, u.email, u.password);
         assert.deepEqual(await stop(svc), { code: 0, signal: null });
     });
 });

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: MIT
+// The whole shop for whole-system tests: `agora up` in a temporary data
+// directory, every port moved by a random free offset, started once per
+// test file and stopped with SIGTERM at the end.
+//
+//   const shop = await startShop({ env: { AGORA_SMTP_URL: ... } });
+//   await fetch(shop.gw + '/api/v1/products');
+//   shop.operator  // headers with the operator's service identity (shop key)
+//   await shop.stop();  // { code, signal }
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { buildDir, makeTempDir, sourceDir, waitFor } from './proc.mjs';
+import { identityHeader, OPERATOR } from './identity.mjs';
+
+// Default ports of `agora up` (cli/main.c), before the offset.
+export const SHOP_PORTS = { gateway: 8080, gatewayOps: 8090, catalog: 8081, users: 8082, notifications: 8087, bus: 8400, registry: 8500 };
+
+export function portFree(port, host = '127.0.0.1') {
+    return new Promise((resolve) => {
+        const srv = net.createServer();
+        srv.once('error', () => resolve(false));
+        srv.listen(port, host, () => srv.close(() => resolve(true)));
+    });
+}
+
+// A port offset under which every port in 'ports' (and 'extra') is free.
+export async function findOffset(ports = Object.values(SHOP_PORTS), extra = []) {
+    for (let i = 0; i < 50; i++) {
+        const off = 20000 + Math.floor(Math.random() * 20000);
+        const free = await Promise.all([...ports, ...extra].map((p) => portFree(p + off)));
+        if (free.every(Boolean)) return off;
+    }
+    throw new Error('no free port range found');
+}
+
+export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000 } = {}) {
+    const off = offset ?? (await findOffset());
+    const data = makeTempDir('agora-shop-');
+    const env = { ...process.env };
+    for (const k of Object.keys(env)) if (k.startsWith('AGORA_') && k !== 'AGORA_BUILD_DIR' && k !== 'AGORA_SOURCE_DIR') delete env[k];
+    Object.assign(env, { AGORA_DURABILITY: 'normal', AGORA_USERS_ARGON2_MEMLIMIT: '19MiB' }, extraEnv);
+    const agora = path.join(buildDir(), 'cli', 'agora');
+    const child = spawn(agora, ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off)], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (b) => {
+        stderr += b.toString();
+    });
+    const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    await waitFor(() => stderr.includes('Agora is up') || child.exitCode !== null, { timeoutMs, intervalMs: 50, message: 'agora up' });
+    if (!stderr.includes('Agora is up')) throw new Error(`agora up did not come up:\n${stderr.slice(-4000)}`);
+    const url = (name) => `http://127.0.0.1:${SHOP_PORTS[name] + off}`;
+    const key = fs.readFileSync(path.join(data, 'internal.key'), 'utf8').trim();
+    return {
+        off,
+        data,
+        child,
+        exited,
+        url,
+        gw: url('gateway'),
+        ops: url('gatewayOps'),
+        key,
+        operator: { 'x-agora-identity': identityHeader({ ...OPERATOR, key }) },
+        adminPassword: fs.readFileSync(path.join(data, 'admin-password'), 'utf8').trim(),
+        stderr: () => stderr,
+        async stop(timeout = 30_000) {
+            if (child.exitCode !== null || child.signalCode !== null) return exited;
+            child.kill('SIGTERM');
+            return Promise.race([exited, new Promise((r) => setTimeout(() => r(null), timeout))]);
+        },
+        kill() {
+            if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        },
+    };
+}
