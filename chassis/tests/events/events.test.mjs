@@ -11,7 +11,7 @@ import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { buildDir, cleanup, makeTempDir, startService, stop, waitExit, waitFor, waitForLog } from '../../tests/lib/proc.mjs';
+import { buildDir, cleanup, makeTempDir, startService, stop, waitExit, waitFor, waitForLog } from '../../../tests/lib/proc.mjs';
 
 const TESTD = path.join(buildDir(), 'chassis', 'testd_events');
 const SUB = 'testd-consumer';
