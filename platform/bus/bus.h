@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Bus internals shared by main.c (start, stop, sweeps, metrics), api.c
- * (handlers, group commit, delivery to held pulls) and store.c (SQL). See
- * docs/internals/bus.md for the design. Loop thread only. */
+/* Bus internals shared by its files, which call each other one way only:
+ * main.c (composition root) calls engine.c (in-memory state, group commit,
+ * delivery, timers, durability, metrics), api.c (handlers, route table) and
+ * sweep.c (retention and dedup); api.c calls engine.c; all of them call
+ * store.c (SQL) and domain.c (pure). See docs/internals/bus.md for the
+ * design. Loop thread only. */
 #ifndef BUS_BUS_H
 #define BUS_BUS_H
 
@@ -178,13 +181,15 @@ struct bus {
     struct ag_metric *m_stored;
 };
 
-/* ---- api.c ---- */
+/* ---- engine.c: lifecycle ---- */
 
-extern const struct ag_route bus_routes[];
-extern const size_t bus_nroutes;
-
-/* Start the check handle (group commit) and the heap timer on bus->loop. */
-void bus_engine_start(struct bus *bus);
+/* Set up 'bus' for 'svc' (borrowed): register its metrics, load topics,
+ * subscriptions and their first deliveries from the store, set up the WAL
+ * fsync (durability full), and start the check handle (group commit) and
+ * the heap timer on the service's loop. Returns 0, or a store error
+ * (logged); then no handle was started, and bus_engine_free still releases
+ * what was loaded. */
+int bus_engine_open(struct bus *bus, struct ag_service *svc);
 
 /* Commit every queued operation to SQLite in one transaction (a batch) and
  * start the WAL fsync that makes it durable, unless one is running (the
@@ -193,16 +198,6 @@ void bus_engine_start(struct bus *bus);
  * phase, when the queue grows past commit_max, and at stop. */
 void bus_commit(struct bus *bus);
 
-/* Run admin handler 'fn' now when no batch waits for durability, else when
- * the last one has finished (and before the next batch starts), so that it
- * never changes subscriptions under a batch's pending effects. */
-void bus_run_admin(struct bus *bus, struct ag_http_req *req, ag_route_fn fn);
-
-/* Make everything committed so far durable before answering an admin
- * request (a blocking fdatasync of the WAL; no-op without sync_wal). A
- * failed fdatasync is fatal: it is logged and the process exits. */
-void bus_sync_now(struct bus *bus);
-
 /* Answer every held pull with an empty list (shutdown). */
 void bus_release_waiters(struct bus *bus);
 
@@ -210,11 +205,11 @@ void bus_release_waiters(struct bus *bus);
  * the last batch finishes). Call after bus_commit and bus_release_waiters. */
 void bus_engine_close(struct bus *bus);
 
-/* Take 'sub' out of memory: answer its held pulls with 'status' (200: empty
- * list; else 404), free its deliveries and itself. */
-void bus_sub_free(struct bus *bus, struct bus_sub *sub, int status);
+/* Free the in-memory state after the loop ended (no-op when bus_engine_open
+ * never ran). */
+void bus_engine_free(struct bus *bus);
 
-/* ---- main.c: in-memory state ---- */
+/* ---- engine.c: in-memory state ---- */
 
 /* The subscription named 'name', or NULL. Borrowed. */
 struct bus_sub *bus_sub_find(struct bus *bus, const char *name);
@@ -226,6 +221,10 @@ struct bus_sub *bus_sub_new(struct bus *bus, int64_t id, const char *name,
 
 /* Replace the patterns and settings of 'sub' with copies of 'cfg'. */
 void bus_sub_configure(struct bus *bus, struct bus_sub *sub, const struct bus_sub_config *cfg);
+
+/* Take 'sub' out of memory: answer its held pulls with 'status' (200: empty
+ * list; else 404), free its deliveries and itself. */
+void bus_sub_free(struct bus *bus, struct bus_sub *sub, int status);
 
 /* The topic named 'name' ('len' bytes), created in memory when absent and
  * 'create' (the caller enforces the topic limit); NULL otherwise. Borrowed
@@ -240,6 +239,60 @@ void bus_topic_match(struct bus *bus, struct bus_topic *t);
  * its in-memory window has room (only durable ones: seq <= durable_seq).
  * Returns 0 or a store error (logged). */
 int bus_sub_refill(struct bus *bus, struct bus_sub *sub);
+
+/* ---- engine.c: for the handlers ----
+ * The engine never answers a request while it walks its own state: answers
+ * are queued and sent by bus_flush_responses, which a handler calls before
+ * it returns whenever it asked the engine for one. */
+
+/* Queue 'op' (request pool memory) for the next group commit; commits at
+ * once when the queue reaches commit_max messages. */
+void bus_enqueue(struct bus *bus, struct bus_op *op);
+
+/* Hand out up to 'max' messages of 'sub' and queue the answer to 'req'
+ * (an empty list when none is ready). */
+void bus_answer_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req, int64_t max);
+
+/* Hold the pull 'req' on 'sub' for up to 'wait_ms' (a waiter in request
+ * pool memory, in the sub's FIFO and the timer heap); answered when
+ * messages are ready or the wait ends. */
+void bus_hold_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req, int64_t max,
+                   int64_t wait_ms);
+
+/* Note that 'sub' may have new ready deliveries, for the next
+ * bus_dispatch_touched (once per sub until then). */
+void bus_touch(struct bus_sub *sub);
+
+/* Answer the held pulls of every touched subscription while messages are
+ * ready, oldest pull first, and forget the touched set. */
+void bus_dispatch_touched(struct bus *bus);
+
+/* Send every queued answer. Safe to re-enter. */
+void bus_flush_responses(void);
+
+/* Run admin handler 'fn' now when no batch waits for durability, else when
+ * the last one has finished (and before the next batch starts), so that it
+ * never changes subscriptions under a batch's pending effects. */
+void bus_run_admin(struct bus *bus, struct ag_http_req *req, ag_route_fn fn);
+
+/* Make everything committed so far durable before answering an admin
+ * request (a blocking fdatasync of the WAL; no-op without sync_wal). A
+ * failed fdatasync is fatal: it is logged and the process exits. */
+void bus_sync_now(struct bus *bus);
+
+/* ---- api.c ---- */
+
+extern const struct ag_route bus_routes[];
+extern const size_t bus_nroutes;
+
+/* ---- sweep.c ---- */
+
+/* Start the retention and dedup sweeps: a step every sweep_interval_ms
+ * (sooner while a pass is unfinished). */
+void bus_sweep_start(struct bus *bus);
+
+/* Stop and close the sweep timer (idempotent; no-op if never started). */
+void bus_sweep_stop(struct bus *bus);
 
 /* ---- store.c ----
  * SQL over the chassis store, loop thread only. Every function returns 0 or

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Bus SQL: the message log, dedup ids, topic counters, subscriptions and
  * deliveries. Every statement is parameterised and cached by the chassis
- * store; transactions are opened by the callers (api.c, main.c). */
+ * store; transactions are opened by the callers (api.c, engine.c, sweep.c). */
 #include "agora/base.h"
 #include "bus.h"
 

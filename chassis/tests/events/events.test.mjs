@@ -11,8 +11,8 @@ import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { buildDir, cleanup, makeTempDir, startService, stop, waitExit, waitFor, waitForLog } from '../../tests/lib/proc.mjs';
-import { identityHeader, OPERATOR } from '../../tests/lib/identity.mjs';
+import { buildDir, cleanup, makeTempDir, startService, stop, waitExit, waitFor, waitForLog } from '../../../tests/lib/proc.mjs';
+import { identityHeader, OPERATOR } from '../../../tests/lib/identity.mjs';
 
 const TESTD = path.join(buildDir(), 'chassis', 'testd_events');
 const SUB = 'testd-consumer';

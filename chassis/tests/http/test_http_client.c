@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "../src/http_client_int.h"
+#include "../../src/http/http_client_int.h"
 #include "agora/err.h"
 
 /* ---- Backoff ---- */

@@ -26,7 +26,7 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "../src/http_client_int.h"
+#include "../../src/http/http_client_int.h"
 #include "agora/err.h"
 #include "agora/http_client.h"
 #include "agora/mem.h"

@@ -20,7 +20,7 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "../src/http_server_int.h" /* to close a connection without answering */
+#include "../../src/http/http_server_int.h" /* to close a connection without answering */
 #include "agora/buf.h"
 #include "agora/http_server.h"
 #include "agora/mem.h"

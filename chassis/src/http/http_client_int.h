@@ -3,7 +3,7 @@
  * http_transport.c (HTTP/1.1 over pooled TCP connections on the loop) and
  * breaker.c (the pure resilience logic: circuit breaker, retry budget,
  * backoff, round robin with outlier ejection), so the latter can be
- * unit-tested without a loop (tests/test_http_client.c). Not public.
+ * unit-tested without a loop (tests/http/test_http_client.c). Not public.
  * Everything here is loop-thread only; the pure logic takes the current
  * time as an argument instead of reading a clock. */
 #ifndef AG_HTTP_CLIENT_INT_H

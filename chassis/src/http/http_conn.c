@@ -128,6 +128,27 @@ conn_drop_partial(struct ag_http_conn *conn)
 
 /* ---- Closing ---- */
 
+/* The stop of a server ends with its connections: the last handle to close,
+ * of the listener or of a connection, finishes it (on_drain_closed). */
+static void
+on_drain_closed(uv_handle_t *h)
+{
+    struct ag_http_server *srv = h->data;
+    srv->stopped = true;
+    /* The callback may free the server: nothing touches it afterwards. */
+    if (srv->stopped_cb != NULL)
+        srv->stopped_cb(srv, srv->stopped_udata);
+}
+
+void
+ag__http_server_check_stopped(struct ag_http_server *srv)
+{
+    if (!srv->stopping || !srv->listener_closed || srv->conns != NULL || srv->stop_finishing)
+        return;
+    srv->stop_finishing = true;
+    uv_close((uv_handle_t *)&srv->drain_timer, on_drain_closed);
+}
+
 static void
 on_conn_handle_closed(uv_handle_t *h)
 {

@@ -2,7 +2,7 @@
 /* The pure resilience logic of the HTTP client (http_client_int.h): the
  * circuit breaker state machine, the sliding-window retry budget, full-jitter
  * backoff, and round robin with outlier ejection. No I/O and no clock: the
- * caller passes the time, so tests/test_http_client.c drives it directly. */
+ * caller passes the time, so tests/http/test_http_client.c drives it directly. */
 #include "agora/base.h"
 #include "http_client_int.h"
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Internals of the events runtime shared by events.c (relay, consumers,
  * outbox and inbox SQL, CloudEvent building) and events_bus.c (the embedded
- * bus backend over HTTP), and reached by tests/test_events.c for the pure
+ * bus backend over HTTP), and reached by tests/events/test_events.c for the pure
  * parts. The backend interface (struct ag_events_backend_ops) is the seam a
  * RabbitMQ backend plugs into. Not public; loop thread only. */
 #ifndef AG_EVENTS_INT_H

@@ -21,7 +21,7 @@
 #include "agora/uuid.h"
 
 /* Included to reach the generator state (STYLE.md 9). */
-#include "../src/uuid.c"
+#include "../../src/core/uuid.c"
 
 /* A new id is 36 lowercase hex characters and dashes, version 7, variant
  * 10, stamped with the current time. */

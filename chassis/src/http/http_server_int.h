@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* Internals shared by http_server.c (server lifecycle, request and response
- * API, response heads) and http_conn.c (one client connection: reading,
- * screening and parsing requests, response ordering, timers). Not public. */
+/* Internals shared by the three files of the HTTP server, which depend on
+ * each other one way only: http_server.c (server lifecycle, request and
+ * response API) calls http_conn.c (one client connection: reading,
+ * screening and parsing requests, response ordering, timers, the end of a
+ * stop), and both call http_resp.c (response headers and heads, the
+ * server's own problem bodies, reason phrases, Date), which calls neither.
+ * Not public. */
 #ifndef AG_HTTP_SERVER_INT_H
 #define AG_HTTP_SERVER_INT_H
 
@@ -204,22 +208,32 @@ void ag__http_sreq_complete(struct ag_http_sreq *r);
  * may free the connection. 'r' must not be in a queue. */
 void ag__http_sreq_free(struct ag_http_sreq *r);
 
-/* ---- http_server.c: loop thread only ---- */
-
 /* Run the stopped sequence once the server is stopping, the listener is
- * closed and no connection handle is open. */
+ * closed and no connection handle is open. Called from the close callbacks
+ * of the listener (http_server.c) and of each connection. */
 void ag__http_server_check_stopped(struct ag_http_server *srv);
+
+/* ---- http_resp.c: calls neither http_server.c nor http_conn.c ---- */
+
+/* Whether 'v' may be a header field value: no CR or LF. */
+bool ag__http_is_field_value(const char *v);
+
+/* Whether a response with 'status' has a body (and a Content-Length). */
+static inline bool
+ag__http_status_has_body(int status)
+{
+    return status >= 200 && status != 204 && status != 304;
+}
 
 /* Build the response head of 'r' in its pool (status, Date, Content-Type,
  * handler headers, Content-Length, Connection per r->req.close_after) and
  * fill 'bufs': the head, then the body when it is sent. Returns how many
- * are used (1 or 2) and sets r->req.resp_bytes. */
+ * are used (1 or 2) and sets r->req.resp_bytes. Loop thread only. */
 unsigned ag__http_resp_build(struct ag_http_sreq *r, uv_buf_t bufs[2]);
 
-/* problem+json body (RFC 9457) for an answer the server writes itself,
- * allocated in 'pool'; '*out_len' gets its length. */
-/* The server's own problem+json body, with 'request_id' and, when
- * 'instance' is not empty, the request path. Allocated from 'pool'. */
+/* The server's own problem+json body (RFC 9457), with 'request_id' and,
+ * when 'instance' is not empty, the request path. Allocated from 'pool';
+ * '*out_len' gets its length. */
 char *ag__http_problem_body(struct ag_pool *pool, int status, const char *detail,
                             const char *request_id, struct ag_str instance, size_t *out_len);
 

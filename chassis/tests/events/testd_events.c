@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Test daemon for chassis/tests/events.test.mjs: a small service on the
+/* Test daemon for chassis/tests/events/events.test.mjs: a small service on the
  * chassis service layer that produces events through the outbox (POST
  * /produce) and, with TESTD_CONSUME=1, consumes them through the inbox into
  * a table whose counts expose double effects. Crash switches (_exit between

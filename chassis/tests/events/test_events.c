@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "../src/events_int.h"
+#include "../../src/events/events_int.h"
 #include "agora/err.h"
 #include "agora/json.h"
 #include "agora/mem.h"
