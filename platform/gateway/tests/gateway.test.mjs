@@ -599,11 +599,13 @@ describe('gateway in front of catalog and node upstreams', () => {
 
     it('serves GET /health/services with per-instance probes', T, async () => {
         const r = await client(gw.opsUrl).get('/health/services');
-        assert.equal(r.status, 503, 'inventory has no instance');
+        assert.equal(r.status, 503, 'hang does not answer its probe');
         assert.equal(r.json.status, 'degraded');
         assert.equal(r.json.services.catalog.status, 'ok');
         assert.equal(r.json.services.catalog.instances[0].status, 'ok');
-        assert.equal(r.json.services.inventory.status, 'down');
+        // Routed but neither configured, registered nor expected: not part of this shop.
+        assert.equal(r.json.services.inventory.status, 'not_deployed');
+        assert.equal(r.json.services.hang.status, 'down');
         assert.equal(r.json.services.hang.instances[0].status, 'down');
     });
 
@@ -858,10 +860,14 @@ describe('configuration through the registry', { skip: !HAVE_REGISTRY && 'regist
         const gw = await startGateway({
             routes: testRoutes(),
             upstreams: `catalog=127.0.0.1:${catalog.port}`,
-            env: { AGORA_REGISTRY_URL: registry.baseUrl },
+            env: { AGORA_REGISTRY_URL: registry.baseUrl, AGORA_GATEWAY_EXPECTED_SERVICES: 'catalog,inventory' },
         });
         const api = client(gw, { identity: null });
         expectProblem(await api.get('/api/v2/things'), 404);
+        // Expected (as agora up passes its program table) but not registered: down.
+        const before = await client(gw.opsUrl).get('/health/services');
+        assert.equal(before.json.services.inventory.status, 'down');
+        assert.equal(before.status, 503);
         const routes = testRoutes();
         routes.routes.push({ prefix: '/api/v2/things', service: 'catalog', rewrite: '/v1/products', roles: { GET: 'public' } });
         const put = await client(registry, { identity: OPERATOR }).put('/v1/config/gateway.routes', { value: routes });
@@ -888,6 +894,7 @@ describe('configuration through the registry', { skip: !HAVE_REGISTRY && 'regist
         const health = await client(gw.opsUrl).get('/health/services');
         assert.equal(health.json.services.inventory.source, 'registry');
         assert.equal(health.json.services.inventory.instances[0].id, 'inv-1');
+        assert.equal(health.json.services.inventory.status, 'ok');
         await echo.close();
         assert.deepEqual(await stop(gw), { code: 0, signal: null });
         await Promise.all([stop(catalog), stop(registry)]);
