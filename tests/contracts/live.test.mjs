@@ -1,0 +1,424 @@
+// SPDX-License-Identifier: MIT
+// Live contract test: `agora up` runs the whole shop once in a temporary
+// directory; every operation of the public API description (the bundle of
+// tests/lib/openapi.mjs, what the gateway serves at /api/v1/openapi.json)
+// is driven through the gateway, to its success and to its documented
+// errors, and every answer is checked against the description: its status
+// must be declared for that operation, its media type listed, its body valid
+// under the declared schema (ajv, JSON Schema 2020-12, formats checked). An
+// operation left without a success and an error fails the test, and so does
+// a path that does not answer 405 to a method it does not offer.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { bundle, requireTool } from '../lib/openapi.mjs';
+import { buildDir, makeTempDir, removeTempDir, sourceDir, waitFor } from '../lib/proc.mjs';
+
+const PORTS = { gateway: 8080, catalog: 8081, users: 8082, notifications: 8087, bus: 8400, registry: 8500 };
+const PASSWORD = 'a long enough passphrase';
+const NO_SUCH_ID = '01947000-0000-7fff-bfff-ffffffffffff';
+
+/* ---- The contract: the bundle, compiled for ajv ---- */
+
+const COMPONENTS_ID = 'https://agora.invalid/openapi.json';
+
+function mapRefs(node, fn) {
+    if (Array.isArray(node)) return node.map((v) => mapRefs(v, fn));
+    if (node && typeof node === 'object') {
+        return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, k === '$ref' ? fn(v) : mapRefs(v, fn)]));
+    }
+    return node;
+}
+
+// Keys starting with 'x-' inside schemas: extensions, annotations to ajv.
+function extensionKeys(node, acc = new Set()) {
+    if (Array.isArray(node)) node.forEach((v) => extensionKeys(v, acc));
+    else if (node && typeof node === 'object') {
+        for (const [k, v] of Object.entries(node)) {
+            if (k.startsWith('x-')) acc.add(k);
+            extensionKeys(v, acc);
+        }
+    }
+    return acc;
+}
+
+class Contract {
+    constructor(doc) {
+        const Ajv2020 = requireTool('ajv/dist/2020').default;
+        const addFormats = requireTool('ajv-formats').default;
+        this.doc = doc;
+        // strict: unknown keywords and formats are errors, not ignored.
+        this.ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
+        addFormats(this.ajv);
+        const schemas = doc.components?.schemas ?? {};
+        for (const k of extensionKeys(schemas)) this.ajv.addKeyword({ keyword: k });
+        this.toAjv = (ref) => ref.replace('#/components/schemas/', `${COMPONENTS_ID}#/$defs/`);
+        this.ajv.addSchema({ $id: COMPONENTS_ID, $defs: mapRefs(schemas, this.toAjv) });
+        this.validators = new Map();
+        this.ops = [];
+        for (const [p, item] of Object.entries(doc.paths)) {
+            for (const [m, op] of Object.entries(item)) {
+                if (m === 'parameters' || m.startsWith('x-')) continue;
+                this.ops.push({ method: m.toUpperCase(), path: p, op });
+            }
+        }
+        this.seen = new Map(); // "METHOD path" -> Set(status)
+        this.calls = 0;
+        this.allowChecked = new Set(); // paths whose 405 was checked
+    }
+
+    op(method, p) {
+        const hit = this.ops.find((o) => o.method === method && o.path === p);
+        assert.ok(hit, `the description has no operation ${method} ${p}`);
+        return hit.op;
+    }
+
+    response(op, status) {
+        let r = op.responses[String(status)] ?? op.responses[`${String(status)[0]}XX`] ?? op.responses.default;
+        if (r?.$ref !== undefined) r = this.doc.components.responses[r.$ref.split('/').pop()];
+        return r;
+    }
+
+    validator(schema) {
+        const k = JSON.stringify(schema);
+        let v = this.validators.get(k);
+        if (v === undefined) {
+            v = this.ajv.compile(mapRefs(schema, this.toAjv));
+            this.validators.set(k, v);
+        }
+        return v;
+    }
+
+    // Check answer 'res' of operation 'method' 'p' (the documented path).
+    check(method, p, res) {
+        const what = `${method} ${p} -> ${res.status} ${res.text.slice(0, 400)}`;
+        const op = this.op(method, p);
+        const r = this.response(op, res.status);
+        assert.ok(r, `undeclared status: ${what} (declared: ${Object.keys(op.responses).join(', ')})`);
+        this.record(method, p, res.status);
+        this.checkBody(r, res, what);
+    }
+
+    checkBody(r, res, what) {
+        if (r.content === undefined) {
+            assert.equal(res.text, '', `no body is declared: ${what}`);
+            return;
+        }
+        const mt = (res.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
+        const media = r.content[mt] ?? r.content['*/*'];
+        assert.ok(media, `media type '${mt}' not declared (${Object.keys(r.content).join(', ')}): ${what}`);
+        if (media.schema === undefined) return;
+        let body;
+        try {
+            body = JSON.parse(res.text);
+        } catch {
+            assert.fail(`not JSON: ${what}`);
+        }
+        const v = this.validator(media.schema);
+        assert.ok(v(body), `body does not match the schema: ${this.ajv.errorsText(v.errors, { separator: '; ' })}: ${what}`);
+        if (mt === 'application/problem+json') {
+            assert.equal(body.status, res.status, `problem status: ${what}`);
+            assert.equal(body.request_id, res.headers.get('x-request-id'), `problem request_id: ${what}`);
+        }
+    }
+
+    record(method, p, status) {
+        const k = `${method} ${p}`;
+        if (!this.seen.has(k)) this.seen.set(k, new Set());
+        this.seen.get(k).add(status);
+    }
+
+    // A 405 on path 'p' for a method it does not document: declared on each
+    // of its operations (OpenAPI has no path-level answers), Allow exact.
+    check405(p, method, res) {
+        const ops = this.ops.filter((o) => o.path === p);
+        const what = `${method} ${p} -> ${res.status} ${res.text.slice(0, 300)}`;
+        assert.equal(res.status, 405, what);
+        for (const o of ops) {
+            const r = this.response(o.op, 405);
+            assert.ok(r, `${o.method} ${p} does not declare 405`);
+            this.checkBody(r, res, what);
+        }
+        const allow = (res.headers.get('allow') ?? '').split(',').map((s) => s.trim()).filter((s) => s !== 'HEAD' && s !== '');
+        assert.deepEqual(allow.sort(), ops.map((o) => o.method).sort(), `Allow of ${p}`);
+        this.allowChecked.add(p);
+    }
+}
+
+/* ---- The shop ---- */
+
+// 'promise', or null after 'ms'.
+async function settle(promise, ms) {
+    let timer;
+    try {
+        return await Promise.race([promise, new Promise((r) => {
+            timer = setTimeout(() => r(null), ms);
+        })]);
+    } finally {
+        clearTimeout(timer);
+    }
+}
+
+function portFree(port) {
+    return new Promise((resolve) => {
+        const srv = net.createServer();
+        srv.once('error', () => resolve(false));
+        srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+}
+
+async function findOffset() {
+    for (let i = 0; i < 50; i++) {
+        const off = 20000 + Math.floor(Math.random() * 20000);
+        const free = await Promise.all(Object.values(PORTS).map((p) => portFree(p + off)));
+        if (free.every(Boolean)) return off;
+    }
+    throw new Error('no free port range found');
+}
+
+describe('the public API description against the running shop', () => {
+    const started = Date.now();
+    const contract = new Contract(bundle());
+    let child;
+    let exited;
+    let stderr = '';
+    let data;
+    let gw;
+    const s = {}; // state shared by the cases, in order
+
+    // One request through the gateway to documented operation 'method'
+    // 'template' ('{x}' filled from 'params'), checked against the contract.
+    async function api(method, template, { params = {}, query, token, json, body, contentType, headers = {}, expect } = {}) {
+        let p = template.replace(/\{([^}]+)\}/g, (_, k) => {
+            assert.ok(params[k] !== undefined, `no value for {${k}} of ${template}`);
+            return encodeURIComponent(params[k]);
+        });
+        if (query !== undefined) p += `?${new URLSearchParams(query)}`;
+        const h = { ...headers };
+        if (token !== undefined) h.authorization = `Bearer ${token}`;
+        let payload = body;
+        if (json !== undefined) payload = JSON.stringify(json);
+        if (payload !== undefined) h['content-type'] = contentType ?? 'application/json';
+        const r = await fetch(gw + p, { method, headers: h, body: payload });
+        const text = await r.text();
+        contract.calls++;
+        const res = { status: r.status, headers: r.headers, text, json: null };
+        try {
+            res.json = JSON.parse(text);
+        } catch {
+            res.json = null;
+        }
+        if (expect !== undefined) assert.equal(res.status, expect, `${method} ${p}: want ${expect}, got ${res.status} ${text.slice(0, 400)}`);
+        contract.check(method, template, res);
+        return res;
+    }
+
+    before(async () => {
+        const off = await findOffset();
+        data = makeTempDir('agora-contract-');
+        const env = { ...process.env };
+        for (const k of Object.keys(env)) if (k.startsWith('AGORA_') && k !== 'AGORA_BUILD_DIR' && k !== 'AGORA_SOURCE_DIR') delete env[k];
+        env.AGORA_DURABILITY = 'normal';
+        env.AGORA_USERS_ARGON2_MEMLIMIT = '19MiB';
+        child = spawn(path.join(buildDir(), 'cli', 'agora'), ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off)], {
+            env,
+            stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        child.stderr.on('data', (b) => {
+            stderr += b.toString();
+        });
+        exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+        await waitFor(() => stderr.includes('Agora is up') || child.exitCode !== null, { timeoutMs: 90000, intervalMs: 50, message: 'Agora is up' });
+        assert.ok(stderr.includes('Agora is up'), `agora up did not come up:\n${stderr.slice(-4000)}`);
+        gw = `http://127.0.0.1:${PORTS.gateway + off}`;
+    });
+
+    after(async () => {
+        if (child && child.exitCode === null) {
+            child.kill('SIGTERM');
+            if ((await settle(exited, 30000)) === null) child.kill('SIGKILL');
+        }
+        if (data) removeTempDir(data);
+    });
+
+    it('users: registration, login, tokens and the caller\'s account', async () => {
+        s.email = `contract-${crypto.randomUUID()}@example.com`;
+        const reg = await api('POST', '/api/v1/users', { json: { email: s.email, password: PASSWORD, name: 'Contract' }, expect: 201 });
+        s.userId = reg.json.id;
+        await api('POST', '/api/v1/users', { json: { email: s.email, password: PASSWORD, name: 'Again' }, expect: 409 });
+        await api('POST', '/api/v1/users', { json: { email: 'not an address', password: 'short', name: '' }, expect: 422 });
+        await api('POST', '/api/v1/users', { body: '{"email":', expect: 400 });
+        await api('POST', '/api/v1/users', { body: 'email=x', contentType: 'application/x-www-form-urlencoded', expect: 415 });
+
+        const login = await api('POST', '/api/v1/auth/login', { json: { email: s.email, password: PASSWORD }, expect: 200 });
+        s.token = login.json.access_token;
+        await api('POST', '/api/v1/auth/login', { json: { email: s.email, password: 'the wrong passphrase' }, expect: 401 });
+        await api('POST', '/api/v1/auth/login', { json: { email: s.email }, expect: 422 });
+        await api('POST', '/api/v1/auth/login', { body: '[1,', expect: 400 });
+        const pw = fs.readFileSync(path.join(data, 'admin-password'), 'utf8').trim();
+        const admin = await api('POST', '/api/v1/auth/login', { json: { email: 'admin@agora.local', password: pw }, expect: 200 });
+        s.admin = admin.json.access_token;
+        s.adminId = JSON.parse(Buffer.from(s.admin.split('.')[1], 'base64url').toString()).sub;
+
+        const refreshed = await api('POST', '/api/v1/auth/refresh', { json: { refresh_token: login.json.refresh_token }, expect: 200 });
+        await api('POST', '/api/v1/auth/refresh', { json: { refresh_token: 'A'.repeat(43) }, expect: 401 });
+        await api('POST', '/api/v1/auth/refresh', { json: {}, expect: 422 });
+        await api('POST', '/api/v1/auth/logout', { json: { refresh_token: refreshed.json.refresh_token }, expect: 204 });
+        await api('POST', '/api/v1/auth/logout', { json: { token: 'x' }, expect: 422 });
+
+        const me = await api('GET', '/api/v1/users/me', { token: s.token, expect: 200 });
+        assert.equal(me.json.email, s.email);
+        await api('GET', '/api/v1/users/me', { expect: 401 });
+        await api('PATCH', '/api/v1/users/me', { token: s.token, json: { name: 'Contract Renamed' }, expect: 200 });
+        await api('PATCH', '/api/v1/users/me', { token: s.token, json: { password: 'another long passphrase' }, expect: 422 });
+        await api('PATCH', '/api/v1/users/me', { token: s.token, body: '{', expect: 400 });
+        await api('PATCH', '/api/v1/users/me', { json: { name: 'x' }, expect: 401 });
+
+        await api('GET', '/.well-known/jwks.json', { expect: 200 });
+        await api('GET', '/.well-known/jwks.json', { token: 'not.a.token', expect: 401 });
+    });
+
+    it('users: the administrators\' view of accounts', async () => {
+        const page = await api('GET', '/api/v1/users', { token: s.admin, query: { limit: 1 }, expect: 200 });
+        assert.equal(page.json.items.length, 1);
+        await api('GET', '/api/v1/users', { token: s.admin, query: { cursor: '!' }, expect: 400 });
+        await api('GET', '/api/v1/users', { token: s.token, expect: 403 });
+        await api('GET', '/api/v1/users', { expect: 401 });
+        await api('GET', '/api/v1/users/{id}', { token: s.admin, params: { id: s.userId }, expect: 200 });
+        await api('GET', '/api/v1/users/{id}', { token: s.admin, params: { id: NO_SUCH_ID }, expect: 404 });
+        await api('GET', '/api/v1/users/{id}', { token: s.token, params: { id: s.userId }, expect: 403 });
+        await api('POST', '/api/v1/users/{id}/disable', { token: s.admin, params: { id: s.adminId }, expect: 409 });
+        await api('POST', '/api/v1/users/{id}/disable', { token: s.admin, params: { id: NO_SUCH_ID }, expect: 404 });
+        await api('POST', '/api/v1/users/{id}/enable', { token: s.admin, params: { id: NO_SUCH_ID }, expect: 404 });
+        await api('POST', '/api/v1/users/{id}/enable', { token: s.token, params: { id: s.userId }, expect: 403 });
+        // A second customer, disabled and enabled again.
+        const other = await api('POST', '/api/v1/users', {
+            json: { email: `contract-${crypto.randomUUID()}@example.com`, password: PASSWORD, name: 'Other' }, expect: 201,
+        });
+        await api('POST', '/api/v1/users/{id}/disable', { token: s.admin, params: { id: other.json.id }, expect: 200 });
+        await api('POST', '/api/v1/users/{id}/enable', { token: s.admin, params: { id: other.json.id }, expect: 200 });
+    });
+
+    it('catalog: categories and products, with their preconditions', async () => {
+        const slug = `contract-${Date.now()}`;
+        await api('GET', '/api/v1/products', { query: { limit: 2 }, expect: 200 });
+        await api('GET', '/api/v1/products', { query: { limit: 0 }, expect: 400 });
+        await api('GET', '/api/v1/categories', { expect: 200 });
+        await api('GET', '/api/v1/categories', { token: 'not.a.token', expect: 401 });
+
+        await api('POST', '/api/v1/categories', { token: s.admin, json: { slug, name: 'Contract' }, expect: 201 });
+        await api('POST', '/api/v1/categories', { token: s.admin, json: { slug, name: 'Again' }, expect: 409 });
+        await api('POST', '/api/v1/categories', { token: s.admin, json: { slug: 'Not A Slug', name: '' }, expect: 422 });
+        await api('POST', '/api/v1/categories', { token: s.admin, body: '{"slug"', expect: 400 });
+        await api('POST', '/api/v1/categories', { json: { slug: 'x', name: 'x' }, expect: 401 });
+        await api('POST', '/api/v1/categories', { token: s.token, json: { slug: 'x', name: 'x' }, expect: 403 });
+        await api('GET', '/api/v1/categories/{slug}', { params: { slug }, expect: 200 });
+        await api('GET', '/api/v1/categories/{slug}', { params: { slug: 'no-such-category' }, expect: 404 });
+
+        const product = { sku: `CT-${Date.now()}`, name: 'Contract mug', price: { amount: 1250, currency: 'EUR' }, category: slug };
+        const created = await api('POST', '/api/v1/products', { token: s.admin, json: product, expect: 201 });
+        const id = created.json.id;
+        await api('POST', '/api/v1/products', { token: s.admin, json: product, expect: 409 });
+        await api('POST', '/api/v1/products', { token: s.admin, json: { ...product, sku: 'CT-x', price: { amount: -1, currency: 'euro' } }, expect: 422 });
+        await api('POST', '/api/v1/products', { token: s.admin, body: 'sku=x', contentType: 'text/plain', expect: 415 });
+        await api('POST', '/api/v1/products', { token: s.admin, body: JSON.stringify({ pad: 'x'.repeat(1100000) }), expect: 413 });
+        await api('POST', '/api/v1/products', { token: s.token, json: product, expect: 403 });
+
+        const got = await api('GET', '/api/v1/products/{id}', { params: { id }, expect: 200 });
+        const etag = got.headers.get('etag');
+        await api('GET', '/api/v1/products/{id}', { params: { id }, headers: { 'if-none-match': etag }, expect: 304 });
+        await api('GET', '/api/v1/products/{id}', { params: { id: NO_SUCH_ID }, expect: 404 });
+
+        await api('PATCH', '/api/v1/products/{id}', { token: s.admin, params: { id }, json: { name: 'Renamed mug' }, expect: 428 });
+        await api('PATCH', '/api/v1/products/{id}', { token: s.admin, params: { id }, headers: { 'if-match': '"999"' }, json: { name: 'x' }, expect: 412 });
+        await api('PATCH', '/api/v1/products/{id}', { token: s.admin, params: { id }, headers: { 'if-match': etag }, json: { price: { amount: 'free' } }, expect: 422 });
+        await api('PATCH', '/api/v1/products/{id}', { token: s.admin, params: { id }, body: '{', expect: 400 });
+        const patched = await api('PATCH', '/api/v1/products/{id}', {
+            token: s.admin, params: { id }, headers: { 'if-match': etag }, json: { name: 'Renamed mug' }, contentType: 'application/merge-patch+json', expect: 200,
+        });
+        await api('PATCH', '/api/v1/products/{id}', { token: s.admin, params: { id: NO_SUCH_ID }, json: { version: 1 }, expect: 404 });
+
+        await api('DELETE', '/api/v1/categories/{slug}', { token: s.admin, params: { slug }, expect: 409 });
+        await api('DELETE', '/api/v1/products/{id}', { token: s.admin, params: { id }, headers: { 'if-match': etag }, expect: 412 });
+        await api('DELETE', '/api/v1/products/{id}', { token: s.admin, params: { id }, headers: { 'if-match': patched.headers.get('etag') }, expect: 204 });
+        await api('DELETE', '/api/v1/products/{id}', { token: s.admin, params: { id }, expect: 404 });
+        await api('DELETE', '/api/v1/categories/{slug}', { token: s.admin, params: { slug }, expect: 204 });
+        await api('DELETE', '/api/v1/categories/{slug}', { token: s.admin, params: { slug }, expect: 404 });
+    });
+
+    it('notifications: the customer\'s own, and the templates', async () => {
+        // The welcome notification of the registration comes through the bus.
+        let mine;
+        await waitFor(async () => {
+            mine = await api('GET', '/api/v1/notifications', { token: s.token, expect: 200 });
+            return mine.json.items.some((n) => n.type === 'user.registered');
+        }, { timeoutMs: 30000, intervalMs: 200, message: 'the welcome notification' });
+        await api('GET', '/api/v1/notifications', { token: s.token, query: { limit: 0 }, expect: 400 });
+        await api('GET', '/api/v1/notifications', { expect: 401 });
+        await api('GET', '/api/v1/notifications', { token: s.admin, query: { user_id: s.userId }, expect: 200 });
+        const nid = mine.json.items.find((n) => n.type === 'user.registered').id;
+        await api('GET', '/api/v1/notifications/{id}', { token: s.token, params: { id: nid }, expect: 200 });
+        await api('GET', '/api/v1/notifications/{id}', { token: s.admin, params: { id: nid }, expect: 200 });
+        await api('GET', '/api/v1/notifications/{id}', { token: s.token, params: { id: NO_SUCH_ID }, expect: 404 });
+
+        const type = `order.contract_${Date.now()}`;
+        const tpl = { subject: 'Order {{order_id}}', body: 'Total {{money total}}' };
+        await api('PUT', '/api/v1/templates/{type}', { token: s.admin, params: { type }, json: tpl, expect: 201 });
+        await api('PUT', '/api/v1/templates/{type}', { token: s.admin, params: { type }, json: { ...tpl, enabled: false }, expect: 200 });
+        await api('PUT', '/api/v1/templates/{type}', { token: s.admin, params: { type: 'stock.low' }, json: tpl, expect: 422 });
+        await api('PUT', '/api/v1/templates/{type}', { token: s.admin, params: { type }, body: '{"subject":', expect: 400 });
+        await api('PUT', '/api/v1/templates/{type}', { token: s.token, params: { type }, json: tpl, expect: 403 });
+        await api('GET', '/api/v1/templates', { token: s.admin, expect: 200 });
+        await api('GET', '/api/v1/templates', { token: s.token, expect: 403 });
+        await api('GET', '/api/v1/templates/{type}', { token: s.admin, params: { type }, expect: 200 });
+        await api('GET', '/api/v1/templates/{type}', { token: s.admin, params: { type: 'user.no_such_type' }, expect: 404 });
+    });
+
+    it('every documented path answers 405, with Allow, to a method it does not offer', async () => {
+        for (const p of [...new Set(contract.ops.map((o) => o.path))]) {
+            const methods = new Set(contract.ops.filter((o) => o.path === p).map((o) => o.method));
+            const method = ['PUT', 'DELETE', 'PATCH', 'POST'].find((m) => !methods.has(m));
+            const url = p.replace(/\{[^}]+\}/g, NO_SUCH_ID);
+            // As the administrator, so that the gateway's role check passes
+            // and the service's router answers.
+            const r = await fetch(gw + url, { method, headers: { authorization: `Bearer ${s.admin}` } });
+            contract.calls++;
+            contract.check405(p, method, { status: r.status, headers: r.headers, text: await r.text() });
+        }
+    });
+
+    it('the gateway\'s rate limit of a route answers 429 as declared', async () => {
+        // /api/v1/users/me: 20 requests a second per user, bursts of 40.
+        const answers = await Promise.all(Array.from({ length: 60 }, () => api('GET', '/api/v1/users/me', { token: s.token })));
+        const statuses = answers.map((r) => r.status);
+        assert.ok(statuses.includes(429), `no 429 in ${statuses}`);
+        assert.ok(statuses.every((st) => st === 200 || st === 429), String(statuses));
+    });
+
+    it('every documented operation was exercised: a success and an error each', (t) => {
+        const missing = [];
+        let full = 0;
+        for (const o of contract.ops) {
+            const st = [...(contract.seen.get(`${o.method} ${o.path}`) ?? [])];
+            const ok = st.some((x) => x < 400);
+            const err = st.some((x) => x >= 400);
+            if (ok && err) full++;
+            else missing.push(`${o.method} ${o.path}: seen ${st.join(', ') || 'nothing'}`);
+        }
+        const paths = new Set(contract.ops.map((o) => o.path));
+        t.diagnostic(`operations exercised: ${full}/${contract.ops.length}; paths checked for 405: ${contract.allowChecked.size}/${paths.size}; calls: ${contract.calls}; ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        assert.deepEqual(missing, [], 'operations without a success and an error');
+        assert.equal(contract.allowChecked.size, paths.size);
+    });
+
+    it('SIGTERM stops the shop with exit status 0', async () => {
+        child.kill('SIGTERM');
+        const st = await settle(exited, 30000);
+        assert.deepEqual(st, { code: 0, signal: null }, stderr.slice(-3000));
+        assert.ok(!/exited unexpectedly/.test(stderr), 'no program crashed');
+    });
+});
