@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
+    ROLES,
     codeRoutes, bundle, exposedOperations, loadRoutes, loadSpecs, operations, serviceExists,
 } from '../lib/openapi.mjs';
 import { buildDir } from '../lib/proc.mjs';
@@ -35,6 +36,11 @@ function expectedSecurity(role) {
     case 'customer': return [{ bearerAuth: ['customer'] }];
     case 'admin': return [{ bearerAuth: ['admin'] }];
     case 'internal': return [{ internalIdentity: [] }];
+    // Probes (/health, /ready) and operator routes (/metrics) need no
+    // identity: they are never routed, and ops routes sit on a loopback
+    // listener where there is one (AGORA_OPS_ADDRESS).
+    case 'probe': return [];
+    case 'ops': return [];
     default: return undefined;
     }
 }
@@ -62,7 +68,8 @@ describe('gateway routes and the services\' specs', () => {
         for (const spec of specs.filter((sp) => sp.name !== 'gateway')) {
             for (const o of operations(spec.doc)) {
                 const role = o.op['x-agora-role'];
-                if (role === 'internal') continue;
+                // Internal, probe and ops routes are never routed.
+                if (role === 'internal' || role === 'probe' || role === 'ops') continue;
                 const via = exposed.filter((x) => x.spec === spec && x.path === o.path && x.method === o.method);
                 if (via.length === 0) missing.push(`${spec.name}: ${key(o.method, o.path)} (${role})`);
                 for (const x of via) {
@@ -128,7 +135,7 @@ describe('each operation of each spec', () => {
                 const k = `${key(o.method, o.path)}`;
                 const role = o.op['x-agora-role'];
                 const has = (s) => o.op.responses?.[s] !== undefined;
-                if (!['public', 'customer', 'admin', 'internal'].includes(role)) bad.push(`${k}: x-agora-role '${role}'`);
+                if (!ROLES.includes(role)) bad.push(`${k}: x-agora-role '${role}'`);
                 if (JSON.stringify(o.op.security) !== JSON.stringify(expectedSecurity(role))) {
                     bad.push(`${k}: security ${JSON.stringify(o.op.security)} for role ${role}`);
                 }

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
-export const ROLES = ['public', 'customer', 'admin', 'internal'];
+export const ROLES = ['public', 'customer', 'admin', 'internal', 'probe', 'ops'];
 
 // The npm packages of tests/package.json (installed by scripts/bootstrap).
 export function requireTool(name, root = ROOT) {
@@ -154,7 +154,7 @@ export function codeRoutes(root = ROOT) {
     const entry = /\{\s*"([A-Z]+)",\s*"([^"]+)",\s*[A-Za-z_][A-Za-z0-9_]*,\s*AG_ROLE_([A-Z]+)\s*\}/g;
     const scan = (file) => [...fs.readFileSync(file, 'utf8').matchAll(entry)]
         .map((m) => ({ method: m[1], path: m[2], role: m[3].toLowerCase() }));
-    const builtin = scan(path.join(root, 'chassis/src/service.c'));
+    const builtin = scan(path.join(root, 'chassis/src/service/service.c'));
     const out = {};
     for (const top of ['services', 'platform']) {
         const base = path.join(root, top);
