@@ -47,7 +47,8 @@ static const struct cli_program PROGRAMS[] = {
       8080,
       true,
       { "AGORA_GATEWAY_WEB_ROOT=@SRC@/web", "AGORA_OPS_ADDRESS=@OPS@",
-        "AGORA_GATEWAY_EXPECTED_SERVICES=@PROGRAMS@", NULL } },
+        "AGORA_GATEWAY_EXPECTED_SERVICES=@PROGRAMS@",
+        "AGORA_GATEWAY_OPENAPI_FILE=@BUILD@/openapi.json", NULL } },
 };
 
 static void
@@ -177,7 +178,9 @@ cmd_up(int argc, char **argv)
             char *a = replace_all(PROGRAMS[i].env[k], "@SRC@", source_abs);
             char *a2 = replace_all(a, "@ADMINPW@", adminpw);
             char *a3 = replace_all(a2, "@OPS@", ops);
-            char *b = replace_all(a3, "@PROGRAMS@", ag_buf_cstr(&names));
+            char *a4 = replace_all(a3, "@PROGRAMS@", ag_buf_cstr(&names));
+            char *b = replace_all(a4, "@BUILD@", build_abs);
+            ag_free(a4);
             ag_free(a);
             ag_free(a2);
             ag_free(a3);

@@ -35,6 +35,7 @@ struct gw_settings {
     int64_t token_cache_size;             /* AGORA_GATEWAY_TOKEN_CACHE_SIZE */
     bool trust_forwarded;                 /* AGORA_GATEWAY_TRUST_FORWARDED */
     char *web_root;                       /* AGORA_GATEWAY_WEB_ROOT */
+    char *openapi_file;                   /* AGORA_GATEWAY_OPENAPI_FILE */
     uint64_t web_max_age_ms;              /* AGORA_GATEWAY_WEB_MAX_AGE */
     uint64_t web_cache_bytes;             /* AGORA_GATEWAY_WEB_CACHE_BYTES */
     uint64_t web_max_file;                /* AGORA_GATEWAY_WEB_MAX_FILE */
@@ -328,6 +329,8 @@ struct gw {
     size_t nwatched;
     char *routes_path; /* the file actually read */
     char *web_path;    /* the web root actually used */
+    char *openapi;     /* the public API description (JSON), or NULL */
+    size_t openapi_len;
     struct ag_metric *m_upstream_requests;
     struct ag_metric *m_upstream_duration;
     struct ag_metric *m_ratelimited;

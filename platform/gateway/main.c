@@ -9,6 +9,7 @@
 #include "agora/base.h"
 #include "gateway.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,9 @@
 
 #include <sodium.h>
 
+#include "agora/buf.h"
 #include "agora/err.h"
+#include "agora/json.h"
 #include "agora/log.h"
 #include "agora/mem.h"
 #include "agora/time.h"
@@ -60,6 +63,9 @@ static const struct ag_config_key GW_KEYS[] = {
     { "AGORA_GATEWAY_TRUST_FORWARDED", AG_CONFIG_BOOL, "false", OFF(trust_forwarded), 0, 0, NULL,
       "behind a trusted proxy: rate-limit by the last X-Forwarded-For address and keep "
       "X-Forwarded-Proto/Host" },
+    { "AGORA_GATEWAY_OPENAPI_FILE", AG_CONFIG_STRING, "", OFF(openapi_file), 0, 0, NULL,
+      "the public API description served at GET /api/v1/openapi.json (the build writes "
+      "<build>/openapi.json; agora up passes it); empty: 404" },
     { "AGORA_GATEWAY_WEB_ROOT", AG_CONFIG_STRING, DEFAULT_WEB_ROOT, OFF(web_root), 0, 0, NULL,
       "directory of the web UI's static files (relative: as for the routes file)" },
     { "AGORA_GATEWAY_WEB_MAX_AGE", AG_CONFIG_DURATION, "1h", OFF(web_max_age_ms), 0, 31536000000,
@@ -519,9 +525,57 @@ ready_check(struct ag_service *svc, void *udata)
     return gw->config != NULL ? 0 : AG_EUNAVAIL;
 }
 
+/* GET /api/v1/openapi.json: the /api/v1 surface bundled from the
+ * services' specs at build time (tests/contracts/bundle.mjs). */
+static void
+get_openapi(struct ag_http_req *req, void *udata)
+{
+    const struct gw *gw = udata;
+    if (gw->openapi == NULL) {
+        ag_send_problem(req, 404, "not-found", "Not Found",
+                        "no API description configured (AGORA_GATEWAY_OPENAPI_FILE)");
+        return;
+    }
+    ag_http_resp_header(req, "Cache-Control", "public, max-age=60");
+    ag_http_send(req, 200, "application/json", gw->openapi, gw->openapi_len);
+}
+
 static const struct ag_route GW_ROUTES[] = {
     { "GET", "/health/services", gw_health_services, AG_ROLE_OPS },
+    { "GET", "/api/v1/openapi.json", get_openapi, AG_ROLE_PUBLIC },
 };
+
+/* Read the API description once at start: a JSON document of at most
+ * 8 MiB. */
+#define OPENAPI_MAX (8u << 20)
+static int
+load_openapi(struct gw *gw, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "config: AGORA_GATEWAY_OPENAPI_FILE: cannot open '%s': %s\n", path,
+                strerror(errno));
+        return AG_ECONFIG;
+    }
+    struct ag_buf b = AG_BUF_INIT(OPENAPI_MAX);
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = ag_buf_append(&b, chunk, n);
+    fclose(f);
+    char err[128];
+    json_t *doc = rc == 0 ? ag_json_parse(b.data, b.len, err, sizeof(err)) : NULL;
+    if (doc == NULL) {
+        fprintf(stderr, "config: AGORA_GATEWAY_OPENAPI_FILE: '%s' is %s\n", path,
+                rc != 0 ? "larger than 8 MiB" : "not JSON");
+        ag_buf_release(&b);
+        return AG_ECONFIG;
+    }
+    json_decref(doc);
+    gw->openapi = ag_buf_detach(&b, &gw->openapi_len);
+    return 0;
+}
 
 /* Settings that need more than the table's checks; exit status 2 on error. */
 static int
@@ -551,6 +605,13 @@ setup(struct gw *gw, struct ag_service *svc)
         return AG_ECONFIG;
     }
     gw->web_path = resolve_path(gw->settings.web_root);
+    if (gw->settings.openapi_file[0] != '\0') {
+        char *p = resolve_path(gw->settings.openapi_file);
+        rc = load_openapi(gw, p);
+        ag_free(p);
+        if (rc != 0)
+            return rc;
+    }
     register_metrics(gw, ag_service_metrics(svc));
     gw_config_install(gw, gw_config_ref(gw->file_config));
     return 0;
@@ -576,6 +637,8 @@ release(struct gw *gw)
     gw->watched = NULL;
     ag_free(gw->routes_path);
     ag_free(gw->web_path);
+    ag_free(gw->openapi);
+    gw->openapi = NULL;
     sodium_memzero(gw->identity_key, sizeof(gw->identity_key));
 }
 

@@ -378,6 +378,16 @@ describe('the public API description against the running shop', () => {
         await api('GET', '/api/v1/templates/{type}', { token: s.admin, params: { type: 'user.no_such_type' }, expect: 404 });
     });
 
+    it('the gateway serves this very description at /api/v1/openapi.json', async () => {
+        const r = await fetch(`${gw}/api/v1/openapi.json`);
+        assert.equal(r.status, 200);
+        assert.match(r.headers.get('content-type') ?? '', /^application\/json/);
+        const served = await r.json();
+        const built = JSON.parse(fs.readFileSync(path.join(buildDir(), 'openapi.json'), 'utf8'));
+        assert.deepEqual(served, built);
+        assert.ok(Object.keys(served.paths).some((p) => p.startsWith('/api/v1/products')));
+    });
+
     it('every documented path answers 405, with Allow, to a method it does not offer', async () => {
         for (const p of [...new Set(contract.ops.map((o) => o.path))]) {
             const methods = new Set(contract.ops.filter((o) => o.path === p).map((o) => o.method));
