@@ -5,25 +5,9 @@
  * and cursors. */
 #include "agora/base.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <string.h>
-
-#include <cmocka.h>
-
 #include "agora/err.h"
+#include "agora_test.h"
 #include "domain.h"
-
-static json_t *
-parse(const char *s)
-{
-    json_error_t e;
-    json_t *j = json_loads(s, 0, &e);
-    if (j == NULL)
-        fail_msg("bad test JSON %s: %s", s, e.text);
-    return j;
-}
 
 /* ---- Templates ---- */
 
@@ -60,7 +44,7 @@ test_render_table(void **state)
         { "}} {{}} {", false, "}}  {" },
         { "", false, "" },
     };
-    json_t *ctx = parse(CTX);
+    json_t *ctx = ag_test_json(CTX);
     for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
         struct ag_buf out = AG_BUF_INIT(0);
         assert_int_equal(notify_render(cases[i].tpl, ctx, cases[i].single_line, 1000, &out), 0);
@@ -76,7 +60,7 @@ static void
 test_render_bounded_utf8(void **state)
 {
     AG_UNUSED(state);
-    json_t *ctx = parse("{\"s\":\"\\u00e9\\u00e9\\u00e9\\u00e9\"}"); /* 8 bytes */
+    json_t *ctx = ag_test_json("{\"s\":\"\\u00e9\\u00e9\\u00e9\\u00e9\"}"); /* 8 bytes */
     struct ag_buf out = AG_BUF_INIT(0);
     notify_render("x{{s}}", ctx, false, 4, &out);
     /* "x" + one whole e-acute (2 bytes) fit in 4; half of the next does not. */
