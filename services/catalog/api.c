@@ -59,33 +59,6 @@ set_etag(struct ag_http_req *req, int64_t version)
     ag_http_resp_header(req, "ETag", tag);
 }
 
-static void
-send_store_error(struct ag_http_req *req, int rc, const char *what)
-{
-    if (rc == AG_ENOENT) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such %s", what);
-        return;
-    }
-    AG_LOGE("api", "store error on %s: %s", what, ag_strerror(rc));
-    ag_send_error(req, rc == AG_EBUSY ? AG_EBUSY : AG_EINTERNAL, NULL);
-}
-
-static bool
-query_int(struct ag_http_req *req, const struct ag_query *q, const char *name, int64_t min,
-          int64_t max, int64_t *io)
-{
-    const char *s = ag_query_get(q, name);
-    if (s == NULL)
-        return true;
-    if (ag_str_to_i64(ag_str_from_cstr(s), min, max, io) != 0) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter '%s' must be an integer from %lld to %lld", name,
-                        (long long)min, (long long)max);
-        return false;
-    }
-    return true;
-}
-
 /* ---- Products ---- */
 
 /* Publish 'type' for product 'id' with 'data' into the outbox, inside the
@@ -240,11 +213,11 @@ create_product(struct ag_http_req *req, void *udata)
     }
     ag_buf_release(&doc);
     if (rc == AG_EEXIST)
-        ag_send_problem(req, 409, "conflict", "Conflict", "a product with sku '%s' exists", p.sku);
+        ag_send_error(req, AG_EEXIST, "a product with sku '%s' exists", p.sku);
     else if (rc == AG_ECONFLICT)
         unknown_category(req, p.category);
     else
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
 }
 
 static void
@@ -259,7 +232,7 @@ get_product(struct ag_http_req *req, void *udata)
     int64_t version;
     int rc = catalog_store_product_doc(cat->store, id, req->pool, &doc, &len, &version);
     if (rc != 0) {
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
         return;
     }
     set_etag(req, version);
@@ -284,7 +257,7 @@ update_product(struct ag_http_req *req, void *udata)
     struct catalog_product p;
     int rc = catalog_store_product_get(cat->store, id, req->pool, &p);
     if (rc != 0) {
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
         return;
     }
     struct ag_valid v;
@@ -299,22 +272,22 @@ update_product(struct ag_http_req *req, void *udata)
 
     struct ag_str if_match = ag_http_req_header(req, "If-Match");
     if (if_match.len == 0 && body_version < 0) {
-        ag_send_problem(req, 428, "precondition-required", "Precondition Required",
-                        "send If-Match with the product's ETag, or its version in the body");
+        ag_send_error(req, AG_EPRECONDREQ,
+                      "send If-Match with the product's ETag, or its version in the body");
         return;
     }
     if ((if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) ||
         (body_version >= 0 && body_version != p.version)) {
         set_etag(req, p.version);
-        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
-                        "the product changed; its current version is %lld", (long long)p.version);
+        ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
+                      (long long)p.version);
         return;
     }
     if (p.category != NULL) {
         bool exists;
         rc = catalog_store_category_exists(cat->store, p.category, &exists);
         if (rc != 0) {
-            send_store_error(req, rc, "category");
+            ag_send_store_error(req, rc, "category");
             return;
         }
         if (!exists) {
@@ -350,12 +323,11 @@ update_product(struct ag_http_req *req, void *udata)
     }
     ag_buf_release(&doc);
     if (rc == AG_EEXIST)
-        ag_send_problem(req, 409, "conflict", "Conflict", "a product with sku '%s' exists", p.sku);
+        ag_send_error(req, AG_EEXIST, "a product with sku '%s' exists", p.sku);
     else if (rc == AG_EPRECOND)
-        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
-                        "the product changed while it was being updated");
+        ag_send_error(req, AG_EPRECOND, "the product changed while it was being updated");
     else
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
 }
 
 static void
@@ -368,13 +340,13 @@ delete_product(struct ag_http_req *req, void *udata)
     struct catalog_product p;
     int rc = catalog_store_product_get(cat->store, id, req->pool, &p);
     if (rc != 0) {
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
         return;
     }
     struct ag_str if_match = ag_http_req_header(req, "If-Match");
     if (if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) {
-        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
-                        "the product changed; its current version is %lld", (long long)p.version);
+        ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
+                      (long long)p.version);
         return;
     }
     char tp[AG_TRACEPARENT_LEN + 1];
@@ -386,10 +358,9 @@ delete_product(struct ag_http_req *req, void *udata)
         kick(cat);
         ag_send_no_content(req);
     } else if (rc == AG_EPRECOND) {
-        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
-                        "the product changed while it was being deleted");
+        ag_send_error(req, AG_EPRECOND, "the product changed while it was being deleted");
     } else {
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
     }
 }
 
@@ -406,9 +377,9 @@ list_products(struct ag_http_req *req, void *udata)
         .active = -1,
         .limit = CATALOG_PAGE_DEFAULT,
     };
-    if (!query_int(req, q, "limit", 1, CATALOG_PAGE_MAX, &f.limit) ||
-        !query_int(req, q, "min_price", 0, CATALOG_PRICE_MAX, &f.min_price) ||
-        !query_int(req, q, "max_price", 0, CATALOG_PRICE_MAX, &f.max_price))
+    if (ag_req_query_int(req, "limit", 1, CATALOG_PAGE_MAX, &f.limit) != 0 ||
+        ag_req_query_int(req, "min_price", 0, CATALOG_PRICE_MAX, &f.min_price) != 0 ||
+        ag_req_query_int(req, "max_price", 0, CATALOG_PRICE_MAX, &f.max_price) != 0)
         return;
     const char *active = ag_query_get(q, "active");
     if (active != NULL) {
@@ -417,21 +388,18 @@ list_products(struct ag_http_req *req, void *udata)
         } else if (strcmp(active, "false") == 0) {
             f.active = 0;
         } else {
-            ag_send_problem(req, 400, "bad-query", "Bad Request",
-                            "query parameter 'active' must be true or false");
+            ag_send_error(req, AG_EQUERY, "query parameter 'active' must be true or false");
             return;
         }
     }
     f.category = ag_query_get(q, "category");
     if (f.category != NULL && !catalog_slug_is_valid(f.category)) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter 'category' must be a category slug");
+        ag_send_error(req, AG_EQUERY, "query parameter 'category' must be a category slug");
         return;
     }
     f.currency = ag_query_get(q, "currency");
     if (f.currency != NULL && !ag_currency_is_valid(f.currency)) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter 'currency' must be an ISO 4217 code");
+        ag_send_error(req, AG_EQUERY, "query parameter 'currency' must be an ISO 4217 code");
         return;
     }
     const char *search = ag_query_get(q, "q");
@@ -440,9 +408,9 @@ list_products(struct ag_http_req *req, void *udata)
         int terms = catalog_search_query(search, &fts);
         if (terms < 0) {
             ag_buf_release(&fts);
-            ag_send_problem(req, 400, "bad-query", "Bad Request",
-                            "query parameter 'q' must be valid UTF-8 of at most %d characters",
-                            CATALOG_QUERY_MAX);
+            ag_send_error(req, AG_EQUERY,
+                          "query parameter 'q' must be valid UTF-8 of at most %d characters",
+                          CATALOG_QUERY_MAX);
             return;
         }
         if (terms == 0) {
@@ -458,8 +426,8 @@ list_products(struct ag_http_req *req, void *udata)
         enum catalog_cursor_kind want = f.fts ? CATALOG_CURSOR_OFFSET : CATALOG_CURSOR_KEY;
         if (catalog_cursor_decode(cursor, &c) != 0 || c.kind != want) {
             ag_buf_release(&fts);
-            ag_send_problem(req, 400, "bad-query", "Bad Request",
-                            "query parameter 'cursor' is not a cursor from this listing");
+            ag_send_error(req, AG_EQUERY,
+                          "query parameter 'cursor' is not a cursor from this listing");
             return;
         }
         if (c.kind == CATALOG_CURSOR_KEY)
@@ -477,7 +445,7 @@ list_products(struct ag_http_req *req, void *udata)
     ag_buf_release(&fts);
     if (rc != 0) {
         ag_buf_release(&out);
-        send_store_error(req, rc, "product list");
+        ag_send_store_error(req, rc, "product list");
         return;
     }
     ag_buf_append_cstr(&out, "],\"next_cursor\":");
@@ -506,7 +474,7 @@ list_categories(struct ag_http_req *req, void *udata)
     json_t *items;
     int rc = catalog_store_category_list(cat->store, &items);
     if (rc != 0) {
-        send_store_error(req, rc, "category list");
+        ag_send_store_error(req, rc, "category list");
         return;
     }
     ag_send_json(req, 200, json_pack("{s:o}", "items", items));
@@ -532,11 +500,11 @@ create_category(struct ag_http_req *req, void *udata)
     ag_time_rfc3339(ag_time_unix_ms(), now);
     int rc = catalog_store_category_insert(cat->store, &c, now);
     if (rc == AG_EEXIST) {
-        ag_send_problem(req, 409, "conflict", "Conflict", "category '%s' exists", c.slug);
+        ag_send_error(req, AG_EEXIST, "category '%s' exists", c.slug);
         return;
     }
     if (rc != 0) {
-        send_store_error(req, rc, "category");
+        ag_send_store_error(req, rc, "category");
         return;
     }
     char loc[96];
@@ -550,7 +518,7 @@ slug_param(struct ag_http_req *req)
 {
     const char *slug = ag_req_param(req, "slug");
     if (slug == NULL || !catalog_slug_is_valid(slug)) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such category");
+        ag_send_error(req, AG_ENOENT, "no such category");
         return NULL;
     }
     return slug;
@@ -566,7 +534,7 @@ get_category(struct ag_http_req *req, void *udata)
     struct catalog_category c;
     int rc = catalog_store_category_get(cat->store, slug, req->pool, &c);
     if (rc != 0) {
-        send_store_error(req, rc, "category");
+        ag_send_store_error(req, rc, "category");
         return;
     }
     ag_send_json(req, 200, catalog_category_to_json(&c));
@@ -583,10 +551,9 @@ delete_category(struct ag_http_req *req, void *udata)
     if (rc == 0)
         ag_send_no_content(req);
     else if (rc == AG_ECONFLICT)
-        ag_send_problem(req, 409, "conflict", "Conflict", "products still belong to category '%s'",
-                        slug);
+        ag_send_error(req, AG_ECONFLICT, "products still belong to category '%s'", slug);
     else
-        send_store_error(req, rc, "category");
+        ag_send_store_error(req, rc, "category");
 }
 
 const struct ag_route catalog_routes[] = {
