@@ -17,6 +17,7 @@
 #include "agora/buf.h"
 #include "agora/err.h"
 #include "agora/log.h"
+#include "agora/ports.h"
 #include "agora/registry.h"
 #include "agora/time.h"
 #include "agora/trace.h"
@@ -32,8 +33,9 @@ struct ag_service {
     uint32_t magic;
     struct ag_service_config cfg;
     struct ag_service_settings settings;
-    struct ag_config_key *base_keys; /* copy of BASE_KEYS with the port default patched */
+    struct ag_config_key *base_keys; /* copy of BASE_KEYS with the port and bus defaults patched */
     char port_default[16];
+    char bus_url_default[48];
     uv_loop_t loop;
     struct ag_store *store;
     struct ag_metrics *metrics;
@@ -113,7 +115,8 @@ static const struct ag_config_key BASE_KEYS[] = {
       "registration time to live; heartbeats every third of it" },
     { "AGORA_ADVERTISE_ADDRESS", AG_CONFIG_STRING, "", OFF(advertise_address), 0, 0, NULL,
       "address registered for others to reach this instance (default: the listen address)" },
-    { "AGORA_BUS_URL", AG_CONFIG_STRING, "http://127.0.0.1:8400", OFF(bus_url), 0, 0, NULL,
+    /* The default is patched in: the bus's port of agora/ports.h. */
+    { "AGORA_BUS_URL", AG_CONFIG_STRING, "", OFF(bus_url), 0, 0, NULL,
       "message bus base URL (services that publish or consume events)" },
     { "AGORA_SHUTDOWN_TIMEOUT", AG_CONFIG_DURATION, "10s", OFF(shutdown_timeout_ms), 1, 600000,
       NULL, "bound on finishing in-flight requests at shutdown" },
@@ -666,11 +669,15 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
         svc->cfg.version = "0.1.0";
     snprintf(svc->port_default, sizeof(svc->port_default), "%d",
              cfg->default_port ? cfg->default_port : 8080);
+    snprintf(svc->bus_url_default, sizeof(svc->bus_url_default), "http://127.0.0.1:%d",
+             AG_PORT_BUS);
     svc->base_keys = ag_malloc(sizeof(BASE_KEYS));
     memcpy(svc->base_keys, BASE_KEYS, sizeof(BASE_KEYS));
     for (size_t i = 0; i < AG_ARRAY_SIZE(BASE_KEYS); i++) {
         if (strcmp(svc->base_keys[i].name, "AGORA_HTTP_PORT") == 0)
             svc->base_keys[i].def = svc->port_default;
+        else if (strcmp(svc->base_keys[i].name, "AGORA_BUS_URL") == 0)
+            svc->base_keys[i].def = svc->bus_url_default;
     }
     *out_svc = NULL;
 

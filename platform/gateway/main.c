@@ -20,6 +20,7 @@
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/mem.h"
+#include "agora/ports.h"
 #include "agora/time.h"
 
 #ifndef GW_SOURCE_ROOT
@@ -582,7 +583,7 @@ main(int argc, char **argv)
     struct ag_service_config cfg = {
         .name = "gateway",
         .version = "0.1.0",
-        .default_port = 8080,
+        .default_port = AG_PORT_GATEWAY,
         .keys = GW_KEYS,
         .nkeys = AG_ARRAY_SIZE(GW_KEYS),
         .settings = &gw->settings,

@@ -10,6 +10,7 @@
 
 #include "agora/err.h"
 #include "agora/log.h"
+#include "agora/ports.h"
 
 extern const struct ag_migration catalog_migrations[];
 extern const size_t catalog_nmigrations;
@@ -153,7 +154,7 @@ main(int argc, char **argv)
     struct ag_service_config cfg = {
         .name = "catalog",
         .version = "0.1.0",
-        .default_port = 8081,
+        .default_port = AG_PORT_CATALOG,
         .migrations = catalog_migrations,
         .nmigrations = catalog_nmigrations,
         .keys = CATALOG_KEYS,

@@ -10,6 +10,7 @@
 
 #include "agora/err.h"
 #include "agora/log.h"
+#include "agora/ports.h"
 #include "agora/time.h"
 #include "agora/uuid.h"
 
@@ -232,7 +233,7 @@ main(int argc, char **argv)
     struct ag_service_config cfg = {
         .name = "users",
         .version = "0.1.0",
-        .default_port = 8082,
+        .default_port = AG_PORT_USERS,
         .migrations = users_migrations,
         .nmigrations = users_nmigrations,
         .keys = USERS_KEYS,
