@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "agora/err.h"
-#include "agora/log.h"
 #include "agora/trace.h"
 
 #define JSON_TYPE "application/json"
@@ -61,20 +60,6 @@ set_etag(struct ag_http_req *req, int64_t version)
 
 /* ---- Products ---- */
 
-/* Publish 'type' for product 'id' with 'data' into the outbox, inside the
- * caller's transaction. No-op without an events runtime (unit tests). */
-static int
-publish(struct ag_events *ev, const char *type, const char *id, const json_t *data,
-        const char *traceparent)
-{
-    if (ev == NULL)
-        return 0;
-    int rc = ag_events_publish(ev, type, id, data, traceparent, NULL);
-    if (rc != 0)
-        AG_LOGE("api", "cannot publish %s for '%s': %s", type, id, ag_strerror(rc));
-    return rc;
-}
-
 int
 catalog_create_product(struct ag_store *store, struct ag_events *ev, struct catalog_product *p,
                        const char *traceparent, struct ag_buf *doc)
@@ -96,7 +81,7 @@ catalog_create_product(struct ag_store *store, struct ag_events *ev, struct cata
     ag_json_dump(j, &buf);
     int rc = catalog_store_product_insert(store, p, ag_buf_cstr(&buf));
     if (rc == 0)
-        rc = publish(ev, "product.created", p->id, j, traceparent);
+        rc = catalog_events_product_created(ev, p, j, traceparent);
     json_decref(j);
     if (rc == 0 && doc != NULL)
         ag_buf_append(doc, buf.data, buf.len);
@@ -135,7 +120,7 @@ update_tx_fn(struct ag_store *store, void *arg)
     struct update_tx *t = arg;
     int rc = catalog_store_product_update(store, t->p, t->expected, t->doc);
     if (rc == 0)
-        rc = publish(t->cat->events, "product.updated", t->p->id, t->json, t->traceparent);
+        rc = catalog_events_product_updated(t->cat->events, t->p, t->json, t->traceparent);
     return rc;
 }
 
@@ -151,22 +136,9 @@ delete_tx_fn(struct ag_store *store, void *arg)
 {
     struct delete_tx *t = arg;
     int rc = catalog_store_product_delete(store, t->p->id, t->expected);
-    if (rc != 0)
-        return rc;
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    json_t *data = json_pack("{s:s, s:s, s:I, s:s}", "id", t->p->id, "sku", t->p->sku, "version",
-                             (json_int_t)t->p->version, "deleted_at", now);
-    rc = publish(t->cat->events, "product.deleted", t->p->id, data, t->traceparent);
-    json_decref(data);
+    if (rc == 0)
+        rc = catalog_events_product_deleted(t->cat->events, t->p, t->traceparent);
     return rc;
-}
-
-static void
-kick(struct catalog *cat)
-{
-    if (cat->events != NULL)
-        ag_events_kick(cat->events);
 }
 
 static void
@@ -201,7 +173,7 @@ create_product(struct ag_http_req *req, void *udata)
     struct create_tx t = { .cat = cat, .p = &p, .traceparent = tp, .doc = &doc };
     int rc = ag_store_tx(cat->store, create_tx_fn, &t);
     if (rc == 0) {
-        kick(cat);
+        catalog_events_kick(cat->events);
         char loc[64];
         snprintf(loc, sizeof(loc), "/v1/products/%s", p.id);
         ag_http_resp_header(req, "Location", loc);
@@ -314,7 +286,7 @@ update_product(struct ag_http_req *req, void *udata)
     rc = ag_store_tx(cat->store, update_tx_fn, &t);
     json_decref(j);
     if (rc == 0) {
-        kick(cat);
+        catalog_events_kick(cat->events);
         set_etag(req, p.version);
         size_t len;
         char *data = ag_buf_detach(&doc, &len);
@@ -355,7 +327,7 @@ delete_product(struct ag_http_req *req, void *udata)
     struct delete_tx t = { .cat = cat, .p = &p, .expected = p.version, .traceparent = tp };
     rc = ag_store_tx(cat->store, delete_tx_fn, &t);
     if (rc == 0) {
-        kick(cat);
+        catalog_events_kick(cat->events);
         ag_send_no_content(req);
     } else if (rc == AG_EPRECOND) {
         ag_send_error(req, AG_EPRECOND, "the product changed while it was being deleted");
