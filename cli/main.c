@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The agora command. `agora up` runs the whole shop on this machine under
- * the supervisor; the program table below is the shop. */
+ * the supervisor; the shop is the program table of agora/ports.h (names,
+ * ports, binaries, start-up order), plus the extra settings below. */
 #include "agora/base.h"
 #include "supervisor.h"
 
@@ -17,39 +18,41 @@
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/mem.h"
+#include "agora/ports.h"
 #include "agora/service.h"
 #include "agora/str.h"
 
-#define SECRET_MAX       256
-#define GATEWAY_OPS_PORT 8090
+#define SECRET_MAX 256
 
-/* Start-up order is table order (dependencies first); stop is the reverse.
- * Paths are relative to the build directory. "@SRC@" and "@DATA@" in
- * environment values are replaced by the source and data directories. */
+/* Every program of agora/ports.h that has a binary, in its start-up order
+ * (dependencies first; stop is the reverse). */
 static const struct cli_program PROGRAMS[] = {
+#define PROGRAM(NAME, name, port, binary) { name, binary, port, false, { NULL } },
+    AG_PROGRAMS(PROGRAM)
+#undef PROGRAM
+};
+
+/* Settings some programs get under `agora up` besides the common ones.
+ * "@SRC@" and "@ADMINPW@" in values are replaced by the source directory
+ * and the administrator's password. */
+static const struct {
+    const char *name;
+    const char *env[CLI_MAX_ENV];
+} EXTRA_ENV[] = {
     /* The registry does not register with itself. */
-    { "registry", "platform/registry/registry", 8500, false, { "AGORA_REGISTRY_URL=", NULL } },
-    { "bus", "platform/bus/bus", 8400, false, { NULL } },
+    { "registry", { "AGORA_REGISTRY_URL=", NULL } },
     { "users",
-      "services/users/users",
-      8082,
-      false,
       { "AGORA_USERS_ADMIN_EMAIL=admin@agora.local", "AGORA_USERS_ADMIN_PASSWORD=@ADMINPW@",
         NULL } },
-    { "catalog",
-      "services/catalog/catalog",
-      8081,
-      false,
-      { "AGORA_CATALOG_SEED=@SRC@/services/catalog/demo/catalog.json", NULL } },
-    { "notifications", "services/notifications/notifications", 8087, false, { NULL } },
+    { "catalog", { "AGORA_CATALOG_SEED=@SRC@/services/catalog/demo/catalog.json", NULL } },
     { "gateway",
-      "platform/gateway/gateway",
-      8080,
-      true,
       { "AGORA_GATEWAY_WEB_ROOT=@SRC@/web", "AGORA_OPS_ADDRESS=@OPS@",
         "AGORA_GATEWAY_EXPECTED_SERVICES=@PROGRAMS@",
         "AGORA_GATEWAY_OPENAPI_FILE=@BUILD@/openapi.json", NULL } },
 };
+
+/* The program users are told to open. */
+#define PUBLIC_ENTRY "gateway"
 
 static void
 usage(FILE *out)
@@ -159,41 +162,55 @@ cmd_up(int argc, char **argv)
 
     /* The gateway's operator listener (/metrics, /health/services). */
     char ops[32];
-    snprintf(ops, sizeof(ops), "127.0.0.1:%d", GATEWAY_OPS_PORT + (int)offset);
+    snprintf(ops, sizeof(ops), "127.0.0.1:%d", AG_PORT_GATEWAY_OPS + (int)offset);
 
-    /* Every program's name, for the gateway's health view. */
+    /* The names of the programs that run, for the gateway's health view. */
     struct ag_buf names = AG_BUF_INIT(0);
-    for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++)
-        ag_buf_appendf(&names, "%s%s", i ? "," : "", PROGRAMS[i].name);
+    for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++) {
+        if (PROGRAMS[i].binary != NULL)
+            ag_buf_appendf(&names, "%s%s", names.len ? "," : "", PROGRAMS[i].name);
+    }
+    /* "@SRC@", "@ADMINPW@", "@OPS@", "@PROGRAMS@" and "@BUILD@" in values. */
+    const char *const subst[][2] = {
+        { "@SRC@", source_abs },  { "@ADMINPW@", adminpw },
+        { "@OPS@", ops },         { "@PROGRAMS@", ag_buf_cstr(&names) },
+        { "@BUILD@", build_abs },
+    };
 
-    /* Expand placeholders in a private copy of the table. */
-    size_t n = AG_ARRAY_SIZE(PROGRAMS);
+    /* The programs with a binary, with their extra settings expanded. */
+    size_t n = 0;
     struct cli_program progs[AG_ARRAY_SIZE(PROGRAMS)];
     char *owned[AG_ARRAY_SIZE(PROGRAMS) * CLI_MAX_ENV];
     size_t nowned = 0;
-    for (size_t i = 0; i < n; i++) {
-        progs[i] = PROGRAMS[i];
-        progs[i].port = PROGRAMS[i].port + (int)offset;
-        for (size_t k = 0; k < CLI_MAX_ENV && PROGRAMS[i].env[k] != NULL; k++) {
-            char *a = replace_all(PROGRAMS[i].env[k], "@SRC@", source_abs);
-            char *a2 = replace_all(a, "@ADMINPW@", adminpw);
-            char *a3 = replace_all(a2, "@OPS@", ops);
-            char *a4 = replace_all(a3, "@PROGRAMS@", ag_buf_cstr(&names));
-            char *b = replace_all(a4, "@BUILD@", build_abs);
-            ag_free(a4);
-            ag_free(a);
-            ag_free(a2);
-            ag_free(a3);
-            progs[i].env[k] = b;
-            owned[nowned++] = b;
+    for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++) {
+        if (PROGRAMS[i].binary == NULL)
+            continue; /* not written yet: only its port is reserved */
+        struct cli_program *p = &progs[n++];
+        *p = PROGRAMS[i];
+        p->port = PROGRAMS[i].port + (int)offset;
+        p->public_entry = strcmp(p->name, PUBLIC_ENTRY) == 0;
+        for (size_t e = 0; e < AG_ARRAY_SIZE(EXTRA_ENV); e++) {
+            if (strcmp(EXTRA_ENV[e].name, p->name) != 0)
+                continue;
+            for (size_t k = 0; k < CLI_MAX_ENV - 1 && EXTRA_ENV[e].env[k] != NULL; k++) {
+                char *v = ag_strdup(EXTRA_ENV[e].env[k]);
+                for (size_t s = 0; s < AG_ARRAY_SIZE(subst); s++) {
+                    char *next = replace_all(v, subst[s][0], subst[s][1]);
+                    ag_free(v);
+                    v = next;
+                }
+                p->env[k] = v;
+                owned[nowned++] = v;
+            }
         }
     }
     char *common[8];
     size_t c = 0;
     common[c++] = ag_asprintf("AGORA_DATA_DIR=%s", data_abs);
     common[c++] = ag_asprintf("AGORA_INTERNAL_KEY=%s", key);
-    common[c++] = ag_asprintf("AGORA_REGISTRY_URL=http://127.0.0.1:%d", 8500 + (int)offset);
-    common[c++] = ag_asprintf("AGORA_BUS_URL=http://127.0.0.1:%d", 8400 + (int)offset);
+    common[c++] =
+        ag_asprintf("AGORA_REGISTRY_URL=http://127.0.0.1:%d", AG_PORT_REGISTRY + (int)offset);
+    common[c++] = ag_asprintf("AGORA_BUS_URL=http://127.0.0.1:%d", AG_PORT_BUS + (int)offset);
     common[c] = NULL;
 
     fprintf(stderr, "Agora: starting %zu programs from %s (data in %s)\n", n, build_abs, data_abs);

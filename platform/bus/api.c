@@ -19,13 +19,6 @@
 
 /* ---- Helpers for handlers ---- */
 
-static void
-send_store_error(struct ag_http_req *req, struct bus *bus, int rc, const char *what)
-{
-    AG_LOGE("api", "store error on %s: %s", what, ag_store_errmsg(bus->store));
-    ag_send_error(req, rc == AG_EBUSY ? AG_EBUSY : AG_EINTERNAL, NULL);
-}
-
 /* The subscription named by the path, or NULL after answering 404. */
 static struct bus_sub *
 sub_param(struct ag_http_req *req, struct bus *bus)
@@ -35,7 +28,7 @@ sub_param(struct ag_http_req *req, struct bus *bus)
     if (name != NULL && bus_name_is_valid(name, strlen(name)))
         sub = bus_sub_find(bus, name);
     if (sub == NULL)
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such subscription");
+        ag_send_error(req, AG_ENOENT, "no such subscription");
     return sub;
 }
 
@@ -57,22 +50,6 @@ body_or_empty(struct ag_http_req *req)
     return empty;
 }
 
-static bool
-query_int(struct ag_http_req *req, const struct ag_query *q, const char *name, int64_t min,
-          int64_t max, int64_t *io)
-{
-    const char *s = ag_query_get(q, name);
-    if (s == NULL)
-        return true;
-    if (ag_str_to_i64(ag_str_from_cstr(s), min, max, io) != 0) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter '%s' must be an integer from %lld to %lld", name,
-                        (long long)min, (long long)max);
-        return false;
-    }
-    return true;
-}
-
 static void
 send_buf(struct ag_http_req *req, int status, struct ag_buf *out)
 {
@@ -83,27 +60,12 @@ send_buf(struct ag_http_req *req, int status, struct ag_buf *out)
 
 /* ---- Publish ---- */
 
-/* Is the Content-Type application/json or application/<x>+json (the rule
- * of ag_req_json)? */
-static bool
-is_json_type(const struct ag_http_req *req)
-{
-    struct ag_str ct = ag_http_req_header(req, "Content-Type");
-    const char *semi = ct.len ? memchr(ct.ptr, ';', ct.len) : NULL;
-    struct ag_str mt = ag_str_trim(semi ? ag_str_make(ct.ptr, (size_t)(semi - ct.ptr)) : ct);
-    if (ag_str_case_eq_cstr(mt, "application/json"))
-        return true;
-    return mt.len > 17 && ag_str_has_prefix(mt, "application/") &&
-           ag_str_case_eq_cstr(ag_str_make(mt.ptr + mt.len - 5, 5), "+json");
-}
-
 static void
 publish(struct ag_http_req *req, void *udata)
 {
     struct bus *bus = udata;
-    if (!is_json_type(req)) {
-        ag_send_problem(req, 415, "unsupported-media-type", "Unsupported Media Type",
-                        "the body must be application/json");
+    if (!ag_req_is_json(req)) {
+        ag_send_error(req, AG_EMEDIATYPE, "the body must be application/json");
         return;
     }
     struct ag_valid v;
@@ -115,7 +77,7 @@ publish(struct ag_http_req *req, void *udata)
         bus_publish_parse(&v, req->body.ptr, req->body.len, req->pool, &msgs, &n, err, sizeof(err));
     if (rc != 0) {
         if (rc == AG_EPARSE)
-            ag_send_problem(req, 400, "malformed-json", "Bad Request", "malformed JSON: %s", err);
+            ag_send_error(req, AG_EPARSE, "malformed JSON: %s", err);
         else
             ag_send_invalid(req, &v);
         ag_valid_release(&v);
@@ -297,7 +259,7 @@ put_subscription(struct ag_http_req *req, void *udata)
     }
     ag_buf_release(&tj);
     if (rc != 0) {
-        send_store_error(req, bus, rc, "subscription");
+        ag_send_store_error(req, rc, "subscription");
         return;
     }
     bus_sync_now(bus);
@@ -318,7 +280,7 @@ delete_subscription(struct ag_http_req *req, void *udata)
         rc = ag_store_commit(bus->store);
     if (rc != 0) {
         ag_store_rollback(bus->store);
-        send_store_error(req, bus, rc, "subscription");
+        ag_send_store_error(req, rc, "subscription");
         return;
     }
     bus_sync_now(bus);
@@ -414,13 +376,10 @@ list_dead_letters(struct ag_http_req *req, void *udata)
     struct bus_sub *sub = sub_param(req, bus);
     if (sub == NULL)
         return;
-    const struct ag_query *q = ag_req_query(req);
-    if (q == NULL)
-        return;
     int64_t limit = DEAD_LIST_DEF;
     int64_t after = 0;
-    if (!query_int(req, q, "limit", 1, BUS_DEAD_LIST_MAX, &limit) ||
-        !query_int(req, q, "after", 0, INT64_MAX, &after))
+    if (ag_req_query_int(req, "limit", 1, BUS_DEAD_LIST_MAX, &limit) != 0 ||
+        ag_req_query_int(req, "after", 0, INT64_MAX, &after) != 0)
         return;
     struct ag_buf out = AG_BUF_INIT(0);
     ag_buf_append_cstr(&out, "{\"messages\":[");
@@ -428,7 +387,7 @@ list_dead_letters(struct ag_http_req *req, void *udata)
     int rc = bus_store_dead_list(bus->store, sub->id, after, limit, &out, &n);
     if (rc != 0) {
         ag_buf_release(&out);
-        send_store_error(req, bus, rc, "dead letters");
+        ag_send_store_error(req, rc, "dead letters");
         return;
     }
     ag_buf_append_cstr(&out, "]}");
@@ -445,19 +404,14 @@ get_dead_letter(struct ag_http_req *req, void *udata)
     const char *s = ag_req_param(req, "seq");
     int64_t seq;
     if (s == NULL || ag_str_to_i64(ag_str_from_cstr(s), 1, INT64_MAX, &seq) != 0) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such dead letter");
+        ag_send_error(req, AG_ENOENT, "no such dead letter");
         return;
     }
     struct ag_buf out = AG_BUF_INIT(0);
     int rc = bus_store_dead_get(bus->store, sub->id, seq, &out);
-    if (rc == AG_ENOENT) {
-        ag_buf_release(&out);
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such dead letter");
-        return;
-    }
     if (rc != 0) {
         ag_buf_release(&out);
-        send_store_error(req, bus, rc, "dead letter");
+        ag_send_store_error(req, rc, "dead letter");
         return;
     }
     send_buf(req, 200, &out);
@@ -502,7 +456,7 @@ replay_dead_letters(struct ag_http_req *req, void *udata)
         rc = ag_store_commit(bus->store);
     if (rc != 0) {
         ag_store_rollback(bus->store);
-        send_store_error(req, bus, rc, "dead letters");
+        ag_send_store_error(req, rc, "dead letters");
         return;
     }
     bus_sync_now(bus);
@@ -535,7 +489,7 @@ purge_dead_letters(struct ag_http_req *req, void *udata)
     int64_t n = 0;
     int rc = bus_store_dead_purge(bus->store, sub->id, &n);
     if (rc != 0) {
-        send_store_error(req, bus, rc, "dead letters");
+        ag_send_store_error(req, rc, "dead letters");
         return;
     }
     bus_sync_now(bus);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agora/codec.h"
 #include "agora/err.h"
 #include "agora/str.h"
 
@@ -337,44 +338,6 @@ scan_char(struct scan *s, char c)
     return true;
 }
 
-/* Length of the valid UTF-8 sequence at 'p' (RFC 3629: no overlong forms,
- * no surrogates, nothing past U+10FFFF), or 0. */
-static size_t
-utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t n;
-    uint32_t cp;
-    uint32_t min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-        min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3;
-        cp = c & 0x0F;
-        min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
 static int
 hex4(const char *p, const char *end)
 {
@@ -382,11 +345,7 @@ hex4(const char *p, const char *end)
         return -1;
     int v = 0;
     for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
+        int d = ag_hex_value(p[i]);
         if (d < 0)
             return -1;
         v = v << 4 | d;
@@ -473,8 +432,9 @@ scan_string(struct scan *s, struct ag_buf *out, size_t *out_cps)
         }
         if (c < 0x20)
             return scan_fail(s, "control character in string");
-        size_t n =
-            c < 0x80 ? 1 : utf8_seq((const unsigned char *)s->p, (const unsigned char *)s->end);
+        /* RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF. */
+        uint32_t scanned;
+        size_t n = c < 0x80 ? 1 : ag_utf8_next(s->p, (size_t)(s->end - s->p), &scanned);
         if (n == 0)
             return scan_fail(s, "invalid UTF-8");
         s->p += n;

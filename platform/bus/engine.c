@@ -386,16 +386,12 @@ bus_flush_responses(void)
         case RESP_EMPTY_PULL:
             ag_http_send(r->req, 200, JSON_TYPE, EMPTY_PULL, sizeof(EMPTY_PULL) - 1);
             break;
-        case RESP_GONE:
-            ag_send_problem(r->req, 404, "not-found", "Not Found", "the subscription was deleted");
-            break;
+        case RESP_GONE: ag_send_error(r->req, AG_ENOENT, "the subscription was deleted"); break;
         case RESP_NO_SUB:
-            ag_send_problem(r->req, 404, "not-found", "Not Found", "no subscription '%s'",
-                            r->detail);
+            ag_send_error(r->req, AG_ENOENT, "no subscription '%s'", r->detail);
             break;
         case RESP_UNAVAILABLE:
-            ag_send_problem(r->req, 503, "unavailable", "Service Unavailable",
-                            "the message store could not commit; retry");
+            ag_send_error(r->req, AG_EUNAVAIL, "the message store could not commit; retry");
             break;
         }
     }

@@ -12,6 +12,7 @@
 
 #include "agora/config.h"
 #include "agora/log.h"
+#include "agora/ports.h"
 
 extern const struct ag_migration bus_migrations[];
 extern const size_t bus_nmigrations;
@@ -104,7 +105,7 @@ main(int argc, char **argv)
     struct ag_service_config cfg = {
         .name = "bus",
         .version = "0.1.0",
-        .default_port = 8400,
+        .default_port = AG_PORT_BUS,
         .migrations = bus_migrations,
         .nmigrations = bus_nmigrations,
         .keys = BUS_KEYS,

@@ -10,16 +10,6 @@
 
 #include "agora/err.h"
 
-/* A single integer result (0 when there is no row or it is NULL). */
-static int
-query_i64(struct ag_stmt *s, int64_t *out)
-{
-    int rc = ag_stmt_step(s);
-    *out = rc == AG_STMT_ROW ? ag_stmt_col_i64(s, 0) : 0;
-    ag_stmt_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
 /* ---- Loading at start ---- */
 
 int
@@ -69,7 +59,7 @@ bus_store_sub_counts(struct ag_store *st, int64_t sub_id, int64_t *out_pending, 
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
-    rc = query_i64(s, out_pending);
+    rc = ag_stmt_step_i64(s, 0, out_pending);
     if (rc != 0)
         return rc;
     rc = ag_store_stmt(st,
@@ -79,7 +69,7 @@ bus_store_sub_counts(struct ag_store *st, int64_t sub_id, int64_t *out_pending, 
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
-    return query_i64(s, out_dead);
+    return ag_stmt_step_i64(s, 0, out_dead);
 }
 
 int
@@ -122,7 +112,7 @@ bus_store_oldest_pending(struct ag_store *st, int64_t sub_id, int64_t *out_ms)
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
-    return query_i64(s, out_ms);
+    return ag_stmt_step_i64(s, 0, out_ms);
 }
 
 /* ---- Publishing ---- */
@@ -134,7 +124,7 @@ bus_store_message_count(struct ag_store *st, int64_t *out_n)
     int rc = ag_store_stmt(st, "SELECT count(*) FROM messages", &s);
     if (rc != 0)
         return rc;
-    return query_i64(s, out_n);
+    return ag_stmt_step_i64(s, 0, out_n);
 }
 
 int
@@ -145,13 +135,10 @@ bus_store_dedup_get(struct ag_store *st, const char *id, int64_t *out_seq, int64
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
+    rc = ag_stmt_step_one(s);
+    if (rc == 0) {
         *out_seq = ag_stmt_col_i64(s, 0);
         *out_at = ag_stmt_col_i64(s, 1);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_ENOENT;
     }
     ag_stmt_reset(s);
     return rc;
@@ -320,11 +307,9 @@ bus_store_message_append(struct ag_store *st, int64_t seq, struct ag_buf *out)
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, seq);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW)
+    rc = ag_stmt_step_one(s);
+    if (rc == 0)
         rc = append_message_fields(s, 0, out);
-    else if (rc == AG_STMT_DONE)
-        rc = AG_ENOENT;
     ag_stmt_reset(s);
     return rc;
 }
@@ -463,11 +448,9 @@ bus_store_dead_get(struct ag_store *st, int64_t sub_id, int64_t seq, struct ag_b
         return rc;
     ag_stmt_bind_i64(s, 1, sub_id);
     ag_stmt_bind_i64(s, 2, seq);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW)
+    rc = ag_stmt_step_one(s);
+    if (rc == 0)
         rc = append_dead(s, out);
-    else if (rc == AG_STMT_DONE)
-        rc = AG_ENOENT;
     ag_stmt_reset(s);
     return rc;
 }

@@ -23,6 +23,7 @@
 #include "agora/json.h"
 #include "agora/log.h"
 #include "agora/mem.h"
+#include "agora/ports.h"
 #include "agora/time.h"
 
 #ifndef GW_SOURCE_ROOT
@@ -649,8 +650,8 @@ main(int argc, char **argv)
     struct ag_service_config cfg = {
         .name = "gateway",
         .version = "0.1.0",
-        .default_port = 8080,
-        .default_ops_address = "127.0.0.1:8090",
+        .default_port = AG_PORT_GATEWAY,
+        .default_ops_address = "127.0.0.1:" AG_STRINGIFY(AG_PORT_GATEWAY_OPS),
         .keys = GW_KEYS,
         .nkeys = AG_ARRAY_SIZE(GW_KEYS),
         .settings = &gw->settings,

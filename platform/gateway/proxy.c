@@ -241,19 +241,13 @@ has_dot_segment(struct ag_str path)
 
 /* ---- Responses of the gateway itself ---- */
 
+/* The method to send upstream: the client's token as it came. */
 static const char *
 method_cstr(const struct ag_http_req *req)
 {
-    switch (req->method) {
-    case AG_HTTP_GET: return "GET";
-    case AG_HTTP_HEAD: return "HEAD";
-    case AG_HTTP_POST: return "POST";
-    case AG_HTTP_PUT: return "PUT";
-    case AG_HTTP_PATCH: return "PATCH";
-    case AG_HTTP_DELETE: return "DELETE";
-    case AG_HTTP_OPTIONS: return "OPTIONS";
-    case AG_HTTP_OTHER: break;
-    }
+    const char *name = ag_http_method_name(req->method);
+    if (name != NULL)
+        return name;
     return ag_pool_strndup(req->pool, req->method_name.ptr, req->method_name.len);
 }
 
@@ -784,7 +778,7 @@ send_unauthorized(struct gw_req *g, bool invalid, const char *detail)
     ag_http_resp_header(g->req, "WWW-Authenticate",
                         invalid ? "Bearer realm=\"agora\", error=\"invalid_token\""
                                 : "Bearer realm=\"agora\"");
-    ag_send_problem(g->req, 401, "unauthorized", "Unauthorized", "%s", detail);
+    ag_send_error(g->req, AG_EAUTH, "%s", detail);
 }
 
 static void
@@ -817,15 +811,13 @@ after_auth(struct ag_http_req *req, enum gw_auth_status st, const struct gw_prin
     }
     if (g->role == GW_ROLE_ADMIN && who != NULL && (who->roles & AG_IDENTITY_ADMIN) == 0) {
         auth_failure(g, "forbidden");
-        ag_send_problem(g->req, 403, "forbidden", "Forbidden",
-                        "this resource needs the admin role");
+        ag_send_error(g->req, AG_EFORBIDDEN, "this resource needs the admin role");
         return;
     }
     if (g->role == GW_ROLE_CUSTOMER && who != NULL &&
         (who->roles & (AG_IDENTITY_CUSTOMER | AG_IDENTITY_ADMIN)) == 0) {
         auth_failure(g, "forbidden");
-        ag_send_problem(g->req, 403, "forbidden", "Forbidden",
-                        "this resource needs the customer role");
+        ag_send_error(g->req, AG_EFORBIDDEN, "this resource needs the customer role");
         return;
     }
     if (who != NULL && g->route->per_user.rate > 0 &&
@@ -875,12 +867,12 @@ proxy(struct gw *gw, struct ag_http_req *req, struct gw_config *cfg, const struc
     }
     g->role = rt->roles[gw_method_index(req->method)];
     if (g->role == GW_ROLE_DENY) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no resource at this path");
+        ag_send_error(req, AG_ENOENT, "no resource at this path");
         return;
     }
     if (req->body.len > rt->max_body) {
-        ag_send_problem(req, 413, "payload-too-large", "Payload Too Large",
-                        "the request body exceeds %llu bytes", (unsigned long long)rt->max_body);
+        ag_send_error(req, AG_ETOOBIG, "the request body exceeds %llu bytes",
+                      (unsigned long long)rt->max_body);
         return;
     }
     if (rt->per_client.rate > 0) {
@@ -928,14 +920,13 @@ gw_dispatch(struct ag_http_req *req, void *udata)
     }
     if (is_api_path(req->path)) {
         req->route_id = "unmatched";
-        ag_send_problem(req, 404, "not-found", "Not Found", "no route for this path");
+        ag_send_error(req, AG_ENOENT, "no route for this path");
         return;
     }
     req->route_id = "static";
     if (req->method != AG_HTTP_GET && req->method != AG_HTTP_HEAD) {
         ag_http_resp_header(req, "Allow", "GET, HEAD");
-        ag_send_problem(req, 405, "method-not-allowed", "Method Not Allowed",
-                        "static files answer GET and HEAD only");
+        ag_send_error(req, AG_EMETHOD, "static files answer GET and HEAD only");
         return;
     }
     gw_static_serve(gw->web, req);

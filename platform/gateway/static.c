@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agora/codec.h"
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/mem.h"
@@ -148,18 +149,6 @@ gw_static_free(struct gw_static *st)
 
 /* ---- Path checks ---- */
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int
 gw_static_clean_path(struct ag_str raw, char *out, size_t outlen)
 {
@@ -169,8 +158,8 @@ gw_static_clean_path(struct ag_str raw, char *out, size_t outlen)
     for (size_t i = 0; i < raw.len; i++) {
         char c = raw.ptr[i];
         if (c == '%') {
-            int hi = i + 2 < raw.len ? hexval(raw.ptr[i + 1]) : -1;
-            int lo = i + 2 < raw.len ? hexval(raw.ptr[i + 2]) : -1;
+            int hi = i + 2 < raw.len ? ag_hex_value(raw.ptr[i + 1]) : -1;
+            int lo = i + 2 < raw.len ? ag_hex_value(raw.ptr[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 return AG_EINVAL;
             c = (char)(hi * 16 + lo);
@@ -243,7 +232,7 @@ same_file(const struct file_entry *f, const struct stat *sb)
 static void
 send_not_found(struct ag_http_req *req)
 {
-    ag_send_problem(req, 404, "not-found", "Not Found", "no file at this path");
+    ag_send_error(req, AG_ENOENT, "no file at this path");
 }
 
 /* Read the regular file 'real' whole into a new entry. */

@@ -56,8 +56,10 @@ send_buf_index(struct ag_http_req *req, struct ag_buf *buf, int64_t index)
     ag_http_send_take(req, 200, JSON_TYPE, data, len);
 }
 
+/* ag_send_store_error, and the registry's own answer to a listing past
+ * LIST_MAX. */
 static void
-send_store_error(struct ag_http_req *req, struct reg *r, int rc, const char *what)
+send_store_error(struct ag_http_req *req, int rc, const char *what)
 {
     if (rc == AG_ETOOBIG) {
         ag_send_problem(req, 500, "too-large", "Internal Server Error",
@@ -65,8 +67,7 @@ send_store_error(struct ag_http_req *req, struct reg *r, int rc, const char *wha
                         (unsigned)LIST_MAX);
         return;
     }
-    AG_LOGE("api", "store error on %s: %s (%s)", what, ag_strerror(rc), ag_store_errmsg(r->store));
-    ag_send_error(req, rc == AG_EBUSY ? AG_EBUSY : AG_EINTERNAL, NULL);
+    ag_send_store_error(req, rc, what);
 }
 
 static void
@@ -96,26 +97,6 @@ send_conflict(struct ag_http_req *req, const char *key, int64_t cas, int64_t cur
     ag_http_send_take(req, 409, PROBLEM_TYPE, data, len);
 }
 
-/* Read query parameter 'name' as an integer in ['min', 'max'] into '*io'
- * (untouched when absent; '*out_present' says which). Answers 400 and
- * returns false when it is malformed or out of range. */
-static bool
-query_int(struct ag_http_req *req, const struct ag_query *q, const char *name, int64_t min,
-          int64_t max, int64_t *io, bool *out_present)
-{
-    const char *s = ag_query_get(q, name);
-    *out_present = s != NULL;
-    if (s == NULL)
-        return true;
-    if (ag_str_to_i64(ag_str_from_cstr(s), min, max, io) != 0) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter '%s' must be an integer from %lld to %lld", name,
-                        (long long)min, (long long)max);
-        return false;
-    }
-    return true;
-}
-
 /* The long-poll parameters of a read. */
 struct poll_params {
     bool has_index; /* 'index' given: the client wants to wait for a change */
@@ -123,14 +104,19 @@ struct poll_params {
     int64_t wait;   /* ms to hold at most */
 };
 
+/* The long-poll parameters of 'req'; false after answering 400. */
 static bool
-poll_params(struct ag_http_req *req, const struct ag_query *q, struct poll_params *out)
+poll_params(struct ag_http_req *req, struct poll_params *out)
 {
-    bool has_wait;
-    out->index = 0;
+    out->index = -1; /* a given index is at least 0 */
     out->wait = REG_WAIT_DEFAULT;
-    return query_int(req, q, "index", 0, REG_INDEX_MAX, &out->index, &out->has_index) &&
-           query_int(req, q, "wait", 0, REG_WAIT_MAX, &out->wait, &has_wait);
+    if (ag_req_query_int(req, "index", 0, REG_INDEX_MAX, &out->index) != 0 ||
+        ag_req_query_int(req, "wait", 0, REG_WAIT_MAX, &out->wait) != 0)
+        return false;
+    out->has_index = out->index >= 0;
+    if (!out->has_index)
+        out->index = 0;
+    return true;
 }
 
 /* Should a read with 'p' whose subject is at 'current' be held? Only when
@@ -416,7 +402,7 @@ on_watch_timer(uv_timer_t *t)
         if (rc == 0)
             answer(req, body.data, body.len, r->config_index);
         else
-            send_store_error(req, r, rc, "configuration listing");
+            send_store_error(req, rc, "configuration listing");
         ag_buf_release(&body);
     }
     reg_state_service_prune(&r->state, svc);
@@ -605,9 +591,9 @@ heartbeat(struct ag_http_req *req, void *udata)
     if (service && id && reg_service_name_is_valid(service) && reg_instance_id_is_valid(id))
         rc = reg_state_heartbeat(&r->state, service, id, &now, &inst);
     if (rc != 0) {
-        ag_send_problem(req, 404, "not-found", "Not Found",
-                        "no live instance '%s' of '%s' (unknown or expired): register it again",
-                        id ? id : "", service ? service : "");
+        ag_send_error(req, AG_ENOENT,
+                      "no live instance '%s' of '%s' (unknown or expired): register it again",
+                      id ? id : "", service ? service : "");
         return;
     }
     char expires[AG_RFC3339_LEN];
@@ -630,8 +616,8 @@ delete_instance(struct ag_http_req *req, void *udata)
     if (service && id && reg_service_name_is_valid(service) && reg_instance_id_is_valid(id))
         rc = reg_state_deregister(&r->state, service, id, &svc);
     if (rc != 0) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no instance '%s' of '%s'",
-                        id ? id : "", service ? service : "");
+        ag_send_error(req, AG_ENOENT, "no instance '%s' of '%s'", id ? id : "",
+                      service ? service : "");
         return;
     }
     AG_LOGI("instances", "deregistered '%s' instance '%s'", service, id);
@@ -662,11 +648,8 @@ get_service(struct ag_http_req *req, void *udata)
         ag_valid_release(&v);
         return;
     }
-    const struct ag_query *q = ag_req_query(req);
-    if (q == NULL)
-        return;
     struct poll_params p;
-    if (!poll_params(req, q, &p))
+    if (!poll_params(req, &p))
         return;
     struct reg_clock now;
     expire_due(r, &now);
@@ -695,12 +678,11 @@ get_config(struct ag_http_req *req, void *udata)
     if (key != NULL && reg_config_key_is_valid(key))
         rc = reg_store_config_get(r->store, key, req->pool, &e);
     if (rc == AG_ENOENT) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no configuration key '%s'",
-                        key ? key : "");
+        ag_send_error(req, AG_ENOENT, "no configuration key '%s'", key ? key : "");
         return;
     }
     if (rc != 0) {
-        send_store_error(req, r, rc, "configuration key");
+        send_store_error(req, rc, "configuration key");
         return;
     }
     struct ag_buf body = AG_BUF_INIT(0);
@@ -719,20 +701,20 @@ list_config(struct ag_http_req *req, void *udata)
     if (prefix == NULL)
         prefix = "";
     if (!reg_config_prefix_is_valid(prefix)) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter 'prefix' must be 0 to %d of A-Z, a-z, 0-9, '.', '_' "
-                        "and '-'",
-                        REG_KEY_MAX);
+        ag_send_error(req, AG_EQUERY,
+                      "query parameter 'prefix' must be 0 to %d of A-Z, a-z, 0-9, '.', '_' "
+                      "and '-'",
+                      REG_KEY_MAX);
         return;
     }
     struct poll_params p;
-    if (!poll_params(req, q, &p))
+    if (!poll_params(req, &p))
         return;
     if (should_hold(r, &p, INT64_MIN)) {
         int64_t current;
         int rc = reg_store_prefix_index(r->store, prefix, &current);
         if (rc != 0) {
-            send_store_error(req, r, rc, "configuration index");
+            send_store_error(req, rc, "configuration index");
             return;
         }
         if (current <= p.index) {
@@ -748,7 +730,7 @@ list_config(struct ag_http_req *req, void *udata)
     int rc = render_config_list(r, prefix, &body);
     if (rc != 0) {
         ag_buf_release(&body);
-        send_store_error(req, r, rc, "configuration listing");
+        send_store_error(req, rc, "configuration listing");
         return;
     }
     send_buf_index(req, &body, r->config_index);
@@ -792,7 +774,7 @@ put_config(struct ag_http_req *req, void *udata)
         return;
     }
     if (rc != 0) {
-        send_store_error(req, r, rc, "configuration key");
+        send_store_error(req, rc, "configuration key");
         return;
     }
     r->config_index = index;
@@ -816,12 +798,8 @@ delete_config(struct ag_http_req *req, void *udata)
     const char *key = ag_req_param(req, "key");
     if (!may_write_config(req))
         return;
-    const struct ag_query *q = ag_req_query(req);
-    if (q == NULL)
-        return;
-    int64_t cas = -1;
-    bool has_cas;
-    if (!query_int(req, q, "cas", 0, INT64_MAX, &cas, &has_cas))
+    int64_t cas = -1; /* none */
+    if (ag_req_query_int(req, "cas", 0, INT64_MAX, &cas) != 0)
         return;
     int64_t current = 0;
     int rc = AG_ENOENT;
@@ -834,8 +812,7 @@ delete_config(struct ag_http_req *req, void *udata)
         }
     }
     if (rc == AG_ENOENT) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no configuration key '%s'",
-                        key ? key : "");
+        ag_send_error(req, AG_ENOENT, "no configuration key '%s'", key ? key : "");
         return;
     }
     if (rc == AG_ECONFLICT) {
@@ -843,7 +820,7 @@ delete_config(struct ag_http_req *req, void *udata)
         return;
     }
     if (rc != 0) {
-        send_store_error(req, r, rc, "configuration key");
+        send_store_error(req, rc, "configuration key");
         return;
     }
     AG_LOGI("config", "'%s' deleted (index %lld)", key, (long long)r->config_index);

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "agora/ports.h"
+
 extern const struct ag_migration reg_migrations[];
 extern const size_t reg_nmigrations;
 
@@ -54,7 +56,7 @@ main(int argc, char **argv)
     struct ag_service_config cfg = {
         .name = "registry",
         .version = "0.1.0",
-        .default_port = 8500,
+        .default_port = AG_PORT_REGISTRY,
         .migrations = reg_migrations,
         .nmigrations = reg_nmigrations,
         .keys = REG_KEYS,

@@ -9,28 +9,6 @@
 
 #include "agora/err.h"
 
-/* Run a statement that returns no rows. */
-static int
-run(struct ag_stmt *s)
-{
-    int rc = ag_stmt_step(s);
-    ag_stmt_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
-/* The first column of the first row as an integer; 'dflt' when no row. */
-static int
-query_i64(struct ag_stmt *s, int64_t dflt, int64_t *out)
-{
-    int rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW)
-        *out = ag_stmt_col_is_null(s, 0) ? dflt : ag_stmt_col_i64(s, 0);
-    else if (rc == AG_STMT_DONE)
-        *out = dflt;
-    ag_stmt_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
 /* Bind $1 and $2 to the key range of 'prefix': [prefix, prefix + '~').
  * '~' sorts after every character a key may hold. */
 static void
@@ -59,7 +37,7 @@ meta_raise(struct ag_store *st, const char *name, int64_t value)
         return rc;
     ag_stmt_bind_cstr(s, 1, name);
     ag_stmt_bind_i64(s, 2, value);
-    return run(s);
+    return ag_stmt_exec(s);
 }
 
 int
@@ -84,7 +62,7 @@ reg_store_load(struct ag_store *st, int64_t *out_stored, int64_t *out_config_ind
     rc = ag_store_stmt(st, "SELECT count(*) FROM config", &s);
     if (rc != 0)
         return rc;
-    rc = query_i64(s, 0, out_keys);
+    rc = ag_stmt_step_i64(s, 0, out_keys);
     if (rc != 0)
         return rc;
     *out_stored = stored;
@@ -124,16 +102,13 @@ reg_store_config_get(struct ag_store *st, const char *key, struct ag_pool *pool,
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, key);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
-        out->key = ag_pool_strndup(pool, ag_stmt_col_text(s, 0), ag_stmt_col_len(s, 0));
+    rc = ag_stmt_step_one(s);
+    if (rc == 0) {
+        out->key = ag_stmt_col_dup(s, 0, pool);
+        out->value = ag_stmt_col_dup(s, 1, pool);
         out->value_len = ag_stmt_col_len(s, 1);
-        out->value = ag_pool_strndup(pool, ag_stmt_col_text(s, 1), out->value_len);
         out->version = ag_stmt_col_i64(s, 2);
         out->modify_index = ag_stmt_col_i64(s, 3);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_ENOENT;
     }
     ag_stmt_reset(s);
     return rc;
@@ -189,7 +164,7 @@ reg_store_prefix_index(struct ag_store *st, const char *prefix, int64_t *out_ind
         return rc;
     char end[REG_KEY_MAX + 2];
     bind_prefix(s, prefix, end, sizeof(end));
-    return query_i64(s, 0, out_index);
+    return ag_stmt_step_i64(s, 0, out_index);
 }
 
 /* Stored version of 'key', 0 when absent. */
@@ -201,7 +176,7 @@ current_version(struct ag_store *st, const char *key, int64_t *out)
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, key);
-    return query_i64(s, 0, out);
+    return ag_stmt_step_i64(s, 0, out);
 }
 
 struct put_ctx {
@@ -229,7 +204,7 @@ put_tx(struct ag_store *st, void *arg)
         int64_t n;
         rc = ag_store_stmt(st, "SELECT count(*) FROM config", &s);
         if (rc == 0)
-            rc = query_i64(s, 0, &n);
+            rc = ag_stmt_step_i64(s, 0, &n);
         if (rc != 0)
             return rc;
         if (n >= c->max_keys)
@@ -249,7 +224,7 @@ put_tx(struct ag_store *st, void *arg)
     ag_stmt_bind_cstr(s, 1, c->key);
     ag_stmt_bind_text(s, 2, c->value, c->len);
     ag_stmt_bind_i64(s, 3, c->index);
-    rc = run(s);
+    rc = ag_stmt_exec(s);
     if (rc != 0)
         return rc;
     c->version = c->current + 1;
@@ -257,7 +232,7 @@ put_tx(struct ag_store *st, void *arg)
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, c->key);
-    rc = run(s);
+    rc = ag_stmt_exec(s);
     if (rc != 0)
         return rc;
     return meta_raise(st, "config_index", c->index);
@@ -306,7 +281,7 @@ prune_tombstones(struct ag_store *st)
         return rc;
     ag_stmt_bind_i64(s, 1, REG_TOMBSTONES_MAX);
     int64_t cut;
-    rc = query_i64(s, -1, &cut);
+    rc = ag_stmt_step_i64(s, -1, &cut);
     if (rc != 0 || cut < 0)
         return rc;
     rc = meta_raise(st, "config_floor", cut);
@@ -316,7 +291,7 @@ prune_tombstones(struct ag_store *st)
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, cut);
-    return run(s);
+    return ag_stmt_exec(s);
 }
 
 static int
@@ -335,7 +310,7 @@ delete_tx(struct ag_store *st, void *arg)
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, c->key);
-    rc = run(s);
+    rc = ag_stmt_exec(s);
     if (rc != 0)
         return rc;
     rc = ag_store_stmt(st,
@@ -346,7 +321,7 @@ delete_tx(struct ag_store *st, void *arg)
         return rc;
     ag_stmt_bind_cstr(s, 1, c->key);
     ag_stmt_bind_i64(s, 2, c->index);
-    rc = run(s);
+    rc = ag_stmt_exec(s);
     if (rc == 0)
         rc = prune_tombstones(st);
     if (rc == 0)

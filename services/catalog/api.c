@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "agora/err.h"
-#include "agora/log.h"
 #include "agora/trace.h"
 
 #define JSON_TYPE "application/json"
@@ -59,48 +58,7 @@ set_etag(struct ag_http_req *req, int64_t version)
     ag_http_resp_header(req, "ETag", tag);
 }
 
-static void
-send_store_error(struct ag_http_req *req, int rc, const char *what)
-{
-    if (rc == AG_ENOENT) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such %s", what);
-        return;
-    }
-    AG_LOGE("api", "store error on %s: %s", what, ag_strerror(rc));
-    ag_send_error(req, rc == AG_EBUSY ? AG_EBUSY : AG_EINTERNAL, NULL);
-}
-
-static bool
-query_int(struct ag_http_req *req, const struct ag_query *q, const char *name, int64_t min,
-          int64_t max, int64_t *io)
-{
-    const char *s = ag_query_get(q, name);
-    if (s == NULL)
-        return true;
-    if (ag_str_to_i64(ag_str_from_cstr(s), min, max, io) != 0) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter '%s' must be an integer from %lld to %lld", name,
-                        (long long)min, (long long)max);
-        return false;
-    }
-    return true;
-}
-
 /* ---- Products ---- */
-
-/* Publish 'type' for product 'id' with 'data' into the outbox, inside the
- * caller's transaction. No-op without an events runtime (unit tests). */
-static int
-publish(struct ag_events *ev, const char *type, const char *id, const json_t *data,
-        const char *traceparent)
-{
-    if (ev == NULL)
-        return 0;
-    int rc = ag_events_publish(ev, type, id, data, traceparent, NULL);
-    if (rc != 0)
-        AG_LOGE("api", "cannot publish %s for '%s': %s", type, id, ag_strerror(rc));
-    return rc;
-}
 
 int
 catalog_create_product(struct ag_store *store, struct ag_events *ev, struct catalog_product *p,
@@ -123,7 +81,7 @@ catalog_create_product(struct ag_store *store, struct ag_events *ev, struct cata
     ag_json_dump(j, &buf);
     int rc = catalog_store_product_insert(store, p, ag_buf_cstr(&buf));
     if (rc == 0)
-        rc = publish(ev, "product.created", p->id, j, traceparent);
+        rc = catalog_events_product_created(ev, p, j, traceparent);
     json_decref(j);
     if (rc == 0 && doc != NULL)
         ag_buf_append(doc, buf.data, buf.len);
@@ -162,7 +120,7 @@ update_tx_fn(struct ag_store *store, void *arg)
     struct update_tx *t = arg;
     int rc = catalog_store_product_update(store, t->p, t->expected, t->doc);
     if (rc == 0)
-        rc = publish(t->cat->events, "product.updated", t->p->id, t->json, t->traceparent);
+        rc = catalog_events_product_updated(t->cat->events, t->p, t->json, t->traceparent);
     return rc;
 }
 
@@ -178,22 +136,9 @@ delete_tx_fn(struct ag_store *store, void *arg)
 {
     struct delete_tx *t = arg;
     int rc = catalog_store_product_delete(store, t->p->id, t->expected);
-    if (rc != 0)
-        return rc;
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    json_t *data = json_pack("{s:s, s:s, s:I, s:s}", "id", t->p->id, "sku", t->p->sku, "version",
-                             (json_int_t)t->p->version, "deleted_at", now);
-    rc = publish(t->cat->events, "product.deleted", t->p->id, data, t->traceparent);
-    json_decref(data);
+    if (rc == 0)
+        rc = catalog_events_product_deleted(t->cat->events, t->p, t->traceparent);
     return rc;
-}
-
-static void
-kick(struct catalog *cat)
-{
-    if (cat->events != NULL)
-        ag_events_kick(cat->events);
 }
 
 static void
@@ -228,7 +173,7 @@ create_product(struct ag_http_req *req, void *udata)
     struct create_tx t = { .cat = cat, .p = &p, .traceparent = tp, .doc = &doc };
     int rc = ag_store_tx(cat->store, create_tx_fn, &t);
     if (rc == 0) {
-        kick(cat);
+        catalog_events_kick(cat->events);
         char loc[64];
         snprintf(loc, sizeof(loc), "/v1/products/%s", p.id);
         ag_http_resp_header(req, "Location", loc);
@@ -240,11 +185,11 @@ create_product(struct ag_http_req *req, void *udata)
     }
     ag_buf_release(&doc);
     if (rc == AG_EEXIST)
-        ag_send_problem(req, 409, "conflict", "Conflict", "a product with sku '%s' exists", p.sku);
+        ag_send_error(req, AG_EEXIST, "a product with sku '%s' exists", p.sku);
     else if (rc == AG_ECONFLICT)
         unknown_category(req, p.category);
     else
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
 }
 
 static void
@@ -259,7 +204,7 @@ get_product(struct ag_http_req *req, void *udata)
     int64_t version;
     int rc = catalog_store_product_doc(cat->store, id, req->pool, &doc, &len, &version);
     if (rc != 0) {
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
         return;
     }
     set_etag(req, version);
@@ -284,7 +229,7 @@ update_product(struct ag_http_req *req, void *udata)
     struct catalog_product p;
     int rc = catalog_store_product_get(cat->store, id, req->pool, &p);
     if (rc != 0) {
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
         return;
     }
     struct ag_valid v;
@@ -299,22 +244,22 @@ update_product(struct ag_http_req *req, void *udata)
 
     struct ag_str if_match = ag_http_req_header(req, "If-Match");
     if (if_match.len == 0 && body_version < 0) {
-        ag_send_problem(req, 428, "precondition-required", "Precondition Required",
-                        "send If-Match with the product's ETag, or its version in the body");
+        ag_send_error(req, AG_EPRECONDREQ,
+                      "send If-Match with the product's ETag, or its version in the body");
         return;
     }
     if ((if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) ||
         (body_version >= 0 && body_version != p.version)) {
         set_etag(req, p.version);
-        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
-                        "the product changed; its current version is %lld", (long long)p.version);
+        ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
+                      (long long)p.version);
         return;
     }
     if (p.category != NULL) {
         bool exists;
         rc = catalog_store_category_exists(cat->store, p.category, &exists);
         if (rc != 0) {
-            send_store_error(req, rc, "category");
+            ag_send_store_error(req, rc, "category");
             return;
         }
         if (!exists) {
@@ -341,7 +286,7 @@ update_product(struct ag_http_req *req, void *udata)
     rc = ag_store_tx(cat->store, update_tx_fn, &t);
     json_decref(j);
     if (rc == 0) {
-        kick(cat);
+        catalog_events_kick(cat->events);
         set_etag(req, p.version);
         size_t len;
         char *data = ag_buf_detach(&doc, &len);
@@ -350,12 +295,11 @@ update_product(struct ag_http_req *req, void *udata)
     }
     ag_buf_release(&doc);
     if (rc == AG_EEXIST)
-        ag_send_problem(req, 409, "conflict", "Conflict", "a product with sku '%s' exists", p.sku);
+        ag_send_error(req, AG_EEXIST, "a product with sku '%s' exists", p.sku);
     else if (rc == AG_EPRECOND)
-        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
-                        "the product changed while it was being updated");
+        ag_send_error(req, AG_EPRECOND, "the product changed while it was being updated");
     else
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
 }
 
 static void
@@ -368,13 +312,13 @@ delete_product(struct ag_http_req *req, void *udata)
     struct catalog_product p;
     int rc = catalog_store_product_get(cat->store, id, req->pool, &p);
     if (rc != 0) {
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
         return;
     }
     struct ag_str if_match = ag_http_req_header(req, "If-Match");
     if (if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) {
-        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
-                        "the product changed; its current version is %lld", (long long)p.version);
+        ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
+                      (long long)p.version);
         return;
     }
     char tp[AG_TRACEPARENT_LEN + 1];
@@ -383,13 +327,12 @@ delete_product(struct ag_http_req *req, void *udata)
     struct delete_tx t = { .cat = cat, .p = &p, .expected = p.version, .traceparent = tp };
     rc = ag_store_tx(cat->store, delete_tx_fn, &t);
     if (rc == 0) {
-        kick(cat);
+        catalog_events_kick(cat->events);
         ag_send_no_content(req);
     } else if (rc == AG_EPRECOND) {
-        ag_send_problem(req, 412, "precondition-failed", "Precondition Failed",
-                        "the product changed while it was being deleted");
+        ag_send_error(req, AG_EPRECOND, "the product changed while it was being deleted");
     } else {
-        send_store_error(req, rc, "product");
+        ag_send_store_error(req, rc, "product");
     }
 }
 
@@ -406,9 +349,9 @@ list_products(struct ag_http_req *req, void *udata)
         .active = -1,
         .limit = CATALOG_PAGE_DEFAULT,
     };
-    if (!query_int(req, q, "limit", 1, CATALOG_PAGE_MAX, &f.limit) ||
-        !query_int(req, q, "min_price", 0, CATALOG_PRICE_MAX, &f.min_price) ||
-        !query_int(req, q, "max_price", 0, CATALOG_PRICE_MAX, &f.max_price))
+    if (ag_req_query_int(req, "limit", 1, CATALOG_PAGE_MAX, &f.limit) != 0 ||
+        ag_req_query_int(req, "min_price", 0, CATALOG_PRICE_MAX, &f.min_price) != 0 ||
+        ag_req_query_int(req, "max_price", 0, CATALOG_PRICE_MAX, &f.max_price) != 0)
         return;
     const char *active = ag_query_get(q, "active");
     if (active != NULL) {
@@ -417,21 +360,18 @@ list_products(struct ag_http_req *req, void *udata)
         } else if (strcmp(active, "false") == 0) {
             f.active = 0;
         } else {
-            ag_send_problem(req, 400, "bad-query", "Bad Request",
-                            "query parameter 'active' must be true or false");
+            ag_send_error(req, AG_EQUERY, "query parameter 'active' must be true or false");
             return;
         }
     }
     f.category = ag_query_get(q, "category");
     if (f.category != NULL && !catalog_slug_is_valid(f.category)) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter 'category' must be a category slug");
+        ag_send_error(req, AG_EQUERY, "query parameter 'category' must be a category slug");
         return;
     }
     f.currency = ag_query_get(q, "currency");
     if (f.currency != NULL && !ag_currency_is_valid(f.currency)) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter 'currency' must be an ISO 4217 code");
+        ag_send_error(req, AG_EQUERY, "query parameter 'currency' must be an ISO 4217 code");
         return;
     }
     const char *search = ag_query_get(q, "q");
@@ -440,9 +380,9 @@ list_products(struct ag_http_req *req, void *udata)
         int terms = catalog_search_query(search, &fts);
         if (terms < 0) {
             ag_buf_release(&fts);
-            ag_send_problem(req, 400, "bad-query", "Bad Request",
-                            "query parameter 'q' must be valid UTF-8 of at most %d characters",
-                            CATALOG_QUERY_MAX);
+            ag_send_error(req, AG_EQUERY,
+                          "query parameter 'q' must be valid UTF-8 of at most %d characters",
+                          CATALOG_QUERY_MAX);
             return;
         }
         if (terms == 0) {
@@ -458,8 +398,8 @@ list_products(struct ag_http_req *req, void *udata)
         enum catalog_cursor_kind want = f.fts ? CATALOG_CURSOR_OFFSET : CATALOG_CURSOR_KEY;
         if (catalog_cursor_decode(cursor, &c) != 0 || c.kind != want) {
             ag_buf_release(&fts);
-            ag_send_problem(req, 400, "bad-query", "Bad Request",
-                            "query parameter 'cursor' is not a cursor from this listing");
+            ag_send_error(req, AG_EQUERY,
+                          "query parameter 'cursor' is not a cursor from this listing");
             return;
         }
         if (c.kind == CATALOG_CURSOR_KEY)
@@ -477,7 +417,7 @@ list_products(struct ag_http_req *req, void *udata)
     ag_buf_release(&fts);
     if (rc != 0) {
         ag_buf_release(&out);
-        send_store_error(req, rc, "product list");
+        ag_send_store_error(req, rc, "product list");
         return;
     }
     ag_buf_append_cstr(&out, "],\"next_cursor\":");
@@ -506,7 +446,7 @@ list_categories(struct ag_http_req *req, void *udata)
     json_t *items;
     int rc = catalog_store_category_list(cat->store, &items);
     if (rc != 0) {
-        send_store_error(req, rc, "category list");
+        ag_send_store_error(req, rc, "category list");
         return;
     }
     ag_send_json(req, 200, json_pack("{s:o}", "items", items));
@@ -532,11 +472,11 @@ create_category(struct ag_http_req *req, void *udata)
     ag_time_rfc3339(ag_time_unix_ms(), now);
     int rc = catalog_store_category_insert(cat->store, &c, now);
     if (rc == AG_EEXIST) {
-        ag_send_problem(req, 409, "conflict", "Conflict", "category '%s' exists", c.slug);
+        ag_send_error(req, AG_EEXIST, "category '%s' exists", c.slug);
         return;
     }
     if (rc != 0) {
-        send_store_error(req, rc, "category");
+        ag_send_store_error(req, rc, "category");
         return;
     }
     char loc[96];
@@ -550,7 +490,7 @@ slug_param(struct ag_http_req *req)
 {
     const char *slug = ag_req_param(req, "slug");
     if (slug == NULL || !catalog_slug_is_valid(slug)) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such category");
+        ag_send_error(req, AG_ENOENT, "no such category");
         return NULL;
     }
     return slug;
@@ -566,7 +506,7 @@ get_category(struct ag_http_req *req, void *udata)
     struct catalog_category c;
     int rc = catalog_store_category_get(cat->store, slug, req->pool, &c);
     if (rc != 0) {
-        send_store_error(req, rc, "category");
+        ag_send_store_error(req, rc, "category");
         return;
     }
     ag_send_json(req, 200, catalog_category_to_json(&c));
@@ -583,10 +523,9 @@ delete_category(struct ag_http_req *req, void *udata)
     if (rc == 0)
         ag_send_no_content(req);
     else if (rc == AG_ECONFLICT)
-        ag_send_problem(req, 409, "conflict", "Conflict", "products still belong to category '%s'",
-                        slug);
+        ag_send_error(req, AG_ECONFLICT, "products still belong to category '%s'", slug);
     else
-        send_store_error(req, rc, "category");
+        ag_send_store_error(req, rc, "category");
 }
 
 const struct ag_route catalog_routes[] = {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Catalog service internals shared by main.c, api.c and store.c. */
+/* Catalog service internals shared by main.c, api.c, events.c and store.c:
+ * the service's struct, its settings and each file's calls. */
 #ifndef CATALOG_CATALOG_H
 #define CATALOG_CATALOG_H
 
@@ -37,6 +38,24 @@ extern const size_t catalog_nroutes;
  * AG_EEXIST (sku taken), AG_ECONFLICT (unknown category) or a store error. */
 int catalog_create_product(struct ag_store *store, struct ag_events *ev, struct catalog_product *p,
                            const char *traceparent, struct ag_buf *doc);
+
+/* ---- events.c: product.* through the outbox ----
+ * 'ev' is the service's events runtime (struct catalog 'events'); with NULL
+ * (no runtime, e.g. in unit tests) nothing is written and 0 is returned.
+ * Each call writes inside the caller's open transaction and returns 0 or
+ * the error ag_events_publish logged; the caller returns it to roll back. */
+
+/* product.created and product.updated carry the product as served, 'doc'. */
+int catalog_events_product_created(struct ag_events *ev, const struct catalog_product *p,
+                                   const json_t *doc, const char *traceparent);
+int catalog_events_product_updated(struct ag_events *ev, const struct catalog_product *p,
+                                   const json_t *doc, const char *traceparent);
+/* product.deleted: {id, sku, version, deleted_at}. */
+int catalog_events_product_deleted(struct ag_events *ev, const struct catalog_product *p,
+                                   const char *traceparent);
+/* After the commit: send what it wrote now rather than at the relay's next
+ * poll. */
+void catalog_events_kick(struct ag_events *ev);
 
 /* ---- store.c ---- */
 struct catalog_filter {

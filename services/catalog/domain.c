@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agora/codec.h"
 #include "agora/err.h"
 
 static const char *const PRODUCT_FIELDS[] = {
@@ -216,37 +217,13 @@ catalog_category_to_json(const struct catalog_category *c)
 
 /* ---- Search ---- */
 
-/* Length of the UTF-8 sequence starting with 'c', or 0 when invalid. */
-static size_t
-utf8_len(unsigned char c)
-{
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xe0) == 0xc0)
-        return c >= 0xc2 ? 2 : 0;
-    if ((c & 0xf0) == 0xe0)
-        return 3;
-    if ((c & 0xf8) == 0xf0)
-        return c <= 0xf4 ? 4 : 0;
-    return 0;
-}
-
 int
 catalog_search_query(const char *q, struct ag_buf *out)
 {
     size_t n = strlen(q);
-    size_t points = 0;
-    for (size_t i = 0; i < n;) {
-        size_t l = utf8_len((unsigned char)q[i]);
-        if (l == 0 || i + l > n)
-            return AG_EINVAL;
-        for (size_t k = 1; k < l; k++) {
-            if (((unsigned char)q[i + k] & 0xc0) != 0x80)
-                return AG_EINVAL;
-        }
-        i += l;
-        points++;
-    }
+    size_t points;
+    if (ag_utf8_count(q, n, &points) != 0)
+        return AG_EINVAL;
     if (points > CATALOG_QUERY_MAX)
         return AG_ERANGE;
     /* Words are runs of ASCII letters/digits and non-ASCII characters; all
@@ -274,54 +251,6 @@ catalog_search_query(const char *q, struct ag_buf *out)
 
 /* ---- Cursors ---- */
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static void
-b64url_encode(const unsigned char *in, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 4 < outlen; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = B64[(v >> 18) & 63];
-        out[o++] = B64[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = B64[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = B64[v & 63];
-    }
-    out[o] = '\0';
-}
-
-static int
-b64url_decode(const char *s, unsigned char *out, size_t outcap, size_t *out_len)
-{
-    size_t n = strlen(s);
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    if (n % 4 == 1)
-        return AG_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        const char *p = memchr(B64, s[i], 64);
-        if (p == NULL || s[i] == '\0')
-            return AG_EINVAL;
-        acc = (acc << 6) | (uint32_t)(p - B64);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o == outcap)
-                return AG_EINVAL;
-            out[o++] = (unsigned char)((acc >> bits) & 0xff);
-        }
-    }
-    *out_len = o;
-    return 0;
-}
-
 void
 catalog_cursor_encode(const struct catalog_cursor *c, char *out, size_t outlen)
 {
@@ -331,7 +260,7 @@ catalog_cursor_encode(const struct catalog_cursor *c, char *out, size_t outlen)
         n = snprintf(raw, sizeof(raw), "k%s", c->key);
     else
         n = snprintf(raw, sizeof(raw), "o%lld", (long long)c->offset);
-    b64url_encode((const unsigned char *)raw, (size_t)n, out, outlen);
+    ag_base64url_encode(raw, (size_t)n, out, outlen);
 }
 
 int
@@ -339,7 +268,7 @@ catalog_cursor_decode(const char *s, struct catalog_cursor *out)
 {
     unsigned char raw[64];
     size_t n;
-    if (strlen(s) > 80 || b64url_decode(s, raw, sizeof(raw) - 1, &n) != 0 || n < 2)
+    if (ag_base64url_decode(s, strlen(s), raw, sizeof(raw) - 1, &n) != 0 || n < 2)
         return AG_EINVAL;
     raw[n] = '\0';
     memset(out, 0, sizeof(*out));

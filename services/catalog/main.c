@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Catalog service: composition root. Wires the chassis, the route table and
- * the optional seed data loaded into an empty catalog. */
+/* Catalog service: composition root. Wires the chassis (settings, database
+ * and migrations, events runtime, port from agora/ports.h), the route table
+ * and the optional seed data loaded into an empty catalog. */
 #include "agora/base.h"
 #include "catalog.h"
 
@@ -10,13 +11,12 @@
 
 #include "agora/err.h"
 #include "agora/log.h"
+#include "agora/ports.h"
 
 extern const struct ag_migration catalog_migrations[];
 extern const size_t catalog_nmigrations;
 
 #define SEED_MAX_BYTES (16u << 20)
-
-static struct catalog g_catalog;
 
 static const struct ag_config_key CATALOG_KEYS[] = {
     { "AGORA_CATALOG_SEED", AG_CONFIG_STRING, "", offsetof(struct catalog_settings, seed_path), 0,
@@ -150,24 +150,27 @@ on_start(struct ag_service *svc, void *udata)
 int
 main(int argc, char **argv)
 {
+    /* The service's state: main's for the whole run, reached by callbacks
+     * through their udata, never through a global. */
+    struct catalog cat = { 0 };
     struct ag_service_config cfg = {
         .name = "catalog",
         .version = "0.1.0",
-        .default_port = 8081,
+        .default_port = AG_PORT_CATALOG,
         .migrations = catalog_migrations,
         .nmigrations = catalog_nmigrations,
         .keys = CATALOG_KEYS,
         .nkeys = AG_ARRAY_SIZE(CATALOG_KEYS),
-        .settings = &g_catalog.settings,
+        .settings = &cat.settings,
         .on_start = on_start,
         .events = true,
-        .udata = &g_catalog,
+        .udata = &cat,
     };
     struct ag_service *svc;
     int rc = ag_service_init(&svc, argc, argv, &cfg);
     if (rc != 0)
         return ag_service_exit_code(rc);
-    rc = ag_service_routes(svc, catalog_routes, catalog_nroutes, &g_catalog);
+    rc = ag_service_routes(svc, catalog_routes, catalog_nroutes, &cat);
     int status = rc == 0 ? ag_service_run(svc) : 1;
     ag_service_free(svc);
     return status;

@@ -17,17 +17,7 @@ catalog_store_count(struct ag_store *st, int64_t *out_n)
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(st, "SELECT count(*) FROM products", &s);
-    if (rc != 0)
-        return rc;
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
-        *out_n = ag_stmt_col_i64(s, 0);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_EIO;
-    }
-    ag_stmt_reset(s);
-    return rc;
+    return rc != 0 ? rc : ag_stmt_step_i64(s, 0, out_n);
 }
 
 int
@@ -39,33 +29,14 @@ catalog_store_product_doc(struct ag_store *st, const char *id, struct ag_pool *p
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
+    rc = ag_stmt_step_one(s);
+    if (rc == 0) {
+        *out_doc = ag_stmt_col_dup(s, 0, pool);
         *out_len = ag_stmt_col_len(s, 0);
-        *out_doc = ag_pool_strndup(pool, ag_stmt_col_text(s, 0), *out_len);
         *out_version = ag_stmt_col_i64(s, 1);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_ENOENT;
     }
     ag_stmt_reset(s);
     return rc;
-}
-
-static const char *
-col_dup(struct ag_stmt *s, int i, struct ag_pool *pool)
-{
-    if (ag_stmt_col_is_null(s, i))
-        return NULL;
-    return ag_pool_strndup(pool, ag_stmt_col_text(s, i), ag_stmt_col_len(s, i));
-}
-
-static void
-copy_text(char *dst, size_t cap, struct ag_stmt *s, int i)
-{
-    size_t n = AG_MIN(ag_stmt_col_len(s, i), cap - 1);
-    memcpy(dst, ag_stmt_col_text(s, i), n);
-    dst[n] = '\0';
 }
 
 int
@@ -77,26 +48,23 @@ catalog_store_product_get(struct ag_store *st, const char *id, struct ag_pool *p
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
+    rc = ag_stmt_step_one(s);
+    if (rc == 0) {
         memset(out, 0, sizeof(*out));
-        copy_text(out->id, sizeof(out->id), s, 0);
-        out->sku = col_dup(s, 1, pool);
-        out->name = col_dup(s, 2, pool);
-        out->description = col_dup(s, 3, pool);
+        ag_stmt_col_copy(s, 0, out->id, sizeof(out->id));
+        out->sku = ag_stmt_col_dup(s, 1, pool);
+        out->name = ag_stmt_col_dup(s, 2, pool);
+        out->description = ag_stmt_col_dup(s, 3, pool);
         out->price.amount = ag_stmt_col_i64(s, 4);
-        copy_text(out->price.currency, sizeof(out->price.currency), s, 5);
-        out->category = col_dup(s, 6, pool);
-        out->image_url = col_dup(s, 7, pool);
+        ag_stmt_col_copy(s, 5, out->price.currency, sizeof(out->price.currency));
+        out->category = ag_stmt_col_dup(s, 6, pool);
+        out->image_url = ag_stmt_col_dup(s, 7, pool);
         out->active = ag_stmt_col_i64(s, 8) != 0;
-        copy_text(out->created_at, sizeof(out->created_at), s, 9);
-        copy_text(out->updated_at, sizeof(out->updated_at), s, 10);
+        ag_stmt_col_copy(s, 9, out->created_at, sizeof(out->created_at));
+        ag_stmt_col_copy(s, 10, out->updated_at, sizeof(out->updated_at));
         out->version = ag_stmt_col_i64(s, 11);
         if (out->description == NULL)
             out->description = "";
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_ENOENT;
     }
     ag_stmt_reset(s);
     return rc;
@@ -242,7 +210,7 @@ catalog_store_product_list(struct ag_store *st, const struct catalog_filter *f,
         if (n > 0)
             ag_buf_append_char(items, ',');
         ag_buf_append(items, ag_stmt_col_text(s, 0), ag_stmt_col_len(s, 0));
-        copy_text(last_id, AG_UUID_STRLEN + 1, s, 1);
+        ag_stmt_col_copy(s, 1, last_id, AG_UUID_STRLEN + 1);
         n++;
     }
     ag_stmt_reset(s);
@@ -296,14 +264,11 @@ catalog_store_category_get(struct ag_store *st, const char *slug, struct ag_pool
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, slug);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
-        out->slug = col_dup(s, 0, pool);
-        out->name = col_dup(s, 1, pool);
-        out->description = col_dup(s, 2, pool);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_ENOENT;
+    rc = ag_stmt_step_one(s);
+    if (rc == 0) {
+        out->slug = ag_stmt_col_dup(s, 0, pool);
+        out->name = ag_stmt_col_dup(s, 1, pool);
+        out->description = ag_stmt_col_dup(s, 2, pool);
     }
     ag_stmt_reset(s);
     return rc;

@@ -21,24 +21,6 @@ is_admin(const struct ag_identity *who)
     return who != NULL && (who->roles & AG_IDENTITY_ADMIN) != 0;
 }
 
-static void
-send_store_error(struct ag_http_req *req, int rc, const char *what)
-{
-    if (rc == AG_ENOENT) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such %s", what);
-        return;
-    }
-    AG_LOGE("api", "store error on %s: %s", what, ag_strerror(rc));
-    ag_send_error(req, rc == AG_EBUSY ? AG_EBUSY : AG_EINTERNAL, NULL);
-}
-
-static void
-bad_query(struct ag_http_req *req, const char *name, const char *what)
-{
-    ag_send_problem(req, 400, "bad-query", "Bad Request", "query parameter '%s' must be %s", name,
-                    what);
-}
-
 /* ---- Notifications ---- */
 
 static void
@@ -55,32 +37,30 @@ list_notifications(struct ag_http_req *req, void *udata)
         return;
     bool admin = is_admin(who);
     struct notify_filter f = { .limit = NOTIFY_PAGE_DEFAULT };
-    const char *limit = ag_query_get(q, "limit");
-    if (limit != NULL &&
-        ag_str_to_i64(ag_str_from_cstr(limit), 1, NOTIFY_PAGE_MAX, &f.limit) != 0) {
-        bad_query(req, "limit", "an integer from 1 to 100");
+    if (ag_req_query_int(req, "limit", 1, NOTIFY_PAGE_MAX, &f.limit) != 0)
         return;
-    }
     enum notify_status st;
     f.status = ag_query_get(q, "status");
     if (f.status != NULL && notify_status_parse(f.status, &st) != 0) {
-        bad_query(req, "status", "one of pending, sent, failed, recorded");
+        ag_send_error(req, AG_EQUERY,
+                      "query parameter 'status' must be one of pending, sent, failed, recorded");
         return;
     }
     f.type = ag_query_get(q, "type");
     if (f.type != NULL && !notify_id_is_valid(f.type)) {
-        bad_query(req, "type", "an event type");
+        ag_send_error(req, AG_EQUERY, "query parameter 'type' must be an event type");
         return;
     }
     const char *cursor = ag_query_get(q, "cursor");
     if (cursor != NULL && notify_cursor_decode(cursor, &f.before_seq) != 0) {
-        bad_query(req, "cursor", "a cursor from this listing");
+        ag_send_error(req, AG_EQUERY,
+                      "query parameter 'cursor' must be a cursor from this listing");
         return;
     }
     if (admin) {
         f.user_id = ag_query_get(q, "user_id");
         if (f.user_id != NULL && !notify_id_is_valid(f.user_id)) {
-            bad_query(req, "user_id", "a user id");
+            ag_send_error(req, AG_EQUERY, "query parameter 'user_id' must be a user id");
             return;
         }
     } else {
@@ -93,7 +73,7 @@ list_notifications(struct ag_http_req *req, void *udata)
     int rc = notify_store_list(n->store, &f, admin, items, &more, &last_seq);
     if (rc != 0) {
         json_decref(items);
-        send_store_error(req, rc, "notification list");
+        ag_send_store_error(req, rc, "notification list");
         return;
     }
     json_t *next = json_null();
@@ -113,7 +93,7 @@ get_notification(struct ag_http_req *req, void *udata)
     const struct ag_identity *who = ag_req_identity(req);
     const char *id = ag_req_param(req, "id");
     if (who == NULL || id == NULL || !ag_uuid_is_valid(ag_str_from_cstr(id))) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such notification");
+        ag_send_error(req, AG_ENOENT, "no such notification");
         return;
     }
     struct notify_record r;
@@ -121,7 +101,7 @@ get_notification(struct ag_http_req *req, void *udata)
     if (rc == 0 && !is_admin(who) && strcmp(r.user_id, who->user_id) != 0)
         rc = AG_ENOENT;
     if (rc != 0) {
-        send_store_error(req, rc, "notification");
+        ag_send_store_error(req, rc, "notification");
         return;
     }
     ag_send_json(req, 200, notify_record_to_json(&r, is_admin(who)));
@@ -145,7 +125,7 @@ list_templates(struct ag_http_req *req, void *udata)
     json_t *items;
     int rc = notify_store_template_list(n->store, &items);
     if (rc != 0) {
-        send_store_error(req, rc, "template list");
+        ag_send_store_error(req, rc, "template list");
         return;
     }
     ag_send_json(req, 200, json_pack("{s:o}", "items", items));
@@ -161,7 +141,7 @@ get_template(struct ag_http_req *req, void *udata)
                  ? notify_store_template_get(n->store, type, req->pool, &t)
                  : AG_ENOENT;
     if (rc != 0) {
-        send_store_error(req, rc, "template");
+        ag_send_store_error(req, rc, "template");
         return;
     }
     ag_send_json(req, 200, template_to_json(&t));
@@ -221,7 +201,7 @@ put_template(struct ag_http_req *req, void *udata)
     bool created;
     int rc = notify_store_template_put(n->store, &t, &created);
     if (rc != 0) {
-        send_store_error(req, rc, "template");
+        ag_send_store_error(req, rc, "template");
         return;
     }
     AG_LOGI("api", "template '%s' %s", type, created ? "created" : "replaced");

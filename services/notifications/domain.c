@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agora/backoff.h"
+#include "agora/codec.h"
 #include "agora/err.h"
 #include "agora/mem.h"
 #include "agora/money.h"
@@ -40,17 +42,6 @@ notify_status_parse(const char *s, enum notify_status *out_st)
         }
     }
     return AG_EINVAL;
-}
-
-uint64_t
-notify_backoff_ms(uint64_t base_ms, uint64_t max_ms, int64_t attempts, uint64_t rnd)
-{
-    uint64_t d = base_ms;
-    for (int64_t i = 1; i < attempts && d < max_ms; i++)
-        d = d > max_ms / 2 ? max_ms : d * 2;
-    d = AG_MIN(d, max_ms);
-    uint64_t half = d / 2;
-    return half + rnd % (d - half + 1);
 }
 
 bool
@@ -85,26 +76,15 @@ notify_transition(enum notify_status from, int64_t attempts, enum notify_attempt
             return 0;
         }
         out->status = NOTIFY_PENDING;
-        out->delay_ms = notify_backoff_ms(base_ms, max_ms, out->attempts, rnd);
+        /* Equal jitter: a retry never comes sooner than half the step. */
+        unsigned n = out->attempts > UINT32_MAX ? UINT32_MAX : (unsigned)out->attempts;
+        out->delay_ms = ag_backoff_equal_ms(base_ms, max_ms, n, rnd);
         return 0;
     }
     return AG_EINVAL;
 }
 
 /* ---- Bounded UTF-8 output ---- */
-
-/* How many of the first 'n' bytes of 's' fit in 'room' bytes without
- * cutting a UTF-8 sequence. */
-static size_t
-utf8_fit(const char *s, size_t n, size_t room)
-{
-    if (n <= room)
-        return n;
-    size_t k = room;
-    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
-        k--;
-    return k;
-}
 
 struct sink {
     struct ag_buf *out;
@@ -125,7 +105,7 @@ sink_put(struct sink *k, const char *s, size_t n, bool clean)
     if (k->full)
         return;
     size_t room = k->max > k->out->len ? k->max - k->out->len : 0;
-    size_t take = utf8_fit(s, n, room);
+    size_t take = ag_utf8_clip(s, n, room);
     if (take < n)
         k->full = true;
     if (!clean) {
@@ -454,7 +434,7 @@ notify_email_mask(const char *email, char *out, size_t outlen)
     snprintf(out, outlen, "%.*s***%s", (int)first, email, at != NULL ? at : "");
     /* snprintf may have cut a code point of the domain in half. */
     size_t len = strlen(out);
-    size_t keep = utf8_fit(out, len, len);
+    size_t keep = ag_utf8_clip(out, len, len);
     out[keep] = '\0';
 }
 
@@ -492,36 +472,6 @@ notify_text_one_line(const char *s, size_t max, struct ag_buf *out)
 
 /* ---- Encodings ---- */
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Base64 of 'n' bytes of 'p' with 'alphabet'; '=' padding when 'pad'. */
-static int
-b64_append(struct ag_buf *out, const unsigned char *p, size_t n, const char *alphabet, bool pad)
-{
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        char q[4] = { alphabet[(v >> 18) & 63], alphabet[(v >> 12) & 63],
-                      i + 1 < n ? alphabet[(v >> 6) & 63] : '=',
-                      i + 2 < n ? alphabet[v & 63] : '=' };
-        size_t len = pad ? 4 : (i + 2 < n ? 4 : i + 1 < n ? 3 : 2);
-        rc = ag_buf_append(out, q, len);
-    }
-    return rc;
-}
-
-static int
-b64url_value(char c)
-{
-    const char *p = c != '\0' ? strchr(B64URL, c) : NULL;
-    return p != NULL ? (int)(p - B64URL) : -1;
-}
-
 /* Plain printable ASCII (space included), no control, no 8-bit byte. */
 static bool
 is_plain_ascii(const char *s)
@@ -542,7 +492,7 @@ encoded_words(struct ag_buf *out, const char *s)
     size_t i = 0;
     int rc = 0;
     while (rc == 0 && i < n) {
-        size_t take = utf8_fit(s + i, n - i, 39);
+        size_t take = ag_utf8_clip(s + i, n - i, 39);
         if (take == 0)
             take = AG_MIN(n - i, (size_t)4); /* a lone sequence longer than 39: impossible */
         if (i > 0)
@@ -550,7 +500,7 @@ encoded_words(struct ag_buf *out, const char *s)
         if (rc == 0)
             rc = ag_buf_append_cstr(out, "=?UTF-8?B?");
         if (rc == 0)
-            rc = b64_append(out, (const unsigned char *)s + i, take, B64, true);
+            rc = ag_base64_append(out, s + i, take);
         if (rc == 0)
             rc = ag_buf_append_cstr(out, "?=");
         i += take;
@@ -752,34 +702,15 @@ notify_cursor_encode(int64_t seq, char out[NOTIFY_CURSOR_LEN])
 {
     char raw[24];
     int n = snprintf(raw, sizeof(raw), "s%lld", (long long)seq);
-    struct ag_buf b = AG_BUF_INIT(NOTIFY_CURSOR_LEN - 1);
-    b64_append(&b, (const unsigned char *)raw, (size_t)n, B64URL, false);
-    snprintf(out, NOTIFY_CURSOR_LEN, "%s", ag_buf_cstr(&b));
-    ag_buf_release(&b);
+    ag_base64url_encode(raw, (size_t)n, out, NOTIFY_CURSOR_LEN);
 }
 
 int
 notify_cursor_decode(const char *s, int64_t *out_seq)
 {
-    size_t n = strlen(s);
-    if (n < 2 || n >= NOTIFY_CURSOR_LEN)
-        return AG_EINVAL;
     char raw[NOTIFY_CURSOR_LEN];
     size_t len = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64url_value(s[i]);
-        if (v < 0)
-            return AG_EINVAL;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            raw[len++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    if (len < 2 || raw[0] != 's')
+    if (ag_base64url_decode(s, strlen(s), raw, sizeof(raw), &len) != 0 || len < 2 || raw[0] != 's')
         return AG_EINVAL;
     return ag_str_to_i64(ag_str_make(raw + 1, len - 1), 1, INT64_MAX, out_seq) == 0 ? 0 : AG_EINVAL;
 }

@@ -73,11 +73,6 @@ int notify_transition(enum notify_status from, int64_t attempts, enum notify_att
                       int64_t max_attempts, uint64_t base_ms, uint64_t max_ms, uint64_t rnd,
                       struct notify_transition *out);
 
-/* Capped exponential backoff with jitter: d = min(max_ms, base_ms *
- * 2^(attempts - 1)), then uniform in [d/2, d] from 'rnd'. 'attempts'
- * counts from 1. */
-uint64_t notify_backoff_ms(uint64_t base_ms, uint64_t max_ms, int64_t attempts, uint64_t rnd);
-
 /* True for SMTP reply codes that mean the message will never be accepted
  * as it is (550, 551, 553, 554). */
 bool notify_smtp_is_permanent(long code);

@@ -14,6 +14,7 @@
 
 #include "agora/err.h"
 #include "agora/log.h"
+#include "agora/ports.h"
 
 extern const struct ag_migration notifications_migrations[];
 extern const size_t notifications_nmigrations;
@@ -170,7 +171,7 @@ main(int argc, char **argv)
     struct ag_service_config cfg = {
         .name = "notifications",
         .version = "0.1.0",
-        .default_port = 8087,
+        .default_port = AG_PORT_NOTIFICATIONS,
         .migrations = notifications_migrations,
         .nmigrations = notifications_nmigrations,
         .keys = NOTIFY_KEYS,

@@ -13,14 +13,6 @@
     "seq, id, event_id, type, user_id, channel, recipient, recipient_name, subject, body, "        \
     "status, attempts, next_attempt_ms, last_error, created_at, sent_at"
 
-static const char *
-col_dup(struct ag_stmt *s, int i, struct ag_pool *pool)
-{
-    if (ag_stmt_col_is_null(s, i))
-        return NULL;
-    return ag_pool_strndup(pool, ag_stmt_col_text(s, i), ag_stmt_col_len(s, i));
-}
-
 static char *
 col_heap(struct ag_stmt *s, int i)
 {
@@ -60,13 +52,10 @@ notify_store_user_get(struct ag_store *st, const char *user_id, struct ag_pool *
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, user_id);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
-        *out_email = col_dup(s, 0, pool);
-        *out_name = col_dup(s, 1, pool);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_ENOENT;
+    rc = ag_stmt_step_one(s);
+    if (rc == 0) {
+        *out_email = ag_stmt_col_dup(s, 0, pool);
+        *out_name = ag_stmt_col_dup(s, 1, pool);
     }
     ag_stmt_reset(s);
     return rc;
@@ -98,13 +87,9 @@ notify_store_order_user(struct ag_store *st, const char *order_id, struct ag_poo
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, order_id);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
-        *out_user_id = col_dup(s, 0, pool);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_ENOENT;
-    }
+    rc = ag_stmt_step_one(s);
+    if (rc == 0)
+        *out_user_id = ag_stmt_col_dup(s, 0, pool);
     ag_stmt_reset(s);
     return rc;
 }
@@ -123,16 +108,13 @@ notify_store_template_get(struct ag_store *st, const char *type, struct ag_pool 
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, type);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
-        out->type = col_dup(s, 0, pool);
-        out->subject = col_dup(s, 1, pool);
-        out->body = col_dup(s, 2, pool);
+    rc = ag_stmt_step_one(s);
+    if (rc == 0) {
+        out->type = ag_stmt_col_dup(s, 0, pool);
+        out->subject = ag_stmt_col_dup(s, 1, pool);
+        out->body = ag_stmt_col_dup(s, 2, pool);
         out->enabled = ag_stmt_col_i64(s, 3) != 0;
-        out->updated_at = col_dup(s, 4, pool);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_ENOENT;
+        out->updated_at = ag_stmt_col_dup(s, 4, pool);
     }
     ag_stmt_reset(s);
     return rc;
@@ -237,16 +219,17 @@ read_record(struct ag_stmt *s, struct ag_pool *pool, struct notify_record *out)
                               &out->body };
     out->seq = ag_stmt_col_i64(s, 0);
     for (size_t i = 0; i < AG_ARRAY_SIZE(fields); i++)
-        *fields[i] = pool != NULL ? col_dup(s, (int)i + 1, pool) : ag_stmt_col_text(s, (int)i + 1);
+        *fields[i] =
+            pool != NULL ? ag_stmt_col_dup(s, (int)i + 1, pool) : ag_stmt_col_text(s, (int)i + 1);
     enum notify_status st = NOTIFY_RECORDED;
     notify_status_parse(ag_stmt_col_text(s, 10), &st);
     out->status = st;
     out->attempts = ag_stmt_col_i64(s, 11);
     out->next_attempt_ms = ag_stmt_col_i64(s, 12);
     if (pool != NULL) {
-        out->last_error = col_dup(s, 13, pool);
-        out->created_at = col_dup(s, 14, pool);
-        out->sent_at = col_dup(s, 15, pool);
+        out->last_error = ag_stmt_col_dup(s, 13, pool);
+        out->created_at = ag_stmt_col_dup(s, 14, pool);
+        out->sent_at = ag_stmt_col_dup(s, 15, pool);
     } else {
         out->last_error = ag_stmt_col_is_null(s, 13) ? NULL : ag_stmt_col_text(s, 13);
         out->created_at = ag_stmt_col_text(s, 14);
@@ -263,13 +246,9 @@ notify_store_get(struct ag_store *st, const char *id, struct ag_pool *pool,
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, id);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
+    rc = ag_stmt_step_one(s);
+    if (rc == 0)
         read_record(s, pool, out);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_ENOENT;
-    }
     ag_stmt_reset(s);
     return rc;
 }
@@ -446,16 +425,7 @@ notify_store_next_due(struct ag_store *st, int64_t *out_ms)
                            &s);
     if (rc != 0)
         return rc;
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
-        *out_ms = ag_stmt_col_is_null(s, 0) ? -1 : ag_stmt_col_i64(s, 0);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        *out_ms = -1;
-        rc = 0;
-    }
-    ag_stmt_reset(s);
-    return rc;
+    return ag_stmt_step_i64(s, -1, out_ms);
 }
 
 int
@@ -463,15 +433,5 @@ notify_store_count_pending(struct ag_store *st, int64_t *out_n)
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(st, "SELECT count(*) FROM notifications WHERE status = 'pending'", &s);
-    if (rc != 0)
-        return rc;
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
-        *out_n = ag_stmt_col_i64(s, 0);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_EIO;
-    }
-    ag_stmt_reset(s);
-    return rc;
+    return rc != 0 ? rc : ag_stmt_step_i64(s, 0, out_n);
 }

@@ -47,15 +47,12 @@ async_leave(void)
     ag_log_set_context(NULL, NULL);
 }
 
+/* The name login and login_done use (they are being reworked apart from
+ * this file's other handlers, which call ag_send_store_error directly). */
 static void
 send_store_error(struct ag_http_req *req, int rc, const char *what)
 {
-    if (rc == AG_ENOENT) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such %s", what);
-        return;
-    }
-    AG_LOGE("api", "store error on %s: %s", what, ag_strerror(rc));
-    ag_send_error(req, rc == AG_EBUSY ? AG_EBUSY : AG_EINTERNAL, NULL);
+    ag_send_store_error(req, rc, what);
 }
 
 static void
@@ -78,8 +75,7 @@ static void
 send_busy(struct ag_http_req *req)
 {
     ag_http_resp_header(req, "Retry-After", "1");
-    ag_send_problem(req, 503, "unavailable", "Service Unavailable",
-                    "too many password checks in progress; retry shortly");
+    ag_send_error(req, AG_EBUSY, "too many password checks in progress; retry shortly");
 }
 
 /* One answer for an unknown e-mail, a wrong password and a disabled
@@ -213,7 +209,7 @@ register_tx(struct ag_store *st, void *arg)
     struct register_ctx *c = arg;
     int rc = users_store_user_insert(st, &c->a, c->hash);
     if (rc == 0)
-        rc = users_events_registered(st, &c->a);
+        rc = users_events_registered(c->u->events, &c->a);
     return rc;
 }
 
@@ -239,7 +235,7 @@ register_done(struct users *u, const struct users_pw_result *res, void *udata)
         return;
     }
     if (rc != 0) {
-        send_store_error(req, rc, "account");
+        ag_send_store_error(req, rc, "account");
         async_leave();
         return;
     }
@@ -274,7 +270,7 @@ register_user(struct ag_http_req *req, void *udata)
     bool exists = false;
     int rc = users_store_email_exists(u->store, r.email, &exists);
     if (rc != 0) {
-        send_store_error(req, rc, "account");
+        ag_send_store_error(req, rc, "account");
         return;
     }
     if (exists) {
@@ -523,7 +519,7 @@ refresh(struct ag_http_req *req, void *udata)
     users_refresh_token_hash(token, c.hash);
     int rc = ag_store_tx(u->store, refresh_tx, &c);
     if (rc != 0) {
-        send_store_error(req, rc, "refresh token");
+        ag_send_store_error(req, rc, "refresh token");
         return;
     }
     count(u->m.refreshes, verdict_name(c.verdict));
@@ -537,7 +533,7 @@ refresh(struct ag_http_req *req, void *udata)
     rc = users_store_user_by_id(u->store, c.user, &a, NULL);
     if (rc != 0) {
         sodium_memzero(c.s.token, sizeof(c.s.token));
-        send_store_error(req, rc == AG_ENOENT ? AG_EINTERNAL : rc, "account");
+        ag_send_store_error(req, rc == AG_ENOENT ? AG_EINTERNAL : rc, "account");
         return;
     }
     send_tokens(u, req, &a, c.s.token, c.now_ms);
@@ -565,7 +561,7 @@ logout(struct ag_http_req *req, void *udata)
         if (rc == 0 && state.found)
             rc = users_store_family_revoke(u->store, family, ag_time_unix_ms(), "logout");
         if (rc != 0) {
-            send_store_error(req, rc, "refresh token");
+            ag_send_store_error(req, rc, "refresh token");
             return;
         }
     }
@@ -588,7 +584,7 @@ get_me(struct ag_http_req *req, void *udata)
     struct users_account a;
     int rc = users_store_user_by_id(u->store, caller_id(req), &a, NULL);
     if (rc != 0) {
-        send_store_error(req, rc, "account");
+        ag_send_store_error(req, rc, "account");
         return;
     }
     send_account(req, 200, &a);
@@ -620,7 +616,7 @@ patch_tx(struct ag_store *st, void *arg)
     if (rc == 0 && c->hash != NULL)
         rc = users_store_families_revoke_user(st, c->a.id, ag_time_unix_ms(), "password");
     if (rc == 0)
-        rc = users_events_updated(st, &c->a,
+        rc = users_events_updated(c->u->events, &c->a,
                                   (c->p.has_name ? USERS_CHANGED_NAME : 0) |
                                       (c->hash != NULL ? USERS_CHANGED_PASSWORD : 0));
     return rc;
@@ -632,9 +628,9 @@ patch_finish(struct patch_ctx *c)
     struct ag_http_req *req = c->req;
     int rc = ag_store_tx(c->u->store, patch_tx, c);
     if (rc == 0)
-        users_events_kick();
+        users_events_kick(c->u->events);
     if (rc != 0) {
-        send_store_error(req, rc, "account");
+        ag_send_store_error(req, rc, "account");
         return;
     }
     send_account(req, 200, &c->a);
@@ -677,7 +673,7 @@ patch_me(struct ag_http_req *req, void *udata)
     struct users_credentials cred;
     int rc = users_store_user_by_id(u->store, c->id, &c->a, &cred);
     if (rc != 0) {
-        send_store_error(req, rc, "account");
+        ag_send_store_error(req, rc, "account");
         return;
     }
     pair_key(req, c->a.email, c->key);
@@ -709,22 +705,6 @@ patch_me(struct ag_http_req *req, void *udata)
 
 /* ---- Administration ---- */
 
-static bool
-query_int(struct ag_http_req *req, const struct ag_query *q, const char *name, int64_t min,
-          int64_t max, int64_t *io)
-{
-    const char *s = ag_query_get(q, name);
-    if (s == NULL)
-        return true;
-    if (ag_str_to_i64(ag_str_from_cstr(s), min, max, io) != 0) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter '%s' must be an integer from %lld to %lld", name,
-                        (long long)min, (long long)max);
-        return false;
-    }
-    return true;
-}
-
 static void
 list_users(struct ag_http_req *req, void *udata)
 {
@@ -733,20 +713,18 @@ list_users(struct ag_http_req *req, void *udata)
     if (q == NULL)
         return;
     int64_t limit = USERS_PAGE_DEFAULT;
-    if (!query_int(req, q, "limit", 1, USERS_PAGE_MAX, &limit))
+    if (ag_req_query_int(req, "limit", 1, USERS_PAGE_MAX, &limit) != 0)
         return;
     char after[AG_UUID_STRLEN + 1];
     const char *cursor = ag_query_get(q, "cursor");
     if (cursor != NULL && users_cursor_decode(cursor, after) != 0) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter 'cursor' is not a cursor from this listing");
+        ag_send_error(req, AG_EQUERY, "query parameter 'cursor' is not a cursor from this listing");
         return;
     }
     char email[USERS_EMAIL_MAX + 1];
     const char *email_q = ag_query_get(q, "email");
     if (email_q != NULL && users_email_normalize(email_q, email) != 0) {
-        ag_send_problem(req, 400, "bad-query", "Bad Request",
-                        "query parameter 'email' must be an e-mail address");
+        ag_send_error(req, AG_EQUERY, "query parameter 'email' must be an e-mail address");
         return;
     }
     json_t *items = json_array();
@@ -755,7 +733,7 @@ list_users(struct ag_http_req *req, void *udata)
                                    items, &more);
     if (rc != 0) {
         json_decref(items);
-        send_store_error(req, rc, "account list");
+        ag_send_store_error(req, rc, "account list");
         return;
     }
     json_t *next = json_null();
@@ -780,13 +758,14 @@ get_user(struct ag_http_req *req, void *udata)
     struct users_account a;
     int rc = users_store_user_by_id(u->store, id, &a, NULL);
     if (rc != 0) {
-        send_store_error(req, rc, "account");
+        ag_send_store_error(req, rc, "account");
         return;
     }
     send_account(req, 200, &a);
 }
 
 struct disable_ctx {
+    struct ag_events *events;
     const char *id;
     bool disabled;
     struct users_account a;
@@ -805,7 +784,7 @@ disable_tx(struct ag_store *st, void *arg)
     if (rc == 0 && c->disabled)
         rc = users_store_families_revoke_user(st, c->a.id, ag_time_unix_ms(), "disabled");
     if (rc == 0)
-        rc = users_events_updated(st, &c->a, USERS_CHANGED_DISABLED);
+        rc = users_events_updated(c->events, &c->a, USERS_CHANGED_DISABLED);
     return rc;
 }
 
@@ -816,14 +795,13 @@ set_disabled(struct ag_http_req *req, struct users *u, bool disabled)
     if (id == NULL)
         return;
     if (disabled && strcmp(id, caller_id(req)) == 0) {
-        ag_send_problem(req, 409, "conflict", "Conflict",
-                        "administrators cannot disable themselves");
+        ag_send_error(req, AG_ECONFLICT, "administrators cannot disable themselves");
         return;
     }
-    struct disable_ctx c = { .id = id, .disabled = disabled };
+    struct disable_ctx c = { .events = u->events, .id = id, .disabled = disabled };
     int rc = ag_store_tx(u->store, disable_tx, &c);
     if (rc != 0) {
-        send_store_error(req, rc, "account");
+        ag_send_store_error(req, rc, "account");
         return;
     }
     AG_LOGI("api", "user '%s' %s by '%s'", id, disabled ? "disabled" : "enabled", caller_id(req));

@@ -9,45 +9,10 @@
 
 #include <sodium.h>
 
+#include "agora/codec.h"
 #include "agora/err.h"
 #include "agora/identity.h"
 #include "agora/mem.h"
-
-/* ---- UTF-8 ---- */
-
-/* Decode the code point at 's' ('len' >= 1 bytes). Returns its length (1-4)
- * and sets *out_cp, or 0 for bytes that are not valid UTF-8. */
-static size_t
-utf8_next(const unsigned char *s, size_t len, uint32_t *out_cp)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-    uint32_t min;
-    if (c < 0x80) {
-        *out_cp = c;
-        return 1;
-    } else if ((c & 0xe0) == 0xc0) {
-        n = 2, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 3, cp = c & 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-        n = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    *out_cp = cp;
-    return n;
-}
 
 static bool
 is_space(char c)
@@ -165,7 +130,7 @@ users_email_normalize(const char *in, char out[USERS_EMAIL_MAX + 1])
     /* Valid UTF-8 throughout, so non-ASCII bytes are whole characters. */
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t k = utf8_next((const unsigned char *)out + i, n - i, &cp);
+        size_t k = ag_utf8_next(out + i, n - i, &cp);
         if (k == 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0))
             return AG_EINVAL;
         i += k;
@@ -213,7 +178,7 @@ users_password_check(const char *password, const char *email)
     uint32_t first = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t k = utf8_next((const unsigned char *)password + i, len - i, &cp);
+        size_t k = ag_utf8_next(password + i, len - i, &cp);
         if (k == 0)
             return USERS_PASSWORD_ENCODING;
         if (count == 0)
@@ -255,7 +220,7 @@ users_name_normalize(const char *in, char out[USERS_NAME_MAX_BYTES + 1])
     size_t count = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t k = utf8_next((const unsigned char *)s + i, n - i, &cp);
+        size_t k = ag_utf8_next(s + i, n - i, &cp);
         if (k == 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0))
             return AG_EINVAL;
         count++;
@@ -417,8 +382,7 @@ users_keys_max_published(int64_t rotation_ms, int64_t access_ttl_ms, int64_t lee
 void
 users_cursor_encode(const char *last_id, char out[USERS_CURSOR_MAX])
 {
-    sodium_bin2base64(out, USERS_CURSOR_MAX, (const unsigned char *)last_id, strlen(last_id),
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    ag_base64url_encode(last_id, strlen(last_id), out, USERS_CURSOR_MAX);
 }
 
 int
@@ -426,13 +390,8 @@ users_cursor_decode(const char *cursor, char out_id[AG_UUID_STRLEN + 1])
 {
     unsigned char raw[AG_UUID_STRLEN + 1];
     size_t n = 0;
-    const char *end = NULL;
-    size_t len = strlen(cursor);
-    if (len == 0 || len >= USERS_CURSOR_MAX ||
-        sodium_base642bin(raw, sizeof(raw), cursor, len, NULL, &n, &end,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        end != cursor + len || n != AG_UUID_STRLEN ||
-        !ag_uuid_is_valid(ag_str_make((const char *)raw, n)))
+    if (ag_base64url_decode(cursor, strlen(cursor), raw, sizeof(raw), &n) != 0 ||
+        n != AG_UUID_STRLEN || !ag_uuid_is_valid(ag_str_make((const char *)raw, n)))
         return AG_EINVAL;
     memcpy(out_id, raw, n);
     out_id[n] = '\0';

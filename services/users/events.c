@@ -5,51 +5,30 @@
 #include "agora/base.h"
 #include "users.h"
 
-#include "agora/err.h"
 #include "agora/events.h"
-#include "agora/log.h"
 
-static struct ag_events *g_events;
-
-void
-users_events_init(struct ag_events *ev)
-{
-    g_events = ev;
-}
-
-void
-users_events_kick(void)
-{
-    if (g_events != NULL)
-        ag_events_kick(g_events);
-}
-
+/* Publish 'type' about account 'a' with 'data' (reference stolen). A
+ * failure is logged by ag_events_publish; it rolls the caller's
+ * transaction back. */
 static int
-publish(const char *type, const struct users_account *a, json_t *data)
+publish(struct ag_events *ev, const char *type, const struct users_account *a, json_t *data)
 {
-    int rc = 0;
-    if (g_events != NULL) {
-        rc = ag_events_publish(g_events, type, a->id, data, NULL, NULL);
-        if (rc != 0)
-            AG_LOGE("events", "cannot publish %s for '%s': %s", type, a->id, ag_strerror(rc));
-    }
+    int rc = ev != NULL ? ag_events_publish(ev, type, a->id, data, NULL, NULL) : 0;
     json_decref(data);
     return rc;
 }
 
 int
-users_events_registered(struct ag_store *st, const struct users_account *a)
+users_events_registered(struct ag_events *ev, const struct users_account *a)
 {
-    AG_UNUSED(st);
-    return publish("user.registered", a,
+    return publish(ev, "user.registered", a,
                    json_pack("{s:s, s:s, s:s, s:s}", "user_id", a->id, "email", a->email, "name",
                              a->name, "registered_at", a->created_at));
 }
 
 int
-users_events_updated(struct ag_store *st, const struct users_account *a, unsigned changed)
+users_events_updated(struct ag_events *ev, const struct users_account *a, unsigned changed)
 {
-    AG_UNUSED(st);
     static const struct {
         unsigned bit;
         const char *name;
@@ -63,7 +42,14 @@ users_events_updated(struct ag_store *st, const struct users_account *a, unsigne
         if (changed & FIELDS[i].bit)
             json_array_append_new(list, json_string(FIELDS[i].name));
     }
-    return publish("user.updated", a,
+    return publish(ev, "user.updated", a,
                    json_pack("{s:s, s:s, s:s, s:o, s:s}", "user_id", a->id, "email", a->email,
                              "name", a->name, "changed", list, "updated_at", a->updated_at));
+}
+
+void
+users_events_kick(struct ag_events *ev)
+{
+    if (ev != NULL)
+        ag_events_kick(ev);
 }

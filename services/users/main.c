@@ -10,6 +10,7 @@
 
 #include "agora/err.h"
 #include "agora/log.h"
+#include "agora/ports.h"
 #include "agora/time.h"
 #include "agora/uuid.h"
 
@@ -115,7 +116,7 @@ bootstrap_admin(struct users *u)
         if (rc == 0)
             rc = users_store_user_update(u->store, &a, NULL);
         if (rc == 0)
-            rc = users_events_updated(u->store, &a, USERS_CHANGED_ROLES);
+            rc = users_events_updated(u->events, &a, USERS_CHANGED_ROLES);
         rc = rc == 0 ? ag_store_commit(u->store) : (ag_store_rollback(u->store), rc);
         if (rc == 0)
             AG_LOGI("users", "user '%s' promoted to administrator", a.id);
@@ -141,7 +142,7 @@ bootstrap_admin(struct users *u)
     if (rc == 0)
         rc = users_store_user_insert(u->store, &a, hash);
     if (rc == 0)
-        rc = users_events_registered(u->store, &a);
+        rc = users_events_registered(u->events, &a);
     rc = rc == 0 ? ag_store_commit(u->store) : (ag_store_rollback(u->store), rc);
     sodium_memzero(hash, sizeof(hash));
     if (rc == 0)
@@ -183,7 +184,7 @@ on_start(struct ag_service *svc, void *udata)
     u->svc = svc;
     u->store = ag_service_store(svc);
     u->loop = ag_service_loop(svc);
-    users_events_init(ag_service_events(svc));
+    u->events = ag_service_events(svc);
     int rc = check_settings(&u->settings);
     if (rc != 0)
         return rc;
@@ -256,7 +257,7 @@ main(int argc, char **argv)
     struct ag_service_config cfg = {
         .name = "users",
         .version = "0.1.0",
-        .default_port = 8082,
+        .default_port = AG_PORT_USERS,
         .migrations = users_migrations,
         .nmigrations = users_nmigrations,
         .keys = USERS_KEYS,

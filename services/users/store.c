@@ -13,26 +13,18 @@
 #define USER_COLS "id, email, name, admin, disabled, created_at, updated_at, password_hash"
 
 static void
-copy_text(char *dst, size_t cap, struct ag_stmt *s, int i)
-{
-    size_t n = AG_MIN(ag_stmt_col_len(s, i), cap - 1);
-    memcpy(dst, ag_stmt_col_text(s, i), n);
-    dst[n] = '\0';
-}
-
-static void
 read_user(struct ag_stmt *s, struct users_account *a, struct users_credentials *cred)
 {
     memset(a, 0, sizeof(*a));
-    copy_text(a->id, sizeof(a->id), s, 0);
-    copy_text(a->email, sizeof(a->email), s, 1);
-    copy_text(a->name, sizeof(a->name), s, 2);
+    ag_stmt_col_copy(s, 0, a->id, sizeof(a->id));
+    ag_stmt_col_copy(s, 1, a->email, sizeof(a->email));
+    ag_stmt_col_copy(s, 2, a->name, sizeof(a->name));
     a->admin = ag_stmt_col_i64(s, 3) != 0;
     a->disabled = ag_stmt_col_i64(s, 4) != 0;
-    copy_text(a->created_at, sizeof(a->created_at), s, 5);
-    copy_text(a->updated_at, sizeof(a->updated_at), s, 6);
+    ag_stmt_col_copy(s, 5, a->created_at, sizeof(a->created_at));
+    ag_stmt_col_copy(s, 6, a->updated_at, sizeof(a->updated_at));
     if (cred != NULL)
-        copy_text(cred->hash, sizeof(cred->hash), s, 7);
+        ag_stmt_col_copy(s, 7, cred->hash, sizeof(cred->hash));
 }
 
 /* ---- Accounts ---- */
@@ -65,13 +57,9 @@ user_by(struct ag_store *st, const char *sql, const char *value, struct users_ac
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, value);
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
+    rc = ag_stmt_step_one(s);
+    if (rc == 0)
         read_user(s, out, out_cred);
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = AG_ENOENT;
-    }
     ag_stmt_reset(s);
     return rc;
 }
@@ -265,21 +253,18 @@ users_store_token_get(struct ag_store *st, const unsigned char hash[USERS_TOKEN_
     ag_stmt_bind_blob(s, 1, hash, USERS_TOKEN_HASH);
     memset(out, 0, sizeof(*out));
     out_family[0] = out_user[0] = '\0';
-    rc = ag_stmt_step(s);
-    if (rc == AG_STMT_ROW) {
+    rc = ag_stmt_step_one(s);
+    if (rc == 0) {
         out->found = true;
-        copy_text(out_family, AG_UUID_STRLEN + 1, s, 0);
-        copy_text(out_user, AG_UUID_STRLEN + 1, s, 1);
+        ag_stmt_col_copy(s, 0, out_family, AG_UUID_STRLEN + 1);
+        ag_stmt_col_copy(s, 1, out_user, AG_UUID_STRLEN + 1);
         out->expires_at_ms = ag_stmt_col_i64(s, 2);
         out->spent = ag_stmt_col_i64(s, 3) != 0;
         out->family_revoked = ag_stmt_col_i64(s, 4) != 0;
         out->user_disabled = ag_stmt_col_i64(s, 5) != 0;
-        rc = 0;
-    } else if (rc == AG_STMT_DONE) {
-        rc = 0;
     }
     ag_stmt_reset(s);
-    return rc;
+    return rc == AG_ENOENT ? 0 : rc; /* an unknown token is a verdict, not an error */
 }
 
 int
@@ -335,7 +320,7 @@ users_store_keys_load(struct ag_store *st, struct users_key_row *out, size_t cap
     while ((rc = ag_stmt_step(s)) == AG_STMT_ROW && n < cap) {
         struct users_key_row *r = &out[n++];
         memset(r, 0, sizeof(*r));
-        copy_text(r->kid, sizeof(r->kid), s, 0);
+        ag_stmt_col_copy(s, 0, r->kid, sizeof(r->kid));
         r->pem = ag_strndup(ag_stmt_col_text(s, 1), ag_stmt_col_len(s, 1));
         r->created_ms = ag_stmt_col_i64(s, 2);
         r->retired_ms = ag_stmt_col_i64(s, 3);

@@ -65,9 +65,10 @@ struct users_metrics {
 };
 
 struct users {
-    struct ag_service *svc; /* borrowed */
-    struct ag_store *store; /* borrowed from svc */
-    uv_loop_t *loop;        /* borrowed from svc */
+    struct ag_service *svc;   /* borrowed */
+    struct ag_store *store;   /* borrowed from svc */
+    struct ag_events *events; /* borrowed from svc: the outbox */
+    uv_loop_t *loop;          /* borrowed from svc */
     struct users_settings settings;
     struct users_keys keys;
     struct users_throttle *pairs;    /* login failures per (e-mail, client): growing delay */
@@ -134,17 +135,17 @@ void users_keys_release(struct users *u);
 int users_keys_sign_access(struct users *u, const struct users_account *a, int64_t now_ms,
                            char **out_token);
 
-/* ---- events.c: the seam for user.registered / user.updated ---- */
-
-/* Use 'ev' (the service's events runtime, may be NULL) from now on. */
-void users_events_init(struct ag_events *ev);
+/* ---- events.c: user.registered / user.updated through the outbox ----
+ * 'ev' is the service's events runtime (struct users 'events'); with NULL
+ * (no runtime, e.g. in unit tests) nothing is written and 0 is returned. */
 
 /* user.registered for 'a', written to the outbox inside the caller's open
- * transaction (so the event exists if and only if the account does). */
-int users_events_registered(struct ag_store *st, const struct users_account *a);
+ * transaction (so the event exists if and only if the account does). A
+ * failure is logged by the events runtime; return it to roll back. */
+int users_events_registered(struct ag_events *ev, const struct users_account *a);
 
 /* Send what committed now rather than at the relay's next poll. */
-void users_events_kick(void);
+void users_events_kick(struct ag_events *ev);
 
 /* What a user.updated event says changed (its "changed" list). */
 enum users_change {
@@ -157,7 +158,7 @@ enum users_change {
 
 /* user.updated for 'a' with the 'changed' bits, inside the caller's
  * transaction. Never carries a password or a hash. */
-int users_events_updated(struct ag_store *st, const struct users_account *a, unsigned changed);
+int users_events_updated(struct ag_events *ev, const struct users_account *a, unsigned changed);
 
 /* ---- store.c ---- */
 

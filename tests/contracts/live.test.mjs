@@ -10,15 +10,13 @@
 // a path that does not answer 405 to a method it does not offer.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { bundle, requireTool } from '../lib/openapi.mjs';
-import { buildDir, makeTempDir, removeTempDir, sourceDir, waitFor } from '../lib/proc.mjs';
+import { buildDir, cleanup, waitFor } from '../lib/proc.mjs';
+import { startShop } from '../lib/shop.mjs';
 
-const PORTS = { gateway: 8080, catalog: 8081, users: 8082, notifications: 8087, bus: 8400, registry: 8500 };
 const PASSWORD = 'a long enough passphrase';
 const NO_SUCH_ID = '01947000-0000-7fff-bfff-ffffffffffff';
 
@@ -151,41 +149,10 @@ class Contract {
 
 /* ---- The shop ---- */
 
-// 'promise', or null after 'ms'.
-async function settle(promise, ms) {
-    let timer;
-    try {
-        return await Promise.race([promise, new Promise((r) => {
-            timer = setTimeout(() => r(null), ms);
-        })]);
-    } finally {
-        clearTimeout(timer);
-    }
-}
-
-function portFree(port) {
-    return new Promise((resolve) => {
-        const srv = net.createServer();
-        srv.once('error', () => resolve(false));
-        srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-    });
-}
-
-async function findOffset() {
-    for (let i = 0; i < 50; i++) {
-        const off = 20000 + Math.floor(Math.random() * 20000);
-        const free = await Promise.all(Object.values(PORTS).map((p) => portFree(p + off)));
-        if (free.every(Boolean)) return off;
-    }
-    throw new Error('no free port range found');
-}
-
 describe('the public API description against the running shop', () => {
     const started = Date.now();
     const contract = new Contract(bundle());
-    let child;
-    let exited;
-    let stderr = '';
+    let shop;
     let data;
     let gw;
     const s = {}; // state shared by the cases, in order
@@ -218,31 +185,14 @@ describe('the public API description against the running shop', () => {
     }
 
     before(async () => {
-        const off = await findOffset();
-        data = makeTempDir('agora-contract-');
-        const env = { ...process.env };
-        for (const k of Object.keys(env)) if (k.startsWith('AGORA_') && k !== 'AGORA_BUILD_DIR' && k !== 'AGORA_SOURCE_DIR') delete env[k];
-        env.AGORA_DURABILITY = 'normal';
-        env.AGORA_USERS_ARGON2_MEMLIMIT = '19MiB';
-        child = spawn(path.join(buildDir(), 'cli', 'agora'), ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off)], {
-            env,
-            stdio: ['ignore', 'ignore', 'pipe'],
-        });
-        child.stderr.on('data', (b) => {
-            stderr += b.toString();
-        });
-        exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-        await waitFor(() => stderr.includes('Agora is up') || child.exitCode !== null, { timeoutMs: 90000, intervalMs: 50, message: 'Agora is up' });
-        assert.ok(stderr.includes('Agora is up'), `agora up did not come up:\n${stderr.slice(-4000)}`);
-        gw = `http://127.0.0.1:${PORTS.gateway + off}`;
+        shop = await startShop();
+        gw = shop.gw;
+        data = shop.data;
     });
 
     after(async () => {
-        if (child && child.exitCode === null) {
-            child.kill('SIGTERM');
-            if ((await settle(exited, 30000)) === null) child.kill('SIGKILL');
-        }
-        if (data) removeTempDir(data);
+        if (shop && (await shop.stop()) === null) shop.kill();
+        cleanup();
     });
 
     it('users: registration, login, tokens and the caller\'s account', async () => {
@@ -426,9 +376,8 @@ describe('the public API description against the running shop', () => {
     });
 
     it('SIGTERM stops the shop with exit status 0', async () => {
-        child.kill('SIGTERM');
-        const st = await settle(exited, 30000);
-        assert.deepEqual(st, { code: 0, signal: null }, stderr.slice(-3000));
-        assert.ok(!/exited unexpectedly/.test(stderr), 'no program crashed');
+        const st = await shop.stop();
+        assert.deepEqual(st, { code: 0, signal: null }, shop.stderr().slice(-3000));
+        assert.ok(!/exited unexpectedly/.test(shop.stderr()), 'no program crashed');
     });
 });

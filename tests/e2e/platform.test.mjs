@@ -1,35 +1,22 @@
 // SPDX-License-Identifier: MIT
-// Whole-system test: `agora up` starts registry, users, catalog and gateway in
-// a temporary directory on free ports; a customer and the administrator use
+// Whole-system test: `agora up` starts every program of the shop in a
+// temporary directory on free ports; a customer and the administrator use
 // the shop through the gateway only; SIGTERM stops everything with exit 0.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { buildDir, makeTempDir, sourceDir, waitFor } from '../lib/proc.mjs';
-import { identityHeader, OPERATOR, TEST_INTERNAL_KEY } from '../lib/identity.mjs';
+import { makeTempDir, sourceDir, waitFor } from '../lib/proc.mjs';
+import { identityHeader, TEST_INTERNAL_KEY } from '../lib/identity.mjs';
+import { findOffset, portFree, startShop } from '../lib/shop.mjs';
+import { GATEWAY_OPS_PORT, PROGRAMS } from '../lib/ports.mjs';
 import { validate } from '../lib/schema.mjs';
 
-const PORTS = { gateway: 8080, gatewayOps: 8090, catalog: 8081, users: 8082, notifications: 8087, bus: 8400, registry: 8500, smtp: 2525 };
+// The default ports of the programs `agora up` starts (chassis/include/agora/ports.h),
+// the gateway's operator listener, and the test's own mail sink; all of them moved by one offset.
+const PORTS = { ...Object.fromEntries(PROGRAMS.map((p) => [p.name, p.port])), gatewayOps: GATEWAY_OPS_PORT, smtp: 2525 };
 
-function portFree(port) {
-    return new Promise((resolve) => {
-        const srv = net.createServer();
-        srv.once('error', () => resolve(false));
-        srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-    });
-}
-
-async function findOffset() {
-    for (let i = 0; i < 50; i++) {
-        const off = 20000 + Math.floor(Math.random() * 20000);
-        const free = await Promise.all(Object.values(PORTS).map((p) => portFree(p + off)));
-        if (free.every(Boolean)) return off;
-    }
-    throw new Error('no free port range found');
-}
 
 async function call(base, method, p, { json, token, headers = {} } = {}) {
     const h = { ...headers };
@@ -47,9 +34,7 @@ async function call(base, method, p, { json, token, headers = {} } = {}) {
 }
 
 describe('agora up: the whole shop through the gateway', () => {
-    let child;
-    let exited;
-    let stderr = '';
+    let shop;
     let data;
     let gw;
     let bus;
@@ -61,13 +46,7 @@ describe('agora up: the whole shop through the gateway', () => {
     const seen = [];
 
     before(async () => {
-        off = await findOffset();
-        data = makeTempDir('agora-e2e-');
-        const agora = path.join(buildDir(), 'cli', 'agora');
-        const env = { ...process.env };
-        for (const k of Object.keys(env)) if (k.startsWith('AGORA_') && k !== 'AGORA_BUILD_DIR' && k !== 'AGORA_SOURCE_DIR') delete env[k];
-        env.AGORA_DURABILITY = 'normal';
-        env.AGORA_USERS_ARGON2_MEMLIMIT = '19MiB';
+        off = await findOffset(Object.values(PORTS));
         // A real SMTP server on loopback for the notifications service.
         maildir = makeTempDir('agora-e2e-mail-');
         smtp = spawn(fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', [path.join(sourceDir(), 'services/notifications/tests/smtpd.py'), '--port', String(PORTS.smtp + off), '--dir', maildir], {
@@ -78,22 +57,12 @@ describe('agora up: the whole shop through the gateway', () => {
             smtpOut += b.toString();
         });
         await waitFor(() => smtpOut.includes('listening'), { timeoutMs: 20000, message: 'smtpd listening' });
-        env.AGORA_SMTP_URL = `smtp://127.0.0.1:${PORTS.smtp + off}`;
-        child = spawn(agora, ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off)], {
-            env,
-            stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        child.stderr.on('data', (b) => {
-            stderr += b.toString();
-        });
-        exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-        await waitFor(async () => stderr.includes('Agora is up') || child.exitCode !== null, { timeoutMs: 90000, intervalMs: 50 });
-        assert.ok(stderr.includes('Agora is up'), `agora up did not come up:\n${stderr.slice(-4000)}`);
+        shop = await startShop({ offset: off, env: { AGORA_SMTP_URL: `smtp://127.0.0.1:${PORTS.smtp + off}` } });
+        data = shop.data;
         gw = `http://127.0.0.1:${PORTS.gateway + off}`;
         bus = `http://127.0.0.1:${PORTS.bus + off}`;
         // The bus and the registry answer only a service identity signed with the shop's key.
-        const shopKey = fs.readFileSync(path.join(data, 'internal.key'), 'utf8').trim();
-        op = { 'x-agora-identity': identityHeader({ ...OPERATOR, key: shopKey }) };
+        op = shop.operator;
         // An observer subscription, to check the events the services publish.
         const sub = await call(bus, 'PUT', '/v1/subscriptions/e2e-observer', {
             headers: op,
@@ -103,7 +72,7 @@ describe('agora up: the whole shop through the gateway', () => {
     });
 
     after(async () => {
-        if (child && child.exitCode === null) child.kill('SIGKILL');
+        shop?.kill();
         if (smtp && smtp.exitCode === null) smtp.kill('SIGTERM');
     });
 
@@ -211,17 +180,19 @@ describe('agora up: the whole shop through the gateway', () => {
         const r = await call(`http://127.0.0.1:${PORTS.registry + off}`, 'GET', '/v1/services', { headers: op });
         assert.equal(r.status, 200);
         const names = r.body.services.map((s) => s.name).sort();
-        for (const n of ['bus', 'catalog', 'gateway', 'notifications', 'users']) assert.ok(names.includes(n), `${n} registered: ${names}`);
+        for (const { name: n } of PROGRAMS) {
+            if (n === 'registry') continue; // it does not register with itself
+            assert.ok(names.includes(n), `${n} registered: ${names}`);
+        }
     });
 
     it('SIGTERM stops every program in order and exits 0', async () => {
-        child.kill('SIGTERM');
-        const st = await Promise.race([exited, new Promise((r) => setTimeout(() => r(null), 30000))]);
-        assert.deepEqual(st, { code: 0, signal: null }, stderr.slice(-3000));
+        const st = await shop.stop();
+        assert.deepEqual(st, { code: 0, signal: null }, shop.stderr().slice(-3000));
         for (const [name, port] of Object.entries(PORTS)) {
             if (name === 'smtp') continue; // the test's own mail sink
             assert.ok(await portFree(port + off), `${name} released its port`);
         }
-        assert.ok(!/exited unexpectedly/.test(stderr), 'no program crashed');
+        assert.ok(!/exited unexpectedly/.test(shop.stderr()), 'no program crashed');
     });
 });

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { cleanup, waitFor } from '../lib/proc.mjs';
 import { RawConnection } from '../lib/http.mjs';
 import { identityHeader, OPERATOR, serviceIdentity } from '../lib/identity.mjs';
-import { startShop } from '../lib/shop.mjs';
+import { SHOP_PORTS, startShop } from '../lib/shop.mjs';
 
 const T = { timeout: 60_000 };
 
@@ -184,7 +184,7 @@ describe('security: attacks on the shop', () => {
     });
 
     it('refuses two Authorization headers', T, async () => {
-        const c = await RawConnection.open(shop.off + 8080);
+        const c = await RawConnection.open(shop.off + SHOP_PORTS.gateway);
         try {
             await c.write('GET /api/v1/users/me HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer a.b.c\r\nAuthorization: Bearer d.e.f\r\nConnection: close\r\n\r\n');
             const r = await c.readResponse();

@@ -13,9 +13,14 @@ import net from 'node:net';
 import path from 'node:path';
 import { buildDir, makeTempDir, sourceDir, waitFor } from './proc.mjs';
 import { identityHeader, OPERATOR } from './identity.mjs';
+import { GATEWAY_OPS_PORT, PROGRAMS } from './ports.mjs';
 
-// Default ports of `agora up` (cli/main.c), before the offset.
-export const SHOP_PORTS = { gateway: 8080, gatewayOps: 8090, catalog: 8081, users: 8082, notifications: 8087, bus: 8400, registry: 8500 };
+// Default ports of the programs `agora up` runs (agora/ports.h), before the
+// offset, and the gateway's operator listener.
+export const SHOP_PORTS = Object.freeze({
+    ...Object.fromEntries(PROGRAMS.map((p) => [p.name, p.port])),
+    gatewayOps: GATEWAY_OPS_PORT,
+});
 
 export function portFree(port, host = '127.0.0.1') {
     return new Promise((resolve) => {

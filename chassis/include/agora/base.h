@@ -16,6 +16,9 @@
 #define AG_MIN(a, b)     ((a) < (b) ? (a) : (b))
 #define AG_MAX(a, b)     ((a) > (b) ? (a) : (b))
 #define AG_UNUSED(x)     ((void)(x))
+/* "8090" for AG_STRINGIFY(AG_PORT_GATEWAY_OPS): a macro's value as a literal. */
+#define AG__STRINGIFY(x) #x
+#define AG_STRINGIFY(x)  AG__STRINGIFY(x)
 
 #if defined(__GNUC__)
 #define AG_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))

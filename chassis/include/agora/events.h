@@ -71,7 +71,11 @@ int ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client
  * (AG_EINVAL when none is open). 'type' is "<aggregate>.<past tense>",
  * 'subject' the aggregate id (the ordering key), 'data' the payload
  * (borrowed; copied). 'traceparent' may be NULL. The CloudEvent gets a new
- * UUIDv7 id and the current time. 'out_id' (may be NULL) receives the id. */
+ * UUIDv7 id and the current time. 'out_id' (may be NULL) receives the id.
+ * Returns 0, AG_EINVAL (no transaction; a bad type, subject, data or
+ * traceparent), AG_ETOOBIG (past AG_EVENTS_MAX_EVENT_BYTES) or the store's
+ * error. Every failure is logged here with the type and subject: callers
+ * return the code (so the transaction rolls back) without logging it. */
 int ag_events_publish(struct ag_events *ev, const char *type, const char *subject,
                       const json_t *data, const char *traceparent, char out_id[37]);
 

@@ -166,6 +166,11 @@ void ag_http_send_take(struct ag_http_req *req, int status, const char *content_
 /* Reason phrase for 'status' ("Not Found"); "Unknown" when not known. */
 const char *ag_http_reason(int status);
 
+/* The token of method 'm' ("GET", "PATCH"), static storage; NULL for
+ * AG_HTTP_OTHER and unknown values, whose token only the request has (its
+ * 'method_name'). Any thread. */
+const char *ag_http_method_name(enum ag_http_method m);
+
 /* Cached IMF-fixdate for the current second ("Sun, 06 Nov 1994 08:49:37 GMT"). */
 const char *ag_http_date_now(void);
 

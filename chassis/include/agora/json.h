@@ -43,13 +43,6 @@ json_t *ag_json_parse_value(const char *data, size_t len, char *errbuf, size_t e
  * are dropped, so untrusted bytes can be echoed safely. Never NULL. */
 json_t *ag_json_string_lossy(const char *s, size_t len);
 
-/* Internal to the chassis (log.c, metrics.c, json.c): decode the code point
- * starting at 's' ('len' bytes available, at least 1). Returns its length in
- * bytes (1 to 4) and sets *out_cp, or returns 0 when the bytes at 's' are
- * not valid UTF-8 (overlong forms, surrogates, values past U+10FFFF,
- * truncated sequences); the caller then treats one byte as invalid. */
-size_t ag__json_utf8_next(const char *s, size_t len, uint32_t *out_cp);
-
 /* ---- Validation ----
  * A validator collects every field error of one request, so a client sees
  * them all in one 422 answer. Typical use in a handler:

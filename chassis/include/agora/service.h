@@ -173,31 +173,68 @@ const char *ag_req_param(struct ag_http_req *req, const char *name);
  * cannot exist is simply not found). */
 const char *ag_req_uuid_param(struct ag_http_req *req, const char *name, const char *what);
 
-/* Parsed query; NULL after answering 400 itself when the query is
- * malformed (the handler must then return without answering). */
+/* Parsed query; NULL after answering 400 bad-query itself when the query
+ * is malformed (the handler must then return without answering). */
 const struct ag_query *ag_req_query(struct ag_http_req *req);
 
-/* Parse the body as a JSON object. On failure answers itself (415 when the
- * Content-Type is not JSON, 400 for malformed JSON or a non-object) and
- * returns NULL. The reference is released with the request. */
+/* Read query parameter 'name' of 'req' as a base-10 integer in ['min',
+ * 'max'] into '*io', which keeps its value (the caller's default) when the
+ * parameter is absent. Returns 0, or AG_EQUERY after answering 400
+ * bad-query itself ("query parameter 'limit' must be an integer from 1 to
+ * 100", or ag_req_query's answer for a malformed query): the handler must
+ * then return without answering. Typical use:
+ *
+ *     int64_t limit = 20;
+ *     if (ag_req_query_int(req, "limit", 1, 100, &limit) != 0)
+ *         return;
+ */
+int ag_req_query_int(struct ag_http_req *req, const char *name, int64_t min, int64_t max,
+                     int64_t *io);
+
+/* True when the Content-Type of 'req' is application/json or
+ * application/<anything>+json, parameters such as charset ignored: the
+ * bodies ag_req_json accepts. */
+bool ag_req_is_json(const struct ag_http_req *req);
+
+/* Parse the body as a JSON object. On failure answers itself (415
+ * unsupported-media-type when ag_req_is_json is false, 400 malformed-json
+ * for malformed JSON or a non-object) and returns NULL. The reference is
+ * released with the request. */
 json_t *ag_req_json(struct ag_http_req *req);
 
-/* ---- Responses ---- */
+/* ---- Responses ----
+ * Each call sends the one answer of 'req', on the loop thread; 'req' must
+ * not be used after it (it may already be freed). */
 
 /* Send 'body' (reference stolen; may be NULL for no body) as
  * application/json. */
 void ag_send_json(struct ag_http_req *req, int status, json_t *body);
 
 /* Send an RFC 9457 problem: type "urn:agora:problem:<slug>", 'title',
- * 'status', formatted detail, "instance" (the path) and "request_id". */
+ * 'status', formatted detail, "instance" (the path) and "request_id". For
+ * answers the error table has no row for (a service's own slugs such as
+ * "email-taken"); everything else goes through ag_send_error. */
 void ag_send_problem(struct ag_http_req *req, int status, const char *slug, const char *title,
                      const char *detail_fmt, ...) AG_PRINTF(5, 6);
 
 /* 422 validation problem listing every field error of 'v'. */
 void ag_send_invalid(struct ag_http_req *req, const struct ag_valid *v);
 
-/* Problem for an AG_E* code with its default status. */
-void ag_send_error(struct ag_http_req *req, int err, const char *detail);
+/* Problem for the AG_E* code 'err' with the status, slug and title of its
+ * row in AG_ERRNO_MAP (err.h), and the printf-style detail 'detail_fmt'
+ * (NULL: ag_strerror(err)). 0 and unknown codes answer 500 internal. E.g.
+ * ag_send_error(req, AG_ENOENT, "no such product") answers 404 with type
+ * "urn:agora:problem:not-found" and title "Not Found". */
+void ag_send_error(struct ag_http_req *req, int err, const char *detail_fmt, ...) AG_PRINTF(3, 4);
+
+/* Answer the failure 'err' of a store call about 'what' (a noun:
+ * "product", "account list"): AG_ENOENT is 404 "no such <what>"; anything
+ * else is logged here, once, with 'what' and the store's message, and
+ * answered 503 unavailable for AG_EBUSY (worth a retry) or 500 internal
+ * (the detail stays in the log). Callers map the codes their clients must
+ * see differently (AG_EEXIST as 409, ...) before calling this, and do not
+ * log the error themselves. */
+void ag_send_store_error(struct ag_http_req *req, int err, const char *what);
 
 /* 204 No Content. */
 void ag_send_no_content(struct ag_http_req *req);

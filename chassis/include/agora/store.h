@@ -12,6 +12,8 @@
 
 #include "agora/base.h"
 
+struct ag_pool;
+
 /* One schema migration. Tables of these are generated from a service's
  * migrations/NNNN_name.sql files by scripts/embed_migrations.cmake. */
 struct ag_migration {
@@ -132,6 +134,25 @@ int ag_store_stmt(struct ag_store *store, const char *sql, struct ag_stmt **out_
  * step's negative code. */
 int ag_stmt_exec(struct ag_stmt *st);
 
+/* Step a query that returns at most one row of interest (a lookup by key).
+ * Returns 0 when that row is available to the ag_stmt_col_* getters,
+ * AG_ENOENT when the query returned no row, or the step's negative code.
+ * The caller reads the row and calls ag_stmt_reset in every case:
+ *
+ *     int rc = ag_stmt_step_one(s);
+ *     if (rc == 0)
+ *         read_product(s, pool, out);
+ *     ag_stmt_reset(s);
+ *     return rc;
+ */
+int ag_stmt_step_one(struct ag_stmt *st);
+
+/* Step a query whose answer is one integer (count(*), min(...), a setting)
+ * and reset it: '*out_v' gets the first column of the first row, or 'dflt'
+ * when there is no row or the value is SQL NULL. Returns 0 or the step's
+ * negative code ('*out_v' untouched then). */
+int ag_stmt_step_i64(struct ag_stmt *st, int64_t dflt, int64_t *out_v);
+
 /* Bind parameter $n (n from 1) of a statement that is fresh from
  * ag_store_prepare or ag_stmt_reset (not part-way through its steps). The
  * value is copied; 's' and 'p' may be released as soon as the call returns.
@@ -174,6 +195,16 @@ const char *ag_stmt_col_text(struct ag_stmt *st, int i);
 size_t ag_stmt_col_len(struct ag_stmt *st, int i);
 /* Blob bytes; NULL for NULL or an empty blob. Borrowed like col_text. */
 const void *ag_stmt_col_blob(struct ag_stmt *st, int i);
+
+/* The text of column 'i' copied into 'pool' (NUL-terminated, lives as long
+ * as the pool, e.g. the request), or NULL when the value is SQL NULL. */
+char *ag_stmt_col_dup(struct ag_stmt *st, int i, struct ag_pool *pool);
+
+/* Copy the text of column 'i' into 'out' ('cap' bytes, NUL-terminated; ""
+ * for SQL NULL), for fixed-size fields such as ids and timestamps. Returns
+ * 0, or AG_ETOOBIG when the text was cut to 'cap' - 1 bytes (or 'cap' is 0
+ * and nothing was written). */
+int ag_stmt_col_copy(struct ag_stmt *st, int i, char *out, size_t cap);
 
 /* Reset 'st' for reuse and clear its bindings; marks it no longer in use.
  * Must be called when done with a statement, including after errors and

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agora/codec.h"
 #include "agora/err.h"
 #include "agora/mem.h"
 
@@ -23,62 +24,6 @@ must(json_t *j)
     return j;
 }
 
-/* ---- UTF-8 ---- */
-
-size_t
-ag__json_utf8_next(const char *s, size_t len, uint32_t *out_cp)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    if (len == 0)
-        return 0;
-    unsigned char c = p[0];
-    if (c < 0x80) {
-        *out_cp = c;
-        return 1;
-    }
-    size_t n;
-    uint32_t cp;
-    uint32_t min;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1Fu;
-        min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3;
-        cp = c & 0x0Fu;
-        min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07u;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3Fu);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    *out_cp = cp;
-    return n;
-}
-
-/* Largest length <= 'max' that does not cut a multi-byte sequence of 's'. */
-static size_t
-utf8_clip(const char *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    size_t n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
-}
-
 json_t *
 ag_json_string_lossy(const char *s, size_t len)
 {
@@ -86,7 +31,7 @@ ag_json_string_lossy(const char *s, size_t len)
     size_t i = 0;
     while (i < len) {
         uint32_t cp;
-        size_t n = ag__json_utf8_next(s + i, len - i, &cp);
+        size_t n = ag_utf8_next(s + i, len - i, &cp);
         if (n == 0 || cp == 0)
             break;
         i += n;
@@ -100,7 +45,7 @@ ag_json_string_lossy(const char *s, size_t len)
     i = 0;
     while (i < len) {
         uint32_t cp;
-        size_t n = ag__json_utf8_next(s + i, len - i, &cp);
+        size_t n = ag_utf8_next(s + i, len - i, &cp);
         if (n == 0) {
             memcpy(tmp + o, "\xEF\xBF\xBD", 3);
             o += 3;
@@ -228,7 +173,7 @@ add_error(struct ag_valid *v, const char *field, size_t field_len, const char *c
         code = "too_many_errors";
         detail = "further errors were not reported";
     }
-    field_len = utf8_clip(field, field_len, AG_VALID_MAX_FIELD);
+    field_len = ag_utf8_clip(field, field_len, AG_VALID_MAX_FIELD);
     json_t *e = must(json_object());
     json_object_set_new(e, "field", ag_json_string_lossy(field, field_len));
     json_object_set_new(e, "code", ag_json_string_lossy(code, strlen(code)));

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agora/codec.h"
 #include "agora/err.h"
 #include "agora/json.h"
 
@@ -180,7 +181,7 @@ put_escaped(struct line *ln, const char *s, size_t len, size_t max)
             n = 6;
         } else {
             uint32_t cp;
-            adv = ag__json_utf8_next(s + i, len - i, &cp);
+            adv = ag_utf8_next(s + i, len - i, &cp);
             if (adv == 0) {
                 out = "\xEF\xBF\xBD";
                 n = 3;

@@ -4,6 +4,7 @@
 #include "agora/base.h"
 #include "agora/str.h"
 
+#include "agora/codec.h"
 #include "agora/err.h"
 
 static inline unsigned char
@@ -109,18 +110,6 @@ ag_str_to_i64(struct ag_str s, int64_t min, int64_t max, int64_t *out_v)
     return 0;
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int
 ag_str_percent_decode(struct ag_str s, bool plus_is_space, char *out)
 {
@@ -130,8 +119,8 @@ ag_str_percent_decode(struct ag_str s, bool plus_is_space, char *out)
         if (c == '%') {
             if (s.len - i < 3)
                 return AG_EINVAL;
-            int hi = hexval(s.ptr[i + 1]);
-            int lo = hexval(s.ptr[i + 2]);
+            int hi = ag_hex_value(s.ptr[i + 1]);
+            int lo = ag_hex_value(s.ptr[i + 2]);
             if (hi < 0 || lo < 0)
                 return AG_EINVAL;
             c = (char)(hi * 16 + lo);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 
+#include "agora/codec.h"
 #include "agora/err.h"
 #include "agora/random.h"
 #include "agora/time.h"
@@ -68,18 +69,6 @@ ag_uuid7(char out[AG_UUID_STRLEN + 1])
     *p = '\0';
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool
 ag_uuid_is_valid(struct ag_str s)
 {
@@ -89,7 +78,7 @@ ag_uuid_is_valid(struct ag_str s)
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (s.ptr[i] != '-')
                 return false;
-        } else if (hexval(s.ptr[i]) < 0) {
+        } else if (ag_hex_value(s.ptr[i]) < 0) {
             return false;
         }
     }
@@ -105,7 +94,7 @@ ag_uuid7_time_ms(struct ag_str s)
     int64_t ms = 0;
     for (size_t i = 0; i < 13; i++) {
         if (i != 8)
-            ms = ms << 4 | hexval(s.ptr[i]);
+            ms = ms << 4 | ag_hex_value(s.ptr[i]);
     }
     return ms;
 }

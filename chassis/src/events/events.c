@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agora/backoff.h"
+#include "agora/codec.h"
 #include "agora/err.h"
 #include "agora/json.h"
 #include "agora/log.h"
@@ -92,7 +94,7 @@ text_is_valid(const char *s, size_t max)
         return false;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t n = ag__json_utf8_next(s + i, len - i, &cp);
+        size_t n = ag_utf8_next(s + i, len - i, &cp);
         if (n == 0 || cp < 0x20 || cp == 0x7f)
             return false;
         i += n;
@@ -139,19 +141,6 @@ ag__events_cloudevent(const char *id, const char *source, const char *type, cons
     int rc = ag_json_dump(ce, out);
     json_decref(ce);
     return rc;
-}
-
-uint64_t
-ag__events_backoff_ms(uint64_t base_ms, uint64_t max_ms, unsigned failures, uint64_t rnd)
-{
-    uint64_t cap = base_ms;
-    for (unsigned i = 1; i < failures && cap < max_ms; i++)
-        cap = cap > UINT64_MAX / 2 ? UINT64_MAX : cap * 2;
-    if (cap > max_ms)
-        cap = max_ms;
-    if (cap == UINT64_MAX)
-        return rnd;
-    return rnd % (cap + 1);
 }
 
 /* ---- Outbox and inbox SQL ------------------------------------------------ */
@@ -603,8 +592,7 @@ rng_next(struct ag_events *ev)
 static uint64_t
 backoff(struct ag_events *ev, unsigned failures)
 {
-    return ag__events_backoff_ms(ev->cfg.retry_base_ms, ev->cfg.retry_max_ms,
-                                 failures ? failures : 1, rng_next(ev));
+    return ag_backoff_full_ms(ev->cfg.retry_base_ms, ev->cfg.retry_max_ms, failures, rng_next(ev));
 }
 
 /* Remember whether the broker answered; a cancelled call says nothing. */
@@ -1216,8 +1204,14 @@ ag_events_publish(struct ag_events *ev, const char *type, const char *subject, c
     if (rc == 0)
         rc = ag__outbox_insert(ev->store, id, type, subject, ag_buf_cstr(&buf), buf.len, now);
     ag_buf_release(&buf);
-    if (rc == AG_EINVAL || rc == AG_ETOOBIG)
+    /* Every failure is logged here, once: callers only propagate it. */
+    if (rc == AG_EINVAL || rc == AG_ETOOBIG) {
+        AG_LOGE(EV_LOG, "cannot publish event '%s' about '%s': %s", type ? type : "(null)",
+                subject ? subject : "(null)",
+                rc == AG_ETOOBIG ? "larger than the bus takes"
+                                 : "bad type, subject, data or traceparent");
         return rc;
+    }
     if (rc != 0) {
         AG_LOGE(EV_LOG, "cannot write event '%s' to the outbox: %s", type,
                 ag_store_errmsg(ev->store));

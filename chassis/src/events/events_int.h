@@ -124,10 +124,6 @@ int ag__events_cloudevent(const char *id, const char *source, const char *type, 
                           int64_t time_ms, const json_t *data, const char *traceparent,
                           struct ag_buf *out);
 
-/* Full jitter: uniform in [0, min(max_ms, base_ms * 2^(failures - 1))]
- * drawn from the random value 'rnd'; 'failures' counts from 1. */
-uint64_t ag__events_backoff_ms(uint64_t base_ms, uint64_t max_ms, unsigned failures, uint64_t rnd);
-
 /* ---- Outbox and inbox SQL (events.c) ---- */
 
 /* Create the outbox and inbox tables if missing and record the schema

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The pure resilience logic of the HTTP client (http_client_int.h): the
- * circuit breaker state machine, the sliding-window retry budget, full-jitter
- * backoff, and round robin with outlier ejection. No I/O and no clock: the
- * caller passes the time, so tests/http/test_http_client.c drives it directly. */
+ * circuit breaker state machine, the sliding-window retry budget, and round
+ * robin with outlier ejection (backoff is agora/backoff.h). No I/O and no
+ * clock: the caller passes the time, so tests/http/test_http_client.c drives it
+ * directly. */
 #include "agora/base.h"
 #include "http_client_int.h"
 
@@ -176,21 +177,6 @@ ag__budget_try_retry(struct ag__budget *b, uint64_t now_ms)
     if (s->retries < UINT32_MAX)
         s->retries++;
     return true;
-}
-
-/* ---- Backoff ---- */
-
-uint64_t
-ag__backoff_ms(uint64_t base_ms, uint64_t max_ms, int retry, uint64_t rnd)
-{
-    uint64_t cap = base_ms;
-    for (int i = 1; i < retry && cap < max_ms; i++)
-        cap = cap > UINT64_MAX / 2 ? UINT64_MAX : cap * 2;
-    if (cap > max_ms)
-        cap = max_ms;
-    if (cap == UINT64_MAX)
-        return rnd;
-    return rnd % (cap + 1);
 }
 
 /* ---- Load balancing and outlier ejection ---- */

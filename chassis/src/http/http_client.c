@@ -14,6 +14,7 @@
 
 #include <uv.h>
 
+#include "agora/backoff.h"
 #include "agora/buf.h"
 #include "agora/err.h"
 #include "agora/log.h"
@@ -758,8 +759,8 @@ attempt_done(struct hc_call *call, int result)
     }
 
     if (retryable && call->idempotent && call->attempts <= call->max_retries) {
-        uint64_t wait = ag__backoff_ms(c->cfg.backoff_base_ms, c->cfg.backoff_max_ms,
-                                       call->attempts, rng_next(c));
+        uint64_t wait = ag_backoff_full_ms(c->cfg.backoff_base_ms, c->cfg.backoff_max_ms,
+                                           (unsigned)call->attempts, rng_next(c));
         if (call->retry_after_ms > wait)
             wait = call->retry_after_ms;
         if (now + wait < call->deadline_ms && ag__budget_try_retry(&u->budget, now)) {

@@ -86,13 +86,6 @@ bool ag__budget_try_retry(struct ag__budget *b, uint64_t now_ms);
 void ag__budget_window(const struct ag__budget *b, uint64_t now_ms, uint32_t *out_calls,
                        uint32_t *out_retries);
 
-/* ---- Backoff ---- */
-
-/* Full jitter: the wait before retry number 'retry' (1 for the first
- * retry) is uniform in [0, min(max_ms, base_ms * 2^(retry - 1))], drawn
- * from the 64-bit random value 'rnd'. */
-uint64_t ag__backoff_ms(uint64_t base_ms, uint64_t max_ms, int retry, uint64_t rnd);
-
 /* ---- Load balancing and outlier ejection ---- */
 
 /* One instance of an upstream. Shared by the upstream and by attempts in

@@ -195,6 +195,22 @@ ag__http_problem_body(struct ag_pool *pool, int status, const char *detail, cons
 }
 
 const char *
+ag_http_method_name(enum ag_http_method m)
+{
+    switch (m) {
+    case AG_HTTP_GET: return "GET";
+    case AG_HTTP_HEAD: return "HEAD";
+    case AG_HTTP_POST: return "POST";
+    case AG_HTTP_PUT: return "PUT";
+    case AG_HTTP_PATCH: return "PATCH";
+    case AG_HTTP_DELETE: return "DELETE";
+    case AG_HTTP_OPTIONS: return "OPTIONS";
+    case AG_HTTP_OTHER: break;
+    }
+    return NULL;
+}
+
+const char *
 ag_http_reason(int status)
 {
     switch (status) {

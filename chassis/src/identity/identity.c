@@ -9,19 +9,8 @@
 
 #include <sodium.h>
 
+#include "agora/codec.h"
 #include "agora/err.h"
-
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int
 ag_identity_key_parse(const char *hex, uint8_t out[AG_IDENTITY_KEYLEN])
@@ -29,8 +18,8 @@ ag_identity_key_parse(const char *hex, uint8_t out[AG_IDENTITY_KEYLEN])
     if (hex == NULL || strlen(hex) != 2 * AG_IDENTITY_KEYLEN)
         return AG_EINVAL;
     for (size_t i = 0; i < AG_IDENTITY_KEYLEN; i++) {
-        int hi = hexval(hex[2 * i]);
-        int lo = hexval(hex[2 * i + 1]);
+        int hi = ag_hex_value(hex[2 * i]);
+        int lo = ag_hex_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return AG_EINVAL;
         out[i] = (uint8_t)(hi * 16 + lo);

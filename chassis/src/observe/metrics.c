@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agora/codec.h"
 #include "agora/err.h"
 #include "agora/json.h"
 #include "agora/log.h"
@@ -140,7 +141,7 @@ label_norm(const char *v, char *tmp)
             continue;
         }
         uint32_t cp;
-        size_t n = ag__json_utf8_next(v + i, strnlen(v + i, 4), &cp);
+        size_t n = ag_utf8_next(v + i, strnlen(v + i, 4), &cp);
         if (n == 0) {
             clean = false;
             break;
@@ -156,7 +157,7 @@ label_norm(const char *v, char *tmp)
     i = 0;
     while (i < len) {
         uint32_t cp;
-        size_t n = ag__json_utf8_next(v + i, len - i, &cp);
+        size_t n = ag_utf8_next(v + i, len - i, &cp);
         const char *src = v + i;
         size_t w = n;
         if (n == 0) {

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "agora/backoff.h"
 #include "agora/buf.h"
 #include "agora/err.h"
 #include "agora/json.h"
@@ -135,13 +136,7 @@ rng_next(struct ag_registry *r)
 static uint64_t
 retry_wait(struct ag_registry *r, int failures, uint64_t cap_ms)
 {
-    uint64_t step = REG_RETRY_BASE_MS;
-    for (int i = 1; i < failures && step < cap_ms; i++)
-        step *= 2;
-    if (step > cap_ms)
-        step = cap_ms;
-    uint64_t half = step / 2;
-    return half + rng_next(r) % (step - half + 1);
+    return ag_backoff_equal_ms(REG_RETRY_BASE_MS, cap_ms, (unsigned)failures, rng_next(r));
 }
 
 /* Append 's' percent-encoded except for unreserved characters and ':'. */

@@ -17,6 +17,7 @@
 #include "agora/buf.h"
 #include "agora/err.h"
 #include "agora/log.h"
+#include "agora/ports.h"
 #include "agora/registry.h"
 #include "agora/time.h"
 #include "agora/trace.h"
@@ -32,8 +33,9 @@ struct ag_service {
     uint32_t magic;
     struct ag_service_config cfg;
     struct ag_service_settings settings;
-    struct ag_config_key *base_keys; /* copy of BASE_KEYS with the port default patched */
+    struct ag_config_key *base_keys; /* copy of BASE_KEYS with the port and bus defaults patched */
     char port_default[16];
+    char bus_url_default[48];
     uv_loop_t loop;
     struct ag_store *store;
     struct ag_metrics *metrics;
@@ -119,7 +121,8 @@ static const struct ag_config_key BASE_KEYS[] = {
       "registration time to live; heartbeats every third of it" },
     { "AGORA_ADVERTISE_ADDRESS", AG_CONFIG_STRING, "", OFF(advertise_address), 0, 0, NULL,
       "address registered for others to reach this instance (default: the listen address)" },
-    { "AGORA_BUS_URL", AG_CONFIG_STRING, "http://127.0.0.1:8400", OFF(bus_url), 0, 0, NULL,
+    /* The default is patched in: the bus's port of agora/ports.h. */
+    { "AGORA_BUS_URL", AG_CONFIG_STRING, "", OFF(bus_url), 0, 0, NULL,
       "message bus base URL (services that publish or consume events)" },
     { "AGORA_OPS_ADDRESS", AG_CONFIG_STRING, "", OFF(ops_address), 0, 0, NULL,
       "host:port of a second listener for operators (e.g. 127.0.0.1:8090): /metrics and the "
@@ -203,20 +206,13 @@ is_valid_request_id(struct ag_str s)
     return true;
 }
 
+/* The method as a metrics label: unknown tokens share one value, so a
+ * client cannot grow the label set. */
 static const char *
 method_label(const struct ag_http_req *req)
 {
-    switch (req->method) {
-    case AG_HTTP_GET: return "GET";
-    case AG_HTTP_HEAD: return "HEAD";
-    case AG_HTTP_POST: return "POST";
-    case AG_HTTP_PUT: return "PUT";
-    case AG_HTTP_PATCH: return "PATCH";
-    case AG_HTTP_DELETE: return "DELETE";
-    case AG_HTTP_OPTIONS: return "OPTIONS";
-    case AG_HTTP_OTHER: break;
-    }
-    return "OTHER";
+    const char *name = ag_http_method_name(req->method);
+    return name != NULL ? name : "OTHER";
 }
 
 /* ---- Responses ---- */
@@ -262,20 +258,25 @@ send_problem_json(struct ag_http_req *req, json_t *problem)
     ag_http_send_take(req, status, PROBLEM_TYPE, p, len);
 }
 
+static void AG_PRINTF(5, 0) vsend_problem(struct ag_http_req *req, int status, const char *slug,
+                                          const char *title, const char *detail_fmt, va_list ap)
+{
+    char detail[512];
+    detail[0] = '\0';
+    if (detail_fmt != NULL)
+        vsnprintf(detail, sizeof(detail), detail_fmt, ap);
+    json_t *p = ag_problem_new(status, slug, title, detail_fmt ? detail : NULL);
+    send_problem_json(req, p);
+}
+
 void
 ag_send_problem(struct ag_http_req *req, int status, const char *slug, const char *title,
                 const char *detail_fmt, ...)
 {
-    char detail[512];
-    detail[0] = '\0';
-    if (detail_fmt != NULL) {
-        va_list ap;
-        va_start(ap, detail_fmt);
-        vsnprintf(detail, sizeof(detail), detail_fmt, ap);
-        va_end(ap);
-    }
-    json_t *p = ag_problem_new(status, slug, title, detail_fmt ? detail : NULL);
-    send_problem_json(req, p);
+    va_list ap;
+    va_start(ap, detail_fmt);
+    vsend_problem(req, status, slug, title, detail_fmt, ap);
+    va_end(ap);
 }
 
 void
@@ -288,25 +289,34 @@ ag_send_invalid(struct ag_http_req *req, const struct ag_valid *v)
 }
 
 void
-ag_send_error(struct ag_http_req *req, int err, const char *detail)
+ag_send_error(struct ag_http_req *req, int err, const char *detail_fmt, ...)
 {
-    int status = ag_err_http_status(err);
-    const char *slug;
-    const char *title;
-    switch (status) {
-    case 400: slug = "bad-request", title = "Bad Request"; break;
-    case 401: slug = "unauthorized", title = "Unauthorized"; break;
-    case 403: slug = "forbidden", title = "Forbidden"; break;
-    case 404: slug = "not-found", title = "Not Found"; break;
-    case 409: slug = "conflict", title = "Conflict"; break;
-    case 412: slug = "precondition-failed", title = "Precondition Failed"; break;
-    case 413: slug = "payload-too-large", title = "Payload Too Large"; break;
-    case 422: slug = "validation", title = "Unprocessable Content"; break;
-    case 503: slug = "unavailable", title = "Service Unavailable"; break;
-    case 504: slug = "timeout", title = "Gateway Timeout"; break;
-    default: slug = "internal", title = "Internal Server Error"; break;
+    /* 0 is not an error: answer it as the internal error it is. */
+    int status = err < 0 ? ag_err_http_status(err) : 500;
+    if (detail_fmt == NULL) {
+        ag_send_problem(req, status, ag_err_slug(err), ag_err_title(err), "%s", ag_strerror(err));
+        return;
     }
-    ag_send_problem(req, status, slug, title, "%s", detail ? detail : ag_strerror(err));
+    va_list ap;
+    va_start(ap, detail_fmt);
+    vsend_problem(req, status, ag_err_slug(err), ag_err_title(err), detail_fmt, ap);
+    va_end(ap);
+}
+
+void
+ag_send_store_error(struct ag_http_req *req, int err, const char *what)
+{
+    if (err == AG_ENOENT) {
+        ag_send_error(req, AG_ENOENT, "no such %s", what);
+        return;
+    }
+    struct req_ctx *ctx = ctx_of(req);
+    const char *why = ctx != NULL && ctx->svc->store ? ag_store_errmsg(ctx->svc->store) : "";
+    AG_LOGE("api", "store error on %s: %s%s%s%s", what, ag_strerror(err), why[0] ? " (" : "", why,
+            why[0] ? ")" : "");
+    /* A busy database is worth a retry; the rest is ours and says nothing
+     * a client could use. */
+    ag_send_error(req, err == AG_EBUSY ? AG_EBUSY : AG_EINTERNAL, NULL);
 }
 
 void
@@ -395,7 +405,7 @@ ag_req_uuid_param(struct ag_http_req *req, const char *name, const char *what)
 {
     const char *id = ag_req_param(req, name);
     if (id == NULL || !ag_uuid_is_valid(ag_str_from_cstr(id))) {
-        ag_send_problem(req, 404, "not-found", "Not Found", "no such %s", what);
+        ag_send_error(req, AG_ENOENT, "no such %s", what);
         return NULL;
     }
     return id;
@@ -408,18 +418,46 @@ ag_req_query(struct ag_http_req *req)
     if (!ctx->query_parsed) {
         int rc = ag_query_parse(req->pool, req->query, MAX_QUERY_PARAMS, &ctx->query);
         if (rc == AG_ETOOBIG) {
-            ag_send_problem(req, 400, "bad-query", "Bad Request",
-                            "too many query parameters (at most %d)", MAX_QUERY_PARAMS);
+            ag_send_error(req, AG_EQUERY, "too many query parameters (at most %d)",
+                          MAX_QUERY_PARAMS);
             return NULL;
         }
         if (rc != 0) {
-            ag_send_problem(req, 400, "bad-query", "Bad Request",
-                            "malformed percent-encoding in the query");
+            ag_send_error(req, AG_EQUERY, "malformed percent-encoding in the query");
             return NULL;
         }
         ctx->query_parsed = true;
     }
     return &ctx->query;
+}
+
+int
+ag_req_query_int(struct ag_http_req *req, const char *name, int64_t min, int64_t max, int64_t *io)
+{
+    const struct ag_query *q = ag_req_query(req);
+    if (q == NULL)
+        return AG_EQUERY;
+    const char *s = ag_query_get(q, name);
+    if (s == NULL)
+        return 0;
+    if (ag_str_to_i64(ag_str_from_cstr(s), min, max, io) != 0) {
+        ag_send_error(req, AG_EQUERY, "query parameter '%s' must be an integer from %lld to %lld",
+                      name, (long long)min, (long long)max);
+        return AG_EQUERY;
+    }
+    return 0;
+}
+
+bool
+ag_req_is_json(const struct ag_http_req *req)
+{
+    struct ag_str ct = ag_http_req_header(req, "Content-Type");
+    const char *semi = ct.len ? memchr(ct.ptr, ';', ct.len) : NULL;
+    struct ag_str mt = ag_str_trim(semi ? ag_str_make(ct.ptr, (size_t)(semi - ct.ptr)) : ct);
+    if (ag_str_case_eq_cstr(mt, "application/json"))
+        return true;
+    return mt.len > 17 && ag_str_has_prefix(mt, "application/") &&
+           ag_str_case_eq_cstr(ag_str_make(mt.ptr + mt.len - 5, 5), "+json");
 }
 
 static void
@@ -431,27 +469,20 @@ json_cleanup(void *arg)
 json_t *
 ag_req_json(struct ag_http_req *req)
 {
-    struct ag_str ct = ag_http_req_header(req, "Content-Type");
-    const char *semi = ct.len ? memchr(ct.ptr, ';', ct.len) : NULL;
-    struct ag_str mt = ag_str_trim(semi ? ag_str_make(ct.ptr, (size_t)(semi - ct.ptr)) : ct);
-    bool json_suffix = mt.len > 17 && ag_str_has_prefix(mt, "application/") &&
-                       ag_str_case_eq_cstr(ag_str_make(mt.ptr + mt.len - 5, 5), "+json");
-    if (!ag_str_case_eq_cstr(mt, "application/json") && !json_suffix) {
-        ag_send_problem(req, 415, "unsupported-media-type", "Unsupported Media Type",
-                        "the body must be application/json");
+    if (!ag_req_is_json(req)) {
+        ag_send_error(req, AG_EMEDIATYPE, "the body must be application/json");
         return NULL;
     }
     char err[160];
     json_t *root =
         ag_json_parse(req->body.ptr ? req->body.ptr : "", req->body.len, err, sizeof(err));
     if (root == NULL) {
-        ag_send_problem(req, 400, "malformed-json", "Bad Request", "malformed JSON: %s", err);
+        ag_send_error(req, AG_EPARSE, "malformed JSON: %s", err);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        ag_send_problem(req, 400, "malformed-json", "Bad Request",
-                        "the body must be a JSON object");
+        ag_send_error(req, AG_EPARSE, "the body must be a JSON object");
         return NULL;
     }
     ag_pool_cleanup_add(req->pool, json_cleanup, root);
@@ -605,16 +636,16 @@ dispatch(struct ag_http_req *req, void *udata)
         if (deny == 401) {
             ag_http_resp_header(req, "WWW-Authenticate",
                                 route->role == AG_ROLE_INTERNAL ? "AgoraIdentity" : "Bearer");
-            ag_send_problem(req, 401, "unauthorized", "Unauthorized",
-                            route->role == AG_ROLE_INTERNAL
-                                ? "this resource needs a service identity"
-                                : "this resource needs a signed-in caller");
+            ag_send_error(req, AG_EAUTH, "%s",
+                          route->role == AG_ROLE_INTERNAL
+                              ? "this resource needs a service identity"
+                              : "this resource needs a signed-in caller");
         } else if (deny == 403) {
-            ag_send_problem(req, 403, "forbidden", "Forbidden", "this resource needs the %s role",
-                            ag_role_name(route->role));
+            ag_send_error(req, AG_EFORBIDDEN, "this resource needs the %s role",
+                          ag_role_name(route->role));
         } else if (deny == 404) {
             req->route_id = "unmatched";
-            ag_send_problem(req, 404, "not-found", "Not Found", "no resource at this path");
+            ag_send_error(req, AG_ENOENT, "no resource at this path");
         } else {
             route->fn(req, ctx->match.udata);
         }
@@ -624,15 +655,14 @@ dispatch(struct ag_http_req *req, void *udata)
         if (req->method == AG_HTTP_OPTIONS)
             ag_http_send(req, 204, NULL, NULL, 0);
         else
-            ag_send_problem(req, 405, "method-not-allowed", "Method Not Allowed",
-                            "%.*s is not allowed here; allowed: %s", AG_STR_FMT(req->method_name),
-                            ctx->match.allow);
+            ag_send_error(req, AG_EMETHOD, "%.*s is not allowed here; allowed: %s",
+                          AG_STR_FMT(req->method_name), ctx->match.allow);
     } else if (svc->cfg.fallback != NULL && !on_ops) {
         req->route_id = "fallback";
         svc->cfg.fallback(req, svc->cfg.udata);
     } else {
         req->route_id = "unmatched";
-        ag_send_problem(req, 404, "not-found", "Not Found", "no resource at this path");
+        ag_send_error(req, AG_ENOENT, "no resource at this path");
     }
     svc->dispatching = NULL;
     ag_log_set_context(NULL, NULL);
@@ -742,12 +772,17 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
         svc->cfg.version = "0.1.0";
     snprintf(svc->port_default, sizeof(svc->port_default), "%d",
              cfg->default_port ? cfg->default_port : 8080);
+    snprintf(svc->bus_url_default, sizeof(svc->bus_url_default), "http://127.0.0.1:%d",
+             AG_PORT_BUS);
     svc->base_keys = ag_malloc(sizeof(BASE_KEYS));
     memcpy(svc->base_keys, BASE_KEYS, sizeof(BASE_KEYS));
     for (size_t i = 0; i < AG_ARRAY_SIZE(BASE_KEYS); i++) {
         if (strcmp(svc->base_keys[i].name, "AGORA_HTTP_PORT") == 0)
             svc->base_keys[i].def = svc->port_default;
-        if (strcmp(svc->base_keys[i].name, "AGORA_OPS_ADDRESS") == 0 && cfg->default_ops_address)
+        else if (strcmp(svc->base_keys[i].name, "AGORA_BUS_URL") == 0)
+            svc->base_keys[i].def = svc->bus_url_default;
+        else if (strcmp(svc->base_keys[i].name, "AGORA_OPS_ADDRESS") == 0 &&
+                 cfg->default_ops_address != NULL)
             svc->base_keys[i].def = cfg->default_ops_address;
     }
     *out_svc = NULL;

@@ -179,6 +179,27 @@ ag_stmt_exec(struct ag_stmt *st)
     return rc < 0 ? rc : 0;
 }
 
+int
+ag_stmt_step_one(struct ag_stmt *st)
+{
+    int rc = ag_stmt_step(st);
+    if (rc == AG_STMT_ROW)
+        return 0;
+    return rc == AG_STMT_DONE ? AG_ENOENT : rc;
+}
+
+int
+ag_stmt_step_i64(struct ag_stmt *st, int64_t dflt, int64_t *out_v)
+{
+    int rc = ag_stmt_step(st);
+    if (rc == AG_STMT_ROW)
+        *out_v = ag_stmt_col_is_null(st, 0) ? dflt : ag_stmt_col_i64(st, 0);
+    else if (rc == AG_STMT_DONE)
+        *out_v = dflt;
+    ag_stmt_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
 void
 ag_stmt_reset(struct ag_stmt *st)
 {
@@ -298,6 +319,29 @@ ag_stmt_col_blob(struct ag_stmt *st, int i)
 {
     AG_CHECK_MAGIC(st, AG__STMT_MAGIC);
     return col_ok(st, i) ? st->store->ops->col_blob(st, i) : NULL;
+}
+
+char *
+ag_stmt_col_dup(struct ag_stmt *st, int i, struct ag_pool *pool)
+{
+    if (ag_stmt_col_is_null(st, i))
+        return NULL;
+    /* Text first, then its length: the length of the text form. */
+    const char *s = ag_stmt_col_text(st, i);
+    return ag_pool_strndup(pool, s, ag_stmt_col_len(st, i));
+}
+
+int
+ag_stmt_col_copy(struct ag_stmt *st, int i, char *out, size_t cap)
+{
+    if (cap == 0)
+        return AG_ETOOBIG;
+    const char *s = ag_stmt_col_text(st, i);
+    size_t len = ag_stmt_col_len(st, i);
+    size_t n = AG_MIN(len, cap - 1);
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return n < len ? AG_ETOOBIG : 0;
 }
 
 /* ---- Connection-level calls ---------------------------------------------- */

@@ -153,43 +153,6 @@ test_dump(void **state)
 
 /* ---- UTF-8 ---- */
 
-struct utf8_case {
-    const char *bytes;
-    size_t len;
-    size_t want_n;
-    uint32_t want_cp;
-};
-
-static void
-test_utf8_next_table(void **state)
-{
-    /* The decoder rejects overlongs, surrogates, >U+10FFFF and cut sequences. */
-    AG_UNUSED(state);
-    static const struct utf8_case cases[] = {
-        { "A", 1, 1, 'A' },
-        { "\xC3\xA9", 2, 2, 0xE9 },
-        { "\xE2\x82\xAC", 3, 3, 0x20AC },
-        { "\xF0\x9F\x98\x80", 4, 4, 0x1F600 },
-        { "\xF4\x8F\xBF\xBF", 4, 4, 0x10FFFF },
-        { "\xC0\x80", 2, 0, 0 },         /* overlong NUL */
-        { "\xE0\x80\xAF", 3, 0, 0 },     /* overlong '/' */
-        { "\xED\xA0\x80", 3, 0, 0 },     /* surrogate */
-        { "\xF4\x90\x80\x80", 4, 0, 0 }, /* past U+10FFFF */
-        { "\xE2\x82", 2, 0, 0 },         /* cut */
-        { "\x80", 1, 0, 0 },             /* lone continuation */
-        { "\xC3\x28", 2, 0, 0 },         /* bad continuation */
-        { "\xFF", 1, 0, 0 },
-    };
-    for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
-        uint32_t cp = 0;
-        size_t n = ag__json_utf8_next(cases[i].bytes, cases[i].len, &cp);
-        if (n != cases[i].want_n)
-            fail_msg("case %zu: length %zu, want %zu", i, n, cases[i].want_n);
-        if (n != 0)
-            assert_int_equal(cp, cases[i].want_cp);
-    }
-}
-
 static void
 test_string_lossy(void **state)
 {
@@ -527,7 +490,6 @@ main(void)
         cmocka_unit_test(test_parse_table),
         cmocka_unit_test(test_parse_null_input_and_tiny_errbuf),
         cmocka_unit_test(test_dump),
-        cmocka_unit_test(test_utf8_next_table),
         cmocka_unit_test(test_string_lossy),
         cmocka_unit_test(test_valid_string_table),
         cmocka_unit_test(test_valid_int_table),

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the pure parts of the events runtime (events.c through
  * events_int.h): CloudEvent building and its argument checks, name and
- * pattern rules, the full-jitter backoff, and the outbox and inbox SQL on a
+ * pattern rules, and the outbox and inbox SQL on a
  * ":memory:" store (schema versioning, ordered batches, settling,
  * counts, housekeeping, inbox de-duplication). ag_events_publish is checked
  * against a real runtime whose relay is never started (no network). */
@@ -236,49 +236,6 @@ test_names_and_patterns(void **state)
     }
     assert_false(ag__events_name_is_valid(NULL));
     assert_false(ag__events_pattern_is_valid(NULL));
-}
-
-/* ---- Backoff ------------------------------------------------------------- */
-
-static void
-test_backoff_full_jitter(void **state)
-{
-    AG_UNUSED(state);
-    static const struct {
-        uint64_t base, max;
-        unsigned failures;
-        uint64_t cap;
-    } cases[] = {
-        { 100, 10000, 0, 100 },     { 100, 10000, 1, 100 },
-        { 100, 10000, 2, 200 },     { 100, 10000, 5, 1600 },
-        { 100, 10000, 7, 6400 },    { 100, 10000, 8, 10000 },
-        { 100, 10000, 500, 10000 }, { 100, 50, 1, 50 },
-        { 0, 1000, 9, 0 },          { 1, UINT64_MAX, 90, UINT64_MAX },
-    };
-    for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
-        uint64_t lo = UINT64_MAX;
-        uint64_t hi = 0;
-        uint64_t x = 0x9E3779B97F4A7C15ULL + i;
-        for (int k = 0; k < 4000; k++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            uint64_t w = ag__events_backoff_ms(cases[i].base, cases[i].max, cases[i].failures, x);
-            if (w > cases[i].cap)
-                fail_msg("case %zu: %llu > cap %llu", i, (unsigned long long)w,
-                         (unsigned long long)cases[i].cap);
-            lo = AG_MIN(lo, w);
-            hi = AG_MAX(hi, w);
-        }
-        /* Full jitter spans the whole range, from near 0 to near the cap. */
-        if (cases[i].cap >= 100 && cases[i].cap != UINT64_MAX) {
-            assert_true(lo <= cases[i].cap / 10);
-            assert_true(hi >= cases[i].cap - cases[i].cap / 10);
-        }
-    }
-    assert_int_equal(ag__events_backoff_ms(100, 10000, 3, 0), 0);
-    assert_int_equal(ag__events_backoff_ms(100, 10000, 3, 400), 400);
-    assert_int_equal(ag__events_backoff_ms(100, 10000, 3, 401), 0);
 }
 
 /* ---- Schema -------------------------------------------------------------- */
@@ -595,7 +552,6 @@ main(void)
         cmocka_unit_test(test_cloudevent_fields),
         cmocka_unit_test(test_cloudevent_rejects),
         cmocka_unit_test(test_names_and_patterns),
-        cmocka_unit_test(test_backoff_full_jitter),
         cmocka_unit_test(test_schema_versioned_and_idempotent),
         cmocka_unit_test(test_outbox_take_in_order),
         cmocka_unit_test(test_outbox_take_bytes_and_failed),

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of the HTTP client's pure resilience logic (breaker.c through
- * http_client_int.h): full-jitter backoff bounds, retry budget accounting
- * over its sliding window, the circuit breaker state machine, and round
+ * http_client_int.h): retry budget accounting over its sliding window, the circuit breaker state machine, and round
  * robin with outlier ejection. No loop, no sockets: time is an argument. */
 #include "agora/base.h"
 
@@ -14,48 +13,6 @@
 
 #include "../../src/http/http_client_int.h"
 #include "agora/err.h"
-
-/* ---- Backoff ---- */
-
-static void
-test_backoff_bounds(void **state)
-{
-    AG_UNUSED(state);
-    static const struct {
-        uint64_t base, max;
-        int retry;
-        uint64_t cap;
-    } cases[] = {
-        { 20, 1000, 1, 20 },     { 20, 1000, 2, 40 },
-        { 20, 1000, 3, 80 },     { 20, 1000, 6, 640 },
-        { 20, 1000, 7, 1000 },   { 20, 1000, 60, 1000 },
-        { 20, 1000, 200, 1000 }, { 100, 50, 1, 50 },
-        { 0, 1000, 3, 0 },       { 1, UINT64_MAX, 70, UINT64_MAX },
-    };
-    for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
-        uint64_t seen_max = 0;
-        uint64_t seen_min = UINT64_MAX;
-        uint64_t x = 0x9E3779B97F4A7C15ULL + i;
-        for (int k = 0; k < 2000; k++) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            uint64_t w = ag__backoff_ms(cases[i].base, cases[i].max, cases[i].retry, x);
-            assert_true(w <= cases[i].cap);
-            seen_max = AG_MAX(seen_max, w);
-            seen_min = AG_MIN(seen_min, w);
-        }
-        /* Full jitter: the draws spread over the whole range. */
-        if (cases[i].cap >= 20 && cases[i].cap != UINT64_MAX) {
-            assert_true(seen_min <= cases[i].cap / 10);
-            assert_true(seen_max >= cases[i].cap - cases[i].cap / 10);
-        }
-    }
-    /* The extremes of the random value map to the ends of the range. */
-    assert_int_equal(ag__backoff_ms(20, 1000, 1, 0), 0);
-    assert_int_equal(ag__backoff_ms(20, 1000, 1, 20), 20);
-    assert_int_equal(ag__backoff_ms(20, 1000, 1, 21), 0);
-}
 
 /* ---- Retry budget ---- */
 
@@ -299,10 +256,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backoff_bounds),        cmocka_unit_test(test_budget_ratio_and_min),
-        cmocka_unit_test(test_budget_window_slides),  cmocka_unit_test(test_budget_bounds_outage),
-        cmocka_unit_test(test_breaker_state_machine), cmocka_unit_test(test_round_robin),
-        cmocka_unit_test(test_ejection_rules),        cmocka_unit_test(test_ejection_keeps_one),
+        cmocka_unit_test(test_budget_ratio_and_min), cmocka_unit_test(test_budget_window_slides),
+        cmocka_unit_test(test_budget_bounds_outage), cmocka_unit_test(test_breaker_state_machine),
+        cmocka_unit_test(test_round_robin),          cmocka_unit_test(test_ejection_rules),
+        cmocka_unit_test(test_ejection_keeps_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
 /* Unit tests of the store (store.c + store_sqlite.c) on ":memory:" and on
  * temporary files: PRAGMAs, migrations, $n binding, the statement cache,
  * constraint error mapping, transactions, column getters, persistence, lock
- * contention and the fault-injection hook. */
+ * contention, the fault-injection hook, and the single-row and column
+ * helpers services use. */
 #include "agora/base.h"
 
 #include <setjmp.h>
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 
 #include "agora/err.h"
+#include "agora/mem.h"
 #include "agora/store.h"
 #include "agora/str.h"
 #include "agora/time.h"
@@ -669,6 +671,114 @@ test_exec(void **state)
     ag_store_close(s);
 }
 
+/* ---- Single-row and column helpers -------------------------------------- */
+
+/* A lookup answers its row, AG_ENOENT without one, and the step's error;
+ * the statement is reusable after the caller's reset in every case. */
+static void
+test_step_one(void **state)
+{
+    AG_UNUSED(state);
+    struct ag_store *s = open_memory("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER);"
+                                     "INSERT INTO kv VALUES ('a', 1), ('b', 2)");
+    static const char SQL[] = "SELECT v FROM kv WHERE k = $1";
+    struct ag_stmt *st;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(ag_store_stmt(s, SQL, &st), 0);
+        ag_stmt_bind_cstr(st, 1, "b");
+        assert_int_equal(ag_stmt_step_one(st), 0);
+        assert_int_equal(ag_stmt_col_i64(st, 0), 2);
+        ag_stmt_reset(st);
+        assert_int_equal(ag_store_stmt(s, SQL, &st), 0);
+        ag_stmt_bind_cstr(st, 1, "zz");
+        assert_int_equal(ag_stmt_step_one(st), AG_ENOENT);
+        ag_stmt_reset(st);
+    }
+    /* Of several rows, the first is the one; the rest are left unread. */
+    assert_int_equal(ag_store_stmt(s, "SELECT k FROM kv ORDER BY k DESC", &st), 0);
+    assert_int_equal(ag_stmt_step_one(st), 0);
+    assert_string_equal(ag_stmt_col_text(st, 0), "b");
+    ag_stmt_reset(st);
+    /* Errors come through as they are. */
+    assert_int_equal(ag_store_stmt(s, SQL, &st), 0);
+    ag_stmt_bind_cstr(st, 1, "a");
+    ag_store_fault_after(s, 1);
+    assert_int_equal(ag_stmt_step_one(st), AG_EIO);
+    ag_stmt_reset(st);
+    assert_int_equal(ag_store_stmt(s, "INSERT INTO kv VALUES ($1, 3) RETURNING v", &st), 0);
+    ag_stmt_bind_cstr(st, 1, "a");
+    assert_int_equal(ag_stmt_step_one(st), AG_EEXIST);
+    ag_stmt_reset(st);
+    ag_store_close(s);
+}
+
+/* One integer: the value, the default for no row and for NULL, errors. */
+static void
+test_step_i64(void **state)
+{
+    AG_UNUSED(state);
+    struct ag_store *s = open_memory("CREATE TABLE n (x INTEGER);"
+                                     "INSERT INTO n VALUES (5), (9), (NULL)");
+    struct ag_stmt *st;
+    int64_t v = 0;
+    assert_int_equal(ag_store_stmt(s, "SELECT count(*) FROM n", &st), 0);
+    assert_int_equal(ag_stmt_step_i64(st, -1, &v), 0);
+    assert_int_equal(v, 3);
+    assert_int_equal(ag_store_stmt(s, "SELECT max(x) FROM n WHERE x > $1", &st), 0);
+    ag_stmt_bind_i64(st, 1, 100);
+    assert_int_equal(ag_stmt_step_i64(st, -1, &v), 0);
+    assert_int_equal(v, -1); /* max() of nothing is NULL */
+    assert_int_equal(ag_store_stmt(s, "SELECT x FROM n WHERE x = $1", &st), 0);
+    ag_stmt_bind_i64(st, 1, 7);
+    assert_int_equal(ag_stmt_step_i64(st, 42, &v), 0);
+    assert_int_equal(v, 42); /* no row */
+    /* It resets the statement itself: the same text prepares again. */
+    assert_int_equal(ag_store_stmt(s, "SELECT x FROM n WHERE x = $1", &st), 0);
+    ag_stmt_bind_i64(st, 1, 9);
+    assert_int_equal(ag_stmt_step_i64(st, 42, &v), 0);
+    assert_int_equal(v, 9);
+    assert_int_equal(ag_store_stmt(s, "SELECT count(*) FROM n", &st), 0);
+    ag_store_fault_after(s, 1);
+    v = 77;
+    assert_int_equal(ag_stmt_step_i64(st, 0, &v), AG_EIO);
+    assert_int_equal(v, 77);
+    ag_store_close(s);
+}
+
+/* Text columns into a pool (NULL stays NULL) and into fixed buffers. */
+static void
+test_col_dup_and_copy(void **state)
+{
+    AG_UNUSED(state);
+    struct ag_store *s = open_memory(NULL);
+    struct ag_stmt *st;
+    assert_int_equal(ag_store_stmt(s, "SELECT 'hello', NULL, '', 12345", &st), 0);
+    assert_int_equal(ag_stmt_step_one(st), 0);
+    struct ag_pool *pool = ag_pool_new(0);
+    char *hello = ag_stmt_col_dup(st, 0, pool);
+    assert_string_equal(hello, "hello");
+    assert_null(ag_stmt_col_dup(st, 1, pool));
+    assert_string_equal(ag_stmt_col_dup(st, 2, pool), "");
+    assert_string_equal(ag_stmt_col_dup(st, 3, pool), "12345");
+    assert_null(ag_stmt_col_dup(st, 9, pool)); /* out of range reads as NULL */
+
+    char buf[6];
+    assert_int_equal(ag_stmt_col_copy(st, 0, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "hello");
+    assert_int_equal(ag_stmt_col_copy(st, 0, buf, 4), AG_ETOOBIG);
+    assert_string_equal(buf, "hel");
+    assert_int_equal(ag_stmt_col_copy(st, 1, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "");
+    assert_int_equal(ag_stmt_col_copy(st, 3, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "12345");
+    assert_int_equal(ag_stmt_col_copy(st, 0, buf, 0), AG_ETOOBIG);
+    ag_stmt_reset(st);
+    /* The copies outlive the row. */
+    assert_string_equal(hello, "hello");
+    ag_pool_free(pool);
+    ag_store_close(s);
+}
+
 int
 main(void)
 {
@@ -689,6 +799,9 @@ main(void)
         cmocka_unit_test(test_busy),
         cmocka_unit_test(test_fault_hook),
         cmocka_unit_test(test_exec),
+        cmocka_unit_test(test_step_one),
+        cmocka_unit_test(test_step_i64),
+        cmocka_unit_test(test_col_dup_and_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,41 +5,9 @@
  * holds, replays). */
 #include "agora/base.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <string.h>
-
-#include <cmocka.h>
-
 #include "agora/err.h"
+#include "agora_test.h"
 #include "domain.h"
-
-static json_t *
-parse(const char *s)
-{
-    json_error_t e;
-    json_t *j = json_loads(s, 0, &e);
-    if (j == NULL)
-        fail_msg("bad test JSON %s: %s", s, e.text);
-    return j;
-}
-
-/* Field names in v's errors, joined with ','. */
-static void
-error_fields(const struct ag_valid *v, char *out, size_t cap)
-{
-    out[0] = '\0';
-    size_t i;
-    json_t *e;
-    json_array_foreach(v->errors, i, e)
-    {
-        if (i)
-            strncat(out, ",", cap - strlen(out) - 1);
-        strncat(out, json_string_value(json_object_get(e, "field")), cap - strlen(out) - 1);
-    }
-}
 
 /* ---- Names, patterns, ack ids, JSON ---- */
 
@@ -165,7 +133,7 @@ publish_case(const char *body, size_t len, char *got, size_t cap, struct ag_pool
     if (rc == AG_EPARSE)
         snprintf(got, cap, "SYNTAX");
     else
-        error_fields(&v, got, cap);
+        ag_test_error_fields(&v, got, cap);
     ag_valid_release(&v);
     return rc;
 }
@@ -317,7 +285,7 @@ test_sub_config(void **state)
     struct ag_valid v;
     ag_valid_init(&v);
     struct bus_sub_config c;
-    json_t *body = parse("{\"topics\":[\"order.*\",\"*\"]}");
+    json_t *body = ag_test_json("{\"topics\":[\"order.*\",\"*\"]}");
     assert_true(bus_sub_config_from_json(&v, body, &c));
     assert_int_equal(c.npatterns, 2);
     assert_string_equal(c.patterns[0], "order.*");
@@ -339,11 +307,11 @@ test_sub_config(void **state)
         { "{\"topics\":[\"a\"],\"other\":1}", "other" },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
-        body = parse(cases[i].body);
+        body = ag_test_json(cases[i].body);
         ag_valid_init(&v);
         assert_false(bus_sub_config_from_json(&v, body, &c));
         char got[256];
-        error_fields(&v, got, sizeof(got));
+        ag_test_error_fields(&v, got, sizeof(got));
         if (strcmp(got, cases[i].fields) != 0)
             fail_msg("case %zu: errors '%s', want '%s'", i, got, cases[i].fields);
         ag_valid_release(&v);
@@ -359,18 +327,18 @@ test_pull_ack_replay_bodies(void **state)
     struct ag_valid v;
     int64_t max;
     int64_t wait;
-    json_t *body = parse("{}");
+    json_t *body = ag_test_json("{}");
     ag_valid_init(&v);
     assert_true(bus_pull_from_json(&v, body, &max, &wait));
     assert_int_equal(max, BUS_PULL_DEF);
     assert_int_equal(wait, BUS_WAIT_DEF_MS);
     ag_valid_release(&v);
     json_decref(body);
-    body = parse("{\"max_messages\":0,\"wait_ms\":120001}");
+    body = ag_test_json("{\"max_messages\":0,\"wait_ms\":120001}");
     ag_valid_init(&v);
     assert_false(bus_pull_from_json(&v, body, &max, &wait));
     char got[256];
-    error_fields(&v, got, sizeof(got));
+    ag_test_error_fields(&v, got, sizeof(got));
     assert_string_equal(got, "max_messages,wait_ms");
     ag_valid_release(&v);
     json_decref(body);
@@ -379,7 +347,7 @@ test_pull_ack_replay_bodies(void **state)
     size_t n;
     int64_t delay;
     const char *err;
-    body = parse("{\"ack_ids\":[\"1.2\",\"3.4\"],\"delay_ms\":500,\"error\":\"boom\"}");
+    body = ag_test_json("{\"ack_ids\":[\"1.2\",\"3.4\"],\"delay_ms\":500,\"error\":\"boom\"}");
     ag_valid_init(&v);
     assert_true(bus_acks_from_json(&v, body, true, pool, &refs, &n, &delay, &err));
     assert_int_equal(n, 2);
@@ -391,30 +359,30 @@ test_pull_ack_replay_bodies(void **state)
     /* An ack takes neither delay_ms nor error. */
     ag_valid_init(&v);
     assert_false(bus_acks_from_json(&v, body, false, pool, &refs, &n, &delay, &err));
-    error_fields(&v, got, sizeof(got));
+    ag_test_error_fields(&v, got, sizeof(got));
     assert_string_equal(got, "delay_ms,error");
     ag_valid_release(&v);
     json_decref(body);
-    body = parse("{\"ack_ids\":[\"1.2\",\"nope\",7]}");
+    body = ag_test_json("{\"ack_ids\":[\"1.2\",\"nope\",7]}");
     ag_valid_init(&v);
     assert_false(bus_acks_from_json(&v, body, false, pool, &refs, &n, &delay, &err));
-    error_fields(&v, got, sizeof(got));
+    ag_test_error_fields(&v, got, sizeof(got));
     assert_string_equal(got, "ack_ids[1],ack_ids[2]");
     ag_valid_release(&v);
     json_decref(body);
 
     int64_t *seqs;
-    body = parse("{}");
+    body = ag_test_json("{}");
     ag_valid_init(&v);
     assert_true(bus_replay_from_json(&v, body, pool, &seqs, &n));
     assert_null(seqs);
     assert_int_equal(n, 0);
     ag_valid_release(&v);
     json_decref(body);
-    body = parse("{\"seqs\":[5,0,\"x\"]}");
+    body = ag_test_json("{\"seqs\":[5,0,\"x\"]}");
     ag_valid_init(&v);
     assert_false(bus_replay_from_json(&v, body, pool, &seqs, &n));
-    error_fields(&v, got, sizeof(got));
+    ag_test_error_fields(&v, got, sizeof(got));
     assert_string_equal(got, "seqs[1],seqs[2]");
     ag_valid_release(&v);
     json_decref(body);

@@ -5,24 +5,14 @@
  * shipped routes.json. */
 #include "agora/base.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <string.h>
-
-#include <cmocka.h>
-
 #include "agora/err.h"
+#include "agora_test.h"
 #include "gateway.h"
 
 static struct gw_config *
 compile(const char *text, char *err, size_t errlen)
 {
-    json_error_t je;
-    json_t *root = json_loads(text, 0, &je);
-    if (root == NULL)
-        fail_msg("bad test JSON %s: %s", text, je.text);
+    json_t *root = ag_test_json(text);
     struct gw_config *cfg = NULL;
     int rc = gw_config_compile(root, "test", &cfg, err, errlen);
     json_decref(root);

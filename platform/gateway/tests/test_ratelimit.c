@@ -4,14 +4,7 @@
  * independent keys, eviction at the bound and the sweep of full buckets. */
 #include "agora/base.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <string.h>
-
-#include <cmocka.h>
-
+#include "agora_test.h"
 #include "gateway.h"
 
 #define SEC 1000000000ull

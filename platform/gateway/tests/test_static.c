@@ -4,14 +4,8 @@
  * symlinks, is covered by gateway.test.mjs over HTTP. */
 #include "agora/base.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <string.h>
-
-#include <cmocka.h>
-
 #include "agora/err.h"
+#include "agora_test.h"
 #include "gateway.h"
 
 static void

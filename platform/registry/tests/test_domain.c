@@ -4,41 +4,10 @@
  * table's bookkeeping (modify indexes, TTL refresh, expiry, pruning). */
 #include "agora/base.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <string.h>
-
-#include <cmocka.h>
-
 #include "agora/err.h"
 #include "agora/mem.h"
+#include "agora_test.h"
 #include "domain.h"
-
-static json_t *
-parse(const char *s)
-{
-    json_error_t e;
-    json_t *j = json_loads(s, 0, &e);
-    if (j == NULL)
-        fail_msg("bad test JSON %s: %s", s, e.text);
-    return j;
-}
-
-/* Field names in v's errors, joined with ','. */
-static void
-error_fields(const struct ag_valid *v, char *out, size_t cap)
-{
-    out[0] = '\0';
-    size_t i;
-    json_t *e;
-    json_array_foreach(v->errors, i, e)
-    {
-        if (i)
-            strncat(out, ",", cap - strlen(out) - 1);
-        strncat(out, json_string_value(json_object_get(e, "field")), cap - strlen(out) - 1);
-    }
-}
 
 static char *
 repeat(char c, size_t n)
@@ -150,13 +119,13 @@ test_instance_validation_table(void **state)
         { "{\"address\":\"h\",\"port\":80,\"x\":1}", "x" },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
-        json_t *body = parse(cases[i].body);
+        json_t *body = ag_test_json(cases[i].body);
         struct ag_valid v;
         ag_valid_init(&v);
         struct reg_instance_spec spec;
         bool ok = reg_instance_spec_from_json(&v, body, &spec);
         char fields[256];
-        error_fields(&v, fields, sizeof(fields));
+        ag_test_error_fields(&v, fields, sizeof(fields));
         if (strcmp(fields, cases[i].fields) != 0 || ok != (cases[i].fields[0] == '\0'))
             fail_msg("%s: got errors '%s' (ok %d), want '%s'", cases[i].body, fields, ok,
                      cases[i].fields);
@@ -213,14 +182,14 @@ test_config_validation(void **state)
         { "{\"value\":1,\"other\":1}", "other", NULL, -1 },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
-        json_t *body = parse(cases[i].body);
+        json_t *body = ag_test_json(cases[i].body);
         struct ag_valid v;
         ag_valid_init(&v);
         struct ag_buf value = AG_BUF_INIT(0);
         int64_t cas;
         bool ok = reg_config_put_from_json(&v, body, &value, &cas);
         char fields[256];
-        error_fields(&v, fields, sizeof(fields));
+        ag_test_error_fields(&v, fields, sizeof(fields));
         if (strcmp(fields, cases[i].fields) != 0 || ok != (cases[i].fields[0] == '\0'))
             fail_msg("%s: got errors '%s', want '%s'", cases[i].body, fields, cases[i].fields);
         if (ok) {
@@ -310,8 +279,8 @@ test_register_and_index(void **state)
     assert_int_equal(a->inst[0]->seen_ms, 5500);
 
     /* Any change: a new index. Metadata compares by value. */
-    json_t *m1 = parse("{\"z\":1}");
-    json_t *m2 = parse("{\"z\":1}");
+    json_t *m1 = ag_test_json("{\"z\":1}");
+    json_t *m2 = ag_test_json("{\"z\":1}");
     struct reg_instance_spec s1 = spec_of("h", 2, 1000);
     s1.metadata = m1;
     put(&st, "a", "i1", s1, &now, true);

@@ -3,40 +3,9 @@
  * errors, patches, search-query sanitising, cursors, URL and sku rules. */
 #include "agora/base.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <string.h>
-
-#include <cmocka.h>
-
 #include "agora/err.h"
+#include "agora_test.h"
 #include "domain.h"
-
-static json_t *
-parse(const char *s)
-{
-    json_error_t e;
-    json_t *j = json_loads(s, 0, &e);
-    if (j == NULL)
-        fail_msg("bad test JSON %s: %s", s, e.text);
-    return j;
-}
-
-/* Field names in v's errors, joined with ','. */
-static void
-error_fields(const struct ag_valid *v, char *out, size_t cap)
-{
-    out[0] = '\0';
-    size_t i;
-    json_t *e;
-    json_array_foreach(v->errors, i, e)
-    {
-        if (i)
-            strncat(out, ",", cap - strlen(out) - 1);
-        strncat(out, json_string_value(json_object_get(e, "field")), cap - strlen(out) - 1);
-    }
-}
 
 static void
 test_create_validation_table(void **state)
@@ -81,13 +50,13 @@ test_create_validation_table(void **state)
           "active" },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
-        json_t *body = parse(cases[i].body);
+        json_t *body = ag_test_json(cases[i].body);
         struct ag_valid v;
         ag_valid_init(&v);
         struct catalog_product p;
         bool ok = catalog_product_from_json(&v, body, &p);
         char fields[256];
-        error_fields(&v, fields, sizeof(fields));
+        ag_test_error_fields(&v, fields, sizeof(fields));
         if (ok != (cases[i].fields[0] == '\0') || strcmp(fields, cases[i].fields) != 0)
             fail_msg("case %zu: ok=%d fields '%s', want '%s'", i, ok, fields, cases[i].fields);
         ag_valid_release(&v);
@@ -129,8 +98,8 @@ test_patch(void **state)
     };
     p.price.amount = 100;
     memcpy(p.price.currency, "EUR", 4);
-    json_t *body = parse("{\"name\":\"New\",\"category\":null,\"description\":null,"
-                         "\"price\":{\"amount\":250,\"currency\":\"USD\"},\"version\":3}");
+    json_t *body = ag_test_json("{\"name\":\"New\",\"category\":null,\"description\":null,"
+                                "\"price\":{\"amount\":250,\"currency\":\"USD\"},\"version\":3}");
     struct ag_valid v;
     ag_valid_init(&v);
     int64_t version;
@@ -146,11 +115,11 @@ test_patch(void **state)
     ag_valid_release(&v);
     json_decref(body);
 
-    body = parse("{\"id\":\"x\",\"version\":0}");
+    body = ag_test_json("{\"id\":\"x\",\"version\":0}");
     ag_valid_init(&v);
     assert_false(catalog_product_patch(&v, body, &p, &version));
     char fields[128];
-    error_fields(&v, fields, sizeof(fields));
+    ag_test_error_fields(&v, fields, sizeof(fields));
     assert_string_equal(fields, "id,version");
     ag_valid_release(&v);
     json_decref(body);

@@ -4,44 +4,11 @@
  * arithmetic, cursors and the sliding-window throttle. */
 #include "agora/base.h"
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <string.h>
-
-#include <cmocka.h>
-
 #include "agora/err.h"
 #include "agora/identity.h"
 #include "agora/mem.h"
+#include "agora_test.h"
 #include "domain.h"
-
-static json_t *
-parse(const char *s)
-{
-    json_error_t e;
-    json_t *j = json_loads(s, 0, &e);
-    if (j == NULL)
-        fail_msg("bad test JSON %s: %s", s, e.text);
-    return j;
-}
-
-/* "field:code" of every error in 'v', joined with ','. */
-static void
-error_list(const struct ag_valid *v, char *out, size_t cap)
-{
-    out[0] = '\0';
-    size_t i;
-    json_t *e;
-    json_array_foreach(v->errors, i, e)
-    {
-        size_t n = strlen(out);
-        snprintf(out + n, cap - n, "%s%s:%s", i ? "," : "",
-                 json_string_value(json_object_get(e, "field")),
-                 json_string_value(json_object_get(e, "code")));
-    }
-}
 
 /* ---- E-mail ---- */
 
@@ -240,13 +207,13 @@ test_register_validation(void **state)
         { "{\"email\":7,\"password\":null,\"name\":\"A\"}", "email:type,password:type" },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
-        json_t *body = parse(cases[i].body);
+        json_t *body = ag_test_json(cases[i].body);
         struct ag_valid v;
         ag_valid_init(&v);
         struct users_register_req r;
         bool ok = users_register_from_json(&v, body, &r);
         char got[512];
-        error_list(&v, got, sizeof(got));
+        ag_test_error_codes(&v, got, sizeof(got));
         if (strcmp(got, cases[i].errors) != 0)
             fail_msg("case %zu %s: errors '%s', want '%s'", i, cases[i].body, got, cases[i].errors);
         assert_int_equal(ok, cases[i].errors[0] == '\0');
@@ -267,16 +234,16 @@ test_login_and_patch_validation(void **state)
     char got[512];
     struct users_login_req l;
 
-    json_t *b = parse("{\"email\":\"x\",\"password\":\"y\"}");
+    json_t *b = ag_test_json("{\"email\":\"x\",\"password\":\"y\"}");
     ag_valid_init(&v);
     assert_true(users_login_from_json(&v, b, &l)); /* no policy at login */
     ag_valid_release(&v);
     json_decref(b);
 
-    b = parse("{\"email\":\"x\",\"password\":\"y\",\"otp\":1}");
+    b = ag_test_json("{\"email\":\"x\",\"password\":\"y\",\"otp\":1}");
     ag_valid_init(&v);
     assert_false(users_login_from_json(&v, b, &l));
-    error_list(&v, got, sizeof(got));
+    ag_test_error_codes(&v, got, sizeof(got));
     assert_string_equal(got, "otp:unknown");
     ag_valid_release(&v);
     json_decref(b);
@@ -297,10 +264,10 @@ test_login_and_patch_validation(void **state)
         { "{\"password\":null}", "password:type" },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
-        b = parse(cases[i].body);
+        b = ag_test_json(cases[i].body);
         ag_valid_init(&v);
         bool ok = users_patch_from_json(&v, b, "ada@example.com", &p);
-        error_list(&v, got, sizeof(got));
+        ag_test_error_codes(&v, got, sizeof(got));
         if (strcmp(got, cases[i].errors) != 0)
             fail_msg("case %zu %s: errors '%s', want '%s'", i, cases[i].body, got, cases[i].errors);
         assert_int_equal(ok, cases[i].errors[0] == '\0');

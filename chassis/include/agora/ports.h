@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/* The programs of the shop and their default TCP ports: the one table that
+ * every program's main.c (.default_port = AG_PORT_<NAME>), the supervisor
+ * (cli/main.c: `agora up` starts the programs that have a binary, in table
+ * order, each on its port plus --port-offset) and the JavaScript tests
+ * (tests/lib/ports.mjs parses this file) read. Services not written yet
+ * have their port reserved and no binary; writing one means giving its row
+ * the binary (docs/new-service.md). */
+#ifndef AG_PORTS_H
+#define AG_PORTS_H
+
+/* X(NAME, "name", default port, binary relative to the build directory, or
+ * NULL while the program does not exist). Rows are in start-up order,
+ * dependencies first: registry and bus, the services, the gateway last;
+ * `agora up` stops them in the reverse order. Keep one row per line: the
+ * tests read them with a regular expression. */
+#define AG_PROGRAMS(X)                                                                             \
+    X(REGISTRY, "registry", 8500, "platform/registry/registry")                                    \
+    X(BUS, "bus", 8400, "platform/bus/bus")                                                        \
+    X(USERS, "users", 8082, "services/users/users")                                                \
+    X(CATALOG, "catalog", 8081, "services/catalog/catalog")                                        \
+    X(INVENTORY, "inventory", 8083, NULL)                                                          \
+    X(PAYMENTS, "payments", 8085, NULL)                                                            \
+    X(SHIPPING, "shipping", 8086, NULL)                                                            \
+    X(ORDERS, "orders", 8084, NULL)                                                                \
+    X(NOTIFICATIONS, "notifications", 8087, "services/notifications/notifications")                \
+    X(ANALYTICS, "analytics", 8088, NULL)                                                          \
+    X(GATEWAY, "gateway", 8080, "platform/gateway/gateway")
+
+/* AG_PORT_CATALOG and the like: each program's default port. */
+enum ag_port {
+#define AG__PORT_ENUM(NAME, name, port, binary) AG_PORT_##NAME = (port),
+    AG_PROGRAMS(AG__PORT_ENUM)
+#undef AG__PORT_ENUM
+};
+
+/* Not a program: the gateway's operator listener (AGORA_OPS_ADDRESS, for
+ * /metrics and /health/services, loopback only). */
+#define AG_PORT_GATEWAY_OPS 8090
+
+#endif /* AG_PORTS_H */
