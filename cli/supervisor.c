@@ -18,7 +18,8 @@
 #include "agora/time.h"
 
 #define PROBE_INTERVAL_MS 100
-#define RESTART_BASE_MS   500
+#define RESTART_FIRST_MS  50  /* a process that was stable is restarted at once... */
+#define RESTART_BASE_MS   500 /* ...one that keeps crashing waits this, doubling */
 #define RESTART_MAX_MS    30000
 #define STABLE_MS         30000 /* a process up this long resets its backoff */
 
@@ -272,13 +273,20 @@ on_exit_cb(uv_process_t *h, int64_t status, int signum)
         stop_next(s);
         return;
     }
+    /* The first crash after a stable run restarts at once (the outage a
+     * client sees is the process's start-up time); a crash loop backs off. */
     uint64_t up = ag_time_mono_ms() - p->started_ms;
     if (up > STABLE_MS || p->backoff_ms == 0)
-        p->backoff_ms = RESTART_BASE_MS;
+        p->backoff_ms = RESTART_FIRST_MS;
     else
-        p->backoff_ms = AG_MIN(p->backoff_ms * 2, RESTART_MAX_MS);
-    AG_LOGW("supervisor", "%s exited unexpectedly (status %lld, signal %d); restarting in %llu ms",
-            p->prog->name, (long long)status, signum, (unsigned long long)p->backoff_ms);
+        p->backoff_ms = AG_MIN(AG_MAX(p->backoff_ms * 2, RESTART_BASE_MS), RESTART_MAX_MS);
+    char why[96];
+    if (signum != 0)
+        snprintf(why, sizeof(why), "killed by signal %d (%s)", signum, strsignal(signum));
+    else
+        snprintf(why, sizeof(why), "exited with status %lld", (long long)status);
+    AG_LOGW("supervisor", "%s exited unexpectedly: %s; restarting in %llu ms", p->prog->name, why,
+            (unsigned long long)p->backoff_ms);
     p->state = PROC_WAITING;
     uv_timer_start(&p->timer, on_restart_timer, p->backoff_ms, 0);
 }

@@ -222,7 +222,8 @@ parse_upstreams(struct gw *gw, const char *spec, char *err, size_t errlen)
             char *id = ag_asprintf("%s:%d", h, (int)port);
             u->strings[2 * u->n] = h;
             u->strings[2 * u->n + 1] = id;
-            u->instances[u->n] = (struct ag_upstream_instance){ id, h, (int)port };
+            u->instances[u->n] =
+                (struct ag_upstream_instance){ .id = id, .host = h, .port = (int)port };
             u->n++;
         }
         if (rc == 0 && u->n == 0) {

@@ -191,7 +191,7 @@ describe('the public API description against the running shop', () => {
     });
 
     after(async () => {
-        if (shop && (await shop.stop()) === null) shop.kill();
+        if (shop && (await shop.stop()) === null) await shop.kill();
         cleanup();
     });
 

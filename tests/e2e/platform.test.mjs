@@ -72,7 +72,7 @@ describe('agora up: the whole shop through the gateway', () => {
     });
 
     after(async () => {
-        shop?.kill();
+        await shop?.kill();
         if (smtp && smtp.exitCode === null) smtp.kill('SIGTERM');
     });
 

@@ -77,8 +77,12 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
             child.kill('SIGTERM');
             return Promise.race([exited, new Promise((r) => setTimeout(() => r(null), timeout))]);
         },
-        kill() {
-            if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        // For a test that failed half-way: SIGTERM, so the supervisor stops
+        // its programs (a SIGKILLed supervisor would leave them running),
+        // and SIGKILL only if it has not exited within 20 s.
+        async kill() {
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            if ((await this.stop(20_000)) === null) child.kill('SIGKILL');
         },
     };
 }

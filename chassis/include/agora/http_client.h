@@ -45,6 +45,8 @@ struct ag_upstream_instance {
     const char *id;   /* stable instance id (registry), e.g. "catalog-1234" */
     const char *host; /* "127.0.0.1" */
     int port;
+    const char *incarnation; /* changes when the instance restarts (registry metadata);
+                                NULL: unknown */
 };
 
 struct ag_http_client_header {

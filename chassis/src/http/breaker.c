@@ -58,6 +58,15 @@ ag__breaker_tick(struct ag__breaker *b, uint64_t now_ms)
     return true;
 }
 
+bool
+ag__breaker_recovered(struct ag__breaker *b, uint64_t now_ms)
+{
+    if (b->state != AG_BREAKER_OPEN)
+        return false;
+    breaker_move(b, AG_BREAKER_HALF_OPEN, now_ms);
+    return true;
+}
+
 int
 ag__breaker_allow(struct ag__breaker *b, uint64_t now_ms, bool *out_probe)
 {
@@ -268,4 +277,14 @@ ag__lb_record(struct ag__hc_instance *const *insts, size_t n, struct ag__hc_inst
         inst->ejections++;
     inst->failures = 0;
     return true;
+}
+
+bool
+ag__lb_down(struct ag__hc_instance *const *insts, size_t n, struct ag__hc_instance *inst,
+            const struct ag__eject_policy *policy, uint64_t now_ms)
+{
+    uint32_t need = policy->failures ? policy->failures : 1;
+    if (inst->failures + 1 < need)
+        inst->failures = need - 1;
+    return ag__lb_record(insts, n, inst, true, policy, now_ms);
 }

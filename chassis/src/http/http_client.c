@@ -31,6 +31,7 @@
 #define HC_DEF_TIMEOUT_MS      5000
 #define HC_DEF_MAX_RESPONSE    (8u * 1024 * 1024)
 #define HC_DEF_RETRIES         2
+#define HC_REFUSED_RETRIES     3 /* retries of a refused connect, whatever the method */
 #define HC_DEF_BACKOFF_BASE_MS 20
 #define HC_DEF_BACKOFF_MAX_MS  1000
 #define HC_DEF_BUDGET_RATIO    0.2
@@ -114,6 +115,7 @@ struct hc_call {
     size_t body_len;
     bool idempotent;              /* retries allowed */
     int max_retries;              /* retries allowed at most */
+    int max_retries_req;          /* as asked: -1 when the caller wants none at all */
     uint64_t deadline_ms;         /* ag_time_mono_ms() by which the call ends */
     uint64_t start_ns;            /* for the duration histogram */
     int attempts;                 /* attempts started */
@@ -182,6 +184,7 @@ instance_unref(struct ag__hc_instance *inst)
     if (inst == NULL || --inst->refs > 0)
         return;
     ag_free(inst->id);
+    ag_free(inst->incarnation);
     ag_free(inst->host);
     ag_free(inst->base);
     ag_free(inst);
@@ -309,6 +312,7 @@ ag_http_client_set_upstream(struct ag_http_client *c, const char *name,
     struct hc_upstream *u = upstream_get(c, name, false);
     struct ag__hc_instance **insts = ag_calloc(n ? n : 1, sizeof(*insts));
     size_t m = 0;
+    bool fresh = false; /* an instance id not seen before: a (re)started instance */
     for (size_t i = 0; i < n; i++) {
         const struct ag_upstream_instance *in = &instances[i];
         bool dup = false;
@@ -321,13 +325,20 @@ ag_http_client_set_upstream(struct ag_http_client *c, const char *name,
             if (strcmp(u->insts[j]->id, in->id) == 0)
                 old = u->insts[j];
         }
-        if (old != NULL && old->port == in->port && strcmp(old->host, in->host) == 0) {
+        /* The same id from a new process (it restarted and registered
+         * again): a new instance, with none of the old one's failures. */
+        bool reborn = old != NULL && in->incarnation != NULL &&
+                      (old->incarnation == NULL || strcmp(old->incarnation, in->incarnation) != 0);
+        if (old != NULL && !reborn && old->port == in->port && strcmp(old->host, in->host) == 0) {
             old->refs++;
             insts[m++] = old;
             continue;
         }
         struct ag__hc_instance *inst = instance_new(in->id, in->host, in->port);
-        if (old != NULL) {
+        inst->incarnation = in->incarnation != NULL ? ag_strdup(in->incarnation) : NULL;
+        if (old == NULL || reborn)
+            fresh = true;
+        if (old != NULL && !reborn) {
             /* Same id at a new address: the health it earned stays. */
             inst->failures = old->failures;
             inst->ejections = old->ejections;
@@ -351,6 +362,10 @@ ag_http_client_set_upstream(struct ag_http_client *c, const char *name,
         u->rr %= m;
     else
         u->rr = 0;
+    /* A new instance registered: the upstream is back, so an open breaker
+     * lets a probe through now instead of at the end of its cool-down. */
+    if (fresh && ag__breaker_recovered(&u->breaker, ag_time_mono_ms()))
+        AG_LOGI(HC_LOG, "upstream '%s': a new instance registered; circuit half-open", u->name);
     upstream_report(c, u, ag_time_mono_ms());
     maint_schedule(c);
     return 0;
@@ -715,6 +730,9 @@ attempt_done(struct hc_call *call, int result)
     uint64_t now = ag_time_mono_ms();
     bool failure;
     bool retryable;
+    /* Refused: nothing listens on that instance (crashed, restarting), and
+     * nothing was sent, so a retry is safe whatever the method. */
+    bool refused = result == AG_EIO && call->x.refused;
     int err = 0;
     if (result == 0) {
         failure = status >= 500;
@@ -741,7 +759,20 @@ attempt_done(struct hc_call *call, int result)
     call->err = err;
     call->status = err == 0 ? status : 0;
 
-    if (ag__breaker_record(&u->breaker, now, call->probe, !failure)) {
+    if (refused) {
+        /* An instance that is down is the load balancer's business, not a
+         * failure rate: counting it would keep the breaker open for its
+         * whole cool-down after the instance is back (issue: a 0.5 s
+         * restart seen as 5 s through the gateway). */
+        ag__breaker_cancel(&u->breaker, call->probe);
+        if (!u->direct && ag__lb_down(u->insts, u->n, call->inst, &c->eject, now)) {
+            AG_LOGW(
+                HC_LOG, "upstream '%s': instance '%s' refuses connections; ejected until +%llu ms",
+                u->name, call->inst->id, (unsigned long long)(call->inst->ejected_until_ms - now));
+            upstream_report(c, u, now);
+            maint_schedule(c);
+        }
+    } else if (ag__breaker_record(&u->breaker, now, call->probe, !failure)) {
         if (u->breaker.state == AG_BREAKER_OPEN)
             AG_LOGW(HC_LOG, "upstream '%s': circuit open for %llu ms", u->name,
                     (unsigned long long)u->breaker.open_ms);
@@ -751,14 +782,20 @@ attempt_done(struct hc_call *call, int result)
         maint_schedule(c);
     }
     call->probe = false;
-    if (!u->direct && ag__lb_record(u->insts, u->n, call->inst, failure, &c->eject, now)) {
+    if (!refused && !u->direct &&
+        ag__lb_record(u->insts, u->n, call->inst, failure, &c->eject, now)) {
         AG_LOGW(HC_LOG, "upstream '%s': instance '%s' ejected until +%llu ms", u->name,
                 call->inst->id, (unsigned long long)(call->inst->ejected_until_ms - now));
         upstream_report(c, u, now);
         maint_schedule(c);
     }
 
-    if (retryable && call->idempotent && call->attempts <= call->max_retries) {
+    /* A refused connect may be retried by any call that allows retries at
+     * all, at least twice: a restarting instance comes back within that. */
+    int limit = refused && call->max_retries_req >= 0
+                    ? AG_MAX(call->max_retries, HC_REFUSED_RETRIES)
+                    : call->max_retries;
+    if (retryable && (call->idempotent || refused) && call->attempts <= limit) {
         uint64_t wait = ag_backoff_full_ms(c->cfg.backoff_base_ms, c->cfg.backoff_max_ms,
                                            (unsigned)call->attempts, rng_next(c));
         if (call->retry_after_ms > wait)
@@ -908,6 +945,7 @@ ag_http_client_send(struct ag_http_client *c, const struct ag_http_client_reques
                        has_header(req, "Idempotency-Key");
     int retries = req->max_retries != 0 ? req->max_retries : c->cfg.max_retries;
     call->max_retries = retries < 0 ? 0 : retries;
+    call->max_retries_req = retries;
     uint64_t timeout = req->timeout_ms ? req->timeout_ms : c->cfg.timeout_ms;
     uint64_t now = ag_time_mono_ms();
     call->deadline_ms = now + timeout;

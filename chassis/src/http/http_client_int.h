@@ -49,6 +49,11 @@ int ag__breaker_allow(struct ag__breaker *b, uint64_t now_ms, bool *out_probe);
  * ignored while it is open. Returns true when the state changed. */
 bool ag__breaker_record(struct ag__breaker *b, uint64_t now_ms, bool probe, bool success);
 
+/* The upstream is known to be back (a new instance registered): an open
+ * breaker moves to half-open at once, so the next attempt probes instead of
+ * waiting out the cool-down. Returns true when the state changed. */
+bool ag__breaker_recovered(struct ag__breaker *b, uint64_t now_ms);
+
 /* An allowed attempt ended without an outcome (client closing): give back
  * its probe slot. */
 void ag__breaker_cancel(struct ag__breaker *b, bool probe);
@@ -93,6 +98,7 @@ void ag__budget_window(const struct ag__budget *b, uint64_t now_ms, uint32_t *ou
  * attempt still points to. */
 struct ag__hc_instance {
     char *id;                  /* stable id */
+    char *incarnation;         /* of the process behind it, or NULL (unknown) */
     char *host;                /* host or IP literal */
     int port;                  /* TCP port */
     char *base;                /* "http://host:port" ("[v6]" bracketed) */
@@ -136,6 +142,12 @@ long ag__lb_pick(struct ag__hc_instance *const *insts, size_t n, size_t *rr,
  * eligible instance. Returns true when 'inst' was ejected by this call. */
 bool ag__lb_record(struct ag__hc_instance *const *insts, size_t n, struct ag__hc_instance *inst,
                    bool failure, const struct ag__eject_policy *policy, uint64_t now_ms);
+
+/* 'inst' refused a connection: nothing listens there, so it is ejected at
+ * once rather than after policy->failures (the same share limits apply).
+ * Returns true when it was ejected by this call. */
+bool ag__lb_down(struct ag__hc_instance *const *insts, size_t n, struct ag__hc_instance *inst,
+                 const struct ag__eject_policy *policy, uint64_t now_ms);
 
 /* ---- Transport (http_transport.c) ----
  * Moves one request and its response over a pooled keep-alive connection.
@@ -201,6 +213,7 @@ struct ag__hc_xfer {
     int fail_err;    /* that failure */
     int err;         /* set by parser callbacks */
     bool in_value;   /* last parser callback was a header value */
+    bool refused;    /* the connect was refused: nothing was sent (AG_EIO) */
     bool got_bytes;  /* a response byte arrived on this connection */
     bool resent;     /* sent again after the keep-alive race */
     bool fresh_only; /* must not use an idle connection */

@@ -551,6 +551,7 @@ on_connected(uv_connect_t *req, int status)
     if (status < 0) {
         AG_LOGD(HT_LOG, "cannot connect to %s:%d: %s", c->pool->host, c->pool->port,
                 uv_strerror(status));
+        x->refused = status == UV_ECONNREFUSED;
         c->x = NULL;
         x->conn = NULL;
         conn_close(c);
@@ -847,6 +848,7 @@ ag__hc_xfer_start(struct ag__hc_transport *t, struct ag__hc_xfer *x)
         return AG_ECLOSED;
     x->resent = false;
     x->fresh_only = false;
+    x->refused = false;
     return xfer_start(t, x);
 }
 

@@ -408,8 +408,10 @@ mirror_upstream(struct reg_watch *w)
     struct ag_registry *r = w->reg;
     struct ag_upstream_instance *ups = ag_calloc(w->ninsts ? w->ninsts : 1, sizeof(*ups));
     for (size_t i = 0; i < w->ninsts; i++)
-        ups[i] =
-            (struct ag_upstream_instance){ w->insts[i].id, w->insts[i].address, w->insts[i].port };
+        ups[i] = (struct ag_upstream_instance){
+            w->insts[i].id, w->insts[i].address, w->insts[i].port,
+            json_string_value(json_object_get(w->insts[i].metadata, "incarnation"))
+        };
     int rc = ag_http_client_set_upstream(r->http, w->name, ups, w->ninsts);
     if (rc != 0 && rc != AG_ECLOSED)
         AG_LOGW(REG_LOG, "cannot update upstream '%s': %s", w->name, ag_strerror(rc));

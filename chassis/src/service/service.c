@@ -1019,7 +1019,11 @@ start_registry(struct ag_service *svc)
                                strcmp(svc->settings.http_host, "::") == 0
                            ? "127.0.0.1"
                            : svc->settings.http_host;
-    json_t *meta = json_pack("{s:s}", "version", svc->cfg.version);
+    /* A new incarnation per process: clients tell a restarted instance
+     * (same id, address and port) from the one that died. */
+    char incarnation[AG_UUID_STRLEN + 1];
+    ag_uuid7(incarnation);
+    json_t *meta = json_pack("{s:s, s:s}", "version", svc->cfg.version, "incarnation", incarnation);
     struct ag_registry_config rcfg = {
         .url = svc->settings.registry_url,
         .service = svc->cfg.name,

@@ -256,7 +256,9 @@ use_upstreams(struct ag_http_client *c, const char *name, const int *idx, size_t
 {
     struct ag_upstream_instance insts[NUP];
     for (size_t k = 0; k < n; k++)
-        insts[k] = (struct ag_upstream_instance){ ups[idx[k]].id, "127.0.0.1", ups[idx[k]].port };
+        insts[k] = (struct ag_upstream_instance){ .id = ups[idx[k]].id,
+                                                  .host = "127.0.0.1",
+                                                  .port = ups[idx[k]].port };
     assert_int_equal(ag_http_client_set_upstream(c, name, insts, n), 0);
 }
 

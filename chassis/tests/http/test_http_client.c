@@ -252,6 +252,37 @@ test_ejection_keeps_one(void **state)
         assert_false(ag__lb_record(p.ptrs, p.n, &p.inst[0], true, &pol, 0));
 }
 
+/* A refused connect ejects at once (the share limits still hold); a new
+ * instance's registration half-opens an open breaker at once. */
+static void
+test_down_and_recovered(void **state)
+{
+    AG_UNUSED(state);
+    struct pool p;
+    pool_init(&p, 2);
+    struct ag__eject_policy pol = { 3, 100, 50 };
+    assert_true(ag__lb_down(p.ptrs, p.n, &p.inst[0], &pol, 10));
+    assert_int_equal(ag__lb_ejected(p.ptrs, p.n, 10), 1);
+    assert_false(ag__lb_down(p.ptrs, p.n, &p.inst[1], &pol, 10)); /* one stays eligible */
+    pool_init(&p, 1);
+    assert_false(ag__lb_down(p.ptrs, p.n, &p.inst[0], &pol, 10));
+
+    struct ag__breaker b;
+    ag__breaker_init(&b, 1, 5000, 1);
+    bool probe;
+    assert_false(ag__breaker_recovered(&b, 0)); /* closed: nothing to do */
+    assert_int_equal(ag__breaker_allow(&b, 0, &probe), 0);
+    assert_true(ag__breaker_record(&b, 0, probe, false));
+    assert_int_equal(b.state, AG_BREAKER_OPEN);
+    assert_int_equal(ag__breaker_allow(&b, 10, &probe), AG_EUNAVAIL);
+    assert_true(ag__breaker_recovered(&b, 10));
+    assert_int_equal(b.state, AG_BREAKER_HALF_OPEN);
+    assert_int_equal(ag__breaker_allow(&b, 10, &probe), 0);
+    assert_true(probe);
+    assert_true(ag__breaker_record(&b, 20, probe, true));
+    assert_int_equal(b.state, AG_BREAKER_CLOSED);
+}
+
 int
 main(void)
 {
@@ -259,7 +290,7 @@ main(void)
         cmocka_unit_test(test_budget_ratio_and_min), cmocka_unit_test(test_budget_window_slides),
         cmocka_unit_test(test_budget_bounds_outage), cmocka_unit_test(test_breaker_state_machine),
         cmocka_unit_test(test_round_robin),          cmocka_unit_test(test_ejection_rules),
-        cmocka_unit_test(test_ejection_keeps_one),
+        cmocka_unit_test(test_ejection_keeps_one),   cmocka_unit_test(test_down_and_recovered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -662,7 +662,8 @@ describe('load balancing over two catalog instances', () => {
         stopAt = Date.now() + 2500;
         await Promise.all(loops);
         assert.ok(killed);
-        assert.ok(counts.bad <= 5, `client-visible errors ${counts.bad} (${counts.statuses.join(',')}); at kill ${badAtKill}`);
+        // Connect failures go to the other instance: the death of one of two is invisible.
+        assert.equal(counts.bad, 0, `client-visible errors ${counts.bad} (${counts.statuses.join(',')}); at kill ${badAtKill}`);
         // After ejection every request succeeds.
         for (let i = 0; i < 30; i++) assert.equal((await api.get('/api/v1/products')).status, 200);
         const m = parseMetrics((await client(gw.opsUrl).get('/metrics')).text);
