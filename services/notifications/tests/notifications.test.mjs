@@ -420,6 +420,33 @@ describe('notifications with a bus and an SMTP server', () => {
         assert.equal(mine.at(-1).type, 'user.registered', 'newest first');
     });
 
+    it('the commerce messages: confirmation, payment failure, cancellation with its reason, delivery', T, async () => {
+        const eve = uuid7();
+        const order = uuid7();
+        await publish(bus, [userRegistered(eve, 'eve@example.com', 'Eve')]);
+        await waitFor(async () => (await listAll(customer(svc, eve))).length === 1, { timeoutMs: DELIVERY_MS, message: 'welcome of Eve' });
+        await publish(bus, [orderCreated(order, eve, [line(2599, 'EUR', 1)], { amount: 2599, currency: 'EUR' })]);
+        const confirmed = cloudEvent('order.confirmed', order, { order_id: order, user_id: eve, total: { amount: 2599, currency: 'EUR' }, payment_id: uuid7(), shipment_id: uuid7(), confirmed_at: now() });
+        const failed = cloudEvent('payment.failed', order, { payment_id: null, order_id: order, amount: { amount: 2599, currency: 'EUR' }, reason: 'insufficient_funds', failed_at: now() });
+        const cancelled = cloudEvent('order.cancelled', order, { order_id: order, user_id: eve, reason: 'payment_declined', refunded: null, cancelled_at: now() });
+        const shipment = uuid7();
+        const delivered = cloudEvent('shipment.delivered', shipment, { shipment_id: shipment, order_id: order, delivered_at: now() });
+        for (const e of [confirmed, failed, cancelled, delivered]) assertValidEvent(e);
+        await publish(bus, [confirmed, failed, cancelled, delivered]);
+        const c = await waitNotification(customer(svc, eve), confirmed.id, (x) => x.status === 'sent');
+        assert.equal(c.subject, `Your order ${order} is confirmed`);
+        assert.match(c.body, /your payment of 25\.99 EUR was taken/);
+        const f = await waitNotification(customer(svc, eve), failed.id, (x) => x.status === 'sent');
+        assert.equal(f.subject, `Your payment for order ${order} did not go through`);
+        assert.match(f.body, new RegExp(`we could not take 25\\.99 EUR for your order ${order}: insufficient funds\\.`));
+        const x = await waitNotification(customer(svc, eve), cancelled.id, (n) => n.status === 'sent');
+        assert.match(x.body, /was cancelled: payment declined\./);
+        const d = await waitNotification(customer(svc, eve), delivered.id, (n) => n.status === 'sent');
+        assert.equal(d.subject, `Your order ${order} was delivered`);
+        const mails = mailTo(smtp.dir, 'eve@example.com').map((m) => m.headers['x-agora-event'][0]).sort();
+        assert.deepEqual(mails, ['order.cancelled', 'order.confirmed', 'order.created', 'payment.failed', 'shipment.delivered', 'user.registered']);
+    });
+
     it('a hostile name or address cannot inject headers or recipients', T, async () => {
         const mallory = uuid7();
         const name = 'Mallory\r\nBcc: victim@example.com\r\nX-Evil: 1\nSubject: pwned';

@@ -1,0 +1,11 @@
+-- SPDX-License-Identifier: MIT
+-- The customer hears when a payment did not go through (the checkout
+-- saga then cancels the order, which sends its own message).
+INSERT INTO templates (type, subject, body, updated_at) VALUES
+('payment.failed',
+ 'Your payment for order {{order_id}} did not go through',
+ 'Hello {{recipient.name}},' || char(10) || char(10) ||
+ 'we could not take {{money amount}} for your order {{order_id}}: {{humanize reason}}.' || char(10) ||
+ 'Nothing was charged. You can place the order again with another card.' || char(10) || char(10) ||
+ 'The Agora team' || char(10),
+ '1970-01-01T00:00:00.000Z');
