@@ -75,7 +75,12 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
         async stop(timeout = 30_000) {
             if (child.exitCode !== null || child.signalCode !== null) return exited;
             child.kill('SIGTERM');
-            return Promise.race([exited, new Promise((r) => setTimeout(() => r(null), timeout))]);
+            let timer;
+            const late = new Promise((r) => {
+                timer = setTimeout(() => r(null), timeout);
+            });
+            // The timer must not keep the test process alive once it exited.
+            return Promise.race([exited, late]).finally(() => clearTimeout(timer));
         },
         // For a test that failed half-way: SIGTERM, so the supervisor stops
         // its programs (a SIGKILLed supervisor would leave them running),
