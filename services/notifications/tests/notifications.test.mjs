@@ -503,6 +503,7 @@ describe('notifications with a bus and an SMTP server', () => {
             'order.cancelled',
             'order.confirmed',
             'order.created',
+            'payment.failed',
             'payment.refunded',
             'shipment.delivered',
             'shipment.shipped',
