@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Shipping domain rules: validation, representation, search terms, cursors.
- * No I/O here; api.c and store.c do that. */
+/* Shipping domain rules: the state machine, command validation, the JSON of
+ * shipments and replies, tracking numbers, cursors. No I/O here; api.c,
+ * commands.c and store.c do that. */
 #include "agora/base.h"
 #include "domain.h"
 
@@ -9,281 +10,367 @@
 
 #include "agora/codec.h"
 #include "agora/err.h"
+#include "agora/str.h"
 
-static const char *const PRODUCT_FIELDS[] = {
-    "sku", "name", "description", "price", "category", "image_url", "active", NULL,
+static const char *const STATUS_NAMES[] = {
+#define SHIP__STATUS_NAME(NAME, name) name,
+    SHIP_STATUSES(SHIP__STATUS_NAME)
+#undef SHIP__STATUS_NAME
 };
-static const char *const PATCH_FIELDS[] = {
-    "sku", "name", "description", "price", "category", "image_url", "active", "version", NULL,
-};
-static const char *const MONEY_FIELDS[] = { "amount", "currency", NULL };
-static const char *const CATEGORY_FIELDS[] = { "slug", "name", "description", NULL };
 
-static bool
-is_alnum(char c)
+static const char *const CREATE_FIELDS[] = { "order_id", "step_key", "user_id", "address",
+                                             "lines",    NULL };
+static const char *const CANCEL_FIELDS[] = { "order_id", "step_key", "reason", NULL };
+static const char *const ADDRESS_FIELDS[] = { "name",        "line1",   "line2", "city",
+                                              "postal_code", "country", NULL };
+static const char *const LINE_FIELDS[] = { "product_id", "quantity", NULL };
+
+/* ---- State machine ---- */
+
+const char *
+ship_status_name(enum ship_status s)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    return (unsigned)s < SHIP_NSTATUSES ? STATUS_NAMES[s] : "unknown";
 }
-
-bool
-ship_sku_is_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > SHIP_SKU_MAX || !is_alnum(s[0]))
-        return false;
-    for (size_t i = 1; i < n; i++) {
-        if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
-            return false;
-    }
-    return true;
-}
-
-bool
-ship_slug_is_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > SHIP_SLUG_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0);
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-bool
-ship_image_url_is_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > SHIP_URL_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c == 0x7f || c == '"' || c == '<' || c == '>' || c == '\\')
-            return false;
-    }
-    if (s[0] == '/')
-        return n == 1 || s[1] != '/';
-    const char *rest = NULL;
-    if (strncmp(s, "https://", 8) == 0)
-        rest = s + 8;
-    else if (strncmp(s, "http://", 7) == 0)
-        rest = s + 7;
-    return rest != NULL && *rest != '\0' && *rest != '/';
-}
-
-/* Reads obj.price into 'out'; all errors named "<prefix>price.*". */
-static bool
-money_from_json(struct ag_valid *v, json_t *obj, unsigned flags, struct ag_money *out,
-                bool *out_present)
-{
-    *out_present = false;
-    json_t *price = ag_valid_object(v, obj, NULL, "price", flags);
-    if (price == NULL)
-        return false;
-    *out_present = true;
-    ag_valid_unknown(v, price, "price", MONEY_FIELDS);
-    int64_t amount;
-    bool ok =
-        ag_valid_int(v, price, "price", "amount", AG_VALID_REQUIRED, 0, SHIP_PRICE_MAX, &amount);
-    const char *cur = ag_valid_string(v, price, "price", "currency", AG_VALID_REQUIRED, 3, 3);
-    if (cur != NULL && !ag_currency_is_valid(cur)) {
-        ag_valid_error(v, "price.currency", "invalid", "'%s' is not an ISO 4217 currency code",
-                       cur);
-        cur = NULL;
-    }
-    if (!ok || cur == NULL)
-        return false;
-    out->amount = amount;
-    memcpy(out->currency, cur, 4);
-    return true;
-}
-
-/* Optional nullable string field: absent leaves *io alone, null sets NULL
- * (or "" when 'empty_for_null'), a string is checked with 'check'. */
-static void
-nullable_string(struct ag_valid *v, json_t *obj, const char *field, size_t max,
-                bool (*check)(const char *), const char *what, bool empty_for_null, const char **io)
-{
-    if (ag_valid_is_null(obj, field)) {
-        *io = empty_for_null ? "" : NULL;
-        return;
-    }
-    const char *s = ag_valid_string(v, obj, NULL, field, AG_VALID_OPTIONAL, 0, max);
-    if (s == NULL)
-        return;
-    if (check != NULL && !check(s)) {
-        ag_valid_error(v, field, "invalid", "must be %s", what);
-        return;
-    }
-    *io = s;
-}
-
-static void
-product_fields(struct ag_valid *v, json_t *body, struct ship_product *p, bool create)
-{
-    unsigned req = create ? AG_VALID_REQUIRED : AG_VALID_OPTIONAL;
-    const char *sku = ag_valid_string(v, body, NULL, "sku", req, 1, SHIP_SKU_MAX);
-    if (sku != NULL) {
-        if (ship_sku_is_valid(sku))
-            p->sku = sku;
-        else
-            ag_valid_error(v, "sku", "invalid",
-                           "must start with a letter or digit and contain only letters, "
-                           "digits, '.', '_' and '-'");
-    }
-    const char *name = ag_valid_string(v, body, NULL, "name", req, 1, SHIP_NAME_MAX);
-    if (name != NULL)
-        p->name = name;
-    nullable_string(v, body, "description", SHIP_DESCRIPTION_MAX, NULL, NULL, true,
-                    &p->description);
-    struct ag_money price;
-    bool present;
-    if (money_from_json(v, body, req, &price, &present))
-        p->price = price;
-    nullable_string(v, body, "category", SHIP_SLUG_MAX, ship_slug_is_valid,
-                    "a category slug (lowercase letters, digits and '-')", false, &p->category);
-    nullable_string(v, body, "image_url", SHIP_URL_MAX, ship_image_url_is_valid,
-                    "an http(s) URL or an absolute path", false, &p->image_url);
-    bool active;
-    if (ag_valid_bool(v, body, NULL, "active", AG_VALID_OPTIONAL, &active))
-        p->active = active;
-}
-
-bool
-ship_product_from_json(struct ag_valid *v, json_t *body, struct ship_product *out)
-{
-    memset(out, 0, sizeof(*out));
-    out->description = "";
-    out->active = true;
-    ag_valid_unknown(v, body, NULL, PRODUCT_FIELDS);
-    product_fields(v, body, out, true);
-    return ag_valid_ok(v);
-}
-
-bool
-ship_product_patch(struct ag_valid *v, json_t *body, struct ship_product *p,
-                      int64_t *out_version)
-{
-    ag_valid_unknown(v, body, NULL, PATCH_FIELDS);
-    product_fields(v, body, p, false);
-    int64_t version;
-    *out_version = -1;
-    if (ag_valid_int(v, body, NULL, "version", AG_VALID_OPTIONAL, 1, INT64_MAX, &version))
-        *out_version = version;
-    return ag_valid_ok(v);
-}
-
-json_t *
-ship_product_to_json(const struct ship_product *p)
-{
-    return json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:s}, s:s?, s:s?, s:b, s:s, s:s, s:I}", "id",
-                     p->id, "sku", p->sku, "name", p->name, "description", p->description, "price",
-                     "amount", (json_int_t)p->price.amount, "currency", p->price.currency,
-                     "category", p->category, "image_url", p->image_url, "active", p->active,
-                     "created_at", p->created_at, "updated_at", p->updated_at, "version",
-                     (json_int_t)p->version);
-}
-
-bool
-ship_category_from_json(struct ag_valid *v, json_t *body, struct ship_category *out)
-{
-    memset(out, 0, sizeof(*out));
-    out->description = "";
-    ag_valid_unknown(v, body, NULL, CATEGORY_FIELDS);
-    const char *slug =
-        ag_valid_string(v, body, NULL, "slug", AG_VALID_REQUIRED, 1, SHIP_SLUG_MAX);
-    if (slug != NULL) {
-        if (ship_slug_is_valid(slug))
-            out->slug = slug;
-        else
-            ag_valid_error(v, "slug", "invalid",
-                           "must be lowercase letters, digits and '-', not starting with '-'");
-    }
-    out->name = ag_valid_string(v, body, NULL, "name", AG_VALID_REQUIRED, 1, SHIP_CAT_NAME_MAX);
-    nullable_string(v, body, "description", SHIP_CAT_DESC_MAX, NULL, NULL, true,
-                    &out->description);
-    return ag_valid_ok(v);
-}
-
-json_t *
-ship_category_to_json(const struct ship_category *c)
-{
-    return json_pack("{s:s, s:s, s:s}", "slug", c->slug, "name", c->name, "description",
-                     c->description);
-}
-
-/* ---- Search ---- */
 
 int
-ship_search_query(const char *q, struct ag_buf *out)
+ship_status_parse(const char *name, enum ship_status *out)
 {
-    size_t n = strlen(q);
-    size_t points;
-    if (ag_utf8_count(q, n, &points) != 0)
-        return AG_EINVAL;
-    if (points > SHIP_QUERY_MAX)
-        return AG_ERANGE;
-    /* Words are runs of ASCII letters/digits and non-ASCII characters; all
-     * else (quotes, operators, '*', parentheses) separates words, so no FTS5
-     * syntax can come from the user. */
-    int terms = 0;
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && !is_alnum(q[i]) && (unsigned char)q[i] < 0x80)
-            i++;
-        size_t start = i;
-        while (i < n && (is_alnum(q[i]) || (unsigned char)q[i] >= 0x80))
-            i++;
-        if (i == start)
-            continue;
-        if (terms > 0)
-            ag_buf_append_char(out, ' ');
-        ag_buf_append_char(out, '"');
-        ag_buf_append(out, q + start, i - start);
-        ag_buf_append_cstr(out, "\"*");
-        terms++;
+    for (unsigned i = 0; i < SHIP_NSTATUSES; i++) {
+        if (strcmp(name, STATUS_NAMES[i]) == 0) {
+            *out = (enum ship_status)i;
+            return 0;
+        }
     }
-    return terms;
+    return AG_EINVAL;
+}
+
+const char *
+ship_action_name(enum ship_action a)
+{
+    switch (a) {
+    case SHIP_ACT_SHIP:
+        return "ship";
+    case SHIP_ACT_DELIVER:
+        return "deliver";
+    case SHIP_ACT_CANCEL:
+        return "cancel";
+    }
+    return "unknown";
+}
+
+int
+ship_transition(enum ship_status from, enum ship_action action, enum ship_status *out_to)
+{
+    enum ship_status to;
+    switch (action) {
+    case SHIP_ACT_SHIP:
+        if (from != SHIP_CREATED)
+            return AG_ECONFLICT;
+        to = SHIP_SHIPPED;
+        break;
+    case SHIP_ACT_DELIVER:
+        if (from != SHIP_SHIPPED)
+            return AG_ECONFLICT;
+        to = SHIP_DELIVERED;
+        break;
+    case SHIP_ACT_CANCEL:
+        /* Only before dispatch: what left with the carrier stays shipped. */
+        if (from != SHIP_CREATED)
+            return AG_ECONFLICT;
+        to = SHIP_CANCELLED;
+        break;
+    default:
+        return AG_ECONFLICT;
+    }
+    *out_to = to;
+    return 0;
+}
+
+bool
+ship_id_is_valid(const char *s)
+{
+    if (s == NULL || strlen(s) != AG_UUID_STRLEN)
+        return false;
+    for (size_t i = 0; i < AG_UUID_STRLEN; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return false;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false;
+        }
+    }
+    return s[14] == '7' && (s[19] == '8' || s[19] == '9' || s[19] == 'a' || s[19] == 'b');
+}
+
+/* ---- Command validation ---- */
+
+/* A required single line of 1..'max' code points without control
+ * characters (common.schema.json#/$defs/text). */
+static const char *
+text_field(struct ag_valid *v, json_t *obj, const char *prefix, const char *field, unsigned flags,
+           size_t max)
+{
+    const char *s = ag_valid_string(v, obj, prefix, field, flags, 1, max);
+    if (s == NULL)
+        return NULL;
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = ag_utf8_next(s + i, len - i, &cp);
+        if (n == 0 || cp < 0x20 || cp == 0x7f) {
+            char name[64];
+            snprintf(name, sizeof(name), "%s%s%s", prefix ? prefix : "", prefix ? "." : "", field);
+            ag_valid_error(v, name, "invalid", "must be one line without control characters");
+            return NULL;
+        }
+        i += n;
+    }
+    return s;
+}
+
+static const char *
+id_field(struct ag_valid *v, json_t *obj, const char *prefix, const char *field)
+{
+    const char *s = ag_valid_string(v, obj, prefix, field, AG_VALID_REQUIRED, 0, 0);
+    if (s != NULL && !ship_id_is_valid(s)) {
+        char name[64];
+        snprintf(name, sizeof(name), "%s%s%s", prefix ? prefix : "", prefix ? "." : "", field);
+        ag_valid_error(v, name, "invalid", "must be a lowercase UUIDv7");
+        return NULL;
+    }
+    return s;
+}
+
+static bool
+step_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+/* "<order_id>:<step>", the step 1..SHIP_STEP_MAX of [a-z0-9._-]. */
+static const char *
+step_key_field(struct ag_valid *v, json_t *obj, const char *order_id)
+{
+    const char *s = ag_valid_string(v, obj, NULL, "step_key", AG_VALID_REQUIRED, 0, 0);
+    if (s == NULL)
+        return NULL;
+    size_t len = strlen(s);
+    bool ok = len > AG_UUID_STRLEN + 1 && len <= SHIP_STEP_KEY_MAX && s[AG_UUID_STRLEN] == ':';
+    for (size_t i = AG_UUID_STRLEN + 1; ok && i < len; i++)
+        ok = step_char(s[i]);
+    if (!ok) {
+        ag_valid_error(v, "step_key", "invalid", "must be \"<order_id>:<step>\"");
+        return NULL;
+    }
+    if (order_id != NULL && strncmp(s, order_id, AG_UUID_STRLEN) != 0) {
+        ag_valid_error(v, "step_key", "invalid", "must start with the order id");
+        return NULL;
+    }
+    return s;
+}
+
+static bool
+country_is_valid(const char *s)
+{
+    return strlen(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z';
+}
+
+static json_t *
+address_field(struct ag_valid *v, json_t *obj)
+{
+    json_t *a = ag_valid_object(v, obj, NULL, "address", AG_VALID_REQUIRED);
+    if (a == NULL)
+        return NULL;
+    size_t before = json_array_size(v->errors);
+    ag_valid_unknown(v, a, "address", ADDRESS_FIELDS);
+    text_field(v, a, "address", "name", AG_VALID_REQUIRED, 100);
+    text_field(v, a, "address", "line1", AG_VALID_REQUIRED, 200);
+    text_field(v, a, "address", "line2", AG_VALID_OPTIONAL, 200);
+    text_field(v, a, "address", "city", AG_VALID_REQUIRED, 100);
+    text_field(v, a, "address", "postal_code", AG_VALID_REQUIRED, 20);
+    const char *country = ag_valid_string(v, a, "address", "country", AG_VALID_REQUIRED, 0, 0);
+    if (country != NULL && !country_is_valid(country))
+        ag_valid_error(v, "address.country", "invalid", "must be an ISO 3166-1 alpha-2 code");
+    return json_array_size(v->errors) == before ? a : NULL;
+}
+
+static json_t *
+lines_field(struct ag_valid *v, json_t *obj)
+{
+    json_t *lines = ag_valid_array(v, obj, NULL, "lines", AG_VALID_REQUIRED, 1, SHIP_LINES_MAX);
+    if (lines == NULL)
+        return NULL;
+    size_t before = json_array_size(v->errors);
+    size_t i;
+    json_t *line;
+    json_array_foreach(lines, i, line)
+    {
+        char prefix[32];
+        snprintf(prefix, sizeof(prefix), "lines[%zu]", i);
+        if (!json_is_object(line)) {
+            ag_valid_error(v, prefix, "type", "must be an object");
+            continue;
+        }
+        ag_valid_unknown(v, line, prefix, LINE_FIELDS);
+        id_field(v, line, prefix, "product_id");
+        int64_t q;
+        ag_valid_int(v, line, prefix, "quantity", AG_VALID_REQUIRED, 1, SHIP_QUANTITY_MAX, &q);
+    }
+    return json_array_size(v->errors) == before ? lines : NULL;
+}
+
+bool
+ship_create_cmd_from_json(struct ag_valid *v, json_t *data, struct ship_create_cmd *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(data)) {
+        ag_valid_error(v, NULL, "type", "the command's data must be an object");
+        return false;
+    }
+    ag_valid_unknown(v, data, NULL, CREATE_FIELDS);
+    out->order_id = id_field(v, data, NULL, "order_id");
+    out->step_key = step_key_field(v, data, out->order_id);
+    out->user_id = id_field(v, data, NULL, "user_id");
+    out->address = address_field(v, data);
+    out->lines = lines_field(v, data);
+    return ag_valid_ok(v);
+}
+
+static bool
+reason_is_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > SHIP_REASON_MAX || !(s[0] >= 'a' && s[0] <= 'z'))
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    }
+    return true;
+}
+
+bool
+ship_cancel_cmd_from_json(struct ag_valid *v, json_t *data, struct ship_cancel_cmd *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(data)) {
+        ag_valid_error(v, NULL, "type", "the command's data must be an object");
+        return false;
+    }
+    ag_valid_unknown(v, data, NULL, CANCEL_FIELDS);
+    out->order_id = id_field(v, data, NULL, "order_id");
+    out->step_key = step_key_field(v, data, out->order_id);
+    out->reason = ag_valid_string(v, data, NULL, "reason", AG_VALID_REQUIRED, 0, 0);
+    if (out->reason != NULL && !reason_is_valid(out->reason)) {
+        ag_valid_error(v, "reason", "invalid", "must be a snake_case word of at most %d bytes",
+                       SHIP_REASON_MAX);
+        out->reason = NULL;
+    }
+    return ag_valid_ok(v);
+}
+
+/* ---- Representation ---- */
+
+static json_t *
+parse_or_null(const char *text)
+{
+    if (text == NULL)
+        return json_null();
+    json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+    return j != NULL ? j : json_null();
+}
+
+static json_t *
+str_or_null(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+json_t *
+ship_shipment_to_json(const struct ship_shipment *s)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:s, s:s}", "id", s->id,
+                     "order_id", s->order_id, "user_id", s->user_id, "status",
+                     ship_status_name(s->status), "address", parse_or_null(s->address), "lines",
+                     parse_or_null(s->lines), "carrier", str_or_null(s->carrier),
+                     "tracking_number", s->tracking_number, "cancel_reason",
+                     str_or_null(s->cancel_reason), "tracking", parse_or_null(s->history),
+                     "created_at", s->created_at, "updated_at", s->updated_at);
+}
+
+void
+ship_tracking_number(const uint8_t rnd[8], char out[SHIP_TRACKING_LEN + 1])
+{
+    static const char HEX[] = "0123456789ABCDEF";
+    memcpy(out, "AGS", 3);
+    for (size_t i = 0; i < 8; i++) {
+        out[3 + 2 * i] = HEX[rnd[i] >> 4];
+        out[4 + 2 * i] = HEX[rnd[i] & 0x0f];
+    }
+    out[SHIP_TRACKING_LEN] = '\0';
+}
+
+/* ---- Reply events ---- */
+
+json_t *
+ship_data_created(const struct ship_shipment *s)
+{
+    return json_pack("{s:s, s:s, s:o, s:s, s:s}", "shipment_id", s->id, "order_id", s->order_id,
+                     "address", parse_or_null(s->address), "tracking_number", s->tracking_number,
+                     "created_at", s->created_at);
+}
+
+json_t *
+ship_data_shipped(const struct ship_shipment *s, const char *at)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "shipment_id", s->id, "order_id", s->order_id,
+                     "carrier", s->carrier ? s->carrier : "", "tracking_number",
+                     s->tracking_number, "shipped_at", at);
+}
+
+json_t *
+ship_data_delivered(const struct ship_shipment *s, const char *at)
+{
+    return json_pack("{s:s, s:s, s:s}", "shipment_id", s->id, "order_id", s->order_id,
+                     "delivered_at", at);
+}
+
+json_t *
+ship_data_cancelled(const char *shipment_id, const char *order_id, const char *reason,
+                    const char *at)
+{
+    return json_pack("{s:o, s:s, s:s, s:s}", "shipment_id", str_or_null(shipment_id), "order_id",
+                     order_id, "reason", reason, "cancelled_at", at);
+}
+
+json_t *
+ship_data_cancel_rejected(const struct ship_shipment *s, const char *reason, const char *at)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "shipment_id", s->id, "order_id", s->order_id,
+                     "status", ship_status_name(s->status), "reason", reason, "rejected_at", at);
 }
 
 /* ---- Cursors ---- */
 
 void
-ship_cursor_encode(const struct ship_cursor *c, char *out, size_t outlen)
+ship_cursor_encode(const char *last_id, char *out, size_t outlen)
 {
-    char raw[64];
-    int n;
-    if (c->kind == SHIP_CURSOR_KEY)
-        n = snprintf(raw, sizeof(raw), "k%s", c->key);
-    else
-        n = snprintf(raw, sizeof(raw), "o%lld", (long long)c->offset);
-    ag_base64url_encode(raw, (size_t)n, out, outlen);
+    if (ag_base64url_encode(last_id, strlen(last_id), out, outlen) < 0 && outlen > 0)
+        out[0] = '\0';
 }
 
 int
-ship_cursor_decode(const char *s, struct ship_cursor *out)
+ship_cursor_decode(const char *s, char out_id[AG_UUID_STRLEN + 1])
 {
-    unsigned char raw[64];
+    char buf[AG_UUID_STRLEN + 8];
     size_t n;
-    if (ag_base64url_decode(s, strlen(s), raw, sizeof(raw) - 1, &n) != 0 || n < 2)
+    if (strlen(s) > 64 || ag_base64url_decode(s, strlen(s), buf, sizeof(buf) - 1, &n) != 0)
         return AG_EINVAL;
-    raw[n] = '\0';
-    memset(out, 0, sizeof(*out));
-    struct ag_str rest = ag_str_make((const char *)raw + 1, n - 1);
-    if (raw[0] == 'k') {
-        if (!ag_uuid_is_valid(rest))
-            return AG_EINVAL;
-        out->kind = SHIP_CURSOR_KEY;
-        memcpy(out->key, rest.ptr, AG_UUID_STRLEN);
-        out->key[AG_UUID_STRLEN] = '\0';
-        return 0;
-    }
-    if (raw[0] == 'o') {
-        out->kind = SHIP_CURSOR_OFFSET;
-        return ag_str_to_i64(rest, 1, SHIP_SEARCH_MAX_DEPTH, &out->offset) == 0 ? 0 : AG_EINVAL;
-    }
-    return AG_EINVAL;
+    buf[n] = '\0';
+    if (n != AG_UUID_STRLEN || !ship_id_is_valid(buf))
+        return AG_EINVAL;
+    memcpy(out_id, buf, AG_UUID_STRLEN + 1);
+    return 0;
 }

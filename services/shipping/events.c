@@ -1,53 +1,26 @@
 /* SPDX-License-Identifier: MIT */
-/* Shipping events: product.created, product.updated and product.deleted,
- * written to the outbox inside the transaction that changes the product,
- * so an event exists if and only if its change commits; the chassis relays
- * them to the bus (DESIGN.md sections 2 and 3;
- * contracts/events/product.*.schema.json). The shipping consumes nothing: a
- * service that does subscribes in its on_start (docs/new-service.md). */
+/* Shipping events: shipment.created, shipment.shipped, shipment.delivered,
+ * shipment.cancelled and shipment.cancel_rejected, written to the outbox
+ * inside the transaction of the change (or of the saga command) they
+ * report, so an event exists if and only if its change commits; the
+ * chassis relays them to the bus (DESIGN.md sections 2 and 3;
+ * contracts/events/shipment.*.schema.json). Their data is built by the
+ * domain (ship_data_*); the commands consumed are in commands.c. */
 #include "agora/base.h"
 #include "shipping.h"
 
+#include "agora/err.h"
 #include "agora/events.h"
-#include "agora/time.h"
 
-/* Publish 'type' about product 'id' (the subject, so the bus keeps one
- * product's events in order). A failure is logged by ag_events_publish;
- * the caller returns it, which rolls the transaction back. */
-static int
-publish(struct ag_events *ev, const char *type, const char *id, const json_t *data,
-        const char *traceparent)
+int
+ship_events_publish(struct ag_events *ev, const char *type, const char *subject,
+                    const json_t *data, const char *traceparent)
 {
     if (ev == NULL)
         return 0;
-    return ag_events_publish(ev, type, id, data, traceparent, NULL);
-}
-
-int
-ship_events_product_created(struct ag_events *ev, const struct ship_product *p,
-                               const json_t *doc, const char *traceparent)
-{
-    return publish(ev, "product.created", p->id, doc, traceparent);
-}
-
-int
-ship_events_product_updated(struct ag_events *ev, const struct ship_product *p,
-                               const json_t *doc, const char *traceparent)
-{
-    return publish(ev, "product.updated", p->id, doc, traceparent);
-}
-
-int
-ship_events_product_deleted(struct ag_events *ev, const struct ship_product *p,
-                               const char *traceparent)
-{
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    json_t *data = json_pack("{s:s, s:s, s:I, s:s}", "id", p->id, "sku", p->sku, "version",
-                             (json_int_t)p->version, "deleted_at", now);
-    int rc = publish(ev, "product.deleted", p->id, data, traceparent);
-    json_decref(data);
-    return rc;
+    if (data == NULL)
+        return AG_ENOMEM;
+    return ag_events_publish(ev, type, subject, data, traceparent, NULL);
 }
 
 void

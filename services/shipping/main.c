@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Shipping service: composition root. Wires the chassis (settings, database
- * and migrations, events runtime, port from agora/ports.h), the route table
- * and the optional seed data loaded into an empty shipping. */
+ * and migrations, events runtime, port from agora/ports.h), the route
+ * table, the consumer of the saga's commands (commands.c) and the
+ * service's metrics. */
 #include "agora/base.h"
 #include "shipping.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "agora/err.h"
@@ -16,135 +15,63 @@
 extern const struct ag_migration shipping_migrations[];
 extern const size_t shipping_nmigrations;
 
-#define SEED_MAX_BYTES (16u << 20)
-
+#define OFF(f) offsetof(struct ship_settings, f)
 static const struct ag_config_key SHIP_KEYS[] = {
-    { "AGORA_SHIPPING_SEED", AG_CONFIG_STRING, "", offsetof(struct ship_settings, seed_path), 0,
-      0, NULL, "JSON file of categories and products loaded when the shipping is empty" },
+    { "AGORA_SHIPPING_CARRIER", AG_CONFIG_STRING, "Agora Post", OFF(carrier), 0, 0, NULL,
+      "carrier named in shipment.shipped (1 to 50 characters)" },
+    { "AGORA_SHIPPING_ACK_DEADLINE", AG_CONFIG_DURATION, "30s", OFF(ack_deadline_ms), 1000,
+      3600000, NULL, "bus lease of one delivery of a command before it is redelivered" },
+    { "AGORA_SHIPPING_TEST_KILL_AFTER_COMMIT", AG_CONFIG_INT, "0", OFF(kill_after), 0, 1000000,
+      NULL, "tests only: SIGKILL the process right after the Nth committed command, before "
+            "its ack (0: never)" },
 };
+#undef OFF
 
-static int
-read_file(const char *path, struct ag_buf *out)
+void
+ship_count_status(struct ship *sh, enum ship_status status)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        AG_LOGE("seed", "cannot open '%s': %s", path, strerror(errno));
-        return AG_EIO;
-    }
-    char chunk[65536];
-    size_t n;
-    int rc = 0;
-    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rc = ag_buf_append(out, chunk, n);
-    if (rc == 0 && ferror(f))
-        rc = AG_EIO;
-    fclose(f);
-    if (rc != 0)
-        AG_LOGE("seed", "cannot read '%s': %s", path, ag_strerror(rc));
-    return rc;
+    if (sh->m_shipments != NULL)
+        ag_counter_add(sh->m_shipments, (const char *const[]){ ship_status_name(status) }, 1);
 }
 
-struct seed_ctx {
-    json_t *root;
-    struct ag_events *events;
-    int64_t categories;
-    int64_t products;
-};
-
-static int
-seed_tx(struct ag_store *store, void *arg)
+static void
+register_metrics(struct ship *sh, struct ag_metrics *reg)
 {
-    struct seed_ctx *sc = arg;
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    size_t i;
-    json_t *item;
-    json_array_foreach(json_object_get(sc->root, "categories"), i, item)
-    {
-        struct ag_valid v;
-        ag_valid_init(&v);
-        struct ship_category c;
-        bool ok = json_is_object(item) && ship_category_from_json(&v, item, &c);
-        ag_valid_release(&v);
-        if (!ok) {
-            AG_LOGE("seed", "category #%zu is invalid", i);
-            return AG_EINVAL;
-        }
-        int rc = ship_store_category_insert(store, &c, now);
-        if (rc != 0 && rc != AG_EEXIST)
-            return rc;
-        sc->categories += rc == 0;
-    }
-    json_array_foreach(json_object_get(sc->root, "products"), i, item)
-    {
-        struct ag_valid v;
-        ag_valid_init(&v);
-        struct ship_product p;
-        bool ok = json_is_object(item) && ship_product_from_json(&v, item, &p);
-        if (!ok) {
-            char *errs = json_dumps(v.errors, JSON_COMPACT);
-            AG_LOGE("seed", "product #%zu is invalid: %s", i, errs ? errs : "not an object");
-            ag_free(errs);
-            ag_valid_release(&v);
-            return AG_EINVAL;
-        }
-        ag_valid_release(&v);
-        int rc = ship_create_product(store, sc->events, &p, NULL, NULL);
-        if (rc != 0) {
-            AG_LOGE("seed", "cannot insert product '%s': %s", p.sku, ag_strerror(rc));
-            return rc;
-        }
-        sc->products++;
-    }
-    return 0;
-}
-
-static int
-load_seed(struct ship *cat)
-{
-    const char *path = cat->settings.seed_path;
-    if (path == NULL || path[0] == '\0')
-        return 0;
-    int64_t count;
-    int rc = ship_store_count(cat->store, &count);
-    if (rc != 0)
-        return rc;
-    if (count > 0) {
-        AG_LOGI("seed", "shipping holds %lld products; seed '%s' not loaded", (long long)count,
-                path);
-        return 0;
-    }
-    struct ag_buf data = AG_BUF_INIT(SEED_MAX_BYTES);
-    rc = read_file(path, &data);
-    if (rc != 0) {
-        ag_buf_release(&data);
-        return rc;
-    }
-    char err[160];
-    json_t *root = ag_json_parse(ag_buf_cstr(&data), data.len, err, sizeof(err));
-    ag_buf_release(&data);
-    if (root == NULL || !json_is_object(root)) {
-        AG_LOGE("seed", "'%s' is not a JSON object: %s", path, root ? "wrong type" : err);
-        json_decref(root);
-        return AG_EINVAL;
-    }
-    struct seed_ctx sc = { .root = root, .events = cat->events };
-    rc = ag_store_tx(cat->store, seed_tx, &sc);
-    json_decref(root);
-    if (rc == 0)
-        AG_LOGI("seed", "loaded %lld categories and %lld products from '%s'",
-                (long long)sc.categories, (long long)sc.products, path);
-    return rc;
+    static const char *const STATUS[] = { "status" };
+    static const char *const COMMAND[] = { "command", "outcome" };
+    sh->m_shipments = ag_metrics_counter(
+        reg, "shipments_total", "Shipments that entered each status since start", STATUS, 1);
+    sh->m_commands = ag_metrics_counter(
+        reg, "shipping_commands_total",
+        "Saga commands applied, by command (create, cancel, unknown) and outcome (created, "
+        "replayed, cancelled, absent, refused, invalid, error)",
+        COMMAND, 2);
 }
 
 static int
 on_start(struct ag_service *svc, void *udata)
 {
-    struct ship *cat = udata;
-    cat->svc = svc;
-    cat->store = ag_service_store(svc);
-    cat->events = ag_service_events(svc);
-    return load_seed(cat);
+    struct ship *sh = udata;
+    sh->svc = svc;
+    sh->store = ag_service_store(svc);
+    sh->events = ag_service_events(svc);
+    sh->fx = (struct ship_effect){ .entered = -1 };
+    size_t carrier = strlen(sh->settings.carrier);
+    if (carrier == 0 || carrier > SHIP_CARRIER_MAX) {
+        AG_LOGE("config", "AGORA_SHIPPING_CARRIER: must have 1 to %d characters",
+                SHIP_CARRIER_MAX);
+        return AG_ECONFIG;
+    }
+    register_metrics(sh, ag_service_metrics(svc));
+    struct ag_events_sub_options opts = { .ack_deadline_ms = sh->settings.ack_deadline_ms };
+    int rc = ag_events_subscribe_ex(sh->events, SHIP_SUBSCRIPTION, ship_command_topics,
+                                    ship_ncommand_topics, &opts, ship_commands_handle, sh);
+    if (rc != 0) {
+        AG_LOGE("events", "cannot subscribe '%s': %s", SHIP_SUBSCRIPTION, ag_strerror(rc));
+        return rc;
+    }
+    ag_events_on_commit(sh->events, ship_commands_committed, sh);
+    return 0;
 }
 
 int
@@ -152,7 +79,7 @@ main(int argc, char **argv)
 {
     /* The service's state: main's for the whole run, reached by callbacks
      * through their udata, never through a global. */
-    struct ship cat = { 0 };
+    struct ship sh = { 0 };
     struct ag_service_config cfg = {
         .name = "shipping",
         .version = "0.1.0",
@@ -161,16 +88,16 @@ main(int argc, char **argv)
         .nmigrations = shipping_nmigrations,
         .keys = SHIP_KEYS,
         .nkeys = AG_ARRAY_SIZE(SHIP_KEYS),
-        .settings = &cat.settings,
+        .settings = &sh.settings,
         .on_start = on_start,
         .events = true,
-        .udata = &cat,
+        .udata = &sh,
     };
     struct ag_service *svc;
     int rc = ag_service_init(&svc, argc, argv, &cfg);
     if (rc != 0)
         return ag_service_exit_code(rc);
-    rc = ag_service_routes(svc, ship_routes, ship_nroutes, &cat);
+    rc = ag_service_routes(svc, ship_routes, ship_nroutes, &sh);
     int status = rc == 0 ? ag_service_run(svc) : 1;
     ag_service_free(svc);
     return status;

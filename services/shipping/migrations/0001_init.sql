@@ -1,50 +1,31 @@
--- Shipping schema: categories, products with their rendered JSON document
--- (the read representation, rewritten on every change), and an FTS5 index
--- over name, description and sku kept in step by triggers.
-CREATE TABLE categories (
-    slug        TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    created_at  TEXT NOT NULL
+-- Shipping schema: one shipment per order, with its address and lines as
+-- the saga command gave them, its tracking number and its status history;
+-- and the saga steps already applied, keyed by step_key, with the reply
+-- each gave (re-published as is when the same step comes again).
+CREATE TABLE shipments (
+    id              TEXT PRIMARY KEY,            -- UUIDv7: creation order
+    order_id        TEXT NOT NULL UNIQUE,        -- one shipment per order
+    user_id         TEXT NOT NULL,               -- the order's owner
+    status          TEXT NOT NULL
+                    CHECK (status IN ('created', 'shipped', 'delivered', 'cancelled')),
+    address         TEXT NOT NULL,               -- JSON, common.schema.json#/$defs/address
+    lines           TEXT NOT NULL,               -- JSON array of {product_id, quantity}
+    carrier         TEXT,                        -- set when shipped
+    tracking_number TEXT NOT NULL UNIQUE,
+    cancel_reason   TEXT,                        -- set when cancelled
+    history         TEXT NOT NULL,               -- JSON array of {status, at}, oldest first
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
 );
+CREATE INDEX shipments_user ON shipments(user_id, id);
+CREATE INDEX shipments_status ON shipments(status, id);
 
-CREATE TABLE products (
-    seq          INTEGER PRIMARY KEY,          -- stable rowid for the FTS index
-    id           TEXT NOT NULL UNIQUE,         -- UUIDv7: creation order
-    sku          TEXT NOT NULL UNIQUE,
-    name         TEXT NOT NULL,
-    description  TEXT NOT NULL DEFAULT '',
-    price_amount INTEGER NOT NULL CHECK (price_amount >= 0),
-    currency     TEXT NOT NULL CHECK (length(currency) = 3),
-    category     TEXT REFERENCES categories(slug) ON DELETE RESTRICT,
-    image_url    TEXT,
-    active       INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
-    created_at   TEXT NOT NULL,
-    updated_at   TEXT NOT NULL,
-    version      INTEGER NOT NULL DEFAULT 1,
-    doc          TEXT NOT NULL                 -- the product as JSON, as served
+CREATE TABLE saga_steps (
+    step_key    TEXT PRIMARY KEY,                -- "<order_id>:<step>"
+    command     TEXT NOT NULL,                   -- cmd.shipment.create | cmd.shipment.cancel
+    order_id    TEXT NOT NULL,
+    reply_type  TEXT NOT NULL,                   -- the reply event's type
+    reply_subj  TEXT NOT NULL,                   -- its subject
+    reply_data  TEXT NOT NULL,                   -- its data, JSON
+    applied_at  TEXT NOT NULL
 );
-CREATE INDEX products_category ON products(category, id);
-
-CREATE VIRTUAL TABLE products_fts USING fts5(
-    name, description, sku,
-    content = 'products', content_rowid = 'seq',
-    tokenize = 'unicode61 remove_diacritics 2'
-);
-
-CREATE TRIGGER products_fts_insert AFTER INSERT ON products BEGIN
-    INSERT INTO products_fts(rowid, name, description, sku)
-    VALUES (new.seq, new.name, new.description, new.sku);
-END;
-
-CREATE TRIGGER products_fts_delete AFTER DELETE ON products BEGIN
-    INSERT INTO products_fts(products_fts, rowid, name, description, sku)
-    VALUES ('delete', old.seq, old.name, old.description, old.sku);
-END;
-
-CREATE TRIGGER products_fts_update AFTER UPDATE OF name, description, sku ON products BEGIN
-    INSERT INTO products_fts(products_fts, rowid, name, description, sku)
-    VALUES ('delete', old.seq, old.name, old.description, old.sku);
-    INSERT INTO products_fts(rowid, name, description, sku)
-    VALUES (new.seq, new.name, new.description, new.sku);
-END;
