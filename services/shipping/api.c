@@ -62,8 +62,9 @@ list_shipments(struct ag_http_req *req, void *udata)
     if (status != NULL) {
         enum ship_status st;
         if (ship_status_parse(status, &st) != 0) {
-            ag_send_error(req, AG_EQUERY, "query parameter 'status' must be one of created, "
-                                          "shipped, delivered, cancelled");
+            ag_send_error(req, AG_EQUERY,
+                          "query parameter 'status' must be one of created, "
+                          "shipped, delivered, cancelled");
             return;
         }
         f.status = (int)st;
@@ -158,7 +159,11 @@ apply(struct ag_http_req *req, struct ship *sh, enum ship_action action)
     char tp[AG_TRACEPARENT_LEN + 1];
     ag_req_traceparent(req, tp);
     struct apply_tx t = {
-        .sh = sh, .id = id, .action = action, .traceparent = tp, .pool = req->pool,
+        .sh = sh,
+        .id = id,
+        .action = action,
+        .traceparent = tp,
+        .pool = req->pool,
     };
     int rc = ag_store_tx(sh->store, apply_tx_fn, &t);
     if (rc == 0) {

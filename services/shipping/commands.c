@@ -78,8 +78,7 @@ replay(struct cmd *c, const char *step_key, bool *out_found)
     if (rc != 0)
         return rc;
     if (strcmp(step.command, c->type) != 0) {
-        AG_LOGW(LOG, "step '%s' of %s was applied by %s: ignored", step_key, c->type,
-                step.command);
+        AG_LOGW(LOG, "step '%s' of %s was applied by %s: ignored", step_key, c->type, step.command);
         c->sh->fx.outcome = "invalid";
         return 0;
     }
@@ -226,8 +225,7 @@ handle_cancel(struct cmd *c, json_t *data)
 }
 
 int
-ship_commands_handle(struct ag_events *ev, struct ag_store *store, const json_t *event,
-                     void *udata)
+ship_commands_handle(struct ag_events *ev, struct ag_store *store, const json_t *event, void *udata)
 {
     struct ship *sh = udata;
     sh->fx = (struct ship_effect){ .entered = -1 };
@@ -253,9 +251,9 @@ ship_commands_handle(struct ag_events *ev, struct ag_store *store, const json_t 
     }
     ag_pool_free(c.pool);
     if (rc != 0) {
-        ag_counter_add(sh->m_commands,
-                       (const char *const[]){ sh->fx.command ? sh->fx.command : "unknown", "error" },
-                       1);
+        ag_counter_add(
+            sh->m_commands,
+            (const char *const[]){ sh->fx.command ? sh->fx.command : "unknown", "error" }, 1);
         sh->fx = (struct ship_effect){ .entered = -1 };
     }
     return rc;

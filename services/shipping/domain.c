@@ -18,8 +18,8 @@ static const char *const STATUS_NAMES[] = {
 #undef SHIP__STATUS_NAME
 };
 
-static const char *const CREATE_FIELDS[] = { "order_id", "step_key", "user_id", "address",
-                                             "lines",    NULL };
+static const char *const CREATE_FIELDS[] = { "order_id", "step_key", "user_id",
+                                             "address",  "lines",    NULL };
 static const char *const CANCEL_FIELDS[] = { "order_id", "step_key", "reason", NULL };
 static const char *const ADDRESS_FIELDS[] = { "name",        "line1",   "line2", "city",
                                               "postal_code", "country", NULL };
@@ -49,12 +49,9 @@ const char *
 ship_action_name(enum ship_action a)
 {
     switch (a) {
-    case SHIP_ACT_SHIP:
-        return "ship";
-    case SHIP_ACT_DELIVER:
-        return "deliver";
-    case SHIP_ACT_CANCEL:
-        return "cancel";
+    case SHIP_ACT_SHIP: return "ship";
+    case SHIP_ACT_DELIVER: return "deliver";
+    case SHIP_ACT_CANCEL: return "cancel";
     }
     return "unknown";
 }
@@ -80,8 +77,7 @@ ship_transition(enum ship_status from, enum ship_action action, enum ship_status
             return AG_ECONFLICT;
         to = SHIP_CANCELLED;
         break;
-    default:
-        return AG_ECONFLICT;
+    default: return AG_ECONFLICT;
     }
     *out_to = to;
     return 0;
@@ -294,10 +290,10 @@ ship_shipment_to_json(const struct ship_shipment *s)
     return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:s, s:s}", "id", s->id,
                      "order_id", s->order_id, "user_id", s->user_id, "status",
                      ship_status_name(s->status), "address", parse_or_null(s->address), "lines",
-                     parse_or_null(s->lines), "carrier", str_or_null(s->carrier),
-                     "tracking_number", s->tracking_number, "cancel_reason",
-                     str_or_null(s->cancel_reason), "tracking", parse_or_null(s->history),
-                     "created_at", s->created_at, "updated_at", s->updated_at);
+                     parse_or_null(s->lines), "carrier", str_or_null(s->carrier), "tracking_number",
+                     s->tracking_number, "cancel_reason", str_or_null(s->cancel_reason), "tracking",
+                     parse_or_null(s->history), "created_at", s->created_at, "updated_at",
+                     s->updated_at);
 }
 
 void
@@ -326,8 +322,8 @@ json_t *
 ship_data_shipped(const struct ship_shipment *s, const char *at)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s}", "shipment_id", s->id, "order_id", s->order_id,
-                     "carrier", s->carrier ? s->carrier : "", "tracking_number",
-                     s->tracking_number, "shipped_at", at);
+                     "carrier", s->carrier ? s->carrier : "", "tracking_number", s->tracking_number,
+                     "shipped_at", at);
 }
 
 json_t *

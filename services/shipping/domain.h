@@ -14,22 +14,22 @@
 #include "agora/time.h"
 #include "agora/uuid.h"
 
-#define SHIP_LINES_MAX      100 /* lines of one shipment */
-#define SHIP_QUANTITY_MAX   INT64_C(2147483647)
-#define SHIP_STEP_MAX       64  /* bytes of the step name after "<order_id>:" */
-#define SHIP_REASON_MAX     64  /* bytes of a cancel reason */
-#define SHIP_CARRIER_MAX    50  /* code points, as shipment.shipped allows */
-#define SHIP_TRACKING_LEN   19  /* "AGS" and 16 upper-case hex digits */
-#define SHIP_STEP_KEY_MAX   (AG_UUID_STRLEN + 1 + SHIP_STEP_MAX)
+#define SHIP_LINES_MAX    100 /* lines of one shipment */
+#define SHIP_QUANTITY_MAX INT64_C(2147483647)
+#define SHIP_STEP_MAX     64 /* bytes of the step name after "<order_id>:" */
+#define SHIP_REASON_MAX   64 /* bytes of a cancel reason */
+#define SHIP_CARRIER_MAX  50 /* code points, as shipment.shipped allows */
+#define SHIP_TRACKING_LEN 19 /* "AGS" and 16 upper-case hex digits */
+#define SHIP_STEP_KEY_MAX (AG_UUID_STRLEN + 1 + SHIP_STEP_MAX)
 
 /* The reason an administrator's cancel gives (POST /v1/shipments/{id}/cancel). */
 #define SHIP_REASON_ADMIN "admin_request"
 
 /* X(NAME, "name"): every status of a shipment, in the order of its life. */
 #define SHIP_STATUSES(X)                                                                           \
-    X(CREATED, "created")     /* made by cmd.shipment.create; may still be cancelled */          \
-    X(SHIPPED, "shipped")     /* left with the carrier; can no longer be cancelled */            \
-    X(DELIVERED, "delivered") /* reached its address; terminal */                                \
+    X(CREATED, "created")     /* made by cmd.shipment.create; may still be cancelled */            \
+    X(SHIPPED, "shipped")     /* left with the carrier; can no longer be cancelled */              \
+    X(DELIVERED, "delivered") /* reached its address; terminal */                                  \
     X(CANCELLED, "cancelled") /* cancelled before dispatch; terminal */
 
 enum ship_status {
@@ -94,9 +94,9 @@ struct ship_shipment {
     char order_id[AG_UUID_STRLEN + 1];
     char user_id[AG_UUID_STRLEN + 1];
     enum ship_status status;
-    const char *address;       /* JSON object text */
-    const char *lines;         /* JSON array text */
-    const char *carrier;       /* NULL until shipped */
+    const char *address; /* JSON object text */
+    const char *lines;   /* JSON array text */
+    const char *carrier; /* NULL until shipped */
     char tracking_number[SHIP_TRACKING_LEN + 1];
     const char *cancel_reason; /* NULL unless cancelled */
     const char *history;       /* JSON array text of {status, at} */

@@ -13,8 +13,8 @@
 #include "agora/events.h"
 
 int
-ship_events_publish(struct ag_events *ev, const char *type, const char *subject,
-                    const json_t *data, const char *traceparent)
+ship_events_publish(struct ag_events *ev, const char *type, const char *subject, const json_t *data,
+                    const char *traceparent)
 {
     if (ev == NULL)
         return 0;

@@ -19,11 +19,12 @@ extern const size_t shipping_nmigrations;
 static const struct ag_config_key SHIP_KEYS[] = {
     { "AGORA_SHIPPING_CARRIER", AG_CONFIG_STRING, "Agora Post", OFF(carrier), 0, 0, NULL,
       "carrier named in shipment.shipped (1 to 50 characters)" },
-    { "AGORA_SHIPPING_ACK_DEADLINE", AG_CONFIG_DURATION, "30s", OFF(ack_deadline_ms), 1000,
-      3600000, NULL, "bus lease of one delivery of a command before it is redelivered" },
+    { "AGORA_SHIPPING_ACK_DEADLINE", AG_CONFIG_DURATION, "30s", OFF(ack_deadline_ms), 1000, 3600000,
+      NULL, "bus lease of one delivery of a command before it is redelivered" },
     { "AGORA_SHIPPING_TEST_KILL_AFTER_COMMIT", AG_CONFIG_INT, "0", OFF(kill_after), 0, 1000000,
-      NULL, "tests only: SIGKILL the process right after the Nth committed command, before "
-            "its ack (0: never)" },
+      NULL,
+      "tests only: SIGKILL the process right after the Nth committed command, before "
+      "its ack (0: never)" },
 };
 #undef OFF
 
@@ -58,8 +59,7 @@ on_start(struct ag_service *svc, void *udata)
     sh->fx = (struct ship_effect){ .entered = -1 };
     size_t carrier = strlen(sh->settings.carrier);
     if (carrier == 0 || carrier > SHIP_CARRIER_MAX) {
-        AG_LOGE("config", "AGORA_SHIPPING_CARRIER: must have 1 to %d characters",
-                SHIP_CARRIER_MAX);
+        AG_LOGE("config", "AGORA_SHIPPING_CARRIER: must have 1 to %d characters", SHIP_CARRIER_MAX);
         return AG_ECONFIG;
     }
     register_metrics(sh, ag_service_metrics(svc));

@@ -46,8 +46,7 @@ ship_shipment_apply(struct ag_store *st, struct ag_events *ev, struct ship_shipm
         type = "shipment.cancelled";
         data = ship_data_cancelled(s->id, s->order_id, reason, at);
         break;
-    default:
-        AG_BUG("no transition leads back to created");
+    default: AG_BUG("no transition leads back to created");
     }
     rc = ship_events_publish(ev, type, s->id, data, traceparent);
     if (rc == 0 && out_type != NULL)

@@ -31,9 +31,9 @@ struct ship_settings {
  * (ship_commands_committed): a rolled-back attempt counts nothing but its
  * error. */
 struct ship_effect {
-    const char *command;   /* "create", "cancel", "unknown"; NULL: nothing pending */
-    const char *outcome;   /* "created", "replayed", "cancelled", "absent", "refused", "invalid" */
-    int entered;           /* status a shipment entered (enum ship_status), or -1 */
+    const char *command; /* "create", "cancel", "unknown"; NULL: nothing pending */
+    const char *outcome; /* "created", "replayed", "cancelled", "absent", "refused", "invalid" */
+    int entered;         /* status a shipment entered (enum ship_status), or -1 */
 };
 
 struct ship {
@@ -123,8 +123,8 @@ int ship_store_set_status(struct ag_store *st, const char *id, enum ship_status 
                           const char *at);
 /* Append up to f->limit shipments (as served) to 'items'. *out_more tells
  * whether more follow; 'last_id' gets the last id returned. */
-int ship_store_list(struct ag_store *st, const struct ship_filter *f, json_t *items,
-                    bool *out_more, char last_id[AG_UUID_STRLEN + 1]);
+int ship_store_list(struct ag_store *st, const struct ship_filter *f, json_t *items, bool *out_more,
+                    char last_id[AG_UUID_STRLEN + 1]);
 
 int ship_store_step_get(struct ag_store *st, const char *step_key, struct ag_pool *pool,
                         struct ship_step *out);

@@ -79,8 +79,7 @@ get_by(struct ag_store *st, const char *sql, const char *key, struct ag_pool *po
 }
 
 int
-ship_store_get(struct ag_store *st, const char *id, struct ag_pool *pool,
-               struct ship_shipment *out)
+ship_store_get(struct ag_store *st, const char *id, struct ag_pool *pool, struct ship_shipment *out)
 {
     return get_by(st, "SELECT " SHIPMENT_COLS " FROM shipments WHERE id = $1", id, pool, out);
 }
@@ -89,14 +88,13 @@ int
 ship_store_get_by_order(struct ag_store *st, const char *order_id, struct ag_pool *pool,
                         struct ship_shipment *out)
 {
-    return get_by(st, "SELECT " SHIPMENT_COLS " FROM shipments WHERE order_id = $1", order_id,
-                  pool, out);
+    return get_by(st, "SELECT " SHIPMENT_COLS " FROM shipments WHERE order_id = $1", order_id, pool,
+                  out);
 }
 
 int
 ship_store_set_status(struct ag_store *st, const char *id, enum ship_status from,
-                      enum ship_status to, const char *carrier, const char *reason,
-                      const char *at)
+                      enum ship_status to, const char *carrier, const char *reason, const char *at)
 {
     struct ag_stmt *q;
     int rc = ag_store_stmt(
@@ -193,10 +191,11 @@ int
 ship_store_step_insert(struct ag_store *st, const struct ship_step *step)
 {
     struct ag_stmt *q;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO saga_steps (step_key, command, order_id, reply_type, "
-                           "reply_subj, reply_data, applied_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                           &q);
+    int rc =
+        ag_store_stmt(st,
+                      "INSERT INTO saga_steps (step_key, command, order_id, reply_type, "
+                      "reply_subj, reply_data, applied_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                      &q);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(q, 1, step->step_key);

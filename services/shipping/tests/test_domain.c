@@ -1,2 +1,6 @@
 #include "agora_test.h"
-int main(void) { return 0; }
+int
+main(void)
+{
+    return 0;
+}
