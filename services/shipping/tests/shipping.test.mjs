@@ -166,10 +166,11 @@ describe('shipping with a bus', () => {
     });
 
     it('cmd.shipment.create makes a shipment and replies shipment.created with its tracking number', T, async () => {
-        const cmd = createCmd(order, ada);
+        const cmd = { ...createCmd(order, ada), traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' };
         await publish(bus, [cmd]);
         const [created] = await replies.wait(order, 'shipment.created');
         assert.equal(created.source, '/agora/shipping');
+        assert.equal(created.traceparent, cmd.traceparent, 'the reply carries the command\'s trace context');
         assert.equal(created.subject, created.data.shipment_id);
         assert.match(created.data.shipment_id, UUIDV7);
         assert.deepEqual(created.data.address, ADDRESS);
