@@ -41,6 +41,11 @@ const DESIGN_TYPES = {
     'shipment.created': 'shipping',
     'shipment.shipped': 'shipping',
     'shipment.delivered': 'shipping',
+    'shipment.cancelled': 'shipping',
+    'shipment.cancel_rejected': 'shipping',
+    // Saga commands (contracts/README.md): sent by orders, consumed by one participant.
+    'cmd.shipment.create': 'orders',
+    'cmd.shipment.cancel': 'orders',
 };
 const TYPES = Object.keys(DESIGN_TYPES);
 const ENVELOPE_REQUIRED = ['specversion', 'id', 'source', 'type', 'subject', 'time',

@@ -338,6 +338,55 @@ describe('the public API description against the running shop', () => {
         assert.ok(Object.keys(served.paths).some((p) => p.startsWith('/api/v1/products')));
     });
 
+    it('shipping: shipments made by the saga\'s command, read by their owner, moved by an administrator', async () => {
+        // Orders does not exist yet: the test sends cmd.shipment.create to the bus as orders' outbox would.
+        const uuid7 = () => {
+            const h = crypto.randomBytes(16).toString('hex').split('');
+            Date.now().toString(16).padStart(12, '0').split('').forEach((c, i) => { h[i] = c; });
+            h[12] = '7';
+            h[16] = '89ab'[parseInt(h[16], 16) & 3];
+            const x = h.join('');
+            return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+        };
+        const shipFor = async (orderId) => {
+            const cmd = {
+                specversion: '1.0', id: uuid7(), source: '/agora/orders', type: 'cmd.shipment.create', subject: orderId,
+                time: new Date().toISOString(), datacontenttype: 'application/json',
+                data: {
+                    order_id: orderId, step_key: `${orderId}:ship`, user_id: s.userId,
+                    address: { name: 'Contract', line1: '1 Test Street', city: 'Testville', postal_code: '12345', country: 'FR' },
+                    lines: [{ product_id: uuid7(), quantity: 1 }],
+                },
+            };
+            const r = await fetch(`${shop.url('bus')}/v1/messages`, {
+                method: 'POST',
+                headers: { ...shop.operator, 'content-type': 'application/json' },
+                body: JSON.stringify({ messages: [{ id: cmd.id, topic: cmd.type, subject: orderId, data: cmd }] }),
+            });
+            assert.equal(r.status, 200, await r.text());
+            let page;
+            await waitFor(async () => {
+                page = await api('GET', '/api/v1/shipments', { token: s.token, query: { order_id: orderId }, expect: 200 });
+                return page.json.items.length === 1;
+            }, { timeoutMs: 30000, intervalMs: 100, message: `the shipment of order ${orderId}` });
+            return page.json.items[0].id;
+        };
+        const id = await shipFor(uuid7());
+        await api('GET', '/api/v1/shipments', { token: s.token, query: { limit: 0 }, expect: 400 });
+        await api('GET', '/api/v1/shipments', { expect: 401 });
+        await api('GET', '/api/v1/shipments', { token: s.admin, query: { status: 'created', limit: 1 }, expect: 200 });
+        await api('GET', '/api/v1/shipments/{id}', { token: s.token, params: { id }, expect: 200 });
+        await api('GET', '/api/v1/shipments/{id}', { token: s.token, params: { id: NO_SUCH_ID }, expect: 404 });
+        await api('POST', '/api/v1/shipments/{id}/deliver', { token: s.admin, params: { id }, expect: 409 });
+        await api('POST', '/api/v1/shipments/{id}/ship', { token: s.token, params: { id }, expect: 403 });
+        await api('POST', '/api/v1/shipments/{id}/ship', { token: s.admin, params: { id: NO_SUCH_ID }, expect: 404 });
+        await api('POST', '/api/v1/shipments/{id}/ship', { token: s.admin, params: { id }, expect: 200 });
+        await api('POST', '/api/v1/shipments/{id}/deliver', { token: s.admin, params: { id }, expect: 200 });
+        await api('POST', '/api/v1/shipments/{id}/cancel', { token: s.admin, params: { id }, expect: 409 });
+        const other = await shipFor(uuid7());
+        await api('POST', '/api/v1/shipments/{id}/cancel', { token: s.admin, params: { id: other }, expect: 200 });
+    });
+
     it('every documented path answers 405, with Allow, to a method it does not offer', async () => {
         for (const p of [...new Set(contract.ops.map((o) => o.path))]) {
             const methods = new Set(contract.ops.filter((o) => o.path === p).map((o) => o.method));

@@ -21,7 +21,7 @@
     X(CATALOG, "catalog", 8081, "services/catalog/catalog")                                        \
     X(INVENTORY, "inventory", 8083, NULL)                                                          \
     X(PAYMENTS, "payments", 8085, NULL)                                                            \
-    X(SHIPPING, "shipping", 8086, NULL)                                                            \
+    X(SHIPPING, "shipping", 8086, "services/shipping/shipping")                                    \
     X(ORDERS, "orders", 8084, NULL)                                                                \
     X(NOTIFICATIONS, "notifications", 8087, "services/notifications/notifications")                \
     X(ANALYTICS, "analytics", 8088, NULL)                                                          \
