@@ -76,6 +76,7 @@ describe('recovery: a crashed service is back through the gateway the moment it 
         { service: 'catalog', direct: '/v1/products?limit=1', gateway: '/api/v1/products?limit=1' },
         { service: 'users', direct: '/.well-known/jwks.json', gateway: '/.well-known/jwks.json' },
         { service: 'notifications', direct: '/health', gateway: '/api/v1/notifications', auth: true },
+        { service: 'shipping', direct: '/health', gateway: '/api/v1/shipments', auth: true },
     ];
 
     for (const c of cases) {
