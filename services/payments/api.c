@@ -1,542 +1,526 @@
 /* SPDX-License-Identifier: MIT */
-/* Payments HTTP handlers and the route table. Handlers validate with the
- * domain, talk to store.c, and answer JSON or problem+json. */
+/* Payments HTTP handlers and the route table. Every write takes an
+ * Idempotency-Key (IETF draft semantics): the first answer to a key is
+ * stored with the effect, in the same transaction, and the same key with
+ * the same request gets it again; with another request, 422; while the
+ * first is still in progress, 409; no key, 428. Keys are per user and kept
+ * AGORA_PAYMENTS_IDEMPOTENCY_TTL. A payment is visible to its owner and to
+ * administrators; to anyone else it does not exist (404). */
 #include "agora/base.h"
 #include "payments.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "agora/err.h"
+#include "agora/identity.h"
+#include "agora/mem.h"
+#include "agora/time.h"
 #include "agora/trace.h"
 
-#define JSON_TYPE "application/json"
+#define JSON_TYPE    "application/json"
+#define PROBLEM_TYPE "application/problem+json"
 
-/* ---- Helpers ---- */
+/* ---- Answers that can be stored and replayed ---- */
+
+struct answer {
+    int status;
+    const char *content_type;
+    char *body; /* in the request's pool */
+    size_t len;
+};
 
 static void
-format_etag(int64_t version, char *out, size_t outlen)
+answer_json(struct ag_http_req *req, struct answer *a, int status, json_t *body)
 {
-    snprintf(out, outlen, "\"%lld\"", (long long)version);
+    char *s = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    a->status = status;
+    a->content_type = JSON_TYPE;
+    a->body = ag_pool_strdup(req->pool, s ? s : "{}");
+    a->len = strlen(a->body);
+    ag_free(s);
 }
 
-/* Does a list of entity tags ('header', as in If-Match / If-None-Match)
- * contain the tag of 'version'? 'weak' allows W/ tags to match. */
-static bool
-etag_list_matches(struct ag_str header, int64_t version, bool weak)
+/* An RFC 9457 problem; 'errors' (may be NULL) lists field errors. */
+static void
+answer_problem(struct ag_http_req *req, struct answer *a, int status, const char *slug,
+               const char *title, const char *detail, const struct ag_valid *errors)
 {
-    char tag[32];
-    format_etag(version, tag, sizeof(tag));
-    struct ag_str want = ag_str_from_cstr(tag);
-    size_t i = 0;
-    while (i < header.len) {
-        while (i < header.len && (header.ptr[i] == ' ' || header.ptr[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < header.len && header.ptr[i] != ',')
-            i++;
-        struct ag_str item = ag_str_trim(ag_str_make(header.ptr + start, i - start));
-        if (ag_str_eq_cstr(item, "*"))
-            return true;
-        if (ag_str_has_prefix(item, "W/")) {
-            if (!weak)
-                continue;
-            item.ptr += 2;
-            item.len -= 2;
-        }
-        if (ag_str_eq(item, want))
-            return true;
+    json_t *p = ag_problem_new(status, slug, title, detail);
+    json_object_set_new(p, "instance", json_stringn(req->path.ptr, req->path.len));
+    json_object_set_new(p, "request_id", json_string(ag_req_id(req)));
+    if (errors != NULL)
+        ag_problem_set_errors(p, errors);
+    answer_json(req, a, status, p);
+    a->content_type = PROBLEM_TYPE;
+}
+
+static void
+answer_error(struct ag_http_req *req, struct answer *a, int err, const char *detail)
+{
+    answer_problem(req, a, ag_err_http_status(err), ag_err_slug(err), ag_err_title(err), detail,
+                   NULL);
+}
+
+/* Send 'a'; a replayed problem gets this request's id. */
+static void
+send_answer(struct ag_http_req *req, const struct answer *a)
+{
+    if (a->status == 201) {
+        json_t *j = ag_json_parse(a->body, a->len, NULL, 0);
+        const char *id = json_string_value(json_object_get(j, "id"));
+        const char *pid = json_string_value(json_object_get(j, "payment_id"));
+        char loc[128];
+        if (pid != NULL)
+            snprintf(loc, sizeof(loc), "/v1/payments/%s/refunds/%s", pid, id ? id : "");
+        else
+            snprintf(loc, sizeof(loc), "/v1/payments/%s", id ? id : "");
+        if (id != NULL)
+            ag_http_resp_header(req, "Location", loc);
+        json_decref(j);
     }
-    return false;
+    if (strcmp(a->content_type, PROBLEM_TYPE) == 0) {
+        json_t *p = ag_json_parse(a->body, a->len, NULL, 0);
+        if (p != NULL) {
+            json_object_set_new(p, "request_id", json_string(ag_req_id(req)));
+            char *s = json_dumps(p, JSON_COMPACT);
+            json_decref(p);
+            if (s != NULL) {
+                ag_http_send(req, a->status, PROBLEM_TYPE, s, strlen(s));
+                ag_free(s);
+                return;
+            }
+        }
+    }
+    ag_http_send(req, a->status, a->content_type, a->body, a->len);
+}
+
+/* ---- Idempotency keys ---- */
+
+struct idem {
+    const char *user_id;
+    const char *key;
+    char hash[65]; /* SHA-256 of method, path and body, hex */
+};
+
+/* Read the caller's Idempotency-Key and hash the request; answers 428 or
+ * 400 itself and returns false when it cannot. */
+static bool
+idem_read(struct ag_http_req *req, struct idem *out)
+{
+    const struct ag_identity *who = ag_req_identity(req);
+    struct ag_str k = ag_http_req_header(req, "Idempotency-Key");
+    if (k.len == 0) {
+        ag_send_error(req, AG_EPRECONDREQ, "send an Idempotency-Key header with every write");
+        return false;
+    }
+    for (size_t i = 0; i < k.len; i++) {
+        if (k.len > PAY_IDEM_KEY_MAX || k.ptr[i] < 0x21 || k.ptr[i] > 0x7e) {
+            ag_send_error(req, AG_EINVAL, "the Idempotency-Key must be 1 to %d visible ASCII "
+                                          "characters", PAY_IDEM_KEY_MAX);
+            return false;
+        }
+    }
+    out->user_id = who != NULL ? who->user_id : "";
+    out->key = ag_pool_strndup(req->pool, k.ptr, k.len);
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, (const unsigned char *)req->method_name.ptr,
+                              req->method_name.len);
+    crypto_hash_sha256_update(&st, (const unsigned char *)" ", 1);
+    crypto_hash_sha256_update(&st, (const unsigned char *)req->path.ptr, req->path.len);
+    crypto_hash_sha256_update(&st, (const unsigned char *)"\n", 1);
+    crypto_hash_sha256_update(&st, (const unsigned char *)req->body.ptr, req->body.len);
+    crypto_hash_sha256_final(&st, h);
+    sodium_bin2hex(out->hash, sizeof(out->hash), h, sizeof(h));
+    return true;
+}
+
+enum idem_state {
+    IDEM_NEW = 0, /* first use: go on */
+    IDEM_REPLAY,  /* answered before: 'a' holds it */
+    IDEM_BUSY,    /* the first request is in progress */
+    IDEM_MISMATCH /* used for another request */
+};
+
+static int
+idem_check(struct ag_http_req *req, struct ag_store *st, const struct idem *k, struct answer *a,
+           enum idem_state *out)
+{
+    struct pay_idem row;
+    int rc = pay_store_idem_get(st, k->user_id, k->key, req->pool, &row);
+    if (rc == AG_ENOENT) {
+        *out = IDEM_NEW;
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    if (strcmp(row.hash, k->hash) != 0) {
+        *out = IDEM_MISMATCH;
+    } else if (row.status == 0) {
+        *out = IDEM_BUSY;
+    } else {
+        *out = IDEM_REPLAY;
+        a->status = row.status;
+        a->content_type = row.content_type;
+        a->body = row.response;
+        a->len = row.response_len;
+    }
+    return 0;
 }
 
 static void
-set_etag(struct ag_http_req *req, int64_t version)
+send_idem_refusal(struct ag_http_req *req, enum idem_state s)
 {
-    char tag[32];
-    format_etag(version, tag, sizeof(tag));
-    ag_http_resp_header(req, "ETag", tag);
+    if (s == IDEM_BUSY)
+        ag_send_problem(req, 409, "idempotency-key-in-progress", "Conflict",
+                        "a request with this Idempotency-Key is still in progress");
+    else
+        ag_send_problem(req, 422, "idempotency-key-reused", "Unprocessable Content",
+                        "this Idempotency-Key was used for a different request");
 }
 
-/* ---- Products ---- */
+/* ---- Representation ---- */
 
-int
-pay_create_product(struct ag_store *store, struct ag_events *ev, struct pay_product *p,
-                       const char *traceparent, struct ag_buf *doc)
+static int
+payment_doc(struct ag_store *st, const struct pay_payment *p, json_t **out)
 {
-    ag_uuid7(p->id);
-    ag_time_rfc3339(ag_time_unix_ms(), p->created_at);
-    memcpy(p->updated_at, p->created_at, sizeof(p->updated_at));
-    p->version = 1;
-    if (p->category != NULL) {
-        bool exists;
-        int rc = pay_store_category_exists(store, p->category, &exists);
+    json_t *refunds;
+    int rc = pay_store_refund_list(st, p->id, p->currency, &refunds);
+    if (rc != 0)
+        return rc;
+    json_t *j = pay_payment_to_json(p);
+    json_object_set_new(j, "refunds", refunds);
+    *out = j;
+    return 0;
+}
+
+static bool
+can_see(const struct ag_identity *who, const struct pay_payment *p)
+{
+    return who != NULL &&
+           ((who->roles & AG_IDENTITY_ADMIN) != 0 || strcmp(who->user_id, p->user_id) == 0);
+}
+
+/* ---- POST /v1/payments: authorize ---- */
+
+struct create_ctx {
+    struct ag_http_req *req;
+    struct idem k;
+    struct answer a;
+};
+
+static int
+create_in_tx(struct pay *pay, struct ag_store *st, const struct pay_auth_done *done, void *udata)
+{
+    AG_UNUSED(pay);
+    struct create_ctx *c = udata;
+    struct ag_http_req *req = c->req;
+    if (done->payment != NULL) {
+        json_t *doc;
+        int rc = payment_doc(st, done->payment, &doc);
         if (rc != 0)
             return rc;
-        if (!exists)
-            return AG_ECONFLICT;
-    }
-    json_t *j = pay_product_to_json(p);
-    struct ag_buf buf = AG_BUF_INIT(0);
-    ag_json_dump(j, &buf);
-    int rc = pay_store_product_insert(store, p, ag_buf_cstr(&buf));
-    if (rc == 0)
-        rc = pay_events_product_created(ev, p, j, traceparent);
-    json_decref(j);
-    if (rc == 0 && doc != NULL)
-        ag_buf_append(doc, buf.data, buf.len);
-    ag_buf_release(&buf);
-    return rc;
-}
-
-/* ---- Transactions of the write handlers ---- */
-
-struct create_tx {
-    struct pay *cat;
-    struct pay_product *p;
-    const char *traceparent;
-    struct ag_buf *doc;
-};
-
-static int
-create_tx_fn(struct ag_store *store, void *arg)
-{
-    struct create_tx *t = arg;
-    return pay_create_product(store, t->cat->events, t->p, t->traceparent, t->doc);
-}
-
-struct update_tx {
-    struct pay *cat;
-    const struct pay_product *p;
-    int64_t expected;
-    const json_t *json;
-    const char *doc;
-    const char *traceparent;
-};
-
-static int
-update_tx_fn(struct ag_store *store, void *arg)
-{
-    struct update_tx *t = arg;
-    int rc = pay_store_product_update(store, t->p, t->expected, t->doc);
-    if (rc == 0)
-        rc = pay_events_product_updated(t->cat->events, t->p, t->json, t->traceparent);
-    return rc;
-}
-
-struct delete_tx {
-    struct pay *cat;
-    const struct pay_product *p;
-    int64_t expected;
-    const char *traceparent;
-};
-
-static int
-delete_tx_fn(struct ag_store *store, void *arg)
-{
-    struct delete_tx *t = arg;
-    int rc = pay_store_product_delete(store, t->p->id, t->expected);
-    if (rc == 0)
-        rc = pay_events_product_deleted(t->cat->events, t->p, t->traceparent);
-    return rc;
-}
-
-static void
-unknown_category(struct ag_http_req *req, const char *slug)
-{
-    struct ag_valid v;
-    ag_valid_init(&v);
-    ag_valid_error(&v, "category", "unknown", "no category '%s'", slug);
-    ag_send_invalid(req, &v);
-    ag_valid_release(&v);
-}
-
-static void
-create_product(struct ag_http_req *req, void *udata)
-{
-    struct pay *cat = udata;
-    json_t *body = ag_req_json(req);
-    if (body == NULL)
-        return;
-    struct ag_valid v;
-    ag_valid_init(&v);
-    struct pay_product p;
-    if (!pay_product_from_json(&v, body, &p)) {
-        ag_send_invalid(req, &v);
-        ag_valid_release(&v);
-        return;
-    }
-    ag_valid_release(&v);
-    struct ag_buf doc = AG_BUF_INIT(0);
-    char tp[AG_TRACEPARENT_LEN + 1];
-    ag_req_traceparent(req, tp);
-    struct create_tx t = { .cat = cat, .p = &p, .traceparent = tp, .doc = &doc };
-    int rc = ag_store_tx(cat->store, create_tx_fn, &t);
-    if (rc == 0) {
-        pay_events_kick(cat->events);
-        char loc[64];
-        snprintf(loc, sizeof(loc), "/v1/products/%s", p.id);
-        ag_http_resp_header(req, "Location", loc);
-        set_etag(req, p.version);
-        size_t len;
-        char *data = ag_buf_detach(&doc, &len);
-        ag_http_send_take(req, 201, JSON_TYPE, data, len);
-        return;
-    }
-    ag_buf_release(&doc);
-    if (rc == AG_EEXIST)
-        ag_send_error(req, AG_EEXIST, "a product with sku '%s' exists", p.sku);
-    else if (rc == AG_ECONFLICT)
-        unknown_category(req, p.category);
-    else
-        ag_send_store_error(req, rc, "product");
-}
-
-static void
-get_product(struct ag_http_req *req, void *udata)
-{
-    struct pay *cat = udata;
-    const char *id = ag_req_uuid_param(req, "id", "product");
-    if (id == NULL)
-        return;
-    char *doc;
-    size_t len;
-    int64_t version;
-    int rc = pay_store_product_doc(cat->store, id, req->pool, &doc, &len, &version);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "product");
-        return;
-    }
-    set_etag(req, version);
-    struct ag_str inm = ag_http_req_header(req, "If-None-Match");
-    if (inm.len > 0 && etag_list_matches(inm, version, true)) {
-        ag_http_send(req, 304, NULL, NULL, 0);
-        return;
-    }
-    ag_http_send(req, 200, JSON_TYPE, doc, len);
-}
-
-static void
-update_product(struct ag_http_req *req, void *udata)
-{
-    struct pay *cat = udata;
-    const char *id = ag_req_uuid_param(req, "id", "product");
-    if (id == NULL)
-        return;
-    json_t *body = ag_req_json(req);
-    if (body == NULL)
-        return;
-    struct pay_product p;
-    int rc = pay_store_product_get(cat->store, id, req->pool, &p);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "product");
-        return;
-    }
-    struct ag_valid v;
-    ag_valid_init(&v);
-    int64_t body_version;
-    if (!pay_product_patch(&v, body, &p, &body_version)) {
-        ag_send_invalid(req, &v);
-        ag_valid_release(&v);
-        return;
-    }
-    ag_valid_release(&v);
-
-    struct ag_str if_match = ag_http_req_header(req, "If-Match");
-    if (if_match.len == 0 && body_version < 0) {
-        ag_send_error(req, AG_EPRECONDREQ,
-                      "send If-Match with the product's ETag, or its version in the body");
-        return;
-    }
-    if ((if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) ||
-        (body_version >= 0 && body_version != p.version)) {
-        set_etag(req, p.version);
-        ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
-                      (long long)p.version);
-        return;
-    }
-    if (p.category != NULL) {
-        bool exists;
-        rc = pay_store_category_exists(cat->store, p.category, &exists);
-        if (rc != 0) {
-            ag_send_store_error(req, rc, "category");
-            return;
-        }
-        if (!exists) {
-            unknown_category(req, p.category);
-            return;
-        }
-    }
-    int64_t expected = p.version;
-    p.version++;
-    ag_time_rfc3339(ag_time_unix_ms(), p.updated_at);
-    json_t *j = pay_product_to_json(&p);
-    struct ag_buf doc = AG_BUF_INIT(0);
-    ag_json_dump(j, &doc);
-    char tp[AG_TRACEPARENT_LEN + 1];
-    ag_req_traceparent(req, tp);
-    struct update_tx t = {
-        .cat = cat,
-        .p = &p,
-        .expected = expected,
-        .json = j,
-        .doc = ag_buf_cstr(&doc),
-        .traceparent = tp,
-    };
-    rc = ag_store_tx(cat->store, update_tx_fn, &t);
-    json_decref(j);
-    if (rc == 0) {
-        pay_events_kick(cat->events);
-        set_etag(req, p.version);
-        size_t len;
-        char *data = ag_buf_detach(&doc, &len);
-        ag_http_send_take(req, 200, JSON_TYPE, data, len);
-        return;
-    }
-    ag_buf_release(&doc);
-    if (rc == AG_EEXIST)
-        ag_send_error(req, AG_EEXIST, "a product with sku '%s' exists", p.sku);
-    else if (rc == AG_EPRECOND)
-        ag_send_error(req, AG_EPRECOND, "the product changed while it was being updated");
-    else
-        ag_send_store_error(req, rc, "product");
-}
-
-static void
-delete_product(struct ag_http_req *req, void *udata)
-{
-    struct pay *cat = udata;
-    const char *id = ag_req_uuid_param(req, "id", "product");
-    if (id == NULL)
-        return;
-    struct pay_product p;
-    int rc = pay_store_product_get(cat->store, id, req->pool, &p);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "product");
-        return;
-    }
-    struct ag_str if_match = ag_http_req_header(req, "If-Match");
-    if (if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) {
-        ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
-                      (long long)p.version);
-        return;
-    }
-    char tp[AG_TRACEPARENT_LEN + 1];
-    ag_req_traceparent(req, tp);
-    /* Delete exactly the version read, so the event describes what went. */
-    struct delete_tx t = { .cat = cat, .p = &p, .expected = p.version, .traceparent = tp };
-    rc = ag_store_tx(cat->store, delete_tx_fn, &t);
-    if (rc == 0) {
-        pay_events_kick(cat->events);
-        ag_send_no_content(req);
-    } else if (rc == AG_EPRECOND) {
-        ag_send_error(req, AG_EPRECOND, "the product changed while it was being deleted");
+        answer_json(req, &c->a, 201, doc);
+    } else if (done->outcome == PAY_AUTH_NO_ANSWER) {
+        answer_error(req, &c->a, AG_ETIMEDOUT,
+                     "the payment provider did not answer in time; nothing was authorized");
     } else {
-        ag_send_store_error(req, rc, "product");
+        const char *reason = pay_auth_outcome_reason(done->outcome);
+        char detail[128];
+        snprintf(detail, sizeof(detail), "the payment was declined (%s)", reason);
+        answer_problem(req, &c->a, 402, "payment-declined", "Payment Required", detail, NULL);
+        char *s = c->a.body;
+        json_t *p = ag_json_parse(s, c->a.len, NULL, 0);
+        json_object_set_new(p, "reason", json_string(reason));
+        answer_json(req, &c->a, 402, p);
+        c->a.content_type = PROBLEM_TYPE;
     }
+    return pay_store_idem_finish(st, c->k.user_id, c->k.key, c->k.hash, c->a.status,
+                                 c->a.content_type, c->a.body, ag_time_unix_ms());
 }
 
 static void
-list_products(struct ag_http_req *req, void *udata)
+create_done(struct pay *pay, const struct pay_auth_done *done, void *udata)
 {
-    struct pay *cat = udata;
+    struct create_ctx *c = udata;
+    if (done->rc != 0) {
+        /* Nothing was recorded: free the key for a retry. */
+        pay_store_idem_delete(pay->store, c->k.user_id, c->k.key);
+        ag_send_store_error(c->req, done->rc, "payment");
+        return;
+    }
+    send_answer(c->req, &c->a);
+}
+
+struct begin_tx {
+    struct ag_http_req *req;
+    const struct idem *k;
+    struct answer *a;
+    enum idem_state state;
+};
+
+static int
+begin_tx_fn(struct ag_store *st, void *arg)
+{
+    struct begin_tx *t = arg;
+    int rc = idem_check(t->req, st, t->k, t->a, &t->state);
+    if (rc == 0 && t->state == IDEM_NEW)
+        rc = pay_store_idem_begin(st, t->k->user_id, t->k->key, t->k->hash, ag_time_unix_ms());
+    return rc;
+}
+
+static void
+create_payment(struct ag_http_req *req, void *udata)
+{
+    struct pay *pay = udata;
+    if (pay->stopping) {
+        ag_send_error(req, AG_EUNAVAIL, "the service is stopping");
+        return;
+    }
+    struct create_ctx *c = ag_pool_calloc(req->pool, sizeof(*c));
+    c->req = req;
+    if (!idem_read(req, &c->k))
+        return;
+    json_t *body = ag_req_json(req);
+    if (body == NULL)
+        return;
+    struct ag_valid v;
+    ag_valid_init(&v);
+    struct pay_create_req cr;
+    if (!pay_create_req_parse(&v, body, &cr)) {
+        ag_send_invalid(req, &v);
+        ag_valid_release(&v);
+        return;
+    }
+    ag_valid_release(&v);
+    struct begin_tx t = { .req = req, .k = &c->k, .a = &c->a };
+    int rc = ag_store_tx(pay->store, begin_tx_fn, &t);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "idempotency key");
+        return;
+    }
+    if (t.state == IDEM_REPLAY) {
+        send_answer(req, &c->a);
+        return;
+    }
+    if (t.state != IDEM_NEW) {
+        send_idem_refusal(req, t.state);
+        return;
+    }
+    char tp[AG_TRACEPARENT_LEN + 1];
+    ag_req_traceparent(req, tp);
+    struct pay_auth_req ar = {
+        .order_id = cr.order_id,
+        .user_id = c->k.user_id,
+        .token = cr.token,
+        .amount = cr.amount,
+        .traceparent = tp,
+        .in_tx = create_in_tx,
+        .done = create_done,
+        .udata = c,
+    };
+    rc = pay_auth_start(pay, &ar);
+    if (rc != 0) {
+        pay_store_idem_delete(pay->store, c->k.user_id, c->k.key);
+        ag_send_error(req, AG_EUNAVAIL, "the payment provider cannot be reached");
+    }
+}
+
+/* ---- POST /v1/payments/{id}/capture, /void, /refunds ---- */
+
+struct change_tx {
+    struct pay *pay;
+    struct ag_http_req *req;
+    const struct idem *k;
+    const char *id;
+    enum pay_op op;
+    const struct pay_change_req *cr;
+    const char *traceparent;
+    struct answer a;
+    enum idem_state state;
+};
+
+static int
+change_tx_fn(struct ag_store *st, void *arg)
+{
+    struct change_tx *t = arg;
+    struct ag_http_req *req = t->req;
+    int rc = idem_check(req, st, t->k, &t->a, &t->state);
+    if (rc != 0 || t->state != IDEM_NEW)
+        return rc;
+    struct pay_payment p;
+    rc = pay_store_payment_get(st, t->id, &p);
+    if (rc == AG_ENOENT) {
+        answer_error(req, &t->a, AG_ENOENT, "no such payment");
+    } else if (rc != 0) {
+        return rc;
+    } else if (t->cr->has_amount && strcmp(t->cr->amount.currency, p.currency) != 0) {
+        struct ag_valid v;
+        ag_valid_init(&v);
+        ag_valid_error(&v, "amount.currency", "invalid", "the payment is in %s", p.currency);
+        answer_problem(req, &t->a, 422, "validation", "Validation Failed",
+                       "the amount is not in the payment's currency", &v);
+        ag_valid_release(&v);
+    } else {
+        int64_t amount = t->cr->has_amount ? t->cr->amount.amount : p.amount;
+        struct pay_refund r;
+        rc = pay_change(t->pay, st, &p, t->op, amount, t->cr->reason, &r, t->traceparent, NULL);
+        if (rc == AG_ECONFLICT) {
+            char detail[128];
+            snprintf(detail, sizeof(detail), "not allowed on a payment that is %s",
+                     pay_status_name(p.status));
+            answer_error(req, &t->a, AG_ECONFLICT, detail);
+        } else if (rc == AG_ERANGE) {
+            struct ag_valid v;
+            ag_valid_init(&v);
+            if (t->op == PAY_OP_REFUND)
+                ag_valid_error(&v, "amount.amount", "too_large",
+                               "at most %lld can be refunded (captured and not refunded)",
+                               (long long)(p.captured - p.refunded));
+            else
+                ag_valid_error(&v, "amount.amount", "too_large",
+                               "at most %lld can be captured (authorized)", (long long)p.amount);
+            answer_problem(req, &t->a, 422, "validation", "Validation Failed",
+                           "the amount is more than the payment allows", &v);
+            ag_valid_release(&v);
+        } else if (rc != 0) {
+            return rc;
+        } else if (t->op == PAY_OP_REFUND) {
+            answer_json(req, &t->a, 201, pay_refund_to_json(&r, p.currency));
+        } else {
+            json_t *doc;
+            rc = payment_doc(st, &p, &doc);
+            if (rc != 0)
+                return rc;
+            answer_json(req, &t->a, 200, doc);
+        }
+    }
+    return pay_store_idem_finish(st, t->k->user_id, t->k->key, t->k->hash, t->a.status,
+                                 t->a.content_type, t->a.body, ag_time_unix_ms());
+}
+
+static void
+change_payment(struct ag_http_req *req, struct pay *pay, enum pay_op op)
+{
+    const char *id = ag_req_uuid_param(req, "id", "payment");
+    if (id == NULL)
+        return;
+    struct idem k;
+    if (!idem_read(req, &k))
+        return;
+    json_t *body;
+    if (req->body.len == 0 && op != PAY_OP_REFUND) {
+        body = json_object(); /* every field optional */
+        ag_pool_cleanup_add(req->pool, (ag_pool_cleanup_fn)json_decref, body);
+    } else {
+        body = ag_req_json(req);
+        if (body == NULL)
+            return;
+    }
+    struct ag_valid v;
+    ag_valid_init(&v);
+    struct pay_change_req cr;
+    if (!pay_change_req_parse(&v, body, op, &cr)) {
+        ag_send_invalid(req, &v);
+        ag_valid_release(&v);
+        return;
+    }
+    ag_valid_release(&v);
+    char tp[AG_TRACEPARENT_LEN + 1];
+    ag_req_traceparent(req, tp);
+    struct change_tx t = {
+        .pay = pay, .req = req, .k = &k, .id = id, .op = op, .cr = &cr, .traceparent = tp,
+    };
+    int rc = ag_store_tx(pay->store, change_tx_fn, &t);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "payment");
+        return;
+    }
+    if (t.state == IDEM_BUSY || t.state == IDEM_MISMATCH) {
+        send_idem_refusal(req, t.state);
+        return;
+    }
+    if (t.state == IDEM_NEW)
+        pay_events_kick(pay->events);
+    send_answer(req, &t.a);
+}
+
+static void
+capture_payment(struct ag_http_req *req, void *udata)
+{
+    change_payment(req, udata, PAY_OP_CAPTURE);
+}
+
+static void
+void_payment(struct ag_http_req *req, void *udata)
+{
+    change_payment(req, udata, PAY_OP_VOID);
+}
+
+static void
+refund_payment(struct ag_http_req *req, void *udata)
+{
+    change_payment(req, udata, PAY_OP_REFUND);
+}
+
+/* ---- Reads ---- */
+
+static void
+get_payment(struct ag_http_req *req, void *udata)
+{
+    struct pay *pay = udata;
+    const char *id = ag_req_uuid_param(req, "id", "payment");
+    if (id == NULL)
+        return;
+    struct pay_payment p;
+    int rc = pay_store_payment_get(pay->store, id, &p);
+    if (rc == 0 && !can_see(ag_req_identity(req), &p))
+        rc = AG_ENOENT; /* another user's payment does not exist for the caller */
+    json_t *doc = NULL;
+    if (rc == 0)
+        rc = payment_doc(pay->store, &p, &doc);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "payment");
+        return;
+    }
+    ag_send_json(req, 200, doc);
+}
+
+static void
+list_payments(struct ag_http_req *req, void *udata)
+{
+    struct pay *pay = udata;
     const struct ag_query *q = ag_req_query(req);
     if (q == NULL)
         return;
-    struct pay_filter f = {
-        .min_price = -1,
-        .max_price = -1,
-        .active = -1,
-        .limit = PAY_PAGE_DEFAULT,
-    };
-    if (ag_req_query_int(req, "limit", 1, PAY_PAGE_MAX, &f.limit) != 0 ||
-        ag_req_query_int(req, "min_price", 0, PAY_PRICE_MAX, &f.min_price) != 0 ||
-        ag_req_query_int(req, "max_price", 0, PAY_PRICE_MAX, &f.max_price) != 0)
-        return;
-    const char *active = ag_query_get(q, "active");
-    if (active != NULL) {
-        if (strcmp(active, "true") == 0) {
-            f.active = 1;
-        } else if (strcmp(active, "false") == 0) {
-            f.active = 0;
-        } else {
-            ag_send_error(req, AG_EQUERY, "query parameter 'active' must be true or false");
-            return;
-        }
-    }
-    f.category = ag_query_get(q, "category");
-    if (f.category != NULL && !pay_slug_is_valid(f.category)) {
-        ag_send_error(req, AG_EQUERY, "query parameter 'category' must be a category slug");
+    const char *order_id = ag_query_get(q, "order_id");
+    if (order_id == NULL || !ag_uuid_is_valid(ag_str_from_cstr(order_id))) {
+        ag_send_error(req, AG_EQUERY, "query parameter 'order_id' must be an order id");
         return;
     }
-    f.currency = ag_query_get(q, "currency");
-    if (f.currency != NULL && !ag_currency_is_valid(f.currency)) {
-        ag_send_error(req, AG_EQUERY, "query parameter 'currency' must be an ISO 4217 code");
-        return;
-    }
-    const char *search = ag_query_get(q, "q");
-    struct ag_buf fts = AG_BUF_INIT(8192);
-    if (search != NULL) {
-        int terms = pay_search_query(search, &fts);
-        if (terms < 0) {
-            ag_buf_release(&fts);
-            ag_send_error(req, AG_EQUERY,
-                          "query parameter 'q' must be valid UTF-8 of at most %d characters",
-                          PAY_QUERY_MAX);
-            return;
-        }
-        if (terms == 0) {
-            ag_buf_release(&fts);
-            ag_send_json(req, 200, json_pack("{s:[], s:n}", "items", "next_cursor"));
-            return;
-        }
-        f.fts = ag_buf_cstr(&fts);
-    }
-    const char *cursor = ag_query_get(q, "cursor");
-    if (cursor != NULL) {
-        struct pay_cursor c;
-        enum pay_cursor_kind want = f.fts ? PAY_CURSOR_OFFSET : PAY_CURSOR_KEY;
-        if (pay_cursor_decode(cursor, &c) != 0 || c.kind != want) {
-            ag_buf_release(&fts);
-            ag_send_error(req, AG_EQUERY,
-                          "query parameter 'cursor' is not a cursor from this listing");
-            return;
-        }
-        if (c.kind == PAY_CURSOR_KEY)
-            f.after_id = ag_pool_strdup(req->pool, c.key);
-        else
-            f.offset = c.offset;
-    }
-
-    struct ag_buf out = AG_BUF_INIT(0);
-    ag_buf_append_cstr(&out, "{\"items\":[");
-    size_t count;
-    bool more;
-    char last_id[AG_UUID_STRLEN + 1];
-    int rc = pay_store_product_list(cat->store, &f, &out, &count, &more, last_id);
-    ag_buf_release(&fts);
-    if (rc != 0) {
-        ag_buf_release(&out);
-        ag_send_store_error(req, rc, "product list");
-        return;
-    }
-    ag_buf_append_cstr(&out, "],\"next_cursor\":");
-    struct pay_cursor next = { .kind = f.fts ? PAY_CURSOR_OFFSET : PAY_CURSOR_KEY };
-    if (more && f.fts != NULL)
-        next.offset = f.offset + (int64_t)count;
-    if (more && (f.fts == NULL || next.offset <= PAY_SEARCH_MAX_DEPTH)) {
-        memcpy(next.key, last_id, sizeof(next.key));
-        char enc[96];
-        pay_cursor_encode(&next, enc, sizeof(enc));
-        ag_buf_appendf(&out, "\"%s\"}", enc);
-    } else {
-        ag_buf_append_cstr(&out, "null}");
-    }
-    size_t len;
-    char *data = ag_buf_detach(&out, &len);
-    ag_http_send_take(req, 200, JSON_TYPE, data, len);
-}
-
-/* ---- Categories ---- */
-
-static void
-list_categories(struct ag_http_req *req, void *udata)
-{
-    struct pay *cat = udata;
+    const struct ag_identity *who = ag_req_identity(req);
+    const char *user = who != NULL && (who->roles & AG_IDENTITY_ADMIN) != 0 ? NULL
+                       : who != NULL                                       ? who->user_id
+                                                                           : "";
     json_t *items;
-    int rc = pay_store_category_list(cat->store, &items);
+    int rc = pay_store_payment_list(pay->store, order_id, user, &items);
     if (rc != 0) {
-        ag_send_store_error(req, rc, "category list");
+        ag_send_store_error(req, rc, "payment list");
         return;
     }
     ag_send_json(req, 200, json_pack("{s:o}", "items", items));
 }
 
-static void
-create_category(struct ag_http_req *req, void *udata)
-{
-    struct pay *cat = udata;
-    json_t *body = ag_req_json(req);
-    if (body == NULL)
-        return;
-    struct ag_valid v;
-    ag_valid_init(&v);
-    struct pay_category c;
-    if (!pay_category_from_json(&v, body, &c)) {
-        ag_send_invalid(req, &v);
-        ag_valid_release(&v);
-        return;
-    }
-    ag_valid_release(&v);
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    int rc = pay_store_category_insert(cat->store, &c, now);
-    if (rc == AG_EEXIST) {
-        ag_send_error(req, AG_EEXIST, "category '%s' exists", c.slug);
-        return;
-    }
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "category");
-        return;
-    }
-    char loc[96];
-    snprintf(loc, sizeof(loc), "/v1/categories/%s", c.slug);
-    ag_http_resp_header(req, "Location", loc);
-    ag_send_json(req, 201, pay_category_to_json(&c));
-}
-
-static const char *
-slug_param(struct ag_http_req *req)
-{
-    const char *slug = ag_req_param(req, "slug");
-    if (slug == NULL || !pay_slug_is_valid(slug)) {
-        ag_send_error(req, AG_ENOENT, "no such category");
-        return NULL;
-    }
-    return slug;
-}
-
-static void
-get_category(struct ag_http_req *req, void *udata)
-{
-    struct pay *cat = udata;
-    const char *slug = slug_param(req);
-    if (slug == NULL)
-        return;
-    struct pay_category c;
-    int rc = pay_store_category_get(cat->store, slug, req->pool, &c);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "category");
-        return;
-    }
-    ag_send_json(req, 200, pay_category_to_json(&c));
-}
-
-static void
-delete_category(struct ag_http_req *req, void *udata)
-{
-    struct pay *cat = udata;
-    const char *slug = slug_param(req);
-    if (slug == NULL)
-        return;
-    int rc = pay_store_category_delete(cat->store, slug);
-    if (rc == 0)
-        ag_send_no_content(req);
-    else if (rc == AG_ECONFLICT)
-        ag_send_error(req, AG_ECONFLICT, "products still belong to category '%s'", slug);
-    else
-        ag_send_store_error(req, rc, "category");
-}
-
 const struct ag_route pay_routes[] = {
-    { "GET", "/v1/products", list_products, AG_ROLE_PUBLIC },
-    { "POST", "/v1/products", create_product, AG_ROLE_ADMIN },
-    { "GET", "/v1/products/{id}", get_product, AG_ROLE_PUBLIC },
-    { "PATCH", "/v1/products/{id}", update_product, AG_ROLE_ADMIN },
-    { "DELETE", "/v1/products/{id}", delete_product, AG_ROLE_ADMIN },
-    { "GET", "/v1/categories", list_categories, AG_ROLE_PUBLIC },
-    { "POST", "/v1/categories", create_category, AG_ROLE_ADMIN },
-    { "GET", "/v1/categories/{slug}", get_category, AG_ROLE_PUBLIC },
-    { "DELETE", "/v1/categories/{slug}", delete_category, AG_ROLE_ADMIN },
+    { "GET", "/v1/payments", list_payments, AG_ROLE_CUSTOMER },
+    { "POST", "/v1/payments", create_payment, AG_ROLE_CUSTOMER },
+    { "GET", "/v1/payments/{id}", get_payment, AG_ROLE_CUSTOMER },
+    { "POST", "/v1/payments/{id}/capture", capture_payment, AG_ROLE_ADMIN },
+    { "POST", "/v1/payments/{id}/void", void_payment, AG_ROLE_ADMIN },
+    { "POST", "/v1/payments/{id}/refunds", refund_payment, AG_ROLE_ADMIN },
 };
 const size_t pay_nroutes = AG_ARRAY_SIZE(pay_routes);

@@ -1,289 +1,405 @@
 /* SPDX-License-Identifier: MIT */
-/* Payments domain rules: validation, representation, search terms, cursors.
- * No I/O here; api.c and store.c do that. */
+/* Payments domain rules: the payment state machine and its money
+ * invariants, validation of bodies and commands, representation, the
+ * sandbox's tokens. No I/O here; api.c, events.c and store.c do that. */
 #include "agora/base.h"
 #include "domain.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "agora/codec.h"
 #include "agora/err.h"
+#include "agora/str.h"
 
-static const char *const PRODUCT_FIELDS[] = {
-    "sku", "name", "description", "price", "category", "image_url", "active", NULL,
+static const char *const STATUS_NAMES[] = {
+#define X(n, s) s,
+    PAY_STATUSES(X)
+#undef X
 };
-static const char *const PATCH_FIELDS[] = {
-    "sku", "name", "description", "price", "category", "image_url", "active", "version", NULL,
-};
-static const char *const MONEY_FIELDS[] = { "amount", "currency", NULL };
-static const char *const CATEGORY_FIELDS[] = { "slug", "name", "description", NULL };
+
+const char *
+pay_status_name(enum pay_status s)
+{
+    if ((size_t)s >= AG_ARRAY_SIZE(STATUS_NAMES))
+        return "unknown";
+    return STATUS_NAMES[s];
+}
+
+int
+pay_status_parse(const char *name, enum pay_status *out)
+{
+    for (size_t i = 0; i < AG_ARRAY_SIZE(STATUS_NAMES); i++) {
+        if (strcmp(name, STATUS_NAMES[i]) == 0) {
+            *out = (enum pay_status)i;
+            return 0;
+        }
+    }
+    return AG_EINVAL;
+}
+
+/* ---- The transition function ---- */
+
+int
+pay_payment_apply(struct pay_payment *p, enum pay_op op, int64_t amount, const char *reason,
+                  int64_t now_ms)
+{
+    switch (op) {
+    case PAY_OP_CAPTURE:
+        /* One capture per authorization; what it leaves uncaptured is
+         * released, as card networks do. */
+        if (p->status != PAY_AUTHORIZED)
+            return AG_ECONFLICT;
+        if (amount < 1 || amount > p->amount)
+            return AG_ERANGE;
+        p->captured = amount;
+        p->status = PAY_CAPTURED;
+        p->captured_at = now_ms;
+        p->expires_at = 0;
+        break;
+    case PAY_OP_VOID:
+    case PAY_OP_EXPIRE:
+        if (p->status != PAY_AUTHORIZED)
+            return AG_ECONFLICT;
+        if (op == PAY_OP_EXPIRE && now_ms < p->expires_at)
+            return AG_ECONFLICT;
+        p->status = PAY_VOIDED;
+        p->voided_at = now_ms;
+        p->expires_at = 0;
+        snprintf(p->void_reason, sizeof(p->void_reason), "%s",
+                 op == PAY_OP_EXPIRE ? PAY_EXPIRED : (reason ? reason : "requested"));
+        break;
+    case PAY_OP_REFUND:
+        if (p->status != PAY_CAPTURED && p->status != PAY_PARTIALLY_REFUNDED)
+            return AG_ECONFLICT;
+        /* Never more than what was captured and not yet given back. */
+        if (amount < 1 || amount > p->captured - p->refunded)
+            return AG_ERANGE;
+        p->refunded += amount;
+        p->status = p->refunded == p->captured ? PAY_REFUNDED : PAY_PARTIALLY_REFUNDED;
+        break;
+    default:
+        return AG_EINVAL;
+    }
+    p->updated_at = now_ms;
+    return 0;
+}
+
+/* ---- Validation ---- */
 
 static bool
-is_alnum(char c)
+is_word_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 bool
-pay_sku_is_valid(const char *s)
+pay_token_is_valid(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > PAY_SKU_MAX || !is_alnum(s[0]))
+    if (s == NULL || strncmp(s, "tok_", 4) != 0)
         return false;
-    for (size_t i = 1; i < n; i++) {
-        if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+    size_t n = strlen(s + 4);
+    if (n < 1 || n > 60)
+        return false;
+    for (size_t i = 4; s[i] != '\0'; i++) {
+        if (!is_word_char(s[i]))
             return false;
     }
     return true;
 }
 
 bool
-pay_slug_is_valid(const char *s)
+pay_reason_is_valid(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > PAY_SLUG_MAX)
+    size_t n = s ? strlen(s) : 0;
+    if (n < 1 || n > PAY_REASON_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0);
-        if (!ok)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
             return false;
     }
     return true;
 }
 
 bool
-pay_image_url_is_valid(const char *s)
+pay_step_key_is_valid(const char *key, const char *order_id)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > PAY_URL_MAX)
+    if (key == NULL || order_id == NULL)
+        return false;
+    size_t olen = strlen(order_id);
+    if (strncmp(key, order_id, olen) != 0 || key[olen] != ':')
+        return false;
+    const char *step = key + olen + 1;
+    size_t n = strlen(step);
+    if (n < 1 || n > 64)
         return false;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c == 0x7f || c == '"' || c == '<' || c == '>' || c == '\\')
+        char c = step[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
             return false;
     }
-    if (s[0] == '/')
-        return n == 1 || s[1] != '/';
-    const char *rest = NULL;
-    if (strncmp(s, "https://", 8) == 0)
-        rest = s + 8;
-    else if (strncmp(s, "http://", 7) == 0)
-        rest = s + 7;
-    return rest != NULL && *rest != '\0' && *rest != '/';
-}
-
-/* Reads obj.price into 'out'; all errors named "<prefix>price.*". */
-static bool
-money_from_json(struct ag_valid *v, json_t *obj, unsigned flags, struct ag_money *out,
-                bool *out_present)
-{
-    *out_present = false;
-    json_t *price = ag_valid_object(v, obj, NULL, "price", flags);
-    if (price == NULL)
-        return false;
-    *out_present = true;
-    ag_valid_unknown(v, price, "price", MONEY_FIELDS);
-    int64_t amount;
-    bool ok =
-        ag_valid_int(v, price, "price", "amount", AG_VALID_REQUIRED, 0, PAY_PRICE_MAX, &amount);
-    const char *cur = ag_valid_string(v, price, "price", "currency", AG_VALID_REQUIRED, 3, 3);
-    if (cur != NULL && !ag_currency_is_valid(cur)) {
-        ag_valid_error(v, "price.currency", "invalid", "'%s' is not an ISO 4217 currency code",
-                       cur);
-        cur = NULL;
-    }
-    if (!ok || cur == NULL)
-        return false;
-    out->amount = amount;
-    memcpy(out->currency, cur, 4);
     return true;
 }
 
-/* Optional nullable string field: absent leaves *io alone, null sets NULL
- * (or "" when 'empty_for_null'), a string is checked with 'check'. */
-static void
-nullable_string(struct ag_valid *v, json_t *obj, const char *field, size_t max,
-                bool (*check)(const char *), const char *what, bool empty_for_null, const char **io)
-{
-    if (ag_valid_is_null(obj, field)) {
-        *io = empty_for_null ? "" : NULL;
-        return;
-    }
-    const char *s = ag_valid_string(v, obj, NULL, field, AG_VALID_OPTIONAL, 0, max);
-    if (s == NULL)
-        return;
-    if (check != NULL && !check(s)) {
-        ag_valid_error(v, field, "invalid", "must be %s", what);
-        return;
-    }
-    *io = s;
-}
-
-static void
-product_fields(struct ag_valid *v, json_t *body, struct pay_product *p, bool create)
-{
-    unsigned req = create ? AG_VALID_REQUIRED : AG_VALID_OPTIONAL;
-    const char *sku = ag_valid_string(v, body, NULL, "sku", req, 1, PAY_SKU_MAX);
-    if (sku != NULL) {
-        if (pay_sku_is_valid(sku))
-            p->sku = sku;
-        else
-            ag_valid_error(v, "sku", "invalid",
-                           "must start with a letter or digit and contain only letters, "
-                           "digits, '.', '_' and '-'");
-    }
-    const char *name = ag_valid_string(v, body, NULL, "name", req, 1, PAY_NAME_MAX);
-    if (name != NULL)
-        p->name = name;
-    nullable_string(v, body, "description", PAY_DESCRIPTION_MAX, NULL, NULL, true,
-                    &p->description);
-    struct ag_money price;
-    bool present;
-    if (money_from_json(v, body, req, &price, &present))
-        p->price = price;
-    nullable_string(v, body, "category", PAY_SLUG_MAX, pay_slug_is_valid,
-                    "a category slug (lowercase letters, digits and '-')", false, &p->category);
-    nullable_string(v, body, "image_url", PAY_URL_MAX, pay_image_url_is_valid,
-                    "an http(s) URL or an absolute path", false, &p->image_url);
-    bool active;
-    if (ag_valid_bool(v, body, NULL, "active", AG_VALID_OPTIONAL, &active))
-        p->active = active;
-}
+static const char *const MONEY_FIELDS[] = { "amount", "currency", NULL };
 
 bool
-pay_product_from_json(struct ag_valid *v, json_t *body, struct pay_product *out)
+pay_valid_money(struct ag_valid *v, json_t *obj, const char *prefix, const char *field,
+                unsigned flags, struct ag_money *out)
 {
-    memset(out, 0, sizeof(*out));
-    out->description = "";
-    out->active = true;
-    ag_valid_unknown(v, body, NULL, PRODUCT_FIELDS);
-    product_fields(v, body, out, true);
-    return ag_valid_ok(v);
-}
-
-bool
-pay_product_patch(struct ag_valid *v, json_t *body, struct pay_product *p,
-                      int64_t *out_version)
-{
-    ag_valid_unknown(v, body, NULL, PATCH_FIELDS);
-    product_fields(v, body, p, false);
-    int64_t version;
-    *out_version = -1;
-    if (ag_valid_int(v, body, NULL, "version", AG_VALID_OPTIONAL, 1, INT64_MAX, &version))
-        *out_version = version;
-    return ag_valid_ok(v);
-}
-
-json_t *
-pay_product_to_json(const struct pay_product *p)
-{
-    return json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:s}, s:s?, s:s?, s:b, s:s, s:s, s:I}", "id",
-                     p->id, "sku", p->sku, "name", p->name, "description", p->description, "price",
-                     "amount", (json_int_t)p->price.amount, "currency", p->price.currency,
-                     "category", p->category, "image_url", p->image_url, "active", p->active,
-                     "created_at", p->created_at, "updated_at", p->updated_at, "version",
-                     (json_int_t)p->version);
-}
-
-bool
-pay_category_from_json(struct ag_valid *v, json_t *body, struct pay_category *out)
-{
-    memset(out, 0, sizeof(*out));
-    out->description = "";
-    ag_valid_unknown(v, body, NULL, CATEGORY_FIELDS);
-    const char *slug =
-        ag_valid_string(v, body, NULL, "slug", AG_VALID_REQUIRED, 1, PAY_SLUG_MAX);
-    if (slug != NULL) {
-        if (pay_slug_is_valid(slug))
-            out->slug = slug;
-        else
-            ag_valid_error(v, "slug", "invalid",
-                           "must be lowercase letters, digits and '-', not starting with '-'");
-    }
-    out->name = ag_valid_string(v, body, NULL, "name", AG_VALID_REQUIRED, 1, PAY_CAT_NAME_MAX);
-    nullable_string(v, body, "description", PAY_CAT_DESC_MAX, NULL, NULL, true,
-                    &out->description);
-    return ag_valid_ok(v);
-}
-
-json_t *
-pay_category_to_json(const struct pay_category *c)
-{
-    return json_pack("{s:s, s:s, s:s}", "slug", c->slug, "name", c->name, "description",
-                     c->description);
-}
-
-/* ---- Search ---- */
-
-int
-pay_search_query(const char *q, struct ag_buf *out)
-{
-    size_t n = strlen(q);
-    size_t points;
-    if (ag_utf8_count(q, n, &points) != 0)
-        return AG_EINVAL;
-    if (points > PAY_QUERY_MAX)
-        return AG_ERANGE;
-    /* Words are runs of ASCII letters/digits and non-ASCII characters; all
-     * else (quotes, operators, '*', parentheses) separates words, so no FTS5
-     * syntax can come from the user. */
-    int terms = 0;
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && !is_alnum(q[i]) && (unsigned char)q[i] < 0x80)
-            i++;
-        size_t start = i;
-        while (i < n && (is_alnum(q[i]) || (unsigned char)q[i] >= 0x80))
-            i++;
-        if (i == start)
-            continue;
-        if (terms > 0)
-            ag_buf_append_char(out, ' ');
-        ag_buf_append_char(out, '"');
-        ag_buf_append(out, q + start, i - start);
-        ag_buf_append_cstr(out, "\"*");
-        terms++;
-    }
-    return terms;
-}
-
-/* ---- Cursors ---- */
-
-void
-pay_cursor_encode(const struct pay_cursor *c, char *out, size_t outlen)
-{
-    char raw[64];
-    int n;
-    if (c->kind == PAY_CURSOR_KEY)
-        n = snprintf(raw, sizeof(raw), "k%s", c->key);
+    json_t *m = ag_valid_object(v, obj, prefix, field, flags);
+    if (m == NULL)
+        return false;
+    char path[AG_VALID_MAX_FIELD];
+    if (prefix != NULL && prefix[0] != '\0')
+        snprintf(path, sizeof(path), "%s.%s", prefix, field);
     else
-        n = snprintf(raw, sizeof(raw), "o%lld", (long long)c->offset);
-    ag_base64url_encode(raw, (size_t)n, out, outlen);
+        snprintf(path, sizeof(path), "%s", field);
+    bool ok = true;
+    int64_t amount = 0;
+    if (!ag_valid_int(v, m, path, "amount", AG_VALID_REQUIRED, 1, PAY_AMOUNT_MAX, &amount))
+        ok = false;
+    const char *cur = ag_valid_string(v, m, path, "currency", AG_VALID_REQUIRED, 3, 3);
+    if (cur != NULL && !ag_currency_is_valid(cur)) {
+        ag_valid_error(v, path, "invalid", "'%s.currency' must be an ISO 4217 code", path);
+        ok = false;
+    } else if (cur == NULL) {
+        ok = false;
+    }
+    size_t before = json_array_size(v->errors);
+    ag_valid_unknown(v, m, path, MONEY_FIELDS);
+    if (json_array_size(v->errors) != before)
+        ok = false;
+    if (ok) {
+        out->amount = amount;
+        snprintf(out->currency, sizeof(out->currency), "%s", cur);
+    }
+    return ok;
 }
 
-int
-pay_cursor_decode(const char *s, struct pay_cursor *out)
+static const char *
+valid_uuid(struct ag_valid *v, json_t *obj, const char *field)
 {
-    unsigned char raw[64];
-    size_t n;
-    if (ag_base64url_decode(s, strlen(s), raw, sizeof(raw) - 1, &n) != 0 || n < 2)
-        return AG_EINVAL;
-    raw[n] = '\0';
+    const char *s = ag_valid_string(v, obj, NULL, field, AG_VALID_REQUIRED, 1, 64);
+    if (s != NULL && !ag_uuid_is_valid(ag_str_from_cstr(s))) {
+        ag_valid_error(v, field, "invalid", "'%s' must be a UUID", field);
+        return NULL;
+    }
+    return s;
+}
+
+static const char *
+valid_token(struct ag_valid *v, json_t *obj, const char *field)
+{
+    const char *s = ag_valid_string(v, obj, NULL, field, AG_VALID_REQUIRED, 1, PAY_TOKEN_MAX);
+    if (s != NULL && !pay_token_is_valid(s)) {
+        /* The detail never repeats the token: it is card data's stand-in. */
+        ag_valid_error(v, field, "invalid", "'%s' must be a token reference (tok_...)", field);
+        return NULL;
+    }
+    return s;
+}
+
+static const char *
+valid_reason(struct ag_valid *v, json_t *obj, const char *field, unsigned flags)
+{
+    const char *s = ag_valid_string(v, obj, NULL, field, flags, 1, PAY_REASON_MAX);
+    if (s != NULL && !pay_reason_is_valid(s)) {
+        ag_valid_error(v, field, "invalid", "'%s' must be 1 to %d of [a-z0-9_]", field,
+                       PAY_REASON_MAX);
+        return NULL;
+    }
+    return s;
+}
+
+bool
+pay_create_req_parse(struct ag_valid *v, json_t *body, struct pay_create_req *out)
+{
+    static const char *const FIELDS[] = { "order_id", "amount", "payment_token", NULL };
     memset(out, 0, sizeof(*out));
-    struct ag_str rest = ag_str_make((const char *)raw + 1, n - 1);
-    if (raw[0] == 'k') {
-        if (!ag_uuid_is_valid(rest))
-            return AG_EINVAL;
-        out->kind = PAY_CURSOR_KEY;
-        memcpy(out->key, rest.ptr, AG_UUID_STRLEN);
-        out->key[AG_UUID_STRLEN] = '\0';
-        return 0;
+    out->order_id = valid_uuid(v, body, "order_id");
+    pay_valid_money(v, body, NULL, "amount", AG_VALID_REQUIRED, &out->amount);
+    out->token = valid_token(v, body, "payment_token");
+    ag_valid_unknown(v, body, NULL, FIELDS);
+    return ag_valid_ok(v);
+}
+
+bool
+pay_change_req_parse(struct ag_valid *v, json_t *body, enum pay_op op, struct pay_change_req *out)
+{
+    static const char *const CAPTURE_FIELDS[] = { "amount", NULL };
+    static const char *const VOID_FIELDS[] = { "reason", NULL };
+    static const char *const REFUND_FIELDS[] = { "amount", "reason", NULL };
+    memset(out, 0, sizeof(*out));
+    out->reason = "requested";
+    switch (op) {
+    case PAY_OP_CAPTURE:
+        out->has_amount = pay_valid_money(v, body, NULL, "amount", AG_VALID_OPTIONAL, &out->amount);
+        ag_valid_unknown(v, body, NULL, CAPTURE_FIELDS);
+        break;
+    case PAY_OP_VOID: {
+        const char *r = valid_reason(v, body, "reason", AG_VALID_OPTIONAL);
+        if (r != NULL)
+            out->reason = r;
+        ag_valid_unknown(v, body, NULL, VOID_FIELDS);
+        break;
     }
-    if (raw[0] == 'o') {
-        out->kind = PAY_CURSOR_OFFSET;
-        return ag_str_to_i64(rest, 1, PAY_SEARCH_MAX_DEPTH, &out->offset) == 0 ? 0 : AG_EINVAL;
+    case PAY_OP_REFUND: {
+        out->has_amount = pay_valid_money(v, body, NULL, "amount", AG_VALID_REQUIRED, &out->amount);
+        const char *r = valid_reason(v, body, "reason", AG_VALID_OPTIONAL);
+        if (r != NULL)
+            out->reason = r;
+        ag_valid_unknown(v, body, NULL, REFUND_FIELDS);
+        break;
     }
-    return AG_EINVAL;
+    default:
+        ag_valid_error(v, "op", "invalid", "not a change");
+        break;
+    }
+    return ag_valid_ok(v);
+}
+
+bool
+pay_cmd_parse(struct ag_valid *v, const char *type, json_t *data, struct pay_cmd *out)
+{
+    static const struct {
+        const char *type;
+        enum pay_cmd_kind kind;
+        const char *const fields[7];
+    } CMDS[] = {
+        { "cmd.payment.authorize",
+          PAY_CMD_AUTHORIZE,
+          { "order_id", "step_key", "user_id", "amount", "payment_token", NULL } },
+        { "cmd.payment.capture", PAY_CMD_CAPTURE, { "order_id", "step_key", "amount", NULL } },
+        { "cmd.payment.void", PAY_CMD_VOID, { "order_id", "step_key", "reason", NULL } },
+        { "cmd.payment.refund",
+          PAY_CMD_REFUND,
+          { "order_id", "step_key", "amount", "reason", NULL } },
+    };
+    memset(out, 0, sizeof(*out));
+    size_t i = 0;
+    while (i < AG_ARRAY_SIZE(CMDS) && (type == NULL || strcmp(CMDS[i].type, type) != 0))
+        i++;
+    if (i == AG_ARRAY_SIZE(CMDS)) {
+        ag_valid_error(v, "type", "invalid", "not a payment command");
+        return false;
+    }
+    if (!json_is_object(data)) {
+        ag_valid_error(v, "data", "type", "'data' must be an object");
+        return false;
+    }
+    out->kind = CMDS[i].kind;
+    out->order_id = valid_uuid(v, data, "order_id");
+    out->step_key = ag_valid_string(v, data, NULL, "step_key", AG_VALID_REQUIRED, 1,
+                                    PAY_STEP_KEY_MAX);
+    if (out->step_key != NULL && out->order_id != NULL &&
+        !pay_step_key_is_valid(out->step_key, out->order_id)) {
+        ag_valid_error(v, "step_key", "invalid", "'step_key' must be '<order_id>:<step>'");
+        out->step_key = NULL;
+    }
+    switch (out->kind) {
+    case PAY_CMD_AUTHORIZE:
+        out->user_id = ag_valid_string(v, data, NULL, "user_id", AG_VALID_REQUIRED, 1, PAY_USER_MAX);
+        pay_valid_money(v, data, NULL, "amount", AG_VALID_REQUIRED, &out->amount);
+        out->token = valid_token(v, data, "payment_token");
+        break;
+    case PAY_CMD_CAPTURE:
+        pay_valid_money(v, data, NULL, "amount", AG_VALID_REQUIRED, &out->amount);
+        break;
+    case PAY_CMD_VOID:
+        out->reason = valid_reason(v, data, "reason", AG_VALID_REQUIRED);
+        break;
+    case PAY_CMD_REFUND:
+        pay_valid_money(v, data, NULL, "amount", AG_VALID_REQUIRED, &out->amount);
+        out->reason = valid_reason(v, data, "reason", AG_VALID_REQUIRED);
+        break;
+    }
+    ag_valid_unknown(v, data, NULL, CMDS[i].fields);
+    return ag_valid_ok(v);
+}
+
+/* ---- Representation ---- */
+
+json_t *
+pay_money_json(int64_t amount, const char *currency)
+{
+    return json_pack("{s:I, s:s}", "amount", (json_int_t)amount, "currency", currency);
+}
+
+json_t *
+pay_time_json(int64_t ms)
+{
+    if (ms == 0)
+        return json_null();
+    char t[AG_RFC3339_LEN];
+    ag_time_rfc3339(ms, t);
+    return json_string(t);
+}
+
+json_t *
+pay_payment_to_json(const struct pay_payment *p)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:{s:s, s:s}, s:o, s:o, s:o, s:o, "
+                     "s:o, s:o}",
+                     "id", p->id, "order_id", p->order_id, "user_id", p->user_id, "status",
+                     pay_status_name(p->status), "amount", pay_money_json(p->amount, p->currency),
+                     "captured", pay_money_json(p->captured, p->currency), "refunded",
+                     pay_money_json(p->refunded, p->currency), "card", "brand", p->card.brand,
+                     "last4", p->card.last4, "void_reason",
+                     p->void_reason[0] ? json_string(p->void_reason) : json_null(), "created_at",
+                     pay_time_json(p->created_at), "updated_at", pay_time_json(p->updated_at),
+                     "captured_at", pay_time_json(p->captured_at), "voided_at",
+                     pay_time_json(p->voided_at), "expires_at", pay_time_json(p->expires_at));
+}
+
+json_t *
+pay_refund_to_json(const struct pay_refund *r, const char *currency)
+{
+    return json_pack("{s:s, s:s, s:o, s:s, s:o}", "id", r->id, "payment_id", r->payment_id,
+                     "amount", pay_money_json(r->amount, currency), "reason", r->reason,
+                     "created_at", pay_time_json(r->created_at));
+}
+
+/* ---- Sandbox tokens ---- */
+
+enum pay_auth_outcome
+pay_sandbox_outcome(const char *token, struct pay_card *out_card)
+{
+    static const struct {
+        const char *token;
+        enum pay_auth_outcome outcome;
+        const char *brand;
+        const char *last4;
+    } TOKENS[] = {
+        { "tok_visa", PAY_AUTH_APPROVED, "visa", "4242" },
+        { "tok_mastercard", PAY_AUTH_APPROVED, "mastercard", "4444" },
+        { "tok_chargeDeclined", PAY_AUTH_DECLINED, "visa", "0002" },
+        { "tok_insufficient_funds", PAY_AUTH_INSUFFICIENT_FUNDS, "visa", "9995" },
+        { "tok_timeout", PAY_AUTH_NO_ANSWER, "visa", "0017" },
+    };
+    for (size_t i = 0; i < AG_ARRAY_SIZE(TOKENS); i++) {
+        if (token != NULL && strcmp(token, TOKENS[i].token) == 0) {
+            snprintf(out_card->brand, sizeof(out_card->brand), "%s", TOKENS[i].brand);
+            snprintf(out_card->last4, sizeof(out_card->last4), "%s", TOKENS[i].last4);
+            return TOKENS[i].outcome;
+        }
+    }
+    snprintf(out_card->brand, sizeof(out_card->brand), "unknown");
+    snprintf(out_card->last4, sizeof(out_card->last4), "0000");
+    return PAY_AUTH_DECLINED;
+}
+
+const char *
+pay_auth_outcome_reason(enum pay_auth_outcome o)
+{
+    switch (o) {
+    case PAY_AUTH_DECLINED:
+        return "declined";
+    case PAY_AUTH_INSUFFICIENT_FUNDS:
+        return "insufficient_funds";
+    case PAY_AUTH_NO_ANSWER:
+        return "timeout";
+    default:
+        return "error";
+    }
 }
