@@ -41,6 +41,11 @@ const DESIGN_TYPES = {
     'shipment.created': 'shipping',
     'shipment.shipped': 'shipping',
     'shipment.delivered': 'shipping',
+    // Saga commands (contracts/README.md "Saga commands"): producer orders.
+    'cmd.payment.authorize': 'orders',
+    'cmd.payment.capture': 'orders',
+    'cmd.payment.void': 'orders',
+    'cmd.payment.refund': 'orders',
 };
 const TYPES = Object.keys(DESIGN_TYPES);
 const ENVELOPE_REQUIRED = ['specversion', 'id', 'source', 'type', 'subject', 'time',
