@@ -161,7 +161,9 @@ pay_valid_money(struct ag_valid *v, json_t *obj, const char *prefix, const char 
         ok = false;
     const char *cur = ag_valid_string(v, m, path, "currency", AG_VALID_REQUIRED, 3, 3);
     if (cur != NULL && !ag_currency_is_valid(cur)) {
-        ag_valid_error(v, path, "invalid", "'%s.currency' must be an ISO 4217 code", path);
+        char cf[AG_VALID_MAX_FIELD + 16];
+        snprintf(cf, sizeof(cf), "%s.currency", path);
+        ag_valid_error(v, cf, "invalid", "'%s' must be an ISO 4217 code", cf);
         ok = false;
     } else if (cur == NULL) {
         ok = false;

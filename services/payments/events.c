@@ -114,7 +114,7 @@ reply_failed(struct pay *pay, struct ag_store *st, const struct pay_cmd *cmd,
 
 /* Capture, void or refund of the order's latest payment. */
 static int
-handle_change(struct pay *pay, struct ag_store *st, const struct pay_cmd *cmd, const char *tp)
+handle_change(struct pay *pay, struct ag_store *st, struct pay_cmd *cmd, const char *tp)
 {
     static const enum pay_op OPS[] = {
         [PAY_CMD_CAPTURE] = PAY_OP_CAPTURE,
@@ -154,6 +154,11 @@ handle_change(struct pay *pay, struct ag_store *st, const struct pay_cmd *cmd, c
         return rc;
     if (cmd->kind == PAY_CMD_VOID && p.status == PAY_VOIDED)
         return reply(pay, st, cmd, "payment.voided", pay_events_voided(&p), tp);
+    if (cmd->kind == PAY_CMD_VOID) {
+        /* A void names no amount: a refusal reports the payment's. */
+        cmd->amount.amount = p.amount;
+        memcpy(cmd->amount.currency, p.currency, sizeof(cmd->amount.currency));
+    }
     if (cmd->kind != PAY_CMD_VOID && strcmp(cmd->amount.currency, p.currency) != 0)
         return reply_failed(pay, st, cmd, p.id, "error", "currency differs from the payment's", tp);
     struct pay_refund r;
