@@ -146,7 +146,13 @@ pay_store_payment_list(struct ag_store *st, const char *order_id, const char *us
     while ((rc = ag_stmt_step(s)) == AG_STMT_ROW) {
         struct pay_payment p;
         read_payment(s, &p);
-        json_array_append_new(items, pay_payment_to_json(&p));
+        json_t *refunds;
+        rc = pay_store_refund_list(st, p.id, p.currency, &refunds);
+        if (rc != 0)
+            break;
+        json_t *j = pay_payment_to_json(&p);
+        json_object_set_new(j, "refunds", refunds);
+        json_array_append_new(items, j);
     }
     ag_stmt_reset(s);
     if (rc != AG_STMT_DONE) {
