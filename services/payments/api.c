@@ -118,8 +118,10 @@ idem_read(struct ag_http_req *req, struct idem *out)
     }
     for (size_t i = 0; i < k.len; i++) {
         if (k.len > PAY_IDEM_KEY_MAX || k.ptr[i] < 0x21 || k.ptr[i] > 0x7e) {
-            ag_send_error(req, AG_EINVAL, "the Idempotency-Key must be 1 to %d visible ASCII "
-                                          "characters", PAY_IDEM_KEY_MAX);
+            ag_send_error(req, AG_EINVAL,
+                          "the Idempotency-Key must be 1 to %d visible ASCII "
+                          "characters",
+                          PAY_IDEM_KEY_MAX);
             return false;
         }
     }
@@ -433,7 +435,13 @@ change_payment(struct ag_http_req *req, struct pay *pay, enum pay_op op)
     char tp[AG_TRACEPARENT_LEN + 1];
     ag_req_traceparent(req, tp);
     struct change_tx t = {
-        .pay = pay, .req = req, .k = &k, .id = id, .op = op, .cr = &cr, .traceparent = tp,
+        .pay = pay,
+        .req = req,
+        .k = &k,
+        .id = id,
+        .op = op,
+        .cr = &cr,
+        .traceparent = tp,
     };
     int rc = ag_store_tx(pay->store, change_tx_fn, &t);
     if (rc != 0) {
@@ -504,8 +512,8 @@ list_payments(struct ag_http_req *req, void *udata)
     }
     const struct ag_identity *who = ag_req_identity(req);
     const char *user = who != NULL && (who->roles & AG_IDENTITY_ADMIN) != 0 ? NULL
-                       : who != NULL                                       ? who->user_id
-                                                                           : "";
+                       : who != NULL                                        ? who->user_id
+                                                                            : "";
     json_t *items;
     int rc = pay_store_payment_list(pay->store, order_id, user, &items);
     if (rc != 0) {

@@ -77,8 +77,7 @@ pay_payment_apply(struct pay_payment *p, enum pay_op op, int64_t amount, const c
         p->refunded += amount;
         p->status = p->refunded == p->captured ? PAY_REFUNDED : PAY_PARTIALLY_REFUNDED;
         break;
-    default:
-        return AG_EINVAL;
+    default: return AG_EINVAL;
     }
     p->updated_at = now_ms;
     return 0;
@@ -254,9 +253,7 @@ pay_change_req_parse(struct ag_valid *v, json_t *body, enum pay_op op, struct pa
         ag_valid_unknown(v, body, NULL, REFUND_FIELDS);
         break;
     }
-    default:
-        ag_valid_error(v, "op", "invalid", "not a change");
-        break;
+    default: ag_valid_error(v, "op", "invalid", "not a change"); break;
     }
     return ag_valid_ok(v);
 }
@@ -292,8 +289,8 @@ pay_cmd_parse(struct ag_valid *v, const char *type, json_t *data, struct pay_cmd
     }
     out->kind = CMDS[i].kind;
     out->order_id = valid_uuid(v, data, "order_id");
-    out->step_key = ag_valid_string(v, data, NULL, "step_key", AG_VALID_REQUIRED, 1,
-                                    PAY_STEP_KEY_MAX);
+    out->step_key =
+        ag_valid_string(v, data, NULL, "step_key", AG_VALID_REQUIRED, 1, PAY_STEP_KEY_MAX);
     if (out->step_key != NULL && out->order_id != NULL &&
         !pay_step_key_is_valid(out->step_key, out->order_id)) {
         ag_valid_error(v, "step_key", "invalid", "'step_key' must be '<order_id>:<step>'");
@@ -301,16 +298,15 @@ pay_cmd_parse(struct ag_valid *v, const char *type, json_t *data, struct pay_cmd
     }
     switch (out->kind) {
     case PAY_CMD_AUTHORIZE:
-        out->user_id = ag_valid_string(v, data, NULL, "user_id", AG_VALID_REQUIRED, 1, PAY_USER_MAX);
+        out->user_id =
+            ag_valid_string(v, data, NULL, "user_id", AG_VALID_REQUIRED, 1, PAY_USER_MAX);
         pay_valid_money(v, data, NULL, "amount", AG_VALID_REQUIRED, &out->amount);
         out->token = valid_token(v, data, "payment_token");
         break;
     case PAY_CMD_CAPTURE:
         pay_valid_money(v, data, NULL, "amount", AG_VALID_REQUIRED, &out->amount);
         break;
-    case PAY_CMD_VOID:
-        out->reason = valid_reason(v, data, "reason", AG_VALID_REQUIRED);
-        break;
+    case PAY_CMD_VOID: out->reason = valid_reason(v, data, "reason", AG_VALID_REQUIRED); break;
     case PAY_CMD_REFUND:
         pay_valid_money(v, data, NULL, "amount", AG_VALID_REQUIRED, &out->amount);
         out->reason = valid_reason(v, data, "reason", AG_VALID_REQUIRED);
@@ -395,13 +391,9 @@ const char *
 pay_auth_outcome_reason(enum pay_auth_outcome o)
 {
     switch (o) {
-    case PAY_AUTH_DECLINED:
-        return "declined";
-    case PAY_AUTH_INSUFFICIENT_FUNDS:
-        return "insufficient_funds";
-    case PAY_AUTH_NO_ANSWER:
-        return "timeout";
-    default:
-        return "error";
+    case PAY_AUTH_DECLINED: return "declined";
+    case PAY_AUTH_INSUFFICIENT_FUNDS: return "insufficient_funds";
+    case PAY_AUTH_NO_ANSWER: return "timeout";
+    default: return "error";
     }
 }

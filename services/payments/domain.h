@@ -21,16 +21,16 @@
 #define PAY_STEP_KEY_MAX   128                   /* bytes of a saga step key */
 #define PAY_REASON_MAX     64                    /* bytes of a void or refund reason */
 #define PAY_USER_MAX       63                    /* bytes of a user id (ag_identity) */
-#define PAY_NO_CURRENCY    "XXX" /* ISO 4217 "no currency": the void of nothing */
+#define PAY_NO_CURRENCY    "XXX"                 /* ISO 4217 "no currency": the void of nothing */
 #define PAY_NOT_AUTHORIZED "not_authorized"      /* void reason when nothing was held */
 #define PAY_EXPIRED        "expired"             /* void reason of an expired hold */
 
 /* States of a payment. */
 #define PAY_STATUSES(X)                                                                            \
-    X(AUTHORIZED, "authorized")                 /* money held, not taken */                       \
-    X(CAPTURED, "captured")                     /* money taken (all or part of the hold) */       \
-    X(PARTIALLY_REFUNDED, "partially_refunded") /* part of the capture given back */              \
-    X(REFUNDED, "refunded")                     /* the whole capture given back */                \
+    X(AUTHORIZED, "authorized")                 /* money held, not taken */                        \
+    X(CAPTURED, "captured")                     /* money taken (all or part of the hold) */        \
+    X(PARTIALLY_REFUNDED, "partially_refunded") /* part of the capture given back */               \
+    X(REFUNDED, "refunded")                     /* the whole capture given back */                 \
     X(VOIDED, "voided")                         /* hold released without capture */
 
 enum pay_status {
@@ -58,13 +58,13 @@ struct pay_payment {
     int64_t captured; /* <= amount */
     int64_t refunded; /* <= captured */
     struct pay_card card;
-    char provider_ref[64];                 /* the provider's id of the authorization */
-    char void_reason[PAY_REASON_MAX + 1];  /* "" unless voided */
-    int64_t created_at;                    /* unix ms: the authorization */
-    int64_t updated_at;                    /* unix ms */
-    int64_t captured_at;                   /* unix ms, 0: never */
-    int64_t voided_at;                     /* unix ms, 0: never */
-    int64_t expires_at;                    /* unix ms while authorized, else 0 */
+    char provider_ref[64];                /* the provider's id of the authorization */
+    char void_reason[PAY_REASON_MAX + 1]; /* "" unless voided */
+    int64_t created_at;                   /* unix ms: the authorization */
+    int64_t updated_at;                   /* unix ms */
+    int64_t captured_at;                  /* unix ms, 0: never */
+    int64_t voided_at;                    /* unix ms, 0: never */
+    int64_t expires_at;                   /* unix ms while authorized, else 0 */
 };
 
 struct pay_refund {

@@ -37,16 +37,16 @@ pay_events_publish(struct ag_events *ev, const char *type, const json_t *data,
 json_t *
 pay_events_authorized(const struct pay_payment *p)
 {
-    return json_pack("{s:s, s:s, s:o, s:o}", "payment_id", p->id, "order_id", p->order_id,
-                     "amount", pay_money_json(p->amount, p->currency), "authorized_at",
+    return json_pack("{s:s, s:s, s:o, s:o}", "payment_id", p->id, "order_id", p->order_id, "amount",
+                     pay_money_json(p->amount, p->currency), "authorized_at",
                      pay_time_json(p->created_at));
 }
 
 json_t *
 pay_events_captured(const struct pay_payment *p)
 {
-    return json_pack("{s:s, s:s, s:o, s:o}", "payment_id", p->id, "order_id", p->order_id,
-                     "amount", pay_money_json(p->captured, p->currency), "captured_at",
+    return json_pack("{s:s, s:s, s:o, s:o}", "payment_id", p->id, "order_id", p->order_id, "amount",
+                     pay_money_json(p->captured, p->currency), "captured_at",
                      pay_time_json(p->captured_at));
 }
 
@@ -107,8 +107,8 @@ reply_failed(struct pay *pay, struct ag_store *st, const struct pay_cmd *cmd,
 {
     AG_LOGW("payments", "step '%s' of order %s refused: %s", cmd->step_key, cmd->order_id, why);
     pay_count(pay, CMD_OPS[cmd->kind], "rejected", 0, NULL);
-    json_t *data = pay_events_failed(payment_id, cmd->order_id, cmd->amount, reason,
-                                     ag_time_unix_ms());
+    json_t *data =
+        pay_events_failed(payment_id, cmd->order_id, cmd->amount, reason, ag_time_unix_ms());
     return reply(pay, st, cmd, "payment.failed", data, tp);
 }
 
@@ -165,15 +165,14 @@ handle_change(struct pay *pay, struct ag_store *st, struct pay_cmd *cmd, const c
     json_t *data = NULL;
     rc = pay_change(pay, st, &p, OPS[cmd->kind], cmd->amount.amount, cmd->reason, &r, tp, &data);
     if (rc == AG_ECONFLICT || rc == AG_ERANGE) {
-        return reply_failed(pay, st, cmd, p.id, "error",
-                            rc == AG_ECONFLICT ? "not allowed in the payment's state"
-                                               : "amount out of range",
-                            tp);
+        return reply_failed(
+            pay, st, cmd, p.id, "error",
+            rc == AG_ECONFLICT ? "not allowed in the payment's state" : "amount out of range", tp);
     }
     if (rc != 0)
         return rc;
-    rc = pay_store_step_done(st, cmd->step_key, cmd->order_id, CMD_OPS[cmd->kind],
-                             TYPES[cmd->kind], data, ag_time_unix_ms());
+    rc = pay_store_step_done(st, cmd->step_key, cmd->order_id, CMD_OPS[cmd->kind], TYPES[cmd->kind],
+                             data, ag_time_unix_ms());
     json_decref(data);
     return rc;
 }
@@ -223,8 +222,8 @@ pay_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event
         /* Never applicable: logged (field errors only, never the data,
          * which may hold a payment token) and acknowledged. */
         char *errs = json_dumps(v.errors, JSON_COMPACT);
-        AG_LOGW("payments", "command '%s' (id %s) dropped: %s", type ? type : "?",
-                id ? id : "?", errs ? errs : "");
+        AG_LOGW("payments", "command '%s' (id %s) dropped: %s", type ? type : "?", id ? id : "?",
+                errs ? errs : "");
         ag_free(errs);
         ag_valid_release(&v);
         return 0;

@@ -55,9 +55,8 @@ on_start(struct ag_service *svc, void *udata)
     struct ag_metrics *reg = ag_service_metrics(svc);
     static const char *const TOTAL_LABELS[] = { "operation", "outcome" };
     static const char *const AMOUNT_LABELS[] = { "operation", "currency" };
-    pay->m_total = ag_metrics_counter(reg, "payments_total",
-                                      "Payment operations by operation and outcome", TOTAL_LABELS,
-                                      2);
+    pay->m_total = ag_metrics_counter(
+        reg, "payments_total", "Payment operations by operation and outcome", TOTAL_LABELS, 2);
     pay->m_amount = ag_metrics_counter(reg, "payments_amount_minor_total",
                                        "Money moved by successful operations, in minor units",
                                        AMOUNT_LABELS, 2);

@@ -34,7 +34,7 @@ pay_count(struct pay *pay, const char *op, const char *outcome, int64_t amount,
 
 struct pay_auth {
     struct pay *pay;
-    struct pay_auth *next;         /* in pay->inflight */
+    struct pay_auth *next;          /* in pay->inflight */
     struct pay_provider_call *call; /* NULL once answered or abandoned */
     uv_timer_t deadline;
     char order_id[AG_UUID_STRLEN + 1];
@@ -157,8 +157,9 @@ finish(struct pay_auth *a, const struct pay_auth_result *res)
         pay->provider->ops->release(pay->provider, res->ref);
         t.done.payment = NULL;
     }
-    const char *outcome = rc != 0 ? "error" : t.dropped ? "dropped"
-                                                        : pay_auth_outcome_reason(t.done.outcome);
+    const char *outcome = rc != 0     ? "error"
+                          : t.dropped ? "dropped"
+                                      : pay_auth_outcome_reason(t.done.outcome);
     if (rc == 0 && !t.dropped && t.p != NULL)
         outcome = "success";
     pay_count(pay, "authorize", outcome, t.p != NULL ? p.amount : 0,
@@ -259,12 +260,8 @@ pay_change(struct pay *pay, struct ag_store *st, struct pay_payment *p, enum pay
     const char *type;
     json_t *data = NULL;
     switch (op) {
-    case PAY_OP_CAPTURE:
-        rc = prov->ops->capture(prov, p->provider_ref, m);
-        break;
-    case PAY_OP_REFUND:
-        rc = prov->ops->refund(prov, p->provider_ref, m);
-        break;
+    case PAY_OP_CAPTURE: rc = prov->ops->capture(prov, p->provider_ref, m); break;
+    case PAY_OP_REFUND: rc = prov->ops->refund(prov, p->provider_ref, m); break;
     default:
         m.amount = p->amount;
         rc = prov->ops->release(prov, p->provider_ref);

@@ -88,7 +88,7 @@ struct pay {
     struct pay_auth *inflight;     /* authorizations waiting for the provider */
     uv_timer_t sweep;              /* expiry and idempotency-key sweep */
     bool sweep_started;
-    bool stopping;             /* no new authorization is started */
+    bool stopping;              /* no new authorization is started */
     struct ag_metric *m_total;  /* payments_total{operation,outcome} */
     struct ag_metric *m_amount; /* payments_amount_minor_total{operation,currency} */
 };
@@ -102,8 +102,8 @@ void pay_count(struct pay *pay, const char *op, const char *outcome, int64_t amo
 
 /* How an authorization ends, for its starter. */
 struct pay_auth_done {
-    int rc;                          /* 0, or the store error that lost the result */
-    enum pay_auth_outcome outcome;   /* PAY_AUTH_NO_ANSWER: timed out */
+    int rc;                            /* 0, or the store error that lost the result */
+    enum pay_auth_outcome outcome;     /* PAY_AUTH_NO_ANSWER: timed out */
     const struct pay_payment *payment; /* approved and recorded, else NULL */
 };
 typedef void (*pay_auth_done_fn)(struct pay *pay, const struct pay_auth_done *done, void *udata);
@@ -145,8 +145,8 @@ void pay_auth_abandon_all(struct pay *pay);
  * AG_ECONFLICT, AG_ERANGE (see pay_payment_apply), or a store/provider
  * error. */
 int pay_change(struct pay *pay, struct ag_store *st, struct pay_payment *p, enum pay_op op,
-               int64_t amount, const char *reason, struct pay_refund *r,
-               const char *traceparent, json_t **out_reply);
+               int64_t amount, const char *reason, struct pay_refund *r, const char *traceparent,
+               json_t **out_reply);
 
 /* One sweep: release authorizations past their expiry (payment.voided
  * reason "expired") and forget idempotency keys past their time. */
@@ -173,8 +173,7 @@ json_t *pay_events_refunded(const struct pay_payment *p, const struct pay_refund
 json_t *pay_events_failed(const char *payment_id, const char *order_id, struct ag_money amount,
                           const char *reason, int64_t now_ms);
 /* The consumer of cmd.payment.* (ag_events_handler_fn). */
-int pay_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event,
-                      void *udata);
+int pay_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event, void *udata);
 /* Startup: answer saga steps left pending by a stopped process with
  * payment.failed reason timeout (no authorization was recorded for them). */
 int pay_events_fail_pending(struct pay *pay);
@@ -189,8 +188,7 @@ int pay_store_payment_insert(struct ag_store *st, const struct pay_payment *p);
 int pay_store_payment_update(struct ag_store *st, const struct pay_payment *p);
 int pay_store_payment_get(struct ag_store *st, const char *id, struct pay_payment *out);
 /* The latest payment of order 'order_id'. AG_ENOENT when none. */
-int pay_store_payment_of_order(struct ag_store *st, const char *order_id,
-                               struct pay_payment *out);
+int pay_store_payment_of_order(struct ag_store *st, const char *order_id, struct pay_payment *out);
 /* Up to PAY_LIST_MAX payments of 'order_id' as JSON (new array), oldest
  * first; only those of 'user_id' unless it is NULL. */
 int pay_store_payment_list(struct ag_store *st, const char *order_id, const char *user_id,
@@ -223,7 +221,7 @@ int pay_store_step_list_pending(struct ag_store *st, size_t max, json_t **out);
 
 struct pay_idem {
     char hash[65];
-    int status; /* 0: in progress */
+    int status;         /* 0: in progress */
     char *content_type; /* in the caller's pool */
     char *response;     /* in the caller's pool */
     size_t response_len;
@@ -235,8 +233,8 @@ int pay_store_idem_begin(struct ag_store *st, const char *user_id, const char *k
                          const char *hash, int64_t now_ms);
 /* Record the answer of 'key', inserting it when missing. */
 int pay_store_idem_finish(struct ag_store *st, const char *user_id, const char *key,
-                          const char *hash, int status, const char *content_type,
-                          const char *body, int64_t now_ms);
+                          const char *hash, int status, const char *content_type, const char *body,
+                          int64_t now_ms);
 int pay_store_idem_delete(struct ag_store *st, const char *user_id, const char *key);
 /* Forget keys created before 'before_ms', and (when 'in_progress') every
  * key still in progress: at startup no request is. */

@@ -240,8 +240,9 @@ int
 pay_store_step_get(struct ag_store *st, const char *key, struct pay_step *out)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st, "SELECT state, reply_type, reply_data FROM steps "
-                               "WHERE step_key = $1",
+    int rc = ag_store_stmt(st,
+                           "SELECT state, reply_type, reply_data FROM steps "
+                           "WHERE step_key = $1",
                            &s);
     if (rc != 0)
         return rc;
@@ -281,9 +282,8 @@ pay_store_step_pending(struct ag_store *st, const char *key, const char *order_i
 }
 
 int
-pay_store_step_done(struct ag_store *st, const char *key, const char *order_id,
-                    const char *command, const char *reply_type, const json_t *reply_data,
-                    int64_t now_ms)
+pay_store_step_done(struct ag_store *st, const char *key, const char *order_id, const char *command,
+                    const char *reply_type, const json_t *reply_data, int64_t now_ms)
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
@@ -310,23 +310,23 @@ int
 pay_store_step_list_pending(struct ag_store *st, size_t max, json_t **out)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT step_key, order_id, command, json_extract(reply_data, '$.amount'), "
-                           "json_extract(reply_data, '$.currency') FROM steps "
-                           "WHERE state = 'pending' "
-                           "ORDER BY created_at LIMIT $1",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "SELECT step_key, order_id, command, json_extract(reply_data, '$.amount'), "
+                      "json_extract(reply_data, '$.currency') FROM steps "
+                      "WHERE state = 'pending' "
+                      "ORDER BY created_at LIMIT $1",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, (int64_t)max);
     json_t *items = json_array();
     while ((rc = ag_stmt_step(s)) == AG_STMT_ROW) {
-        json_array_append_new(items, json_pack("{s:s, s:s, s:s, s:I, s:s}", "step_key",
-                                               ag_stmt_col_text(s, 0), "order_id",
-                                               ag_stmt_col_text(s, 1), "command",
-                                               ag_stmt_col_text(s, 2), "amount",
-                                               (json_int_t)ag_stmt_col_i64(s, 3), "currency",
-                                               ag_stmt_col_text(s, 4)));
+        json_array_append_new(
+            items,
+            json_pack("{s:s, s:s, s:s, s:I, s:s}", "step_key", ag_stmt_col_text(s, 0), "order_id",
+                      ag_stmt_col_text(s, 1), "command", ag_stmt_col_text(s, 2), "amount",
+                      (json_int_t)ag_stmt_col_i64(s, 3), "currency", ag_stmt_col_text(s, 4)));
     }
     ag_stmt_reset(s);
     if (rc != AG_STMT_DONE) {
@@ -340,8 +340,8 @@ pay_store_step_list_pending(struct ag_store *st, size_t max, json_t **out)
 /* ---- Idempotency keys ---- */
 
 int
-pay_store_idem_get(struct ag_store *st, const char *user_id, const char *key,
-                   struct ag_pool *pool, struct pay_idem *out)
+pay_store_idem_get(struct ag_store *st, const char *user_id, const char *key, struct ag_pool *pool,
+                   struct pay_idem *out)
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,

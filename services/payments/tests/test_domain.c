@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "agora/err.h"
+#include "agora/mem.h"
 #include "agora_test.h"
 #include "domain.h"
 
@@ -49,20 +50,50 @@ test_transitions_table(void **state)
     } cases[] = {
         { "full capture", { { PAY_OP_CAPTURE, 1000 } }, 1, 0, PAY_CAPTURED, 1000, 0 },
         { "partial capture", { { PAY_OP_CAPTURE, 600 } }, 1, 0, PAY_CAPTURED, 600, 0 },
-        { "capture more than authorized", { { PAY_OP_CAPTURE, 1001 } }, 1, AG_ERANGE,
-          PAY_AUTHORIZED, 0, 0 },
-        { "capture nothing", { { PAY_OP_CAPTURE, 0 } }, 1, AG_ERANGE, PAY_AUTHORIZED, 0, 0 },
-        { "capture twice", { { PAY_OP_CAPTURE, 100 }, { PAY_OP_CAPTURE, 100 } }, 2,
-          AG_ECONFLICT, PAY_CAPTURED, 100, 0 },
-        { "void", { { PAY_OP_VOID, 0 } }, 1, 0, PAY_VOIDED, 0, 0 },
-        { "capture after void", { { PAY_OP_VOID, 0 }, { PAY_OP_CAPTURE, 1 } }, 2, AG_ECONFLICT,
-          PAY_VOIDED, 0, 0 },
-        { "void after capture", { { PAY_OP_CAPTURE, 1 }, { PAY_OP_VOID, 0 } }, 2, AG_ECONFLICT,
-          PAY_CAPTURED, 1, 0 },
-        { "refund before capture", { { PAY_OP_REFUND, 1 } }, 1, AG_ECONFLICT, PAY_AUTHORIZED, 0,
+        { "capture more than authorized",
+          { { PAY_OP_CAPTURE, 1001 } },
+          1,
+          AG_ERANGE,
+          PAY_AUTHORIZED,
+          0,
           0 },
-        { "partial refund", { { PAY_OP_CAPTURE, 600 }, { PAY_OP_REFUND, 400 } }, 2, 0,
-          PAY_PARTIALLY_REFUNDED, 600, 400 },
+        { "capture nothing", { { PAY_OP_CAPTURE, 0 } }, 1, AG_ERANGE, PAY_AUTHORIZED, 0, 0 },
+        { "capture twice",
+          { { PAY_OP_CAPTURE, 100 }, { PAY_OP_CAPTURE, 100 } },
+          2,
+          AG_ECONFLICT,
+          PAY_CAPTURED,
+          100,
+          0 },
+        { "void", { { PAY_OP_VOID, 0 } }, 1, 0, PAY_VOIDED, 0, 0 },
+        { "capture after void",
+          { { PAY_OP_VOID, 0 }, { PAY_OP_CAPTURE, 1 } },
+          2,
+          AG_ECONFLICT,
+          PAY_VOIDED,
+          0,
+          0 },
+        { "void after capture",
+          { { PAY_OP_CAPTURE, 1 }, { PAY_OP_VOID, 0 } },
+          2,
+          AG_ECONFLICT,
+          PAY_CAPTURED,
+          1,
+          0 },
+        { "refund before capture",
+          { { PAY_OP_REFUND, 1 } },
+          1,
+          AG_ECONFLICT,
+          PAY_AUTHORIZED,
+          0,
+          0 },
+        { "partial refund",
+          { { PAY_OP_CAPTURE, 600 }, { PAY_OP_REFUND, 400 } },
+          2,
+          0,
+          PAY_PARTIALLY_REFUNDED,
+          600,
+          400 },
         { "refunds up to the capture",
           { { PAY_OP_CAPTURE, 600 }, { PAY_OP_REFUND, 400 }, { PAY_OP_REFUND, 200 } },
           3,
@@ -77,8 +108,13 @@ test_transitions_table(void **state)
           PAY_REFUNDED,
           600,
           600 },
-        { "refund more than captured", { { PAY_OP_CAPTURE, 600 }, { PAY_OP_REFUND, 601 } }, 2,
-          AG_ERANGE, PAY_CAPTURED, 600, 0 },
+        { "refund more than captured",
+          { { PAY_OP_CAPTURE, 600 }, { PAY_OP_REFUND, 601 } },
+          2,
+          AG_ERANGE,
+          PAY_CAPTURED,
+          600,
+          0 },
         { "refund more than is left",
           { { PAY_OP_CAPTURE, 600 }, { PAY_OP_REFUND, 400 }, { PAY_OP_REFUND, 201 } },
           3,
@@ -86,16 +122,21 @@ test_transitions_table(void **state)
           PAY_PARTIALLY_REFUNDED,
           600,
           400 },
-        { "refund of a void", { { PAY_OP_VOID, 0 }, { PAY_OP_REFUND, 1 } }, 2, AG_ECONFLICT,
-          PAY_VOIDED, 0, 0 },
+        { "refund of a void",
+          { { PAY_OP_VOID, 0 }, { PAY_OP_REFUND, 1 } },
+          2,
+          AG_ECONFLICT,
+          PAY_VOIDED,
+          0,
+          0 },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
         struct pay_payment p = authorized(1000);
         int rc = 0;
         for (size_t s = 0; s < cases[i].n; s++)
             rc = pay_payment_apply(&p, cases[i].steps[s].op, cases[i].steps[s].amount, NULL, 2000);
-        if (rc != cases[i].rc || p.status != cases[i].status ||
-            p.captured != cases[i].captured || p.refunded != cases[i].refunded) {
+        if (rc != cases[i].rc || p.status != cases[i].status || p.captured != cases[i].captured ||
+            p.refunded != cases[i].refunded) {
             fail_msg("%s: rc %d status %s captured %lld refunded %lld", cases[i].name, rc,
                      pay_status_name(p.status), (long long)p.captured, (long long)p.refunded);
         }
@@ -167,7 +208,7 @@ test_create_validation_table(void **state)
         /* A refused token is never echoed in an error. */
         char *errs = json_dumps(v.errors, JSON_COMPACT);
         assert_null(strstr(errs, "4242424242424242"));
-        free(errs);
+        ag_free(errs);
         ag_valid_release(&v);
         json_decref(body);
     }
@@ -313,8 +354,8 @@ test_representation(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "status")), "captured");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "captured"), "amount")),
                      700);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(j, "card"), "last4")), "4242");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "card"), "last4")),
+                        "4242");
     assert_true(json_is_null(json_object_get(j, "void_reason")));
     assert_true(json_is_null(json_object_get(j, "expires_at")));
     assert_string_equal(json_string_value(json_object_get(j, "captured_at")),
@@ -331,14 +372,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_transitions_table),
-        cmocka_unit_test(test_void_and_expiry),
-        cmocka_unit_test(test_create_validation_table),
-        cmocka_unit_test(test_change_validation),
-        cmocka_unit_test(test_commands_table),
-        cmocka_unit_test(test_step_keys_and_tokens),
-        cmocka_unit_test(test_sandbox_tokens),
-        cmocka_unit_test(test_representation),
+        cmocka_unit_test(test_transitions_table),       cmocka_unit_test(test_void_and_expiry),
+        cmocka_unit_test(test_create_validation_table), cmocka_unit_test(test_change_validation),
+        cmocka_unit_test(test_commands_table),          cmocka_unit_test(test_step_keys_and_tokens),
+        cmocka_unit_test(test_sandbox_tokens),          cmocka_unit_test(test_representation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
