@@ -187,6 +187,12 @@ send_idem_refusal(struct ag_http_req *req, enum idem_state s)
 
 /* ---- Representation ---- */
 
+static void
+json_release(void *j)
+{
+    json_decref(j);
+}
+
 static int
 payment_doc(struct ag_store *st, const struct pay_payment *p, json_t **out)
 {
@@ -417,7 +423,7 @@ change_payment(struct ag_http_req *req, struct pay *pay, enum pay_op op)
     json_t *body;
     if (req->body.len == 0 && op != PAY_OP_REFUND) {
         body = json_object(); /* every field optional */
-        ag_pool_cleanup_add(req->pool, (ag_pool_cleanup_fn)json_decref, body);
+        ag_pool_cleanup_add(req->pool, json_release, body);
     } else {
         body = ag_req_json(req);
         if (body == NULL)

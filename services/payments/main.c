@@ -60,6 +60,8 @@ on_start(struct ag_service *svc, void *udata)
     pay->m_amount = ag_metrics_counter(reg, "payments_amount_minor_total",
                                        "Money moved by successful operations, in minor units",
                                        AMOUNT_LABELS, 2);
+    pay->m_inflight = ag_metrics_gauge(reg, "payments_provider_inflight",
+                                       "Authorizations waiting for the provider", NULL, 0);
 
     /* No request is in progress at startup: keys left in progress by a
      * stopped process are freed for a retry, and saga steps it left at the

@@ -59,8 +59,16 @@ pay_auth_inflight(struct pay *pay, const char *order_id)
 }
 
 static void
+count_inflight(struct pay *pay, double delta)
+{
+    if (pay->m_inflight != NULL)
+        ag_gauge_add(pay->m_inflight, NULL, delta);
+}
+
+static void
 unlink_auth(struct pay_auth *a)
 {
+    count_inflight(a->pay, -1);
     struct pay_auth **pp = &a->pay->inflight;
     while (*pp != NULL && *pp != a)
         pp = &(*pp)->next;
@@ -224,6 +232,7 @@ pay_auth_start(struct pay *pay, const struct pay_auth_req *req)
     uv_timer_start(&a->deadline, on_deadline, pay->settings.provider_timeout_ms, 0);
     a->next = pay->inflight;
     pay->inflight = a;
+    count_inflight(pay, 1);
     return 0;
 }
 

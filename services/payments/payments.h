@@ -88,9 +88,10 @@ struct pay {
     struct pay_auth *inflight;     /* authorizations waiting for the provider */
     uv_timer_t sweep;              /* expiry and idempotency-key sweep */
     bool sweep_started;
-    bool stopping;              /* no new authorization is started */
-    struct ag_metric *m_total;  /* payments_total{operation,outcome} */
-    struct ag_metric *m_amount; /* payments_amount_minor_total{operation,currency} */
+    bool stopping;                /* no new authorization is started */
+    struct ag_metric *m_total;    /* payments_total{operation,outcome} */
+    struct ag_metric *m_amount;   /* payments_amount_minor_total{operation,currency} */
+    struct ag_metric *m_inflight; /* payments_provider_inflight */
 };
 
 /* ---- ops.c: what HTTP and commands share ---- */

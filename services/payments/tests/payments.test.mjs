@@ -15,6 +15,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 
 import { OPERATOR } from '../../../tests/lib/identity.mjs';
 import { cleanup, startService, stop, waitFor } from '../../../tests/lib/proc.mjs';
@@ -22,7 +24,7 @@ import { client, errorFields, expectProblem, metricValue, parseMetrics } from '.
 import { assertValidEvent } from '../../../tests/lib/schema.mjs';
 
 const UUIDV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-const T = { timeout: 30_000 };
+const T = { timeout: 60_000 };
 const TOKENS = ['tok_visa', 'tok_chargeDeclined', 'tok_insufficient_funds', 'tok_timeout', 'tok_mastercard'];
 const PAYMENT_KEYS = ['amount', 'captured', 'captured_at', 'card', 'created_at', 'expires_at', 'id', 'order_id',
     'refunded', 'refunds', 'status', 'updated_at', 'user_id', 'void_reason', 'voided_at'];
@@ -442,5 +444,88 @@ describe('payments expiry', () => {
         expectProblem(await write(client(svc), `/v1/payments/${r.json.id}/capture`, {}), 409);
         const m = await metrics(svc);
         assert.equal(metricValue(m, 'payments_total', { operation: 'expire', outcome: 'success' }), 1);
+    });
+});
+
+describe('payments stopping while the provider is silent', () => {
+    let bus;
+    let svc;
+    let replies;
+
+    before(async () => {
+        bus = await startService('bus');
+        replies = new Replies(bus, 'test-stop');
+        await replies.create();
+        svc = await startService('payments', {
+            env: { AGORA_BUS_URL: bus.baseUrl, AGORA_PAYMENTS_PROVIDER_TIMEOUT: '60s' },
+        });
+        await waitReady(svc);
+    });
+
+    after(async () => {
+        if (svc && svc.exitStatus === null) await stop(svc);
+        if (bus) await stop(bus);
+    });
+
+    it('answers what waits for the provider as timed out on SIGTERM, exits 0, and keeps no token on disk', T, async () => {
+        const user = uuid7();
+        const httpOrder = uuid7();
+        const cmdOrder = uuid7();
+        const pending = write(customer(svc, user), '/v1/payments', { order_id: httpOrder, amount: usd(10), payment_token: 'tok_timeout' });
+        await sendCommand(bus, 'authorize', { order_id: cmdOrder, step_key: `${cmdOrder}:authorize`, user_id: user, amount: usd(20), payment_token: 'tok_timeout' });
+        // A visa payment too, so the database holds a real authorization.
+        assert.equal((await write(customer(svc, user), '/v1/payments', { order_id: uuid7(), amount: usd(30), payment_token: 'tok_visa' })).status, 201);
+        await waitFor(async () => metricValue(await metrics(svc), 'payments_provider_inflight') === 2, {
+            timeoutMs: 15_000, message: 'two authorizations at the provider',
+        });
+        const exited = stop(svc);
+        const r = await pending;
+        expectProblem(r, 504, { type: 'urn:agora:problem:timeout' });
+        assert.deepEqual(await exited, { code: 0, signal: null });
+        for (const order of [httpOrder, cmdOrder]) {
+            const [f] = await replies.waitFor(order, (e) => e.type === 'payment.failed');
+            assert.equal(f.data.reason, 'timeout');
+        }
+        const files = fs.readdirSync(svc.dataDir).filter((f) => f.startsWith('payments.db'));
+        assert.ok(files.length >= 1, 'the database is there');
+        const disk = files.map((f) => fs.readFileSync(path.join(svc.dataDir, f)).toString('latin1')).join('');
+        assert.ok(disk.includes('4242'), 'the last four digits are kept');
+        for (const t of TOKENS) assert.ok(!disk.includes(t), `'${t}' on disk`);
+        const logs = svc.lines.join('\n');
+        for (const t of TOKENS) assert.ok(!logs.includes(t), `'${t}' in the logs`);
+    });
+});
+
+describe('payments after a crash', () => {
+    let bus;
+    let replies;
+
+    before(async () => {
+        bus = await startService('bus');
+        replies = new Replies(bus, 'test-crash');
+        await replies.create();
+    });
+
+    after(async () => {
+        if (bus) await stop(bus);
+    });
+
+    it('answers after a crash the saga step it had at the provider: payment.failed reason timeout', T, async () => {
+        const env = { AGORA_BUS_URL: bus.baseUrl, AGORA_PAYMENTS_PROVIDER_TIMEOUT: '60s' };
+        const first = await startService('payments', { env });
+        await waitReady(first);
+        const order = uuid7();
+        await sendCommand(bus, 'authorize', { order_id: order, step_key: `${order}:authorize`, user_id: uuid7(), amount: usd(77), payment_token: 'tok_timeout' });
+        await waitFor(async () => metricValue(await metrics(first), 'payments_provider_inflight') === 1, {
+            timeoutMs: 15_000, message: 'the authorization at the provider',
+        });
+        first.child.kill('SIGKILL');
+        await first.exited;
+        const again = await startService('payments', { env, dataDir: first.dataDir });
+        const [f] = await replies.waitFor(order, (e) => e.type === 'payment.failed');
+        assert.equal(f.data.reason, 'timeout');
+        assert.deepEqual(f.data.amount, usd(77));
+        assert.deepEqual((await client(again).get(`/v1/payments?order_id=${order}`)).json.items, [], 'nothing held');
+        assert.deepEqual(await stop(again), { code: 0, signal: null });
     });
 });
