@@ -43,9 +43,13 @@ const DESIGN_TYPES = {
     'shipment.delivered': 'shipping',
     'shipment.cancelled': 'shipping',
     'shipment.cancel_rejected': 'shipping',
-    // Saga commands (contracts/README.md): sent by orders, consumed by one participant.
+    // Saga commands (contracts/README.md "Saga commands"): sent by orders, consumed by one participant.
     'cmd.shipment.create': 'orders',
     'cmd.shipment.cancel': 'orders',
+    'cmd.payment.authorize': 'orders',
+    'cmd.payment.capture': 'orders',
+    'cmd.payment.void': 'orders',
+    'cmd.payment.refund': 'orders',
 };
 const TYPES = Object.keys(DESIGN_TYPES);
 const ENVELOPE_REQUIRED = ['specversion', 'id', 'source', 'type', 'subject', 'time',

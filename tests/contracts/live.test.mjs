@@ -387,6 +387,50 @@ describe('the public API description against the running shop', () => {
         await api('POST', '/api/v1/shipments/{id}/cancel', { token: s.admin, params: { id: other }, expect: 200 });
     });
 
+    it('payments: pay an order, capture, refund and void, each with an Idempotency-Key', async () => {
+        const eur = (amount) => ({ amount, currency: 'EUR' });
+        const write = (template, { params, token = s.admin, json, body, key = crypto.randomUUID(), expect }) =>
+            api('POST', template, { params, token: token ?? undefined, json, body, headers: key === null ? {} : { 'idempotency-key': key }, expect });
+        const order = crypto.randomUUID();
+        const pay = { order_id: order, amount: eur(4200), payment_token: 'tok_visa' };
+        const k = crypto.randomUUID();
+        const created = await write('/api/v1/payments', { token: s.token, json: pay, key: k, expect: 201 });
+        const id = created.json.id;
+        const again = await write('/api/v1/payments', { token: s.token, json: pay, key: k, expect: 201 });
+        assert.equal(again.json.id, id, 'the same key answers the first answer');
+        await write('/api/v1/payments', { token: s.token, json: { ...pay, amount: eur(1) }, key: k, expect: 422 });
+        await write('/api/v1/payments', { token: s.token, json: pay, key: null, expect: 428 });
+        await write('/api/v1/payments', { token: s.token, json: { ...pay, order_id: crypto.randomUUID(), payment_token: 'tok_chargeDeclined' }, expect: 402 });
+        await write('/api/v1/payments', { token: s.token, json: { ...pay, payment_token: '4242424242424242' }, expect: 422 });
+        await write('/api/v1/payments', { token: s.token, body: '{"order_id":', expect: 400 });
+        await write('/api/v1/payments', { token: null, json: pay, expect: 401 });
+
+        await api('GET', '/api/v1/payments', { token: s.token, query: { order_id: order }, expect: 200 });
+        await api('GET', '/api/v1/payments', { token: s.token, expect: 400 });
+        await api('GET', '/api/v1/payments', { query: { order_id: order }, expect: 401 });
+        await api('GET', '/api/v1/payments/{id}', { token: s.token, params: { id }, expect: 200 });
+        await api('GET', '/api/v1/payments/{id}', { token: s.token, params: { id: NO_SUCH_ID }, expect: 404 });
+        await api('GET', '/api/v1/payments/{id}', { params: { id }, expect: 401 });
+
+        await write('/api/v1/payments/{id}/capture', { params: { id }, json: { amount: eur(4201) }, expect: 422 });
+        await write('/api/v1/payments/{id}/capture', { params: { id }, json: { amount: eur(3000) }, key: null, expect: 428 });
+        await write('/api/v1/payments/{id}/capture', { params: { id }, token: s.token, json: {}, expect: 403 });
+        await write('/api/v1/payments/{id}/capture', { params: { id: NO_SUCH_ID }, json: {}, expect: 404 });
+        await write('/api/v1/payments/{id}/capture', { params: { id }, json: { amount: eur(3000) }, expect: 200 });
+        await write('/api/v1/payments/{id}/capture', { params: { id }, json: {}, expect: 409 });
+
+        await write('/api/v1/payments/{id}/refunds', { params: { id }, json: { amount: eur(1000), reason: 'damaged' }, expect: 201 });
+        await write('/api/v1/payments/{id}/refunds', { params: { id }, json: { amount: eur(2001) }, expect: 422 });
+        await write('/api/v1/payments/{id}/refunds', { params: { id }, token: s.token, json: { amount: eur(1) }, expect: 403 });
+        await write('/api/v1/payments/{id}/refunds', { params: { id: NO_SUCH_ID }, json: { amount: eur(1) }, expect: 404 });
+
+        await write('/api/v1/payments/{id}/void', { params: { id }, json: {}, expect: 409 });
+        const other = await write('/api/v1/payments', { token: s.token, json: { ...pay, order_id: crypto.randomUUID() }, expect: 201 });
+        await write('/api/v1/payments/{id}/void', { params: { id: other.json.id }, json: { reason: 'customer_request' }, expect: 200 });
+        await write('/api/v1/payments/{id}/void', { params: { id: other.json.id }, token: s.token, json: {}, expect: 403 });
+        await write('/api/v1/payments/{id}/void', { params: { id: NO_SUCH_ID }, json: {}, expect: 404 });
+    });
+
     it('every documented path answers 405, with Allow, to a method it does not offer', async () => {
         for (const p of [...new Set(contract.ops.map((o) => o.path))]) {
             const methods = new Set(contract.ops.filter((o) => o.path === p).map((o) => o.method));

@@ -20,7 +20,7 @@
     X(USERS, "users", 8082, "services/users/users")                                                \
     X(CATALOG, "catalog", 8081, "services/catalog/catalog")                                        \
     X(INVENTORY, "inventory", 8083, NULL)                                                          \
-    X(PAYMENTS, "payments", 8085, NULL)                                                            \
+    X(PAYMENTS, "payments", 8085, "services/payments/payments")                                    \
     X(SHIPPING, "shipping", 8086, "services/shipping/shipping")                                    \
     X(ORDERS, "orders", 8084, NULL)                                                                \
     X(NOTIFICATIONS, "notifications", 8087, "services/notifications/notifications")                \
