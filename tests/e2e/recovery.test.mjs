@@ -22,8 +22,8 @@ async function status(url, headers = {}) {
         const r = await fetch(url, { headers, signal: AbortSignal.timeout(2000) });
         await r.arrayBuffer();
         return r.status;
-    } catch {
-        return 0;
+    } catch (err) {
+        return err.name === 'TimeoutError' ? -1 : 0;
     }
 }
 
@@ -77,6 +77,7 @@ describe('recovery: a crashed service is back through the gateway the moment it 
         { service: 'users', direct: '/.well-known/jwks.json', gateway: '/.well-known/jwks.json' },
         { service: 'notifications', direct: '/health', gateway: '/api/v1/notifications', auth: true },
         { service: 'shipping', direct: '/health', gateway: '/api/v1/shipments', auth: true },
+        { service: 'payments', direct: '/health', gateway: '/api/v1/payments?order_id=01947000-0000-7fff-bfff-ffffffffffff', auth: true },
     ];
 
     for (const c of cases) {
@@ -92,18 +93,27 @@ describe('recovery: a crashed service is back through the gateway the moment it 
             let lastGwFailure = 0;
             let gwRequests = 0;
             let gwFailures = 0;
+            let limited = 0;
+            let t0 = performance.now();
+            const failures = [];
             const loops = Array.from({ length: CLIENTS }, async () => {
                 while (!stop) {
                     const st = await status(viaGw, headers);
                     gwRequests++;
-                    if (st !== 200) {
+                    // 429 is the route's rate limit (four clients back to
+                    // back exceed the catalog's 1000/s per client), not an
+                    // outage: counted apart.
+                    if (st === 429) limited++;
+                    else if (st !== 200) {
+                        failures.push(`${Math.round(performance.now() - t0)}ms:${st}`);
                         gwFailures++;
                         lastGwFailure = performance.now();
                     }
                 }
             });
             await waitFor(() => gwRequests >= 50, { message: 'clients running' });
-            const t0 = performance.now();
+            t0 = performance.now();
+            failures.length = 0;
             process.kill(pid, 'SIGKILL');
             // The service's own downtime: the first 200 asked of it directly.
             let directBack = 0;
@@ -120,7 +130,7 @@ describe('recovery: a crashed service is back through the gateway the moment it 
             const seen = Math.max(0, Math.round(lastGwFailure - t0));
             figures.push({ service: c.service, direct: real, gateway: seen });
             assert.ok(gwFailures < gwRequests, 'the gateway served some requests');
-            assert.ok(seen <= real + SLACK_MS, `${c.service}: through the gateway ${seen} ms, its own ${real} ms (${gwFailures} of ${gwRequests} failed)`);
+            assert.ok(seen <= real + SLACK_MS, `${c.service}: through the gateway ${seen} ms, its own ${real} ms (${gwFailures} of ${gwRequests} failed, ${limited} rate-limited; last: ${failures.slice(-5)})`);
             // The supervisor restarted it and it registered again.
             await waitFor(async () => {
                 try {
