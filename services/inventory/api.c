@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Inventory HTTP handlers and the route table. Handlers validate with the
- * domain, talk to store.c, and answer JSON or problem+json. */
+/* Inventory HTTP handlers and the route table: public availability for the
+ * storefront, stock and its history for administrators (set with a
+ * precondition, adjust with an optional Idempotency-Key), reservations for
+ * administrators and tools. Handlers validate with the domain, change stock
+ * through commands.c inside one transaction, and answer JSON or
+ * problem+json. */
 #include "agora/base.h"
 #include "inventory.h"
 
@@ -10,7 +14,7 @@
 #include "agora/err.h"
 #include "agora/trace.h"
 
-#define JSON_TYPE "application/json"
+#define IDEM_KEY_MAX 200
 
 /* ---- Helpers ---- */
 
@@ -20,10 +24,9 @@ format_etag(int64_t version, char *out, size_t outlen)
     snprintf(out, outlen, "\"%lld\"", (long long)version);
 }
 
-/* Does a list of entity tags ('header', as in If-Match / If-None-Match)
- * contain the tag of 'version'? 'weak' allows W/ tags to match. */
+/* Does the If-Match list 'header' contain the tag of 'version' (or "*")? */
 static bool
-etag_list_matches(struct ag_str header, int64_t version, bool weak)
+etag_list_matches(struct ag_str header, int64_t version)
 {
     char tag[32];
     format_etag(version, tag, sizeof(tag));
@@ -36,15 +39,7 @@ etag_list_matches(struct ag_str header, int64_t version, bool weak)
         while (i < header.len && header.ptr[i] != ',')
             i++;
         struct ag_str item = ag_str_trim(ag_str_make(header.ptr + start, i - start));
-        if (ag_str_eq_cstr(item, "*"))
-            return true;
-        if (ag_str_has_prefix(item, "W/")) {
-            if (!weak)
-                continue;
-            item.ptr += 2;
-            item.len -= 2;
-        }
-        if (ag_str_eq(item, want))
+        if (ag_str_eq_cstr(item, "*") || ag_str_eq(item, want))
             return true;
     }
     return false;
@@ -58,485 +53,389 @@ set_etag(struct ag_http_req *req, int64_t version)
     ag_http_resp_header(req, "ETag", tag);
 }
 
-/* ---- Products ---- */
-
-int
-inv_create_product(struct ag_store *store, struct ag_events *ev, struct inv_product *p,
-                       const char *traceparent, struct ag_buf *doc)
+json_t *
+inv_stock_to_json(const struct inv *inv, const struct inv_stock *s)
 {
-    ag_uuid7(p->id);
-    ag_time_rfc3339(ag_time_unix_ms(), p->created_at);
-    memcpy(p->updated_at, p->created_at, sizeof(p->updated_at));
-    p->version = 1;
-    if (p->category != NULL) {
-        bool exists;
-        int rc = inv_store_category_exists(store, p->category, &exists);
-        if (rc != 0)
-            return rc;
-        if (!exists)
-            return AG_ECONFLICT;
-    }
-    json_t *j = inv_product_to_json(p);
-    struct ag_buf buf = AG_BUF_INIT(0);
-    ag_json_dump(j, &buf);
-    int rc = inv_store_product_insert(store, p, ag_buf_cstr(&buf));
-    if (rc == 0)
-        rc = inv_events_product_created(ev, p, j, traceparent);
-    json_decref(j);
-    if (rc == 0 && doc != NULL)
-        ag_buf_append(doc, buf.data, buf.len);
-    ag_buf_release(&buf);
-    return rc;
-}
-
-/* ---- Transactions of the write handlers ---- */
-
-struct create_tx {
-    struct inv *cat;
-    struct inv_product *p;
-    const char *traceparent;
-    struct ag_buf *doc;
-};
-
-static int
-create_tx_fn(struct ag_store *store, void *arg)
-{
-    struct create_tx *t = arg;
-    return inv_create_product(store, t->cat->events, t->p, t->traceparent, t->doc);
-}
-
-struct update_tx {
-    struct inv *cat;
-    const struct inv_product *p;
-    int64_t expected;
-    const json_t *json;
-    const char *doc;
-    const char *traceparent;
-};
-
-static int
-update_tx_fn(struct ag_store *store, void *arg)
-{
-    struct update_tx *t = arg;
-    int rc = inv_store_product_update(store, t->p, t->expected, t->doc);
-    if (rc == 0)
-        rc = inv_events_product_updated(t->cat->events, t->p, t->json, t->traceparent);
-    return rc;
-}
-
-struct delete_tx {
-    struct inv *cat;
-    const struct inv_product *p;
-    int64_t expected;
-    const char *traceparent;
-};
-
-static int
-delete_tx_fn(struct ag_store *store, void *arg)
-{
-    struct delete_tx *t = arg;
-    int rc = inv_store_product_delete(store, t->p->id, t->expected);
-    if (rc == 0)
-        rc = inv_events_product_deleted(t->cat->events, t->p, t->traceparent);
-    return rc;
-}
-
-static void
-unknown_category(struct ag_http_req *req, const char *slug)
-{
-    struct ag_valid v;
-    ag_valid_init(&v);
-    ag_valid_error(&v, "category", "unknown", "no category '%s'", slug);
-    ag_send_invalid(req, &v);
-    ag_valid_release(&v);
-}
-
-static void
-create_product(struct ag_http_req *req, void *udata)
-{
-    struct inv *cat = udata;
-    json_t *body = ag_req_json(req);
-    if (body == NULL)
-        return;
-    struct ag_valid v;
-    ag_valid_init(&v);
-    struct inv_product p;
-    if (!inv_product_from_json(&v, body, &p)) {
-        ag_send_invalid(req, &v);
-        ag_valid_release(&v);
-        return;
-    }
-    ag_valid_release(&v);
-    struct ag_buf doc = AG_BUF_INIT(0);
-    char tp[AG_TRACEPARENT_LEN + 1];
-    ag_req_traceparent(req, tp);
-    struct create_tx t = { .cat = cat, .p = &p, .traceparent = tp, .doc = &doc };
-    int rc = ag_store_tx(cat->store, create_tx_fn, &t);
-    if (rc == 0) {
-        inv_events_kick(cat->events);
-        char loc[64];
-        snprintf(loc, sizeof(loc), "/v1/products/%s", p.id);
-        ag_http_resp_header(req, "Location", loc);
-        set_etag(req, p.version);
-        size_t len;
-        char *data = ag_buf_detach(&doc, &len);
-        ag_http_send_take(req, 201, JSON_TYPE, data, len);
-        return;
-    }
-    ag_buf_release(&doc);
-    if (rc == AG_EEXIST)
-        ag_send_error(req, AG_EEXIST, "a product with sku '%s' exists", p.sku);
-    else if (rc == AG_ECONFLICT)
-        unknown_category(req, p.category);
-    else
-        ag_send_store_error(req, rc, "product");
-}
-
-static void
-get_product(struct ag_http_req *req, void *udata)
-{
-    struct inv *cat = udata;
-    const char *id = ag_req_uuid_param(req, "id", "product");
-    if (id == NULL)
-        return;
-    char *doc;
-    size_t len;
-    int64_t version;
-    int rc = inv_store_product_doc(cat->store, id, req->pool, &doc, &len, &version);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "product");
-        return;
-    }
-    set_etag(req, version);
-    struct ag_str inm = ag_http_req_header(req, "If-None-Match");
-    if (inm.len > 0 && etag_list_matches(inm, version, true)) {
-        ag_http_send(req, 304, NULL, NULL, 0);
-        return;
-    }
-    ag_http_send(req, 200, JSON_TYPE, doc, len);
-}
-
-static void
-update_product(struct ag_http_req *req, void *udata)
-{
-    struct inv *cat = udata;
-    const char *id = ag_req_uuid_param(req, "id", "product");
-    if (id == NULL)
-        return;
-    json_t *body = ag_req_json(req);
-    if (body == NULL)
-        return;
-    struct inv_product p;
-    int rc = inv_store_product_get(cat->store, id, req->pool, &p);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "product");
-        return;
-    }
-    struct ag_valid v;
-    ag_valid_init(&v);
-    int64_t body_version;
-    if (!inv_product_patch(&v, body, &p, &body_version)) {
-        ag_send_invalid(req, &v);
-        ag_valid_release(&v);
-        return;
-    }
-    ag_valid_release(&v);
-
-    struct ag_str if_match = ag_http_req_header(req, "If-Match");
-    if (if_match.len == 0 && body_version < 0) {
-        ag_send_error(req, AG_EPRECONDREQ,
-                      "send If-Match with the product's ETag, or its version in the body");
-        return;
-    }
-    if ((if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) ||
-        (body_version >= 0 && body_version != p.version)) {
-        set_etag(req, p.version);
-        ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
-                      (long long)p.version);
-        return;
-    }
-    if (p.category != NULL) {
-        bool exists;
-        rc = inv_store_category_exists(cat->store, p.category, &exists);
-        if (rc != 0) {
-            ag_send_store_error(req, rc, "category");
-            return;
-        }
-        if (!exists) {
-            unknown_category(req, p.category);
-            return;
-        }
-    }
-    int64_t expected = p.version;
-    p.version++;
-    ag_time_rfc3339(ag_time_unix_ms(), p.updated_at);
-    json_t *j = inv_product_to_json(&p);
-    struct ag_buf doc = AG_BUF_INIT(0);
-    ag_json_dump(j, &doc);
-    char tp[AG_TRACEPARENT_LEN + 1];
-    ag_req_traceparent(req, tp);
-    struct update_tx t = {
-        .cat = cat,
-        .p = &p,
-        .expected = expected,
-        .json = j,
-        .doc = ag_buf_cstr(&doc),
-        .traceparent = tp,
+    struct inv_stock_state st = {
+        .known = true, .active = s->active, .on_hand = s->on_hand, .reserved = s->reserved
     };
-    rc = ag_store_tx(cat->store, update_tx_fn, &t);
-    json_decref(j);
-    if (rc == 0) {
-        inv_events_kick(cat->events);
-        set_etag(req, p.version);
-        size_t len;
-        char *data = ag_buf_detach(&doc, &len);
-        ag_http_send_take(req, 200, JSON_TYPE, data, len);
-        return;
+    int64_t threshold = s->low_threshold >= 0 ? s->low_threshold : inv->settings.low_threshold;
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:I, s:s, s:s}", "product_id",
+                     s->product_id, "on_hand", (json_int_t)s->on_hand, "reserved",
+                     (json_int_t)s->reserved, "available", (json_int_t)inv_available(&st),
+                     "low_threshold", (json_int_t)threshold, "low_threshold_default",
+                     s->low_threshold < 0, "active", s->active, "version",
+                     (json_int_t)s->version, "created_at", s->created_at, "updated_at",
+                     s->updated_at);
+}
+
+static const char *
+actor_of(struct ag_http_req *req)
+{
+    const struct ag_identity *id = ag_req_identity(req);
+    return id != NULL && id->user_id[0] != '\0' ? id->user_id : NULL;
+}
+
+/* The product id of the path, or NULL after answering 404. */
+static const char *
+product_param(struct ag_http_req *req)
+{
+    return ag_req_uuid_param(req, "product_id", "stock");
+}
+
+/* A 'cursor' query parameter into 'out' ("" when absent); false after
+ * answering 400. */
+static bool
+cursor_param(struct ag_http_req *req, const struct ag_query *q, char out[AG_UUID_STRLEN + 1])
+{
+    const char *cursor = ag_query_get(q, "cursor");
+    out[0] = '\0';
+    if (cursor != NULL && inv_cursor_decode(cursor, out) != 0) {
+        ag_send_error(req, AG_EQUERY, "query parameter 'cursor' is not a cursor from this listing");
+        return false;
     }
-    ag_buf_release(&doc);
-    if (rc == AG_EEXIST)
-        ag_send_error(req, AG_EEXIST, "a product with sku '%s' exists", p.sku);
-    else if (rc == AG_EPRECOND)
-        ag_send_error(req, AG_EPRECOND, "the product changed while it was being updated");
-    else
-        ag_send_store_error(req, rc, "product");
+    return true;
 }
 
 static void
-delete_product(struct ag_http_req *req, void *udata)
+send_page(struct ag_http_req *req, json_t *items, bool more)
 {
-    struct inv *cat = udata;
-    const char *id = ag_req_uuid_param(req, "id", "product");
-    if (id == NULL)
-        return;
-    struct inv_product p;
-    int rc = inv_store_product_get(cat->store, id, req->pool, &p);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "product");
-        return;
+    json_t *next = json_null();
+    if (more && json_array_size(items) > 0) {
+        json_t *last = json_array_get(items, json_array_size(items) - 1);
+        char enc[96];
+        inv_cursor_encode(json_string_value(json_object_get(last, "id")), enc, sizeof(enc));
+        next = json_string(enc);
     }
-    struct ag_str if_match = ag_http_req_header(req, "If-Match");
-    if (if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) {
-        ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
-                      (long long)p.version);
-        return;
-    }
-    char tp[AG_TRACEPARENT_LEN + 1];
-    ag_req_traceparent(req, tp);
-    /* Delete exactly the version read, so the event describes what went. */
-    struct delete_tx t = { .cat = cat, .p = &p, .expected = p.version, .traceparent = tp };
-    rc = ag_store_tx(cat->store, delete_tx_fn, &t);
-    if (rc == 0) {
-        inv_events_kick(cat->events);
-        ag_send_no_content(req);
-    } else if (rc == AG_EPRECOND) {
-        ag_send_error(req, AG_EPRECOND, "the product changed while it was being deleted");
-    } else {
-        ag_send_store_error(req, rc, "product");
-    }
+    ag_send_json(req, 200, json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
 }
 
+/* ---- Public availability ---- */
+
 static void
-list_products(struct ag_http_req *req, void *udata)
+list_stock(struct ag_http_req *req, void *udata)
 {
-    struct inv *cat = udata;
+    struct inv *inv = udata;
     const struct ag_query *q = ag_req_query(req);
     if (q == NULL)
         return;
-    struct inv_filter f = {
-        .min_price = -1,
-        .max_price = -1,
-        .active = -1,
-        .limit = INV_PAGE_DEFAULT,
-    };
-    if (ag_req_query_int(req, "limit", 1, INV_PAGE_MAX, &f.limit) != 0 ||
-        ag_req_query_int(req, "min_price", 0, INV_PRICE_MAX, &f.min_price) != 0 ||
-        ag_req_query_int(req, "max_price", 0, INV_PRICE_MAX, &f.max_price) != 0)
+    const char *ids = ag_query_get(q, "product_id");
+    char parsed[INV_IDS_MAX][AG_UUID_STRLEN + 1];
+    int n = ids != NULL ? inv_parse_ids(ids, parsed) : -1;
+    if (n < 0) {
+        ag_send_error(req, AG_EQUERY,
+                      "query parameter 'product_id' must list 1 to %d product ids, "
+                      "comma-separated",
+                      INV_IDS_MAX);
         return;
-    const char *active = ag_query_get(q, "active");
-    if (active != NULL) {
-        if (strcmp(active, "true") == 0) {
-            f.active = 1;
-        } else if (strcmp(active, "false") == 0) {
-            f.active = 0;
-        } else {
-            ag_send_error(req, AG_EQUERY, "query parameter 'active' must be true or false");
+    }
+    json_t *items = json_array();
+    for (int i = 0; i < n; i++) {
+        struct inv_stock s;
+        int rc = inv_store_stock_get(inv->store, parsed[i], &s);
+        if (rc != 0 && rc != AG_ENOENT) {
+            json_decref(items);
+            ag_send_store_error(req, rc, "stock");
             return;
         }
-    }
-    f.category = ag_query_get(q, "category");
-    if (f.category != NULL && !inv_slug_is_valid(f.category)) {
-        ag_send_error(req, AG_EQUERY, "query parameter 'category' must be a category slug");
-        return;
-    }
-    f.currency = ag_query_get(q, "currency");
-    if (f.currency != NULL && !ag_currency_is_valid(f.currency)) {
-        ag_send_error(req, AG_EQUERY, "query parameter 'currency' must be an ISO 4217 code");
-        return;
-    }
-    const char *search = ag_query_get(q, "q");
-    struct ag_buf fts = AG_BUF_INIT(8192);
-    if (search != NULL) {
-        int terms = inv_search_query(search, &fts);
-        if (terms < 0) {
-            ag_buf_release(&fts);
-            ag_send_error(req, AG_EQUERY,
-                          "query parameter 'q' must be valid UTF-8 of at most %d characters",
-                          INV_QUERY_MAX);
-            return;
-        }
-        if (terms == 0) {
-            ag_buf_release(&fts);
-            ag_send_json(req, 200, json_pack("{s:[], s:n}", "items", "next_cursor"));
-            return;
-        }
-        f.fts = ag_buf_cstr(&fts);
-    }
-    const char *cursor = ag_query_get(q, "cursor");
-    if (cursor != NULL) {
-        struct inv_cursor c;
-        enum inv_cursor_kind want = f.fts ? INV_CURSOR_OFFSET : INV_CURSOR_KEY;
-        if (inv_cursor_decode(cursor, &c) != 0 || c.kind != want) {
-            ag_buf_release(&fts);
-            ag_send_error(req, AG_EQUERY,
-                          "query parameter 'cursor' is not a cursor from this listing");
-            return;
-        }
-        if (c.kind == INV_CURSOR_KEY)
-            f.after_id = ag_pool_strdup(req->pool, c.key);
-        else
-            f.offset = c.offset;
-    }
-
-    struct ag_buf out = AG_BUF_INIT(0);
-    ag_buf_append_cstr(&out, "{\"items\":[");
-    size_t count;
-    bool more;
-    char last_id[AG_UUID_STRLEN + 1];
-    int rc = inv_store_product_list(cat->store, &f, &out, &count, &more, last_id);
-    ag_buf_release(&fts);
-    if (rc != 0) {
-        ag_buf_release(&out);
-        ag_send_store_error(req, rc, "product list");
-        return;
-    }
-    ag_buf_append_cstr(&out, "],\"next_cursor\":");
-    struct inv_cursor next = { .kind = f.fts ? INV_CURSOR_OFFSET : INV_CURSOR_KEY };
-    if (more && f.fts != NULL)
-        next.offset = f.offset + (int64_t)count;
-    if (more && (f.fts == NULL || next.offset <= INV_SEARCH_MAX_DEPTH)) {
-        memcpy(next.key, last_id, sizeof(next.key));
-        char enc[96];
-        inv_cursor_encode(&next, enc, sizeof(enc));
-        ag_buf_appendf(&out, "\"%s\"}", enc);
-    } else {
-        ag_buf_append_cstr(&out, "null}");
-    }
-    size_t len;
-    char *data = ag_buf_detach(&out, &len);
-    ag_http_send_take(req, 200, JSON_TYPE, data, len);
-}
-
-/* ---- Categories ---- */
-
-static void
-list_categories(struct ag_http_req *req, void *udata)
-{
-    struct inv *cat = udata;
-    json_t *items;
-    int rc = inv_store_category_list(cat->store, &items);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "category list");
-        return;
+        struct inv_stock_state st = {
+            .known = rc == 0,
+            .active = rc == 0 && s.active,
+            .on_hand = rc == 0 ? s.on_hand : 0,
+            .reserved = rc == 0 ? s.reserved : 0,
+        };
+        json_array_append_new(items, json_pack("{s:s, s:I}", "product_id", parsed[i],
+                                               "available", (json_int_t)inv_available(&st)));
     }
     ag_send_json(req, 200, json_pack("{s:o}", "items", items));
 }
 
+/* ---- Administrators' stock ---- */
+
 static void
-create_category(struct ag_http_req *req, void *udata)
+get_stock(struct ag_http_req *req, void *udata)
 {
-    struct inv *cat = udata;
+    struct inv *inv = udata;
+    const char *id = product_param(req);
+    if (id == NULL)
+        return;
+    struct inv_stock s;
+    int rc = inv_store_stock_get(inv->store, id, &s);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "stock");
+        return;
+    }
+    set_etag(req, s.version);
+    ag_send_json(req, 200, inv_stock_to_json(inv, &s));
+}
+
+struct change_tx {
+    struct inv *inv;
+    const char *product_id;
+    int64_t expected;    /* PUT: the version the client saw, or -1 */
+    bool set;            /* PUT: on_hand is absolute */
+    int64_t value;       /* PUT: on_hand; POST: delta */
+    int64_t threshold;   /* PUT: -1 keep, -2 default, else the value */
+    struct inv_movement m;
+    const char *traceparent;
+    struct inv_stock s;  /* after the change */
+    json_t *replayed;    /* POST: the movement of an earlier request with the key */
+};
+
+static int
+change_tx_fn(struct ag_store *st, void *arg)
+{
+    struct change_tx *t = arg;
+    int rc = inv_store_stock_get(st, t->product_id, &t->s);
+    if (rc != 0)
+        return rc;
+    if (t->m.idempotency_key != NULL) {
+        rc = inv_store_movement_by_key(st, t->product_id, t->m.idempotency_key, &t->replayed);
+        if (rc != AG_ENOENT)
+            return rc; /* 0: replayed, nothing changes */
+    }
+    if (t->expected >= 0 && t->expected != t->s.version)
+        return AG_EPRECOND;
+    if (t->set) {
+        t->m.on_hand_delta = t->value - t->s.on_hand;
+        if (t->threshold == -2)
+            t->s.low_threshold = -1;
+        else if (t->threshold >= 0)
+            t->s.low_threshold = t->threshold;
+    } else {
+        t->m.on_hand_delta = t->value;
+    }
+    return inv_stock_change(t->inv, st, &t->s, &t->m, t->traceparent);
+}
+
+static void
+answer_change_error(struct ag_http_req *req, const struct change_tx *t, int rc)
+{
+    if (rc == AG_EPRECOND) {
+        set_etag(req, t->s.version);
+        ag_send_error(req, AG_EPRECOND, "the stock changed; its current version is %lld",
+                      (long long)t->s.version);
+    } else if (rc == AG_ECONFLICT) {
+        ag_send_error(req, AG_ECONFLICT,
+                      "on hand cannot go below the %lld units reserved for orders",
+                      (long long)t->s.reserved);
+    } else if (rc == AG_ERANGE) {
+        struct ag_valid v;
+        ag_valid_init(&v);
+        ag_valid_error(&v, t->set ? "on_hand" : "delta", "out_of_range",
+                       "on hand must stay between 0 and %lld", (long long)INV_STOCK_MAX);
+        ag_send_invalid(req, &v);
+        ag_valid_release(&v);
+    } else {
+        ag_send_store_error(req, rc, "stock");
+    }
+}
+
+static void
+put_stock(struct ag_http_req *req, void *udata)
+{
+    struct inv *inv = udata;
+    const char *id = product_param(req);
+    if (id == NULL)
+        return;
     json_t *body = ag_req_json(req);
     if (body == NULL)
         return;
     struct ag_valid v;
     ag_valid_init(&v);
-    struct inv_category c;
-    if (!inv_category_from_json(&v, body, &c)) {
+    struct change_tx t = { .inv = inv, .product_id = id, .set = true };
+    const char *reason;
+    int64_t body_version;
+    if (!inv_stock_put_from_json(&v, body, &t.value, &reason, &t.threshold, &body_version)) {
         ag_send_invalid(req, &v);
         ag_valid_release(&v);
         return;
     }
     ag_valid_release(&v);
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    int rc = inv_store_category_insert(cat->store, &c, now);
-    if (rc == AG_EEXIST) {
-        ag_send_error(req, AG_EEXIST, "category '%s' exists", c.slug);
+    struct ag_str if_match = ag_http_req_header(req, "If-Match");
+    if (if_match.len == 0 && body_version < 0) {
+        ag_send_error(req, AG_EPRECONDREQ,
+                      "send If-Match with the stock's ETag, or its version in the body");
         return;
     }
+    /* Read the version the precondition names, then change exactly it. */
+    struct inv_stock cur;
+    int rc = inv_store_stock_get(inv->store, id, &cur);
     if (rc != 0) {
-        ag_send_store_error(req, rc, "category");
+        ag_send_store_error(req, rc, "stock");
         return;
     }
-    char loc[96];
-    snprintf(loc, sizeof(loc), "/v1/categories/%s", c.slug);
-    ag_http_resp_header(req, "Location", loc);
-    ag_send_json(req, 201, inv_category_to_json(&c));
-}
-
-static const char *
-slug_param(struct ag_http_req *req)
-{
-    const char *slug = ag_req_param(req, "slug");
-    if (slug == NULL || !inv_slug_is_valid(slug)) {
-        ag_send_error(req, AG_ENOENT, "no such category");
-        return NULL;
+    if ((if_match.len > 0 && !etag_list_matches(if_match, cur.version)) ||
+        (body_version >= 0 && body_version != cur.version)) {
+        t.s = cur;
+        answer_change_error(req, &t, AG_EPRECOND);
+        return;
     }
-    return slug;
+    char tp[AG_TRACEPARENT_LEN + 1];
+    ag_req_traceparent(req, tp);
+    t.expected = cur.version;
+    t.traceparent = tp;
+    t.m = (struct inv_movement){ .kind = "set", .reason = reason, .actor = actor_of(req) };
+    rc = ag_store_tx(inv->store, change_tx_fn, &t);
+    if (rc != 0) {
+        answer_change_error(req, &t, rc);
+        return;
+    }
+    inv_events_kick(inv->events);
+    set_etag(req, t.s.version);
+    ag_send_json(req, 200, inv_stock_to_json(inv, &t.s));
 }
 
 static void
-get_category(struct ag_http_req *req, void *udata)
+adjust_stock(struct ag_http_req *req, void *udata)
 {
-    struct inv *cat = udata;
-    const char *slug = slug_param(req);
-    if (slug == NULL)
+    struct inv *inv = udata;
+    const char *id = product_param(req);
+    if (id == NULL)
         return;
-    struct inv_category c;
-    int rc = inv_store_category_get(cat->store, slug, req->pool, &c);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "category");
+    struct ag_str key = ag_http_req_header(req, "Idempotency-Key");
+    if (key.len > IDEM_KEY_MAX) {
+        ag_send_error(req, AG_EINVAL, "Idempotency-Key is longer than %d bytes", IDEM_KEY_MAX);
         return;
     }
-    ag_send_json(req, 200, inv_category_to_json(&c));
+    json_t *body = ag_req_json(req);
+    if (body == NULL)
+        return;
+    struct ag_valid v;
+    ag_valid_init(&v);
+    struct change_tx t = { .inv = inv, .product_id = id, .expected = -1 };
+    const char *reason;
+    if (!inv_adjustment_from_json(&v, body, &t.value, &reason)) {
+        ag_send_invalid(req, &v);
+        ag_valid_release(&v);
+        return;
+    }
+    ag_valid_release(&v);
+    char tp[AG_TRACEPARENT_LEN + 1];
+    ag_req_traceparent(req, tp);
+    t.traceparent = tp;
+    t.m = (struct inv_movement){
+        .kind = "adjust",
+        .reason = reason,
+        .actor = actor_of(req),
+        .idempotency_key = key.len > 0 ? ag_pool_strndup(req->pool, key.ptr, key.len) : NULL,
+    };
+    int rc = ag_store_tx(inv->store, change_tx_fn, &t);
+    if (rc != 0) {
+        answer_change_error(req, &t, rc);
+        return;
+    }
+    set_etag(req, t.s.version);
+    if (t.replayed != NULL) {
+        ag_http_resp_header(req, "Idempotent-Replayed", "true");
+        ag_send_json(req, 200,
+                     json_pack("{s:o, s:o}", "movement", t.replayed, "stock",
+                               inv_stock_to_json(inv, &t.s)));
+        return;
+    }
+    inv_events_kick(inv->events);
+    json_t *movement = json_pack(
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:n, s:o, s:s}", "id", t.m.id, "product_id", id,
+        "kind", "adjust", "on_hand_delta", (json_int_t)t.m.on_hand_delta, "reserved_delta",
+        (json_int_t)0, "on_hand", (json_int_t)t.s.on_hand, "reserved", (json_int_t)t.s.reserved,
+        "reason", reason, "order_id", "actor", t.m.actor ? json_string(t.m.actor) : json_null(),
+        "created_at", t.s.updated_at);
+    ag_send_json(req, 201,
+                 json_pack("{s:o, s:o}", "movement", movement, "stock",
+                           inv_stock_to_json(inv, &t.s)));
 }
 
 static void
-delete_category(struct ag_http_req *req, void *udata)
+list_movements(struct ag_http_req *req, void *udata)
 {
-    struct inv *cat = udata;
-    const char *slug = slug_param(req);
-    if (slug == NULL)
+    struct inv *inv = udata;
+    const char *id = product_param(req);
+    if (id == NULL)
         return;
-    int rc = inv_store_category_delete(cat->store, slug);
+    const struct ag_query *q = ag_req_query(req);
+    if (q == NULL)
+        return;
+    int64_t limit = INV_PAGE_DEFAULT;
+    if (ag_req_query_int(req, "limit", 1, INV_PAGE_MAX, &limit) != 0)
+        return;
+    char after[AG_UUID_STRLEN + 1];
+    if (!cursor_param(req, q, after))
+        return;
+    struct inv_stock s;
+    int rc = inv_store_stock_get(inv->store, id, &s);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "stock");
+        return;
+    }
+    json_t *items = json_array();
+    bool more;
+    rc = inv_store_movement_list(inv->store, id, after[0] ? after : NULL, limit, items, &more);
+    if (rc != 0) {
+        json_decref(items);
+        ag_send_store_error(req, rc, "movements");
+        return;
+    }
+    send_page(req, items, more);
+}
+
+/* ---- Reservations ---- */
+
+static void
+list_reservations(struct ag_http_req *req, void *udata)
+{
+    struct inv *inv = udata;
+    const struct ag_query *q = ag_req_query(req);
+    if (q == NULL)
+        return;
+    int64_t limit = INV_PAGE_DEFAULT;
+    if (ag_req_query_int(req, "limit", 1, INV_PAGE_MAX, &limit) != 0)
+        return;
+    const char *order_id = ag_query_get(q, "order_id");
+    if (order_id != NULL && !inv_id_is_valid(ag_str_from_cstr(order_id))) {
+        ag_send_error(req, AG_EQUERY, "query parameter 'order_id' must be an order id");
+        return;
+    }
+    char after[AG_UUID_STRLEN + 1];
+    if (!cursor_param(req, q, after))
+        return;
+    json_t *items = json_array();
+    bool more;
+    int rc = inv_store_reservation_list(inv->store, order_id, after[0] ? after : NULL, limit,
+                                        req->pool, items, &more);
+    if (rc != 0) {
+        json_decref(items);
+        ag_send_store_error(req, rc, "reservations");
+        return;
+    }
+    send_page(req, items, more);
+}
+
+static void
+get_reservation(struct ag_http_req *req, void *udata)
+{
+    struct inv *inv = udata;
+    const char *id = ag_req_uuid_param(req, "id", "reservation");
+    if (id == NULL)
+        return;
+    struct inv_reservation r;
+    int rc = inv_store_reservation_by_id(inv->store, id, req->pool, &r);
+    json_t *j = NULL;
     if (rc == 0)
-        ag_send_no_content(req);
-    else if (rc == AG_ECONFLICT)
-        ag_send_error(req, AG_ECONFLICT, "products still belong to category '%s'", slug);
-    else
-        ag_send_store_error(req, rc, "category");
+        rc = inv_reservation_json(inv->store, &r, &j);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "reservation");
+        return;
+    }
+    ag_send_json(req, 200, j);
 }
 
 const struct ag_route inv_routes[] = {
-    { "GET", "/v1/products", list_products, AG_ROLE_PUBLIC },
-    { "POST", "/v1/products", create_product, AG_ROLE_ADMIN },
-    { "GET", "/v1/products/{id}", get_product, AG_ROLE_PUBLIC },
-    { "PATCH", "/v1/products/{id}", update_product, AG_ROLE_ADMIN },
-    { "DELETE", "/v1/products/{id}", delete_product, AG_ROLE_ADMIN },
-    { "GET", "/v1/categories", list_categories, AG_ROLE_PUBLIC },
-    { "POST", "/v1/categories", create_category, AG_ROLE_ADMIN },
-    { "GET", "/v1/categories/{slug}", get_category, AG_ROLE_PUBLIC },
-    { "DELETE", "/v1/categories/{slug}", delete_category, AG_ROLE_ADMIN },
+    { "GET", "/v1/stock", list_stock, AG_ROLE_PUBLIC },
+    { "GET", "/v1/stock/{product_id}", get_stock, AG_ROLE_ADMIN },
+    { "PUT", "/v1/stock/{product_id}", put_stock, AG_ROLE_ADMIN },
+    { "POST", "/v1/stock/{product_id}/adjustments", adjust_stock, AG_ROLE_ADMIN },
+    { "GET", "/v1/stock/{product_id}/movements", list_movements, AG_ROLE_ADMIN },
+    { "GET", "/v1/reservations", list_reservations, AG_ROLE_ADMIN },
+    { "GET", "/v1/reservations/{id}", get_reservation, AG_ROLE_ADMIN },
 };
 const size_t inv_nroutes = AG_ARRAY_SIZE(inv_routes);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Inventory domain rules: validation, representation, search terms, cursors.
- * No I/O here; api.c and store.c do that. */
+/* Inventory domain rules: stock arithmetic and guards, command and body
+ * validation, the reservation decision, thresholds, cursors. No I/O here;
+ * api.c, events.c and store.c do that. */
 #include "agora/base.h"
 #include "domain.h"
 
@@ -9,44 +10,109 @@
 
 #include "agora/codec.h"
 #include "agora/err.h"
+#include "agora/str.h"
 
-static const char *const PRODUCT_FIELDS[] = {
-    "sku", "name", "description", "price", "category", "image_url", "active", NULL,
-};
-static const char *const PATCH_FIELDS[] = {
-    "sku", "name", "description", "price", "category", "image_url", "active", "version", NULL,
-};
-static const char *const MONEY_FIELDS[] = { "amount", "currency", NULL };
-static const char *const CATEGORY_FIELDS[] = { "slug", "name", "description", NULL };
-
-static bool
-is_alnum(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
+static const char *const PUT_FIELDS[] = { "on_hand", "reason", "low_threshold", "version", NULL };
+static const char *const ADJUST_FIELDS[] = { "delta", "reason", NULL };
+static const char *const RELEASE_REASONS[] = { "cancelled", "expired", "payment_failed",
+                                               "shipment_failed", NULL };
 
 bool
-inv_sku_is_valid(const char *s)
+inv_id_is_valid(struct ag_str s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > INV_SKU_MAX || !is_alnum(s[0]))
+    if (s.len != AG_UUID_STRLEN || ag_uuid7_time_ms(s) < 0)
         return false;
-    for (size_t i = 1; i < n; i++) {
-        if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.ptr[i] >= 'A' && s.ptr[i] <= 'F')
             return false;
     }
-    return true;
+    return strchr("89ab", s.ptr[19]) != NULL;
+}
+
+int64_t
+inv_available(const struct inv_stock_state *s)
+{
+    if (!s->known || !s->active || s->on_hand <= s->reserved)
+        return 0;
+    return s->on_hand - s->reserved;
 }
 
 bool
-inv_slug_is_valid(const char *s)
+inv_can_reserve(const struct inv_stock_state *s, int64_t quantity)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > INV_SLUG_MAX)
-        return false;
+    return s->known && s->active && quantity > 0 && quantity <= inv_available(s);
+}
+
+const char *
+inv_reject_name(enum inv_reject r)
+{
+    switch (r) {
+    case INV_REJECT_NONE:
+        return "none";
+    case INV_REJECT_OUT_OF_STOCK:
+        return "out_of_stock";
+    case INV_REJECT_UNKNOWN_PRODUCT:
+        return "unknown_product";
+    case INV_REJECT_INVALID:
+        return "invalid";
+    }
+    return "invalid";
+}
+
+enum inv_reject
+inv_reserve_decide(const struct inv_line *lines, const struct inv_stock_state *states, size_t n,
+                   bool *out_failed)
+{
+    enum inv_reject r = n == 0 ? INV_REJECT_INVALID : INV_REJECT_NONE;
     for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0);
+        out_failed[i] = !inv_can_reserve(&states[i], lines[i].quantity);
+        if (!out_failed[i])
+            continue;
+        /* An unknown product outranks a shortage: retrying cannot help. */
+        if (!states[i].known || !states[i].active)
+            r = INV_REJECT_UNKNOWN_PRODUCT;
+        else if (r == INV_REJECT_NONE)
+            r = INV_REJECT_OUT_OF_STOCK;
+    }
+    return r;
+}
+
+int
+inv_stock_adjust(int64_t on_hand, int64_t reserved, int64_t delta, int64_t *out_on_hand)
+{
+    if ((delta > 0 && on_hand > INV_STOCK_MAX - delta) || (delta < 0 && on_hand + delta < 0))
+        return AG_ERANGE;
+    int64_t next = on_hand + delta;
+    if (next < reserved)
+        return AG_ECONFLICT;
+    *out_on_hand = next;
+    return 0;
+}
+
+void
+inv_stock_crossings(int64_t before, int64_t after, int64_t threshold, bool *out_low,
+                    bool *out_depleted)
+{
+    *out_low = after <= threshold && before > threshold;
+    *out_depleted = after == 0 && before > 0;
+}
+
+/* ---- Saga commands ---- */
+
+bool
+inv_step_key_is_valid(const char *order_id, const char *step_key)
+{
+    size_t n = strlen(order_id);
+    if (strncmp(step_key, order_id, n) != 0 || step_key[n] != ':')
+        return false;
+    const char *step = step_key + n + 1;
+    size_t len = strlen(step);
+    if (len == 0 || len > INV_STEP_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = step[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+                  c == '-';
         if (!ok)
             return false;
     }
@@ -54,236 +120,156 @@ inv_slug_is_valid(const char *s)
 }
 
 bool
-inv_image_url_is_valid(const char *s)
+inv_command_head(struct ag_valid *v, json_t *data, const char **out_order_id,
+                 const char **out_step_key)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > INV_URL_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c == 0x7f || c == '"' || c == '<' || c == '>' || c == '\\')
-            return false;
+    const char *order_id = ag_valid_string(v, data, NULL, "order_id", AG_VALID_REQUIRED, 1, 64);
+    if (order_id != NULL && !inv_id_is_valid(ag_str_from_cstr(order_id))) {
+        ag_valid_error(v, "order_id", "invalid", "must be a UUIDv7");
+        order_id = NULL;
     }
-    if (s[0] == '/')
-        return n == 1 || s[1] != '/';
-    const char *rest = NULL;
-    if (strncmp(s, "https://", 8) == 0)
-        rest = s + 8;
-    else if (strncmp(s, "http://", 7) == 0)
-        rest = s + 7;
-    return rest != NULL && *rest != '\0' && *rest != '/';
-}
-
-/* Reads obj.price into 'out'; all errors named "<prefix>price.*". */
-static bool
-money_from_json(struct ag_valid *v, json_t *obj, unsigned flags, struct ag_money *out,
-                bool *out_present)
-{
-    *out_present = false;
-    json_t *price = ag_valid_object(v, obj, NULL, "price", flags);
-    if (price == NULL)
-        return false;
-    *out_present = true;
-    ag_valid_unknown(v, price, "price", MONEY_FIELDS);
-    int64_t amount;
-    bool ok =
-        ag_valid_int(v, price, "price", "amount", AG_VALID_REQUIRED, 0, INV_PRICE_MAX, &amount);
-    const char *cur = ag_valid_string(v, price, "price", "currency", AG_VALID_REQUIRED, 3, 3);
-    if (cur != NULL && !ag_currency_is_valid(cur)) {
-        ag_valid_error(v, "price.currency", "invalid", "'%s' is not an ISO 4217 currency code",
-                       cur);
-        cur = NULL;
+    const char *step_key = ag_valid_string(v, data, NULL, "step_key", AG_VALID_REQUIRED, 1,
+                                           AG_UUID_STRLEN + 1 + INV_STEP_MAX);
+    if (order_id != NULL && step_key != NULL && !inv_step_key_is_valid(order_id, step_key)) {
+        ag_valid_error(v, "step_key", "invalid", "must be \"<order_id>:<step>\"");
+        step_key = NULL;
     }
-    if (!ok || cur == NULL)
-        return false;
-    out->amount = amount;
-    memcpy(out->currency, cur, 4);
-    return true;
-}
-
-/* Optional nullable string field: absent leaves *io alone, null sets NULL
- * (or "" when 'empty_for_null'), a string is checked with 'check'. */
-static void
-nullable_string(struct ag_valid *v, json_t *obj, const char *field, size_t max,
-                bool (*check)(const char *), const char *what, bool empty_for_null, const char **io)
-{
-    if (ag_valid_is_null(obj, field)) {
-        *io = empty_for_null ? "" : NULL;
-        return;
-    }
-    const char *s = ag_valid_string(v, obj, NULL, field, AG_VALID_OPTIONAL, 0, max);
-    if (s == NULL)
-        return;
-    if (check != NULL && !check(s)) {
-        ag_valid_error(v, field, "invalid", "must be %s", what);
-        return;
-    }
-    *io = s;
-}
-
-static void
-product_fields(struct ag_valid *v, json_t *body, struct inv_product *p, bool create)
-{
-    unsigned req = create ? AG_VALID_REQUIRED : AG_VALID_OPTIONAL;
-    const char *sku = ag_valid_string(v, body, NULL, "sku", req, 1, INV_SKU_MAX);
-    if (sku != NULL) {
-        if (inv_sku_is_valid(sku))
-            p->sku = sku;
-        else
-            ag_valid_error(v, "sku", "invalid",
-                           "must start with a letter or digit and contain only letters, "
-                           "digits, '.', '_' and '-'");
-    }
-    const char *name = ag_valid_string(v, body, NULL, "name", req, 1, INV_NAME_MAX);
-    if (name != NULL)
-        p->name = name;
-    nullable_string(v, body, "description", INV_DESCRIPTION_MAX, NULL, NULL, true,
-                    &p->description);
-    struct ag_money price;
-    bool present;
-    if (money_from_json(v, body, req, &price, &present))
-        p->price = price;
-    nullable_string(v, body, "category", INV_SLUG_MAX, inv_slug_is_valid,
-                    "a category slug (lowercase letters, digits and '-')", false, &p->category);
-    nullable_string(v, body, "image_url", INV_URL_MAX, inv_image_url_is_valid,
-                    "an http(s) URL or an absolute path", false, &p->image_url);
-    bool active;
-    if (ag_valid_bool(v, body, NULL, "active", AG_VALID_OPTIONAL, &active))
-        p->active = active;
+    *out_order_id = order_id;
+    *out_step_key = step_key;
+    return order_id != NULL && step_key != NULL;
 }
 
 bool
-inv_product_from_json(struct ag_valid *v, json_t *body, struct inv_product *out)
+inv_reserve_lines(struct ag_valid *v, json_t *data, struct inv_line *out_lines, size_t *out_n)
 {
-    memset(out, 0, sizeof(*out));
-    out->description = "";
-    out->active = true;
-    ag_valid_unknown(v, body, NULL, PRODUCT_FIELDS);
-    product_fields(v, body, out, true);
-    return ag_valid_ok(v);
+    static const char *const LINE_FIELDS[] = { "product_id", "quantity", NULL };
+    *out_n = 0;
+    json_t *lines = ag_valid_array(v, data, NULL, "lines", AG_VALID_REQUIRED, 1, INV_LINES_MAX);
+    if (lines == NULL)
+        return false;
+    bool ok = true;
+    size_t i;
+    json_t *item;
+    json_array_foreach(lines, i, item)
+    {
+        char prefix[32];
+        snprintf(prefix, sizeof(prefix), "lines[%zu]", i);
+        if (!json_is_object(item)) {
+            ag_valid_error(v, prefix, "type", "must be an object");
+            ok = false;
+            continue;
+        }
+        ag_valid_unknown(v, item, prefix, LINE_FIELDS);
+        const char *pid = ag_valid_string(v, item, prefix, "product_id", AG_VALID_REQUIRED, 1, 64);
+        int64_t q = 0;
+        bool qok = ag_valid_int(v, item, prefix, "quantity", AG_VALID_REQUIRED, 1,
+                                INV_QUANTITY_MAX, &q);
+        if (pid != NULL && !inv_id_is_valid(ag_str_from_cstr(pid))) {
+            char field[48];
+            snprintf(field, sizeof(field), "%s.product_id", prefix);
+            ag_valid_error(v, field, "invalid", "must be a UUIDv7");
+            pid = NULL;
+        }
+        if (pid == NULL || !qok) {
+            ok = false;
+            continue;
+        }
+        size_t j = 0;
+        while (j < *out_n && strcmp(out_lines[j].product_id, pid) != 0)
+            j++;
+        if (j == *out_n) {
+            memcpy(out_lines[j].product_id, pid, AG_UUID_STRLEN + 1);
+            out_lines[j].quantity = 0;
+            (*out_n)++;
+        }
+        if (out_lines[j].quantity > INV_QUANTITY_MAX - q) {
+            ag_valid_error(v, prefix, "too_large", "the product's total quantity is too large");
+            ok = false;
+            continue;
+        }
+        out_lines[j].quantity += q;
+    }
+    return ok && ag_valid_ok(v);
 }
 
-bool
-inv_product_patch(struct ag_valid *v, json_t *body, struct inv_product *p,
-                      int64_t *out_version)
+const char *
+inv_release_reason(struct ag_valid *v, json_t *data)
 {
-    ag_valid_unknown(v, body, NULL, PATCH_FIELDS);
-    product_fields(v, body, p, false);
-    int64_t version;
+    return ag_valid_enum(v, data, NULL, "reason", AG_VALID_REQUIRED, RELEASE_REASONS);
+}
+
+/* ---- Admin bodies ---- */
+
+bool
+inv_stock_put_from_json(struct ag_valid *v, json_t *body, int64_t *out_on_hand,
+                        const char **out_reason, int64_t *out_threshold, int64_t *out_version)
+{
+    ag_valid_unknown(v, body, NULL, PUT_FIELDS);
+    ag_valid_int(v, body, NULL, "on_hand", AG_VALID_REQUIRED, 0, INV_STOCK_MAX, out_on_hand);
+    *out_reason = ag_valid_string(v, body, NULL, "reason", AG_VALID_REQUIRED, 1, INV_REASON_MAX);
+    *out_threshold = -1;
+    if (ag_valid_is_null(body, "low_threshold"))
+        *out_threshold = -2;
+    else
+        ag_valid_int(v, body, NULL, "low_threshold", AG_VALID_OPTIONAL, 0, INV_STOCK_MAX,
+                     out_threshold);
     *out_version = -1;
-    if (ag_valid_int(v, body, NULL, "version", AG_VALID_OPTIONAL, 1, INT64_MAX, &version))
-        *out_version = version;
+    ag_valid_int(v, body, NULL, "version", AG_VALID_OPTIONAL, 1, INT64_MAX, out_version);
     return ag_valid_ok(v);
-}
-
-json_t *
-inv_product_to_json(const struct inv_product *p)
-{
-    return json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:s}, s:s?, s:s?, s:b, s:s, s:s, s:I}", "id",
-                     p->id, "sku", p->sku, "name", p->name, "description", p->description, "price",
-                     "amount", (json_int_t)p->price.amount, "currency", p->price.currency,
-                     "category", p->category, "image_url", p->image_url, "active", p->active,
-                     "created_at", p->created_at, "updated_at", p->updated_at, "version",
-                     (json_int_t)p->version);
 }
 
 bool
-inv_category_from_json(struct ag_valid *v, json_t *body, struct inv_category *out)
+inv_adjustment_from_json(struct ag_valid *v, json_t *body, int64_t *out_delta,
+                         const char **out_reason)
 {
-    memset(out, 0, sizeof(*out));
-    out->description = "";
-    ag_valid_unknown(v, body, NULL, CATEGORY_FIELDS);
-    const char *slug =
-        ag_valid_string(v, body, NULL, "slug", AG_VALID_REQUIRED, 1, INV_SLUG_MAX);
-    if (slug != NULL) {
-        if (inv_slug_is_valid(slug))
-            out->slug = slug;
-        else
-            ag_valid_error(v, "slug", "invalid",
-                           "must be lowercase letters, digits and '-', not starting with '-'");
-    }
-    out->name = ag_valid_string(v, body, NULL, "name", AG_VALID_REQUIRED, 1, INV_CAT_NAME_MAX);
-    nullable_string(v, body, "description", INV_CAT_DESC_MAX, NULL, NULL, true,
-                    &out->description);
+    ag_valid_unknown(v, body, NULL, ADJUST_FIELDS);
+    *out_delta = 0;
+    if (ag_valid_int(v, body, NULL, "delta", AG_VALID_REQUIRED, -INV_STOCK_MAX, INV_STOCK_MAX,
+                     out_delta) &&
+        *out_delta == 0)
+        ag_valid_error(v, "delta", "invalid", "must not be 0");
+    *out_reason = ag_valid_string(v, body, NULL, "reason", AG_VALID_REQUIRED, 1, INV_REASON_MAX);
     return ag_valid_ok(v);
 }
-
-json_t *
-inv_category_to_json(const struct inv_category *c)
-{
-    return json_pack("{s:s, s:s, s:s}", "slug", c->slug, "name", c->name, "description",
-                     c->description);
-}
-
-/* ---- Search ---- */
 
 int
-inv_search_query(const char *q, struct ag_buf *out)
+inv_parse_ids(const char *s, char out[][AG_UUID_STRLEN + 1])
 {
-    size_t n = strlen(q);
-    size_t points;
-    if (ag_utf8_count(q, n, &points) != 0)
-        return AG_EINVAL;
-    if (points > INV_QUERY_MAX)
-        return AG_ERANGE;
-    /* Words are runs of ASCII letters/digits and non-ASCII characters; all
-     * else (quotes, operators, '*', parentheses) separates words, so no FTS5
-     * syntax can come from the user. */
-    int terms = 0;
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && !is_alnum(q[i]) && (unsigned char)q[i] < 0x80)
-            i++;
-        size_t start = i;
-        while (i < n && (is_alnum(q[i]) || (unsigned char)q[i] >= 0x80))
-            i++;
-        if (i == start)
-            continue;
-        if (terms > 0)
-            ag_buf_append_char(out, ' ');
-        ag_buf_append_char(out, '"');
-        ag_buf_append(out, q + start, i - start);
-        ag_buf_append_cstr(out, "\"*");
-        terms++;
+    int n = 0;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == INV_IDS_MAX || !inv_id_is_valid(ag_str_make(p, len)))
+            return -1;
+        memcpy(out[n], p, AG_UUID_STRLEN);
+        out[n][AG_UUID_STRLEN] = '\0';
+        n++;
+        if (comma == NULL)
+            return n;
+        p = comma + 1;
     }
-    return terms;
 }
 
-/* ---- Cursors ---- */
-
 void
-inv_cursor_encode(const struct inv_cursor *c, char *out, size_t outlen)
+inv_cursor_encode(const char *last_id, char *out, size_t outlen)
 {
     char raw[64];
-    int n;
-    if (c->kind == INV_CURSOR_KEY)
-        n = snprintf(raw, sizeof(raw), "k%s", c->key);
-    else
-        n = snprintf(raw, sizeof(raw), "o%lld", (long long)c->offset);
+    int n = snprintf(raw, sizeof(raw), "k%s", last_id);
     ag_base64url_encode(raw, (size_t)n, out, outlen);
 }
 
 int
-inv_cursor_decode(const char *s, struct inv_cursor *out)
+inv_cursor_decode(const char *s, char out[AG_UUID_STRLEN + 1])
 {
     unsigned char raw[64];
     size_t n;
-    if (ag_base64url_decode(s, strlen(s), raw, sizeof(raw) - 1, &n) != 0 || n < 2)
+    if (ag_base64url_decode(s, strlen(s), raw, sizeof(raw) - 1, &n) != 0 || n < 2 || raw[0] != 'k')
         return AG_EINVAL;
-    raw[n] = '\0';
-    memset(out, 0, sizeof(*out));
     struct ag_str rest = ag_str_make((const char *)raw + 1, n - 1);
-    if (raw[0] == 'k') {
-        if (!ag_uuid_is_valid(rest))
-            return AG_EINVAL;
-        out->kind = INV_CURSOR_KEY;
-        memcpy(out->key, rest.ptr, AG_UUID_STRLEN);
-        out->key[AG_UUID_STRLEN] = '\0';
-        return 0;
-    }
-    if (raw[0] == 'o') {
-        out->kind = INV_CURSOR_OFFSET;
-        return ag_str_to_i64(rest, 1, INV_SEARCH_MAX_DEPTH, &out->offset) == 0 ? 0 : AG_EINVAL;
-    }
-    return AG_EINVAL;
+    if (!inv_id_is_valid(rest))
+        return AG_EINVAL;
+    memcpy(out, rest.ptr, AG_UUID_STRLEN);
+    out[AG_UUID_STRLEN] = '\0';
+    return 0;
 }

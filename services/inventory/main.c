@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* Inventory service: composition root. Wires the chassis (settings, database
- * and migrations, events runtime, port from agora/ports.h), the route table
- * and the optional seed data loaded into an empty inventory. */
+/* Inventory service: composition root. Wires the chassis (settings,
+ * database and migrations, events runtime, port from agora/ports.h), the
+ * route table, the consumer of product events and saga commands, the
+ * metrics, and the timer that releases expired reservations. */
 #include "agora/base.h"
 #include "inventory.h"
 
-#include <errno.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "agora/err.h"
@@ -16,135 +15,125 @@
 extern const struct ag_migration inventory_migrations[];
 extern const size_t inventory_nmigrations;
 
-#define SEED_MAX_BYTES (16u << 20)
+#define SUBSCRIPTION       "inventory"
+#define EXPIRY_INTERVAL_MS 1000 /* longest wait of the expiry timer */
 
+#define OFF(f) offsetof(struct inv_settings, f)
 static const struct ag_config_key INV_KEYS[] = {
-    { "AGORA_INVENTORY_SEED", AG_CONFIG_STRING, "", offsetof(struct inv_settings, seed_path), 0,
-      0, NULL, "JSON file of categories and products loaded when the inventory is empty" },
+    { "AGORA_INVENTORY_RESERVATION_TTL", AG_CONFIG_DURATION, "15m", OFF(reservation_ttl_ms), 100,
+      604800000, NULL,
+      "how long a reservation holds stock before it is released (reason expired)" },
+    { "AGORA_INVENTORY_LOW_THRESHOLD", AG_CONFIG_INT, "5", OFF(low_threshold), 0, INV_STOCK_MAX,
+      NULL, "available units at or under which stock.low is published (per product: low_threshold)" },
+    { "AGORA_INVENTORY_DEMO_STOCK", AG_CONFIG_INT, "0", OFF(demo_stock), 0, INV_STOCK_MAX, NULL,
+      "units on hand given to every product created from then on (demo shop; agora up sets 100)" },
+    { "AGORA_INVENTORY_ACK_DEADLINE", AG_CONFIG_DURATION, "30s", OFF(ack_deadline_ms), 100,
+      600000, NULL, "lease of a delivered event or command before the bus redelivers it" },
+    { "AGORA_INVENTORY_CRASH_AFTER_COMMIT", AG_CONFIG_STRING, "", OFF(crash_after_commit), 0, 0,
+      NULL, "tests only: SIGKILL itself after committing an event of this type, before the ack" },
 };
+#undef OFF
 
-static int
-read_file(const char *path, struct ag_buf *out)
+static const char *const TOPICS[] = { "product.*", "cmd.inventory.*" };
+static const char *const COMMAND_LABELS[] = { "command", "outcome" };
+
+static void
+collect(struct ag_metrics *reg, void *udata)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        AG_LOGE("seed", "cannot open '%s': %s", path, strerror(errno));
-        return AG_EIO;
-    }
-    char chunk[65536];
-    size_t n;
-    int rc = 0;
-    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rc = ag_buf_append(out, chunk, n);
-    if (rc == 0 && ferror(f))
-        rc = AG_EIO;
-    fclose(f);
-    if (rc != 0)
-        AG_LOGE("seed", "cannot read '%s': %s", path, ag_strerror(rc));
-    return rc;
+    AG_UNUSED(reg);
+    struct inv *inv = udata;
+    int64_t n;
+    if (inv_store_stock_reserved_total(inv->store, &n) == 0)
+        ag_gauge_set(inv->m_reserved, NULL, (double)n);
 }
 
-struct seed_ctx {
-    json_t *root;
-    struct ag_events *events;
-    int64_t categories;
-    int64_t products;
+struct expire_tx {
+    struct inv *inv;
+    int released;
 };
 
 static int
-seed_tx(struct ag_store *store, void *arg)
+expire_tx_fn(struct ag_store *st, void *arg)
 {
-    struct seed_ctx *sc = arg;
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    size_t i;
-    json_t *item;
-    json_array_foreach(json_object_get(sc->root, "categories"), i, item)
-    {
-        struct ag_valid v;
-        ag_valid_init(&v);
-        struct inv_category c;
-        bool ok = json_is_object(item) && inv_category_from_json(&v, item, &c);
-        ag_valid_release(&v);
-        if (!ok) {
-            AG_LOGE("seed", "category #%zu is invalid", i);
-            return AG_EINVAL;
-        }
-        int rc = inv_store_category_insert(store, &c, now);
-        if (rc != 0 && rc != AG_EEXIST)
-            return rc;
-        sc->categories += rc == 0;
-    }
-    json_array_foreach(json_object_get(sc->root, "products"), i, item)
-    {
-        struct ag_valid v;
-        ag_valid_init(&v);
-        struct inv_product p;
-        bool ok = json_is_object(item) && inv_product_from_json(&v, item, &p);
-        if (!ok) {
-            char *errs = json_dumps(v.errors, JSON_COMPACT);
-            AG_LOGE("seed", "product #%zu is invalid: %s", i, errs ? errs : "not an object");
-            ag_free(errs);
-            ag_valid_release(&v);
-            return AG_EINVAL;
-        }
-        ag_valid_release(&v);
-        int rc = inv_create_product(store, sc->events, &p, NULL, NULL);
+    struct expire_tx *t = arg;
+    return inv_expire_due(t->inv, st, ag_time_unix_ms(), &t->released);
+}
+
+/* Release what expired, a batch per transaction. Returns how many. */
+static int
+expire_now(struct inv *inv)
+{
+    int total = 0;
+    for (;;) {
+        struct expire_tx t = { .inv = inv };
+        int rc = ag_store_tx(inv->store, expire_tx_fn, &t);
         if (rc != 0) {
-            AG_LOGE("seed", "cannot insert product '%s': %s", p.sku, ag_strerror(rc));
-            return rc;
+            AG_LOGE("inventory", "cannot release expired reservations: %s", ag_strerror(rc));
+            return total;
         }
-        sc->products++;
+        total += t.released;
+        if (t.released < INV_EXPIRE_BATCH)
+            break;
     }
-    return 0;
+    if (total > 0) {
+        AG_LOGI("inventory", "released %d expired reservations", total);
+        inv_events_kick(inv->events);
+    }
+    return total;
 }
 
-static int
-load_seed(struct inv *cat)
+static void
+on_expiry_timer(uv_timer_t *t)
 {
-    const char *path = cat->settings.seed_path;
-    if (path == NULL || path[0] == '\0')
-        return 0;
-    int64_t count;
-    int rc = inv_store_count(cat->store, &count);
-    if (rc != 0)
-        return rc;
-    if (count > 0) {
-        AG_LOGI("seed", "inventory holds %lld products; seed '%s' not loaded", (long long)count,
-                path);
-        return 0;
-    }
-    struct ag_buf data = AG_BUF_INIT(SEED_MAX_BYTES);
-    rc = read_file(path, &data);
-    if (rc != 0) {
-        ag_buf_release(&data);
-        return rc;
-    }
-    char err[160];
-    json_t *root = ag_json_parse(ag_buf_cstr(&data), data.len, err, sizeof(err));
-    ag_buf_release(&data);
-    if (root == NULL || !json_is_object(root)) {
-        AG_LOGE("seed", "'%s' is not a JSON object: %s", path, root ? "wrong type" : err);
-        json_decref(root);
-        return AG_EINVAL;
-    }
-    struct seed_ctx sc = { .root = root, .events = cat->events };
-    rc = ag_store_tx(cat->store, seed_tx, &sc);
-    json_decref(root);
-    if (rc == 0)
-        AG_LOGI("seed", "loaded %lld categories and %lld products from '%s'",
-                (long long)sc.categories, (long long)sc.products, path);
-    return rc;
+    expire_now(t->data);
 }
 
 static int
 on_start(struct ag_service *svc, void *udata)
 {
-    struct inv *cat = udata;
-    cat->svc = svc;
-    cat->store = ag_service_store(svc);
-    cat->events = ag_service_events(svc);
-    return load_seed(cat);
+    struct inv *inv = udata;
+    inv->svc = svc;
+    inv->store = ag_service_store(svc);
+    inv->events = ag_service_events(svc);
+    struct ag_metrics *reg = ag_service_metrics(svc);
+    inv->m_commands = ag_metrics_counter(reg, "inventory_commands_total",
+                                         "Saga commands handled, by command and outcome",
+                                         COMMAND_LABELS, AG_ARRAY_SIZE(COMMAND_LABELS));
+    inv->m_reserved = ag_metrics_gauge(reg, "stock_reserved",
+                                       "Units held by reservations, all products", NULL, 0);
+    ag_metrics_on_collect(reg, collect, inv);
+
+    struct ag_events_sub_options opts = { .ack_deadline_ms = inv->settings.ack_deadline_ms };
+    int rc = ag_events_subscribe_ex(inv->events, SUBSCRIPTION, TOPICS, AG_ARRAY_SIZE(TOPICS),
+                                    &opts, inv_events_handle, inv);
+    if (rc != 0)
+        return rc;
+    ag_events_on_commit(inv->events, inv_events_committed, inv);
+
+    /* Reservations that expired while the service was down go first. */
+    expire_now(inv);
+    uint64_t every = inv->settings.reservation_ttl_ms / 2;
+    if (every > EXPIRY_INTERVAL_MS)
+        every = EXPIRY_INTERVAL_MS;
+    if (every < 50)
+        every = 50;
+    uv_timer_init(ag_service_loop(svc), &inv->expiry);
+    inv->expiry.data = inv;
+    uv_timer_start(&inv->expiry, on_expiry_timer, every, every);
+    inv->expiry_started = true;
+    return 0;
+}
+
+static void
+on_stopping(struct ag_service *svc, void *udata)
+{
+    AG_UNUSED(svc);
+    struct inv *inv = udata;
+    if (inv->expiry_started) {
+        uv_timer_stop(&inv->expiry);
+        uv_close((uv_handle_t *)&inv->expiry, NULL);
+        inv->expiry_started = false;
+    }
 }
 
 int
@@ -152,7 +141,7 @@ main(int argc, char **argv)
 {
     /* The service's state: main's for the whole run, reached by callbacks
      * through their udata, never through a global. */
-    struct inv cat = { 0 };
+    struct inv inv = { .magic = INV_MAGIC };
     struct ag_service_config cfg = {
         .name = "inventory",
         .version = "0.1.0",
@@ -161,16 +150,17 @@ main(int argc, char **argv)
         .nmigrations = inventory_nmigrations,
         .keys = INV_KEYS,
         .nkeys = AG_ARRAY_SIZE(INV_KEYS),
-        .settings = &cat.settings,
+        .settings = &inv.settings,
         .on_start = on_start,
+        .on_stopping = on_stopping,
         .events = true,
-        .udata = &cat,
+        .udata = &inv,
     };
     struct ag_service *svc;
     int rc = ag_service_init(&svc, argc, argv, &cfg);
     if (rc != 0)
         return ag_service_exit_code(rc);
-    rc = ag_service_routes(svc, inv_routes, inv_nroutes, &cat);
+    rc = ag_service_routes(svc, inv_routes, inv_nroutes, &inv);
     int status = rc == 0 ? ag_service_run(svc) : 1;
     ag_service_free(svc);
     return status;
