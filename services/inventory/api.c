@@ -64,9 +64,8 @@ inv_stock_to_json(const struct inv *inv, const struct inv_stock *s)
                      s->product_id, "on_hand", (json_int_t)s->on_hand, "reserved",
                      (json_int_t)s->reserved, "available", (json_int_t)inv_available(&st),
                      "low_threshold", (json_int_t)threshold, "low_threshold_default",
-                     s->low_threshold < 0, "active", s->active, "version",
-                     (json_int_t)s->version, "created_at", s->created_at, "updated_at",
-                     s->updated_at);
+                     s->low_threshold < 0, "active", s->active, "version", (json_int_t)s->version,
+                     "created_at", s->created_at, "updated_at", s->updated_at);
 }
 
 static const char *
@@ -144,8 +143,8 @@ list_stock(struct ag_http_req *req, void *udata)
             .on_hand = rc == 0 ? s.on_hand : 0,
             .reserved = rc == 0 ? s.reserved : 0,
         };
-        json_array_append_new(items, json_pack("{s:s, s:I}", "product_id", parsed[i],
-                                               "available", (json_int_t)inv_available(&st)));
+        json_array_append_new(items, json_pack("{s:s, s:I}", "product_id", parsed[i], "available",
+                                               (json_int_t)inv_available(&st)));
     }
     ag_send_json(req, 200, json_pack("{s:o}", "items", items));
 }
@@ -172,14 +171,14 @@ get_stock(struct ag_http_req *req, void *udata)
 struct change_tx {
     struct inv *inv;
     const char *product_id;
-    int64_t expected;    /* PUT: the version the client saw, or -1 */
-    bool set;            /* PUT: on_hand is absolute */
-    int64_t value;       /* PUT: on_hand; POST: delta */
-    int64_t threshold;   /* PUT: -1 keep, -2 default, else the value */
+    int64_t expected;  /* PUT: the version the client saw, or -1 */
+    bool set;          /* PUT: on_hand is absolute */
+    int64_t value;     /* PUT: on_hand; POST: delta */
+    int64_t threshold; /* PUT: -1 keep, -2 default, else the value */
     struct inv_movement m;
     const char *traceparent;
-    struct inv_stock s;  /* after the change */
-    json_t *replayed;    /* POST: the movement of an earlier request with the key */
+    struct inv_stock s; /* after the change */
+    json_t *replayed;   /* POST: the movement of an earlier request with the key */
 };
 
 static int
@@ -328,9 +327,9 @@ adjust_stock(struct ag_http_req *req, void *udata)
     set_etag(req, t.s.version);
     if (t.replayed != NULL) {
         ag_http_resp_header(req, "Idempotent-Replayed", "true");
-        ag_send_json(req, 200,
-                     json_pack("{s:o, s:o}", "movement", t.replayed, "stock",
-                               inv_stock_to_json(inv, &t.s)));
+        ag_send_json(
+            req, 200,
+            json_pack("{s:o, s:o}", "movement", t.replayed, "stock", inv_stock_to_json(inv, &t.s)));
         return;
     }
     inv_events_kick(inv->events);
@@ -340,9 +339,9 @@ adjust_stock(struct ag_http_req *req, void *udata)
         (json_int_t)0, "on_hand", (json_int_t)t.s.on_hand, "reserved", (json_int_t)t.s.reserved,
         "reason", reason, "order_id", "actor", t.m.actor ? json_string(t.m.actor) : json_null(),
         "created_at", t.s.updated_at);
-    ag_send_json(req, 201,
-                 json_pack("{s:o, s:o}", "movement", movement, "stock",
-                           inv_stock_to_json(inv, &t.s)));
+    ag_send_json(
+        req, 201,
+        json_pack("{s:o, s:o}", "movement", movement, "stock", inv_stock_to_json(inv, &t.s)));
 }
 
 static void

@@ -29,8 +29,8 @@ available_of(const struct inv_stock *s)
 }
 
 int
-inv_stock_change(struct inv *inv, struct ag_store *st, struct inv_stock *s,
-                 struct inv_movement *m, const char *traceparent)
+inv_stock_change(struct inv *inv, struct ag_store *st, struct inv_stock *s, struct inv_movement *m,
+                 const char *traceparent)
 {
     struct inv_stock_state state = {
         .known = true, .active = s->active, .on_hand = s->on_hand, .reserved = s->reserved
@@ -217,10 +217,10 @@ reserve(struct cmd *c, json_t *data)
     snprintf(r.state, sizeof(r.state), "held");
     ag_time_rfc3339(expires_ms, r.expires_at);
     r.expires_ms = expires_ms;
-    c->reply = reply_new("inventory.reserved",
-                         json_pack("{s:s, s:s, s:o, s:s}", "reservation_id", r.id, "order_id",
-                                   c->order_id, "lines", lines_json(lines, n), "expires_at",
-                                   r.expires_at));
+    c->reply =
+        reply_new("inventory.reserved",
+                  json_pack("{s:s, s:s, s:o, s:s}", "reservation_id", r.id, "order_id", c->order_id,
+                            "lines", lines_json(lines, n), "expires_at", r.expires_at));
     r.reserve_reply = reply_text(c->reply, c->pool);
     rc = inv_store_reservation_insert(c->st, &r);
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -378,10 +378,10 @@ commit(struct cmd *c)
         return rc;
     snprintf(r.state, sizeof(r.state), "committed");
     ag_time_rfc3339(ag_time_unix_ms(), r.committed_at);
-    c->reply = reply_new("inventory.committed",
-                         json_pack("{s:s, s:s, s:o, s:s}", "reservation_id", r.id, "order_id",
-                                   r.order_id, "lines", lines_json(lines, n), "committed_at",
-                                   r.committed_at));
+    c->reply =
+        reply_new("inventory.committed",
+                  json_pack("{s:s, s:s, s:o, s:s}", "reservation_id", r.id, "order_id", r.order_id,
+                            "lines", lines_json(lines, n), "committed_at", r.committed_at));
     r.commit_reply = reply_text(c->reply, c->pool);
     c->outcome = "committed";
     return inv_store_reservation_update(c->st, &r);

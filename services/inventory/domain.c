@@ -47,14 +47,10 @@ const char *
 inv_reject_name(enum inv_reject r)
 {
     switch (r) {
-    case INV_REJECT_NONE:
-        return "none";
-    case INV_REJECT_OUT_OF_STOCK:
-        return "out_of_stock";
-    case INV_REJECT_UNKNOWN_PRODUCT:
-        return "unknown_product";
-    case INV_REJECT_INVALID:
-        return "invalid";
+    case INV_REJECT_NONE: return "none";
+    case INV_REJECT_OUT_OF_STOCK: return "out_of_stock";
+    case INV_REJECT_UNKNOWN_PRODUCT: return "unknown_product";
+    case INV_REJECT_INVALID: return "invalid";
     }
     return "invalid";
 }
@@ -111,8 +107,8 @@ inv_step_key_is_valid(const char *order_id, const char *step_key)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = step[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-                  c == '-';
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
         if (!ok)
             return false;
     }
@@ -162,8 +158,8 @@ inv_reserve_lines(struct ag_valid *v, json_t *data, struct inv_line *out_lines, 
         ag_valid_unknown(v, item, prefix, LINE_FIELDS);
         const char *pid = ag_valid_string(v, item, prefix, "product_id", AG_VALID_REQUIRED, 1, 64);
         int64_t q = 0;
-        bool qok = ag_valid_int(v, item, prefix, "quantity", AG_VALID_REQUIRED, 1,
-                                INV_QUANTITY_MAX, &q);
+        bool qok =
+            ag_valid_int(v, item, prefix, "quantity", AG_VALID_REQUIRED, 1, INV_QUANTITY_MAX, &q);
         if (pid != NULL && !inv_id_is_valid(ag_str_from_cstr(pid))) {
             char field[48];
             snprintf(field, sizeof(field), "%s.product_id", prefix);

@@ -14,12 +14,12 @@
 #include "agora/str.h"
 #include "agora/uuid.h"
 
-#define INV_LINES_MAX     100                      /* lines of one reservation */
-#define INV_QUANTITY_MAX  INT64_C(2147483647)      /* common.schema.json quantity */
-#define INV_STOCK_MAX     INT64_C(2147483647)      /* units of one product (stock_count) */
-#define INV_REASON_MAX    200                      /* code points of a movement reason */
-#define INV_STEP_MAX      64                       /* bytes of a step name after "<order_id>:" */
-#define INV_IDS_MAX       100                      /* product ids of one public stock query */
+#define INV_LINES_MAX    100                 /* lines of one reservation */
+#define INV_QUANTITY_MAX INT64_C(2147483647) /* common.schema.json quantity */
+#define INV_STOCK_MAX    INT64_C(2147483647) /* units of one product (stock_count) */
+#define INV_REASON_MAX   200                 /* code points of a movement reason */
+#define INV_STEP_MAX     64                  /* bytes of a step name after "<order_id>:" */
+#define INV_IDS_MAX      100                 /* product ids of one public stock query */
 
 /* One line of a reservation: a product and a number of units. */
 struct inv_line {
@@ -29,10 +29,10 @@ struct inv_line {
 
 /* What the store knows of a product when a reservation is decided. */
 struct inv_stock_state {
-    bool known;        /* a stock row exists */
-    bool active;       /* not deleted from the catalog */
-    int64_t on_hand;   /* units in the warehouse */
-    int64_t reserved;  /* units held by reservations */
+    bool known;       /* a stock row exists */
+    bool active;      /* not deleted from the catalog */
+    int64_t on_hand;  /* units in the warehouse */
+    int64_t reserved; /* units held by reservations */
 };
 
 /* True for a UUIDv7 in lowercase canonical form (common.schema.json uuid):
@@ -90,8 +90,7 @@ bool inv_command_head(struct ag_valid *v, json_t *data, const char **out_order_i
 /* The lines of cmd.inventory.reserve, merged by product (quantities of a
  * product named twice are added). 'out_lines' holds INV_LINES_MAX entries;
  * '*out_n' gets how many are used. Errors go to 'v'. */
-bool inv_reserve_lines(struct ag_valid *v, json_t *data, struct inv_line *out_lines,
-                       size_t *out_n);
+bool inv_reserve_lines(struct ag_valid *v, json_t *data, struct inv_line *out_lines, size_t *out_n);
 
 /* The reason of cmd.inventory.release (inventory.released's enum), or NULL
  * with an error in 'v'. */
@@ -103,8 +102,7 @@ const char *inv_release_reason(struct ag_valid *v, json_t *data);
  * '*out_threshold' is -1 when absent, -2 when null (back to the default);
  * '*out_version' -1 when absent. */
 bool inv_stock_put_from_json(struct ag_valid *v, json_t *body, int64_t *out_on_hand,
-                             const char **out_reason, int64_t *out_threshold,
-                             int64_t *out_version);
+                             const char **out_reason, int64_t *out_threshold, int64_t *out_version);
 
 /* POST /v1/stock/{id}/adjustments: {delta, reason}; delta non-zero. */
 bool inv_adjustment_from_json(struct ag_valid *v, json_t *body, int64_t *out_delta,

@@ -16,8 +16,8 @@
 #include "agora/log.h"
 
 int
-inv_events_publish(struct ag_events *ev, const char *type, const char *subject,
-                   const json_t *data, const char *traceparent)
+inv_events_publish(struct ag_events *ev, const char *type, const char *subject, const json_t *data,
+                   const char *traceparent)
 {
     if (ev == NULL)
         return 0;
@@ -107,8 +107,8 @@ inv_events_committed(struct ag_events *ev, const char *subscription, const json_
     AG_UNUSED(subscription);
     struct inv *inv = udata;
     if (inv->fx.command != NULL && inv->fx.outcome != NULL)
-        ag_counter_add(inv->m_commands,
-                       (const char *const[]){ inv->fx.command, inv->fx.outcome }, 1);
+        ag_counter_add(inv->m_commands, (const char *const[]){ inv->fx.command, inv->fx.outcome },
+                       1);
     memset(&inv->fx, 0, sizeof(inv->fx));
     const char *crash = inv->settings.crash_after_commit;
     const char *type = json_string_value(json_object_get(event, "type"));

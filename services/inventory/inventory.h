@@ -130,8 +130,7 @@ int inv_reservation_json(struct ag_store *st, const struct inv_reservation *r, j
 int inv_events_publish(struct ag_events *ev, const char *type, const char *subject,
                        const json_t *data, const char *traceparent);
 /* The consumer of subscription "inventory": product.* and cmd.inventory.*. */
-int inv_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event,
-                      void *udata);
+int inv_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event, void *udata);
 /* After a consumer transaction committed: count its effect. */
 void inv_events_committed(struct ag_events *ev, const char *subscription, const json_t *event,
                           void *udata);
@@ -160,8 +159,8 @@ int inv_store_movement_by_key(struct ag_store *st, const char *product_id, const
 int inv_store_movement_list(struct ag_store *st, const char *product_id, const char *after_id,
                             int64_t limit, json_t *items, bool *out_more);
 
-int inv_store_reservation_by_order(struct ag_store *st, const char *order_id,
-                                   struct ag_pool *pool, struct inv_reservation *out);
+int inv_store_reservation_by_order(struct ag_store *st, const char *order_id, struct ag_pool *pool,
+                                   struct inv_reservation *out);
 int inv_store_reservation_by_id(struct ag_store *st, const char *id, struct ag_pool *pool,
                                 struct inv_reservation *out);
 int inv_store_reservation_insert(struct ag_store *st, const struct inv_reservation *r);
@@ -172,8 +171,7 @@ int inv_store_reservation_due(struct ag_store *st, int64_t now_ms, size_t max,
                               char (*out_ids)[AG_UUID_STRLEN + 1], size_t *out_n);
 /* Reservations, newest first, optionally of one order, after 'after_id'. */
 int inv_store_reservation_list(struct ag_store *st, const char *order_id, const char *after_id,
-                               int64_t limit, struct ag_pool *pool, json_t *items,
-                               bool *out_more);
+                               int64_t limit, struct ag_pool *pool, json_t *items, bool *out_more);
 
 int inv_store_line_insert(struct ag_store *st, const char *reservation_id,
                           const struct inv_line *l);

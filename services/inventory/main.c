@@ -24,11 +24,12 @@ static const struct ag_config_key INV_KEYS[] = {
       604800000, NULL,
       "how long a reservation holds stock before it is released (reason expired)" },
     { "AGORA_INVENTORY_LOW_THRESHOLD", AG_CONFIG_INT, "5", OFF(low_threshold), 0, INV_STOCK_MAX,
-      NULL, "available units at or under which stock.low is published (per product: low_threshold)" },
+      NULL,
+      "available units at or under which stock.low is published (per product: low_threshold)" },
     { "AGORA_INVENTORY_DEMO_STOCK", AG_CONFIG_INT, "0", OFF(demo_stock), 0, INV_STOCK_MAX, NULL,
       "units on hand given to every product created from then on (demo shop; agora up sets 100)" },
-    { "AGORA_INVENTORY_ACK_DEADLINE", AG_CONFIG_DURATION, "30s", OFF(ack_deadline_ms), 100,
-      600000, NULL, "lease of a delivered event or command before the bus redelivers it" },
+    { "AGORA_INVENTORY_ACK_DEADLINE", AG_CONFIG_DURATION, "30s", OFF(ack_deadline_ms), 100, 600000,
+      NULL, "lease of a delivered event or command before the bus redelivers it" },
     { "AGORA_INVENTORY_CRASH_AFTER_COMMIT", AG_CONFIG_STRING, "", OFF(crash_after_commit), 0, 0,
       NULL, "tests only: SIGKILL itself after committing an event of this type, before the ack" },
 };
@@ -104,8 +105,8 @@ on_start(struct ag_service *svc, void *udata)
     ag_metrics_on_collect(reg, collect, inv);
 
     struct ag_events_sub_options opts = { .ack_deadline_ms = inv->settings.ack_deadline_ms };
-    int rc = ag_events_subscribe_ex(inv->events, SUBSCRIPTION, TOPICS, AG_ARRAY_SIZE(TOPICS),
-                                    &opts, inv_events_handle, inv);
+    int rc = ag_events_subscribe_ex(inv->events, SUBSCRIPTION, TOPICS, AG_ARRAY_SIZE(TOPICS), &opts,
+                                    inv_events_handle, inv);
     if (rc != 0)
         return rc;
     ag_events_on_commit(inv->events, inv_events_committed, inv);

@@ -94,9 +94,8 @@ inv_store_stock_reserved_total(struct ag_store *st, int64_t *out_n)
 /* ---- Movements ---- */
 
 int
-inv_store_movement_insert(struct ag_store *st, const char *product_id,
-                          const struct inv_movement *m, int64_t on_hand, int64_t reserved,
-                          const char *now)
+inv_store_movement_insert(struct ag_store *st, const char *product_id, const struct inv_movement *m,
+                          int64_t on_hand, int64_t reserved, const char *now)
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
@@ -125,19 +124,16 @@ inv_store_movement_insert(struct ag_store *st, const char *product_id,
 static json_t *
 movement_row(struct ag_stmt *s)
 {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "id",
-                          ag_stmt_col_text(s, 0), "product_id", ag_stmt_col_text(s, 1), "kind",
-                          ag_stmt_col_text(s, 2), "on_hand_delta",
-                          (json_int_t)ag_stmt_col_i64(s, 3), "reserved_delta",
-                          (json_int_t)ag_stmt_col_i64(s, 4), "on_hand",
-                          (json_int_t)ag_stmt_col_i64(s, 5), "reserved",
-                          (json_int_t)ag_stmt_col_i64(s, 6), "reason", ag_stmt_col_text(s, 7),
-                          "created_at", ag_stmt_col_text(s, 10));
+    json_t *j = json_pack(
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "id", ag_stmt_col_text(s, 0), "product_id",
+        ag_stmt_col_text(s, 1), "kind", ag_stmt_col_text(s, 2), "on_hand_delta",
+        (json_int_t)ag_stmt_col_i64(s, 3), "reserved_delta", (json_int_t)ag_stmt_col_i64(s, 4),
+        "on_hand", (json_int_t)ag_stmt_col_i64(s, 5), "reserved", (json_int_t)ag_stmt_col_i64(s, 6),
+        "reason", ag_stmt_col_text(s, 7), "created_at", ag_stmt_col_text(s, 10));
     for (int i = 8; i <= 9; i++) {
         const char *name = i == 8 ? "order_id" : "actor";
-        json_object_set_new(j, name,
-                            ag_stmt_col_is_null(s, i) ? json_null()
-                                                      : json_string(ag_stmt_col_text(s, i)));
+        json_object_set_new(
+            j, name, ag_stmt_col_is_null(s, i) ? json_null() : json_string(ag_stmt_col_text(s, i)));
     }
     return j;
 }

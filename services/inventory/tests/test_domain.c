@@ -25,11 +25,11 @@ test_guard_never_reserves_more_than_available(void **state)
         bool ok;
         int64_t available;
     } cases[] = {
-        { { true, true, 10, 0 }, 10, true, 10 },  { { true, true, 10, 0 }, 11, false, 10 },
-        { { true, true, 10, 9 }, 1, true, 1 },    { { true, true, 10, 9 }, 2, false, 1 },
-        { { true, true, 10, 10 }, 1, false, 0 },  { { true, true, 0, 0 }, 1, false, 0 },
-        { { true, false, 10, 0 }, 1, false, 0 },  { { false, false, 0, 0 }, 1, false, 0 },
-        { { true, true, 10, 0 }, 0, false, 10 },  { { true, true, 10, 0 }, -1, false, 10 },
+        { { true, true, 10, 0 }, 10, true, 10 }, { { true, true, 10, 0 }, 11, false, 10 },
+        { { true, true, 10, 9 }, 1, true, 1 },   { { true, true, 10, 9 }, 2, false, 1 },
+        { { true, true, 10, 10 }, 1, false, 0 }, { { true, true, 0, 0 }, 1, false, 0 },
+        { { true, false, 10, 0 }, 1, false, 0 }, { { false, false, 0, 0 }, 1, false, 0 },
+        { { true, true, 10, 0 }, 0, false, 10 }, { { true, true, 10, 0 }, -1, false, 10 },
         { { true, true, 5, 7 }, 1, false, 0 }, /* corrupt row: never negative */
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
@@ -44,13 +44,15 @@ test_decide_is_all_or_nothing(void **state)
 {
     AG_UNUSED(state);
     struct inv_line lines[3] = { { P1, 2 }, { P2, 5 }, { P1, 1 } };
-    struct inv_stock_state ok[3] = { { true, true, 10, 0 }, { true, true, 5, 0 },
+    struct inv_stock_state ok[3] = { { true, true, 10, 0 },
+                                     { true, true, 5, 0 },
                                      { true, true, 3, 0 } };
     bool failed[3];
     assert_int_equal(inv_reserve_decide(lines, ok, 3, failed), INV_REJECT_NONE);
     assert_false(failed[0] || failed[1] || failed[2]);
 
-    struct inv_stock_state short_[3] = { { true, true, 10, 0 }, { true, true, 5, 1 },
+    struct inv_stock_state short_[3] = { { true, true, 10, 0 },
+                                         { true, true, 5, 1 },
                                          { true, true, 3, 0 } };
     assert_int_equal(inv_reserve_decide(lines, short_, 3, failed), INV_REJECT_OUT_OF_STOCK);
     assert_false(failed[0]);
@@ -58,7 +60,8 @@ test_decide_is_all_or_nothing(void **state)
     assert_false(failed[2]);
 
     /* An unknown product outranks a shortage, whatever the order. */
-    struct inv_stock_state unknown[3] = { { true, true, 0, 0 }, { false, false, 0, 0 },
+    struct inv_stock_state unknown[3] = { { true, true, 0, 0 },
+                                          { false, false, 0, 0 },
                                           { true, true, 3, 0 } };
     assert_int_equal(inv_reserve_decide(lines, unknown, 3, failed), INV_REJECT_UNKNOWN_PRODUCT);
     assert_true(failed[0] && failed[1]);
@@ -134,7 +137,8 @@ test_command_validation_table(void **state)
         const char *data;
         const char *fields; /* expected error fields, "" when valid */
     } cases[] = {
-        { "{\"order_id\":\"" ORDER "\",\"step_key\":\"" ORDER ":reserve\",\"lines\":[{\"product_id\":"
+        { "{\"order_id\":\"" ORDER "\",\"step_key\":\"" ORDER
+          ":reserve\",\"lines\":[{\"product_id\":"
           "\"" P1 "\",\"quantity\":1}]}",
           "" },
         { "{}", "order_id,step_key,lines" },
@@ -196,8 +200,7 @@ static void
 test_release_reason(void **state)
 {
     AG_UNUSED(state);
-    static const char *const ok[] = { "cancelled", "expired", "payment_failed",
-                                      "shipment_failed" };
+    static const char *const ok[] = { "cancelled", "expired", "payment_failed", "shipment_failed" };
     for (size_t i = 0; i < AG_ARRAY_SIZE(ok); i++) {
         char text[64];
         snprintf(text, sizeof(text), "{\"reason\":\"%s\"}", ok[i]);
