@@ -44,6 +44,8 @@ static const struct {
     { "users",
       { "AGORA_USERS_ADMIN_EMAIL=admin@agora.local", "AGORA_USERS_ADMIN_PASSWORD=@ADMINPW@",
         NULL } },
+    /* Every product the catalog seeds gets 100 units, so the shop sells. */
+    { "inventory", { "AGORA_INVENTORY_DEMO_STOCK=100", NULL } },
     { "catalog", { "AGORA_CATALOG_SEED=@SRC@/services/catalog/demo/catalog.json", NULL } },
     { "gateway",
       { "AGORA_GATEWAY_WEB_ROOT=@SRC@/web", "AGORA_OPS_ADDRESS=@OPS@",

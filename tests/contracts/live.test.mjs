@@ -431,6 +431,67 @@ describe('the public API description against the running shop', () => {
         await write('/api/v1/payments/{id}/void', { params: { id: NO_SUCH_ID }, json: {}, expect: 404 });
     });
 
+    it('inventory: availability, stock with its preconditions and history, reservations', async () => {
+        // A product from the catalog reaches inventory through the bus.
+        const product = { sku: `INV-${Date.now()}`, name: 'Contract stock', price: { amount: 500, currency: 'EUR' } };
+        const id = (await api('POST', '/api/v1/products', { token: s.admin, json: product, expect: 201 })).json.id;
+        let got;
+        await waitFor(async () => {
+            got = await api('GET', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: id } });
+            return got.status === 200;
+        }, { timeoutMs: 30000, intervalMs: 100, message: 'the stock row of the new product' });
+        await api('GET', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: NO_SUCH_ID }, expect: 404 });
+        await api('GET', '/api/v1/stock/{product_id}', { token: s.token, params: { product_id: id }, expect: 403 });
+        await api('GET', '/api/v1/stock/{product_id}', { params: { product_id: id }, expect: 401 });
+
+        const etag = got.headers.get('etag');
+        await api('PUT', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: id }, json: { on_hand: 5, reason: 'count' }, expect: 428 });
+        await api('PUT', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: id }, headers: { 'if-match': '"999"' }, json: { on_hand: 5, reason: 'count' }, expect: 412 });
+        await api('PUT', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: id }, headers: { 'if-match': etag }, json: { on_hand: -5 }, expect: 422 });
+        await api('PUT', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: id }, body: '{', expect: 400 });
+        await api('PUT', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: NO_SUCH_ID }, json: { on_hand: 5, reason: 'count', version: 1 }, expect: 404 });
+        const set = await api('PUT', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: id }, headers: { 'if-match': etag }, json: { on_hand: 5, reason: 'count' }, expect: 200 });
+        assert.equal(set.json.available, 5);
+
+        const key = crypto.randomUUID();
+        const adj = { token: s.admin, params: { product_id: id }, headers: { 'idempotency-key': key }, json: { delta: 3, reason: 'delivery' } };
+        await api('POST', '/api/v1/stock/{product_id}/adjustments', { ...adj, expect: 201 });
+        await api('POST', '/api/v1/stock/{product_id}/adjustments', { ...adj, expect: 200 });
+        await api('POST', '/api/v1/stock/{product_id}/adjustments', { token: s.admin, params: { product_id: id }, json: { delta: 0, reason: '' }, expect: 422 });
+        await api('POST', '/api/v1/stock/{product_id}/adjustments', { token: s.admin, params: { product_id: NO_SUCH_ID }, json: { delta: 1, reason: 'x' }, expect: 404 });
+        await api('GET', '/api/v1/stock/{product_id}/movements', { token: s.admin, params: { product_id: id }, query: { limit: 2 }, expect: 200 });
+        await api('GET', '/api/v1/stock/{product_id}/movements', { token: s.admin, params: { product_id: id }, query: { cursor: '!' }, expect: 400 });
+
+        const avail = await api('GET', '/api/v1/stock', { query: { product_id: id }, expect: 200 });
+        assert.deepEqual(avail.json.items, [{ product_id: id, available: 8 }]);
+        await api('GET', '/api/v1/stock', { query: { product_id: 'x' }, expect: 400 });
+
+        // A reservation, as the orders service would ask for one.
+        const v7 = () => crypto.randomUUID().replace(/^(.{14})4/, (_, head) => `${head}7`);
+        const order = v7();
+        const msgId = v7();
+        const command = {
+            specversion: '1.0', id: msgId, source: '/agora/orders', type: 'cmd.inventory.reserve', subject: order,
+            time: new Date().toISOString(), datacontenttype: 'application/json',
+            data: { order_id: order, step_key: `${order}:reserve`, lines: [{ product_id: id, quantity: 2 }] },
+        };
+        const pub = await fetch(`${shop.url('bus')}/v1/messages`, {
+            method: 'POST', headers: { ...shop.operator, 'content-type': 'application/json' },
+            body: JSON.stringify({ messages: [{ id: msgId, topic: command.type, subject: order, data: command }] }),
+        });
+        assert.equal(pub.status, 200, await pub.text());
+        let list;
+        await waitFor(async () => {
+            list = await api('GET', '/api/v1/reservations', { token: s.admin, query: { order_id: order }, expect: 200 });
+            return list.json.items.length === 1;
+        }, { timeoutMs: 30000, intervalMs: 100, message: 'the reservation of the order' });
+        await api('GET', '/api/v1/reservations', { token: s.admin, query: { order_id: 'x' }, expect: 400 });
+        await api('GET', '/api/v1/reservations/{id}', { token: s.admin, params: { id: list.json.items[0].id }, expect: 200 });
+        await api('GET', '/api/v1/reservations/{id}', { token: s.admin, params: { id: NO_SUCH_ID }, expect: 404 });
+        const cur = await api('GET', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: id }, expect: 200 });
+        await api('PUT', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: id }, headers: { 'if-match': cur.headers.get('etag') }, json: { on_hand: 1, reason: 'count' }, expect: 409 });
+    });
+
     it('every documented path answers 405, with Allow, to a method it does not offer', async () => {
         for (const p of [...new Set(contract.ops.map((o) => o.path))]) {
             const methods = new Set(contract.ops.filter((o) => o.path === p).map((o) => o.method));

@@ -18,8 +18,8 @@
     X(REGISTRY, "registry", 8500, "platform/registry/registry")                                    \
     X(BUS, "bus", 8400, "platform/bus/bus")                                                        \
     X(USERS, "users", 8082, "services/users/users")                                                \
+    X(INVENTORY, "inventory", 8083, "services/inventory/inventory")                                \
     X(CATALOG, "catalog", 8081, "services/catalog/catalog")                                        \
-    X(INVENTORY, "inventory", 8083, NULL)                                                          \
     X(PAYMENTS, "payments", 8085, "services/payments/payments")                                    \
     X(SHIPPING, "shipping", 8086, "services/shipping/shipping")                                    \
     X(ORDERS, "orders", 8084, NULL)                                                                \
