@@ -77,6 +77,7 @@ describe('recovery: a crashed service is back through the gateway the moment it 
         { service: 'users', direct: '/.well-known/jwks.json', gateway: '/.well-known/jwks.json' },
         { service: 'notifications', direct: '/health', gateway: '/api/v1/notifications', auth: true },
         { service: 'shipping', direct: '/health', gateway: '/api/v1/shipments', auth: true },
+        { service: 'inventory', direct: '/health', gateway: '/api/v1/stock?product_id=01947000-0000-7fff-bfff-ffffffffffff' },
         { service: 'payments', direct: '/health', gateway: '/api/v1/payments?order_id=01947000-0000-7fff-bfff-ffffffffffff', auth: true },
     ];
 
