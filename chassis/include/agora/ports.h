@@ -22,7 +22,7 @@
     X(INVENTORY, "inventory", 8083, NULL)                                                          \
     X(PAYMENTS, "payments", 8085, NULL)                                                            \
     X(SHIPPING, "shipping", 8086, NULL)                                                            \
-    X(ORDERS, "orders", 8084, NULL)                                                                \
+    X(ORDERS, "orders", 8084, "services/orders/orders")                                            \
     X(NOTIFICATIONS, "notifications", 8087, "services/notifications/notifications")                \
     X(ANALYTICS, "analytics", 8088, NULL)                                                          \
     X(GATEWAY, "gateway", 8080, "platform/gateway/gateway")
