@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Orders HTTP handlers and the route table. Handlers validate with the
- * domain, talk to store.c, and answer JSON or problem+json. */
+/* Orders HTTP handlers and the route table: the cart, checkout (202 at
+ * once, the saga does the rest), listing, reading and cancelling orders,
+ * the internal payable view for payments, and the admin saga views. */
 #include "agora/base.h"
 #include "orders.h"
 
@@ -8,535 +9,442 @@
 #include <string.h>
 
 #include "agora/err.h"
-#include "agora/trace.h"
-
-#define JSON_TYPE "application/json"
+#include "agora/identity.h"
+#include "agora/log.h"
+#include "agora/mem.h"
+#include "agora/str.h"
+#include "agora/uuid.h"
 
 /* ---- Helpers ---- */
 
-static void
-format_etag(int64_t version, char *out, size_t outlen)
+static const char *
+caller(struct ag_http_req *req)
 {
-    snprintf(out, outlen, "\"%lld\"", (long long)version);
+    const struct ag_identity *id = ag_req_identity(req);
+    return id != NULL ? id->user_id : "";
 }
 
-/* Does a list of entity tags ('header', as in If-Match / If-None-Match)
- * contain the tag of 'version'? 'weak' allows W/ tags to match. */
 static bool
-etag_list_matches(struct ag_str header, int64_t version, bool weak)
+caller_is_admin(struct ag_http_req *req)
 {
-    char tag[32];
-    format_etag(version, tag, sizeof(tag));
-    struct ag_str want = ag_str_from_cstr(tag);
-    size_t i = 0;
-    while (i < header.len) {
-        while (i < header.len && (header.ptr[i] == ' ' || header.ptr[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < header.len && header.ptr[i] != ',')
-            i++;
-        struct ag_str item = ag_str_trim(ag_str_make(header.ptr + start, i - start));
-        if (ag_str_eq_cstr(item, "*"))
-            return true;
-        if (ag_str_has_prefix(item, "W/")) {
-            if (!weak)
-                continue;
-            item.ptr += 2;
-            item.len -= 2;
-        }
-        if (ag_str_eq(item, want))
-            return true;
-    }
-    return false;
+    const struct ag_identity *id = ag_req_identity(req);
+    return id != NULL && (id->roles & AG_IDENTITY_ADMIN) != 0;
+}
+
+/* May the caller see 'state'? Another user's order is simply not found. */
+static bool
+visible(struct ag_http_req *req, const json_t *state)
+{
+    return caller_is_admin(req) || strcmp(orders_str(state, "user_id"), caller(req)) == 0;
 }
 
 static void
-set_etag(struct ag_http_req *req, int64_t version)
+send_cart(struct ag_http_req *req, struct orders *o)
 {
-    char tag[32];
-    format_etag(version, tag, sizeof(tag));
-    ag_http_resp_header(req, "ETag", tag);
+    json_t *cart;
+    int rc = orders_store_cart_get(o->store, caller(req), &cart, NULL, NULL);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "cart");
+        return;
+    }
+    ag_send_json(req, 200, cart);
 }
 
-/* ---- Products ---- */
+/* ---- Cart ---- */
 
-int
-orders_create_product(struct ag_store *store, struct ag_events *ev, struct orders_product *p,
-                       const char *traceparent, struct ag_buf *doc)
+static void
+get_cart(struct ag_http_req *req, void *udata)
 {
-    ag_uuid7(p->id);
-    ag_time_rfc3339(ag_time_unix_ms(), p->created_at);
-    memcpy(p->updated_at, p->created_at, sizeof(p->updated_at));
-    p->version = 1;
-    if (p->category != NULL) {
-        bool exists;
-        int rc = orders_store_category_exists(store, p->category, &exists);
+    send_cart(req, udata);
+}
+
+static void
+add_item(struct ag_http_req *req, void *udata)
+{
+    struct orders *o = udata;
+    json_t *body = ag_req_json(req);
+    if (body == NULL)
+        return;
+    struct ag_valid v;
+    ag_valid_init(&v);
+    const char *pid = NULL;
+    int64_t qty = 0;
+    bool ok = orders_cart_item_from_json(&v, body, true, &pid, &qty);
+    bool usable = false;
+    int rc = ok ? orders_store_price_usable(o->store, pid, &usable) : 0;
+    if (rc == 0 && ok && !usable) {
+        ag_valid_error(&v, "product_id", "unknown", "no product '%s' on sale", pid);
+        ok = false;
+    }
+    if (!ok || rc != 0) {
         if (rc != 0)
-            return rc;
-        if (!exists)
+            ag_send_store_error(req, rc, "product");
+        else
+            ag_send_invalid(req, &v);
+        ag_valid_release(&v);
+        return;
+    }
+    ag_valid_release(&v);
+    rc = orders_store_cart_add(o->store, caller(req), pid, qty);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "cart");
+        return;
+    }
+    send_cart(req, o);
+}
+
+static void
+patch_item(struct ag_http_req *req, void *udata)
+{
+    struct orders *o = udata;
+    const char *pid = ag_req_uuid_param(req, "product_id", "item in the cart");
+    if (pid == NULL)
+        return;
+    json_t *body = ag_req_json(req);
+    if (body == NULL)
+        return;
+    struct ag_valid v;
+    ag_valid_init(&v);
+    int64_t qty = 0;
+    if (!orders_cart_item_from_json(&v, body, false, NULL, &qty)) {
+        ag_send_invalid(req, &v);
+        ag_valid_release(&v);
+        return;
+    }
+    ag_valid_release(&v);
+    int rc = orders_store_cart_set(o->store, caller(req), pid, qty);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "item in the cart");
+        return;
+    }
+    send_cart(req, o);
+}
+
+static void
+delete_item(struct ag_http_req *req, void *udata)
+{
+    struct orders *o = udata;
+    const char *pid = ag_req_uuid_param(req, "product_id", "item in the cart");
+    if (pid == NULL)
+        return;
+    int rc = orders_store_cart_remove(o->store, caller(req), pid);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "item in the cart");
+        return;
+    }
+    ag_send_no_content(req);
+}
+
+/* ---- Checkout ---- */
+
+struct checkout_tx {
+    struct orders *o;
+    struct ag_http_req *req;
+    const char *user_id;
+    const char *key;
+    const char *request; /* canonical body */
+    const char *token;
+    json_t *address;
+    json_t *state;       /* out: the order */
+    const char *problem; /* out: why the cart cannot be checked out */
+    bool replay;         /* out: same key, same body: the first answer */
+    bool key_reused;     /* out: same key, another body */
+};
+
+static int
+checkout_tx_fn(struct ag_store *store, void *arg)
+{
+    struct checkout_tx *t = arg;
+    char *request = NULL;
+    char *order_id = NULL;
+    int rc = orders_store_key_get(store, t->user_id, t->key, t->req->pool, &request, &order_id);
+    if (rc == 0) {
+        if (strcmp(request, t->request) != 0) {
+            t->key_reused = true;
             return AG_ECONFLICT;
+        }
+        t->replay = true;
+        return orders_load(store, order_id, &t->state);
     }
-    json_t *j = orders_product_to_json(p);
-    struct ag_buf buf = AG_BUF_INIT(0);
-    ag_json_dump(j, &buf);
-    int rc = orders_store_product_insert(store, p, ag_buf_cstr(&buf));
-    if (rc == 0)
-        rc = orders_events_product_created(ev, p, j, traceparent);
-    json_decref(j);
-    if (rc == 0 && doc != NULL)
-        ag_buf_append(doc, buf.data, buf.len);
-    ag_buf_release(&buf);
-    return rc;
-}
-
-/* ---- Transactions of the write handlers ---- */
-
-struct create_tx {
-    struct orders *cat;
-    struct orders_product *p;
-    const char *traceparent;
-    struct ag_buf *doc;
-};
-
-static int
-create_tx_fn(struct ag_store *store, void *arg)
-{
-    struct create_tx *t = arg;
-    return orders_create_product(store, t->cat->events, t->p, t->traceparent, t->doc);
-}
-
-struct update_tx {
-    struct orders *cat;
-    const struct orders_product *p;
-    int64_t expected;
-    const json_t *json;
-    const char *doc;
-    const char *traceparent;
-};
-
-static int
-update_tx_fn(struct ag_store *store, void *arg)
-{
-    struct update_tx *t = arg;
-    int rc = orders_store_product_update(store, t->p, t->expected, t->doc);
-    if (rc == 0)
-        rc = orders_events_product_updated(t->cat->events, t->p, t->json, t->traceparent);
-    return rc;
-}
-
-struct delete_tx {
-    struct orders *cat;
-    const struct orders_product *p;
-    int64_t expected;
-    const char *traceparent;
-};
-
-static int
-delete_tx_fn(struct ag_store *store, void *arg)
-{
-    struct delete_tx *t = arg;
-    int rc = orders_store_product_delete(store, t->p->id, t->expected);
-    if (rc == 0)
-        rc = orders_events_product_deleted(t->cat->events, t->p, t->traceparent);
+    if (rc != AG_ENOENT)
+        return rc;
+    json_t *cart = NULL;
+    json_t *lines = json_array();
+    rc = orders_store_cart_get(store, t->user_id, &cart, lines, &t->problem);
+    if (rc == 0 && t->problem != NULL)
+        rc = AG_EINVAL;
+    if (rc == 0) {
+        char id[AG_UUID_STRLEN + 1];
+        ag_uuid7(id);
+        json_t *data = json_pack("{s:s, s:s, s:O, s:O, s:O, s:o}", "order_id", id, "user_id",
+                                 t->user_id, "lines", lines, "total",
+                                 json_object_get(cart, "total"), "shipping_address", t->address,
+                                 "payment_token",
+                                 t->token != NULL ? json_string(t->token) : json_null());
+        t->state = json_object();
+        rc = orders_append(t->o, t->state, "created", data);
+        json_decref(data);
+        if (rc == 0)
+            rc = orders_saga_start(t->o, t->state);
+        if (rc == 0)
+            rc = orders_store_cart_clear(store, t->user_id);
+        if (rc == 0)
+            rc = orders_store_key_put(store, t->user_id, t->key, t->request, id);
+    }
+    json_decref(cart);
+    json_decref(lines);
     return rc;
 }
 
 static void
-unknown_category(struct ag_http_req *req, const char *slug)
+checkout(struct ag_http_req *req, void *udata)
 {
-    struct ag_valid v;
-    ag_valid_init(&v);
-    ag_valid_error(&v, "category", "unknown", "no category '%s'", slug);
-    ag_send_invalid(req, &v);
-    ag_valid_release(&v);
-}
-
-static void
-create_product(struct ag_http_req *req, void *udata)
-{
-    struct orders *cat = udata;
+    struct orders *o = udata;
+    struct ag_str key = ag_http_req_header(req, "Idempotency-Key");
+    if (key.ptr == NULL || key.len == 0) {
+        ag_send_error(req, AG_EPRECONDREQ, "checkout needs an Idempotency-Key header");
+        return;
+    }
+    if (key.len > ORDERS_IDEM_KEY_MAX) {
+        ag_send_error(req, AG_EINVAL, "the Idempotency-Key is longer than %d bytes",
+                      ORDERS_IDEM_KEY_MAX);
+        return;
+    }
     json_t *body = ag_req_json(req);
     if (body == NULL)
         return;
     struct ag_valid v;
     ag_valid_init(&v);
-    struct orders_product p;
-    if (!orders_product_from_json(&v, body, &p)) {
+    struct checkout_tx t = { .o = o, .req = req, .user_id = caller(req) };
+    if (!orders_checkout_from_json(&v, body, &t.token, &t.address)) {
         ag_send_invalid(req, &v);
         ag_valid_release(&v);
         return;
     }
-    ag_valid_release(&v);
-    struct ag_buf doc = AG_BUF_INIT(0);
-    char tp[AG_TRACEPARENT_LEN + 1];
-    ag_req_traceparent(req, tp);
-    struct create_tx t = { .cat = cat, .p = &p, .traceparent = tp, .doc = &doc };
-    int rc = ag_store_tx(cat->store, create_tx_fn, &t);
+    t.key = ag_pool_strndup(req->pool, key.ptr, key.len);
+    char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    t.request = canon;
+    int rc = ag_store_tx(o->store, checkout_tx_fn, &t);
+    ag_free(canon);
     if (rc == 0) {
-        orders_events_kick(cat->events);
+        orders_events_kick(o->events);
         char loc[64];
-        snprintf(loc, sizeof(loc), "/v1/products/%s", p.id);
+        snprintf(loc, sizeof(loc), "/v1/orders/%s", orders_str(t.state, "id"));
         ag_http_resp_header(req, "Location", loc);
-        set_etag(req, p.version);
-        size_t len;
-        char *data = ag_buf_detach(&doc, &len);
-        ag_http_send_take(req, 201, JSON_TYPE, data, len);
-        return;
-    }
-    ag_buf_release(&doc);
-    if (rc == AG_EEXIST)
-        ag_send_error(req, AG_EEXIST, "a product with sku '%s' exists", p.sku);
-    else if (rc == AG_ECONFLICT)
-        unknown_category(req, p.category);
-    else
-        ag_send_store_error(req, rc, "product");
-}
-
-static void
-get_product(struct ag_http_req *req, void *udata)
-{
-    struct orders *cat = udata;
-    const char *id = ag_req_uuid_param(req, "id", "product");
-    if (id == NULL)
-        return;
-    char *doc;
-    size_t len;
-    int64_t version;
-    int rc = orders_store_product_doc(cat->store, id, req->pool, &doc, &len, &version);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "product");
-        return;
-    }
-    set_etag(req, version);
-    struct ag_str inm = ag_http_req_header(req, "If-None-Match");
-    if (inm.len > 0 && etag_list_matches(inm, version, true)) {
-        ag_http_send(req, 304, NULL, NULL, 0);
-        return;
-    }
-    ag_http_send(req, 200, JSON_TYPE, doc, len);
-}
-
-static void
-update_product(struct ag_http_req *req, void *udata)
-{
-    struct orders *cat = udata;
-    const char *id = ag_req_uuid_param(req, "id", "product");
-    if (id == NULL)
-        return;
-    json_t *body = ag_req_json(req);
-    if (body == NULL)
-        return;
-    struct orders_product p;
-    int rc = orders_store_product_get(cat->store, id, req->pool, &p);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "product");
-        return;
-    }
-    struct ag_valid v;
-    ag_valid_init(&v);
-    int64_t body_version;
-    if (!orders_product_patch(&v, body, &p, &body_version)) {
+        if (t.replay)
+            ag_http_resp_header(req, "Idempotent-Replayed", "true");
+        ag_send_json(req, 202, orders_render(t.state));
+    } else if (t.key_reused) {
+        ag_valid_error(&v, NULL, "idempotency_key_reused",
+                       "this Idempotency-Key was used with another request body");
         ag_send_invalid(req, &v);
-        ag_valid_release(&v);
-        return;
+    } else if (t.problem != NULL) {
+        ag_valid_error(&v, "cart", "invalid", "%s", t.problem);
+        ag_send_invalid(req, &v);
+    } else {
+        ag_send_store_error(req, rc, "order");
     }
     ag_valid_release(&v);
-
-    struct ag_str if_match = ag_http_req_header(req, "If-Match");
-    if (if_match.len == 0 && body_version < 0) {
-        ag_send_error(req, AG_EPRECONDREQ,
-                      "send If-Match with the product's ETag, or its version in the body");
-        return;
-    }
-    if ((if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) ||
-        (body_version >= 0 && body_version != p.version)) {
-        set_etag(req, p.version);
-        ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
-                      (long long)p.version);
-        return;
-    }
-    if (p.category != NULL) {
-        bool exists;
-        rc = orders_store_category_exists(cat->store, p.category, &exists);
-        if (rc != 0) {
-            ag_send_store_error(req, rc, "category");
-            return;
-        }
-        if (!exists) {
-            unknown_category(req, p.category);
-            return;
-        }
-    }
-    int64_t expected = p.version;
-    p.version++;
-    ag_time_rfc3339(ag_time_unix_ms(), p.updated_at);
-    json_t *j = orders_product_to_json(&p);
-    struct ag_buf doc = AG_BUF_INIT(0);
-    ag_json_dump(j, &doc);
-    char tp[AG_TRACEPARENT_LEN + 1];
-    ag_req_traceparent(req, tp);
-    struct update_tx t = {
-        .cat = cat,
-        .p = &p,
-        .expected = expected,
-        .json = j,
-        .doc = ag_buf_cstr(&doc),
-        .traceparent = tp,
-    };
-    rc = ag_store_tx(cat->store, update_tx_fn, &t);
-    json_decref(j);
-    if (rc == 0) {
-        orders_events_kick(cat->events);
-        set_etag(req, p.version);
-        size_t len;
-        char *data = ag_buf_detach(&doc, &len);
-        ag_http_send_take(req, 200, JSON_TYPE, data, len);
-        return;
-    }
-    ag_buf_release(&doc);
-    if (rc == AG_EEXIST)
-        ag_send_error(req, AG_EEXIST, "a product with sku '%s' exists", p.sku);
-    else if (rc == AG_EPRECOND)
-        ag_send_error(req, AG_EPRECOND, "the product changed while it was being updated");
-    else
-        ag_send_store_error(req, rc, "product");
+    json_decref(t.state);
 }
 
-static void
-delete_product(struct ag_http_req *req, void *udata)
-{
-    struct orders *cat = udata;
-    const char *id = ag_req_uuid_param(req, "id", "product");
-    if (id == NULL)
-        return;
-    struct orders_product p;
-    int rc = orders_store_product_get(cat->store, id, req->pool, &p);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "product");
-        return;
-    }
-    struct ag_str if_match = ag_http_req_header(req, "If-Match");
-    if (if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) {
-        ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
-                      (long long)p.version);
-        return;
-    }
-    char tp[AG_TRACEPARENT_LEN + 1];
-    ag_req_traceparent(req, tp);
-    /* Delete exactly the version read, so the event describes what went. */
-    struct delete_tx t = { .cat = cat, .p = &p, .expected = p.version, .traceparent = tp };
-    rc = ag_store_tx(cat->store, delete_tx_fn, &t);
-    if (rc == 0) {
-        orders_events_kick(cat->events);
-        ag_send_no_content(req);
-    } else if (rc == AG_EPRECOND) {
-        ag_send_error(req, AG_EPRECOND, "the product changed while it was being deleted");
-    } else {
-        ag_send_store_error(req, rc, "product");
-    }
-}
+/* ---- Orders ---- */
+
+static const char *const STATUSES[] = { ORDERS_PENDING,   ORDERS_AWAITING_PAYMENT,
+                                        ORDERS_CONFIRMED, ORDERS_CANCELLED,
+                                        ORDERS_REJECTED,  ORDERS_COMPLETED };
 
 static void
-list_products(struct ag_http_req *req, void *udata)
+list_orders(struct ag_http_req *req, void *udata)
 {
-    struct orders *cat = udata;
+    struct orders *o = udata;
+    int64_t limit = ORDERS_PAGE_DEFAULT;
+    if (ag_req_query_int(req, "limit", 1, ORDERS_PAGE_MAX, &limit) != 0)
+        return;
     const struct ag_query *q = ag_req_query(req);
     if (q == NULL)
         return;
-    struct orders_filter f = {
-        .min_price = -1,
-        .max_price = -1,
-        .active = -1,
-        .limit = ORDERS_PAGE_DEFAULT,
-    };
-    if (ag_req_query_int(req, "limit", 1, ORDERS_PAGE_MAX, &f.limit) != 0 ||
-        ag_req_query_int(req, "min_price", 0, ORDERS_PRICE_MAX, &f.min_price) != 0 ||
-        ag_req_query_int(req, "max_price", 0, ORDERS_PRICE_MAX, &f.max_price) != 0)
-        return;
-    const char *active = ag_query_get(q, "active");
-    if (active != NULL) {
-        if (strcmp(active, "true") == 0) {
-            f.active = 1;
-        } else if (strcmp(active, "false") == 0) {
-            f.active = 0;
-        } else {
-            ag_send_error(req, AG_EQUERY, "query parameter 'active' must be true or false");
+    const char *status = ag_query_get(q, "status");
+    if (status != NULL) {
+        bool known = false;
+        for (size_t i = 0; i < AG_ARRAY_SIZE(STATUSES); i++)
+            known = known || strcmp(status, STATUSES[i]) == 0;
+        if (!known) {
+            ag_send_error(req, AG_EQUERY, "query parameter 'status' is not an order status");
             return;
         }
-    }
-    f.category = ag_query_get(q, "category");
-    if (f.category != NULL && !orders_slug_is_valid(f.category)) {
-        ag_send_error(req, AG_EQUERY, "query parameter 'category' must be a category slug");
-        return;
-    }
-    f.currency = ag_query_get(q, "currency");
-    if (f.currency != NULL && !ag_currency_is_valid(f.currency)) {
-        ag_send_error(req, AG_EQUERY, "query parameter 'currency' must be an ISO 4217 code");
-        return;
-    }
-    const char *search = ag_query_get(q, "q");
-    struct ag_buf fts = AG_BUF_INIT(8192);
-    if (search != NULL) {
-        int terms = orders_search_query(search, &fts);
-        if (terms < 0) {
-            ag_buf_release(&fts);
-            ag_send_error(req, AG_EQUERY,
-                          "query parameter 'q' must be valid UTF-8 of at most %d characters",
-                          ORDERS_QUERY_MAX);
-            return;
-        }
-        if (terms == 0) {
-            ag_buf_release(&fts);
-            ag_send_json(req, 200, json_pack("{s:[], s:n}", "items", "next_cursor"));
-            return;
-        }
-        f.fts = ag_buf_cstr(&fts);
     }
     const char *cursor = ag_query_get(q, "cursor");
-    if (cursor != NULL) {
-        struct orders_cursor c;
-        enum orders_cursor_kind want = f.fts ? ORDERS_CURSOR_OFFSET : ORDERS_CURSOR_KEY;
-        if (orders_cursor_decode(cursor, &c) != 0 || c.kind != want) {
-            ag_buf_release(&fts);
-            ag_send_error(req, AG_EQUERY,
-                          "query parameter 'cursor' is not a cursor from this listing");
-            return;
-        }
-        if (c.kind == ORDERS_CURSOR_KEY)
-            f.after_id = ag_pool_strdup(req->pool, c.key);
-        else
-            f.offset = c.offset;
-    }
-
-    struct ag_buf out = AG_BUF_INIT(0);
-    ag_buf_append_cstr(&out, "{\"items\":[");
-    size_t count;
-    bool more;
-    char last_id[AG_UUID_STRLEN + 1];
-    int rc = orders_store_product_list(cat->store, &f, &out, &count, &more, last_id);
-    ag_buf_release(&fts);
-    if (rc != 0) {
-        ag_buf_release(&out);
-        ag_send_store_error(req, rc, "product list");
+    if (cursor != NULL && !ag_uuid_is_valid(ag_str_from_cstr(cursor))) {
+        ag_send_error(req, AG_EQUERY, "query parameter 'cursor' is not a cursor from this listing");
         return;
     }
-    ag_buf_append_cstr(&out, "],\"next_cursor\":");
-    struct orders_cursor next = { .kind = f.fts ? ORDERS_CURSOR_OFFSET : ORDERS_CURSOR_KEY };
-    if (more && f.fts != NULL)
-        next.offset = f.offset + (int64_t)count;
-    if (more && (f.fts == NULL || next.offset <= ORDERS_SEARCH_MAX_DEPTH)) {
-        memcpy(next.key, last_id, sizeof(next.key));
-        char enc[96];
-        orders_cursor_encode(&next, enc, sizeof(enc));
-        ag_buf_appendf(&out, "\"%s\"}", enc);
-    } else {
-        ag_buf_append_cstr(&out, "null}");
-    }
-    size_t len;
-    char *data = ag_buf_detach(&out, &len);
-    ag_http_send_take(req, 200, JSON_TYPE, data, len);
-}
-
-/* ---- Categories ---- */
-
-static void
-list_categories(struct ag_http_req *req, void *udata)
-{
-    struct orders *cat = udata;
-    json_t *items;
-    int rc = orders_store_category_list(cat->store, &items);
+    json_t *items = json_array();
+    bool more = false;
+    int rc = orders_store_order_list(o->store, caller_is_admin(req) ? NULL : caller(req), status,
+                                     cursor, limit, items, &more);
     if (rc != 0) {
-        ag_send_store_error(req, rc, "category list");
+        json_decref(items);
+        ag_send_store_error(req, rc, "order list");
         return;
     }
-    ag_send_json(req, 200, json_pack("{s:o}", "items", items));
+    json_t *next = json_null();
+    size_t n = json_array_size(items);
+    if (more && n > 0)
+        next = json_string(orders_str(json_array_get(items, n - 1), "id"));
+    ag_send_json(req, 200, json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
 }
 
 static void
-create_category(struct ag_http_req *req, void *udata)
+get_order(struct ag_http_req *req, void *udata)
 {
-    struct orders *cat = udata;
-    json_t *body = ag_req_json(req);
-    if (body == NULL)
+    struct orders *o = udata;
+    const char *id = ag_req_uuid_param(req, "id", "order");
+    if (id == NULL)
         return;
-    struct ag_valid v;
-    ag_valid_init(&v);
-    struct orders_category c;
-    if (!orders_category_from_json(&v, body, &c)) {
-        ag_send_invalid(req, &v);
-        ag_valid_release(&v);
-        return;
-    }
-    ag_valid_release(&v);
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    int rc = orders_store_category_insert(cat->store, &c, now);
-    if (rc == AG_EEXIST) {
-        ag_send_error(req, AG_EEXIST, "category '%s' exists", c.slug);
-        return;
-    }
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "category");
-        return;
-    }
-    char loc[96];
-    snprintf(loc, sizeof(loc), "/v1/categories/%s", c.slug);
-    ag_http_resp_header(req, "Location", loc);
-    ag_send_json(req, 201, orders_category_to_json(&c));
-}
-
-static const char *
-slug_param(struct ag_http_req *req)
-{
-    const char *slug = ag_req_param(req, "slug");
-    if (slug == NULL || !orders_slug_is_valid(slug)) {
-        ag_send_error(req, AG_ENOENT, "no such category");
-        return NULL;
-    }
-    return slug;
-}
-
-static void
-get_category(struct ag_http_req *req, void *udata)
-{
-    struct orders *cat = udata;
-    const char *slug = slug_param(req);
-    if (slug == NULL)
-        return;
-    struct orders_category c;
-    int rc = orders_store_category_get(cat->store, slug, req->pool, &c);
-    if (rc != 0) {
-        ag_send_store_error(req, rc, "category");
-        return;
-    }
-    ag_send_json(req, 200, orders_category_to_json(&c));
-}
-
-static void
-delete_category(struct ag_http_req *req, void *udata)
-{
-    struct orders *cat = udata;
-    const char *slug = slug_param(req);
-    if (slug == NULL)
-        return;
-    int rc = orders_store_category_delete(cat->store, slug);
+    json_t *state = NULL;
+    int rc = orders_load(o->store, id, &state);
+    if (rc == 0 && !visible(req, state))
+        rc = AG_ENOENT;
+    json_t *steps = NULL;
     if (rc == 0)
-        ag_send_no_content(req);
-    else if (rc == AG_ECONFLICT)
-        ag_send_error(req, AG_ECONFLICT, "products still belong to category '%s'", slug);
-    else
-        ag_send_store_error(req, rc, "category");
+        rc = orders_store_steps(o->store, id, &steps);
+    if (rc != 0) {
+        json_decref(state);
+        ag_send_store_error(req, rc, "order");
+        return;
+    }
+    json_t *doc = orders_render(state);
+    json_object_set_new(doc, "steps", steps);
+    json_decref(state);
+    ag_send_json(req, 200, doc);
+}
+
+struct cancel_tx {
+    struct orders *o;
+    struct ag_http_req *req;
+    const char *id;
+    json_t *state;
+    const char *why;
+};
+
+static int
+cancel_tx_fn(struct ag_store *store, void *arg)
+{
+    struct cancel_tx *t = arg;
+    int rc = orders_load(store, t->id, &t->state);
+    if (rc == 0 && !visible(t->req, t->state))
+        rc = AG_ENOENT;
+    if (rc == 0)
+        rc = orders_saga_cancel(t->o, t->state, &t->why);
+    return rc;
+}
+
+static void
+cancel_order(struct ag_http_req *req, void *udata)
+{
+    struct orders *o = udata;
+    const char *id = ag_req_uuid_param(req, "id", "order");
+    if (id == NULL)
+        return;
+    struct cancel_tx t = { .o = o, .req = req, .id = id };
+    int rc = ag_store_tx(o->store, cancel_tx_fn, &t);
+    if (rc == 0) {
+        orders_events_kick(o->events);
+        ag_send_json(req, 200, orders_render(t.state));
+    } else if (rc == AG_ECONFLICT && t.why != NULL && strcmp(t.why, "shipped") == 0) {
+        ag_send_problem(req, 409, "order-dispatched", "Order dispatched",
+                        "order '%s' has shipped and can no longer be cancelled", id);
+    } else if (rc == AG_ECONFLICT && t.why != NULL) {
+        ag_send_problem(req, 409, "order-closed", "Order closed",
+                        "order '%s' is %s and can no longer be cancelled", id,
+                        orders_str(t.state, "status"));
+    } else {
+        ag_send_store_error(req, rc, "order");
+    }
+    json_decref(t.state);
+}
+
+/* ---- Internal: for payments (pay-later checks the amount here) ---- */
+
+static void
+get_payable(struct ag_http_req *req, void *udata)
+{
+    struct orders *o = udata;
+    const char *id = ag_req_uuid_param(req, "id", "order");
+    if (id == NULL)
+        return;
+    json_t *state;
+    int rc = orders_load(o->store, id, &state);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "order");
+        return;
+    }
+    json_t *doc = json_pack("{s:s, s:s, s:O, s:s, s:s}", "order_id", id, "user_id",
+                            orders_str(state, "user_id"), "total",
+                            json_object_get(state, "total"), "status",
+                            orders_str(state, "status"), "payment_status",
+                            orders_str(state, "payment_status"));
+    json_decref(state);
+    ag_send_json(req, 200, doc);
+}
+
+/* ---- Admin: sagas ---- */
+
+static void
+list_sagas(struct ag_http_req *req, void *udata)
+{
+    struct orders *o = udata;
+    int64_t limit = ORDERS_PAGE_DEFAULT;
+    if (ag_req_query_int(req, "limit", 1, ORDERS_PAGE_MAX, &limit) != 0)
+        return;
+    const struct ag_query *q = ag_req_query(req);
+    if (q == NULL)
+        return;
+    const char *state = ag_query_get(q, "state");
+    if (state == NULL)
+        state = "in_flight";
+    if (strcmp(state, "in_flight") != 0 && strcmp(state, "failed") != 0) {
+        ag_send_error(req, AG_EQUERY, "query parameter 'state' must be in_flight or failed");
+        return;
+    }
+    json_t *items = json_array();
+    int rc = orders_store_sagas(o->store, strcmp(state, "failed") == 0,
+                                o->settings.step_retries + 1, limit, items);
+    if (rc != 0) {
+        json_decref(items);
+        ag_send_store_error(req, rc, "saga list");
+        return;
+    }
+    ag_send_json(req, 200, json_pack("{s:s, s:o}", "state", state, "items", items));
+}
+
+static void
+rebuild_check(struct ag_http_req *req, void *udata)
+{
+    struct orders *o = udata;
+    json_t *bad = json_array();
+    int64_t n = 0;
+    int rc = orders_rebuild_check(o->store, &n, bad);
+    if (rc != 0) {
+        json_decref(bad);
+        ag_send_store_error(req, rc, "order events");
+        return;
+    }
+    ag_send_json(req, 200, json_pack("{s:I, s:o}", "orders", (json_int_t)n, "mismatched", bad));
 }
 
 const struct ag_route orders_routes[] = {
-    { "GET", "/v1/products", list_products, AG_ROLE_PUBLIC },
-    { "POST", "/v1/products", create_product, AG_ROLE_ADMIN },
-    { "GET", "/v1/products/{id}", get_product, AG_ROLE_PUBLIC },
-    { "PATCH", "/v1/products/{id}", update_product, AG_ROLE_ADMIN },
-    { "DELETE", "/v1/products/{id}", delete_product, AG_ROLE_ADMIN },
-    { "GET", "/v1/categories", list_categories, AG_ROLE_PUBLIC },
-    { "POST", "/v1/categories", create_category, AG_ROLE_ADMIN },
-    { "GET", "/v1/categories/{slug}", get_category, AG_ROLE_PUBLIC },
-    { "DELETE", "/v1/categories/{slug}", delete_category, AG_ROLE_ADMIN },
+    { "GET", "/v1/cart", get_cart, AG_ROLE_CUSTOMER },
+    { "POST", "/v1/cart/items", add_item, AG_ROLE_CUSTOMER },
+    { "PATCH", "/v1/cart/items/{product_id}", patch_item, AG_ROLE_CUSTOMER },
+    { "DELETE", "/v1/cart/items/{product_id}", delete_item, AG_ROLE_CUSTOMER },
+    { "POST", "/v1/orders", checkout, AG_ROLE_CUSTOMER },
+    { "GET", "/v1/orders", list_orders, AG_ROLE_CUSTOMER },
+    { "GET", "/v1/orders/{id}", get_order, AG_ROLE_CUSTOMER },
+    { "POST", "/v1/orders/{id}/cancel", cancel_order, AG_ROLE_CUSTOMER },
+    { "GET", "/v1/internal/orders/{id}/payable", get_payable, AG_ROLE_INTERNAL },
+    { "GET", "/v1/sagas", list_sagas, AG_ROLE_ADMIN },
+    { "GET", "/v1/sagas/rebuild-check", rebuild_check, AG_ROLE_ADMIN },
 };
 const size_t orders_nroutes = AG_ARRAY_SIZE(orders_routes);

@@ -1,289 +1,350 @@
 /* SPDX-License-Identifier: MIT */
-/* Orders domain rules: validation, representation, search terms, cursors.
- * No I/O here; api.c and store.c do that. */
+/* Orders domain: the transition function of the event-sourced order, the
+ * confirmation guard, the served representation and request validation.
+ * Pure: no I/O, unit-tested by tests/test_domain.c. */
 #include "agora/base.h"
 #include "domain.h"
 
-#include <stdio.h>
 #include <string.h>
 
-#include "agora/codec.h"
 #include "agora/err.h"
+#include "agora/str.h"
+#include "agora/time.h"
+#include "agora/uuid.h"
 
-static const char *const PRODUCT_FIELDS[] = {
-    "sku", "name", "description", "price", "category", "image_url", "active", NULL,
-};
-static const char *const PATCH_FIELDS[] = {
-    "sku", "name", "description", "price", "category", "image_url", "active", "version", NULL,
-};
-static const char *const MONEY_FIELDS[] = { "amount", "currency", NULL };
-static const char *const CATEGORY_FIELDS[] = { "slug", "name", "description", NULL };
+const char *
+orders_str(const json_t *state, const char *field)
+{
+    const char *s = json_string_value(json_object_get(state, field));
+    return s != NULL ? s : "";
+}
 
 static bool
-is_alnum(char c)
+is_status(const json_t *state, const char *status)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    return strcmp(orders_str(state, "status"), status) == 0;
 }
 
-bool
-orders_sku_is_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > ORDERS_SKU_MAX || !is_alnum(s[0]))
-        return false;
-    for (size_t i = 1; i < n; i++) {
-        if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
-            return false;
-    }
-    return true;
-}
-
-bool
-orders_slug_is_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > ORDERS_SLUG_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0);
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-bool
-orders_image_url_is_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > ORDERS_URL_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c == 0x7f || c == '"' || c == '<' || c == '>' || c == '\\')
-            return false;
-    }
-    if (s[0] == '/')
-        return n == 1 || s[1] != '/';
-    const char *rest = NULL;
-    if (strncmp(s, "https://", 8) == 0)
-        rest = s + 8;
-    else if (strncmp(s, "http://", 7) == 0)
-        rest = s + 7;
-    return rest != NULL && *rest != '\0' && *rest != '/';
-}
-
-/* Reads obj.price into 'out'; all errors named "<prefix>price.*". */
 static bool
-money_from_json(struct ag_valid *v, json_t *obj, unsigned flags, struct ag_money *out,
-                bool *out_present)
+is_pay(const json_t *state, const char *payment_status)
 {
-    *out_present = false;
-    json_t *price = ag_valid_object(v, obj, NULL, "price", flags);
-    if (price == NULL)
-        return false;
-    *out_present = true;
-    ag_valid_unknown(v, price, "price", MONEY_FIELDS);
-    int64_t amount;
-    bool ok =
-        ag_valid_int(v, price, "price", "amount", AG_VALID_REQUIRED, 0, ORDERS_PRICE_MAX, &amount);
-    const char *cur = ag_valid_string(v, price, "price", "currency", AG_VALID_REQUIRED, 3, 3);
-    if (cur != NULL && !ag_currency_is_valid(cur)) {
-        ag_valid_error(v, "price.currency", "invalid", "'%s' is not an ISO 4217 currency code",
-                       cur);
-        cur = NULL;
-    }
-    if (!ok || cur == NULL)
-        return false;
-    out->amount = amount;
-    memcpy(out->currency, cur, 4);
-    return true;
+    return strcmp(orders_str(state, "payment_status"), payment_status) == 0;
 }
 
-/* Optional nullable string field: absent leaves *io alone, null sets NULL
- * (or "" when 'empty_for_null'), a string is checked with 'check'. */
-static void
-nullable_string(struct ag_valid *v, json_t *obj, const char *field, size_t max,
-                bool (*check)(const char *), const char *what, bool empty_for_null, const char **io)
+static bool
+flag(const json_t *state, const char *field)
 {
-    if (ag_valid_is_null(obj, field)) {
-        *io = empty_for_null ? "" : NULL;
-        return;
-    }
-    const char *s = ag_valid_string(v, obj, NULL, field, AG_VALID_OPTIONAL, 0, max);
-    if (s == NULL)
-        return;
-    if (check != NULL && !check(s)) {
-        ag_valid_error(v, field, "invalid", "must be %s", what);
-        return;
-    }
-    *io = s;
+    return json_is_true(json_object_get(state, field));
 }
 
 static void
-product_fields(struct ag_valid *v, json_t *body, struct orders_product *p, bool create)
+set_str(json_t *state, const char *field, const char *value)
 {
-    unsigned req = create ? AG_VALID_REQUIRED : AG_VALID_OPTIONAL;
-    const char *sku = ag_valid_string(v, body, NULL, "sku", req, 1, ORDERS_SKU_MAX);
-    if (sku != NULL) {
-        if (orders_sku_is_valid(sku))
-            p->sku = sku;
-        else
-            ag_valid_error(v, "sku", "invalid",
-                           "must start with a letter or digit and contain only letters, "
-                           "digits, '.', '_' and '-'");
-    }
-    const char *name = ag_valid_string(v, body, NULL, "name", req, 1, ORDERS_NAME_MAX);
-    if (name != NULL)
-        p->name = name;
-    nullable_string(v, body, "description", ORDERS_DESCRIPTION_MAX, NULL, NULL, true,
-                    &p->description);
-    struct ag_money price;
-    bool present;
-    if (money_from_json(v, body, req, &price, &present))
-        p->price = price;
-    nullable_string(v, body, "category", ORDERS_SLUG_MAX, orders_slug_is_valid,
-                    "a category slug (lowercase letters, digits and '-')", false, &p->category);
-    nullable_string(v, body, "image_url", ORDERS_URL_MAX, orders_image_url_is_valid,
-                    "an http(s) URL or an absolute path", false, &p->image_url);
-    bool active;
-    if (ag_valid_bool(v, body, NULL, "active", AG_VALID_OPTIONAL, &active))
-        p->active = active;
+    json_object_set_new(state, field, value != NULL ? json_string(value) : json_null());
+}
+
+static int64_t
+total_amount(const json_t *state)
+{
+    return json_integer_value(json_object_get(json_object_get(state, "total"), "amount"));
 }
 
 bool
-orders_product_from_json(struct ag_valid *v, json_t *body, struct orders_product *out)
+orders_is_terminal(const json_t *state)
 {
-    memset(out, 0, sizeof(*out));
-    out->description = "";
-    out->active = true;
-    ag_valid_unknown(v, body, NULL, PRODUCT_FIELDS);
-    product_fields(v, body, out, true);
-    return ag_valid_ok(v);
+    return is_status(state, ORDERS_CONFIRMED) || is_status(state, ORDERS_CANCELLED) ||
+           is_status(state, ORDERS_REJECTED) || is_status(state, ORDERS_COMPLETED);
 }
 
 bool
-orders_product_patch(struct ag_valid *v, json_t *body, struct orders_product *p,
-                      int64_t *out_version)
+orders_is_confirmable(const json_t *state)
 {
-    ag_valid_unknown(v, body, NULL, PATCH_FIELDS);
-    product_fields(v, body, p, false);
-    int64_t version;
-    *out_version = -1;
-    if (ag_valid_int(v, body, NULL, "version", AG_VALID_OPTIONAL, 1, INT64_MAX, &version))
-        *out_version = version;
-    return ag_valid_ok(v);
+    return is_status(state, ORDERS_PENDING) && is_pay(state, "paid") && flag(state, "committed") &&
+           json_is_string(json_object_get(state, "shipment_id"));
 }
 
-json_t *
-orders_product_to_json(const struct orders_product *p)
-{
-    return json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:s}, s:s?, s:s?, s:b, s:s, s:s, s:I}", "id",
-                     p->id, "sku", p->sku, "name", p->name, "description", p->description, "price",
-                     "amount", (json_int_t)p->price.amount, "currency", p->price.currency,
-                     "category", p->category, "image_url", p->image_url, "active", p->active,
-                     "created_at", p->created_at, "updated_at", p->updated_at, "version",
-                     (json_int_t)p->version);
-}
+/* ---- The transition function ---- */
 
-bool
-orders_category_from_json(struct ag_valid *v, json_t *body, struct orders_category *out)
+static int
+apply_created(json_t *state, const json_t *data, const char *at)
 {
-    memset(out, 0, sizeof(*out));
-    out->description = "";
-    ag_valid_unknown(v, body, NULL, CATEGORY_FIELDS);
-    const char *slug =
-        ag_valid_string(v, body, NULL, "slug", AG_VALID_REQUIRED, 1, ORDERS_SLUG_MAX);
-    if (slug != NULL) {
-        if (orders_slug_is_valid(slug))
-            out->slug = slug;
-        else
-            ag_valid_error(v, "slug", "invalid",
-                           "must be lowercase letters, digits and '-', not starting with '-'");
-    }
-    out->name = ag_valid_string(v, body, NULL, "name", AG_VALID_REQUIRED, 1, ORDERS_CAT_NAME_MAX);
-    nullable_string(v, body, "description", ORDERS_CAT_DESC_MAX, NULL, NULL, true,
-                    &out->description);
-    return ag_valid_ok(v);
-}
-
-json_t *
-orders_category_to_json(const struct orders_category *c)
-{
-    return json_pack("{s:s, s:s, s:s}", "slug", c->slug, "name", c->name, "description",
-                     c->description);
-}
-
-/* ---- Search ---- */
-
-int
-orders_search_query(const char *q, struct ag_buf *out)
-{
-    size_t n = strlen(q);
-    size_t points;
-    if (ag_utf8_count(q, n, &points) != 0)
+    if (json_object_size(state) != 0)
+        return AG_ECONFLICT;
+    const char *id = json_string_value(json_object_get(data, "order_id"));
+    const char *user = json_string_value(json_object_get(data, "user_id"));
+    json_t *lines = json_object_get(data, "lines");
+    json_t *total = json_object_get(data, "total");
+    json_t *address = json_object_get(data, "shipping_address");
+    if (id == NULL || user == NULL || !json_is_array(lines) || !json_is_object(total) ||
+        !json_is_object(address))
         return AG_EINVAL;
-    if (points > ORDERS_QUERY_MAX)
-        return AG_ERANGE;
-    /* Words are runs of ASCII letters/digits and non-ASCII characters; all
-     * else (quotes, operators, '*', parentheses) separates words, so no FTS5
-     * syntax can come from the user. */
-    int terms = 0;
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && !is_alnum(q[i]) && (unsigned char)q[i] < 0x80)
-            i++;
-        size_t start = i;
-        while (i < n && (is_alnum(q[i]) || (unsigned char)q[i] >= 0x80))
-            i++;
-        if (i == start)
-            continue;
-        if (terms > 0)
-            ag_buf_append_char(out, ' ');
-        ag_buf_append_char(out, '"');
-        ag_buf_append(out, q + start, i - start);
-        ag_buf_append_cstr(out, "\"*");
-        terms++;
-    }
-    return terms;
+    set_str(state, "id", id);
+    set_str(state, "user_id", user);
+    set_str(state, "status", ORDERS_PENDING);
+    set_str(state, "payment_status", "unpaid");
+    json_object_set_new(state, "lines", json_deep_copy(lines));
+    json_object_set_new(state, "total", json_deep_copy(total));
+    json_object_set_new(state, "shipping_address", json_deep_copy(address));
+    json_t *token = json_object_get(data, "payment_token");
+    json_object_set_new(state, "payment_token", json_is_string(token) ? json_copy(token) : json_null());
+    set_str(state, "reservation_id", NULL);
+    set_str(state, "payment_id", NULL);
+    set_str(state, "shipment_id", NULL);
+    set_str(state, "cancel_reason", NULL);
+    json_object_set_new(state, "refunded", json_null());
+    json_object_set_new(state, "refunded_amount", json_integer(0));
+    json_object_set_new(state, "committed", json_false());
+    json_object_set_new(state, "released", json_false());
+    json_object_set_new(state, "shipped", json_false());
+    set_str(state, "created_at", at);
+    return 0;
 }
 
-/* ---- Cursors ---- */
-
-void
-orders_cursor_encode(const struct orders_cursor *c, char *out, size_t outlen)
+static int
+apply_event(json_t *state, const char *type, const json_t *data, const char *at)
 {
-    char raw[64];
-    int n;
-    if (c->kind == ORDERS_CURSOR_KEY)
-        n = snprintf(raw, sizeof(raw), "k%s", c->key);
-    else
-        n = snprintf(raw, sizeof(raw), "o%lld", (long long)c->offset);
-    ag_base64url_encode(raw, (size_t)n, out, outlen);
-}
-
-int
-orders_cursor_decode(const char *s, struct orders_cursor *out)
-{
-    unsigned char raw[64];
-    size_t n;
-    if (ag_base64url_decode(s, strlen(s), raw, sizeof(raw) - 1, &n) != 0 || n < 2)
-        return AG_EINVAL;
-    raw[n] = '\0';
-    memset(out, 0, sizeof(*out));
-    struct ag_str rest = ag_str_make((const char *)raw + 1, n - 1);
-    if (raw[0] == 'k') {
-        if (!ag_uuid_is_valid(rest))
+    const char *s;
+    if (strcmp(type, "created") == 0)
+        return apply_created(state, data, at);
+    if (json_object_size(state) == 0)
+        return AG_ECONFLICT; /* nothing but "created" starts an order */
+    if (strcmp(type, "stock_reserved") == 0) {
+        if (!is_status(state, ORDERS_PENDING) || json_is_string(json_object_get(state, "reservation_id")))
+            return AG_ECONFLICT;
+        s = json_string_value(json_object_get(data, "reservation_id"));
+        if (s == NULL)
             return AG_EINVAL;
-        out->kind = ORDERS_CURSOR_KEY;
-        memcpy(out->key, rest.ptr, AG_UUID_STRLEN);
-        out->key[AG_UUID_STRLEN] = '\0';
+        set_str(state, "reservation_id", s);
+        /* Without a payment token the order waits for a payment. */
+        if (!json_is_string(json_object_get(state, "payment_token")))
+            set_str(state, "status", ORDERS_AWAITING_PAYMENT);
         return 0;
     }
-    if (raw[0] == 'o') {
-        out->kind = ORDERS_CURSOR_OFFSET;
-        return ag_str_to_i64(rest, 1, ORDERS_SEARCH_MAX_DEPTH, &out->offset) == 0 ? 0 : AG_EINVAL;
+    if (strcmp(type, "payment_authorized") == 0) {
+        if (!(is_status(state, ORDERS_PENDING) || is_status(state, ORDERS_AWAITING_PAYMENT)) ||
+            !is_pay(state, "unpaid"))
+            return AG_ECONFLICT;
+        s = json_string_value(json_object_get(data, "payment_id"));
+        if (s == NULL)
+            return AG_EINVAL;
+        set_str(state, "payment_id", s);
+        set_str(state, "payment_status", "authorized");
+        set_str(state, "status", ORDERS_PENDING);
+        return 0;
+    }
+    if (strcmp(type, "shipment_created") == 0) {
+        if (!is_status(state, ORDERS_PENDING) || json_is_string(json_object_get(state, "shipment_id")))
+            return AG_ECONFLICT;
+        s = json_string_value(json_object_get(data, "shipment_id"));
+        if (s == NULL)
+            return AG_EINVAL;
+        set_str(state, "shipment_id", s);
+        return 0;
+    }
+    if (strcmp(type, "payment_captured") == 0) {
+        /* Only an authorization can be captured, and only once. */
+        if (!is_pay(state, "authorized"))
+            return AG_ECONFLICT;
+        set_str(state, "payment_status", "paid");
+        return 0;
+    }
+    if (strcmp(type, "stock_committed") == 0) {
+        if (flag(state, "committed"))
+            return AG_ECONFLICT;
+        json_object_set_new(state, "committed", json_true());
+        return 0;
+    }
+    if (strcmp(type, "confirmed") == 0) {
+        if (!orders_is_confirmable(state))
+            return AG_ECONFLICT;
+        set_str(state, "status", ORDERS_CONFIRMED);
+        set_str(state, "confirmed_at", at);
+        return 0;
+    }
+    if (strcmp(type, "shipped") == 0) {
+        if (!is_status(state, ORDERS_CONFIRMED) || flag(state, "shipped"))
+            return AG_ECONFLICT;
+        json_object_set_new(state, "shipped", json_true());
+        return 0;
+    }
+    if (strcmp(type, "completed") == 0) {
+        if (!is_status(state, ORDERS_CONFIRMED))
+            return AG_ECONFLICT;
+        json_object_set_new(state, "shipped", json_true());
+        set_str(state, "status", ORDERS_COMPLETED);
+        set_str(state, "completed_at", at);
+        return 0;
+    }
+    if (strcmp(type, "rejected") == 0) {
+        if (!is_status(state, ORDERS_PENDING))
+            return AG_ECONFLICT;
+        set_str(state, "status", ORDERS_REJECTED);
+        set_str(state, "cancel_reason", "out_of_stock");
+        set_str(state, "cancelled_at", at);
+        return 0;
+    }
+    if (strcmp(type, "cancelled") == 0) {
+        bool open = is_status(state, ORDERS_PENDING) || is_status(state, ORDERS_AWAITING_PAYMENT) ||
+                    (is_status(state, ORDERS_CONFIRMED) && !flag(state, "shipped"));
+        s = json_string_value(json_object_get(data, "reason"));
+        if (!open)
+            return AG_ECONFLICT;
+        if (s == NULL)
+            return AG_EINVAL;
+        set_str(state, "status", ORDERS_CANCELLED);
+        set_str(state, "cancel_reason", s);
+        set_str(state, "cancelled_at", at);
+        return 0;
+    }
+    if (strcmp(type, "payment_voided") == 0) {
+        if (!is_pay(state, "authorized"))
+            return AG_ECONFLICT;
+        set_str(state, "payment_status", "unpaid");
+        return 0;
+    }
+    if (strcmp(type, "payment_refunded") == 0) {
+        if (!is_pay(state, "paid") && !is_pay(state, "partially_refunded"))
+            return AG_ECONFLICT;
+        json_int_t amount = json_integer_value(json_object_get(data, "amount"));
+        json_int_t sum = json_integer_value(json_object_get(state, "refunded_amount")) + amount;
+        if (amount <= 0 || sum > total_amount(state))
+            return AG_ECONFLICT; /* never more than was captured */
+        json_object_set_new(state, "refunded_amount", json_integer(sum));
+        json_t *money = json_deep_copy(json_object_get(state, "total"));
+        json_object_set_new(money, "amount", json_integer(sum));
+        json_object_set_new(state, "refunded", money);
+        set_str(state, "payment_status", sum == total_amount(state) ? "refunded" : "partially_refunded");
+        return 0;
+    }
+    if (strcmp(type, "stock_released") == 0) {
+        json_object_set_new(state, "released", json_true());
+        return 0;
     }
     return AG_EINVAL;
+}
+
+int
+orders_apply(json_t *state, const char *type, const json_t *data, const char *at)
+{
+    if (state == NULL || type == NULL || at == NULL)
+        return AG_EINVAL;
+    /* Apply to a copy so that a refused move leaves 'state' as it was. */
+    json_t *next = json_deep_copy(state);
+    int rc = apply_event(next, type, data, at);
+    if (rc == 0) {
+        json_object_set_new(next, "version",
+                            json_integer(json_integer_value(json_object_get(state, "version")) + 1));
+        set_str(next, "updated_at", at);
+        json_object_clear(state);
+        json_object_update(state, next);
+    }
+    json_decref(next);
+    return rc;
+}
+
+json_t *
+orders_render(const json_t *state)
+{
+    static const char *const FIELDS[] = {
+        "id", "user_id", "status", "payment_status", "lines", "total", "shipping_address",
+        "reservation_id", "payment_id", "shipment_id", "cancel_reason", "refunded",
+        "created_at", "updated_at", "version",
+    };
+    json_t *out = json_object();
+    for (size_t i = 0; i < AG_ARRAY_SIZE(FIELDS); i++) {
+        json_t *v = json_object_get(state, FIELDS[i]);
+        json_object_set_new(out, FIELDS[i], v != NULL ? json_deep_copy(v) : json_null());
+    }
+    json_object_set_new(out, "pays_later",
+                        json_boolean(!json_is_string(json_object_get(state, "payment_token"))));
+    json_object_set_new(out, "shipped", json_boolean(flag(state, "shipped")));
+    return out;
+}
+
+/* ---- Validation ---- */
+
+static bool
+valid_country(const char *s)
+{
+    return s != NULL && strlen(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z';
+}
+
+bool
+orders_checkout_from_json(struct ag_valid *v, json_t *body, const char **out_token,
+                          json_t **out_address)
+{
+    static const char *const ALLOWED[] = { "payment_token", "shipping_address", NULL };
+    static const char *const ADDR[] = { "name", "line1", "line2", "city", "postal_code",
+                                        "country", NULL };
+    ag_valid_unknown(v, body, NULL, ALLOWED);
+    *out_token = ag_valid_string(v, body, NULL, "payment_token", AG_VALID_NULLABLE, 1,
+                                 ORDERS_TOKEN_MAX);
+    json_t *a = ag_valid_object(v, body, NULL, "shipping_address", AG_VALID_REQUIRED);
+    if (a != NULL) {
+        ag_valid_unknown(v, a, "shipping_address", ADDR);
+        ag_valid_string(v, a, "shipping_address", "name", AG_VALID_REQUIRED, 1, 100);
+        ag_valid_string(v, a, "shipping_address", "line1", AG_VALID_REQUIRED, 1, 200);
+        ag_valid_string(v, a, "shipping_address", "line2", AG_VALID_OPTIONAL, 1, 200);
+        ag_valid_string(v, a, "shipping_address", "city", AG_VALID_REQUIRED, 1, 100);
+        ag_valid_string(v, a, "shipping_address", "postal_code", AG_VALID_REQUIRED, 1, 20);
+        const char *c =
+            ag_valid_string(v, a, "shipping_address", "country", AG_VALID_REQUIRED, 2, 2);
+        if (c != NULL && !valid_country(c))
+            ag_valid_error(v, "shipping_address.country", "invalid",
+                           "an ISO 3166-1 alpha-2 code such as GB");
+    }
+    *out_address = a;
+    return ag_valid_ok(v);
+}
+
+bool
+orders_cart_item_from_json(struct ag_valid *v, json_t *body, bool with_product,
+                           const char **out_product_id, int64_t *out_quantity)
+{
+    static const char *const ALLOWED_ADD[] = { "product_id", "quantity", NULL };
+    static const char *const ALLOWED_SET[] = { "quantity", NULL };
+    ag_valid_unknown(v, body, NULL, with_product ? ALLOWED_ADD : ALLOWED_SET);
+    if (with_product) {
+        const char *id = ag_valid_string(v, body, NULL, "product_id", AG_VALID_REQUIRED, 1, 36);
+        if (id != NULL && !ag_uuid_is_valid(ag_str_from_cstr(id)))
+            ag_valid_error(v, "product_id", "invalid", "a product id (UUID)");
+        *out_product_id = id;
+    }
+    ag_valid_int(v, body, NULL, "quantity", AG_VALID_REQUIRED, 1, ORDERS_QTY_MAX, out_quantity);
+    return ag_valid_ok(v);
+}
+
+/* ---- Reasons ---- */
+
+const char *
+orders_reason_for_payment_failure(const char *failure)
+{
+    if (failure == NULL)
+        return "payment_failed";
+    if (strcmp(failure, "declined") == 0 || strcmp(failure, "insufficient_funds") == 0)
+        return "payment_declined";
+    if (strcmp(failure, "timeout") == 0)
+        return "timeout";
+    return "payment_failed";
+}
+
+const char *
+orders_release_reason(const char *cancel_reason)
+{
+    if (strncmp(cancel_reason, "payment_", 8) == 0)
+        return "payment_failed";
+    if (strcmp(cancel_reason, "shipment_failed") == 0)
+        return "shipment_failed";
+    return "cancelled";
+}
+
+double
+orders_seconds_between(const char *from, const char *to)
+{
+    int64_t a;
+    int64_t b;
+    if (ag_time_parse_rfc3339(ag_str_from_cstr(from), &a) != 0 ||
+        ag_time_parse_rfc3339(ag_str_from_cstr(to), &b) != 0 || b < a)
+        return 0;
+    return (double)(b - a) / 1000.0;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Orders domain: the product and category model, validation of what clients
- * send, the JSON representation, search-query and cursor encoding. Pure
- * functions: no I/O, no database, no clock. */
+/* Orders domain: pure rules, no I/O. The order is event-sourced: its state
+ * is a JSON object folded from its events by orders_apply, the one
+ * transition function, which rejects illegal moves. Also the validation of
+ * request bodies and the mapping of participants' reasons. */
 #ifndef ORDERS_DOMAIN_H
 #define ORDERS_DOMAIN_H
 
@@ -9,83 +10,64 @@
 
 #include <jansson.h>
 
-#include "agora/buf.h"
 #include "agora/json.h"
-#include "agora/mem.h"
 #include "agora/money.h"
-#include "agora/str.h"
-#include "agora/time.h"
-#include "agora/uuid.h"
 
-#define ORDERS_SKU_MAX          64
-#define ORDERS_NAME_MAX         200
-#define ORDERS_DESCRIPTION_MAX  5000
-#define ORDERS_URL_MAX          2048
-#define ORDERS_SLUG_MAX         64
-#define ORDERS_CAT_NAME_MAX     100
-#define ORDERS_CAT_DESC_MAX     1000
-#define ORDERS_PRICE_MAX        INT64_C(100000000000)
-#define ORDERS_QUERY_MAX        200   /* code points of a search query */
-#define ORDERS_SEARCH_MAX_DEPTH 10000 /* deepest result reachable by paging a search */
+#define ORDERS_QTY_MAX       1000 /* units of one product in a cart line */
+#define ORDERS_CART_MAX      100  /* lines in a cart */
+#define ORDERS_TOKEN_MAX     200  /* code points of a payment token */
+#define ORDERS_IDEM_KEY_MAX  200  /* bytes of an Idempotency-Key */
 
-struct orders_product {
-    char id[AG_UUID_STRLEN + 1];
-    const char *sku;
-    const char *name;
-    const char *description; /* "" when none */
-    struct ag_money price;
-    const char *category;  /* slug, or NULL */
-    const char *image_url; /* or NULL */
-    bool active;
-    char created_at[AG_RFC3339_LEN];
-    char updated_at[AG_RFC3339_LEN];
-    int64_t version;
-};
+/* Statuses (the "status" field). */
+#define ORDERS_PENDING          "PENDING"
+#define ORDERS_AWAITING_PAYMENT "AWAITING_PAYMENT"
+#define ORDERS_CONFIRMED        "CONFIRMED"
+#define ORDERS_CANCELLED        "CANCELLED"
+#define ORDERS_REJECTED         "REJECTED"
+#define ORDERS_COMPLETED        "COMPLETED"
 
-struct orders_category {
-    const char *slug;
-    const char *name;
-    const char *description; /* "" when none */
-};
+/* Apply the order event 'type' with 'data' (borrowed) at time 'at' (RFC
+ * 3339) to 'state' (an object, empty before "created"), in place. Types:
+ * created, stock_reserved, payment_authorized, shipment_created,
+ * payment_captured, stock_committed, confirmed, shipped, completed,
+ * rejected, cancelled, payment_voided, payment_refunded, stock_released.
+ * Returns 0, or AG_ECONFLICT for a move the current state forbids (the
+ * state is then unchanged), AG_EINVAL for an unknown type or bad data. */
+int orders_apply(json_t *state, const char *type, const json_t *data, const char *at);
 
-/* Validate a create body into 'out' (strings borrowed from 'body'). Errors
- * go to 'v'; returns true when valid. Sets no id, times or version. */
-bool orders_product_from_json(struct ag_valid *v, json_t *body, struct orders_product *out);
+/* The guard of the confirmation: payment captured, stock committed and a
+ * shipment created, and the order still PENDING. */
+bool orders_is_confirmable(const json_t *state);
 
-/* Apply a partial update 'body' to 'p' (strings borrowed from 'body').
- * 'out_version' receives the body's "version" field, or -1 when absent.
- * Returns true when valid; 'p' may be partly changed when not. */
-bool orders_product_patch(struct ag_valid *v, json_t *body, struct orders_product *p,
-                           int64_t *out_version);
+/* True for CONFIRMED (after the fact), CANCELLED, REJECTED, COMPLETED. */
+bool orders_is_terminal(const json_t *state);
 
-/* The product as served (new reference). */
-json_t *orders_product_to_json(const struct orders_product *p);
+/* The representation served to clients (new reference): the state without
+ * its internal fields (payment token, flags). */
+json_t *orders_render(const json_t *state);
 
-bool orders_category_from_json(struct ag_valid *v, json_t *body, struct orders_category *out);
-json_t *orders_category_to_json(const struct orders_category *c);
+/* Borrowed string field of 'state' ("" when absent or not a string). */
+const char *orders_str(const json_t *state, const char *field);
 
-bool orders_sku_is_valid(const char *s);
-bool orders_slug_is_valid(const char *s);
-bool orders_image_url_is_valid(const char *s);
+/* A checkout body {payment_token?, shipping_address}: validated into 'v'
+ * (unknown fields are errors: status, user_id, total cannot be set). Fills
+ * '*out_token' (borrowed, NULL when absent) and '*out_address' (borrowed).
+ * Returns true when valid. */
+bool orders_checkout_from_json(struct ag_valid *v, json_t *body, const char **out_token,
+                               json_t **out_address);
 
-/* Turn a user's search text into a safe FTS5 query: every word becomes a
- * quoted prefix term ("word"*), all required. Returns the number of terms
- * (0: nothing searchable), or AG_ERANGE when 'q' exceeds ORDERS_QUERY_MAX
- * code points, or AG_EINVAL for invalid UTF-8. */
-int orders_search_query(const char *q, struct ag_buf *out);
+/* A cart line body: {product_id, quantity} when 'with_product', else
+ * {quantity}. Returns true when valid. */
+bool orders_cart_item_from_json(struct ag_valid *v, json_t *body, bool with_product,
+                                const char **out_product_id, int64_t *out_quantity);
 
-/* Page cursors are opaque base64url strings: "k" + last id for listings,
- * "o" + offset for searches. */
-enum orders_cursor_kind { ORDERS_CURSOR_KEY = 0, ORDERS_CURSOR_OFFSET };
+/* order.cancelled reason for a payment.failed reason. */
+const char *orders_reason_for_payment_failure(const char *failure);
 
-struct orders_cursor {
-    enum orders_cursor_kind kind;
-    char key[AG_UUID_STRLEN + 1]; /* KEY: id of the last item of the previous page */
-    int64_t offset;               /* OFFSET: items already returned */
-};
+/* inventory release reason for an order.cancelled reason. */
+const char *orders_release_reason(const char *cancel_reason);
 
-void orders_cursor_encode(const struct orders_cursor *c, char *out, size_t outlen);
-/* AG_EINVAL when 's' is not a cursor this service made. */
-int orders_cursor_decode(const char *s, struct orders_cursor *out);
+/* Seconds between two RFC 3339 times (0 when either does not parse). */
+double orders_seconds_between(const char *from, const char *to);
 
 #endif /* ORDERS_DOMAIN_H */

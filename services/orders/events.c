@@ -1,53 +1,26 @@
 /* SPDX-License-Identifier: MIT */
-/* Orders events: product.created, product.updated and product.deleted,
- * written to the outbox inside the transaction that changes the product,
- * so an event exists if and only if its change commits; the chassis relays
- * them to the bus (DESIGN.md sections 2 and 3;
- * contracts/events/product.*.schema.json). The orders consumes nothing: a
- * service that does subscribes in its on_start (docs/new-service.md). */
+/* Orders events. Out: order.created, .confirmed, .cancelled, .completed
+ * through the outbox, in the transaction that appends the order event
+ * (contracts/events/order.*.schema.json). In, subscription "orders":
+ * product.* into the price replica (the highest version wins), and the
+ * participants' replies (inventory.*, payment.*, shipment.*) into the
+ * saga. Replies are read tolerantly: keyed on the type and data.order_id,
+ * unknown fields ignored. */
 #include "agora/base.h"
 #include "orders.h"
 
-#include "agora/events.h"
-#include "agora/time.h"
+#include <string.h>
 
-/* Publish 'type' about product 'id' (the subject, so the bus keeps one
- * product's events in order). A failure is logged by ag_events_publish;
- * the caller returns it, which rolls the transaction back. */
-static int
-publish(struct ag_events *ev, const char *type, const char *id, const json_t *data,
-        const char *traceparent)
+#include "agora/err.h"
+#include "agora/log.h"
+
+int
+orders_events_publish(struct ag_events *ev, const char *type, const char *order_id,
+                      const json_t *data)
 {
     if (ev == NULL)
         return 0;
-    return ag_events_publish(ev, type, id, data, traceparent, NULL);
-}
-
-int
-orders_events_product_created(struct ag_events *ev, const struct orders_product *p,
-                               const json_t *doc, const char *traceparent)
-{
-    return publish(ev, "product.created", p->id, doc, traceparent);
-}
-
-int
-orders_events_product_updated(struct ag_events *ev, const struct orders_product *p,
-                               const json_t *doc, const char *traceparent)
-{
-    return publish(ev, "product.updated", p->id, doc, traceparent);
-}
-
-int
-orders_events_product_deleted(struct ag_events *ev, const struct orders_product *p,
-                               const char *traceparent)
-{
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    json_t *data = json_pack("{s:s, s:s, s:I, s:s}", "id", p->id, "sku", p->sku, "version",
-                             (json_int_t)p->version, "deleted_at", now);
-    int rc = publish(ev, "product.deleted", p->id, data, traceparent);
-    json_decref(data);
-    return rc;
+    return ag_events_publish(ev, type, order_id, data, NULL, NULL);
 }
 
 void
@@ -55,4 +28,67 @@ orders_events_kick(struct ag_events *ev)
 {
     if (ev != NULL)
         ag_events_kick(ev);
+}
+
+static int
+on_product(struct ag_store *store, const char *type, const json_t *data)
+{
+    const char *id = json_string_value(json_object_get(data, "id"));
+    json_t *version = json_object_get(data, "version");
+    if (id == NULL || !json_is_integer(version)) {
+        AG_LOGW("events", "%s without id or version ignored", type);
+        return 0;
+    }
+    if (strcmp(type, "product.deleted") == 0)
+        return orders_store_price_delete(store, id, json_integer_value(version));
+    const char *sku = json_string_value(json_object_get(data, "sku"));
+    const char *name = json_string_value(json_object_get(data, "name"));
+    json_t *price = json_object_get(data, "price");
+    json_t *amount = json_object_get(price, "amount");
+    const char *currency = json_string_value(json_object_get(price, "currency"));
+    if (sku == NULL || !json_is_integer(amount) || json_integer_value(amount) < 0 ||
+        currency == NULL) {
+        AG_LOGW("events", "%s of '%s' without sku or price ignored", type, id);
+        return 0;
+    }
+    json_t *active = json_object_get(data, "active");
+    return orders_store_price_upsert(store, id, sku, name != NULL ? name : sku,
+                                     json_integer_value(amount), currency,
+                                     active == NULL || json_is_true(active),
+                                     json_integer_value(version));
+}
+
+int
+orders_events_handle(struct ag_events *ev, struct ag_store *store, const json_t *event,
+                     void *udata)
+{
+    struct orders *o = udata;
+    (void)ev;
+    (void)store;
+    const char *type = json_string_value(json_object_get(event, "type"));
+    const json_t *data = json_object_get(event, "data");
+    if (type == NULL || !json_is_object(data)) {
+        AG_LOGW("events", "event without type or data ignored");
+        return 0;
+    }
+    if (strncmp(type, "product.", 8) == 0)
+        return on_product(o->store, type, data);
+    /* A savepoint, so that a reply the order's state refuses is undone
+     * whole and still acknowledged (the inbox row stays). */
+    int rc = ag_store_exec(o->store, "SAVEPOINT reply");
+    if (rc != 0)
+        return rc;
+    rc = orders_saga_reply(o, event);
+    if (rc == AG_ECONFLICT) {
+        /* A stale or out-of-order reply that nothing would ever make
+         * valid: logged and dropped. */
+        AG_LOGW("events", "%s for order '%s' refused by the order's state", type,
+                json_string_value(json_object_get(data, "order_id")));
+        rc = ag_store_exec(o->store, "ROLLBACK TO reply");
+    }
+    if (rc == 0)
+        rc = ag_store_exec(o->store, "RELEASE reply");
+    if (rc == 0)
+        orders_events_kick(o->events);
+    return rc;
 }

@@ -1,13 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Orders service: composition root. Wires the chassis (settings, database
- * and migrations, events runtime, port from agora/ports.h), the route table
- * and the optional seed data loaded into an empty orders. */
+ * and migrations, events runtime, port from agora/ports.h), the route
+ * table, the consumer of subscription "orders" and the saga timer that
+ * resumes in-flight sagas at start and handles step deadlines. */
 #include "agora/base.h"
 #include "orders.h"
-
-#include <errno.h>
-#include <stdio.h>
-#include <string.h>
 
 #include "agora/err.h"
 #include "agora/log.h"
@@ -16,135 +13,72 @@
 extern const struct ag_migration orders_migrations[];
 extern const size_t orders_nmigrations;
 
-#define SEED_MAX_BYTES (16u << 20)
-
+#define OFF(f) offsetof(struct orders_settings, f)
 static const struct ag_config_key ORDERS_KEYS[] = {
-    { "AGORA_ORDERS_SEED", AG_CONFIG_STRING, "", offsetof(struct orders_settings, seed_path), 0,
-      0, NULL, "JSON file of categories and products loaded when the orders is empty" },
+    { "AGORA_ORDERS_STEP_TIMEOUT", AG_CONFIG_DURATION, "30s", OFF(step_timeout_ms), 50, 86400000,
+      NULL, "deadline of one saga step's reply before it is re-sent" },
+    { "AGORA_ORDERS_STEP_RETRIES", AG_CONFIG_INT, "3", OFF(step_retries), 0, 100, NULL,
+      "re-sends of a step (same step_key) before its compensation" },
+    { "AGORA_ORDERS_SCAN_INTERVAL", AG_CONFIG_DURATION, "1s", OFF(scan_interval_ms), 10, 3600000,
+      NULL, "how often the saga timer looks for due steps" },
 };
+#undef OFF
 
-static int
-read_file(const char *path, struct ag_buf *out)
+/* Participants' replies and the catalog's prices. */
+static const char *const TOPICS[] = { "product.*", "inventory.*", "payment.*", "shipment.*" };
+
+static void
+on_scan(uv_timer_t *t)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        AG_LOGE("seed", "cannot open '%s': %s", path, strerror(errno));
-        return AG_EIO;
-    }
-    char chunk[65536];
-    size_t n;
-    int rc = 0;
-    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rc = ag_buf_append(out, chunk, n);
-    if (rc == 0 && ferror(f))
-        rc = AG_EIO;
-    fclose(f);
-    if (rc != 0)
-        AG_LOGE("seed", "cannot read '%s': %s", path, ag_strerror(rc));
-    return rc;
-}
-
-struct seed_ctx {
-    json_t *root;
-    struct ag_events *events;
-    int64_t categories;
-    int64_t products;
-};
-
-static int
-seed_tx(struct ag_store *store, void *arg)
-{
-    struct seed_ctx *sc = arg;
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    size_t i;
-    json_t *item;
-    json_array_foreach(json_object_get(sc->root, "categories"), i, item)
-    {
-        struct ag_valid v;
-        ag_valid_init(&v);
-        struct orders_category c;
-        bool ok = json_is_object(item) && orders_category_from_json(&v, item, &c);
-        ag_valid_release(&v);
-        if (!ok) {
-            AG_LOGE("seed", "category #%zu is invalid", i);
-            return AG_EINVAL;
-        }
-        int rc = orders_store_category_insert(store, &c, now);
-        if (rc != 0 && rc != AG_EEXIST)
-            return rc;
-        sc->categories += rc == 0;
-    }
-    json_array_foreach(json_object_get(sc->root, "products"), i, item)
-    {
-        struct ag_valid v;
-        ag_valid_init(&v);
-        struct orders_product p;
-        bool ok = json_is_object(item) && orders_product_from_json(&v, item, &p);
-        if (!ok) {
-            char *errs = json_dumps(v.errors, JSON_COMPACT);
-            AG_LOGE("seed", "product #%zu is invalid: %s", i, errs ? errs : "not an object");
-            ag_free(errs);
-            ag_valid_release(&v);
-            return AG_EINVAL;
-        }
-        ag_valid_release(&v);
-        int rc = orders_create_product(store, sc->events, &p, NULL, NULL);
-        if (rc != 0) {
-            AG_LOGE("seed", "cannot insert product '%s': %s", p.sku, ag_strerror(rc));
-            return rc;
-        }
-        sc->products++;
-    }
-    return 0;
-}
-
-static int
-load_seed(struct orders *cat)
-{
-    const char *path = cat->settings.seed_path;
-    if (path == NULL || path[0] == '\0')
-        return 0;
-    int64_t count;
-    int rc = orders_store_count(cat->store, &count);
-    if (rc != 0)
-        return rc;
-    if (count > 0) {
-        AG_LOGI("seed", "orders holds %lld products; seed '%s' not loaded", (long long)count,
-                path);
-        return 0;
-    }
-    struct ag_buf data = AG_BUF_INIT(SEED_MAX_BYTES);
-    rc = read_file(path, &data);
-    if (rc != 0) {
-        ag_buf_release(&data);
-        return rc;
-    }
-    char err[160];
-    json_t *root = ag_json_parse(ag_buf_cstr(&data), data.len, err, sizeof(err));
-    ag_buf_release(&data);
-    if (root == NULL || !json_is_object(root)) {
-        AG_LOGE("seed", "'%s' is not a JSON object: %s", path, root ? "wrong type" : err);
-        json_decref(root);
-        return AG_EINVAL;
-    }
-    struct seed_ctx sc = { .root = root, .events = cat->events };
-    rc = ag_store_tx(cat->store, seed_tx, &sc);
-    json_decref(root);
-    if (rc == 0)
-        AG_LOGI("seed", "loaded %lld categories and %lld products from '%s'",
-                (long long)sc.categories, (long long)sc.products, path);
-    return rc;
+    orders_saga_scan(t->data);
 }
 
 static int
 on_start(struct ag_service *svc, void *udata)
 {
-    struct orders *cat = udata;
-    cat->svc = svc;
-    cat->store = ag_service_store(svc);
-    cat->events = ag_service_events(svc);
-    return load_seed(cat);
+    struct orders *o = udata;
+    o->svc = svc;
+    o->store = ag_service_store(svc);
+    o->events = ag_service_events(svc);
+    struct ag_metrics *reg = ag_service_metrics(svc);
+    static const char *const STEP_LABELS[] = { "step", "outcome" };
+    static const char *const OUTCOME[] = { "outcome" };
+    static const double BUCKETS[] = { 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600 };
+    o->metrics.steps = ag_metrics_counter(reg, "saga_steps_total",
+                                          "saga steps by step and outcome (sent, retried, replies)",
+                                          STEP_LABELS, 2);
+    o->metrics.duration = ag_metrics_histogram(reg, "saga_duration_seconds",
+                                               "checkout to a terminal state", NULL, 0, BUCKETS,
+                                               AG_ARRAY_SIZE(BUCKETS));
+    o->metrics.orders = ag_metrics_counter(reg, "orders_total", "orders by outcome", OUTCOME, 1);
+    int rc = ag_events_subscribe(o->events, "orders", TOPICS, AG_ARRAY_SIZE(TOPICS),
+                                 orders_events_handle, o);
+    if (rc != 0)
+        return rc;
+    uv_timer_init(ag_service_loop(svc), &o->scan);
+    o->scan.data = o;
+    o->scan_started = true;
+    /* At once: in-flight sagas of a previous run resume now. */
+    uv_timer_start(&o->scan, on_scan, 0, o->settings.scan_interval_ms);
+    return 0;
+}
+
+static void
+on_stopping(struct ag_service *svc, void *udata)
+{
+    (void)svc;
+    struct orders *o = udata;
+    /* No new saga work once the stop begins; what is due waits for the
+     * next start. */
+    if (o->scan_started && !uv_is_closing((uv_handle_t *)&o->scan))
+        uv_close((uv_handle_t *)&o->scan, NULL);
+}
+
+static void
+on_stop(struct ag_service *svc, void *udata)
+{
+    /* Also reached when start-up failed, before any on_stopping. */
+    on_stopping(svc, udata);
 }
 
 int
@@ -152,7 +86,7 @@ main(int argc, char **argv)
 {
     /* The service's state: main's for the whole run, reached by callbacks
      * through their udata, never through a global. */
-    struct orders cat = { 0 };
+    struct orders o = { 0 };
     struct ag_service_config cfg = {
         .name = "orders",
         .version = "0.1.0",
@@ -161,16 +95,18 @@ main(int argc, char **argv)
         .nmigrations = orders_nmigrations,
         .keys = ORDERS_KEYS,
         .nkeys = AG_ARRAY_SIZE(ORDERS_KEYS),
-        .settings = &cat.settings,
+        .settings = &o.settings,
         .on_start = on_start,
+        .on_stopping = on_stopping,
+        .on_stop = on_stop,
         .events = true,
-        .udata = &cat,
+        .udata = &o,
     };
     struct ag_service *svc;
     int rc = ag_service_init(&svc, argc, argv, &cfg);
     if (rc != 0)
         return ag_service_exit_code(rc);
-    rc = ag_service_routes(svc, orders_routes, orders_nroutes, &cat);
+    rc = ag_service_routes(svc, orders_routes, orders_nroutes, &o);
     int status = rc == 0 ? ag_service_run(svc) : 1;
     ag_service_free(svc);
     return status;

@@ -1,50 +1,70 @@
--- Orders schema: categories, products with their rendered JSON document
--- (the read representation, rewritten on every change), and an FTS5 index
--- over name, description and sku kept in step by triggers.
-CREATE TABLE categories (
-    slug        TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    created_at  TEXT NOT NULL
+-- Orders schema: the price replica, carts, the event-sourced orders (events
+-- plus projection), checkout idempotency keys and the saga's steps.
+
+-- Replica of the catalog's prices, kept from product.* events (highest version wins).
+CREATE TABLE prices (
+    product_id TEXT PRIMARY KEY,
+    sku        TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    amount     INTEGER NOT NULL CHECK (amount >= 0),
+    currency   TEXT NOT NULL,
+    active     INTEGER NOT NULL,
+    deleted    INTEGER NOT NULL DEFAULT 0,
+    version    INTEGER NOT NULL
 );
 
-CREATE TABLE products (
-    seq          INTEGER PRIMARY KEY,          -- stable rowid for the FTS index
-    id           TEXT NOT NULL UNIQUE,         -- UUIDv7: creation order
-    sku          TEXT NOT NULL UNIQUE,
-    name         TEXT NOT NULL,
-    description  TEXT NOT NULL DEFAULT '',
-    price_amount INTEGER NOT NULL CHECK (price_amount >= 0),
-    currency     TEXT NOT NULL CHECK (length(currency) = 3),
-    category     TEXT REFERENCES categories(slug) ON DELETE RESTRICT,
-    image_url    TEXT,
-    active       INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
-    created_at   TEXT NOT NULL,
-    updated_at   TEXT NOT NULL,
-    version      INTEGER NOT NULL DEFAULT 1,
-    doc          TEXT NOT NULL                 -- the product as JSON, as served
-);
-CREATE INDEX products_category ON products(category, id);
-
-CREATE VIRTUAL TABLE products_fts USING fts5(
-    name, description, sku,
-    content = 'products', content_rowid = 'seq',
-    tokenize = 'unicode61 remove_diacritics 2'
+CREATE TABLE cart_items (
+    user_id    TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    quantity   INTEGER NOT NULL CHECK (quantity > 0),
+    added_at   TEXT NOT NULL,
+    PRIMARY KEY (user_id, product_id)
 );
 
-CREATE TRIGGER products_fts_insert AFTER INSERT ON products BEGIN
-    INSERT INTO products_fts(rowid, name, description, sku)
-    VALUES (new.seq, new.name, new.description, new.sku);
-END;
+-- The source of truth of an order: its events, versioned from 1.
+CREATE TABLE order_events (
+    order_id   TEXT NOT NULL,
+    version    INTEGER NOT NULL CHECK (version > 0),
+    type       TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (order_id, version)
+);
 
-CREATE TRIGGER products_fts_delete AFTER DELETE ON products BEGIN
-    INSERT INTO products_fts(products_fts, rowid, name, description, sku)
-    VALUES ('delete', old.seq, old.name, old.description, old.sku);
-END;
+-- Projection: the current state, written in the same transaction as the event.
+CREATE TABLE orders (
+    id             TEXT PRIMARY KEY,
+    user_id        TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    payment_status TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    state          TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+CREATE INDEX orders_by_user ON orders (user_id, id DESC);
+CREATE INDEX orders_by_status ON orders (status, id DESC);
 
-CREATE TRIGGER products_fts_update AFTER UPDATE OF name, description, sku ON products BEGIN
-    INSERT INTO products_fts(products_fts, rowid, name, description, sku)
-    VALUES ('delete', old.seq, old.name, old.description, old.sku);
-    INSERT INTO products_fts(rowid, name, description, sku)
-    VALUES (new.seq, new.name, new.description, new.sku);
-END;
+CREATE TABLE checkout_keys (
+    user_id    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    request    TEXT NOT NULL,
+    order_id   TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+
+-- One row per saga step sent: written with the command's outbox row.
+CREATE TABLE saga_steps (
+    order_id    TEXT NOT NULL,
+    step        TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    command     TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    sent_at     TEXT NOT NULL,
+    deadline_ms INTEGER NOT NULL,
+    outcome     TEXT,
+    outcome_at  TEXT,
+    PRIMARY KEY (order_id, step)
+);
+CREATE INDEX saga_steps_due ON saga_steps (deadline_ms) WHERE outcome IS NULL;

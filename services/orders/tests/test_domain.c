@@ -1,248 +1,255 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of the orders domain: product validation with per-field
- * errors, patches, search-query sanitising, cursors, URL and sku rules. */
+/* Unit tests of the orders domain: the transition function of the
+ * event-sourced order (legal and illegal moves, the confirmation guard,
+ * never refunding more than was captured), rebuilding a state by folding
+ * its events, the served representation and body validation. */
 #include "agora/base.h"
+
+#include <string.h>
 
 #include "agora/err.h"
 #include "agora_test.h"
 #include "domain.h"
 
-static void
-test_create_validation_table(void **state)
+#define AT "2026-01-01T10:00:00.000Z"
+
+static json_t *
+created(bool with_token)
 {
-    AG_UNUSED(state);
+    json_t *d = ag_test_json(
+        "{\"order_id\":\"01947000-0000-7000-8000-000000000001\","
+        "\"user_id\":\"01947000-0000-7000-8000-0000000000aa\","
+        "\"lines\":[{\"product_id\":\"01947000-0000-7000-8000-0000000000b1\",\"sku\":\"A-1\","
+        "\"quantity\":2,\"unit_price\":{\"amount\":500,\"currency\":\"USD\"}}],"
+        "\"total\":{\"amount\":1000,\"currency\":\"USD\"},"
+        "\"shipping_address\":{\"name\":\"Ada\",\"line1\":\"1 St\",\"city\":\"London\","
+        "\"postal_code\":\"N1\",\"country\":\"GB\"},\"payment_token\":null}");
+    if (with_token)
+        json_object_set_new(d, "payment_token", json_string("tok_visa"));
+    return d;
+}
+
+/* Apply 'type' with data 'json' (NULL: {}) and return the code. */
+static int
+step(json_t *state, const char *type, const char *json)
+{
+    json_t *d = json != NULL ? ag_test_json(json) : json_object();
+    int rc = orders_apply(state, type, d, AT);
+    json_decref(d);
+    return rc;
+}
+
+static const char *
+status(json_t *s)
+{
+    return orders_str(s, "status");
+}
+
+static void
+test_happy_path_moves(void **unused)
+{
+    AG_UNUSED(unused);
+    json_t *s = json_object();
+    json_t *c = created(true);
+    assert_int_equal(orders_apply(s, "created", c, AT), 0);
+    json_decref(c);
+    assert_string_equal(status(s), "PENDING");
+    assert_string_equal(orders_str(s, "payment_status"), "unpaid");
+    assert_int_equal(step(s, "stock_reserved", "{\"reservation_id\":\"r1\"}"), 0);
+    assert_string_equal(status(s), "PENDING"); /* a token: no waiting for payment */
+    assert_int_equal(step(s, "payment_authorized", "{\"payment_id\":\"p1\"}"), 0);
+    assert_int_equal(step(s, "shipment_created", "{\"shipment_id\":\"s1\"}"), 0);
+    /* Committed stock alone does not confirm: the money is not captured. */
+    assert_int_equal(step(s, "stock_committed", NULL), 0);
+    assert_false(orders_is_confirmable(s));
+    assert_int_equal(step(s, "confirmed", NULL), AG_ECONFLICT);
+    assert_string_equal(status(s), "PENDING");
+    assert_int_equal(step(s, "payment_captured", NULL), 0);
+    assert_int_equal(step(s, "payment_captured", NULL), AG_ECONFLICT); /* never twice */
+    assert_true(orders_is_confirmable(s));
+    assert_int_equal(step(s, "confirmed", NULL), 0);
+    assert_string_equal(status(s), "CONFIRMED");
+    assert_string_equal(orders_str(s, "payment_status"), "paid");
+    assert_int_equal(step(s, "shipped", NULL), 0);
+    assert_int_equal(step(s, "cancelled", "{\"reason\":\"customer_request\"}"), AG_ECONFLICT);
+    assert_int_equal(step(s, "completed", NULL), 0);
+    assert_string_equal(status(s), "COMPLETED");
+    assert_int_equal(json_integer_value(json_object_get(s, "version")), 9);
+    json_decref(s);
+}
+
+static void
+test_pay_later_and_refunds(void **unused)
+{
+    AG_UNUSED(unused);
+    json_t *s = json_object();
+    json_t *c = created(false);
+    assert_int_equal(orders_apply(s, "created", c, AT), 0);
+    json_decref(c);
+    assert_int_equal(step(s, "stock_reserved", "{\"reservation_id\":\"r1\"}"), 0);
+    assert_string_equal(status(s), "AWAITING_PAYMENT");
+    assert_int_equal(step(s, "payment_authorized", "{\"payment_id\":\"p1\"}"), 0);
+    assert_string_equal(status(s), "PENDING");
+    assert_int_equal(step(s, "payment_authorized", "{\"payment_id\":\"p2\"}"), AG_ECONFLICT);
+    assert_int_equal(step(s, "payment_refunded", "{\"amount\":100}"), AG_ECONFLICT);
+    assert_int_equal(step(s, "payment_captured", NULL), 0);
+    assert_int_equal(step(s, "cancelled", "{\"reason\":\"customer_request\"}"), 0);
+    assert_int_equal(step(s, "payment_refunded", "{\"amount\":400}"), 0);
+    assert_string_equal(orders_str(s, "payment_status"), "partially_refunded");
+    /* Never more than was captured. */
+    assert_int_equal(step(s, "payment_refunded", "{\"amount\":601}"), AG_ECONFLICT);
+    assert_int_equal(step(s, "payment_refunded", "{\"amount\":600}"), 0);
+    assert_string_equal(orders_str(s, "payment_status"), "refunded");
+    json_decref(s);
+}
+
+static void
+test_illegal_moves_leave_state(void **unused)
+{
+    AG_UNUSED(unused);
+    json_t *s = json_object();
+    assert_int_equal(step(s, "stock_reserved", "{\"reservation_id\":\"r1\"}"), AG_ECONFLICT);
+    assert_int_equal(json_object_size(s), 0);
+    json_t *c = created(true);
+    assert_int_equal(orders_apply(s, "created", c, AT), 0);
+    assert_int_equal(orders_apply(s, "created", c, AT), AG_ECONFLICT);
+    json_decref(c);
+    assert_int_equal(step(s, "rejected", NULL), 0);
+    json_t *before = json_deep_copy(s);
+    assert_int_equal(step(s, "confirmed", NULL), AG_ECONFLICT);
+    assert_int_equal(step(s, "cancelled", "{\"reason\":\"timeout\"}"), AG_ECONFLICT);
+    assert_int_equal(step(s, "nonsense", NULL), AG_EINVAL);
+    assert_true(json_equal(before, s));
+    json_decref(before);
+    json_decref(s);
+}
+
+static void
+test_rebuild_by_folding_equals_live_state(void **unused)
+{
+    AG_UNUSED(unused);
+    /* The same events folded into a fresh state give the same state. */
+    static const char *const EVENTS[][2] = {
+        { "stock_reserved", "{\"reservation_id\":\"r1\"}" },
+        { "payment_authorized", "{\"payment_id\":\"p1\"}" },
+        { "cancelled", "{\"reason\":\"customer_request\",\"refunded\":null}" },
+        { "payment_voided", NULL },
+        { "stock_released", NULL },
+    };
+    json_t *live = json_object();
+    json_t *c = created(true);
+    assert_int_equal(orders_apply(live, "created", c, AT), 0);
+    for (size_t i = 0; i < AG_ARRAY_SIZE(EVENTS); i++)
+        assert_int_equal(step(live, EVENTS[i][0], EVENTS[i][1]), 0);
+    json_t *again = json_object();
+    assert_int_equal(orders_apply(again, "created", c, AT), 0);
+    for (size_t i = 0; i < AG_ARRAY_SIZE(EVENTS); i++)
+        assert_int_equal(step(again, EVENTS[i][0], EVENTS[i][1]), 0);
+    assert_true(json_equal(live, again));
+    assert_string_equal(status(again), "CANCELLED");
+    assert_string_equal(orders_str(again, "payment_status"), "unpaid");
+    json_decref(c);
+    json_decref(live);
+    json_decref(again);
+}
+
+static void
+test_render_hides_internals(void **unused)
+{
+    AG_UNUSED(unused);
+    json_t *s = json_object();
+    json_t *c = created(true);
+    assert_int_equal(orders_apply(s, "created", c, AT), 0);
+    json_decref(c);
+    json_t *r = orders_render(s);
+    assert_null(json_object_get(r, "payment_token"));
+    assert_null(json_object_get(r, "committed"));
+    assert_false(json_is_true(json_object_get(r, "pays_later")));
+    assert_string_equal(orders_str(r, "status"), "PENDING");
+    json_decref(r);
+    json_decref(s);
+}
+
+static void
+test_checkout_validation_table(void **unused)
+{
+    AG_UNUSED(unused);
     static const struct {
         const char *body;
-        const char *fields; /* expected error fields, "" for valid */
+        const char *fields;
     } cases[] = {
-        { "{\"sku\":\"A-1\",\"name\":\"N\",\"price\":{\"amount\":100,\"currency\":\"EUR\"}}", "" },
-        { "{\"sku\":\"A-1\",\"name\":\"N\",\"price\":{\"amount\":0,\"currency\":\"JPY\"},"
-          "\"description\":null,\"category\":\"books\",\"image_url\":\"https://x.example/a.png\","
-          "\"active\":false}",
+        { "{\"shipping_address\":{\"name\":\"A\",\"line1\":\"1\",\"city\":\"C\","
+          "\"postal_code\":\"P\",\"country\":\"GB\"}}",
           "" },
-        { "{}", "sku,name,price" },
-        { "{\"sku\":\"has space\",\"name\":\"N\",\"price\":{\"amount\":1,\"currency\":\"EUR\"}}",
-          "sku" },
-        { "{\"sku\":\"A\",\"name\":\"\",\"price\":{\"amount\":1,\"currency\":\"EUR\"}}", "name" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":{\"amount\":-1,\"currency\":\"EUR\"}}",
-          "price.amount" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":{\"amount\":1.5,\"currency\":\"EUR\"}}",
-          "price.amount" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":{\"amount\":1,\"currency\":\"eur\"}}",
-          "price.currency" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":{\"amount\":1,\"currency\":\"XXZ\"}}",
-          "price.currency" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":{\"amount\":1}}", "price.currency" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":5}", "price" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":{\"amount\":1,\"currency\":\"EUR\",\"x\":1}}",
-          "price.x" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},\"color\":"
-          "\"red\"}",
-          "color" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},"
-          "\"image_url\":\"javascript:alert(1)\"}",
-          "image_url" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},"
-          "\"category\":\"Not A Slug\"}",
-          "category" },
-        { "{\"sku\":\"A\",\"name\":\"N\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},"
-          "\"active\":\"yes\"}",
-          "active" },
+        { "{\"payment_token\":\"tok_visa\",\"shipping_address\":{\"name\":\"A\",\"line1\":\"1\","
+          "\"line2\":\"x\",\"city\":\"C\",\"postal_code\":\"P\",\"country\":\"GB\"}}",
+          "" },
+        { "{}", "shipping_address" },
+        { "{\"status\":\"CONFIRMED\",\"total\":1,\"user_id\":\"x\",\"shipping_address\":"
+          "{\"name\":\"A\",\"line1\":\"1\",\"city\":\"C\",\"postal_code\":\"P\",\"country\":\"GB\"}}",
+          "status,total,user_id" },
+        { "{\"payment_token\":\"\",\"shipping_address\":{\"name\":\"A\",\"line1\":\"1\","
+          "\"city\":\"C\",\"postal_code\":\"P\",\"country\":\"gb\"}}",
+          "payment_token,shipping_address.country" },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
         json_t *body = ag_test_json(cases[i].body);
         struct ag_valid v;
         ag_valid_init(&v);
-        struct orders_product p;
-        bool ok = orders_product_from_json(&v, body, &p);
-        char fields[256];
-        ag_test_error_fields(&v, fields, sizeof(fields));
-        if (ok != (cases[i].fields[0] == '\0') || strcmp(fields, cases[i].fields) != 0)
-            fail_msg("case %zu: ok=%d fields '%s', want '%s'", i, ok, fields, cases[i].fields);
+        const char *token;
+        json_t *addr;
+        orders_checkout_from_json(&v, body, &token, &addr);
+        char got[256];
+        ag_test_error_fields(&v, got, sizeof(got));
+        assert_string_equal(got, cases[i].fields);
         ag_valid_release(&v);
         json_decref(body);
     }
 }
 
 static void
-test_name_length_in_code_points(void **state)
+test_cart_item_validation(void **unused)
 {
-    AG_UNUSED(state);
-    /* 200 two-byte characters are 400 bytes but exactly the limit. */
-    char name[2 * ORDERS_NAME_MAX + 3];
-    for (int i = 0; i < ORDERS_NAME_MAX; i++)
-        memcpy(name + 2 * i, "\xc3\xa9", 2);
-    name[2 * ORDERS_NAME_MAX] = '\0';
-    json_t *body = json_pack("{s:s, s:s, s:{s:i, s:s}}", "sku", "A", "name", name, "price",
-                             "amount", 1, "currency", "EUR");
+    AG_UNUSED(unused);
+    json_t *body = ag_test_json("{\"product_id\":\"nope\",\"quantity\":0}");
     struct ag_valid v;
     ag_valid_init(&v);
-    struct orders_product p;
-    assert_true(orders_product_from_json(&v, body, &p));
+    const char *pid;
+    int64_t q;
+    assert_false(orders_cart_item_from_json(&v, body, true, &pid, &q));
+    char got[256];
+    ag_test_error_fields(&v, got, sizeof(got));
+    assert_string_equal(got, "product_id,quantity");
     ag_valid_release(&v);
     json_decref(body);
 }
 
 static void
-test_patch(void **state)
+test_reasons(void **unused)
 {
-    AG_UNUSED(state);
-    struct orders_product p = {
-        .sku = "A",
-        .name = "Old",
-        .description = "d",
-        .category = "books",
-        .image_url = "/a.png",
-        .active = true,
-        .version = 3,
-    };
-    p.price.amount = 100;
-    memcpy(p.price.currency, "EUR", 4);
-    json_t *body = ag_test_json("{\"name\":\"New\",\"category\":null,\"description\":null,"
-                                "\"price\":{\"amount\":250,\"currency\":\"USD\"},\"version\":3}");
-    struct ag_valid v;
-    ag_valid_init(&v);
-    int64_t version;
-    assert_true(orders_product_patch(&v, body, &p, &version));
-    assert_int_equal(version, 3);
-    assert_string_equal(p.name, "New");
-    assert_string_equal(p.sku, "A");
-    assert_null(p.category);
-    assert_string_equal(p.description, "");
-    assert_string_equal(p.image_url, "/a.png");
-    assert_int_equal(p.price.amount, 250);
-    assert_string_equal(p.price.currency, "USD");
-    ag_valid_release(&v);
-    json_decref(body);
-
-    body = ag_test_json("{\"id\":\"x\",\"version\":0}");
-    ag_valid_init(&v);
-    assert_false(orders_product_patch(&v, body, &p, &version));
-    char fields[128];
-    ag_test_error_fields(&v, fields, sizeof(fields));
-    assert_string_equal(fields, "id,version");
-    ag_valid_release(&v);
-    json_decref(body);
-}
-
-static void
-test_search_query(void **state)
-{
-    AG_UNUSED(state);
-    static const struct {
-        const char *q;
-        int terms;
-        const char *fts;
-    } cases[] = {
-        { "headphones", 1, "\"headphones\"*" },
-        { "wireless  headph", 2, "\"wireless\"* \"headph\"*" },
-        { "\"a\" OR b*", 3, "\"a\"* \"OR\"* \"b\"*" },
-        { "NEAR(a b) -c", 4, "\"NEAR\"* \"a\"* \"b\"* \"c\"*" },
-        { "caf\xc3\xa9", 1, "\"caf\xc3\xa9\"*" },
-        { "()*-\"", 0, "" },
-        { "", 0, "" },
-    };
-    for (size_t i = 0; i < AG_ARRAY_SIZE(cases); i++) {
-        struct ag_buf b = AG_BUF_INIT(0);
-        int n = orders_search_query(cases[i].q, &b);
-        if (n != cases[i].terms || strcmp(ag_buf_cstr(&b), cases[i].fts) != 0)
-            fail_msg("'%s': %d '%s'", cases[i].q, n, ag_buf_cstr(&b));
-        ag_buf_release(&b);
-    }
-    char longq[ORDERS_QUERY_MAX + 2];
-    memset(longq, 'a', sizeof(longq) - 1);
-    longq[sizeof(longq) - 1] = '\0';
-    struct ag_buf b = AG_BUF_INIT(0);
-    assert_int_equal(orders_search_query(longq, &b), AG_ERANGE);
-    assert_int_equal(orders_search_query("bad \xff utf8", &b), AG_EINVAL);
-    ag_buf_release(&b);
-}
-
-static void
-test_cursor_round_trip(void **state)
-{
-    AG_UNUSED(state);
-    struct orders_cursor c = { .kind = ORDERS_CURSOR_KEY };
-    ag_uuid7(c.key);
-    char enc[96];
-    orders_cursor_encode(&c, enc, sizeof(enc));
-    struct orders_cursor d;
-    assert_int_equal(orders_cursor_decode(enc, &d), 0);
-    assert_int_equal(d.kind, ORDERS_CURSOR_KEY);
-    assert_string_equal(d.key, c.key);
-
-    c.kind = ORDERS_CURSOR_OFFSET;
-    c.offset = 40;
-    orders_cursor_encode(&c, enc, sizeof(enc));
-    assert_int_equal(orders_cursor_decode(enc, &d), 0);
-    assert_int_equal(d.kind, ORDERS_CURSOR_OFFSET);
-    assert_int_equal(d.offset, 40);
-
-    static const char *const bad[] = { "", "a", "!!!!", "aw", "bzA", "azEwMDAwMDA", "xyz=" };
-    for (size_t i = 0; i < AG_ARRAY_SIZE(bad); i++) {
-        if (orders_cursor_decode(bad[i], &d) == 0)
-            fail_msg("cursor '%s' accepted", bad[i]);
-    }
-}
-
-static void
-test_rules(void **state)
-{
-    AG_UNUSED(state);
-    assert_true(orders_sku_is_valid("BK-001"));
-    assert_true(orders_sku_is_valid("a.b_c-d"));
-    assert_false(orders_sku_is_valid("-lead"));
-    assert_false(orders_sku_is_valid(""));
-    assert_true(orders_slug_is_valid("home-garden"));
-    assert_false(orders_slug_is_valid("-x"));
-    assert_false(orders_slug_is_valid("Books"));
-    assert_true(orders_image_url_is_valid("https://cdn.example/a.png"));
-    assert_true(orders_image_url_is_valid("/img/a.png"));
-    assert_false(orders_image_url_is_valid("//evil.example/a.png"));
-    assert_false(orders_image_url_is_valid("ftp://x/a"));
-    assert_false(orders_image_url_is_valid("https://"));
-    assert_false(orders_image_url_is_valid("https://x/a b"));
-    assert_false(orders_image_url_is_valid("https://x/\"onerror"));
-}
-
-static void
-test_to_json(void **state)
-{
-    AG_UNUSED(state);
-    struct orders_product p = {
-        .id = "0190a000-0000-7000-8000-000000000000",
-        .sku = "A",
-        .name = "N",
-        .description = "",
-        .category = NULL,
-        .image_url = NULL,
-        .active = true,
-        .created_at = "2026-01-01T00:00:00.000Z",
-        .updated_at = "2026-01-01T00:00:00.000Z",
-        .version = 2,
-    };
-    p.price.amount = 1999;
-    memcpy(p.price.currency, "EUR", 4);
-    json_t *j = orders_product_to_json(&p);
-    assert_non_null(j);
-    assert_true(json_is_null(json_object_get(j, "category")));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "price"), "amount")),
-                     1999);
-    assert_int_equal(json_integer_value(json_object_get(j, "version")), 2);
-    json_decref(j);
+    AG_UNUSED(unused);
+    assert_string_equal(orders_reason_for_payment_failure("declined"), "payment_declined");
+    assert_string_equal(orders_reason_for_payment_failure("insufficient_funds"), "payment_declined");
+    assert_string_equal(orders_reason_for_payment_failure("timeout"), "timeout");
+    assert_string_equal(orders_reason_for_payment_failure("error"), "payment_failed");
+    assert_string_equal(orders_release_reason("payment_declined"), "payment_failed");
+    assert_string_equal(orders_release_reason("shipment_failed"), "shipment_failed");
+    assert_string_equal(orders_release_reason("customer_request"), "cancelled");
+    assert_true(orders_seconds_between(AT, "2026-01-01T10:00:01.500Z") == 1.5);
 }
 
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_validation_table),
-        cmocka_unit_test(test_name_length_in_code_points),
-        cmocka_unit_test(test_patch),
-        cmocka_unit_test(test_search_query),
-        cmocka_unit_test(test_cursor_round_trip),
-        cmocka_unit_test(test_rules),
-        cmocka_unit_test(test_to_json),
+        cmocka_unit_test(test_happy_path_moves),
+        cmocka_unit_test(test_pay_later_and_refunds),
+        cmocka_unit_test(test_illegal_moves_leave_state),
+        cmocka_unit_test(test_rebuild_by_folding_equals_live_state),
+        cmocka_unit_test(test_render_hides_internals),
+        cmocka_unit_test(test_checkout_validation_table),
+        cmocka_unit_test(test_cart_item_validation),
+        cmocka_unit_test(test_reasons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
