@@ -51,8 +51,11 @@ on_start(struct ag_service *svc, void *udata)
                                                "checkout to a terminal state", NULL, 0, BUCKETS,
                                                AG_ARRAY_SIZE(BUCKETS));
     o->metrics.orders = ag_metrics_counter(reg, "orders_total", "orders by outcome", OUTCOME, 1);
-    int rc = ag_events_subscribe(o->events, "orders", TOPICS, AG_ARRAY_SIZE(TOPICS),
-                                 orders_events_handle, o);
+    /* A short lease: a reply delivered to a process that was killed comes
+     * back to the next one in seconds, not minutes. */
+    struct ag_events_sub_options opts = { .ack_deadline_ms = ORDERS_ACK_DEADLINE_MS };
+    int rc = ag_events_subscribe_ex(o->events, "orders", TOPICS, AG_ARRAY_SIZE(TOPICS), &opts,
+                                    orders_events_handle, o);
     if (rc != 0)
         return rc;
     uv_timer_init(ag_service_loop(svc), &o->scan);

@@ -19,6 +19,7 @@
 #define ORDERS_PAGE_DEFAULT 20
 #define ORDERS_PAGE_MAX     100
 #define ORDERS_SCAN_BATCH   100 /* due saga steps handled per timer pass */
+#define ORDERS_ACK_DEADLINE_MS 5000 /* lease of a delivery to the consumer */
 
 struct orders_settings {
     uint64_t step_timeout_ms; /* AGORA_ORDERS_STEP_TIMEOUT */
