@@ -176,11 +176,10 @@ checkout_tx_fn(struct ag_store *store, void *arg)
     if (rc == 0) {
         char id[AG_UUID_STRLEN + 1];
         ag_uuid7(id);
-        json_t *data = json_pack("{s:s, s:s, s:O, s:O, s:O, s:o}", "order_id", id, "user_id",
-                                 t->user_id, "lines", lines, "total",
-                                 json_object_get(cart, "total"), "shipping_address", t->address,
-                                 "payment_token",
-                                 t->token != NULL ? json_string(t->token) : json_null());
+        json_t *data = json_pack(
+            "{s:s, s:s, s:O, s:O, s:O, s:o}", "order_id", id, "user_id", t->user_id, "lines", lines,
+            "total", json_object_get(cart, "total"), "shipping_address", t->address,
+            "payment_token", t->token != NULL ? json_string(t->token) : json_null());
         t->state = json_object();
         rc = orders_append(t->o, t->state, "created", data);
         json_decref(data);
@@ -250,9 +249,10 @@ checkout(struct ag_http_req *req, void *udata)
 
 /* ---- Orders ---- */
 
-static const char *const STATUSES[] = { ORDERS_PENDING,   ORDERS_AWAITING_PAYMENT,
-                                        ORDERS_CONFIRMED, ORDERS_CANCELLED,
-                                        ORDERS_REJECTED,  ORDERS_COMPLETED };
+static const char *const STATUSES[] = {
+    ORDERS_PENDING,   ORDERS_AWAITING_PAYMENT, ORDERS_CONFIRMED,
+    ORDERS_CANCELLED, ORDERS_REJECTED,         ORDERS_COMPLETED
+};
 
 static void
 list_orders(struct ag_http_req *req, void *udata)
@@ -381,9 +381,8 @@ get_payable(struct ag_http_req *req, void *udata)
         return;
     }
     json_t *doc = json_pack("{s:s, s:s, s:O, s:s, s:s}", "order_id", id, "user_id",
-                            orders_str(state, "user_id"), "total",
-                            json_object_get(state, "total"), "status",
-                            orders_str(state, "status"), "payment_status",
+                            orders_str(state, "user_id"), "total", json_object_get(state, "total"),
+                            "status", orders_str(state, "status"), "payment_status",
                             orders_str(state, "payment_status"));
     json_decref(state);
     ag_send_json(req, 200, doc);

@@ -86,7 +86,8 @@ apply_created(json_t *state, const json_t *data, const char *at)
     json_object_set_new(state, "total", json_deep_copy(total));
     json_object_set_new(state, "shipping_address", json_deep_copy(address));
     json_t *token = json_object_get(data, "payment_token");
-    json_object_set_new(state, "payment_token", json_is_string(token) ? json_copy(token) : json_null());
+    json_object_set_new(state, "payment_token",
+                        json_is_string(token) ? json_copy(token) : json_null());
     set_str(state, "reservation_id", NULL);
     set_str(state, "payment_id", NULL);
     set_str(state, "shipment_id", NULL);
@@ -109,7 +110,8 @@ apply_event(json_t *state, const char *type, const json_t *data, const char *at)
     if (json_object_size(state) == 0)
         return AG_ECONFLICT; /* nothing but "created" starts an order */
     if (strcmp(type, "stock_reserved") == 0) {
-        if (!is_status(state, ORDERS_PENDING) || json_is_string(json_object_get(state, "reservation_id")))
+        if (!is_status(state, ORDERS_PENDING) ||
+            json_is_string(json_object_get(state, "reservation_id")))
             return AG_ECONFLICT;
         s = json_string_value(json_object_get(data, "reservation_id"));
         if (s == NULL)
@@ -133,7 +135,8 @@ apply_event(json_t *state, const char *type, const json_t *data, const char *at)
         return 0;
     }
     if (strcmp(type, "shipment_created") == 0) {
-        if (!is_status(state, ORDERS_PENDING) || json_is_string(json_object_get(state, "shipment_id")))
+        if (!is_status(state, ORDERS_PENDING) ||
+            json_is_string(json_object_get(state, "shipment_id")))
             return AG_ECONFLICT;
         s = json_string_value(json_object_get(data, "shipment_id"));
         if (s == NULL)
@@ -213,7 +216,8 @@ apply_event(json_t *state, const char *type, const json_t *data, const char *at)
         json_t *money = json_deep_copy(json_object_get(state, "total"));
         json_object_set_new(money, "amount", json_integer(sum));
         json_object_set_new(state, "refunded", money);
-        set_str(state, "payment_status", sum == total_amount(state) ? "refunded" : "partially_refunded");
+        set_str(state, "payment_status",
+                sum == total_amount(state) ? "refunded" : "partially_refunded");
         return 0;
     }
     if (strcmp(type, "stock_released") == 0) {
@@ -232,8 +236,9 @@ orders_apply(json_t *state, const char *type, const json_t *data, const char *at
     json_t *next = json_deep_copy(state);
     int rc = apply_event(next, type, data, at);
     if (rc == 0) {
-        json_object_set_new(next, "version",
-                            json_integer(json_integer_value(json_object_get(state, "version")) + 1));
+        json_object_set_new(
+            next, "version",
+            json_integer(json_integer_value(json_object_get(state, "version")) + 1));
         set_str(next, "updated_at", at);
         json_object_clear(state);
         json_object_update(state, next);
@@ -246,9 +251,10 @@ json_t *
 orders_render(const json_t *state)
 {
     static const char *const FIELDS[] = {
-        "id", "user_id", "status", "payment_status", "lines", "total", "shipping_address",
-        "reservation_id", "payment_id", "shipment_id", "cancel_reason", "refunded",
-        "created_at", "updated_at", "version",
+        "id",         "user_id",     "status",           "payment_status",
+        "lines",      "total",       "shipping_address", "reservation_id",
+        "payment_id", "shipment_id", "cancel_reason",    "refunded",
+        "created_at", "updated_at",  "version",
     };
     json_t *out = json_object();
     for (size_t i = 0; i < AG_ARRAY_SIZE(FIELDS); i++) {
@@ -274,11 +280,11 @@ orders_checkout_from_json(struct ag_valid *v, json_t *body, const char **out_tok
                           json_t **out_address)
 {
     static const char *const ALLOWED[] = { "payment_token", "shipping_address", NULL };
-    static const char *const ADDR[] = { "name", "line1", "line2", "city", "postal_code",
-                                        "country", NULL };
+    static const char *const ADDR[] = { "name",        "line1",   "line2", "city",
+                                        "postal_code", "country", NULL };
     ag_valid_unknown(v, body, NULL, ALLOWED);
-    *out_token = ag_valid_string(v, body, NULL, "payment_token", AG_VALID_NULLABLE, 1,
-                                 ORDERS_TOKEN_MAX);
+    *out_token =
+        ag_valid_string(v, body, NULL, "payment_token", AG_VALID_NULLABLE, 1, ORDERS_TOKEN_MAX);
     json_t *a = ag_valid_object(v, body, NULL, "shipping_address", AG_VALID_REQUIRED);
     if (a != NULL) {
         ag_valid_unknown(v, a, "shipping_address", ADDR);

@@ -52,15 +52,13 @@ on_product(struct ag_store *store, const char *type, const json_t *data)
         return 0;
     }
     json_t *active = json_object_get(data, "active");
-    return orders_store_price_upsert(store, id, sku, name != NULL ? name : sku,
-                                     json_integer_value(amount), currency,
-                                     active == NULL || json_is_true(active),
-                                     json_integer_value(version));
+    return orders_store_price_upsert(
+        store, id, sku, name != NULL ? name : sku, json_integer_value(amount), currency,
+        active == NULL || json_is_true(active), json_integer_value(version));
 }
 
 int
-orders_events_handle(struct ag_events *ev, struct ag_store *store, const json_t *event,
-                     void *udata)
+orders_events_handle(struct ag_events *ev, struct ag_store *store, const json_t *event, void *udata)
 {
     struct orders *o = udata;
     (void)ev;

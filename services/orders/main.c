@@ -47,9 +47,9 @@ on_start(struct ag_service *svc, void *udata)
     o->metrics.steps = ag_metrics_counter(reg, "saga_steps_total",
                                           "saga steps by step and outcome (sent, retried, replies)",
                                           STEP_LABELS, 2);
-    o->metrics.duration = ag_metrics_histogram(reg, "saga_duration_seconds",
-                                               "checkout to a terminal state", NULL, 0, BUCKETS,
-                                               AG_ARRAY_SIZE(BUCKETS));
+    o->metrics.duration =
+        ag_metrics_histogram(reg, "saga_duration_seconds", "checkout to a terminal state", NULL, 0,
+                             BUCKETS, AG_ARRAY_SIZE(BUCKETS));
     o->metrics.orders = ag_metrics_counter(reg, "orders_total", "orders by outcome", OUTCOME, 1);
     /* A short lease: a reply delivered to a process that was killed comes
      * back to the next one in seconds, not minutes. */

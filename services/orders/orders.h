@@ -16,14 +16,14 @@
 #include "agora/store.h"
 #include "domain.h"
 
-#define ORDERS_PAGE_DEFAULT 20
-#define ORDERS_PAGE_MAX     100
-#define ORDERS_SCAN_BATCH   100 /* due saga steps handled per timer pass */
+#define ORDERS_PAGE_DEFAULT    20
+#define ORDERS_PAGE_MAX        100
+#define ORDERS_SCAN_BATCH      100  /* due saga steps handled per timer pass */
 #define ORDERS_ACK_DEADLINE_MS 5000 /* lease of a delivery to the consumer */
 
 struct orders_settings {
-    uint64_t step_timeout_ms; /* AGORA_ORDERS_STEP_TIMEOUT */
-    int64_t step_retries;     /* AGORA_ORDERS_STEP_RETRIES */
+    uint64_t step_timeout_ms;  /* AGORA_ORDERS_STEP_TIMEOUT */
+    int64_t step_retries;      /* AGORA_ORDERS_STEP_RETRIES */
     uint64_t scan_interval_ms; /* AGORA_ORDERS_SCAN_INTERVAL */
 };
 
@@ -39,8 +39,8 @@ struct orders {
     struct ag_events *events; /* borrowed from svc: the outbox */
     struct orders_settings settings;
     struct orders_metrics metrics;
-    uv_timer_t scan;    /* the saga timer: due steps, at start and periodically */
-    bool scan_started;  /* 'scan' initialised */
+    uv_timer_t scan;   /* the saga timer: due steps, at start and periodically */
+    bool scan_started; /* 'scan' initialised */
 };
 
 /* ---- api.c ---- */

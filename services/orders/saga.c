@@ -237,9 +237,9 @@ orders_saga_start(struct orders *o, json_t *state)
                                                json_object_get(l, "sku"), "quantity",
                                                json_object_get(l, "quantity")));
     }
-    return send_step(o, orders_str(state, "id"), "reserve", "cmd.inventory.reserve",
-                     json_pack("{s:o, s:s}", "lines", lines, "user_id",
-                               orders_str(state, "user_id")));
+    return send_step(
+        o, orders_str(state, "id"), "reserve", "cmd.inventory.reserve",
+        json_pack("{s:o, s:s}", "lines", lines, "user_id", orders_str(state, "user_id")));
 }
 
 static int
@@ -254,11 +254,10 @@ send_authorize(struct orders *o, const json_t *state)
 static int
 send_ship(struct orders *o, const json_t *state)
 {
-    return send_step(o, orders_str(state, "id"), "ship", "cmd.shipment.create",
-                     json_pack("{s:O, s:O, s:s}", "address",
-                               json_object_get(state, "shipping_address"), "lines",
-                               json_object_get(state, "lines"), "user_id",
-                               orders_str(state, "user_id")));
+    return send_step(
+        o, orders_str(state, "id"), "ship", "cmd.shipment.create",
+        json_pack("{s:O, s:O, s:s}", "address", json_object_get(state, "shipping_address"), "lines",
+                  json_object_get(state, "lines"), "user_id", orders_str(state, "user_id")));
 }
 
 static int
@@ -413,7 +412,8 @@ on_reserved(struct orders *o, json_t *state, const json_t *data)
     const char *rid = orders_str(data, "reservation_id");
     if (rid[0] == '\0')
         return 0;
-    if (status_is(state, ORDERS_PENDING) && !json_is_string(json_object_get(state, "reservation_id"))) {
+    if (status_is(state, ORDERS_PENDING) &&
+        !json_is_string(json_object_get(state, "reservation_id"))) {
         int rc = step_outcome(o, id, "reserve", "reserved", NULL);
         json_t *d = json_pack("{s:s}", "reservation_id", rid);
         if (rc == 0)
@@ -432,7 +432,8 @@ on_reserved(struct orders *o, json_t *state, const json_t *data)
 static int
 on_rejected(struct orders *o, json_t *state)
 {
-    if (!status_is(state, ORDERS_PENDING) || json_is_string(json_object_get(state, "reservation_id")))
+    if (!status_is(state, ORDERS_PENDING) ||
+        json_is_string(json_object_get(state, "reservation_id")))
         return 0;
     int rc = step_outcome(o, orders_str(state, "id"), "reserve", "rejected", NULL);
     if (rc != 0)
@@ -456,8 +457,8 @@ on_released(struct orders *o, json_t *state, const json_t *data)
         return 0; /* a late reservation's release */
     bool expired = strcmp(orders_str(data, "reason"), "expired") == 0;
     rc = append0(o, state, "stock_released");
-    if (rc == 0 && expired && (status_is(state, ORDERS_AWAITING_PAYMENT) ||
-                               status_is(state, ORDERS_PENDING)))
+    if (rc == 0 && expired &&
+        (status_is(state, ORDERS_AWAITING_PAYMENT) || status_is(state, ORDERS_PENDING)))
         rc = compensate(o, state, "timeout", true);
     return rc;
 }
@@ -515,9 +516,10 @@ on_payment_failed(struct orders *o, json_t *state, const json_t *data)
     if (rc != 0 || !pending || !status_is(state, ORDERS_PENDING))
         return rc; /* a pay-later attempt failed: the order keeps waiting */
     rc = step_outcome(o, id, "authorize", "failed", NULL);
-    return rc == 0 ? compensate(o, state, orders_reason_for_payment_failure(orders_str(data, "reason")),
-                                false)
-                   : rc;
+    return rc == 0
+               ? compensate(o, state, orders_reason_for_payment_failure(orders_str(data, "reason")),
+                            false)
+               : rc;
 }
 
 static int
@@ -559,9 +561,9 @@ on_refunded(struct orders *o, json_t *state, const json_t *data)
     int rc = step_outcome(o, orders_str(state, "id"), "refund", "refunded", NULL);
     const char *pay = orders_str(state, "payment_status");
     if (rc == 0 && (strcmp(pay, "paid") == 0 || strcmp(pay, "partially_refunded") == 0)) {
-        json_t *d = json_pack("{s:I}", "amount",
-                              json_integer_value(json_object_get(json_object_get(data, "amount"),
-                                                                 "amount")));
+        json_t *d = json_pack(
+            "{s:I}", "amount",
+            json_integer_value(json_object_get(json_object_get(data, "amount"), "amount")));
         rc = orders_append(o, state, "payment_refunded", d);
         json_decref(d);
         if (rc == AG_ECONFLICT) {
@@ -580,7 +582,8 @@ on_shipment_created(struct orders *o, json_t *state, const json_t *data)
     const char *sid = orders_str(data, "shipment_id");
     if (sid[0] == '\0' || strcmp(sid, orders_str(state, "shipment_id")) == 0)
         return 0; /* a duplicate: capture and commit are sent once */
-    if (status_is(state, ORDERS_PENDING) && !json_is_string(json_object_get(state, "shipment_id")) &&
+    if (status_is(state, ORDERS_PENDING) &&
+        !json_is_string(json_object_get(state, "shipment_id")) &&
         strcmp(orders_str(state, "payment_status"), "authorized") == 0) {
         int rc = step_outcome(o, id, "ship", "created", NULL);
         json_t *d = json_pack("{s:s}", "shipment_id", sid);

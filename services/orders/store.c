@@ -107,8 +107,8 @@ orders_store_cart_get(struct ag_store *st, const char *user_id, json_t **out_car
         int64_t qty = ag_stmt_col_i64(s, 1);
         bool known = ag_stmt_col_i64(s, 8) != 0 && ag_stmt_col_i64(s, 7) == 0;
         bool active = known && ag_stmt_col_i64(s, 6) != 0;
-        json_t *item = json_pack("{s:s, s:I, s:b}", "product_id", pid, "quantity",
-                                 (json_int_t)qty, "available", active);
+        json_t *item = json_pack("{s:s, s:I, s:b}", "product_id", pid, "quantity", (json_int_t)qty,
+                                 "available", active);
         if (known) {
             int64_t amount = ag_stmt_col_i64(s, 4);
             const char *cur = ag_stmt_col_text(s, 5);
@@ -122,10 +122,10 @@ orders_store_cart_get(struct ag_store *st, const char *user_id, json_t **out_car
                 mixed = true;
             total += amount * qty;
             if (lines != NULL && active) {
-                json_array_append_new(lines, json_pack("{s:s, s:s, s:I, s:o}", "product_id", pid,
-                                                       "sku", ag_stmt_col_text(s, 2), "quantity",
-                                                       (json_int_t)qty, "unit_price",
-                                                       money(amount, cur)));
+                json_array_append_new(lines,
+                                      json_pack("{s:s, s:s, s:I, s:o}", "product_id", pid, "sku",
+                                                ag_stmt_col_text(s, 2), "quantity", (json_int_t)qty,
+                                                "unit_price", money(amount, cur)));
             }
         } else {
             json_object_set_new(item, "sku", json_null());
@@ -143,9 +143,9 @@ orders_store_cart_get(struct ag_store *st, const char *user_id, json_t **out_car
         return rc;
     }
     size_t n = json_array_size(items);
-    json_t *cart = json_pack("{s:o, s:o}", "items", items, "total",
-                             n > 0 && !mixed && currency[0] != '\0' ? money(total, currency)
-                                                                    : json_null());
+    json_t *cart =
+        json_pack("{s:o, s:o}", "items", items, "total",
+                  n > 0 && !mixed && currency[0] != '\0' ? money(total, currency) : json_null());
     if (out_problem != NULL) {
         *out_problem = NULL;
         if (n == 0)
@@ -199,8 +199,7 @@ int
 orders_store_cart_remove(struct ag_store *st, const char *user_id, const char *product_id)
 {
     struct ag_stmt *s;
-    int rc =
-        ag_store_stmt(st, "DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2", &s);
+    int rc = ag_store_stmt(st, "DELETE FROM cart_items WHERE user_id = $1 AND product_id = $2", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, user_id);
@@ -393,14 +392,15 @@ orders_store_key_get(struct ag_store *st, const char *user_id, const char *key,
 }
 
 int
-orders_store_key_put(struct ag_store *st, const char *user_id, const char *key,
-                     const char *request, const char *order_id)
+orders_store_key_put(struct ag_store *st, const char *user_id, const char *key, const char *request,
+                     const char *order_id)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO checkout_keys (user_id, key, request, order_id, created_at) "
-                           "VALUES ($1, $2, $3, $4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "INSERT INTO checkout_keys (user_id, key, request, order_id, created_at) "
+                      "VALUES ($1, $2, $3, $4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, user_id);
@@ -514,14 +514,13 @@ orders_store_steps(struct ag_store *st, const char *order_id, json_t **out_steps
     ag_stmt_bind_cstr(s, 1, order_id);
     json_t *out = json_array();
     while ((rc = ag_stmt_step(s)) == AG_STMT_ROW) {
-        json_t *outcome = ag_stmt_col_is_null(s, 3) ? json_null()
-                                                    : json_string(ag_stmt_col_text(s, 3));
+        json_t *outcome =
+            ag_stmt_col_is_null(s, 3) ? json_null() : json_string(ag_stmt_col_text(s, 3));
         json_t *at = ag_stmt_col_is_null(s, 4) ? json_null() : json_string(ag_stmt_col_text(s, 4));
-        json_array_append_new(out, json_pack("{s:s, s:I, s:s, s:o, s:o}", "step",
-                                             ag_stmt_col_text(s, 0), "attempt",
-                                             (json_int_t)ag_stmt_col_i64(s, 1), "sent_at",
-                                             ag_stmt_col_text(s, 2), "outcome", outcome,
-                                             "outcome_at", at));
+        json_array_append_new(
+            out, json_pack("{s:s, s:I, s:s, s:o, s:o}", "step", ag_stmt_col_text(s, 0), "attempt",
+                           (json_int_t)ag_stmt_col_i64(s, 1), "sent_at", ag_stmt_col_text(s, 2),
+                           "outcome", outcome, "outcome_at", at));
     }
     ag_stmt_reset(s);
     if (rc != AG_STMT_DONE) {
@@ -545,8 +544,8 @@ orders_store_steps_due(struct ag_store *st, int64_t now_ms, size_t max, json_t *
     ag_stmt_bind_i64(s, 1, now_ms);
     ag_stmt_bind_i64(s, 2, (int64_t)max);
     while ((rc = ag_stmt_step(s)) == AG_STMT_ROW)
-        json_array_append_new(out, json_pack("[s, s]", ag_stmt_col_text(s, 0),
-                                             ag_stmt_col_text(s, 1)));
+        json_array_append_new(out,
+                              json_pack("[s, s]", ag_stmt_col_text(s, 0), ag_stmt_col_text(s, 1)));
     ag_stmt_reset(s);
     return rc == AG_STMT_DONE ? 0 : rc;
 }
@@ -576,10 +575,10 @@ orders_store_sagas(struct ag_store *st, bool failed, int64_t max_attempt, int64_
             json_array_append_new(steps, json_stringn(list, n));
             list += n + (sp != NULL);
         }
-        json_array_append_new(items, json_pack("{s:s, s:s, s:s, s:o}", "order_id",
-                                               ag_stmt_col_text(s, 0), "status",
-                                               ag_stmt_col_text(s, 1), "created_at",
-                                               ag_stmt_col_text(s, 2), "pending_steps", steps));
+        json_array_append_new(items,
+                              json_pack("{s:s, s:s, s:s, s:o}", "order_id", ag_stmt_col_text(s, 0),
+                                        "status", ag_stmt_col_text(s, 1), "created_at",
+                                        ag_stmt_col_text(s, 2), "pending_steps", steps));
     }
     ag_stmt_reset(s);
     return rc == AG_STMT_DONE ? 0 : rc;

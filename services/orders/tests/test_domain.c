@@ -186,7 +186,8 @@ test_checkout_validation_table(void **unused)
           "" },
         { "{}", "shipping_address" },
         { "{\"status\":\"CONFIRMED\",\"total\":1,\"user_id\":\"x\",\"shipping_address\":"
-          "{\"name\":\"A\",\"line1\":\"1\",\"city\":\"C\",\"postal_code\":\"P\",\"country\":\"GB\"}}",
+          "{\"name\":\"A\",\"line1\":\"1\",\"city\":\"C\",\"postal_code\":\"P\",\"country\":\"GB\"}"
+          "}",
           "status,total,user_id" },
         { "{\"payment_token\":\"\",\"shipping_address\":{\"name\":\"A\",\"line1\":\"1\","
           "\"city\":\"C\",\"postal_code\":\"P\",\"country\":\"gb\"}}",
@@ -229,7 +230,8 @@ test_reasons(void **unused)
 {
     AG_UNUSED(unused);
     assert_string_equal(orders_reason_for_payment_failure("declined"), "payment_declined");
-    assert_string_equal(orders_reason_for_payment_failure("insufficient_funds"), "payment_declined");
+    assert_string_equal(orders_reason_for_payment_failure("insufficient_funds"),
+                        "payment_declined");
     assert_string_equal(orders_reason_for_payment_failure("timeout"), "timeout");
     assert_string_equal(orders_reason_for_payment_failure("error"), "payment_failed");
     assert_string_equal(orders_release_reason("payment_declined"), "payment_failed");
