@@ -355,6 +355,8 @@ cancel_order(struct ag_http_req *req, void *udata)
     } else if (rc == AG_ECONFLICT && t.why != NULL && strcmp(t.why, "shipped") == 0) {
         ag_send_problem(req, 409, "order-dispatched", "Order dispatched",
                         "order '%s' has shipped and can no longer be cancelled", id);
+    } else if (rc == AG_EPRECOND) {
+        ag_send_error(req, AG_ECONFLICT, "order '%s' changed meanwhile; retry", id);
     } else if (rc == AG_ECONFLICT && t.why != NULL) {
         ag_send_problem(req, 409, "order-closed", "Order closed",
                         "order '%s' is %s and can no longer be cancelled", id,

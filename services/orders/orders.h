@@ -56,9 +56,10 @@ int orders_load(struct ag_store *st, const char *id, json_t **out_state);
 
 /* Append the order event 'type' ('data' borrowed) to 'state' (loaded or
  * empty for "created"): apply it (AG_ECONFLICT when the state forbids it),
- * insert it at the next version (AG_ECONFLICT when another writer took
- * that version), write the projection, and publish the public event the
- * move implies (order.created, .confirmed, .cancelled, .completed). */
+ * insert it at the next version (AG_EPRECOND when another writer took that
+ * version: the caller rolls back and retries, or answers 409), write the
+ * projection, and publish the public event the move implies
+ * (order.created, .confirmed, .cancelled, .completed). */
 int orders_append(struct orders *o, json_t *state, const char *type, json_t *data);
 
 /* Start the saga of a freshly created order: send the reserve step. */
@@ -120,7 +121,8 @@ int orders_store_event_insert(struct ag_store *st, const char *order_id, int64_t
 /* Every event of 'order_id' in version order, as [{type, data, created_at}]. */
 int orders_store_events(struct ag_store *st, const char *order_id, json_t **out_events);
 int orders_store_order_get(struct ag_store *st, const char *id, json_t **out_state);
-/* Insert (expected 0) or update the projection from version 'expected'. */
+/* Insert (expected 0) or update the projection from version 'expected'
+ * (AG_EPRECOND when it is no longer that version). */
 int orders_store_order_put(struct ag_store *st, const json_t *state, int64_t expected);
 /* Newest first after 'after_id' (or NULL); 'user_id' or 'status' may be
  * NULL. Rendered orders appended to 'items'. */
@@ -148,8 +150,8 @@ int orders_store_step_get(struct ag_store *st, const char *order_id, const char 
 int orders_store_step_insert(struct ag_store *st, const char *order_id, const char *step,
                              const char *type, const char *command, const char *sent_at,
                              int64_t deadline_ms);
-/* Record 'outcome' of pending steps of 'order_id' named 'step' or starting
- * with 'step:'. '*out_n' (may be NULL) gets how many were pending. */
+/* Record 'outcome' of step 'step' of 'order_id' if it is pending. '*out_n'
+ * (may be NULL) gets 1 when it was, else 0. */
 int orders_store_step_outcome(struct ag_store *st, const char *order_id, const char *step,
                               const char *outcome, const char *at, int64_t *out_n);
 int orders_store_step_resent(struct ag_store *st, const char *order_id, const char *step,

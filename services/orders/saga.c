@@ -106,7 +106,7 @@ orders_append(struct orders *o, json_t *state, const char *type, json_t *data)
     rc = orders_store_event_insert(o->store, orders_str(state, "id"), expected + 1, type, doc, at);
     ag_free(doc);
     if (rc == AG_EEXIST)
-        rc = AG_ECONFLICT; /* optimistic concurrency: that version is taken */
+        rc = AG_EPRECOND; /* optimistic concurrency: another writer took that version */
     if (rc == 0)
         rc = orders_store_order_put(o->store, state, expected);
     if (rc == 0)
@@ -191,6 +191,24 @@ step_outcome(struct orders *o, const char *id, const char *step, const char *out
         count_step(o, step, outcome);
     if (out_n != NULL)
         *out_n = n;
+    return rc;
+}
+
+/* The reply to compensation 'base' about resource 'rid': the late step
+ * "<base>:<rid>" when there is one pending, else the step 'base'. */
+static int
+reply_outcome(struct orders *o, const char *id, const char *base, const char *rid,
+              const char *outcome)
+{
+    int64_t n = 0;
+    int rc = 0;
+    if (rid != NULL && rid[0] != '\0') {
+        char step[96];
+        snprintf(step, sizeof(step), "%s:%s", base, rid);
+        rc = step_outcome(o, id, step, outcome, &n);
+    }
+    if (rc == 0 && n == 0)
+        rc = step_outcome(o, id, base, outcome, NULL);
     return rc;
 }
 
@@ -448,7 +466,7 @@ static int
 on_released(struct orders *o, json_t *state, const json_t *data)
 {
     const char *id = orders_str(state, "id");
-    int rc = step_outcome(o, id, "release", "released", NULL);
+    int rc = reply_outcome(o, id, "release", orders_str(data, "reservation_id"), "released");
     if (rc != 0 || json_is_true(json_object_get(state, "released")))
         return rc;
     const char *rid = orders_str(data, "reservation_id");
@@ -548,7 +566,8 @@ on_captured(struct orders *o, json_t *state, const json_t *data)
 static int
 on_voided(struct orders *o, json_t *state, const json_t *data)
 {
-    int rc = step_outcome(o, orders_str(state, "id"), "void", "voided", NULL);
+    int rc =
+        reply_outcome(o, orders_str(state, "id"), "void", orders_str(data, "payment_id"), "voided");
     if (rc == 0 && strcmp(orders_str(state, "payment_status"), "authorized") == 0 &&
         strcmp(orders_str(data, "payment_id"), orders_str(state, "payment_id")) == 0)
         rc = append0(o, state, "payment_voided");
@@ -558,7 +577,8 @@ on_voided(struct orders *o, json_t *state, const json_t *data)
 static int
 on_refunded(struct orders *o, json_t *state, const json_t *data)
 {
-    int rc = step_outcome(o, orders_str(state, "id"), "refund", "refunded", NULL);
+    int rc = reply_outcome(o, orders_str(state, "id"), "refund", orders_str(data, "payment_id"),
+                           "refunded");
     const char *pay = orders_str(state, "payment_status");
     if (rc == 0 && (strcmp(pay, "paid") == 0 || strcmp(pay, "partially_refunded") == 0)) {
         json_t *d = json_pack(
@@ -598,7 +618,7 @@ on_shipment_created(struct orders *o, json_t *state, const json_t *data)
 }
 
 static int
-on_shipment_cancelled(struct orders *o, json_t *state)
+on_shipment_cancelled(struct orders *o, json_t *state, const json_t *data)
 {
     const char *id = orders_str(state, "id");
     bool sent, pending;
@@ -609,7 +629,9 @@ on_shipment_cancelled(struct orders *o, json_t *state)
         rc = step_outcome(o, id, "ship", "failed", NULL);
         return rc == 0 ? compensate(o, state, "shipment_failed", false) : rc;
     }
-    return rc == 0 ? step_outcome(o, id, "cancel_shipment", "cancelled", NULL) : rc;
+    return rc == 0 ? reply_outcome(o, id, "cancel_shipment", orders_str(data, "shipment_id"),
+                                   "cancelled")
+                   : rc;
 }
 
 int
@@ -649,7 +671,7 @@ orders_saga_reply(struct orders *o, const json_t *event)
     else if (strcmp(type, "shipment.created") == 0)
         rc = on_shipment_created(o, state, data);
     else if (strcmp(type, "shipment.cancelled") == 0)
-        rc = on_shipment_cancelled(o, state);
+        rc = on_shipment_cancelled(o, state, data);
     else if (strcmp(type, "shipment.shipped") == 0) {
         if (status_is(state, ORDERS_CONFIRMED) && !json_is_true(json_object_get(state, "shipped")))
             rc = append0(o, state, "shipped");

@@ -316,7 +316,7 @@ orders_store_order_put(struct ag_store *st, const json_t *state, int64_t expecte
             ag_stmt_bind_i64(s, 9, expected);
         rc = ag_stmt_exec(s);
         if (rc == 0 && ag_store_changes(st) != 1)
-            rc = AG_ECONFLICT; /* another writer moved the projection on */
+            rc = AG_EPRECOND; /* another writer moved the projection on */
     }
     ag_free(doc);
     return rc;
@@ -468,8 +468,7 @@ orders_store_step_outcome(struct ag_store *st, const char *order_id, const char 
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "UPDATE saga_steps SET outcome = $3, outcome_at = $4 WHERE "
-                           "order_id = $1 AND outcome IS NULL AND (step = $2 OR "
-                           "substr(step, 1, length($2) + 1) = $2 || ':')",
+                           "order_id = $1 AND step = $2 AND outcome IS NULL",
                            &s);
     if (rc != 0)
         return rc;
