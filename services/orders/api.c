@@ -145,7 +145,9 @@ struct checkout_tx {
     const char *request; /* canonical body */
     const char *token;
     json_t *address;
-    json_t *state;       /* out: the order */
+    json_t *state;       /* out: the new order */
+    char *response;      /* out: the answer (of the first checkout on a replay) */
+    char *order_id;      /* out: its order id */
     const char *problem; /* out: why the cart cannot be checked out */
     bool replay;         /* out: same key, same body: the first answer */
     bool key_reused;     /* out: same key, another body */
@@ -156,15 +158,15 @@ checkout_tx_fn(struct ag_store *store, void *arg)
 {
     struct checkout_tx *t = arg;
     char *request = NULL;
-    char *order_id = NULL;
-    int rc = orders_store_key_get(store, t->user_id, t->key, t->req->pool, &request, &order_id);
+    int rc = orders_store_key_get(store, t->user_id, t->key, t->req->pool, &request, &t->order_id,
+                                  &t->response);
     if (rc == 0) {
         if (strcmp(request, t->request) != 0) {
             t->key_reused = true;
             return AG_ECONFLICT;
         }
-        t->replay = true;
-        return orders_load(store, order_id, &t->state);
+        t->replay = true; /* the same answer again */
+        return 0;
     }
     if (rc != AG_ENOENT)
         return rc;
@@ -187,8 +189,15 @@ checkout_tx_fn(struct ag_store *store, void *arg)
             rc = orders_saga_start(t->o, t->state);
         if (rc == 0)
             rc = orders_store_cart_clear(store, t->user_id);
-        if (rc == 0)
-            rc = orders_store_key_put(store, t->user_id, t->key, t->request, id);
+        if (rc == 0) {
+            json_t *doc = orders_render(t->state);
+            char *text = json_dumps(doc, JSON_COMPACT);
+            json_decref(doc);
+            t->response = ag_pool_strdup(t->req->pool, text);
+            t->order_id = ag_pool_strdup(t->req->pool, id);
+            ag_free(text);
+            rc = orders_store_key_put(store, t->user_id, t->key, t->request, id, t->response);
+        }
     }
     json_decref(cart);
     json_decref(lines);
@@ -228,11 +237,11 @@ checkout(struct ag_http_req *req, void *udata)
     if (rc == 0) {
         orders_events_kick(o->events);
         char loc[64];
-        snprintf(loc, sizeof(loc), "/v1/orders/%s", orders_str(t.state, "id"));
+        snprintf(loc, sizeof(loc), "/v1/orders/%s", t.order_id);
         ag_http_resp_header(req, "Location", loc);
         if (t.replay)
             ag_http_resp_header(req, "Idempotent-Replayed", "true");
-        ag_send_json(req, 202, orders_render(t.state));
+        ag_http_send(req, 202, "application/json", t.response, strlen(t.response));
     } else if (t.key_reused) {
         ag_valid_error(&v, NULL, "idempotency_key_reused",
                        "this Idempotency-Key was used with another request body");

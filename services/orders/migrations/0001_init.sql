@@ -50,6 +50,7 @@ CREATE TABLE checkout_keys (
     key        TEXT NOT NULL,
     request    TEXT NOT NULL,
     order_id   TEXT NOT NULL,
+    response   TEXT NOT NULL,
     created_at TEXT NOT NULL,
     PRIMARY KEY (user_id, key)
 );

@@ -518,9 +518,15 @@ describe('orders: cart, checkout and the saga over a real bus', () => {
         const api = customer(svc, bob);
         const body = { payment_token: 'tok_visa', shipping_address: ADDRESS };
         const first = await checkout(api, body, 'same-key');
+        // The saga moves on; the replay is still the first answer.
+        await parts.cmd(first.id, 'cmd.inventory.reserve');
+        await parts.rejected(first.id, [{ product_id: tea.id, quantity: 1 }]);
+        await waitStatus(svc, first.id, 'REJECTED');
         const again = await api.post('/v1/orders', body, { headers: { 'idempotency-key': 'same-key' } });
         assert.equal(again.status, 202);
-        assert.equal(again.json.id, first.id);
+        assert.deepEqual(again.json, first, 'the same answer');
+        assert.equal(again.headers.get('idempotent-replayed'), 'true');
+        assert.equal(again.headers.get('location'), `/v1/orders/${first.id}`);
         const other = await api.post('/v1/orders', { ...body, payment_token: 'tok_other' }, { headers: { 'idempotency-key': 'same-key' } });
         expectProblem(other, 422);
         await fillCart(api, tea, 1);
