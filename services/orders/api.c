@@ -86,6 +86,14 @@ add_item(struct ag_http_req *req, void *udata)
     }
     ag_valid_release(&v);
     rc = orders_store_cart_add(o->store, caller(req), pid, qty);
+    if (rc == AG_ETOOBIG) {
+        ag_valid_init(&v);
+        ag_valid_error(&v, "product_id", "limit", "a cart holds at most %d products",
+                       ORDERS_CART_MAX);
+        ag_send_invalid(req, &v);
+        ag_valid_release(&v);
+        return;
+    }
     if (rc != 0) {
         ag_send_store_error(req, rc, "cart");
         return;

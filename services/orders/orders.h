@@ -108,6 +108,8 @@ int orders_store_price_usable(struct ag_store *st, const char *product_id, bool 
  * out (unknown product, inactive, mixed currencies, empty). */
 int orders_store_cart_get(struct ag_store *st, const char *user_id, json_t **out_cart,
                           json_t *lines, const char **out_problem);
+/* Add 'quantity' (the line is capped at ORDERS_QTY_MAX); AG_ETOOBIG when it
+ * would be line ORDERS_CART_MAX + 1. */
 int orders_store_cart_add(struct ag_store *st, const char *user_id, const char *product_id,
                           int64_t quantity);
 /* AG_ENOENT when the product is not in the cart. */

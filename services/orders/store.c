@@ -164,12 +164,27 @@ orders_store_cart_add(struct ag_store *st, const char *user_id, const char *prod
                       int64_t quantity)
 {
     struct ag_stmt *s;
+    /* A new line only while the cart has room for it. */
     int rc = ag_store_stmt(st,
-                           "INSERT INTO cart_items (user_id, product_id, quantity, added_at) "
-                           "VALUES ($1, $2, $3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) "
-                           "ON CONFLICT (user_id, product_id) DO UPDATE SET "
-                           "quantity = min(cart_items.quantity + excluded.quantity, $4)",
+                           "SELECT count(*) FROM cart_items WHERE user_id = $1 AND "
+                           "product_id <> $2",
                            &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, user_id);
+    ag_stmt_bind_cstr(s, 2, product_id);
+    int64_t others = 0;
+    rc = ag_stmt_step_i64(s, 0, &others);
+    if (rc != 0)
+        return rc;
+    if (others >= ORDERS_CART_MAX)
+        return AG_ETOOBIG;
+    rc = ag_store_stmt(st,
+                       "INSERT INTO cart_items (user_id, product_id, quantity, added_at) "
+                       "VALUES ($1, $2, $3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) "
+                       "ON CONFLICT (user_id, product_id) DO UPDATE SET "
+                       "quantity = min(cart_items.quantity + excluded.quantity, $4)",
+                       &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, user_id);
