@@ -492,6 +492,40 @@ describe('the public API description against the running shop', () => {
         await api('PUT', '/api/v1/stock/{product_id}', { token: s.admin, params: { product_id: id }, headers: { 'if-match': cur.headers.get('etag') }, json: { on_hand: 1, reason: 'count' }, expect: 409 });
     });
 
+    it('orders: the cart, checkout, the customer\'s orders and the sagas', async () => {
+        // A product of the catalog reaches the orders' price replica over the bus.
+        const product = { sku: `CO-${Date.now()}`, name: 'Contract kettle', price: { amount: 3000, currency: 'EUR' } };
+        const pid = (await api('POST', '/api/v1/products', { token: s.admin, json: product, expect: 201 })).json.id;
+        const address = { name: 'Contract', line1: '1 Main St', city: 'Lyon', postal_code: '69001', country: 'FR' };
+        await api('GET', '/api/v1/cart', { token: s.token, expect: 200 });
+        await api('GET', '/api/v1/cart', { expect: 401 });
+        await waitFor(async () => (await api('POST', '/api/v1/cart/items', { token: s.token, json: { product_id: pid, quantity: 1 } })).status === 200,
+            { timeoutMs: 30000, intervalMs: 200, message: 'the product in the price replica of orders' });
+        await api('POST', '/api/v1/cart/items', { token: s.token, json: { product_id: pid, quantity: 0 }, expect: 422 });
+        await api('PATCH', '/api/v1/cart/items/{product_id}', { token: s.token, params: { product_id: pid }, json: { quantity: 2 }, expect: 200 });
+        await api('PATCH', '/api/v1/cart/items/{product_id}', { token: s.token, params: { product_id: NO_SUCH_ID }, json: { quantity: 2 }, expect: 404 });
+        await api('DELETE', '/api/v1/cart/items/{product_id}', { token: s.token, params: { product_id: NO_SUCH_ID }, expect: 404 });
+
+        const key = crypto.randomUUID();
+        await api('POST', '/api/v1/orders', { token: s.token, json: { shipping_address: address }, expect: 428 });
+        const order = await api('POST', '/api/v1/orders', { token: s.token, headers: { 'idempotency-key': key }, json: { shipping_address: address }, expect: 202 });
+        await api('POST', '/api/v1/orders', { token: s.token, headers: { 'idempotency-key': key }, json: { shipping_address: { ...address, city: 'Paris' } }, expect: 422 });
+        const id = order.json.id;
+        await api('GET', '/api/v1/orders', { token: s.token, expect: 200 });
+        await api('GET', '/api/v1/orders', { token: s.token, query: { status: 'LOST' }, expect: 400 });
+        await api('GET', '/api/v1/orders/{id}', { token: s.token, params: { id }, expect: 200 });
+        await api('GET', '/api/v1/orders/{id}', { token: s.token, params: { id: NO_SUCH_ID }, expect: 404 });
+        await api('POST', '/api/v1/orders/{id}/cancel', { token: s.token, params: { id }, expect: 200 });
+        await api('POST', '/api/v1/orders/{id}/cancel', { token: s.token, params: { id }, expect: 409 });
+
+        await api('POST', '/api/v1/cart/items', { token: s.token, json: { product_id: pid, quantity: 1 }, expect: 200 });
+        await api('DELETE', '/api/v1/cart/items/{product_id}', { token: s.token, params: { product_id: pid }, expect: 204 });
+        await api('GET', '/api/v1/sagas', { token: s.admin, query: { state: 'failed' }, expect: 200 });
+        await api('GET', '/api/v1/sagas', { token: s.token, expect: 403 });
+        await api('GET', '/api/v1/sagas/rebuild-check', { token: s.admin, expect: 200 });
+        await api('GET', '/api/v1/sagas/rebuild-check', { token: s.token, expect: 403 });
+    });
+
     it('every documented path answers 405, with Allow, to a method it does not offer', async () => {
         for (const p of [...new Set(contract.ops.map((o) => o.path))]) {
             const methods = new Set(contract.ops.filter((o) => o.path === p).map((o) => o.method));

@@ -12,17 +12,20 @@
 /* X(NAME, "name", default port, binary relative to the build directory, or
  * NULL while the program does not exist). Rows are in start-up order,
  * dependencies first: registry and bus, the services, the gateway last;
- * `agora up` stops them in the reverse order. Keep one row per line: the
+ * the consumers of product.* (inventory, orders) before the catalog, so
+ * their subscriptions exist when the catalog seeds its products (a new
+ * subscription sees only what is published after it); `agora up` stops
+ * them in the reverse order. Keep one row per line: the
  * tests read them with a regular expression. */
 #define AG_PROGRAMS(X)                                                                             \
     X(REGISTRY, "registry", 8500, "platform/registry/registry")                                    \
     X(BUS, "bus", 8400, "platform/bus/bus")                                                        \
     X(USERS, "users", 8082, "services/users/users")                                                \
     X(INVENTORY, "inventory", 8083, "services/inventory/inventory")                                \
+    X(ORDERS, "orders", 8084, "services/orders/orders")                                            \
     X(CATALOG, "catalog", 8081, "services/catalog/catalog")                                        \
     X(PAYMENTS, "payments", 8085, "services/payments/payments")                                    \
     X(SHIPPING, "shipping", 8086, "services/shipping/shipping")                                    \
-    X(ORDERS, "orders", 8084, NULL)                                                                \
     X(NOTIFICATIONS, "notifications", 8087, "services/notifications/notifications")                \
     X(ANALYTICS, "analytics", 8088, NULL)                                                          \
     X(GATEWAY, "gateway", 8080, "platform/gateway/gateway")
