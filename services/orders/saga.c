@@ -195,7 +195,7 @@ step_outcome(struct orders *o, const char *id, const char *step, const char *out
 }
 
 /* The reply to compensation 'base' about resource 'rid': the late step
- * "<base>:<rid>" when there is one pending, else the step 'base'. */
+ * "<base>-<rid>" when there is one pending, else the step 'base'. */
 static int
 reply_outcome(struct orders *o, const char *id, const char *base, const char *rid,
               const char *outcome)
@@ -204,7 +204,7 @@ reply_outcome(struct orders *o, const char *id, const char *base, const char *ri
     int rc = 0;
     if (rid != NULL && rid[0] != '\0') {
         char step[96];
-        snprintf(step, sizeof(step), "%s:%s", base, rid);
+        snprintf(step, sizeof(step), "%s-%s", base, rid);
         rc = step_outcome(o, id, step, outcome, &n);
     }
     if (rc == 0 && n == 0)
@@ -233,14 +233,31 @@ step_info(struct orders *o, const char *id, const char *step, bool *out_sent, bo
     return 0;
 }
 
+/* ---- Forward steps ----
+ * Each command's data is exactly what its consumer's schema lists
+ * (contracts/events/cmd.*.schema.json: closed objects): the participants act
+ * on the order's reservation, payment or shipment, found by order id. */
+
+/* An order line as the commands carry it: {product_id, quantity}. */
 static json_t *
-str_or_null(const json_t *state, const char *field)
+command_line(const json_t *l)
 {
-    json_t *v = json_object_get(state, field);
-    return json_is_string(v) ? json_copy(v) : json_null();
+    return json_pack("{s:O, s:O}", "product_id", json_object_get(l, "product_id"), "quantity",
+                     json_object_get(l, "quantity"));
 }
 
-/* ---- Forward steps ---- */
+static json_t *
+command_lines(const json_t *state)
+{
+    json_t *lines = json_array();
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(state, "lines"), i, l)
+    {
+        json_array_append_new(lines, command_line(l));
+    }
+    return lines;
+}
 
 int
 orders_saga_start(struct orders *o, json_t *state)
@@ -250,14 +267,10 @@ orders_saga_start(struct orders *o, json_t *state)
     json_t *l;
     json_array_foreach(json_object_get(state, "lines"), i, l)
     {
-        json_array_append_new(lines, json_pack("{s:O, s:O, s:O}", "product_id",
-                                               json_object_get(l, "product_id"), "sku",
-                                               json_object_get(l, "sku"), "quantity",
-                                               json_object_get(l, "quantity")));
+        json_array_append_new(lines, command_line(l));
     }
-    return send_step(
-        o, orders_str(state, "id"), "reserve", "cmd.inventory.reserve",
-        json_pack("{s:o, s:s}", "lines", lines, "user_id", orders_str(state, "user_id")));
+    return send_step(o, orders_str(state, "id"), "reserve", "cmd.inventory.reserve",
+                     json_pack("{s:o}", "lines", lines));
 }
 
 static int
@@ -272,10 +285,10 @@ send_authorize(struct orders *o, const json_t *state)
 static int
 send_ship(struct orders *o, const json_t *state)
 {
-    return send_step(
-        o, orders_str(state, "id"), "ship", "cmd.shipment.create",
-        json_pack("{s:O, s:O, s:s}", "address", json_object_get(state, "shipping_address"), "lines",
-                  json_object_get(state, "lines"), "user_id", orders_str(state, "user_id")));
+    return send_step(o, orders_str(state, "id"), "ship", "cmd.shipment.create",
+                     json_pack("{s:O, s:o, s:s}", "address",
+                               json_object_get(state, "shipping_address"), "lines",
+                               command_lines(state), "user_id", orders_str(state, "user_id")));
 }
 
 static int
@@ -283,11 +296,9 @@ send_capture_commit(struct orders *o, const json_t *state)
 {
     const char *id = orders_str(state, "id");
     int rc = send_step(o, id, "capture", "cmd.payment.capture",
-                       json_pack("{s:s, s:O}", "payment_id", orders_str(state, "payment_id"),
-                                 "amount", json_object_get(state, "total")));
+                       json_pack("{s:O}", "amount", json_object_get(state, "total")));
     if (rc == 0)
-        rc = send_step(o, id, "commit", "cmd.inventory.commit",
-                       json_pack("{s:o}", "reservation_id", str_or_null(state, "reservation_id")));
+        rc = send_step(o, id, "commit", "cmd.inventory.commit", json_object());
     return rc;
 }
 
@@ -335,31 +346,28 @@ compensate(struct orders *o, json_t *state, const char *reason, bool skip_releas
     json_t *refunded = json_null();
     const char *pay = orders_str(state, "payment_status");
     if (strcmp(pay, "paid") == 0) {
-        rc = send_step(o, id, "refund", "cmd.payment.refund",
-                       json_pack("{s:s, s:O}", "payment_id", orders_str(state, "payment_id"),
-                                 "amount", json_object_get(state, "total")));
+        rc = send_step(
+            o, id, "refund", "cmd.payment.refund",
+            json_pack("{s:O, s:s}", "amount", json_object_get(state, "total"), "reason", reason));
         if (strcmp(reason, "customer_request") == 0) {
             json_decref(refunded);
             refunded = json_deep_copy(json_object_get(state, "total"));
         }
     } else if (strcmp(pay, "authorized") == 0) {
-        rc = send_step(o, id, "void", "cmd.payment.void",
-                       json_pack("{s:s}", "payment_id", orders_str(state, "payment_id")));
+        rc = send_step(o, id, "void", "cmd.payment.void", json_pack("{s:s}", "reason", reason));
     } else if (auth_sent && strcmp(auth_out, "failed") != 0) {
         /* Outcome unknown: void whatever the authorization may have done. */
-        rc = send_step(o, id, "void", "cmd.payment.void", json_pack("{s:n}", "payment_id"));
+        rc = send_step(o, id, "void", "cmd.payment.void", json_pack("{s:s}", "reason", reason));
     }
     if (rc == 0 && !skip_release && res_sent && strcmp(res_out, "rejected") != 0 &&
         !json_is_true(json_object_get(state, "released"))) {
         rc = send_step(o, id, "release", "cmd.inventory.release",
-                       json_pack("{s:o, s:s}", "reservation_id",
-                                 str_or_null(state, "reservation_id"), "reason",
-                                 orders_release_reason(reason)));
+                       json_pack("{s:s}", "reason", orders_release_reason(reason)));
     }
     if (rc == 0 && (json_is_string(json_object_get(state, "shipment_id")) ||
                     (ship_sent && strcmp(ship_out, "failed") != 0))) {
         rc = send_step(o, id, "cancel_shipment", "cmd.shipment.cancel",
-                       json_pack("{s:o}", "shipment_id", str_or_null(state, "shipment_id")));
+                       json_pack("{s:s}", "reason", reason));
     }
     if (rc == 0) {
         json_t *data = json_pack("{s:s, s:O}", "reason", reason, "refunded", refunded);
@@ -401,16 +409,14 @@ is_closed(const json_t *state)
 }
 
 /* A late success of a step the saga moved past: undo it with a step of its
- * own ("<comp>:<id>"), so that the key differs from a compensation that
+ * own ("<comp>-<id>"), so that the key differs from a compensation that
  * found nothing to undo. */
 static int
-undo_late(struct orders *o, const char *id, const char *comp, const char *type, const char *field,
-          const char *rid, json_t *extra)
+undo_late(struct orders *o, const char *id, const char *comp, const char *type, const char *rid,
+          json_t *data)
 {
     char step[96];
-    snprintf(step, sizeof(step), "%s:%s", comp, rid);
-    json_t *data = extra != NULL ? extra : json_object();
-    json_object_set_new(data, field, json_string(rid));
+    snprintf(step, sizeof(step), "%s-%s", comp, rid);
     return send_step(o, id, step, type, data);
 }
 
@@ -442,7 +448,7 @@ on_reserved(struct orders *o, json_t *state, const json_t *data)
         return rc;
     }
     if (is_closed(state) && strcmp(rid, orders_str(state, "reservation_id")) != 0)
-        return undo_late(o, id, "release", "cmd.inventory.release", "reservation_id", rid,
+        return undo_late(o, id, "release", "cmd.inventory.release", rid,
                          json_pack("{s:s}", "reason", "cancelled"));
     return 0; /* a duplicate */
 }
@@ -508,11 +514,13 @@ on_authorized(struct orders *o, json_t *state, const json_t *data)
                     json_is_string(json_object_get(state, "reservation_id")));
     bool unpaid = strcmp(orders_str(state, "payment_status"), "unpaid") == 0;
     if (!waiting || !unpaid) /* late, or a second authorization: give it back */
-        return undo_late(o, id, "void", "cmd.payment.void", "payment_id", pid, NULL);
+        return undo_late(o, id, "void", "cmd.payment.void", pid,
+                         json_pack("{s:s}", "reason", "late"));
     if (!money_equal(amount, json_object_get(state, "total"))) {
         /* Not the order's total: void it; the order keeps waiting. */
         AG_LOGW("saga", "order '%s': authorization '%s' is not the order's total; voided", id, pid);
-        return undo_late(o, id, "void", "cmd.payment.void", "payment_id", pid, NULL);
+        return undo_late(o, id, "void", "cmd.payment.void", pid,
+                         json_pack("{s:s}", "reason", "wrong_amount"));
     }
     int rc = step_outcome(o, id, "authorize", "authorized", NULL);
     json_t *d = json_pack("{s:s, s:O}", "payment_id", pid, "amount", amount);
@@ -556,9 +564,9 @@ on_captured(struct orders *o, json_t *state, const json_t *data)
     }
     if (is_closed(state) && strcmp(orders_str(state, "payment_status"), "authorized") == 0) {
         /* Captured while the cancellation's void was on its way: refund. */
-        return undo_late(o, id, "refund", "cmd.payment.refund", "payment_id",
-                         orders_str(data, "payment_id"),
-                         json_pack("{s:O}", "amount", json_object_get(data, "amount")));
+        return undo_late(o, id, "refund", "cmd.payment.refund", orders_str(data, "payment_id"),
+                         json_pack("{s:O, s:s}", "amount", json_object_get(data, "amount"),
+                                   "reason", "cancelled"));
     }
     return 0;
 }
@@ -613,7 +621,8 @@ on_shipment_created(struct orders *o, json_t *state, const json_t *data)
         return rc == 0 ? send_capture_commit(o, state) : rc;
     }
     if (is_closed(state))
-        return undo_late(o, id, "cancel_shipment", "cmd.shipment.cancel", "shipment_id", sid, NULL);
+        return undo_late(o, id, "cancel_shipment", "cmd.shipment.cancel", sid,
+                         json_pack("{s:s}", "reason", "cancelled"));
     return 0;
 }
 
