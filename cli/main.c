@@ -47,6 +47,8 @@ static const struct {
     /* Every product the catalog seeds gets 100 units, so the shop sells. */
     { "inventory", { "AGORA_INVENTORY_DEMO_STOCK=100", NULL } },
     { "catalog", { "AGORA_CATALOG_SEED=@SRC@/services/catalog/demo/catalog.json", NULL } },
+    /* Pay later: payments asks orders whether the order awaits that amount. */
+    { "payments", { "AGORA_PAYMENTS_ORDERS_URL=http://127.0.0.1:@ORDERS_PORT@", NULL } },
     { "gateway",
       { "AGORA_GATEWAY_WEB_ROOT=@SRC@/web", "AGORA_OPS_ADDRESS=@OPS@",
         "AGORA_GATEWAY_EXPECTED_SERVICES=@PROGRAMS@",
@@ -172,11 +174,13 @@ cmd_up(int argc, char **argv)
         if (PROGRAMS[i].binary != NULL)
             ag_buf_appendf(&names, "%s%s", names.len ? "," : "", PROGRAMS[i].name);
     }
-    /* "@SRC@", "@ADMINPW@", "@OPS@", "@PROGRAMS@" and "@BUILD@" in values. */
+    char orders_port[16];
+    snprintf(orders_port, sizeof(orders_port), "%d", AG_PORT_ORDERS + (int)offset);
+    /* "@SRC@", "@ADMINPW@", "@OPS@", "@PROGRAMS@", "@BUILD@", "@ORDERS_PORT@" in values. */
     const char *const subst[][2] = {
         { "@SRC@", source_abs },  { "@ADMINPW@", adminpw },
         { "@OPS@", ops },         { "@PROGRAMS@", ag_buf_cstr(&names) },
-        { "@BUILD@", build_abs },
+        { "@BUILD@", build_abs }, { "@ORDERS_PORT@", orders_port },
     };
 
     /* The programs with a binary, with their extra settings expanded. */

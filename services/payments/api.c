@@ -15,9 +15,11 @@
 
 #include "agora/err.h"
 #include "agora/identity.h"
+#include "agora/json.h"
 #include "agora/mem.h"
 #include "agora/time.h"
 #include "agora/trace.h"
+#include "agora/uuid.h"
 
 #define JSON_TYPE    "application/json"
 #define PROBLEM_TYPE "application/problem+json"
@@ -216,9 +218,13 @@ can_see(const struct ag_identity *who, const struct pay_payment *p)
 /* ---- POST /v1/payments: authorize ---- */
 
 struct create_ctx {
+    struct pay *pay;
     struct ag_http_req *req;
     struct idem k;
     struct answer a;
+    char order_id[AG_UUID_STRLEN + 1];
+    struct ag_money amount;
+    char *token; /* request pool */
 };
 
 static int
@@ -281,6 +287,76 @@ begin_tx_fn(struct ag_store *st, void *arg)
     return rc;
 }
 
+/* Refuse a pay-later request before anything happened: its key is freed
+ * (no effect to remember). */
+static void
+refuse_create(struct create_ctx *c, int err, const char *detail)
+{
+    pay_store_idem_delete(c->pay->store, c->k.user_id, c->k.key);
+    ag_send_error(c->req, err, "%s", detail);
+}
+
+static void
+start_authorization(struct create_ctx *c)
+{
+    char tp[AG_TRACEPARENT_LEN + 1];
+    ag_req_traceparent(c->req, tp);
+    struct pay_auth_req ar = {
+        .order_id = c->order_id,
+        .user_id = c->k.user_id,
+        .token = c->token,
+        .amount = c->amount,
+        .traceparent = tp,
+        .in_tx = create_in_tx,
+        .done = create_done,
+        .udata = c,
+    };
+    if (pay_auth_start(c->pay, &ar) != 0)
+        refuse_create(c, AG_EUNAVAIL, "the payment provider cannot be reached");
+}
+
+/* orders' answer about the order: the caller's, awaiting payment, and for
+ * exactly this amount, or a clear 4xx. */
+static void
+on_payable(struct ag_http_client *client, const struct ag_http_client_response *resp, void *udata)
+{
+    AG_UNUSED(client);
+    struct create_ctx *c = udata;
+    if (resp->err != 0 || (resp->status != 200 && resp->status != 404)) {
+        refuse_create(c, AG_EUNAVAIL, "the orders service cannot be reached; retry");
+        return;
+    }
+    json_t *o = resp->status == 200 ? ag_json_parse(resp->body.ptr, resp->body.len, NULL, 0) : NULL;
+    const char *user = json_string_value(json_object_get(o, "user_id"));
+    if (o == NULL || user == NULL || strcmp(user, c->k.user_id) != 0) {
+        /* Unknown, or another user's: the same answer (never 403). */
+        json_decref(o);
+        refuse_create(c, AG_ENOENT, "no such order");
+        return;
+    }
+    const json_t *total = json_object_get(o, "total");
+    const char *status = json_string_value(json_object_get(o, "status"));
+    const char *cur = json_string_value(json_object_get(total, "currency"));
+    bool awaiting = status != NULL && strcmp(status, "AWAITING_PAYMENT") == 0;
+    bool same = cur != NULL && strcmp(cur, c->amount.currency) == 0 &&
+                json_integer_value(json_object_get(total, "amount")) == c->amount.amount;
+    json_decref(o);
+    if (!awaiting) {
+        refuse_create(c, AG_ECONFLICT, "the order is not awaiting a payment");
+        return;
+    }
+    if (!same) {
+        pay_store_idem_delete(c->pay->store, c->k.user_id, c->k.key);
+        struct ag_valid v;
+        ag_valid_init(&v);
+        ag_valid_error(&v, "amount", "mismatch", "must equal the order's total");
+        ag_send_invalid(c->req, &v);
+        ag_valid_release(&v);
+        return;
+    }
+    start_authorization(c);
+}
+
 static void
 create_payment(struct ag_http_req *req, void *udata)
 {
@@ -319,23 +395,36 @@ create_payment(struct ag_http_req *req, void *udata)
         send_idem_refusal(req, t.state);
         return;
     }
+    c->pay = pay;
+    snprintf(c->order_id, sizeof(c->order_id), "%s", cr.order_id);
+    c->amount = cr.amount;
+    c->token = ag_pool_strdup(req->pool, cr.token);
+    if (pay->settings.orders_url[0] == '\0') {
+        start_authorization(c);
+        return;
+    }
+    /* The order must await exactly this payment, and be the caller's: ask
+     * orders (its internal route, with this service's identity). */
+    char url[512];
+    snprintf(url, sizeof(url), "%s/v1/internal/orders/%s/payable", pay->settings.orders_url,
+             c->order_id);
+    struct ag_http_client_header hdr = { AG_IDENTITY_HEADER,
+                                         ag_identity_self_header(ag_service_self(pay->svc),
+                                                                 ag_time_unix_ms() / 1000) };
     char tp[AG_TRACEPARENT_LEN + 1];
     ag_req_traceparent(req, tp);
-    struct pay_auth_req ar = {
-        .order_id = cr.order_id,
-        .user_id = c->k.user_id,
-        .token = cr.token,
-        .amount = cr.amount,
+    struct ag_http_client_request q = {
+        .method = "GET",
+        .url = url,
+        .headers = &hdr,
+        .nheaders = 1,
+        .timeout_ms = 3000,
+        .request_id = ag_req_id(req),
         .traceparent = tp,
-        .in_tx = create_in_tx,
-        .done = create_done,
-        .udata = c,
     };
-    rc = pay_auth_start(pay, &ar);
-    if (rc != 0) {
-        pay_store_idem_delete(pay->store, c->k.user_id, c->k.key);
-        ag_send_error(req, AG_EUNAVAIL, "the payment provider cannot be reached");
-    }
+    rc = ag_http_client_send(ag_service_http_client(pay->svc), &q, on_payable, c);
+    if (rc != 0)
+        refuse_create(c, AG_EUNAVAIL, "the orders service cannot be reached; retry");
 }
 
 /* ---- POST /v1/payments/{id}/capture, /void, /refunds ---- */

@@ -19,6 +19,10 @@ extern const size_t payments_nmigrations;
 
 #define OFF(f) offsetof(struct pay_settings, f)
 static const struct ag_config_key PAY_KEYS[] = {
+    { "AGORA_PAYMENTS_ORDERS_URL", AG_CONFIG_STRING, "", OFF(orders_url), 0, 0, NULL,
+      "the orders service (agora up passes it), asked through its internal route whether the "
+      "order of POST /v1/payments is the caller's, awaits payment and for exactly that amount "
+      "(404, 409, 422 otherwise); empty: not asked (payments alone, its own tests)" },
     { "AGORA_PAYMENTS_PROVIDER_TIMEOUT", AG_CONFIG_DURATION, "5s", OFF(provider_timeout_ms), 10,
       600000, NULL,
       "how long an authorization waits for the provider before it fails with reason timeout" },

@@ -28,6 +28,7 @@ struct pay_settings {
     uint64_t sweep_interval_ms;   /* AGORA_PAYMENTS_SWEEP_INTERVAL */
     uint64_t idempotency_ttl_ms;  /* AGORA_PAYMENTS_IDEMPOTENCY_TTL */
     uint64_t sandbox_latency_ms;  /* AGORA_PAYMENTS_SANDBOX_LATENCY */
+    char *orders_url;             /* AGORA_PAYMENTS_ORDERS_URL */
 };
 
 /* ---- provider.c: the payment provider interface (STYLE.md section 3) ---- */

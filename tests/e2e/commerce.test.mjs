@@ -6,10 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { buildDir, cleanup, waitFor } from '../lib/proc.mjs';
-import { PROGRAMS } from '../lib/ports.mjs';
+import { cleanup, waitFor } from '../lib/proc.mjs';
 import { startShop } from '../lib/shop.mjs';
 
 const T = { timeout: 90_000 };
@@ -103,6 +100,8 @@ describe('commerce: checkout through the gateway', () => {
                 AGORA_PAYMENTS_PROVIDER_TIMEOUT: '1s',
                 AGORA_ORDERS_STEP_TIMEOUT: '3s',
                 AGORA_ORDERS_STEP_RETRIES: '1',
+                // Every customer of this file signs up from 127.0.0.1.
+                AGORA_USERS_CLIENT_MAX_ATTEMPTS: '1000',
             },
         });
         const r = await api('POST', '/api/v1/auth/login', { json: { email: 'admin@agora.local', password: shop.adminPassword }, expect: 200 });
@@ -139,5 +138,160 @@ describe('commerce: checkout through the gateway', () => {
         assert.equal(done.status, 'COMPLETED');
         // The confirmation reached the customer's notifications.
         await waitFor(async () => (await api('GET', '/api/v1/notifications', { token: ann.token })).body?.items?.some((n) => n.type === 'order.confirmed'), { message: 'confirmation recorded' });
+    });
+
+    it('declined -> CANCELLED with the stock released; out of stock -> REJECTED with nothing authorized; tok_timeout -> compensated', T, async () => {
+        const bob = await customer('bob');
+        const p = await product(3);
+        await fillCart(bob, [[p, 1]]);
+        const declined = await settle(bob, (await checkout(bob, { token: 'tok_chargeDeclined' })).body.id);
+        assert.deepEqual([declined.status, declined.cancel_reason], ['CANCELLED', 'payment_declined']);
+        await waitFor(async () => (await stockOf(p.id)).reserved === 0, { message: 'stock released' });
+        assert.equal((await stockOf(p.id)).on_hand, 3);
+
+        await fillCart(bob, [[p, 5]]);
+        const rejected = await settle(bob, (await checkout(bob, { token: 'tok_visa' })).body.id);
+        assert.deepEqual([rejected.status, rejected.cancel_reason], ['REJECTED', 'out_of_stock']);
+        assert.deepEqual(await paymentsOf(bob, rejected.id), [], 'nothing authorized');
+
+        await fillCart(bob, [[p, 1]]);
+        const timedOut = await settle(bob, (await checkout(bob, { token: 'tok_timeout' })).body.id);
+        assert.equal(timedOut.status, 'CANCELLED');
+        assert.ok(['timeout', 'payment_declined', 'payment_failed'].includes(timedOut.cancel_reason), timedOut.cancel_reason);
+        const held = (await paymentsOf(bob, timedOut.id)).filter((x) => x.status === 'authorized' || x.status === 'captured');
+        assert.deepEqual(held, [], 'no authorization or capture left');
+        await waitFor(async () => (await stockOf(p.id)).reserved === 0, { message: 'stock released after the timeout' });
+    });
+
+    it('cancel before dispatch refunds and releases; after dispatch -> 409', T, async () => {
+        const cid = await customer('cid');
+        const p = await product(4);
+        await fillCart(cid, [[p, 2]]);
+        const o = await settle(cid, (await checkout(cid, { token: 'tok_visa' })).body.id);
+        assert.equal(o.status, 'CONFIRMED');
+        const c = await api('POST', `/api/v1/orders/${o.id}/cancel`, { token: cid.token, json: {} });
+        assert.equal(c.status, 200, c.text);
+        const cancelled = await settle(cid, o.id, new Set(['CANCELLED']));
+        assert.equal(cancelled.cancel_reason, 'customer_request');
+        await waitFor(async () => {
+            const [pay] = await paymentsOf(cid, o.id);
+            return pay.refunded.amount === 2500;
+        }, { message: 'refunded' });
+        // The stock was committed at confirmation and is not put back by a
+        // cancel (no restock command yet: a known gap); nothing stays reserved.
+        const st = await stockOf(p.id);
+        assert.deepEqual([st.on_hand, st.reserved], [2, 0]);
+
+        await fillCart(cid, [[p, 1]]);
+        const o2 = await settle(cid, (await checkout(cid, { token: 'tok_visa' })).body.id);
+        const [ship] = (await api('GET', `/api/v1/shipments?order_id=${o2.id}`, { token: cid.token, expect: 200 })).body.items;
+        await api('POST', `/api/v1/shipments/${ship.id}/ship`, { token: admin, expect: 200 });
+        await waitFor(async () => (await api('POST', `/api/v1/orders/${o2.id}/cancel`, { token: cid.token, json: {} })).status === 409, { message: '409 after dispatch' });
+        const r = await api('POST', `/api/v1/orders/${o2.id}/cancel`, { token: cid.token, json: {} });
+        assert.equal(r.body.type, 'urn:agora:problem:order-dispatched');
+    });
+
+    it('idempotent checkout: same key -> one order; same key, other body -> 422; mass assignment has no effect', T, async () => {
+        const dee = await customer('dee');
+        const p = await product(5);
+        await fillCart(dee, [[p, 1]]);
+        const key = crypto.randomUUID();
+        const [a, b] = await Promise.all([checkout(dee, { token: 'tok_visa', key }), checkout(dee, { token: 'tok_visa', key })]);
+        assert.ok([a.status, b.status].every((st) => st === 202 || st === 409), `${a.status} ${b.status}`);
+        const again = await checkout(dee, { token: 'tok_visa', key });
+        assert.equal(again.status, 202);
+        const ids = new Set([a, b, again].filter((r) => r.status === 202).map((r) => r.body.id));
+        assert.equal(ids.size, 1, 'one order');
+        const other = await checkout(dee, { token: 'tok_chargeDeclined', key });
+        assert.equal(other.status, 422);
+        await settle(dee, [...ids][0]);
+        assert.equal((await paymentsOf(dee, [...ids][0])).length, 1, 'charged once');
+        await fillCart(dee, [[p, 1]]);
+        const mass = await checkout(dee, { body: { shipping_address: ADDRESS, payment_token: 'tok_visa', status: 'CONFIRMED', user_id: crypto.randomUUID(), total: { amount: 1, currency: 'EUR' } } });
+        assert.equal(mass.status, 422, mass.text);
+    });
+
+    it('another user\'s order, payment or shipment is 404; a customer on admin routes is 403', T, async () => {
+        const ann = await customer('ann');
+        const eve = await customer('eve');
+        const mine = (await api('GET', '/api/v1/orders', { token: ann.token, expect: 200 })).body.items;
+        assert.ok(mine.length > 0);
+        const id = mine[0].id;
+        await api('GET', `/api/v1/orders/${id}`, { token: eve.token, expect: 404 });
+        await api('POST', `/api/v1/orders/${id}/cancel`, { token: eve.token, json: {}, expect: 404 });
+        const [pay] = await paymentsOf(ann, id);
+        await api('GET', `/api/v1/payments/${pay.id}`, { token: eve.token, expect: 404 });
+        assert.deepEqual((await api('GET', `/api/v1/payments?order_id=${id}`, { token: eve.token, expect: 200 })).body.items, []);
+        const [ship] = (await api('GET', `/api/v1/shipments?order_id=${id}`, { token: ann.token, expect: 200 })).body.items;
+        await api('GET', `/api/v1/shipments/${ship.id}`, { token: eve.token, expect: 404 });
+        assert.ok(!(await api('GET', '/api/v1/orders', { token: eve.token, expect: 200 })).body.items.some((o) => o.id === id));
+        await api('GET', '/api/v1/sagas?state=in_flight', { token: eve.token, expect: 403 });
+        await api('POST', `/api/v1/shipments/${ship.id}/ship`, { token: eve.token, expect: 403 });
+        await api('PUT', `/api/v1/stock/${crypto.randomUUID()}`, { token: eve.token, json: { on_hand: 1, reason: 'x' }, expect: 403 });
+    });
+
+    it('the last units: concurrent checkouts never oversell', T, async () => {
+        const UNITS = 5;
+        const BUYERS = 15;
+        const p = await product(UNITS);
+        const buyers = [];
+        for (let i = 0; i < BUYERS; i++) buyers.push(await customer(`last${i}`));
+        for (const b of buyers) await fillCart(b, [[p, 1]]);
+        const orders = await Promise.all(buyers.map(async (b) => {
+            const r = await checkout(b, { token: 'tok_visa' });
+            assert.equal(r.status, 202, r.text);
+            return settle(b, r.body.id);
+        }));
+        const count = (st) => orders.filter((o) => o.status === st).length;
+        assert.equal(count('CONFIRMED'), UNITS, JSON.stringify(orders.map((o) => o.status)));
+        assert.equal(count('REJECTED'), BUYERS - UNITS);
+        const s = await stockOf(p.id);
+        assert.deepEqual([s.on_hand, s.reserved], [0, 0]);
+    });
+
+    it('pay later: AWAITING_PAYMENT, a wrong amount -> 422, another user\'s order -> 404, the right payment -> CONFIRMED paid', T, async () => {
+        const fay = await customer('fay');
+        const p = await product(3, 990);
+        await fillCart(fay, [[p, 2]]);
+        const r = await checkout(fay);
+        assert.equal(r.status, 202, r.text);
+        const waiting = await settle(fay, r.body.id, new Set(['AWAITING_PAYMENT']));
+        assert.equal(waiting.payment_status, 'unpaid');
+        const pay = (who, amount) => api('POST', '/api/v1/payments', {
+            token: who.token,
+            json: { order_id: waiting.id, amount: { amount, currency: 'EUR' }, payment_token: 'tok_visa' },
+            headers: { 'idempotency-key': crypto.randomUUID() },
+        });
+        const wrong = await pay(fay, 1000);
+        assert.equal(wrong.status, 422, wrong.text);
+        const eve = await customer('eve');
+        assert.equal((await pay(eve, 1980)).status, 404, 'not her order');
+        assert.deepEqual(await paymentsOf(fay, waiting.id), [], 'nothing authorized by the refused requests');
+        const ok = await pay(fay, 1980);
+        assert.equal(ok.status, 201, ok.text);
+        const done = await settle(fay, waiting.id);
+        assert.deepEqual([done.status, done.payment_status], ['CONFIRMED', 'paid']);
+        assert.equal((await pay(fay, 1980)).status, 409, 'not awaiting a payment any more');
+    });
+
+    it('payments stopped: checkout still answers 202 at once; the order completes once payments is back', T, async () => {
+        const gus = await customer('gus');
+        const p = await product(2);
+        await fillCart(gus, [[p, 1]]);
+        const pid = shop.pidOf('payments');
+        process.kill(pid, 'SIGSTOP');
+        let r;
+        try {
+            const t0 = performance.now();
+            r = await checkout(gus, { token: 'tok_visa' });
+            assert.equal(r.status, 202, r.text);
+            assert.ok(performance.now() - t0 < 2000, 'answered at once');
+            const pending = (await api('GET', `/api/v1/orders/${r.body.id}`, { token: gus.token, expect: 200 })).body;
+            assert.ok(!TERMINAL.has(pending.status), pending.status);
+        } finally {
+            process.kill(pid, 'SIGCONT');
+        }
+        const done = await settle(gus, r.body.id);
+        assert.equal(done.status, 'CONFIRMED');
     });
 });

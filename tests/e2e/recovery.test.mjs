@@ -7,10 +7,7 @@
 // 0.5 s. The figures are printed.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { buildDir, cleanup, waitFor } from '../lib/proc.mjs';
-import { PROGRAMS } from '../lib/ports.mjs';
+import { cleanup, waitFor } from '../lib/proc.mjs';
 import { startShop } from '../lib/shop.mjs';
 
 const CLIENTS = 4;
@@ -51,32 +48,12 @@ describe('recovery: a crashed service is back through the gateway the moment it 
         cleanup();
     });
 
-    // The pid of the running 'service' of this shop: the process whose
-    // executable is the service's binary in the build directory and whose
-    // AGORA_DATA_DIR is the shop's (never another shop's, never anything else).
-    function pidOf(service) {
-        const program = PROGRAMS.find((p) => p.name === service);
-        const exe = fs.realpathSync(path.join(buildDir(), program.binary));
-        const found = [];
-        for (const d of fs.readdirSync('/proc')) {
-            if (!/^\d+$/.test(d)) continue;
-            try {
-                if (fs.readlinkSync(`/proc/${d}/exe`) !== exe) continue;
-                const env = fs.readFileSync(`/proc/${d}/environ`, 'utf8').split('\0');
-                if (env.includes(`AGORA_DATA_DIR=${shop.data}`)) found.push(Number(d));
-            } catch {
-                // gone meanwhile, or not ours to read
-            }
-        }
-        assert.equal(found.length, 1, `one ${service} process of this shop: ${found}`);
-        return found[0];
-    }
-
     const cases = [
         { service: 'catalog', direct: '/v1/products?limit=1', gateway: '/api/v1/products?limit=1' },
         { service: 'users', direct: '/.well-known/jwks.json', gateway: '/.well-known/jwks.json' },
         { service: 'notifications', direct: '/health', gateway: '/api/v1/notifications', auth: true },
         { service: 'shipping', direct: '/health', gateway: '/api/v1/shipments', auth: true },
+        { service: 'orders', direct: '/health', gateway: '/api/v1/orders', auth: true },
         { service: 'inventory', direct: '/health', gateway: '/api/v1/stock?product_id=01947000-0000-7fff-bfff-ffffffffffff' },
         { service: 'payments', direct: '/health', gateway: '/api/v1/payments?order_id=01947000-0000-7fff-bfff-ffffffffffff', auth: true },
     ];
@@ -87,7 +64,7 @@ describe('recovery: a crashed service is back through the gateway the moment it 
             const direct = `${shop.url(c.service)}${c.direct}`;
             const viaGw = `${shop.gw}${c.gateway}`;
             assert.equal(await status(viaGw, headers), 200);
-            const pid = pidOf(c.service);
+            const pid = shop.pidOf(c.service);
             assert.ok(pid > 1);
 
             let stop = false;
@@ -135,7 +112,7 @@ describe('recovery: a crashed service is back through the gateway the moment it 
             // The supervisor restarted it and it registered again.
             await waitFor(async () => {
                 try {
-                    return pidOf(c.service) !== pid;
+                    return shop.pidOf(c.service) !== pid;
                 } catch {
                     return false;
                 }

@@ -72,6 +72,25 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
         operator: { 'x-agora-identity': identityHeader({ ...OPERATOR, key }) },
         adminPassword: fs.readFileSync(path.join(data, 'admin-password'), 'utf8').trim(),
         stderr: () => stderr,
+        // The pid of this shop's 'service' process: the one running the
+        // program's binary with this shop's data directory (never another
+        // shop's, never anything else); 0 when there is none.
+        pidOf(service) {
+            const program = PROGRAMS.find((x) => x.name === service);
+            const exe = fs.realpathSync(path.join(buildDir(), program.binary));
+            const found = [];
+            for (const d of fs.readdirSync('/proc')) {
+                if (!/^\d+$/.test(d)) continue;
+                try {
+                    if (fs.readlinkSync(`/proc/${d}/exe`) !== exe) continue;
+                    if (fs.readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(`AGORA_DATA_DIR=${data}`)) found.push(Number(d));
+                } catch {
+                    // gone meanwhile, or not ours to read
+                }
+            }
+            if (found.length > 1) throw new Error(`${found.length} ${service} processes of one shop`);
+            return found[0] ?? 0;
+        },
         async stop(timeout = 30_000) {
             if (child.exitCode !== null || child.signalCode !== null) return exited;
             child.kill('SIGTERM');
