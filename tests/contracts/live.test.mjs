@@ -391,44 +391,69 @@ describe('the public API description against the running shop', () => {
         const eur = (amount) => ({ amount, currency: 'EUR' });
         const write = (template, { params, token = s.admin, json, body, key = crypto.randomUUID(), expect }) =>
             api('POST', template, { params, token: token ?? undefined, json, body, headers: key === null ? {} : { 'idempotency-key': key }, expect });
-        const order = crypto.randomUUID();
-        const pay = { order_id: order, amount: eur(4200), payment_token: 'tok_visa' };
-        const k = crypto.randomUUID();
-        const created = await write('/api/v1/payments', { token: s.token, json: pay, key: k, expect: 201 });
-        const id = created.json.id;
-        const again = await write('/api/v1/payments', { token: s.token, json: pay, key: k, expect: 201 });
-        assert.equal(again.json.id, id, 'the same key answers the first answer');
-        await write('/api/v1/payments', { token: s.token, json: { ...pay, amount: eur(1) }, key: k, expect: 422 });
-        await write('/api/v1/payments', { token: s.token, json: pay, key: null, expect: 428 });
-        await write('/api/v1/payments', { token: s.token, json: { ...pay, order_id: crypto.randomUUID(), payment_token: 'tok_chargeDeclined' }, expect: 402 });
-        await write('/api/v1/payments', { token: s.token, json: { ...pay, payment_token: '4242424242424242' }, expect: 422 });
-        await write('/api/v1/payments', { token: s.token, body: '{"order_id":', expect: 400 });
-        await write('/api/v1/payments', { token: null, json: pay, expect: 401 });
+        const address = { name: 'Contract', line1: '1 Main St', city: 'Lyon', postal_code: '69001', country: 'FR' };
+        // Orders waiting for a payment ("pay later"), of seeded products
+        // (agora up stocks them): payments checks the order with orders.
+        const seeded = (await api('GET', '/api/v1/products', { query: { limit: 2 }, expect: 200 })).json.items;
+        const awaitingOrder = async (item) => {
+            await waitFor(async () => (await api('POST', '/api/v1/cart/items', { token: s.token, json: { product_id: item.id, quantity: 1 } })).status === 200, { message: 'in the cart' });
+            const o = await api('POST', '/api/v1/orders', { token: s.token, headers: { 'idempotency-key': crypto.randomUUID() }, json: { shipping_address: address }, expect: 202 });
+            await waitFor(async () => (await api('GET', '/api/v1/orders/{id}', { token: s.token, params: { id: o.json.id } })).json.status === 'AWAITING_PAYMENT', { message: 'awaiting payment' });
+            return o.json.id;
+        };
+        // With shipping stopped the saga waits at its shipment step, so an
+        // authorization stays uncaptured for the administrator's operations.
+        const shipping = shop.pidOf('shipping');
+        process.kill(shipping, 'SIGSTOP');
+        try {
+            const order = await awaitingOrder(seeded[0]);
+            const T = seeded[0].price.amount;
+            assert.ok(T >= 3);
+            const pay = { order_id: order, amount: eur(T), payment_token: 'tok_visa' };
+            const k = crypto.randomUUID();
+            const created = await write('/api/v1/payments', { token: s.token, json: pay, key: k, expect: 201 });
+            const id = created.json.id;
+            const again = await write('/api/v1/payments', { token: s.token, json: pay, key: k, expect: 201 });
+            assert.equal(again.json.id, id, 'the same key answers the first answer');
+            await write('/api/v1/payments', { token: s.token, json: { ...pay, amount: eur(1) }, key: k, expect: 422 });
+            await write('/api/v1/payments', { token: s.token, json: pay, key: null, expect: 428 });
+            const order2 = await awaitingOrder(seeded[1]);
+            const pay2 = { order_id: order2, amount: seeded[1].price, payment_token: 'tok_visa' };
+            await write('/api/v1/payments', { token: s.token, json: { ...pay2, amount: eur(seeded[1].price.amount + 1) }, expect: 422 });
+            await write('/api/v1/payments', { token: s.token, json: { ...pay2, order_id: NO_SUCH_ID }, expect: 404 });
+            await write('/api/v1/payments', { token: s.token, json: pay, expect: 409 });
+            await write('/api/v1/payments', { token: s.token, json: { ...pay2, payment_token: 'tok_chargeDeclined' }, expect: 402 });
+            await write('/api/v1/payments', { token: s.token, json: { ...pay, payment_token: '4242424242424242' }, expect: 422 });
+            await write('/api/v1/payments', { token: s.token, body: '{"order_id":', expect: 400 });
+            await write('/api/v1/payments', { token: null, json: pay, expect: 401 });
 
-        await api('GET', '/api/v1/payments', { token: s.token, query: { order_id: order }, expect: 200 });
-        await api('GET', '/api/v1/payments', { token: s.token, expect: 400 });
-        await api('GET', '/api/v1/payments', { query: { order_id: order }, expect: 401 });
-        await api('GET', '/api/v1/payments/{id}', { token: s.token, params: { id }, expect: 200 });
-        await api('GET', '/api/v1/payments/{id}', { token: s.token, params: { id: NO_SUCH_ID }, expect: 404 });
-        await api('GET', '/api/v1/payments/{id}', { params: { id }, expect: 401 });
+            await api('GET', '/api/v1/payments', { token: s.token, query: { order_id: order }, expect: 200 });
+            await api('GET', '/api/v1/payments', { token: s.token, expect: 400 });
+            await api('GET', '/api/v1/payments', { query: { order_id: order }, expect: 401 });
+            await api('GET', '/api/v1/payments/{id}', { token: s.token, params: { id }, expect: 200 });
+            await api('GET', '/api/v1/payments/{id}', { token: s.token, params: { id: NO_SUCH_ID }, expect: 404 });
+            await api('GET', '/api/v1/payments/{id}', { params: { id }, expect: 401 });
 
-        await write('/api/v1/payments/{id}/capture', { params: { id }, json: { amount: eur(4201) }, expect: 422 });
-        await write('/api/v1/payments/{id}/capture', { params: { id }, json: { amount: eur(3000) }, key: null, expect: 428 });
-        await write('/api/v1/payments/{id}/capture', { params: { id }, token: s.token, json: {}, expect: 403 });
-        await write('/api/v1/payments/{id}/capture', { params: { id: NO_SUCH_ID }, json: {}, expect: 404 });
-        await write('/api/v1/payments/{id}/capture', { params: { id }, json: { amount: eur(3000) }, expect: 200 });
-        await write('/api/v1/payments/{id}/capture', { params: { id }, json: {}, expect: 409 });
+            await write('/api/v1/payments/{id}/capture', { params: { id }, json: { amount: eur(T + 1) }, expect: 422 });
+            await write('/api/v1/payments/{id}/capture', { params: { id }, json: { amount: eur(T - 1) }, key: null, expect: 428 });
+            await write('/api/v1/payments/{id}/capture', { params: { id }, token: s.token, json: {}, expect: 403 });
+            await write('/api/v1/payments/{id}/capture', { params: { id: NO_SUCH_ID }, json: {}, expect: 404 });
+            await write('/api/v1/payments/{id}/capture', { params: { id }, json: { amount: eur(T - 1) }, expect: 200 });
+            await write('/api/v1/payments/{id}/capture', { params: { id }, json: {}, expect: 409 });
 
-        await write('/api/v1/payments/{id}/refunds', { params: { id }, json: { amount: eur(1000), reason: 'damaged' }, expect: 201 });
-        await write('/api/v1/payments/{id}/refunds', { params: { id }, json: { amount: eur(2001) }, expect: 422 });
-        await write('/api/v1/payments/{id}/refunds', { params: { id }, token: s.token, json: { amount: eur(1) }, expect: 403 });
-        await write('/api/v1/payments/{id}/refunds', { params: { id: NO_SUCH_ID }, json: { amount: eur(1) }, expect: 404 });
+            await write('/api/v1/payments/{id}/refunds', { params: { id }, json: { amount: eur(1), reason: 'damaged' }, expect: 201 });
+            await write('/api/v1/payments/{id}/refunds', { params: { id }, json: { amount: eur(T) }, expect: 422 });
+            await write('/api/v1/payments/{id}/refunds', { params: { id }, token: s.token, json: { amount: eur(1) }, expect: 403 });
+            await write('/api/v1/payments/{id}/refunds', { params: { id: NO_SUCH_ID }, json: { amount: eur(1) }, expect: 404 });
 
-        await write('/api/v1/payments/{id}/void', { params: { id }, json: {}, expect: 409 });
-        const other = await write('/api/v1/payments', { token: s.token, json: { ...pay, order_id: crypto.randomUUID() }, expect: 201 });
-        await write('/api/v1/payments/{id}/void', { params: { id: other.json.id }, json: { reason: 'customer_request' }, expect: 200 });
-        await write('/api/v1/payments/{id}/void', { params: { id: other.json.id }, token: s.token, json: {}, expect: 403 });
-        await write('/api/v1/payments/{id}/void', { params: { id: NO_SUCH_ID }, json: {}, expect: 404 });
+            await write('/api/v1/payments/{id}/void', { params: { id }, json: {}, expect: 409 });
+            const other = await write('/api/v1/payments', { token: s.token, json: pay2, expect: 201 });
+            await write('/api/v1/payments/{id}/void', { params: { id: other.json.id }, json: { reason: 'customer_request' }, expect: 200 });
+            await write('/api/v1/payments/{id}/void', { params: { id: other.json.id }, token: s.token, json: {}, expect: 403 });
+            await write('/api/v1/payments/{id}/void', { params: { id: NO_SUCH_ID }, json: {}, expect: 404 });
+        } finally {
+            process.kill(shipping, 'SIGCONT');
+        }
     });
 
     it('inventory: availability, stock with its preconditions and history, reservations', async () => {
