@@ -186,8 +186,10 @@ describe('commerce: checkout through the gateway', () => {
         const o2 = await settle(cid, (await checkout(cid, { token: 'tok_visa' })).body.id);
         const [ship] = (await api('GET', `/api/v1/shipments?order_id=${o2.id}`, { token: cid.token, expect: 200 })).body.items;
         await api('POST', `/api/v1/shipments/${ship.id}/ship`, { token: admin, expect: 200 });
-        await waitFor(async () => (await api('POST', `/api/v1/orders/${o2.id}/cancel`, { token: cid.token, json: {} })).status === 409, { message: '409 after dispatch' });
+        // Once orders has heard of the dispatch (shipment.shipped), a cancel is refused.
+        await waitFor(async () => (await api('GET', `/api/v1/orders/${o2.id}`, { token: cid.token })).body.shipped === true, { message: 'orders saw the dispatch' });
         const r = await api('POST', `/api/v1/orders/${o2.id}/cancel`, { token: cid.token, json: {} });
+        assert.equal(r.status, 409, r.text);
         assert.equal(r.body.type, 'urn:agora:problem:order-dispatched');
     });
 
