@@ -5,7 +5,7 @@ BUILD ?= build
 BUILD_ASAN ?= build-asan
 DATA ?= $(CURDIR)/var
 
-.PHONY: all bootstrap build build-asan up test test-unit bench format check-style clean
+.PHONY: all bootstrap build build-asan up test test-unit chaos bench format check-style clean
 
 all: build
 
@@ -28,6 +28,10 @@ up: build
 test: build build-asan
 	@cd $(BUILD) && ctest -L unit --output-on-failure -j$(JOBS)
 	@cd $(BUILD_ASAN) && ctest --output-on-failure -j$(JOBS)
+
+# The chaos test at full size: 300 checkouts under SIGKILLs (tests/chaos/).
+chaos: build
+	@cd $(BUILD) && AGORA_CHAOS_ORDERS=$${AGORA_CHAOS_ORDERS:-300} ctest -L chaos --output-on-failure
 
 test-unit: build-asan
 	@cd $(BUILD_ASAN) && ctest -L unit --output-on-failure -j$(JOBS)
