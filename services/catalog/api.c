@@ -14,50 +14,6 @@
 
 /* ---- Helpers ---- */
 
-static void
-format_etag(int64_t version, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "\"%lld\"", (long long)version);
-}
-
-/* Does a list of entity tags ('header', as in If-Match / If-None-Match)
- * contain the tag of 'version'? 'weak' allows W/ tags to match. */
-static bool
-etag_list_matches(struct ag_str header, int64_t version, bool weak)
-{
-    char tag[32];
-    format_etag(version, tag, sizeof(tag));
-    struct ag_str want = ag_str_from_cstr(tag);
-    size_t i = 0;
-    while (i < header.len) {
-        while (i < header.len && (header.ptr[i] == ' ' || header.ptr[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < header.len && header.ptr[i] != ',')
-            i++;
-        struct ag_str item = ag_str_trim(ag_str_make(header.ptr + start, i - start));
-        if (ag_str_eq_cstr(item, "*"))
-            return true;
-        if (ag_str_has_prefix(item, "W/")) {
-            if (!weak)
-                continue;
-            item.ptr += 2;
-            item.len -= 2;
-        }
-        if (ag_str_eq(item, want))
-            return true;
-    }
-    return false;
-}
-
-static void
-set_etag(struct ag_http_req *req, int64_t version)
-{
-    char tag[32];
-    format_etag(version, tag, sizeof(tag));
-    ag_http_resp_header(req, "ETag", tag);
-}
-
 /* ---- Products ---- */
 
 int
@@ -177,7 +133,7 @@ create_product(struct ag_http_req *req, void *udata)
         char loc[64];
         snprintf(loc, sizeof(loc), "/v1/products/%s", p.id);
         ag_http_resp_header(req, "Location", loc);
-        set_etag(req, p.version);
+        ag_resp_set_etag(req, p.version);
         size_t len;
         char *data = ag_buf_detach(&doc, &len);
         ag_http_send_take(req, 201, JSON_TYPE, data, len);
@@ -207,9 +163,9 @@ get_product(struct ag_http_req *req, void *udata)
         ag_send_store_error(req, rc, "product");
         return;
     }
-    set_etag(req, version);
+    ag_resp_set_etag(req, version);
     struct ag_str inm = ag_http_req_header(req, "If-None-Match");
-    if (inm.len > 0 && etag_list_matches(inm, version, true)) {
+    if (inm.len > 0 && ag_etag_list_matches(inm, version, true)) {
         ag_http_send(req, 304, NULL, NULL, 0);
         return;
     }
@@ -248,9 +204,9 @@ update_product(struct ag_http_req *req, void *udata)
                       "send If-Match with the product's ETag, or its version in the body");
         return;
     }
-    if ((if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) ||
+    if ((if_match.len > 0 && !ag_etag_list_matches(if_match, p.version, false)) ||
         (body_version >= 0 && body_version != p.version)) {
-        set_etag(req, p.version);
+        ag_resp_set_etag(req, p.version);
         ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
                       (long long)p.version);
         return;
@@ -287,7 +243,7 @@ update_product(struct ag_http_req *req, void *udata)
     json_decref(j);
     if (rc == 0) {
         catalog_events_kick(cat->events);
-        set_etag(req, p.version);
+        ag_resp_set_etag(req, p.version);
         size_t len;
         char *data = ag_buf_detach(&doc, &len);
         ag_http_send_take(req, 200, JSON_TYPE, data, len);
@@ -316,7 +272,7 @@ delete_product(struct ag_http_req *req, void *udata)
         return;
     }
     struct ag_str if_match = ag_http_req_header(req, "If-Match");
-    if (if_match.len > 0 && !etag_list_matches(if_match, p.version, false)) {
+    if (if_match.len > 0 && !ag_etag_list_matches(if_match, p.version, false)) {
         ag_send_error(req, AG_EPRECOND, "the product changed; its current version is %lld",
                       (long long)p.version);
         return;

@@ -18,41 +18,6 @@
 
 /* ---- Helpers ---- */
 
-static void
-format_etag(int64_t version, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "\"%lld\"", (long long)version);
-}
-
-/* Does the If-Match list 'header' contain the tag of 'version' (or "*")? */
-static bool
-etag_list_matches(struct ag_str header, int64_t version)
-{
-    char tag[32];
-    format_etag(version, tag, sizeof(tag));
-    struct ag_str want = ag_str_from_cstr(tag);
-    size_t i = 0;
-    while (i < header.len) {
-        while (i < header.len && (header.ptr[i] == ' ' || header.ptr[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < header.len && header.ptr[i] != ',')
-            i++;
-        struct ag_str item = ag_str_trim(ag_str_make(header.ptr + start, i - start));
-        if (ag_str_eq_cstr(item, "*") || ag_str_eq(item, want))
-            return true;
-    }
-    return false;
-}
-
-static void
-set_etag(struct ag_http_req *req, int64_t version)
-{
-    char tag[32];
-    format_etag(version, tag, sizeof(tag));
-    ag_http_resp_header(req, "ETag", tag);
-}
-
 json_t *
 inv_stock_to_json(const struct inv *inv, const struct inv_stock *s)
 {
@@ -164,7 +129,7 @@ get_stock(struct ag_http_req *req, void *udata)
         ag_send_store_error(req, rc, "stock");
         return;
     }
-    set_etag(req, s.version);
+    ag_resp_set_etag(req, s.version);
     ag_send_json(req, 200, inv_stock_to_json(inv, &s));
 }
 
@@ -211,7 +176,7 @@ static void
 answer_change_error(struct ag_http_req *req, const struct change_tx *t, int rc)
 {
     if (rc == AG_EPRECOND) {
-        set_etag(req, t->s.version);
+        ag_resp_set_etag(req, t->s.version);
         ag_send_error(req, AG_EPRECOND, "the stock changed; its current version is %lld",
                       (long long)t->s.version);
     } else if (rc == AG_ECONFLICT) {
@@ -264,7 +229,7 @@ put_stock(struct ag_http_req *req, void *udata)
         ag_send_store_error(req, rc, "stock");
         return;
     }
-    if ((if_match.len > 0 && !etag_list_matches(if_match, cur.version)) ||
+    if ((if_match.len > 0 && !ag_etag_list_matches(if_match, cur.version, false)) ||
         (body_version >= 0 && body_version != cur.version)) {
         t.s = cur;
         answer_change_error(req, &t, AG_EPRECOND);
@@ -281,7 +246,7 @@ put_stock(struct ag_http_req *req, void *udata)
         return;
     }
     inv_events_kick(inv->events);
-    set_etag(req, t.s.version);
+    ag_resp_set_etag(req, t.s.version);
     ag_send_json(req, 200, inv_stock_to_json(inv, &t.s));
 }
 
@@ -324,7 +289,7 @@ adjust_stock(struct ag_http_req *req, void *udata)
         answer_change_error(req, &t, rc);
         return;
     }
-    set_etag(req, t.s.version);
+    ag_resp_set_etag(req, t.s.version);
     if (t.replayed != NULL) {
         ag_http_resp_header(req, "Idempotent-Replayed", "true");
         ag_send_json(

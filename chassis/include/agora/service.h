@@ -158,6 +158,19 @@ void ag_req_traceparent(const struct ag_http_req *req, char out[AG_TRACEPARENT_L
  * identity holding that role (the middleware answers 401 or 403). */
 const struct ag_identity *ag_req_identity(const struct ag_http_req *req);
 
+/* ---- Entity tags of versioned resources (etag.c) ---- */
+
+#define AG_ETAG_MAX 32 /* bytes of a formatted tag, with its NUL */
+
+/* Set the response's ETag to the strong tag of 'version', "\"<version>\"".
+ * Before the response is sent; loop thread. */
+void ag_resp_set_etag(struct ag_http_req *req, int64_t version);
+
+/* Does the If-Match / If-None-Match list 'header' name the tag of
+ * 'version', or "*"? 'weak' lets W/ tags match (If-None-Match, RFC 9110
+ * weak comparison); If-Match compares strongly. */
+bool ag_etag_list_matches(struct ag_str header, int64_t version, bool weak);
+
 /* The address of the client this request came from: the one the gateway
  * vouched for in a valid signed X-Agora-Client header, else the socket's
  * peer (a direct caller, or the gateway itself for a request it did not

@@ -331,11 +331,28 @@ test_method_names(void **state)
     assert_null(ag_http_method_name((enum ag_http_method)99));
 }
 
+/* Entity tags: strong and weak comparison, "*", lists with spaces. */
+static void
+test_etags(void **state)
+{
+    AG_UNUSED(state);
+    assert_true(ag_etag_list_matches(ag_str_from_cstr("\"7\""), 7, false));
+    assert_false(ag_etag_list_matches(ag_str_from_cstr("\"7\""), 8, false));
+    assert_true(ag_etag_list_matches(ag_str_from_cstr("\"1\", \"7\""), 7, false));
+    assert_true(ag_etag_list_matches(ag_str_from_cstr(" * "), 3, false));
+    assert_false(ag_etag_list_matches(ag_str_from_cstr("W/\"7\""), 7, false));
+    assert_true(ag_etag_list_matches(ag_str_from_cstr("W/\"7\""), 7, true));
+    assert_false(ag_etag_list_matches(ag_str_from_cstr("7"), 7, true));
+    assert_false(ag_etag_list_matches(ag_str_from_cstr(""), 7, true));
+    assert_false(ag_etag_list_matches(ag_str_from_cstr(",,"), 7, true));
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_method_names),
+        cmocka_unit_test(test_etags),
         cmocka_unit_test(test_helpers_over_http),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
