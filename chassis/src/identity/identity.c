@@ -46,6 +46,27 @@ mac_hex(const uint8_t key[AG_IDENTITY_KEYLEN], const char *msg, size_t len,
     sodium_bin2hex(out, 2 * crypto_auth_hmacsha256_BYTES + 1, mac, sizeof(mac));
 }
 
+/* Check that 'v' starts with the 3-byte 'version' and ends with ";<hex
+ * HMAC>" of everything before that ';' under 'key' (constant-time). 0 and
+ * the length of that signed text in '*out_body', or AG_EAUTH. */
+static int
+authentic_body(const uint8_t key[AG_IDENTITY_KEYLEN], struct ag_str v, const char *version,
+               size_t *out_body)
+{
+    const size_t maclen = 2 * crypto_auth_hmacsha256_BYTES;
+    if (v.len < 3 + maclen + 1 || v.len >= AG_IDENTITY_MAXLEN || memcmp(v.ptr, version, 3) != 0)
+        return AG_EAUTH;
+    size_t body = v.len - maclen - 1; /* bytes before the final ';' */
+    if (v.ptr[body] != ';')
+        return AG_EAUTH;
+    char want[2 * crypto_auth_hmacsha256_BYTES + 1];
+    mac_hex(key, v.ptr, body, want);
+    if (sodium_memcmp(want, v.ptr + body + 1, maclen) != 0)
+        return AG_EAUTH;
+    *out_body = body;
+    return 0;
+}
+
 int
 ag_identity_sign(const uint8_t key[AG_IDENTITY_KEYLEN], const struct ag_identity *id,
                  char out[AG_IDENTITY_MAXLEN])
@@ -70,15 +91,8 @@ int
 ag_identity_verify(const uint8_t key[AG_IDENTITY_KEYLEN], struct ag_str v, int64_t now,
                    struct ag_identity *out)
 {
-    const size_t maclen = 2 * crypto_auth_hmacsha256_BYTES;
-    if (v.len < 3 + maclen + 1 || v.len >= AG_IDENTITY_MAXLEN || memcmp(v.ptr, "v1;", 3) != 0)
-        return AG_EAUTH;
-    size_t body = v.len - maclen - 1; /* bytes before the final ';' */
-    if (v.ptr[body] != ';')
-        return AG_EAUTH;
-    char want[2 * crypto_auth_hmacsha256_BYTES + 1];
-    mac_hex(key, v.ptr, body, want);
-    if (sodium_memcmp(want, v.ptr + body + 1, maclen) != 0)
+    size_t body;
+    if (authentic_body(key, v, "v1;", &body) != 0)
         return AG_EAUTH;
 
     /* Authentic: now parse "v1;<uid>;<roles>;<exp>". */
@@ -190,15 +204,8 @@ int
 ag_identity_client_verify(const uint8_t key[AG_IDENTITY_KEYLEN], struct ag_str v, int64_t now,
                           char out[AG_CLIENT_ADDRLEN])
 {
-    const size_t maclen = 2 * crypto_auth_hmacsha256_BYTES;
-    if (v.len < 3 + maclen + 1 || v.len >= AG_IDENTITY_MAXLEN || memcmp(v.ptr, "c1;", 3) != 0)
-        return AG_EAUTH;
-    size_t body = v.len - maclen - 1;
-    if (v.ptr[body] != ';')
-        return AG_EAUTH;
-    char want[2 * crypto_auth_hmacsha256_BYTES + 1];
-    mac_hex(key, v.ptr, body, want);
-    if (sodium_memcmp(want, v.ptr + body + 1, maclen) != 0)
+    size_t body;
+    if (authentic_body(key, v, "c1;", &body) != 0)
         return AG_EAUTH;
     /* Authentic: "c1;<addr>;<exp>". */
     const char *addr = v.ptr + 3;
