@@ -66,11 +66,13 @@ try {
     };
 
     const pids = PROGRAMS.map((p) => shop.pidOf(p.name)).filter((p) => p > 0);
-    const cpuTicks = () => pids.reduce((n, pid) => {
+    const ticksOf = (pid) => {
         const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
         const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-        return n + Number(rest[11]) + Number(rest[12]); // utime, stime
-    }, 0);
+        return Number(rest[11]) + Number(rest[12]); // utime, stime
+    };
+    const perProcess = () => Object.fromEntries(PROGRAMS.filter((p) => shop.pidOf(p.name) > 0).map((p) => [p.name, ticksOf(shop.pidOf(p.name))]));
+    const cpuTicks = () => pids.reduce((n, pid) => n + ticksOf(pid), 0);
 
     // Peak: closed loop.
     let confirmed = 0;
@@ -84,12 +86,14 @@ try {
     });
     await new Promise((r) => setTimeout(r, WARMUP_S * 1000));
     const c0 = cpuTicks();
+    const p0 = perProcess();
     const t0 = performance.now();
     measuring = true;
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
     measuring = false;
     const secs = (performance.now() - t0) / 1000;
     const cpuMs = ((cpuTicks() - c0) / TICKS) * 1000;
+    const p1 = perProcess();
     stop = true;
     await Promise.all(loops);
     const peak = confirmed / secs;
@@ -121,6 +125,8 @@ try {
     console.log(`CPU ms per confirmed order (all processes) ${(cpuMs / Math.max(1, confirmed)).toFixed(2).padStart(9)}    <= 2`);
     console.log(`checkout -> CONFIRMED p50 at ${rate.toFixed(0)}/s (ms) ${String(pct(0.5)).padStart(12)}`);
     console.log(`checkout -> CONFIRMED p99 at ${rate.toFixed(0)}/s (ms) ${String(pct(0.99)).padStart(12)}    <= 50`);
+    const split = Object.keys(p1).map((k) => [k, ((p1[k] - (p0[k] ?? 0)) / TICKS) * 1000 / Math.max(1, confirmed)]).sort((a, b) => b[1] - a[1]);
+    console.log(`CPU ms per confirmed order by process: ${split.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
     console.log(`(${confirmed} confirmed in ${secs.toFixed(1)} s; half load: ${lat.length} confirmed of ${n})`);
 } finally {
     await shop.stop();

@@ -89,6 +89,16 @@ int ag_store_exec(struct ag_store *store, const char *sql);
  * AG_EBUSY if the lock could not be had in time, AG_EIO. */
 int ag_store_begin(struct ag_store *store);
 
+/* ag_store_begin for bookkeeping whose loss is harmless: its commit does
+ * not wait for durability (SQLite: synchronous=NORMAL for this transaction
+ * only; PostgreSQL: SET LOCAL synchronous_commit = off). A power loss may
+ * lose the transaction, never corrupt the database or reorder it: the next
+ * durable commit makes it durable too. A process crash loses nothing. The
+ * outbox marks rows published this way (a lost mark means a resend, which
+ * the broker de-duplicates). Same returns as ag_store_begin; with
+ * AG_STORE_NORMAL durability it is ag_store_begin. */
+int ag_store_begin_lazy(struct ag_store *store);
+
 /* Commit the open transaction. Returns 0, AG_EBUSY or AG_EIO; on failure
  * the transaction may still be open and the caller must ag_store_rollback. */
 int ag_store_commit(struct ag_store *store);

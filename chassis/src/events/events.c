@@ -199,6 +199,12 @@ schema_tx(struct ag_store *store, void *arg)
         if (rc != 0)
             return rc;
     }
+    /* Earlier versions of the relay marked rows 'in_flight' while sending;
+     * any such row left by a crash is simply unsent. */
+    rc =
+        ag_store_exec(store, "UPDATE agora_outbox SET state = 'pending' WHERE state = 'in_flight'");
+    if (rc != 0)
+        return rc;
     if (version == AG__EVENTS_SCHEMA_VERSION)
         return 0;
     st = ag_store_prepare(store,
@@ -300,43 +306,17 @@ take_rows(struct ag_store *store, size_t max_rows, size_t max_bytes, struct ag__
     return rc < 0 ? rc : 0;
 }
 
-static int
-exec_i64(struct ag_store *store, const char *sql, int64_t v)
-{
-    int rc;
-    struct ag_stmt *st = ag_store_prepare(store, sql, &rc);
-    if (st == NULL)
-        return rc;
-    rc = ag_stmt_bind_i64(st, 1, v);
-    if (rc == 0)
-        rc = ag_stmt_step(st);
-    ag_stmt_reset(st);
-    return rc < 0 ? rc : 0;
-}
-
 int
 ag__outbox_take(struct ag_store *store, size_t max_rows, size_t max_bytes,
                 struct ag__outbox_batch *b)
 {
-    int rc = ag_store_begin(store);
+    /* A read, no transaction to commit: while the batch is out the rows
+     * stay pending. One relay per store and one publish at a time, so
+     * nothing else takes them; a crash before the settle simply leaves
+     * them pending and they are sent again (the broker de-duplicates). */
+    int rc = take_rows(store, max_rows, max_bytes, b);
     if (rc != 0)
-        return rc;
-    rc =
-        ag_store_exec(store, "UPDATE agora_outbox SET state = 'pending' WHERE state = 'in_flight'");
-    if (rc == 0)
-        rc = take_rows(store, max_rows, max_bytes, b);
-    /* The rows read are exactly the pending ones up to the last seq read. */
-    if (rc == 0 && b->n > 0)
-        rc = exec_i64(store,
-                      "UPDATE agora_outbox SET state = 'in_flight'"
-                      " WHERE state = 'pending' AND seq <= $1",
-                      b->rows[b->n - 1].seq);
-    if (rc == 0)
-        rc = ag_store_commit(store);
-    if (rc != 0) {
-        ag_store_rollback(store);
         ag__outbox_batch_clear(b);
-    }
     return rc;
 }
 
@@ -353,7 +333,9 @@ ag__outbox_settle(struct ag_store *store, const struct ag__outbox_batch *b,
 {
     char now[AG_RFC3339_LEN];
     ag_time_rfc3339(now_ms, now);
-    int rc = ag_store_begin(store);
+    /* Not waiting for durability: a mark lost to a power cut only means the
+     * rows go out again, and the broker drops them as duplicates. */
+    int rc = ag_store_begin_lazy(store);
     if (rc != 0)
         return rc;
     for (size_t i = 0; rc == 0 && i < b->n; i++) {
@@ -364,7 +346,7 @@ ag__outbox_settle(struct ag_store *store, const struct ag__outbox_batch *b,
                              " published_at = COALESCE($4, published_at),"
                              " last_error = CASE WHEN $2 = 'published' THEN NULL"
                              "  ELSE COALESCE($5, last_error) END"
-                             " WHERE seq = $1 AND state = 'in_flight'",
+                             " WHERE seq = $1 AND state = 'pending'",
                              &rc);
         if (st == NULL)
             break;
@@ -576,6 +558,7 @@ struct ag_events {
     struct ag_metric *m_published;  /* events_published_total */
     struct ag_metric *m_consumed;   /* events_consumed_total{subscription,outcome} */
     struct ag_metric *m_duplicates; /* events_duplicates_total{subscription} */
+    struct ag_metric *m_commits;    /* events_consumer_commits_total{subscription} */
 };
 
 static uint64_t
@@ -658,8 +641,8 @@ on_published(const struct ag__events_result *res, void *udata)
     int rc = ag__outbox_settle(ev->store, b, oc, error, ag_time_unix_ms());
     ag_free(oc);
     if (rc != 0) {
-        /* The rows stay in_flight; the next take puts them back to pending
-         * before it reads, so nothing is skipped and order is kept. */
+        /* The rows stay pending; the next take reads them again, so
+         * nothing is skipped and order is kept. */
         AG_LOGE(EV_LOG, "cannot record the outcome of %zu outbox rows: %s", b->n,
                 ag_store_errmsg(ev->store));
         failed = true;
@@ -883,10 +866,27 @@ sub_ensure(struct ev_sub *s)
     }
 }
 
-/* Apply one delivery: inbox row and handler in one transaction. 'why'
- * receives the reason of an error or invalid outcome. */
+/* Run a fixed statement (a savepoint command) through the statement cache. */
+static int
+exec_cached(struct ag_store *store, const char *sql)
+{
+    int rc;
+    struct ag_stmt *st = ag_store_prepare(store, sql, &rc);
+    if (st == NULL)
+        return rc;
+    rc = ag_stmt_step(st);
+    ag_stmt_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* Apply one delivery inside the batch's open transaction, under a savepoint:
+ * inbox row and handler's writes are kept together or undone together. 'why'
+ * receives the reason of an error or invalid outcome. Sets '*lost_tx' when
+ * the transaction itself is gone (a handler that ended it, or a store error
+ * that rolled it back), which undoes the batch's earlier deliveries too. */
 static enum consume_outcome
-consume_one(struct ev_sub *s, const struct ag__events_msg *m, char *why, size_t whylen)
+consume_one(struct ev_sub *s, const struct ag__events_msg *m, char *why, size_t whylen,
+            bool *lost_tx)
 {
     struct ag_events *ev = s->ev;
     struct ag_store *store = ev->store;
@@ -901,46 +901,45 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, char *why, size_t 
         snprintf(why, whylen, "message without an event id");
         return CONSUME_INVALID;
     }
-    int rc = ag_store_begin(store);
+    int rc = exec_cached(store, "SAVEPOINT agora_delivery");
     if (rc != 0) {
-        snprintf(why, whylen, "cannot begin a transaction: %s", ag_store_errmsg(store));
+        snprintf(why, whylen, "cannot open a savepoint: %s", ag_store_errmsg(store));
+        *lost_tx = !ag_store_in_tx(store);
         return CONSUME_ERROR;
     }
+    enum consume_outcome oc = CONSUME_OK;
     rc = ag__inbox_insert(store, id, s->name, ag_time_unix_ms());
     if (rc == AG_EEXIST) {
         /* Applied before (the ack was lost): nothing was written. */
-        ag_store_rollback(store);
-        return CONSUME_DUPLICATE;
-    }
-    if (rc != 0) {
+        oc = CONSUME_DUPLICATE;
+    } else if (rc != 0) {
         snprintf(why, whylen, "cannot record event '%s' in the inbox: %s", id,
                  ag_store_errmsg(store));
-        ag_store_rollback(store);
-        return CONSUME_ERROR;
-    }
-    uint64_t publishes = ev->publishes;
-    rc = s->fn(ev, store, m->event, s->udata);
-    if (rc != 0) {
-        snprintf(why, whylen, "handler failed on event '%s': %s", id, ag_strerror(rc));
-        ag_store_rollback(store);
-        return CONSUME_ERROR;
+        oc = CONSUME_ERROR;
+    } else {
+        rc = s->fn(ev, store, m->event, s->udata);
+        if (rc != 0) {
+            snprintf(why, whylen, "handler failed on event '%s': %s", id, ag_strerror(rc));
+            oc = CONSUME_ERROR;
+        }
     }
     if (!ag_store_in_tx(store)) {
-        snprintf(why, whylen, "handler ended the transaction of event '%s' itself", id);
+        if (oc == CONSUME_OK)
+            snprintf(why, whylen, "handler ended the transaction of event '%s' itself", id);
+        *lost_tx = true;
         return CONSUME_ERROR;
     }
-    rc = ag_store_commit(store);
-    if (rc != 0) {
-        snprintf(why, whylen, "cannot commit event '%s': %s", id, ag_store_errmsg(store));
-        ag_store_rollback(store);
+    if (oc != CONSUME_OK && exec_cached(store, "ROLLBACK TO agora_delivery") != 0) {
+        *lost_tx = true;
         return CONSUME_ERROR;
     }
-    /* Events the handler published (a saga step) go out now. */
-    if (ev->publishes != publishes)
-        ag_events_kick(ev);
-    if (ev->on_commit != NULL)
-        ev->on_commit(ev, s->name, m->event, ev->on_commit_udata);
-    return CONSUME_OK;
+    if (exec_cached(store, "RELEASE agora_delivery") != 0) {
+        snprintf(why, whylen, "cannot release the savepoint of event '%s': %s", id,
+                 ag_store_errmsg(store));
+        *lost_tx = true;
+        return CONSUME_ERROR;
+    }
+    return oc;
 }
 
 static void
@@ -991,11 +990,15 @@ subject_failed(const char *const *failed, size_t n, const char *subject)
     return false;
 }
 
-/* Apply a pulled batch in order, then ack what committed and nack the rest. */
+/* Apply a pulled batch in order in one transaction (one commit, one fsync
+ * for the whole batch: under load a batch carries many deliveries), then ack
+ * what committed and nack the rest. */
 static void
 consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
 {
     struct ag_events *ev = s->ev;
+    struct ag_store *store = ev->store;
+    enum consume_outcome *oc = ag_calloc(n + 1, sizeof(*oc));
     const char **acks = ag_calloc(n + 1, sizeof(*acks));
     const char **nacks = ag_calloc(n + 1, sizeof(*nacks));
     const char **failed = ag_calloc(n + 1, sizeof(*failed));
@@ -1005,21 +1008,90 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
     int64_t attempt = 1;
     bool invalid = false;
     char why[256] = "";
-    for (size_t i = 0; i < n; i++) {
+    uint64_t publishes = ev->publishes;
+    size_t first = 0; /* first delivery of the open transaction */
+    bool in_tx = false;
+    for (size_t i = 0; i <= n; i++) {
+        bool last = i == n;
+        /* Commit what the open transaction holds at the end, and before a
+         * delivery that needs one when the last one was lost. */
+        if (in_tx && (last || !ag_store_in_tx(store))) {
+            int rc = ag_store_commit(store);
+            if (rc == 0) {
+                const char *labels[1] = { s->name };
+                ag_counter_add(ev->m_commits, labels, 1);
+            } else {
+                char reason[256];
+                snprintf(reason, sizeof(reason), "cannot commit a batch of deliveries: %s",
+                         ag_store_errmsg(store));
+                ag_store_rollback(store);
+                AG_LOGW(EV_LOG, "subscription '%s': %s", s->name, reason);
+                memcpy(why, reason, sizeof(why));
+                for (size_t k = first; k < i; k++) {
+                    if (oc[k] == CONSUME_OK || oc[k] == CONSUME_DUPLICATE)
+                        oc[k] = CONSUME_ERROR;
+                }
+            }
+            in_tx = false;
+        }
+        if (last)
+            break;
         const struct ag__events_msg *m = &msgs[i];
         /* Keep per-subject order: after a failure, later messages of the
          * same subject in this batch wait for it (a broker that hands out
          * one message per subject at a time never gets here). */
         if (m->subject[0] != '\0' && subject_failed(failed, nfailed, m->subject)) {
-            nacks[nnacked++] = m->ack_id;
+            oc[i] = CONSUME_ERROR;
             continue;
         }
-        char reason[256];
-        enum consume_outcome oc = consume_one(s, m, reason, sizeof(reason));
-        const char *labels[2] = { s->name, OUTCOME_NAME[oc] };
+        char reason[256] = "";
+        if (!in_tx) {
+            int rc = ag_store_begin(store);
+            if (rc != 0) {
+                snprintf(reason, sizeof(reason), "cannot begin a transaction: %s",
+                         ag_store_errmsg(store));
+                oc[i] = CONSUME_ERROR;
+            } else {
+                in_tx = true;
+                first = i;
+            }
+        }
+        if (in_tx) {
+            bool lost_tx = false;
+            oc[i] = consume_one(s, m, reason, sizeof(reason), &lost_tx);
+            if (lost_tx) {
+                /* The transaction is gone with every delivery it held. */
+                ag_store_rollback(store);
+                for (size_t k = first; k < i; k++) {
+                    if (oc[k] == CONSUME_OK || oc[k] == CONSUME_DUPLICATE)
+                        oc[k] = CONSUME_ERROR;
+                }
+                in_tx = false;
+            }
+        }
+        if (oc[i] == CONSUME_ERROR || oc[i] == CONSUME_INVALID) {
+            AG_LOGW(EV_LOG, "subscription '%s': %s (attempt %lld of message %lld)", s->name,
+                    reason[0] ? reason : "an earlier delivery of the batch failed",
+                    (long long)m->attempt, (long long)m->seq);
+            if (reason[0])
+                memcpy(why, reason, sizeof(why));
+            if (m->subject[0] != '\0')
+                failed[nfailed++] = m->subject;
+        }
+    }
+    /* Events the handlers published (saga steps) go out now. */
+    if (ev->publishes != publishes)
+        ag_events_kick(ev);
+    for (size_t i = 0; i < n; i++) {
+        const struct ag__events_msg *m = &msgs[i];
+        const char *labels[2] = { s->name, OUTCOME_NAME[oc[i]] };
         ag_counter_add(ev->m_consumed, labels, 1);
-        switch (oc) {
-        case CONSUME_OK: acks[nacked++] = m->ack_id; break;
+        switch (oc[i]) {
+        case CONSUME_OK:
+            if (ev->on_commit != NULL)
+                ev->on_commit(ev, s->name, m->event, ev->on_commit_udata);
+            acks[nacked++] = m->ack_id;
+            break;
         case CONSUME_DUPLICATE:
             ag_counter_add(ev->m_duplicates, labels, 1);
             AG_LOGD(EV_LOG, "subscription '%s': duplicate delivery of '%s' skipped", s->name,
@@ -1028,14 +1100,9 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
             break;
         case CONSUME_ERROR:
         case CONSUME_INVALID:
-            AG_LOGW(EV_LOG, "subscription '%s': %s (attempt %lld of message %lld)", s->name, reason,
-                    (long long)m->attempt, (long long)m->seq);
-            memcpy(why, reason, sizeof(why));
-            invalid = invalid || oc == CONSUME_INVALID;
+            invalid = invalid || oc[i] == CONSUME_INVALID;
             attempt = AG_MAX(attempt, m->attempt);
             nacks[nnacked++] = m->ack_id;
-            if (m->subject[0] != '\0')
-                failed[nfailed++] = m->subject;
             break;
         }
     }
@@ -1043,6 +1110,7 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
     uint64_t delay = invalid ? ev->cfg.retry_max_ms
                              : backoff(ev, attempt > 0 ? (unsigned)AG_MIN(attempt, 64) : 1);
     settle_send(s, false, nacks, nnacked, delay, why[0] ? why : NULL);
+    ag_free(oc);
     ag_free(acks);
     ag_free(nacks);
     ag_free(failed);
@@ -1291,8 +1359,8 @@ ag_events_start(struct ag_events *ev)
         return;
     ev->started = true;
     ev->next_housekeep_ms = ag_time_mono_ms();
-    /* Rows left in_flight by a crash are reset to pending by the first
-     * take and simply sent again: the broker de-duplicates by id. */
+    /* Rows a crash left unsettled are pending and simply sent again: the
+     * broker de-duplicates by id. */
     relay_schedule(ev, RELAY_SCHEDULED, 0);
     uv_timer_start(&ev->poll_timer, on_poll, ev->cfg.relay_poll_ms, ev->cfg.relay_poll_ms);
     for (size_t i = 0; i < ev->nsubs; i++)
@@ -1354,6 +1422,10 @@ ag_events_metrics(struct ag_events *ev, struct ag_metrics *reg)
                                         consumed_labels, 2);
     ev->m_duplicates = ag_metrics_counter(reg, "events_duplicates_total",
                                           "Redelivered events skipped by the inbox", dup_labels, 1);
+    ev->m_commits = ag_metrics_counter(reg, "events_consumer_commits_total",
+                                       "Transactions committed by the consumer: each holds a "
+                                       "pulled batch of deliveries",
+                                       dup_labels, 1);
     update_gauges(ev);
 }
 

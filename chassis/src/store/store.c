@@ -385,22 +385,59 @@ ag_store_begin(struct ag_store *store)
 }
 
 int
+ag_store_begin_lazy(struct ag_store *store)
+{
+    AG_CHECK_MAGIC(store, AG__STORE_MAGIC);
+    if (!store->durable)
+        return ag_store_begin(store);
+    if (store->ops->in_tx(store)) {
+        ag__store_set_err(store, "cannot begin: a transaction is already open");
+        return AG_EINVAL;
+    }
+    int rc = store->ops->set_sync(store, false);
+    if (rc == 0)
+        rc = ag_store_begin(store);
+    if (rc != 0) {
+        store->ops->set_sync(store, true);
+        return rc;
+    }
+    store->lazy_tx = true;
+    return 0;
+}
+
+/* After a lazy transaction ended, commits wait for durability again. */
+static void
+end_lazy(struct ag_store *store)
+{
+    if (store->lazy_tx && !store->ops->in_tx(store)) {
+        store->lazy_tx = false;
+        store->ops->set_sync(store, true);
+    }
+}
+
+int
 ag_store_commit(struct ag_store *store)
 {
     AG_CHECK_MAGIC(store, AG__STORE_MAGIC);
     int rc = fault_check(store);
     if (rc != 0)
         return rc;
-    return store->ops->commit(store);
+    rc = store->ops->commit(store);
+    end_lazy(store);
+    return rc;
 }
 
 int
 ag_store_rollback(struct ag_store *store)
 {
     AG_CHECK_MAGIC(store, AG__STORE_MAGIC);
-    if (!store->ops->in_tx(store))
+    if (!store->ops->in_tx(store)) {
+        end_lazy(store);
         return 0;
-    return store->ops->rollback(store);
+    }
+    int rc = store->ops->rollback(store);
+    end_lazy(store);
+    return rc;
 }
 
 int
@@ -607,6 +644,7 @@ ag_store_open(const struct ag_store_config *cfg, struct ag_store **out_store)
     store->magic = AG__STORE_MAGIC;
     store->ops = &ag__store_sqlite_ops;
     store->stmt_cache_max = cfg->stmt_cache_max ? cfg->stmt_cache_max : DEFAULT_STMT_CACHE_MAX;
+    store->durable = cfg->durability == AG_STORE_FULL;
 
     struct ag_store_config c = *cfg;
     if (c.busy_timeout_ms <= 0)

@@ -24,6 +24,9 @@ struct ag_store_ops {
     void (*close)(struct ag_store *store);
     int (*exec)(struct ag_store *store, const char *sql);
     int (*begin)(struct ag_store *store);
+    /* Whether the next commits wait for durability (true) or not; called
+     * only outside a transaction (ag_store_begin_lazy). */
+    int (*set_sync)(struct ag_store *store, bool durable);
     int (*commit)(struct ag_store *store);
     int (*rollback)(struct ag_store *store);
     bool (*in_tx)(struct ag_store *store);
@@ -70,6 +73,8 @@ struct ag_store {
     struct ag_stmt *lru_tail;                    /* least recently prepared */
     size_t nstmts;                               /* statements in the cache */
     size_t stmt_cache_max;                       /* eviction threshold */
+    bool durable;                                /* cfg->durability == AG_STORE_FULL */
+    bool lazy_tx;                                /* the open tx came from ag_store_begin_lazy */
     int fault_countdown;                         /* ag_store_fault_after; 0 = disarmed */
     char errmsg[512];                            /* last error message, "" if none */
 };

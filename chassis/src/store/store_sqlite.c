@@ -125,6 +125,12 @@ sq_open(struct ag_store *store, const struct ag_store_config *cfg)
     rc = sqlite3_exec(db, sync, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return fail(store, rc);
+    /* Savepoint sub-journals and temporary indexes in memory, not in temp
+     * files: the events consumer puts every delivery of a batch under a
+     * savepoint, which in a file costs a write per page it touches. */
+    rc = sqlite3_exec(db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return fail(store, rc);
     rc = sqlite3_exec(db, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return fail(store, rc);
@@ -159,6 +165,16 @@ static int
 sq_begin(struct ag_store *store)
 {
     return sq_exec(store, "BEGIN IMMEDIATE");
+}
+
+/* SQLite refuses to change the safety level inside a transaction, so a lazy
+ * transaction switches it before BEGIN and back after COMMIT or ROLLBACK.
+ * In WAL mode synchronous=NORMAL skips the WAL fsync at commit; the frames
+ * become durable with the next synced commit, which fsyncs the whole WAL. */
+static int
+sq_set_sync(struct ag_store *store, bool durable)
+{
+    return sq_exec(store, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
 }
 
 static int
@@ -349,6 +365,7 @@ const struct ag_store_ops ag__store_sqlite_ops = {
     .close = sq_close,
     .exec = sq_exec,
     .begin = sq_begin,
+    .set_sync = sq_set_sync,
     .commit = sq_commit,
     .rollback = sq_rollback,
     .in_tx = sq_in_tx,

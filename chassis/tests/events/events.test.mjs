@@ -336,6 +336,25 @@ describe('events: outbox, relay, consumer, inbox', () => {
         await stopAll(td, bus);
     });
 
+    test('a pulled batch commits once; a failing delivery in it is undone alone and redelivered', async () => {
+        const bus = await startBus();
+        await putSubscription(bus, SUB, ['test.*']);
+        // 20 events of 20 subjects wait on the bus, so the consumer pulls
+        // them together; every odd one writes its row, then fails once.
+        const producer = await startTestd(bus);
+        const out = await produce(producer, { count: 20, subject: 'batch', distinct_subjects: true });
+        await waitFor(async () => (await getJson(producer, '/outbox')).published === 20, { message: 'published' });
+        const td = await startTestd(bus, { TESTD_CONSUME: '1', TESTD_FAIL_ODD: '1' });
+        const rows = await waitConsumed(td, 20);
+        assert.deepEqual(new Set(rows.map((r) => r.event_id)), new Set(out.ids));
+        for (const r of rows) assert.equal(r.count, 1, `event ${r.event_id} applied ${r.count} times`);
+        assert.equal(await metric(td, 'events_consumed_total', { subscription: SUB, outcome: 'ok' }), 20);
+        assert.equal(await metric(td, 'events_consumed_total', { subscription: SUB, outcome: 'error' }), 10);
+        const commits = await metric(td, 'events_consumer_commits_total', { subscription: SUB });
+        assert.ok(commits >= 2 && commits < 20, `20 deliveries in ${commits} commits`);
+        await stopAll(producer, td, bus);
+    });
+
     test('SIGTERM flushes the outbox and exits 0', async () => {
         const bus = await startBus();
         await putSubscription(bus, 'probe', ['test.*']);

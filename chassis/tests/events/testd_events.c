@@ -8,7 +8,9 @@
  *
  * Environment: AGORA_BUS_URL (bus base URL), TESTD_CONSUME=1,
  * TESTD_CRASH_AFTER_COMMIT=1, TESTD_CRASH_BEFORE_ACK=1, TESTD_FAIL_FIRST=1
- * (the first delivery of each event fails), TESTD_NO_KICK=1 (leave the
+ * (the first delivery of each event fails), TESTD_FAIL_ODD=1 (the first
+ * delivery of each event with an odd data.n writes its row, then fails),
+ * TESTD_NO_KICK=1 (leave the
  * relay to its poll), TESTD_RELAY_POLL_MS, TESTD_ACK_DEADLINE_MS. */
 #include "agora/base.h"
 
@@ -43,6 +45,7 @@ struct testd {
     bool crash_after_commit; /* TESTD_CRASH_AFTER_COMMIT */
     bool crash_before_ack;   /* TESTD_CRASH_BEFORE_ACK */
     bool fail_first;         /* TESTD_FAIL_FIRST */
+    bool fail_odd;           /* TESTD_FAIL_ODD */
     bool no_kick;            /* TESTD_NO_KICK */
     char **seen;             /* TESTD_FAIL_FIRST: ids that failed once */
     size_t nseen;
@@ -97,6 +100,8 @@ produce(struct ag_http_req *req, void *udata)
     const char *tp = ag_valid_string(&v, body, NULL, "traceparent", AG_VALID_OPTIONAL, 1, 64);
     bool fail = false;
     ag_valid_bool(&v, body, NULL, "fail", AG_VALID_OPTIONAL, &fail);
+    bool distinct = false; /* subject "<subject>-<n>" for event n */
+    ag_valid_bool(&v, body, NULL, "distinct_subjects", AG_VALID_OPTIONAL, &distinct);
     if (!ag_valid_ok(&v)) {
         ag_send_invalid(req, &v);
         ag_valid_release(&v);
@@ -127,7 +132,9 @@ produce(struct ag_http_req *req, void *udata)
             break;
         json_t *data = json_pack("{s:I}", "n", (json_int_t)i);
         char id[AG_UUID_STRLEN + 1];
-        rc = ag_events_publish(td->ev, "test.produced", subject, data, tp, id);
+        char subj[AG_EVENTS_MAX_SUBJECT + 32];
+        snprintf(subj, sizeof(subj), distinct ? "%s-%lld" : "%s", subject, (long long)i);
+        rc = ag_events_publish(td->ev, "test.produced", subj, data, tp, id);
         json_decref(data);
         if (rc == 0)
             json_array_append_new(ids, json_string(id));
@@ -234,6 +241,19 @@ on_event(struct ag_events *ev, struct ag_store *store, const json_t *event, void
         ag_stmt_reset(st);
     }
     ag_free(text);
+    if (rc >= 0 && td->fail_odd) {
+        /* The row is written, then the first delivery of every odd event
+         * fails: the savepoint must take the row back with it. */
+        json_int_t n = json_integer_value(json_object_get(json_object_get(event, "data"), "n"));
+        bool seen = false;
+        for (size_t i = 0; i < td->nseen && !seen; i++)
+            seen = strcmp(td->seen[i], id) == 0;
+        if (n % 2 == 1 && !seen && td->nseen < MAX_FAIL_SEEN) {
+            td->seen = ag_realloc(td->seen, (td->nseen + 1) * sizeof(*td->seen));
+            td->seen[td->nseen++] = ag_strdup(id);
+            return AG_EUNAVAIL;
+        }
+    }
     return rc < 0 ? rc : 0;
 }
 
@@ -295,6 +315,7 @@ on_start(struct ag_service *svc, void *udata)
     td->crash_after_commit = env_flag("TESTD_CRASH_AFTER_COMMIT");
     td->crash_before_ack = env_flag("TESTD_CRASH_BEFORE_ACK");
     td->fail_first = env_flag("TESTD_FAIL_FIRST");
+    td->fail_odd = env_flag("TESTD_FAIL_ODD");
     td->no_kick = env_flag("TESTD_NO_KICK");
     struct ag_http_client_config ccfg = { .breaker_open_ms = 500 };
     int rc = ag_http_client_new(ag_service_loop(svc), &ccfg, &td->client);

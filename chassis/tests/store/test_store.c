@@ -169,6 +169,56 @@ test_file_pragmas(void **state)
     tmpdb_release(&t);
 }
 
+/* A lazy transaction commits without the WAL fsync (synchronous NORMAL for
+ * that transaction only) and the store is back to FULL afterwards, after a
+ * commit, a rollback or a failed begin alike; its writes are kept. */
+static void
+test_lazy_tx(void **state)
+{
+    AG_UNUSED(state);
+    struct tmpdb t;
+    tmpdb_init(&t);
+    struct ag_store_config cfg = { .path = t.path };
+    struct ag_store *s = open_ok(&cfg);
+    assert_int_equal(ag_store_exec(s, "CREATE TABLE t (v INTEGER)"), 0);
+    assert_int_equal(ag_store_begin_lazy(s), 0);
+    assert_int_equal(query_i64(s, "PRAGMA synchronous"), 1);
+    assert_int_equal(ag_store_exec(s, "INSERT INTO t VALUES (1)"), 0);
+    assert_int_equal(ag_store_begin_lazy(s), AG_EINVAL); /* no nesting */
+    assert_int_equal(ag_store_commit(s), 0);
+    assert_int_equal(query_i64(s, "PRAGMA synchronous"), 2);
+
+    assert_int_equal(ag_store_begin_lazy(s), 0);
+    assert_int_equal(ag_store_exec(s, "INSERT INTO t VALUES (2)"), 0);
+    assert_int_equal(ag_store_rollback(s), 0);
+    assert_int_equal(query_i64(s, "PRAGMA synchronous"), 2);
+
+    ag_store_fault_after(s, 1); /* the BEGIN fails */
+    assert_int_equal(ag_store_begin_lazy(s), AG_EIO);
+    assert_false(ag_store_in_tx(s));
+    assert_int_equal(query_i64(s, "PRAGMA synchronous"), 2);
+
+    /* A plain transaction inside is durable as before. */
+    assert_int_equal(ag_store_begin(s), 0);
+    assert_int_equal(query_i64(s, "PRAGMA synchronous"), 2);
+    assert_int_equal(ag_store_commit(s), 0);
+    ag_store_close(s);
+
+    s = open_ok(&cfg);
+    assert_int_equal(query_i64(s, "SELECT group_concat(v) FROM t"), 1);
+    ag_store_close(s);
+
+    /* With NORMAL durability a lazy transaction is a plain one. */
+    cfg.durability = AG_STORE_NORMAL;
+    s = open_ok(&cfg);
+    assert_int_equal(ag_store_begin_lazy(s), 0);
+    assert_int_equal(query_i64(s, "PRAGMA synchronous"), 1);
+    assert_int_equal(ag_store_commit(s), 0);
+    assert_int_equal(query_i64(s, "PRAGMA synchronous"), 1);
+    ag_store_close(s);
+    tmpdb_release(&t);
+}
+
 /* Bad configurations fail with the documented code, fill errbuf and leave
  * the output untouched. */
 static void
@@ -785,6 +835,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_memory),
         cmocka_unit_test(test_file_pragmas),
+        cmocka_unit_test(test_lazy_tx),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_migrations_in_order_once),
         cmocka_unit_test(test_migration_failure_rolls_back),
