@@ -69,6 +69,7 @@ static const struct hdr_rule HDR_RULES[] = {
     RULE("X-Forwarded-For", H_REQ_DROP),
     RULE("X-Forwarded-Proto", H_REQ_DROP),
     RULE("X-Forwarded-Host", H_REQ_DROP),
+    RULE("X-Forwarded-Prefix", H_REQ_DROP),
     RULE("Forwarded", H_REQ_DROP),
     RULE("Date", H_RESP_DROP),
     RULE("Content-Type", H_RESP_DROP),
@@ -669,6 +670,13 @@ forward(struct gw_req *g, const struct gw_principal *who)
                                g->forwarded.len ? ", " : "", fwd_for, fh.len ? ";host=\"" : "",
                                SFMT(fh), fh.len ? "\"" : "");
     hdr_add(&hl, "Forwarded", fwd);
+    /* The part of the public path the rewrite removed ("/api" for
+     * "/api/v1/orders" -> "/v1/orders"), so a service's problem+json names
+     * the path the client asked for in "instance". */
+    if (rt->rewrite != NULL && rt->prefix_len > rt->rewrite_len &&
+        memcmp(rt->prefix + rt->prefix_len - rt->rewrite_len, rt->rewrite, rt->rewrite_len) == 0)
+        hdr_add(&hl, "X-Forwarded-Prefix",
+                ag_pool_strndup(pool, rt->prefix, rt->prefix_len - rt->rewrite_len));
     if (who != NULL)
         hdr_add(&hl, AG_IDENTITY_HEADER, who->identity);
     const char *client = client_header(g);

@@ -763,7 +763,8 @@ put_config(struct ag_http_req *req, void *udata)
     int64_t current = 0;
     bool created = false;
     int rc = reg_store_config_put(r->store, key, value.data, value.len, cas, index,
-                                  r->settings.max_config_keys, &version, &current, &created);
+                                  r->settings.max_config_keys, r->settings.max_config_bytes,
+                                  &version, &current, &created);
     ag_buf_release(&value);
     if (rc == AG_ECONFLICT) {
         send_conflict(req, key, cas, current);
@@ -771,6 +772,10 @@ put_config(struct ag_http_req *req, void *udata)
     }
     if (rc == AG_EUNAVAIL) {
         send_capacity(req, "configuration keys", r->settings.max_config_keys);
+        return;
+    }
+    if (rc == AG_ETOOBIG) {
+        send_capacity(req, "bytes of configuration values", (int64_t)r->settings.max_config_bytes);
         return;
     }
     if (rc != 0) {

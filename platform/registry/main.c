@@ -24,6 +24,11 @@ static const struct ag_config_key REG_KEYS[] = {
       "AGORA_HTTP_MAX_CONNECTIONS" },
     { "AGORA_REGISTRY_MAX_CONFIG_KEYS", AG_CONFIG_INT, "10000", OFF(max_config_keys), 1, 1000000,
       NULL, "configuration keys stored (503 past it)" },
+    /* At most 100 MiB, so that any listing (values plus at most
+     * AGORA_REGISTRY_MAX_CONFIG_KEYS keys and versions) fits the 128 MiB
+     * a listing may render to. */
+    { "AGORA_REGISTRY_MAX_CONFIG_BYTES", AG_CONFIG_SIZE, "64MiB", OFF(max_config_bytes), 1,
+      100u << 20, NULL, "bytes of configuration values stored in all (503 past it)" },
 };
 #undef OFF
 

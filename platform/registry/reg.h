@@ -18,9 +18,10 @@
 #include "domain.h"
 
 struct reg_settings {
-    int64_t max_instances;   /* AGORA_REGISTRY_MAX_INSTANCES */
-    int64_t max_watches;     /* AGORA_REGISTRY_MAX_WATCHES */
-    int64_t max_config_keys; /* AGORA_REGISTRY_MAX_CONFIG_KEYS */
+    int64_t max_instances;     /* AGORA_REGISTRY_MAX_INSTANCES */
+    int64_t max_watches;       /* AGORA_REGISTRY_MAX_WATCHES */
+    int64_t max_config_keys;   /* AGORA_REGISTRY_MAX_CONFIG_KEYS */
+    uint64_t max_config_bytes; /* AGORA_REGISTRY_MAX_CONFIG_BYTES */
 };
 
 /* One long poll: the request held until its service (or a key under its
@@ -103,14 +104,15 @@ int reg_store_config_list(struct ag_store *st, const char *prefix, struct ag_buf
 int reg_store_prefix_index(struct ag_store *st, const char *prefix, int64_t *out_index);
 
 /* Write 'key' = 'value' (compact JSON, 'len' bytes) at index 'index' if
- * 'cas' passes (reg_config_check_cas) and, for a new key, fewer than
- * 'max_keys' keys exist; one transaction that also advances the config
- * index. '*out_version' gets the new version and '*out_created' whether the
- * key is new. Returns 0, AG_ECONFLICT ('*out_current' = stored version, 0
- * when absent), AG_EUNAVAIL (too many keys) or a store error. */
+ * 'cas' passes (reg_config_check_cas), for a new key fewer than 'max_keys'
+ * keys exist, and the values stored stay within 'max_bytes' in all; one
+ * transaction that also advances the config index. '*out_version' gets the
+ * new version and '*out_created' whether the key is new. Returns 0,
+ * AG_ECONFLICT ('*out_current' = stored version, 0 when absent), AG_EUNAVAIL
+ * (too many keys), AG_ETOOBIG (too many bytes) or a store error. */
 int reg_store_config_put(struct ag_store *st, const char *key, const char *value, size_t len,
-                         int64_t cas, int64_t index, int64_t max_keys, int64_t *out_version,
-                         int64_t *out_current, bool *out_created);
+                         int64_t cas, int64_t index, int64_t max_keys, uint64_t max_bytes,
+                         int64_t *out_version, int64_t *out_current, bool *out_created);
 
 /* Delete 'key' at index 'index' if 'cas' passes, remembering the deletion
  * for prefix watches. Returns 0, AG_ENOENT, AG_ECONFLICT ('*out_current'

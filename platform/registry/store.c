@@ -186,6 +186,7 @@ struct put_ctx {
     int64_t cas;
     int64_t index;
     int64_t max_keys;
+    uint64_t max_bytes;
     int64_t current;
     int64_t version;
 };
@@ -200,6 +201,21 @@ put_tx(struct ag_store *st, void *arg)
     if (reg_config_check_cas(c->cas, c->current) != 0)
         return AG_ECONFLICT;
     struct ag_stmt *s;
+    /* Every listing must fit its render buffer: the values stored are
+     * bounded in all, not only one by one. */
+    int64_t others;
+    rc = ag_store_stmt(st,
+                       "SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM config "
+                       "WHERE key <> $1",
+                       &s);
+    if (rc == 0) {
+        ag_stmt_bind_cstr(s, 1, c->key);
+        rc = ag_stmt_step_i64(s, 0, &others);
+    }
+    if (rc != 0)
+        return rc;
+    if ((uint64_t)others + c->len > c->max_bytes)
+        return AG_ETOOBIG;
     if (c->current == 0) {
         int64_t n;
         rc = ag_store_stmt(st, "SELECT count(*) FROM config", &s);
@@ -240,8 +256,8 @@ put_tx(struct ag_store *st, void *arg)
 
 int
 reg_store_config_put(struct ag_store *st, const char *key, const char *value, size_t len,
-                     int64_t cas, int64_t index, int64_t max_keys, int64_t *out_version,
-                     int64_t *out_current, bool *out_created)
+                     int64_t cas, int64_t index, int64_t max_keys, uint64_t max_bytes,
+                     int64_t *out_version, int64_t *out_current, bool *out_created)
 {
     struct put_ctx c = {
         .key = key,
@@ -250,6 +266,7 @@ reg_store_config_put(struct ag_store *st, const char *key, const char *value, si
         .cas = cas,
         .index = index,
         .max_keys = max_keys,
+        .max_bytes = max_bytes,
     };
     int rc = ag_store_tx(st, put_tx, &c);
     *out_current = c.current;

@@ -84,6 +84,14 @@ describe('agora up: the whole shop through the gateway', () => {
         const s = await call(gw, 'GET', '/api/v1/products?q=coffee');
         assert.equal(s.status, 200);
         assert.ok(s.body.items.some((p) => /coffee/i.test(p.name)), 'search works through the gateway');
+        // A service's problem names the path the client asked for, not the
+        // rewritten one; a client's own X-Forwarded-Prefix is dropped.
+        const missing = '/api/v1/products/0190a0a0-0000-7000-8000-000000000000';
+        for (const headers of [{}, { 'x-forwarded-prefix': '/evil' }]) {
+            const n = await call(gw, 'GET', missing, { headers });
+            assert.equal(n.status, 404, n.text);
+            assert.equal(n.body.instance, missing);
+        }
     });
 
     it('lets a customer register, sign in and read only their own account', async () => {

@@ -242,7 +242,19 @@ send_problem_json(struct ag_http_req *req, json_t *problem)
 {
     struct req_ctx *ctx = ctx_of(req);
     int status = (int)json_integer_value(json_object_get(problem, "status"));
-    json_object_set_new(problem, "instance", json_stringn(req->path.ptr, req->path.len));
+    /* Behind the gateway, the path the client asked for: the prefix its
+     * rewrite removed (X-Forwarded-Prefix, set by the gateway, which drops
+     * any a client sent) and then this request's path. */
+    struct ag_str fp = ag_http_req_header(req, "X-Forwarded-Prefix");
+    bool prefix_ok = fp.len > 1 && fp.len <= 128 && fp.ptr[0] == '/';
+    for (size_t i = 0; prefix_ok && i < fp.len; i++)
+        prefix_ok = fp.ptr[i] > 0x20 && fp.ptr[i] < 0x7f && fp.ptr[i] != '?' && fp.ptr[i] != '#';
+    if (prefix_ok)
+        json_object_set_new(problem, "instance",
+                            json_string(ag_pool_printf(req->pool, "%.*s%.*s", (int)fp.len, fp.ptr,
+                                                       (int)req->path.len, req->path.ptr)));
+    else
+        json_object_set_new(problem, "instance", json_stringn(req->path.ptr, req->path.len));
     if (ctx != NULL)
         json_object_set_new(problem, "request_id", json_string(ctx->request_id));
     struct ag_buf buf = AG_BUF_INIT(0);
@@ -757,6 +769,20 @@ print_usage(const struct ag_service *svc)
         ag_config_usage(svc->cfg.keys, svc->cfg.nkeys, stdout);
 }
 
+/* Split AGORA_OPS_ADDRESS "host:port" into 'host' (bytes at 'hostlen') and
+ * '*port'. Returns 0 or AG_ECONFIG. */
+static int
+parse_ops_address(const char *a, char *host, size_t hostlen, int64_t *port)
+{
+    const char *colon = strrchr(a, ':');
+    if (colon == NULL || (size_t)(colon - a) >= hostlen || colon == a ||
+        ag_str_to_i64(ag_str_from_cstr(colon + 1), 0, 65535, port) != 0)
+        return AG_ECONFIG;
+    memcpy(host, a, (size_t)(colon - a));
+    host[colon - a] = '\0';
+    return 0;
+}
+
 int
 ag_service_init(struct ag_service **out_svc, int argc, char **argv,
                 const struct ag_service_config *cfg)
@@ -803,6 +829,15 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
         rc = ag_config_load(cfg->keys, cfg->nkeys, cfg->settings, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "config: %s\n", err);
+        ag_service_free(svc);
+        return AG_ECONFIG;
+    }
+    char ops_host[256];
+    int64_t ops_port;
+    if (svc->settings.ops_address[0] != '\0' &&
+        parse_ops_address(svc->settings.ops_address, ops_host, sizeof(ops_host), &ops_port) != 0) {
+        fprintf(stderr, "config: AGORA_OPS_ADDRESS: '%s' is not host:port\n",
+                svc->settings.ops_address);
         ag_service_free(svc);
         return AG_ECONFIG;
     }
@@ -1072,21 +1107,16 @@ abort_run(struct ag_service *svc)
 }
 
 /* The operator listener: same handler, loopback by configuration, only
- * probe and ops routes (route_access). Small limits: it is not for traffic. */
+ * probe and ops routes (route_access). Small limits: it is not for traffic.
+ * The address was checked when the settings were read. */
 static int
 start_ops_listener(struct ag_service *svc, const struct ag_http_server_config *main_cfg)
 {
     const char *a = svc->settings.ops_address;
-    const char *colon = strrchr(a, ':');
     char host[256];
     int64_t port;
-    if (colon == NULL || (size_t)(colon - a) >= sizeof(host) || colon == a ||
-        ag_str_to_i64(ag_str_from_cstr(colon + 1), 0, 65535, &port) != 0) {
-        AG_LOGE("config", "AGORA_OPS_ADDRESS: '%s' is not host:port", a);
+    if (parse_ops_address(a, host, sizeof(host), &port) != 0)
         return AG_ECONFIG;
-    }
-    memcpy(host, a, (size_t)(colon - a));
-    host[colon - a] = '\0';
     struct ag_http_server_config ocfg = *main_cfg;
     ocfg.host = host;
     ocfg.port = (int)port;

@@ -848,6 +848,13 @@ describe('the shipped route table', () => {
         const p = spawnService('gateway', { env: { AGORA_GATEWAY_ROUTES_FILE: writeJsonFile(testRoutes()), AGORA_GATEWAY_UPSTREAMS: 'catalog=nohostport' } });
         assert.equal((await waitExit(p)).code, 2);
         assert.match(p.stderr(), /config: AGORA_GATEWAY_UPSTREAMS/);
+        // The operator listener's address is checked with the settings too
+        // (it used to fail later, at listen time, with status 1).
+        for (const bad of ['8090', ':8090', '127.0.0.1:http', '127.0.0.1:70000']) {
+            const q = spawnService('gateway', { env: { AGORA_GATEWAY_ROUTES_FILE: writeJsonFile(testRoutes()), AGORA_OPS_ADDRESS: bad } });
+            assert.equal((await waitExit(q)).code, 2, `${bad}: ${q.stderr()}`);
+            assert.match(q.stderr(), /config: AGORA_OPS_ADDRESS: '.*' is not host:port/);
+        }
     });
 });
 

@@ -623,6 +623,27 @@ describe('limits', () => {
             assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(30));
         }
     });
+
+    it('configuration values are bounded in all, so every listing renders: 503 past the byte limit', T, async () => {
+        // 200 KiB per value, 500 KiB in all: two fit, a third does not;
+        // replacing a value counts its new size only.
+        const svc = await startService('registry', { env: { AGORA_REGISTRY_MAX_CONFIG_BYTES: '500KiB' } });
+        try {
+            const api = client(svc, { identity: OPERATOR });
+            const big = 'x'.repeat(200 * 1024);
+            await putConfig(api, 'big.a', big);
+            await putConfig(api, 'big.b', big);
+            const p = await api.put('/v1/config/big.c', { value: big });
+            expectProblem(p, 503);
+            assert.match(p.json.detail, /bytes of configuration values/);
+            await putConfig(api, 'big.b', `${big}y`);
+            const list = await api.get('/v1/config?prefix=big.');
+            assert.equal(list.status, 200);
+            assert.deepEqual(list.json.items.map((i) => i.key), ['big.a', 'big.b']);
+        } finally {
+            assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(30));
+        }
+    });
 });
 
 // ---------------------------------------------------------------------------
