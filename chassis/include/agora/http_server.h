@@ -144,7 +144,10 @@ void ag_http_server_free(struct ag_http_server *srv);
 /* First header named 'name' (case-insensitive), or AG_STR_NULL. Borrowed. */
 struct ag_str ag_http_req_header(const struct ag_http_req *req, const char *name);
 
-/* True when the client connection is gone; the response will be dropped. */
+/* True when the client is gone: its connection closed (the response will be
+ * dropped) or it half-closed it (sent FIN) before this answer. Holders of
+ * long polls check it to let such requests go; a response sent to a
+ * half-closed connection is still written. */
 bool ag_http_req_is_orphan(const struct ag_http_req *req);
 
 /* ---- Response ----

@@ -522,6 +522,14 @@ conn_fail(struct ag_http_conn *conn, int status, const char *detail)
  * and the size limits. Sets '*out_n' to the bytes screened: all of them, or
  * up to and including the empty line ending the head ('scan.done').
  * Returns 0 or the status to answer, with the detail in 'err_detail'. */
+/* RFC 9110 5.6.2 tchar. */
+static bool
+is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
 static int
 scan_head(struct ag_http_conn *conn, const char *p, size_t len, size_t *out_n)
 {
@@ -553,6 +561,12 @@ scan_head(struct ag_http_conn *conn, const char *p, size_t len, size_t *out_n)
                 return 400;
             }
             if (s->nlines == 0) {
+                if (!s->method_end) {
+                    if (c == ' ')
+                        s->method_end = true;
+                    else if (!is_tchar(c))
+                        s->method_bad = true;
+                }
                 if (++s->line_len > cfg->max_request_line) {
                     conn->err_detail = "the request line is too long";
                     return 414;
@@ -764,8 +778,12 @@ check_head(struct ag_http_conn *conn, struct ag_http_sreq *r)
     http_parser *p = &conn->parser;
     struct ag_http_req *req = &r->req;
     const struct ag_http_server_config *cfg = &conn->srv->cfg;
-    if (p->http_major != 1 || p->http_minor > 1)
-        return cb_fail(conn, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
+    if (p->http_major != 1)
+        return cb_fail(conn, 505, "only HTTP/1.x is supported");
+    /* RFC 9110 2.5: a higher minor version (HTTP/1.7) is served as the
+     * highest this server implements. */
+    if (p->http_minor > 1)
+        p->http_minor = 1;
     if (p->method == HTTP_CONNECT)
         return cb_fail(conn, 400, "CONNECT is not supported");
     if (set_target(conn, req) != 0)
@@ -954,7 +972,12 @@ conn_process(struct ag_http_conn *conn, const char *data, size_t len)
         if (e != HPE_OK || n != feed || (conn->scan.done && !conn->body_phase)) {
             int status = conn->err_status;
             const char *detail = conn->err_detail;
-            if (status == 0) {
+            if (status == 0 && e == HPE_INVALID_METHOD && !conn->scan.method_bad) {
+                /* A well-formed method this server does not know (RFC 9110
+                 * 9.1; methods are case-sensitive, so "get" is one too). */
+                status = 501;
+                detail = "the request method is not implemented";
+            } else if (status == 0) {
                 status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
                 detail = e == HPE_OK ? "malformed request" : http_errno_description(e);
             }

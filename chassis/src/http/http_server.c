@@ -234,7 +234,7 @@ bool
 ag_http_req_is_orphan(const struct ag_http_req *req)
 {
     const struct ag_http_sreq *r = req->priv;
-    return r->orphan;
+    return r->orphan || (req->conn != NULL && req->conn->peer_eof);
 }
 
 /* ---- Response ---- */

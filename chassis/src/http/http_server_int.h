@@ -126,6 +126,8 @@ struct ag_http_scan {
     bool cr;         /* previous byte was CR */
     bool in_name;    /* current header line has not reached its colon */
     bool done;       /* empty line seen: the head is complete */
+    bool method_end; /* the space after the method seen */
+    bool method_bad; /* a byte of the method is not a token character */
 };
 
 /* Offsets of one header inside the connection's head buffer. */
@@ -173,7 +175,7 @@ struct ag_http_conn {
     bool dead;                     /* no further request will be parsed */
     bool shutting;                 /* shutdown requested (last write queued) */
     bool linger;                   /* shutdown done, discarding input */
-    bool peer_eof;                 /* client half-closed */
+    bool peer_eof;                 /* client half-closed: unanswered requests count as orphans */
     bool closing;                  /* uv_close called */
     bool counted;                  /* counted in connections_active */
     bool cont_busy;                /* cont_wreq in flight */

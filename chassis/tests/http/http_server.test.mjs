@@ -482,7 +482,6 @@ describe('http server: protocol', () => {
     ['bare CR ending a line', 'GET /echo HTTP/1.1\rHost: h\r\n\r\n'],
     ['control character in a header value', 'GET /echo HTTP/1.1\r\nHost: h\r\nX-A: a\x01b\r\n\r\n'],
     ['header line without colon', 'GET /echo HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n'],
-    ['lower-case method', 'get /echo HTTP/1.1\r\nHost: h\r\n\r\n'],
     ['invalid method token', 'G@T /echo HTTP/1.1\r\nHost: h\r\n\r\n'],
     ['invalid version', 'GET /echo HTTP/1.x\r\nHost: h\r\n\r\n'],
     ['garbage instead of a version', 'GET /echo FOO/1.1\r\nHost: h\r\n\r\n'],
@@ -520,7 +519,28 @@ describe('http server: protocol', () => {
     await c.serverClosed();
   });
 
-  for (const [name, line] of [['HTTP/2.0', 'GET /echo HTTP/2.0'], ['HTTP/1.2', 'GET /echo HTTP/1.2'], ['HTTP/0.9', 'GET /echo']]) {
+  // RFC 9110 9.1: a well-formed method the server does not know is 501
+  // (methods are case-sensitive: "get" is not GET); a malformed one is 400.
+  for (const [name, line] of [['FOO', 'FOO /echo HTTP/1.1'], ['lower-case get', 'get /echo HTTP/1.1'], ['BREW', 'BREW /echo HTTP/1.1']]) {
+    test(`unknown method ${name} is 501`, async () => {
+      const { c, res } = await request(d.port, `${line}\r\nHost: h\r\n\r\n`);
+      assertProblem(res, 501, 'not-implemented');
+      await c.serverClosed();
+    });
+  }
+
+  // RFC 9110 2.5: a higher minor version is served as HTTP/1.1.
+  test('HTTP/1.7 is served as HTTP/1.1', async () => {
+    const c = await Client.connect(d.port);
+    c.write('GET /echo HTTP/1.7\r\nHost: h\r\n\r\n' + get('/echo?second'));
+    const [a, b] = await c.responses(2);
+    assert.equal(a.status, 200);
+    assert.equal(JSON.parse(a.text).version, '1.1', 'the handler sees HTTP/1.1');
+    assert.equal(b.status, 200, 'kept alive as HTTP/1.1 would be');
+    c.destroy();
+  });
+
+  for (const [name, line] of [['HTTP/2.0', 'GET /echo HTTP/2.0'], ['HTTP/0.9', 'GET /echo']]) {
     test(`unsupported version ${name} is 505`, async () => {
       const { c, res } = await request(d.port, `${line}\r\nHost: h\r\n\r\n`);
       assertProblem(res, 505, 'http-version-not-supported');
@@ -611,6 +631,9 @@ describe('http server: protocol', () => {
     const res = await half.response();
     assert.equal(res.text, 'slow /slow?ms=100&who=half\n');
     assert.equal(res.headers.connection, 'close');
+    // The handler saw the half-closed client as gone (a long poll would
+    // have let it go), and the answer it sent anyway was still written.
+    assert.equal(res.headers['x-orphan'], '1');
     await half.serverClosed();
     // A request that ends after the orphaned one was answered.
     const { c, res: later } = await request(d.port, get('/slow?ms=300&who=later'));

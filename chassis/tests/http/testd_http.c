@@ -148,6 +148,9 @@ slow_answer(struct slow *s)
     struct ag_http_req *req = s->req;
     s->req = NULL;
     char *body = ag_asprintf("slow %.*s\n", AG_STR_FMT(req->target));
+    /* Whether the client counted as gone when the answer was made. */
+    if (ag_http_req_is_orphan(req))
+        ag_http_resp_header(req, "X-Orphan", "1");
     ag_http_send_take(req, 200, "text/plain", body, strlen(body));
     uv_close((uv_handle_t *)&s->timer, on_slow_closed);
 }
