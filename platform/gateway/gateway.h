@@ -47,7 +47,11 @@ struct gw_settings {
     uint64_t upstream_timeout_ms;         /* AGORA_GATEWAY_UPSTREAM_TIMEOUT */
     int64_t upstream_retries;             /* AGORA_GATEWAY_UPSTREAM_RETRIES */
     uint64_t max_response;                /* AGORA_GATEWAY_MAX_RESPONSE */
-    int64_t breaker_failures;             /* AGORA_GATEWAY_BREAKER_FAILURES */
+    uint64_t breaker_window_ms;           /* AGORA_GATEWAY_BREAKER_WINDOW */
+    int64_t breaker_min_calls;            /* AGORA_GATEWAY_BREAKER_MIN_CALLS */
+    int64_t breaker_failure_rate;         /* AGORA_GATEWAY_BREAKER_FAILURE_RATE */
+    uint64_t breaker_slow_ms;             /* AGORA_GATEWAY_BREAKER_SLOW */
+    int64_t breaker_slow_rate;            /* AGORA_GATEWAY_BREAKER_SLOW_RATE */
     uint64_t breaker_open_ms;             /* AGORA_GATEWAY_BREAKER_OPEN */
     int64_t eject_failures;               /* AGORA_GATEWAY_EJECT_FAILURES */
     uint64_t eject_time_ms;               /* AGORA_GATEWAY_EJECT_TIME */

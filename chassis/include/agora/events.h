@@ -110,7 +110,10 @@ int ag_events_subscribe_ex(struct ag_events *ev, const char *name, const char *c
 /* Observer called after a consumer's transaction committed and before the
  * message is acknowledged to the broker: 'subscription' and 'event' are
  * borrowed for the call. For tests (crash between commit and ack) and for
- * tracing; it must not call back into 'ev'. 'fn' NULL removes it. */
+ * tracing; it must not call back into 'ev'. 'fn' NULL removes it.
+ * With an observer, every delivery is committed on its own and observed
+ * before the next handler runs; without one, a pulled batch shares one
+ * commit (docs/internals/events.md, "Consumers"). */
 typedef void (*ag_events_commit_fn)(struct ag_events *ev, const char *subscription,
                                     const json_t *event, void *udata);
 void ag_events_on_commit(struct ag_events *ev, ag_events_commit_fn fn, void *udata);

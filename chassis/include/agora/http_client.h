@@ -31,9 +31,16 @@ struct ag_http_client_config {
     uint64_t backoff_max_ms;      /* 1000 */
     double retry_budget_ratio;    /* 0.2: retries at most 20% of recent requests... */
     uint32_t retry_budget_min;    /* 10: ...plus this many per 10 s window */
-    uint32_t breaker_failures;    /* 5 consecutive failures open an upstream's breaker */
-    uint64_t breaker_open_ms;     /* 5000 open before half-open */
-    uint32_t breaker_probes;      /* 1 probe request in flight while half-open */
+    /* Circuit breaker per upstream (resilience4j semantics, time-based):
+     * once breaker_min_calls calls are in the last breaker_window_ms, a
+     * failure rate or a slow-call rate at or above its threshold opens it. */
+    uint64_t breaker_window_ms;    /* 10000 sliding window of the rates */
+    uint32_t breaker_min_calls;    /* 20 calls in the window before a rate counts */
+    uint32_t breaker_failure_rate; /* 50 percent of calls failed; above 100: never */
+    uint64_t breaker_slow_ms;      /* 2000: a call at least this long is slow */
+    uint32_t breaker_slow_rate;    /* 100 percent of calls slow; above 100: never */
+    uint64_t breaker_open_ms;      /* 5000 open before half-open */
+    uint32_t breaker_probes;       /* 1 good probe closes it (one in flight at a time) */
     uint32_t
         eject_failures; /* 3 consecutive failures (connect error, timeout, 5xx) eject an instance */
     uint64_t eject_ms;  /* 10000 base ejection time, doubled on repeat (capped 8x) */

@@ -1013,13 +1013,19 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
     bool in_tx = false;
     for (size_t i = 0; i <= n; i++) {
         bool last = i == n;
-        /* Commit what the open transaction holds at the end, and before a
-         * delivery that needs one when the last one was lost. */
-        if (in_tx && (last || !ag_store_in_tx(store))) {
+        /* Commit what the open transaction holds at the end of the batch;
+         * after every delivery when the service observes commits, since its
+         * observer runs between one delivery's commit and the next handler
+         * (services keep the effects of the handler for it). */
+        if (in_tx && (last || ev->on_commit != NULL)) {
             int rc = ag_store_commit(store);
             if (rc == 0) {
                 const char *labels[1] = { s->name };
                 ag_counter_add(ev->m_commits, labels, 1);
+                for (size_t k = first; k < i && ev->on_commit != NULL; k++) {
+                    if (oc[k] == CONSUME_OK)
+                        ev->on_commit(ev, s->name, msgs[k].event, ev->on_commit_udata);
+                }
             } else {
                 char reason[256];
                 snprintf(reason, sizeof(reason), "cannot commit a batch of deliveries: %s",
@@ -1087,11 +1093,7 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
         const char *labels[2] = { s->name, OUTCOME_NAME[oc[i]] };
         ag_counter_add(ev->m_consumed, labels, 1);
         switch (oc[i]) {
-        case CONSUME_OK:
-            if (ev->on_commit != NULL)
-                ev->on_commit(ev, s->name, m->event, ev->on_commit_udata);
-            acks[nacked++] = m->ack_id;
-            break;
+        case CONSUME_OK: acks[nacked++] = m->ack_id; break;
         case CONSUME_DUPLICATE:
             ag_counter_add(ev->m_duplicates, labels, 1);
             AG_LOGD(EV_LOG, "subscription '%s': duplicate delivery of '%s' skipped", s->name,

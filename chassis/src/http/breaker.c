@@ -11,17 +11,29 @@
 
 /* ---- Circuit breaker ---- */
 
+static void
+window_clear(struct ag__breaker *b)
+{
+    for (size_t i = 0; i < AG__BREAKER_BUCKETS; i++)
+        b->buckets[i] = (struct ag__breaker_bucket){ .epoch = UINT64_MAX };
+}
+
 void
-ag__breaker_init(struct ag__breaker *b, uint32_t max_failures, uint64_t open_ms,
-                 uint32_t max_probes)
+ag__breaker_init(struct ag__breaker *b, const struct ag__breaker_config *cfg)
 {
     b->state = AG_BREAKER_CLOSED;
-    b->failures = 0;
     b->opened_at_ms = 0;
     b->probes = 0;
-    b->max_failures = max_failures ? max_failures : 1;
-    b->open_ms = open_ms;
-    b->max_probes = max_probes ? max_probes : 1;
+    b->probes_ok = 0;
+    b->cfg = *cfg;
+    if (b->cfg.window_ms < AG__BREAKER_BUCKETS)
+        b->cfg.window_ms = AG__BREAKER_BUCKETS;
+    if (b->cfg.min_calls == 0)
+        b->cfg.min_calls = 1;
+    if (b->cfg.max_probes == 0)
+        b->cfg.max_probes = 1;
+    b->bucket_ms = b->cfg.window_ms / AG__BREAKER_BUCKETS;
+    window_clear(b);
 }
 
 /* The one transition function: every state change goes through here, and
@@ -39,20 +51,22 @@ breaker_move(struct ag__breaker *b, enum ag_breaker_state to, uint64_t now_ms)
         if (b->state != AG_BREAKER_OPEN)
             AG_BUG("breaker: half-open only from open");
         b->probes = 0;
+        b->probes_ok = 0;
         break;
     case AG_BREAKER_CLOSED:
         if (b->state != AG_BREAKER_HALF_OPEN)
             AG_BUG("breaker: closed only from half-open");
+        /* A fresh start: what failed before the opening is history. */
+        window_clear(b);
         break;
     }
-    b->failures = 0;
     b->state = to;
 }
 
 bool
 ag__breaker_tick(struct ag__breaker *b, uint64_t now_ms)
 {
-    if (b->state != AG_BREAKER_OPEN || now_ms < b->opened_at_ms + b->open_ms)
+    if (b->state != AG_BREAKER_OPEN || now_ms < b->opened_at_ms + b->cfg.open_ms)
         return false;
     breaker_move(b, AG_BREAKER_HALF_OPEN, now_ms);
     return true;
@@ -76,7 +90,7 @@ ag__breaker_allow(struct ag__breaker *b, uint64_t now_ms, bool *out_probe)
     case AG_BREAKER_CLOSED: return 0;
     case AG_BREAKER_OPEN: return AG_EUNAVAIL;
     case AG_BREAKER_HALF_OPEN:
-        if (b->probes >= b->max_probes)
+        if (b->probes + b->probes_ok >= b->cfg.max_probes)
             return AG_EUNAVAIL;
         b->probes++;
         *out_probe = true;
@@ -85,27 +99,75 @@ ag__breaker_allow(struct ag__breaker *b, uint64_t now_ms, bool *out_probe)
     return AG_EUNAVAIL;
 }
 
-bool
-ag__breaker_record(struct ag__breaker *b, uint64_t now_ms, bool probe, bool success)
+void
+ag__breaker_window(const struct ag__breaker *b, uint64_t now_ms, uint32_t *out_calls,
+                   uint32_t *out_failures, uint32_t *out_slow)
 {
+    uint64_t epoch = now_ms / b->bucket_ms;
+    uint32_t calls = 0;
+    uint32_t failures = 0;
+    uint32_t slow = 0;
+    for (size_t i = 0; i < AG__BREAKER_BUCKETS; i++) {
+        const struct ag__breaker_bucket *k = &b->buckets[i];
+        if (k->epoch == UINT64_MAX || k->epoch > epoch || epoch - k->epoch >= AG__BREAKER_BUCKETS)
+            continue;
+        calls += k->calls;
+        failures += k->failures;
+        slow += k->slow;
+    }
+    *out_calls = calls;
+    *out_failures = failures;
+    *out_slow = slow;
+}
+
+/* Whether 'part' of 'calls' reaches 'pct' percent (above 100: never). */
+static bool
+rate_reached(uint32_t part, uint32_t calls, uint32_t pct)
+{
+    return pct <= 100 && (uint64_t)part * 100 >= (uint64_t)pct * calls;
+}
+
+bool
+ag__breaker_record(struct ag__breaker *b, uint64_t now_ms, bool probe, bool success,
+                   uint64_t duration_ms)
+{
+    bool slow = b->cfg.slow_ms > 0 && duration_ms >= b->cfg.slow_ms;
     if (probe && b->state == AG_BREAKER_HALF_OPEN && b->probes > 0)
         b->probes--;
     switch (b->state) {
-    case AG_BREAKER_CLOSED:
-        if (success) {
-            b->failures = 0;
+    case AG_BREAKER_CLOSED: {
+        uint64_t epoch = now_ms / b->bucket_ms;
+        struct ag__breaker_bucket *k = &b->buckets[epoch % AG__BREAKER_BUCKETS];
+        if (k->epoch != epoch)
+            *k = (struct ag__breaker_bucket){ .epoch = epoch };
+        k->calls++;
+        k->failures += !success;
+        k->slow += slow;
+        uint32_t calls;
+        uint32_t failures;
+        uint32_t nslow;
+        ag__breaker_window(b, now_ms, &calls, &failures, &nslow);
+        if (calls < b->cfg.min_calls)
             return false;
+        if ((failures > 0 && rate_reached(failures, calls, b->cfg.failure_rate)) ||
+            (nslow > 0 && rate_reached(nslow, calls, b->cfg.slow_rate))) {
+            breaker_move(b, AG_BREAKER_OPEN, now_ms);
+            return true;
         }
-        if (++b->failures < b->max_failures)
-            return false;
-        breaker_move(b, AG_BREAKER_OPEN, now_ms);
-        return true;
+        return false;
+    }
     case AG_BREAKER_HALF_OPEN:
         /* Only probes decide; a call that started before the breaker opened
          * and ends now says nothing about the upstream's recovery. */
         if (!probe)
             return false;
-        breaker_move(b, success ? AG_BREAKER_CLOSED : AG_BREAKER_OPEN, now_ms);
+        if (!success || slow) {
+            breaker_move(b, AG_BREAKER_OPEN, now_ms);
+            return true;
+        }
+        if (++b->probes_ok < b->cfg.max_probes)
+            return false;
+        breaker_move(b, AG_BREAKER_CLOSED, now_ms);
         return true;
     case AG_BREAKER_OPEN: return false;
     }

@@ -25,23 +25,27 @@
 
 /* ---- Defaults and fixed tunables ---- */
 
-#define HC_DEF_HOST_CONNS      64
-#define HC_DEF_TOTAL_CONNS     512
-#define HC_DEF_CONNECT_MS      1000
-#define HC_DEF_TIMEOUT_MS      5000
-#define HC_DEF_MAX_RESPONSE    (8u * 1024 * 1024)
-#define HC_DEF_RETRIES         2
-#define HC_REFUSED_RETRIES     3 /* retries of a refused connect, whatever the method */
-#define HC_DEF_BACKOFF_BASE_MS 20
-#define HC_DEF_BACKOFF_MAX_MS  1000
-#define HC_DEF_BUDGET_RATIO    0.2
-#define HC_DEF_BUDGET_MIN      10
-#define HC_DEF_BREAKER_FAILS   5
-#define HC_DEF_BREAKER_OPEN_MS 5000
-#define HC_DEF_BREAKER_PROBES  1
-#define HC_DEF_EJECT_FAILS     3
-#define HC_DEF_EJECT_MS        10000
-#define HC_DEF_MAX_EJECTED_PCT 50
+#define HC_DEF_HOST_CONNS        64
+#define HC_DEF_TOTAL_CONNS       512
+#define HC_DEF_CONNECT_MS        1000
+#define HC_DEF_TIMEOUT_MS        5000
+#define HC_DEF_MAX_RESPONSE      (8u * 1024 * 1024)
+#define HC_DEF_RETRIES           2
+#define HC_REFUSED_RETRIES       3 /* retries of a refused connect, whatever the method */
+#define HC_DEF_BACKOFF_BASE_MS   20
+#define HC_DEF_BACKOFF_MAX_MS    1000
+#define HC_DEF_BUDGET_RATIO      0.2
+#define HC_DEF_BUDGET_MIN        10
+#define HC_DEF_BREAKER_WINDOW_MS 10000
+#define HC_DEF_BREAKER_MIN_CALLS 20
+#define HC_DEF_BREAKER_FAIL_PCT  50
+#define HC_DEF_BREAKER_SLOW_MS   2000
+#define HC_DEF_BREAKER_SLOW_PCT  100
+#define HC_DEF_BREAKER_OPEN_MS   5000
+#define HC_DEF_BREAKER_PROBES    1
+#define HC_DEF_EJECT_FAILS       3
+#define HC_DEF_EJECT_MS          10000
+#define HC_DEF_MAX_EJECTED_PCT   50
 
 #define HC_MAX_HEADER_BYTES (64 * 1024) /* response head kept per call */
 #define HC_MAX_REQ_HEAD     (64 * 1024) /* request line and headers */
@@ -118,6 +122,7 @@ struct hc_call {
     int max_retries_req;          /* as asked: -1 when the caller wants none at all */
     uint64_t deadline_ms;         /* ag_time_mono_ms() by which the call ends */
     uint64_t start_ns;            /* for the duration histogram */
+    uint64_t attempt_ms;          /* ag_time_mono_ms() when the attempt started */
     int attempts;                 /* attempts started */
     struct ag__hc_xfer x;         /* the transfer of the current attempt */
     struct ag__hc_instance *inst; /* referenced: current or last instance */
@@ -232,8 +237,16 @@ upstream_get(struct ag_http_client *c, const char *name, bool direct)
     u = ag_calloc(1, sizeof(*u));
     u->name = ag_strdup(name);
     u->direct = direct;
-    ag__breaker_init(&u->breaker, c->cfg.breaker_failures, c->cfg.breaker_open_ms,
-                     c->cfg.breaker_probes);
+    struct ag__breaker_config bc = {
+        .window_ms = c->cfg.breaker_window_ms,
+        .min_calls = c->cfg.breaker_min_calls,
+        .failure_rate = c->cfg.breaker_failure_rate,
+        .slow_ms = c->cfg.breaker_slow_ms,
+        .slow_rate = c->cfg.breaker_slow_rate,
+        .open_ms = c->cfg.breaker_open_ms,
+        .max_probes = c->cfg.breaker_probes,
+    };
+    ag__breaker_init(&u->breaker, &bc);
     ag__budget_init(&u->budget, c->cfg.retry_budget_ratio, c->cfg.retry_budget_min);
     u->next = c->ups;
     c->ups = u;
@@ -264,7 +277,7 @@ maint_schedule(struct ag_http_client *c)
     uint64_t next = UINT64_MAX;
     for (struct hc_upstream *u = c->ups; u != NULL; u = u->next) {
         if (u->breaker.state == AG_BREAKER_OPEN)
-            next = AG_MIN(next, u->breaker.opened_at_ms + u->breaker.open_ms);
+            next = AG_MIN(next, u->breaker.opened_at_ms + u->breaker.cfg.open_ms);
         for (size_t i = 0; i < u->n; i++) {
             if (u->insts[i]->ejected_until_ms != 0)
                 next = AG_MIN(next, u->insts[i]->ejected_until_ms);
@@ -679,6 +692,7 @@ attempt_start(struct hc_call *call)
     instance_unref(call->inst);
     call->inst = inst;
     call->probe = probe;
+    call->attempt_ms = now;
     call->retry_after_ms = 0;
     xfer_setup(call, call->deadline_ms - now);
     rc = ag__hc_xfer_start(c->transport, &call->x);
@@ -772,10 +786,11 @@ attempt_done(struct hc_call *call, int result)
             upstream_report(c, u, now);
             maint_schedule(c);
         }
-    } else if (ag__breaker_record(&u->breaker, now, call->probe, !failure)) {
+    } else if (ag__breaker_record(&u->breaker, now, call->probe, !failure,
+                                  now - call->attempt_ms)) {
         if (u->breaker.state == AG_BREAKER_OPEN)
             AG_LOGW(HC_LOG, "upstream '%s': circuit open for %llu ms", u->name,
-                    (unsigned long long)u->breaker.open_ms);
+                    (unsigned long long)u->breaker.cfg.open_ms);
         else
             AG_LOGI(HC_LOG, "upstream '%s': circuit closed", u->name);
         upstream_report(c, u, now);
@@ -1068,8 +1083,16 @@ apply_defaults(struct ag_http_client_config *cfg)
         cfg->retry_budget_ratio = HC_DEF_BUDGET_RATIO;
     if (cfg->retry_budget_min == 0)
         cfg->retry_budget_min = HC_DEF_BUDGET_MIN;
-    if (cfg->breaker_failures == 0)
-        cfg->breaker_failures = HC_DEF_BREAKER_FAILS;
+    if (cfg->breaker_window_ms == 0)
+        cfg->breaker_window_ms = HC_DEF_BREAKER_WINDOW_MS;
+    if (cfg->breaker_min_calls == 0)
+        cfg->breaker_min_calls = HC_DEF_BREAKER_MIN_CALLS;
+    if (cfg->breaker_failure_rate == 0)
+        cfg->breaker_failure_rate = HC_DEF_BREAKER_FAIL_PCT;
+    if (cfg->breaker_slow_ms == 0)
+        cfg->breaker_slow_ms = HC_DEF_BREAKER_SLOW_MS;
+    if (cfg->breaker_slow_rate == 0)
+        cfg->breaker_slow_rate = HC_DEF_BREAKER_SLOW_PCT;
     if (cfg->breaker_open_ms == 0)
         cfg->breaker_open_ms = HC_DEF_BREAKER_OPEN_MS;
     if (cfg->breaker_probes == 0)

@@ -18,19 +18,44 @@
 
 /* ---- Circuit breaker ---- */
 
-struct ag__breaker {
-    enum ag_breaker_state state; /* closed, open or half-open */
-    uint32_t failures;           /* consecutive failures while closed */
-    uint64_t opened_at_ms;       /* when it last opened */
-    uint32_t probes;             /* probe attempts in flight while half-open */
-    uint32_t max_failures;       /* failures that open it (>= 1) */
-    uint64_t open_ms;            /* time open before half-open */
-    uint32_t max_probes;         /* concurrent probes while half-open (>= 1) */
+/* A breaker per upstream with resilience4j's semantics, time-based: the
+ * calls of the last window_ms are counted in AG__BREAKER_BUCKETS buckets;
+ * once at least min_calls are in the window, a failure rate or a slow-call
+ * rate at or above its threshold opens the breaker. Open, every call fails
+ * fast for open_ms; then half-open lets max_probes probes through: that
+ * many good ones close it (with an empty window), a failed or slow one
+ * opens it again. */
+#define AG__BREAKER_BUCKETS 10
+
+struct ag__breaker_config {
+    uint64_t window_ms;    /* sliding window (>= AG__BREAKER_BUCKETS ms) */
+    uint32_t min_calls;    /* calls in the window before a rate counts (>= 1) */
+    uint32_t failure_rate; /* percent; above 100: failures never open it */
+    uint64_t slow_ms;      /* a call this long or longer is slow; 0: none is */
+    uint32_t slow_rate;    /* percent; above 100: slowness never opens it */
+    uint64_t open_ms;      /* time open before half-open */
+    uint32_t max_probes;   /* probes while half-open (>= 1) */
 };
 
-/* Initialise 'b' closed with its thresholds. */
-void ag__breaker_init(struct ag__breaker *b, uint32_t max_failures, uint64_t open_ms,
-                      uint32_t max_probes);
+struct ag__breaker_bucket {
+    uint64_t epoch; /* now_ms / bucket_ms this bucket counts for */
+    uint32_t calls;
+    uint32_t failures;
+    uint32_t slow;
+};
+
+struct ag__breaker {
+    enum ag_breaker_state state; /* closed, open or half-open */
+    uint64_t opened_at_ms;       /* when it last opened */
+    uint32_t probes;             /* probe attempts in flight while half-open */
+    uint32_t probes_ok;          /* good probes since it went half-open */
+    struct ag__breaker_config cfg;
+    uint64_t bucket_ms;                                     /* window_ms / AG__BREAKER_BUCKETS */
+    struct ag__breaker_bucket buckets[AG__BREAKER_BUCKETS]; /* ring indexed by epoch */
+};
+
+/* Initialise 'b' closed with 'cfg' (out-of-range values are clamped). */
+void ag__breaker_init(struct ag__breaker *b, const struct ag__breaker_config *cfg);
 
 /* Move an open breaker whose cool-down ended ('now_ms' >= opened_at_ms +
  * open_ms) to half-open. Returns true when the state changed. */
@@ -42,20 +67,23 @@ bool ag__breaker_tick(struct ag__breaker *b, uint64_t now_ms);
  * probe slot taken). */
 int ag__breaker_allow(struct ag__breaker *b, uint64_t now_ms, bool *out_probe);
 
-/* Record the outcome of an attempt that was allowed ('probe' as returned by
- * ag__breaker_allow). Closed: a failure counts towards max_failures, a
- * success resets the count. Half-open: a probe's success closes, its failure
- * re-opens. Outcomes of attempts started before the breaker opened are
- * ignored while it is open. Returns true when the state changed. */
-bool ag__breaker_record(struct ag__breaker *b, uint64_t now_ms, bool probe, bool success);
+/* Record the outcome of an attempt that took 'duration_ms' ('probe' as
+ * returned by ag__breaker_allow). Closed: counted in the window, which may
+ * open it. Half-open: only probes decide. Returns true when the state
+ * changed. */
+bool ag__breaker_record(struct ag__breaker *b, uint64_t now_ms, bool probe, bool success,
+                        uint64_t duration_ms);
 
-/* The upstream is known to be back (a new instance registered): an open
- * breaker moves to half-open at once, so the next attempt probes instead of
- * waiting out the cool-down. Returns true when the state changed. */
+/* Calls, failures and slow calls in the window ending at 'now_ms'. */
+void ag__breaker_window(const struct ag__breaker *b, uint64_t now_ms, uint32_t *out_calls,
+                        uint32_t *out_failures, uint32_t *out_slow);
+
+/* A new instance of the upstream registered (a restart): an open breaker
+ * goes half-open at once so a probe can find out. Returns true when the
+ * state changed. */
 bool ag__breaker_recovered(struct ag__breaker *b, uint64_t now_ms);
 
-/* An allowed attempt ended without an outcome (client closing): give back
- * its probe slot. */
+/* Forget a probe that never reached the upstream. */
 void ag__breaker_cancel(struct ag__breaker *b, bool probe);
 
 /* ---- Retry budget ----

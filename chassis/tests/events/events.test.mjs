@@ -353,6 +353,23 @@ describe('events: outbox, relay, consumer, inbox', () => {
         const commits = await metric(td, 'events_consumer_commits_total', { subscription: SUB });
         assert.ok(commits >= 2 && commits < 20, `20 deliveries in ${commits} commits`);
         await stopAll(producer, td, bus);
+        // A consumer with a commit observer commits each delivery alone.
+        const bus2 = await startBus();
+        await putSubscription(bus2, SUB, ['test.*']);
+        const producer2 = await startTestd(bus2);
+        await produce(producer2, { count: 6, subject: 'single', distinct_subjects: true });
+        await waitFor(async () => (await getJson(producer2, '/outbox')).published === 6, { message: 'published' });
+        const dir = makeTempDir('agora-testd-');
+        const observed = await startTestd(bus2, { TESTD_CONSUME: '1', TESTD_ACK_DEADLINE_MS: '1000', TESTD_CRASH_BEFORE_ACK: '1' }, { dataDir: dir });
+        assert.deepEqual(await waitExit(observed), { code: 9, signal: null });
+        const after = await startTestd(bus2, { TESTD_CONSUME: '1', TESTD_ACK_DEADLINE_MS: '1000' }, { dataDir: dir });
+        const got = await waitConsumed(after, 6);
+        assert.equal(got.length, 6);
+        // The observer killed the first consumer after its first commit: one
+        // delivery was applied then, not the whole pulled batch.
+        assert.equal(got.filter((r) => r.count === 1).length, 6);
+        assert.equal(await metric(after, 'events_consumed_total', { subscription: SUB, outcome: 'duplicate' }), 1);
+        await stopAll(producer2, after, bus2);
     });
 
     test('SIGTERM flushes the outbox and exits 0', async () => {

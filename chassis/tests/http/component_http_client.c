@@ -325,7 +325,7 @@ setup_group(void **state)
     if (uv_loop_init(&loop) != 0)
         return -1;
     uv_timer_init(&loop, &guard);
-    struct ag_http_client_config cfg = { .max_retries = -1, .breaker_failures = 1000000 };
+    struct ag_http_client_config cfg = { .max_retries = -1, .breaker_failure_rate = 101 };
     return ag_http_client_new(&loop, &cfg, &ctl) == 0 ? 0 : -1;
 }
 
@@ -479,7 +479,7 @@ test_post_retries(void **state)
     AG_UNUSED(state);
     struct ag_http_client_config cfg = { .backoff_base_ms = 2,
                                          .backoff_max_ms = 5,
-                                         .breaker_failures = 1000000 };
+                                         .breaker_failure_rate = 101 };
     struct ag_http_client *c = client_new(&cfg);
     int idx[] = { 0 };
     use_upstreams(c, "up", idx, 1);
@@ -573,7 +573,7 @@ test_backoff_bounds(void **state)
         .backoff_max_ms = 100,
         .max_retries = 4,
         .retry_budget_min = 1000,
-        .breaker_failures = 1000000,
+        .breaker_failure_rate = 101,
     };
     struct ag_http_client *c = client_new(&cfg);
     struct waits w = { 0 };
@@ -616,7 +616,7 @@ test_retry_budget(void **state)
         .backoff_max_ms = 2,
         .retry_budget_ratio = 0.2,
         .retry_budget_min = 5,
-        .breaker_failures = 1000000,
+        .breaker_failure_rate = 101,
     };
     struct ag_http_client *c = client_new(&cfg);
     int idx[] = { 0 };
@@ -651,16 +651,19 @@ breaker_is(void *arg)
     return ag_http_client_breaker(bw->c, "up") == bw->want;
 }
 
-/* closed -> open after N failures (fail fast, the upstream sees nothing)
- * -> half-open after the cool-down -> closed on a good probe; a bad probe
- * re-opens; only breaker_probes probes at once. */
+/* closed -> open once the failure rate over min_calls reaches the
+ * threshold (fail fast, the upstream sees nothing) -> half-open after the
+ * cool-down -> closed on a good probe; a bad probe re-opens; only
+ * breaker_probes probes at once. */
 static void
 test_breaker(void **state)
 {
     AG_UNUSED(state);
-    struct ag_http_client_config cfg = {
-        .max_retries = -1, .breaker_failures = 3, .breaker_open_ms = 300, .breaker_probes = 1
-    };
+    struct ag_http_client_config cfg = { .max_retries = -1,
+                                         .breaker_min_calls = 3,
+                                         .breaker_failure_rate = 75,
+                                         .breaker_open_ms = 300,
+                                         .breaker_probes = 1 };
     struct ag_http_client *c = client_new(&cfg);
     int idx[] = { 0 };
     use_upstreams(c, "up", idx, 1);
@@ -699,10 +702,14 @@ test_breaker(void **state)
     get(c, "up", "/echo", &r);
     assert_int_equal(r.status, 200);
 
-    /* Open again, then a failed probe re-opens at once. */
+    /* Open again (the window restarted at the close: 1 success, then
+     * failures until 3 of 4 = 75%), then a failed probe re-opens at once. */
     ctl_mode(0, "500");
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 2; i++) {
         get(c, "up", "/echo", &r);
+        assert_int_equal(ag_http_client_breaker(c, "up"), AG_BREAKER_CLOSED);
+    }
+    get(c, "up", "/echo", &r);
     assert_int_equal(ag_http_client_breaker(c, "up"), AG_BREAKER_OPEN);
     assert_true(run_until(breaker_is, &bw, 3000));
     n0 = requests_of(0);
@@ -721,6 +728,41 @@ test_breaker(void **state)
         assert_int_equal(r.status, 404);
     }
     assert_int_equal(ag_http_client_breaker(c, "up"), AG_BREAKER_CLOSED);
+    client_close(c);
+}
+
+/* Slow answers open the breaker by their own rate although every one of
+ * them is a 200; fast ones below the rate do not. */
+static void
+test_breaker_slow(void **state)
+{
+    AG_UNUSED(state);
+    struct ag_http_client_config cfg = {
+        .max_retries = -1,
+        .breaker_min_calls = 4,
+        .breaker_failure_rate = 101,
+        .breaker_slow_ms = 60,
+        .breaker_slow_rate = 50,
+        .breaker_open_ms = 60000,
+    };
+    struct ag_http_client *c = client_new(&cfg);
+    int idx[] = { 0 };
+    use_upstreams(c, "up", idx, 1);
+    ctl_mode(0, "ok");
+    struct res r;
+    get(c, "up", "/echo", &r);
+    get(c, "up", "/echo", &r);
+    get(c, "up", "/slow?ms=80", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(ag_http_client_breaker(c, "up"), AG_BREAKER_CLOSED); /* 3 calls < 4 */
+    get(c, "up", "/slow?ms=80", &r);
+    assert_int_equal(r.status, 200);
+    /* 2 slow of 4 = 50%: open, and the next call fails fast. */
+    assert_int_equal(ag_http_client_breaker(c, "up"), AG_BREAKER_OPEN);
+    int64_t n0 = requests_of(0);
+    get(c, "up", "/echo", &r);
+    assert_int_equal(r.err, AG_EUNAVAIL);
+    assert_int_equal(requests_of(0), n0);
     client_close(c);
 }
 
@@ -745,7 +787,7 @@ test_ejection(void **state)
 {
     AG_UNUSED(state);
     struct ag_http_client_config cfg = {
-        .max_retries = -1, .eject_failures = 2, .eject_ms = 300, .breaker_failures = 1000000
+        .max_retries = -1, .eject_failures = 2, .eject_ms = 300, .breaker_failure_rate = 101
     };
     struct ag_http_client *c = client_new(&cfg);
     int idx[] = { 0, 1 };
@@ -1125,6 +1167,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_backoff_bounds, setup_test, teardown_test),
         cmocka_unit_test_setup_teardown(test_retry_budget, setup_test, teardown_test),
         cmocka_unit_test_setup_teardown(test_breaker, setup_test, teardown_test),
+        cmocka_unit_test_setup_teardown(test_breaker_slow, setup_test, teardown_test),
         cmocka_unit_test_setup_teardown(test_ejection, setup_test, teardown_test),
         cmocka_unit_test_setup_teardown(test_errors_and_headers, setup_test, teardown_test),
         cmocka_unit_test_setup_teardown(test_close_in_flight, setup_test, teardown_test),

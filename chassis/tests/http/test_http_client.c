@@ -94,30 +94,125 @@ test_budget_bounds_outage(void **state)
 
 /* ---- Breaker ---- */
 
+static struct ag__breaker_config
+bcfg(uint32_t min_calls, uint32_t failure_rate, uint64_t slow_ms, uint32_t slow_rate,
+     uint32_t probes)
+{
+    return (struct ag__breaker_config){ .window_ms = 10000,
+                                        .min_calls = min_calls,
+                                        .failure_rate = failure_rate,
+                                        .slow_ms = slow_ms,
+                                        .slow_rate = slow_rate,
+                                        .open_ms = 1000,
+                                        .max_probes = probes };
+}
+
+/* Closed: nothing opens before min_calls; then a failure rate at the
+ * threshold does, whatever the order of the failures (not "consecutive"). */
+static void
+test_breaker_failure_rate(void **state)
+{
+    AG_UNUSED(state);
+    struct ag__breaker b;
+    struct ag__breaker_config c = bcfg(10, 50, 0, 101, 1);
+    ag__breaker_init(&b, &c);
+    bool probe;
+    uint64_t t = 100000;
+    /* 9 failures: under min_calls, still closed. */
+    for (int i = 0; i < 9; i++) {
+        assert_int_equal(ag__breaker_allow(&b, t, &probe), 0);
+        assert_false(probe);
+        assert_false(ag__breaker_record(&b, t, false, false, 1));
+    }
+    /* Successes interleaved do not reset anything: the 10th call (a
+     * success) makes 9/10 = 90% >= 50%. */
+    assert_true(ag__breaker_record(&b, t, false, true, 1));
+    assert_int_equal(b.state, AG_BREAKER_OPEN);
+
+    /* 49% stays closed, 50% opens. */
+    ag__breaker_init(&b, &c);
+    for (int i = 0; i < 50; i++)
+        assert_false(ag__breaker_record(&b, t, false, true, 1));
+    for (int i = 0; i < 49; i++)
+        assert_false(ag__breaker_record(&b, t, false, false, 1));
+    uint32_t calls;
+    uint32_t fails;
+    uint32_t slow;
+    ag__breaker_window(&b, t, &calls, &fails, &slow);
+    assert_int_equal(calls, 99);
+    assert_int_equal(fails, 49);
+    assert_true(ag__breaker_record(&b, t, false, false, 1)); /* 50 of 100 */
+    assert_int_equal(b.state, AG_BREAKER_OPEN);
+
+    /* Failures older than the window are forgotten. */
+    ag__breaker_init(&b, &c);
+    for (int i = 0; i < 9; i++)
+        assert_false(ag__breaker_record(&b, t, false, false, 1));
+    ag__breaker_window(&b, t + 10000, &calls, &fails, &slow);
+    assert_int_equal(calls, 0);
+    for (int i = 0; i < 9; i++)
+        assert_false(ag__breaker_record(&b, t + 10000, false, true, 1));
+    assert_false(ag__breaker_record(&b, t + 10000, false, false, 1)); /* 1/10 */
+    assert_int_equal(b.state, AG_BREAKER_CLOSED);
+    /* Half of the window later, the first half still counts. */
+    ag__breaker_window(&b, t + 14999, &calls, &fails, &slow);
+    assert_int_equal(calls, 10);
+
+    /* A rate above 100 never opens. */
+    struct ag__breaker_config never = bcfg(1, 101, 0, 101, 1);
+    ag__breaker_init(&b, &never);
+    for (int i = 0; i < 100; i++)
+        assert_false(ag__breaker_record(&b, t, false, false, 1));
+    assert_int_equal(b.state, AG_BREAKER_CLOSED);
+}
+
+/* Slow calls open it by their own rate, even when they succeed. */
+static void
+test_breaker_slow_rate(void **state)
+{
+    AG_UNUSED(state);
+    struct ag__breaker b;
+    struct ag__breaker_config c = bcfg(4, 101, 200, 75, 1);
+    ag__breaker_init(&b, &c);
+    uint64_t t = 5000;
+    assert_false(ag__breaker_record(&b, t, false, true, 199)); /* not slow */
+    assert_false(ag__breaker_record(&b, t, false, true, 200));
+    assert_false(ag__breaker_record(&b, t, false, true, 900));
+    assert_true(ag__breaker_record(&b, t, false, true, 300)); /* 3 of 4 = 75% */
+    assert_int_equal(b.state, AG_BREAKER_OPEN);
+
+    /* 2 slow of 4 stays closed. */
+    ag__breaker_init(&b, &c);
+    assert_false(ag__breaker_record(&b, t, false, true, 10));
+    assert_false(ag__breaker_record(&b, t, false, true, 10));
+    assert_false(ag__breaker_record(&b, t, false, true, 500));
+    assert_false(ag__breaker_record(&b, t, false, true, 500));
+    assert_int_equal(b.state, AG_BREAKER_CLOSED);
+    /* slow_ms 0: nothing is slow. */
+    struct ag__breaker_config off = bcfg(1, 101, 0, 1, 1);
+    ag__breaker_init(&b, &off);
+    assert_false(ag__breaker_record(&b, t, false, true, 600000));
+    assert_int_equal(b.state, AG_BREAKER_CLOSED);
+}
+
+/* Open -> half-open after the cool-down; probes; close and re-open. */
 static void
 test_breaker_state_machine(void **state)
 {
     AG_UNUSED(state);
     struct ag__breaker b;
-    ag__breaker_init(&b, 3, 1000, 2);
+    struct ag__breaker_config c = bcfg(3, 100, 500, 101, 2);
+    ag__breaker_init(&b, &c);
     bool probe;
     uint64_t t = 10000;
-    /* Closed: successes reset the count of consecutive failures. */
-    for (int i = 0; i < 2; i++) {
-        assert_int_equal(ag__breaker_allow(&b, t, &probe), 0);
-        assert_false(probe);
-        assert_false(ag__breaker_record(&b, t, probe, false));
-    }
-    assert_false(ag__breaker_record(&b, t, false, true));
-    assert_int_equal(b.failures, 0);
-    assert_false(ag__breaker_record(&b, t, false, false));
-    assert_false(ag__breaker_record(&b, t, false, false));
-    assert_true(ag__breaker_record(&b, t, false, false));
+    for (int i = 0; i < 2; i++)
+        assert_false(ag__breaker_record(&b, t, false, false, 1));
+    assert_true(ag__breaker_record(&b, t, false, false, 1));
     assert_int_equal(b.state, AG_BREAKER_OPEN);
 
     /* Open: fail fast until the cool-down ends; late outcomes ignored. */
     assert_int_equal(ag__breaker_allow(&b, t + 999, &probe), AG_EUNAVAIL);
-    assert_false(ag__breaker_record(&b, t + 500, false, true));
+    assert_false(ag__breaker_record(&b, t + 500, false, true, 1));
     assert_int_equal(b.state, AG_BREAKER_OPEN);
     assert_false(ag__breaker_tick(&b, t + 999));
     assert_true(ag__breaker_tick(&b, t + 1000));
@@ -134,21 +229,39 @@ test_breaker_state_machine(void **state)
     ag__breaker_cancel(&b, p2);
     assert_int_equal(ag__breaker_allow(&b, t + 1000, &p2), 0);
     /* A non-probe outcome does not decide. */
-    assert_false(ag__breaker_record(&b, t + 1001, false, true));
+    assert_false(ag__breaker_record(&b, t + 1001, false, true, 1));
     assert_int_equal(b.state, AG_BREAKER_HALF_OPEN);
-    /* A failed probe re-opens, with a fresh cool-down. */
-    assert_true(ag__breaker_record(&b, t + 1100, p1, false));
+    /* One good probe of two is not enough; a slow one re-opens, with a
+     * fresh cool-down. */
+    assert_false(ag__breaker_record(&b, t + 1050, p1, true, 10));
+    assert_int_equal(b.state, AG_BREAKER_HALF_OPEN);
+    assert_true(ag__breaker_record(&b, t + 1600, p2, true, 600));
     assert_int_equal(b.state, AG_BREAKER_OPEN);
-    assert_int_equal(b.opened_at_ms, t + 1100);
-    assert_false(ag__breaker_record(&b, t + 1100, p2, true)); /* too late: open */
-    assert_int_equal(ag__breaker_allow(&b, t + 2099, &probe), AG_EUNAVAIL);
-    /* A successful probe closes. */
-    assert_int_equal(ag__breaker_allow(&b, t + 2100, &probe), 0);
-    assert_true(probe);
-    assert_true(ag__breaker_record(&b, t + 2101, probe, true));
+    assert_int_equal(b.opened_at_ms, t + 1600);
+    assert_int_equal(ag__breaker_allow(&b, t + 2599, &probe), AG_EUNAVAIL);
+    /* Two good probes close it, with an empty window. */
+    assert_int_equal(ag__breaker_allow(&b, t + 2600, &p1), 0);
+    assert_int_equal(ag__breaker_allow(&b, t + 2600, &p2), 0);
+    assert_false(ag__breaker_record(&b, t + 2601, p1, true, 1));
+    /* The slot of a decided probe is not given again. */
+    assert_int_equal(ag__breaker_allow(&b, t + 2601, &probe), AG_EUNAVAIL);
+    assert_true(ag__breaker_record(&b, t + 2602, p2, true, 1));
     assert_int_equal(b.state, AG_BREAKER_CLOSED);
-    assert_int_equal(ag__breaker_allow(&b, t + 2102, &probe), 0);
+    uint32_t calls;
+    uint32_t fails;
+    uint32_t slow;
+    ag__breaker_window(&b, t + 2602, &calls, &fails, &slow);
+    assert_int_equal(calls, 0);
+    assert_int_equal(ag__breaker_allow(&b, t + 2603, &probe), 0);
     assert_false(probe);
+    /* A failed probe re-opens too. */
+    for (int i = 0; i < 3; i++)
+        ag__breaker_record(&b, t + 2603, false, false, 1);
+    assert_int_equal(b.state, AG_BREAKER_OPEN);
+    assert_true(ag__breaker_tick(&b, t + 3603));
+    assert_int_equal(ag__breaker_allow(&b, t + 3603, &p1), 0);
+    assert_true(ag__breaker_record(&b, t + 3604, p1, false, 1));
+    assert_int_equal(b.state, AG_BREAKER_OPEN);
 }
 
 /* ---- Round robin and ejection ---- */
@@ -268,18 +381,20 @@ test_down_and_recovered(void **state)
     assert_false(ag__lb_down(p.ptrs, p.n, &p.inst[0], &pol, 10));
 
     struct ag__breaker b;
-    ag__breaker_init(&b, 1, 5000, 1);
+    struct ag__breaker_config c = bcfg(1, 100, 0, 101, 1);
+    c.open_ms = 5000;
+    ag__breaker_init(&b, &c);
     bool probe;
     assert_false(ag__breaker_recovered(&b, 0)); /* closed: nothing to do */
     assert_int_equal(ag__breaker_allow(&b, 0, &probe), 0);
-    assert_true(ag__breaker_record(&b, 0, probe, false));
+    assert_true(ag__breaker_record(&b, 0, probe, false, 1));
     assert_int_equal(b.state, AG_BREAKER_OPEN);
     assert_int_equal(ag__breaker_allow(&b, 10, &probe), AG_EUNAVAIL);
     assert_true(ag__breaker_recovered(&b, 10));
     assert_int_equal(b.state, AG_BREAKER_HALF_OPEN);
     assert_int_equal(ag__breaker_allow(&b, 10, &probe), 0);
     assert_true(probe);
-    assert_true(ag__breaker_record(&b, 20, probe, true));
+    assert_true(ag__breaker_record(&b, 20, probe, true, 1));
     assert_int_equal(b.state, AG_BREAKER_CLOSED);
 }
 
@@ -289,6 +404,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_budget_ratio_and_min), cmocka_unit_test(test_budget_window_slides),
         cmocka_unit_test(test_budget_bounds_outage), cmocka_unit_test(test_breaker_state_machine),
+        cmocka_unit_test(test_breaker_failure_rate), cmocka_unit_test(test_breaker_slow_rate),
         cmocka_unit_test(test_round_robin),          cmocka_unit_test(test_ejection_rules),
         cmocka_unit_test(test_ejection_keeps_one),   cmocka_unit_test(test_down_and_recovered),
     };
