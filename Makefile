@@ -3,9 +3,11 @@
 JOBS ?= $(shell nproc)
 BUILD ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 300
 DATA ?= $(CURDIR)/var
 
-.PHONY: all bootstrap build build-asan up test test-unit chaos bench format check-style clean
+.PHONY: all bootstrap build build-asan build-fuzz up test test-unit chaos fuzz bench format check-style clean
 
 all: build
 
@@ -20,14 +22,25 @@ build-asan: bootstrap
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DAGORA_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD_ASAN) -j$(JOBS)
 
+# The libFuzzer targets (fuzz/): clang, ASan + UBSan, the chassis only.
+build-fuzz: bootstrap
+	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DAGORA_FUZZ=ON >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j$(JOBS)
+
 up: build
 	@scripts/up $(BUILD) $(DATA)
 
 # Every test: unit tests of the release build, then unit, component and
-# end-to-end tests of the ASan + UBSan build.
-test: build build-asan
+# end-to-end tests of the ASan + UBSan build, then every fuzz target for a
+# short bounded time (12 s each, two at a time).
+test: build build-asan build-fuzz
 	@cd $(BUILD) && ctest -L unit --output-on-failure -j$(JOBS)
 	@cd $(BUILD_ASAN) && ctest --output-on-failure -j$(JOBS)
+	@cd $(BUILD_FUZZ) && AGORA_FUZZ_SECONDS=$${AGORA_FUZZ_SECONDS:-12} ctest --output-on-failure
+
+# Every fuzz target for FUZZ_SECONDS each (default 300).
+fuzz: build-fuzz
+	@scripts/fuzz $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
 # The chaos test at full size: 300 checkouts under SIGKILLs (tests/chaos/).
 chaos: build
@@ -47,4 +60,4 @@ check-style:
 	@scripts/check-style
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -290,6 +290,11 @@ on_headers_complete(http_parser *hp)
     hdr_trim_last(x);
     x->in_value = false;
     x->status = (int)hp->status_code;
+    /* RFC 9110 15: a status is 100-599; http-parser takes any 3 digits
+     * ("099" was found by fuzz/fuzz_http_response). Anything else is a
+     * broken upstream: the transfer fails. */
+    if (hp->status_code < 100 || hp->status_code > 599)
+        return -1;
     if (hp->status_code >= 100 && hp->status_code < 200)
         return 0; /* interim: no body, another head follows */
     if (x->is_head)
