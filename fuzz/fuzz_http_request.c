@@ -14,6 +14,7 @@
 
 #include "agora/http_server.h"
 #include "agora/log.h"
+#include "agora/mem.h"
 #include "agora/str.h"
 
 static uv_loop_t g_loop;
@@ -74,7 +75,7 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     struct client *c = s->data;
     if (n > 0) {
         if (c->in_len < 1 << 20) {
-            c->in = realloc(c->in, c->in_len + (size_t)n);
+            c->in = ag_realloc(c->in, c->in_len + (size_t)n);
             memcpy(c->in + c->in_len, buf->base, (size_t)n);
             c->in_len += (size_t)n;
         }
@@ -178,6 +179,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (c.in_len > 0 && (c.in_len < 9 || memcmp(c.in, "HTTP/1.1 ", 9) != 0))
         abort();
-    free(c.in);
+    ag_free(c.in);
     return 0;
 }

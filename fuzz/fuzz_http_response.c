@@ -13,6 +13,7 @@
 
 #include "agora/http_client.h"
 #include "agora/log.h"
+#include "agora/mem.h"
 
 static uv_loop_t g_loop;
 static uv_tcp_t g_listener;
@@ -30,7 +31,7 @@ struct conn {
 static void
 on_conn_closed(uv_handle_t *h)
 {
-    free(h->data);
+    ag_free(h->data);
 }
 
 static void
@@ -76,7 +77,7 @@ on_connection(uv_stream_t *server, int status)
 {
     if (status != 0)
         return;
-    struct conn *c = calloc(1, sizeof(*c));
+    struct conn *c = ag_calloc(1, sizeof(*c));
     uv_tcp_init(&g_loop, &c->tcp);
     c->tcp.data = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
@@ -87,8 +88,7 @@ on_connection(uv_stream_t *server, int status)
 }
 
 static void
-on_response(struct ag_http_client *client, const struct ag_http_client_response *resp,
-            void *udata)
+on_response(struct ag_http_client *client, const struct ag_http_client_response *resp, void *udata)
 {
     AG_UNUSED(client);
     int *calls = udata;

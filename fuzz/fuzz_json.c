@@ -11,9 +11,10 @@
 
 #include <jansson.h>
 
+#include "agora/buf.h"
 #include "agora/json.h"
 #include "agora/mem.h"
-#include "domain.h"   /* platform/bus */
+#include "domain.h"  /* platform/bus */
 #include "gateway.h" /* platform/gateway */
 
 static void
@@ -40,14 +41,15 @@ validate_like_a_service(json_t *body)
     }
     static const char *const choices[] = { "visa", "mastercard", NULL };
     ag_valid_enum(&v, body, NULL, "brand", 0, choices);
-    static const char *const allowed[] = { "email", "name", "quantity", "active", "price",
-                                           "lines", "brand", NULL };
+    static const char *const allowed[] = { "email", "name",  "quantity", "active",
+                                           "price", "lines", "brand",    NULL };
     ag_valid_unknown(&v, body, NULL, allowed);
     if (!ag_valid_ok(&v)) {
         json_t *p = ag_problem_new(422, "validation-failed", "Unprocessable", "invalid");
         ag_problem_set_errors(p, &v);
-        char *s = json_dumps(p, JSON_COMPACT);
-        free(s);
+        struct ag_buf out = AG_BUF_INIT(0);
+        ag_json_dump(p, &out);
+        ag_buf_release(&out);
         json_decref(p);
     }
     ag_valid_release(&v);

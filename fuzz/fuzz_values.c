@@ -18,6 +18,7 @@
 #include "agora/identity.h"
 #include "agora/jwt.h"
 #include "agora/log.h"
+#include "agora/mem.h"
 #include "agora/money.h"
 #include "agora/str.h"
 #include "agora/uuid.h"
@@ -74,7 +75,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 static void
 config_value(const char *s, size_t len)
 {
-    char *v = strndup(s, len); /* a NUL in the input ends the value, as in the environment */
+    char *v = ag_strndup(s, len); /* a NUL in the input ends the value, as in the environment */
     for (size_t k = 0; k < AG_ARRAY_SIZE(NAMES); k++) {
         for (size_t j = 0; j < AG_ARRAY_SIZE(NAMES); j++)
             unsetenv(NAMES[j]);
@@ -85,7 +86,7 @@ config_value(const char *s, size_t len)
             ag_config_release(KEYS, AG_ARRAY_SIZE(KEYS), &st);
     }
     unsetenv(NAMES[AG_ARRAY_SIZE(NAMES) - 1]);
-    free(v);
+    ag_free(v);
 }
 
 static void
