@@ -107,6 +107,18 @@ int ag_events_subscribe_ex(struct ag_events *ev, const char *name, const char *c
                            size_t ntopics, const struct ag_events_sub_options *opts,
                            ag_events_handler_fn fn, void *udata);
 
+/* Inside a handler: run 'fn(arg_copy, udata)' once the transaction that
+ * holds this delivery has committed, before the ack, in delivery order;
+ * dropped if the delivery is rolled back instead (a handler error, or a
+ * failed commit). 'arg' ('size' bytes, at most AG_EVENTS_AFTER_COMMIT_MAX)
+ * is copied. For effects outside the database that must follow the commit:
+ * metrics, waking a sender. Returns 0, AG_EINVAL outside a handler or for
+ * too big an 'arg'. */
+#define AG_EVENTS_AFTER_COMMIT_MAX 128
+typedef void (*ag_events_after_fn)(const void *arg, void *udata);
+int ag_events_after_commit(struct ag_events *ev, ag_events_after_fn fn, const void *arg,
+                           size_t size, void *udata);
+
 /* Observer called after a consumer's transaction committed and before the
  * message is acknowledged to the broker: 'subscription' and 'event' are
  * borrowed for the call. For tests (crash between commit and ack) and for

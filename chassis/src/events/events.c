@@ -553,6 +553,12 @@ struct ag_events {
     void *stop_udata;
     ag_events_commit_fn on_commit;
     void *on_commit_udata;
+    /* ag_events_after_commit of the batch being applied: 'cur_delivery' is
+     * the delivery whose handler runs (SIZE_MAX outside handlers). */
+    struct ev_after *after;
+    size_t nafter;
+    size_t after_cap;
+    size_t cur_delivery;
     struct ag_metric *m_pending;    /* events_outbox_pending */
     struct ag_metric *m_lag;        /* events_outbox_lag_seconds */
     struct ag_metric *m_published;  /* events_published_total */
@@ -787,6 +793,58 @@ static const char *const OUTCOME_NAME[] = {
 };
 
 static void sub_ensure(struct ev_sub *s);
+
+struct ev_after {
+    size_t delivery; /* index in the pulled batch */
+    ag_events_after_fn fn;
+    void *udata;
+    unsigned char arg[AG_EVENTS_AFTER_COMMIT_MAX];
+};
+
+int
+ag_events_after_commit(struct ag_events *ev, ag_events_after_fn fn, const void *arg, size_t size,
+                       void *udata)
+{
+    AG_CHECK_MAGIC(ev, EVENTS_MAGIC);
+    if (fn == NULL || ev->cur_delivery == SIZE_MAX || size > AG_EVENTS_AFTER_COMMIT_MAX ||
+        (size > 0 && arg == NULL))
+        return AG_EINVAL;
+    if (ev->nafter == ev->after_cap) {
+        ev->after_cap = ev->after_cap ? ev->after_cap * 2 : 16;
+        ev->after = ag_realloc(ev->after, ev->after_cap * sizeof(*ev->after));
+    }
+    struct ev_after *a = &ev->after[ev->nafter++];
+    a->delivery = ev->cur_delivery;
+    a->fn = fn;
+    a->udata = udata;
+    if (size > 0)
+        memcpy(a->arg, arg, size);
+    return 0;
+}
+
+/* Forget the after-commit work of deliveries [from, to) of the batch. */
+static void
+after_drop(struct ag_events *ev, size_t from, size_t to)
+{
+    size_t w = 0;
+    for (size_t r = 0; r < ev->nafter; r++) {
+        if (ev->after[r].delivery < from || ev->after[r].delivery >= to)
+            ev->after[w++] = ev->after[r];
+    }
+    ev->nafter = w;
+}
+
+/* Run, in order, and forget the after-commit work of deliveries [from, to). */
+static void
+after_run(struct ag_events *ev, size_t from, size_t to)
+{
+    for (size_t r = 0; r < ev->nafter; r++) {
+        struct ev_after *a = &ev->after[r];
+        if (a->delivery >= from && a->delivery < to)
+            a->fn(a->arg, a->udata);
+    }
+    after_drop(ev, from, to);
+}
 static void sub_pull(struct ev_sub *s);
 
 static void
@@ -885,8 +943,8 @@ exec_cached(struct ag_store *store, const char *sql)
  * the transaction itself is gone (a handler that ended it, or a store error
  * that rolled it back), which undoes the batch's earlier deliveries too. */
 static enum consume_outcome
-consume_one(struct ev_sub *s, const struct ag__events_msg *m, char *why, size_t whylen,
-            bool *lost_tx)
+consume_one(struct ev_sub *s, const struct ag__events_msg *m, size_t index, char *why,
+            size_t whylen, bool *lost_tx)
 {
     struct ag_events *ev = s->ev;
     struct ag_store *store = ev->store;
@@ -917,7 +975,9 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, char *why, size_t 
                  ag_store_errmsg(store));
         oc = CONSUME_ERROR;
     } else {
+        ev->cur_delivery = index;
         rc = s->fn(ev, store, m->event, s->udata);
+        ev->cur_delivery = SIZE_MAX;
         if (rc != 0) {
             snprintf(why, whylen, "handler failed on event '%s': %s", id, ag_strerror(rc));
             oc = CONSUME_ERROR;
@@ -929,6 +989,8 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, char *why, size_t 
         *lost_tx = true;
         return CONSUME_ERROR;
     }
+    if (oc != CONSUME_OK)
+        after_drop(ev, index, index + 1);
     if (oc != CONSUME_OK && exec_cached(store, "ROLLBACK TO agora_delivery") != 0) {
         *lost_tx = true;
         return CONSUME_ERROR;
@@ -1022,11 +1084,13 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
             if (rc == 0) {
                 const char *labels[1] = { s->name };
                 ag_counter_add(ev->m_commits, labels, 1);
+                after_run(ev, first, i);
                 for (size_t k = first; k < i && ev->on_commit != NULL; k++) {
                     if (oc[k] == CONSUME_OK)
                         ev->on_commit(ev, s->name, msgs[k].event, ev->on_commit_udata);
                 }
             } else {
+                after_drop(ev, first, i);
                 char reason[256];
                 snprintf(reason, sizeof(reason), "cannot commit a batch of deliveries: %s",
                          ag_store_errmsg(store));
@@ -1064,8 +1128,9 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
         }
         if (in_tx) {
             bool lost_tx = false;
-            oc[i] = consume_one(s, m, reason, sizeof(reason), &lost_tx);
+            oc[i] = consume_one(s, m, i, reason, sizeof(reason), &lost_tx);
             if (lost_tx) {
+                after_drop(ev, first, i + 1);
                 /* The transaction is gone with every delivery it held. */
                 ag_store_rollback(store);
                 for (size_t k = first; k < i; k++) {
@@ -1224,6 +1289,7 @@ ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client *cl
     }
     struct ag_events *ev = ag_calloc(1, sizeof(*ev));
     ev->magic = EVENTS_MAGIC;
+    ev->cur_delivery = SIZE_MAX;
     ev->loop = loop;
     ev->store = store;
     ev->cfg = *cfg;
@@ -1440,6 +1506,7 @@ free_all(struct ag_events *ev)
         sub_free(ev->subs[i]);
     ag_free(ev->subs);
     ag__outbox_batch_clear(&ev->batch);
+    ag_free(ev->after);
     ev->ops->free_be(ev->be);
     ev->be = NULL;
     ag_free(ev->source);

@@ -352,6 +352,9 @@ describe('events: outbox, relay, consumer, inbox', () => {
         assert.equal(await metric(td, 'events_consumed_total', { subscription: SUB, outcome: 'error' }), 10);
         const commits = await metric(td, 'events_consumer_commits_total', { subscription: SUB });
         assert.ok(commits >= 2 && commits < 20, `20 deliveries in ${commits} commits`);
+        // After-commit work ran for the 20 deliveries that committed, not
+        // for the 10 failed attempts that were rolled back.
+        assert.equal((await getJson(td, '/consumed')).after_commit, 20);
         await stopAll(producer, td, bus);
         // A consumer with a commit observer commits each delivery alone.
         const bus2 = await startBus();

@@ -46,6 +46,7 @@ struct testd {
     bool crash_before_ack;   /* TESTD_CRASH_BEFORE_ACK */
     bool fail_first;         /* TESTD_FAIL_FIRST */
     bool fail_odd;           /* TESTD_FAIL_ODD */
+    int64_t after_commit;    /* ag_events_after_commit callbacks run */
     bool no_kick;            /* TESTD_NO_KICK */
     char **seen;             /* TESTD_FAIL_FIRST: ids that failed once */
     size_t nseen;
@@ -207,11 +208,21 @@ get_outbox(struct ag_http_req *req, void *udata)
 
 /* ---- Consuming ---- */
 
+static void
+on_after_commit(const void *arg, void *udata)
+{
+    AG_UNUSED(arg);
+    struct testd *td = udata;
+    td->after_commit++;
+}
+
 static int
 on_event(struct ag_events *ev, struct ag_store *store, const json_t *event, void *udata)
 {
-    AG_UNUSED(ev);
     struct testd *td = udata;
+    /* Counted only if this delivery commits (see /consumed). */
+    if (ag_events_after_commit(ev, on_after_commit, NULL, 0, td) != 0)
+        return AG_EINVAL;
     const char *id = json_string_value(json_object_get(event, "id"));
     if (id == NULL)
         return AG_EINVAL;
@@ -294,7 +305,8 @@ get_consumed(struct ag_http_req *req, void *udata)
         ag_send_error(req, rc, "cannot read");
         return;
     }
-    ag_send_json(req, 200, json_pack("{s:o}", "rows", rows));
+    ag_send_json(req, 200,
+                 json_pack("{s:o, s:I}", "rows", rows, "after_commit", (json_int_t)td->after_commit));
 }
 
 static const struct ag_route ROUTES[] = {
