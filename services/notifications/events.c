@@ -211,13 +211,29 @@ record(struct notify *n, struct ag_store *st, const json_t *event, const char *e
     return 0;
 }
 
-int
-notify_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event, void *udata)
+/* After the commit that holds the event: metrics and a sender kick. */
+static void
+effects_apply(const void *arg, void *udata)
 {
-    AG_UNUSED(ev);
     struct notify *n = udata;
     AG_CHECK_MAGIC(n, NOTIFY_MAGIC);
-    memset(&n->fx, 0, sizeof(n->fx));
+    const char *outcome;
+    memcpy(&outcome, arg, sizeof(outcome));
+    if (strcmp(outcome, "pending") == 0 || strcmp(outcome, "recorded") == 0 ||
+        strcmp(outcome, "failed") == 0) {
+        ag_counter_add(n->m_events, (const char *const[]){ "notified" }, 1);
+        if (strcmp(outcome, "pending") != 0)
+            ag_counter_add(n->m_deliveries, (const char *const[]){ outcome }, 1);
+        else if (n->sender != NULL)
+            notify_sender_kick(n->sender);
+    } else {
+        ag_counter_add(n->m_events, (const char *const[]){ outcome }, 1);
+    }
+}
+
+static int
+handle(struct notify *n, struct ag_store *st, const json_t *event)
+{
     const char *type = json_string_value(json_object_get(event, "type"));
     const char *event_id = json_string_value(json_object_get(event, "id"));
     const json_t *data = json_object_get(event, "data");
@@ -248,27 +264,16 @@ notify_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *ev
     return rc; /* the runtime logs a failure and redelivers the event */
 }
 
-void
-notify_events_committed(struct ag_events *ev, const char *subscription, const json_t *event,
-                        void *udata)
+int
+notify_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event, void *udata)
 {
-    AG_UNUSED(ev);
-    AG_UNUSED(subscription);
-    AG_UNUSED(event);
     struct notify *n = udata;
     AG_CHECK_MAGIC(n, NOTIFY_MAGIC);
-    const char *outcome = n->fx.outcome;
-    if (outcome == NULL)
-        return;
-    if (strcmp(outcome, "pending") == 0 || strcmp(outcome, "recorded") == 0 ||
-        strcmp(outcome, "failed") == 0) {
-        ag_counter_add(n->m_events, (const char *const[]){ "notified" }, 1);
-        if (strcmp(outcome, "pending") != 0)
-            ag_counter_add(n->m_deliveries, (const char *const[]){ outcome }, 1);
-        else if (n->sender != NULL)
-            notify_sender_kick(n->sender);
-    } else {
-        ag_counter_add(n->m_events, (const char *const[]){ outcome }, 1);
-    }
     memset(&n->fx, 0, sizeof(n->fx));
+    int rc = handle(n, st, event);
+    /* The outcome counts once the event's transaction commits (a batch of
+     * deliveries shares one commit). */
+    if (rc == 0 && n->fx.outcome != NULL)
+        rc = ag_events_after_commit(ev, effects_apply, &n->fx.outcome, sizeof(n->fx.outcome), n);
+    return rc;
 }

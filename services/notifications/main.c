@@ -101,7 +101,6 @@ subscribe(struct notify *n, struct ag_service *svc)
         AG_LOGE("events", "cannot subscribe '%s': %s", NOTIFY_SUBSCRIPTION, ag_strerror(rc));
         return rc;
     }
-    ag_events_on_commit(n->ev, notify_events_committed, n);
     return 0;
 }
 

@@ -41,7 +41,7 @@ struct notify_settings {
 struct notify_sender;
 
 /* Effects of the event being handled, applied once its transaction has
- * committed (ag_events_on_commit). */
+ * committed (ag_events_after_commit). */
 struct notify_tx_effects {
     const char *outcome; /* a status name for a new notification, or "ignored",
                             "unaddressable", "invalid", "duplicate"; static; NULL: none */
@@ -81,9 +81,6 @@ extern const size_t notify_ntopics;
 int notify_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event,
                          void *udata);
 
-/* The commit observer (ag_events_commit_fn): metrics and a sender kick. */
-void notify_events_committed(struct ag_events *ev, const char *subscription, const json_t *event,
-                             void *udata);
 
 /* ---- sender.c ----
  * Sends pending notifications by e-mail: claims due rows on the loop
