@@ -81,7 +81,6 @@ extern const size_t notify_ntopics;
 int notify_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event,
                          void *udata);
 
-
 /* ---- sender.c ----
  * Sends pending notifications by e-mail: claims due rows on the loop
  * thread, runs curl_easy_perform on the libuv thread pool, at most

@@ -305,8 +305,9 @@ get_consumed(struct ag_http_req *req, void *udata)
         ag_send_error(req, rc, "cannot read");
         return;
     }
-    ag_send_json(req, 200,
-                 json_pack("{s:o, s:I}", "rows", rows, "after_commit", (json_int_t)td->after_commit));
+    ag_send_json(
+        req, 200,
+        json_pack("{s:o, s:I}", "rows", rows, "after_commit", (json_int_t)td->after_commit));
 }
 
 static const struct ag_route ROUTES[] = {
