@@ -389,6 +389,11 @@ cli_cmd_down(int argc, char **argv)
         struct timespec ts = { 0, 50 * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
+    /* The lock is released just before the supervisor exits. */
+    while (kill(pid, 0) == 0 && ag_time_mono_ms() < deadline) {
+        struct timespec ts = { 0, 20 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
     fprintf(stderr, "agora: stopped\n");
     return CLI_OK;
 }
