@@ -109,6 +109,7 @@ struct load {
     uint64_t rng;
     bool tty;
     bool closing;
+    const char *card; /* --card: every checkout pays with it */
 };
 
 static uint64_t
@@ -288,6 +289,8 @@ step_checkout(struct run *r)
 static const char *
 pick_card(struct load *L)
 {
+    if (L->card != NULL)
+        return L->card;
     uint64_t x = rnd(L) % 10;
     return x < 8 ? "tok_visa" : x == 8 ? "tok_chargeDeclined" : "tok_insufficient_funds";
 }
@@ -587,7 +590,7 @@ on_sigint(uv_signal_t *h, int signum)
 /* ---- Preparation (blocking) ---- */
 
 static int
-prepare(struct load *L, int ncustomers)
+prepare(struct load *L, int ncustomers, const char *product)
 {
     struct cli_resp r;
     char url[512];
@@ -632,6 +635,13 @@ prepare(struct load *L, int ncustomers)
             cursor = ag_strdup(next);
         cli_resp_release(&r);
     } while (cursor != NULL);
+    if (product != NULL) {
+        /* --product: every checkout buys this one. */
+        for (size_t i = 0; i < L->nproducts; i++)
+            ag_free(L->products[i]);
+        L->products[0] = ag_strdup(product);
+        L->nproducts = 1;
+    }
     snprintf(url, sizeof(url), "%s/api/v1/categories", L->base);
     if (cli_http(&L->loop, L->client, "GET", url, NULL, NULL, &r) == 0 && r.status == 200) {
         json_t *items = json_object_get(r.json, "items");
@@ -855,6 +865,8 @@ cli_cmd_load(int argc, char **argv)
     uint64_t duration_ms = 10000;
     int64_t ncust = 20;
     bool json = false;
+    const char *product = NULL;
+    const char *card = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -882,6 +894,10 @@ cli_cmd_load(int argc, char **argv)
                 fprintf(stderr, "agora load: --customers takes 1 to 10000\n");
                 return CLI_USAGE;
             }
+        } else if (has && strcmp(a, "--card") == 0) {
+            card = argv[++i];
+        } else if (has && strcmp(a, "--product") == 0) {
+            product = argv[++i];
         } else if (strcmp(a, "--json") == 0) {
             json = true;
         } else {
@@ -924,6 +940,7 @@ cli_cmd_load(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     L->base = base;
+    L->card = card;
     L->rate = rate;
     L->duration_ms = duration_ms;
     L->tty = isatty(STDERR_FILENO) && !json;
@@ -940,7 +957,7 @@ cli_cmd_load(int argc, char **argv)
     };
     if (ag_http_client_new(&L->loop, &cfg, &L->client) != 0)
         AG_BUG("http client");
-    int rc = prepare(L, (int)ncust);
+    int rc = prepare(L, (int)ncust, product);
     json_t *rep = NULL;
     if (rc == CLI_OK) {
         uv_timer_init(&L->loop, &L->tick);

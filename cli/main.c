@@ -116,7 +116,8 @@ static const struct {
       "credentials. Running it again changes nothing.\n" },
     { "load", "generate open-loop load against a shop",
       "usage: agora load [--data DIR | --url URL] [--mix S:W,...] [--rate R]\n"
-      "                  [--duration D] [--customers N] [--json]\n\n"
+      "                  [--duration D] [--customers N] [--product ID]\n"
+      "                  [--card TOKEN] [--json]\n\n"
       "Start scenarios at a constant arrival rate (R per second, default 10) for\n"
       "D (default 10s), whatever the answers' latency, so queueing shows in the\n"
       "latencies (measured from each scenario's scheduled start, as wrk2 does).\n"
@@ -125,7 +126,11 @@ static const struct {
       "paying with tok_visa 80%, tok_chargeDeclined 10%, tok_insufficient_funds 10%,\n"
       "then poll the order until it is terminal). --mix browse:70,checkout:30 picks\n"
       "a scenario per arrival by weight (default browse:100). Checkouts use a pool\n"
-      "of N customers (default 20) registered before the clock starts.\n"
+      "of N customers (default 20) registered before the clock starts; a\n"
+      "checkout waits for a free customer (its latency counts the wait) and one\n"
+      "still waiting at the end is counted as dropped. --product ID: every\n"
+      "checkout buys that product (e.g. one with stock enough for a benchmark);\n"
+      "--card TOKEN: every checkout pays with that test card.\n"
       "Prints per scenario: started, completed, errors by status, latency\n"
       "p50/p90/p99/max, and confirmed orders per second; --json for scripts.\n"
       "Exit 1 when a scenario could not be prepared or a request failed to\n"

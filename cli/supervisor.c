@@ -81,6 +81,7 @@ struct sup {
     struct ag_http_client *client;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup; /* the terminal went away: stop as for Ctrl-C */
     bool stopping;
     bool all_ready_once;
     int exit_status;
@@ -451,6 +452,7 @@ close_all(struct sup *s)
     }
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
     ag_http_client_close(s->client, NULL, NULL);
     s->client = NULL;
     /* The supervisor's own pipe ends: its reader drains it and closes. */
@@ -590,6 +592,9 @@ cli_supervise(const struct cli_program *programs, size_t n, const struct cli_up_
     s.sigint.data = &s;
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
     uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_init(&s.loop, &s.sighup);
+    s.sighup.data = &s;
+    uv_signal_start(&s.sighup, on_signal, SIGHUP);
 
     start_next(&s);
     uv_run(&s.loop, UV_RUN_DEFAULT);
