@@ -123,7 +123,6 @@ cli_cmd_status(int argc, char **argv)
     size_t i;
     json_t *p;
     int64_t now = ag_time_unix_ms();
-    bool all_healthy = true;
     json_array_foreach(json_object_get(info, "programs"), i, p)
     {
         const char *name = json_string_value(json_object_get(p, "name"));
@@ -146,7 +145,6 @@ cli_cmd_status(int argc, char **argv)
             health = r.err != 0 ? "unreachable" : r.status == 200 ? "ready" : "not ready";
             cli_resp_release(&r);
         }
-        all_healthy = all_healthy && strcmp(health, "ready") == 0;
         long rss = pid > 0 ? rss_kib(pid) : -1;
         json_array_append_new(
             rows, json_pack("{s:s, s:s, s:i, s:i, s:s, s:I, s:i, s:I}", "name", name, "state",
@@ -193,7 +191,6 @@ cli_cmd_status(int argc, char **argv)
     }
     json_decref(rows);
     json_decref(info);
-    AG_UNUSED(all_healthy);
     return CLI_OK;
 }
 

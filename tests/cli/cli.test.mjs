@@ -200,6 +200,22 @@ describe('agora', () => {
         assert.equal(unknown.code, 2);
     });
 
+    it('shows one readable line per log line on a terminal', async () => {
+        // script(1) gives agora a terminal; NO_COLOR leaves the colours out.
+        const cmd = `NO_COLOR=1 ${agoraBin} logs catalog --data ${data}`;
+        const r = await new Promise((resolve) => {
+            const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+            let out = '';
+            child.stdout.on('data', (b) => (out += b));
+            child.on('exit', (code) => resolve({ code, out }));
+        });
+        assert.equal(r.code, 0);
+        const lines = r.out.split(/\r?\n/).filter(Boolean);
+        assert.ok(lines.length > 5);
+        for (const l of lines) assert.match(l, /^\d\d:\d\d:\d\d\.\d{3} catalog +(INFO|WARN|ERROR|DEBUG) /, l);
+        assert.ok(lines.some((l) => /http: request method=GET path=\/v1\/products.* status=200 .*\[[0-9a-f-]{36}\]$/.test(l)), 'request lines carry the request id');
+    });
+
     it('load keeps the arrival rate it was asked for and every order it started ends', async () => {
         const r = await agora(['load', '--data', data, '--mix', 'browse:40,search:20,checkout:40', '--rate', '10', '--duration', '5s', '--customers', '4', '--json']);
         assert.equal(r.code, 0, r.stderr);
@@ -229,5 +245,36 @@ describe('agora', () => {
         assert.deepEqual(processesOf(data), []);
         const again = await agora(['down', '--data', data]);
         assert.equal(again.code, 3);
+    });
+});
+
+describe('agora up in the foreground', () => {
+    it('shows JSON lines when not on a terminal, only of the programs asked for, and stops on SIGTERM with exit 0', async () => {
+        const off = await findOffset();
+        const data = makeTempDir('agora-cli-fg-');
+        const child = spawn(agoraBin, ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off), '--only', 'agora,gateway'], {
+            env: cleanEnv(),
+            stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let err = '';
+        child.stderr.on('data', (b) => (err += b));
+        const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+        try {
+            await waitFor(() => err.includes('Agora is up') || child.exitCode !== null, { timeoutMs: 90_000, intervalMs: 50, message: 'agora up' });
+            assert.match(err, /Agora is up/);
+            assert.ok((await fetch(`http://127.0.0.1:${8080 + off}/api/v1/products?limit=1`)).ok);
+        } finally {
+            child.kill('SIGTERM');
+        }
+        assert.deepEqual(await exited, { code: 0, signal: null }, err.slice(-3000));
+        const json = err.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+        const services = new Set(json.map((l) => l.service));
+        assert.deepEqual([...services].sort(), ['agora', 'gateway']);
+        assert.ok(json.some((l) => l.service === 'agora' && l.msg === 'all stopped'));
+        // The files have every program's lines, whatever was shown.
+        const catalogLog = fs.readFileSync(path.join(data, 'logs', 'catalog.log'), 'utf8');
+        assert.match(catalogLog, /"service":"catalog"/);
+        assert.deepEqual(processesOf(data), []);
+        assert.ok(!fs.existsSync(path.join(data, 'run', 'shop.json')));
     });
 });
