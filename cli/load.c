@@ -666,6 +666,7 @@ prepare(struct load *L, int ncustomers, const char *product)
         char email[128];
         snprintf(email, sizeof(email), "load-%d-%lld-c%d@example.com", (int)getpid(),
                  (long long)ag_time_unix_ms(), i);
+        int transport_failures = 0;
         for (int phase = 0; phase < 2;) {
             json_t *body = phase == 0
                                ? json_pack("{s:s, s:s, s:s}", "email", email, "password", PASSWORD,
@@ -675,6 +676,12 @@ prepare(struct load *L, int ncustomers, const char *product)
                      phase == 0 ? "users" : "auth/login");
             cli_http(&L->loop, L->client, "POST", url, NULL, body, &r);
             json_decref(body);
+            if (r.err != 0 && ++transport_failures < 4) {
+                /* A pooled connection the server had closed: again. */
+                cli_resp_release(&r);
+                usleep(100 * 1000);
+                continue;
+            }
             if (r.status == 429 || r.status == 503) {
                 uint64_t wait = r.retry_after_ms ? r.retry_after_ms : 1000;
                 cli_resp_release(&r);
@@ -688,8 +695,9 @@ prepare(struct load *L, int ncustomers, const char *product)
                 usleep((useconds_t)(wait * 1000));
                 continue;
             }
-            if (phase == 0 && r.status != 201) {
-                fprintf(stderr, "agora load: cannot register a customer (status %d)\n", r.status);
+            if (phase == 0 && r.status != 201 && r.status != 409) {
+                fprintf(stderr, "agora load: cannot register a customer (%s%d)\n",
+                        r.err ? ag_strerror(r.err) : "status ", r.err ? 0 : r.status);
                 cli_resp_release(&r);
                 return CLI_FAILED;
             }
