@@ -216,6 +216,24 @@ describe('agora', () => {
         assert.ok(lines.some((l) => /http: request method=GET path=\/v1\/products.* status=200 .*\[[0-9a-f-]{36}\]$/.test(l)), 'request lines carry the request id');
     });
 
+    it('logs -f follows new lines until interrupted', async () => {
+        const child = spawn(agoraBin, ['logs', 'gateway', '-f', '--since', '1s', '--data', data], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout.on('data', (b) => (out += b));
+        const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+        const rid = `01a23bb0-0000-7000-8000-${String(Date.now()).slice(-12).padStart(12, '0')}`;
+        try {
+            await waitFor(async () => {
+                await fetch(`${gw}/api/v1/products?limit=1`, { headers: { 'x-request-id': rid } });
+                return out.includes(rid);
+            }, { timeoutMs: 10_000, intervalMs: 300, message: 'the new line followed' });
+        } finally {
+            child.kill('SIGTERM');
+        }
+        assert.deepEqual(await exited, { code: 0, signal: null });
+        for (const l of out.trim().split('\n')) assert.equal(JSON.parse(l).service, 'gateway');
+    });
+
     it('load keeps the arrival rate it was asked for and every order it started ends', async () => {
         const r = await agora(['load', '--data', data, '--mix', 'browse:40,search:20,checkout:40', '--rate', '10', '--duration', '5s', '--customers', '4', '--json']);
         assert.equal(r.code, 0, r.stderr);
