@@ -558,7 +558,7 @@ cmd_up(int argc, char **argv)
     };
     if (detach) {
         int fds[2];
-        if (pipe(fds) == -1) {
+        if (pipe2(fds, O_CLOEXEC) == -1) {
             fprintf(stderr, "agora: pipe: %s\n", strerror(errno));
             return CLI_FAILED;
         }
