@@ -5,9 +5,13 @@
 #include "agora/base.h"
 #include "supervisor.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -16,6 +20,8 @@
 #include "agora/log.h"
 #include "agora/mem.h"
 #include "agora/time.h"
+
+#define LINE_MAX_BYTES (AG_LOG_LINE_MAX + 1024)
 
 #define PROBE_INTERVAL_MS 100
 #define RESTART_FIRST_MS  50  /* a process that was stable is restarted at once... */
@@ -48,6 +54,23 @@ struct proc {
     bool probe_pending;
     char *path;
     char **env;
+    int logfd;        /* logs/<name>.log */
+    char *state_path; /* run/<name>.json */
+    int64_t started_unix_ms;
+    int last_status;
+    int last_signal;
+};
+
+/* The read end of a program's stdout and stderr (one pipe per spawn), or
+ * of the supervisor's own log lines: split into lines, each appended to the
+ * program's log file and shown on the supervisor's output. */
+struct out {
+    uv_pipe_t pipe;
+    struct sup *sup;
+    const char *name;
+    int logfd;
+    size_t len;
+    char buf[LINE_MAX_BYTES];
 };
 
 struct sup {
@@ -58,10 +81,13 @@ struct sup {
     struct ag_http_client *client;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup; /* the terminal went away: stop as for Ctrl-C */
     bool stopping;
     bool all_ready_once;
     int exit_status;
     size_t next; /* index of the next program to start in the start-up sequence */
+    int self_w;  /* write end of the supervisor's own log pipe, -1 when closed */
+    int self_logfd;
 };
 
 static void start_next(struct sup *s);
@@ -78,6 +104,119 @@ say(const char *fmt, ...)
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     AG_LOGI("supervisor", "%s", line);
+}
+
+/* ---- State files and output ---- */
+
+static const char *
+state_name(enum proc_state st)
+{
+    switch (st) {
+    case PROC_IDLE: return "idle";
+    case PROC_STARTING: return "starting";
+    case PROC_READY: return "ready";
+    case PROC_WAITING: return "restarting";
+    case PROC_STOPPING: return "stopping";
+    case PROC_STOPPED: return "stopped";
+    }
+    return "unknown";
+}
+
+/* run/<name>.json: what `agora status` and `agora kill` read. */
+static void
+write_state(struct proc *p)
+{
+    json_t *o = json_pack("{s:s, s:i, s:i, s:s, s:I, s:i, s:I, s:i, s:i}", "name", p->prog->name,
+                          "pid", p->alive ? p->handle.pid : 0, "port", p->prog->port, "state",
+                          state_name(p->state), "started_ms", (json_int_t)p->started_unix_ms,
+                          "restarts", p->restarts, "backoff_ms", (json_int_t)p->backoff_ms,
+                          "last_status", p->last_status, "last_signal", p->last_signal);
+    if (o == NULL || cli_write_json(p->state_path, o) != 0)
+        fprintf(stderr, "agora: cannot write '%s'\n", p->state_path);
+    json_decref(o);
+}
+
+static void
+emit_line(struct out *o, const char *line, size_t len)
+{
+    if (len == 0)
+        return;
+    if (o->logfd >= 0) {
+        char *copy = ag_malloc(len + 1);
+        memcpy(copy, line, len);
+        copy[len] = '\n';
+        if (write(o->logfd, copy, len + 1) < 0) {
+            /* A full disk loses log lines, never the shop. */
+        }
+        ag_free(copy);
+    }
+    if (o->sup->opts->out != NULL) {
+        cli_print_line(o->sup->opts->out, &o->sup->opts->fmt, o->name, line, len);
+        fflush(o->sup->opts->out);
+    }
+}
+
+static void
+on_out_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    AG_UNUSED(suggested);
+    struct out *o = h->data;
+    if (o->len == sizeof(o->buf)) {
+        /* A line longer than any log line: show what there is. */
+        emit_line(o, o->buf, o->len);
+        o->len = 0;
+    }
+    *buf = uv_buf_init(o->buf + o->len, (unsigned)(sizeof(o->buf) - o->len));
+}
+
+static void
+on_out_closed(uv_handle_t *h)
+{
+    ag_free(h->data);
+}
+
+static void
+on_out_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    AG_UNUSED(buf);
+    struct out *o = st->data;
+    if (nread < 0) {
+        emit_line(o, o->buf, o->len);
+        o->len = 0;
+        uv_close((uv_handle_t *)st, on_out_closed);
+        return;
+    }
+    o->len += (size_t)nread;
+    size_t start = 0;
+    for (size_t i = 0; i < o->len; i++) {
+        if (o->buf[i] == '\n') {
+            emit_line(o, o->buf + start, i - start);
+            start = i + 1;
+        }
+    }
+    memmove(o->buf, o->buf + start, o->len - start);
+    o->len -= start;
+}
+
+/* Read 'fd' (owned) as the output of 'name'. */
+static int
+watch_output(struct sup *s, const char *name, int logfd, int fd)
+{
+    struct out *o = ag_calloc(1, sizeof(*o));
+    o->sup = s;
+    o->name = name;
+    o->logfd = logfd;
+    uv_pipe_init(&s->loop, &o->pipe, 0);
+    o->pipe.data = o;
+    int rc = uv_pipe_open(&o->pipe, fd);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&o->pipe, on_out_alloc, on_out_read);
+    if (rc != 0) {
+        AG_LOGE("supervisor", "cannot read the output of %s: %s", name, uv_strerror(rc));
+        uv_close((uv_handle_t *)&o->pipe, on_out_closed);
+        return AG_EIO;
+    }
+    return 0;
 }
 
 /* ---- Spawning ---- */
@@ -104,15 +243,27 @@ spawn_proc(struct proc *p)
     /* A process group of its own: a terminal's Ctrl-C reaches only the
      * supervisor, which then stops the programs one by one, in order. */
     o.flags = UV_PROCESS_DETACHED;
+    /* stdout and stderr: one pipe, read by the supervisor line by line. */
+    uv_file fds[2];
+    int prc = uv_pipe(fds, 0, 0);
+    if (prc != 0) {
+        AG_LOGE("supervisor", "cannot make a pipe for '%s': %s", p->prog->name, uv_strerror(prc));
+        return AG_EIO;
+    }
     uv_stdio_container_t stdio[3] = {
         { .flags = UV_IGNORE },
-        { .flags = UV_INHERIT_FD, .data.fd = 1 },
-        { .flags = UV_INHERIT_FD, .data.fd = 2 },
+        { .flags = UV_INHERIT_FD, .data.fd = fds[1] },
+        { .flags = UV_INHERIT_FD, .data.fd = fds[1] },
     };
     o.stdio = stdio;
     o.stdio_count = 3;
     p->handle.data = p;
     int rc = uv_spawn(&p->sup->loop, &p->handle, &o);
+    close(fds[1]);
+    if (rc == 0)
+        watch_output(p->sup, p->prog->name, p->logfd, fds[0]);
+    else
+        close(fds[0]);
     if (rc != 0) {
         AG_LOGE("supervisor", "cannot start '%s' (%s): %s", p->prog->name, p->path,
                 uv_strerror(rc));
@@ -124,7 +275,9 @@ spawn_proc(struct proc *p)
     p->handle_open = true;
     p->alive = true;
     p->started_ms = ag_time_mono_ms();
+    p->started_unix_ms = ag_time_unix_ms();
     p->state = PROC_STARTING;
+    write_state(p);
     say("started %s (pid %d, port %d)", p->prog->name, p->handle.pid, p->prog->port);
     return 0;
 }
@@ -150,6 +303,7 @@ on_probe(struct ag_http_client *client, const struct ag_http_client_response *re
         return;
     if (resp->err == 0 && resp->status == 200) {
         p->state = PROC_READY;
+        write_state(p);
         say("%s is ready after %llu ms", p->prog->name,
             (unsigned long long)(ag_time_mono_ms() - p->started_ms));
         if (!s->all_ready_once)
@@ -189,26 +343,6 @@ probe(struct proc *p)
 /* ---- Start-up and restarts ---- */
 
 static void
-print_banner(struct sup *s)
-{
-    const struct cli_program *entry = NULL;
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->procs[i].prog->public_entry)
-            entry = s->procs[i].prog;
-    }
-    fprintf(stderr, "\nAgora is up (data in %s).\n", s->opts->data_dir);
-    if (entry != NULL) {
-        fprintf(stderr, "  shop:     http://127.0.0.1:%d/\n", entry->port);
-        fprintf(stderr, "  api:      curl -s 'http://127.0.0.1:%d/api/v1/products?limit=3'\n",
-                entry->port);
-    }
-    for (size_t i = 0; i < s->n; i++)
-        fprintf(stderr, "  %-13s http://127.0.0.1:%d/health\n", s->procs[i].prog->name,
-                s->procs[i].prog->port);
-    fprintf(stderr, "Press Ctrl-C to stop.\n\n");
-}
-
-static void
 start_next(struct sup *s)
 {
     if (s->stopping)
@@ -225,7 +359,8 @@ start_next(struct sup *s)
         return;
     }
     s->all_ready_once = true;
-    print_banner(s);
+    if (s->opts->on_ready != NULL)
+        s->opts->on_ready(s->opts->ready_arg);
 }
 
 static void
@@ -255,11 +390,14 @@ on_exit_cb(uv_process_t *h, int64_t status, int signum)
     struct proc *p = h->data;
     struct sup *s = p->sup;
     p->alive = false;
+    p->last_status = (int)status;
+    p->last_signal = signum;
     uv_close((uv_handle_t *)h, on_handle_closed);
     uv_timer_stop(&p->timer);
     if (s->stopping) {
         say("%s exited (status %lld, signal %d)", p->prog->name, (long long)status, signum);
         p->state = PROC_STOPPED;
+        write_state(p);
         stop_next(s);
         return;
     }
@@ -268,6 +406,7 @@ on_exit_cb(uv_process_t *h, int64_t status, int signum)
                 "%s exited during start-up (status %lld, signal %d); see its log above",
                 p->prog->name, (long long)status, signum);
         p->state = PROC_STOPPED;
+        write_state(p);
         s->exit_status = 1;
         s->stopping = true;
         stop_next(s);
@@ -288,6 +427,7 @@ on_exit_cb(uv_process_t *h, int64_t status, int signum)
     AG_LOGW("supervisor", "%s exited unexpectedly: %s; restarting in %llu ms", p->prog->name, why,
             (unsigned long long)p->backoff_ms);
     p->state = PROC_WAITING;
+    write_state(p);
     uv_timer_start(&p->timer, on_restart_timer, p->backoff_ms, 0);
 }
 
@@ -312,8 +452,15 @@ close_all(struct sup *s)
     }
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
     ag_http_client_close(s->client, NULL, NULL);
     s->client = NULL;
+    /* The supervisor's own pipe ends: its reader drains it and closes. */
+    if (s->self_w >= 0) {
+        ag_log_set_fd(2);
+        close(s->self_w);
+        s->self_w = -1;
+    }
 }
 
 /* Stop the last program still alive; when none is, close everything. */
@@ -326,13 +473,17 @@ stop_next(struct sup *s)
             return; /* wait for it */
         if (p->alive) {
             p->state = PROC_STOPPING;
+            write_state(p);
             say("stopping %s", p->prog->name);
             uv_process_kill(&p->handle, SIGTERM);
             uv_timer_start(&p->timer, on_kill_timer, s->opts->stop_timeout_ms, 0);
             return;
         }
         uv_timer_stop(&p->timer);
-        p->state = PROC_STOPPED;
+        if (p->state != PROC_STOPPED) {
+            p->state = PROC_STOPPED;
+            write_state(p);
+        }
     }
     if (s->client != NULL) {
         say("all stopped");
@@ -397,14 +548,43 @@ cli_supervise(const struct cli_program *programs, size_t n, const struct cli_up_
     if (ag_http_client_new(&s.loop, NULL, &s.client) != 0)
         AG_BUG("cannot create the HTTP client");
     s.procs = ag_calloc(n, sizeof(*s.procs));
+    s.self_w = -1;
+    char *logdir = ag_asprintf("%s/logs", opts->data_dir);
+    if (mkdir(logdir, 0700) == -1 && errno != EEXIST)
+        fprintf(stderr, "agora: cannot create '%s': %s\n", logdir, strerror(errno));
+    ag_free(logdir);
     for (size_t i = 0; i < n; i++) {
         struct proc *p = &s.procs[i];
         p->sup = &s;
         p->prog = &programs[i];
         p->path = ag_asprintf("%s/%s", opts->build_dir, programs[i].binary);
         p->env = build_env(&programs[i], common_env);
+        char *name = ag_asprintf("%s.log", programs[i].name);
+        char *lp = cli_log_path(opts->data_dir, name);
+        p->logfd = open(lp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        ag_free(lp);
+        ag_free(name);
+        name = ag_asprintf("%s.json", programs[i].name);
+        p->state_path = cli_run_path(opts->data_dir, name);
+        ag_free(name);
+        write_state(p);
         uv_timer_init(&s.loop, &p->timer);
         p->timer.data = p;
+    }
+    /* The supervisor's own lines go through a pipe of its own, so they are
+     * shown and kept like the programs' (non-blocking: a line is lost
+     * rather than the loop blocking on its own pipe). */
+    char *selfpath = cli_log_path(opts->data_dir, "agora.log");
+    s.self_logfd = open(selfpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    ag_free(selfpath);
+    uv_file selffds[2];
+    if (uv_pipe(selffds, 0, UV_NONBLOCK_PIPE) == 0) {
+        if (watch_output(&s, "agora", s.self_logfd, selffds[0]) == 0) {
+            s.self_w = selffds[1];
+            ag_log_set_fd(s.self_w);
+        } else {
+            close(selffds[1]);
+        }
     }
     uv_signal_init(&s.loop, &s.sigterm);
     uv_signal_init(&s.loop, &s.sigint);
@@ -412,6 +592,9 @@ cli_supervise(const struct cli_program *programs, size_t n, const struct cli_up_
     s.sigint.data = &s;
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
     uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_init(&s.loop, &s.sighup);
+    s.sighup.data = &s;
+    uv_signal_start(&s.sighup, on_signal, SIGHUP);
 
     start_next(&s);
     uv_run(&s.loop, UV_RUN_DEFAULT);
@@ -421,7 +604,12 @@ cli_supervise(const struct cli_program *programs, size_t n, const struct cli_up_
             ag_free(*e);
         ag_free(s.procs[i].env);
         ag_free(s.procs[i].path);
+        ag_free(s.procs[i].state_path);
+        if (s.procs[i].logfd >= 0)
+            close(s.procs[i].logfd);
     }
+    if (s.self_logfd >= 0)
+        close(s.self_logfd);
     ag_free(s.procs);
     if (uv_loop_close(&s.loop) != 0)
         AG_LOGW("supervisor", "loop closed with handles open");

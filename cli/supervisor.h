@@ -6,6 +6,7 @@
 #define CLI_SUPERVISOR_H
 
 #include "agora/base.h"
+#include "cli.h"
 
 #define CLI_MAX_ENV 32
 
@@ -24,6 +25,11 @@ struct cli_up_options {
     const char *data_dir;      /* databases and generated secrets */
     uint64_t ready_timeout_ms; /* per program */
     uint64_t stop_timeout_ms;  /* per program, then SIGKILL */
+    struct cli_fmt fmt;        /* how lines are shown on 'out' */
+    FILE *out;                 /* every program's lines, as 'fmt' says; NULL: files only */
+    /* Called once when every program is ready for the first time. */
+    void (*on_ready)(void *arg);
+    void *ready_arg;
 };
 
 /* Run the programs until a signal; returns the process exit status. */
