@@ -115,7 +115,7 @@ cli_cmd_status(int argc, char **argv)
         return CLI_NOT_RUNNING;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    struct ag_http_client_config cfg = { .breaker_failures = 1000000, .eject_failures = 1000000 };
+    struct ag_http_client_config cfg = { .breaker_failure_rate = 101, .eject_failures = 1000000 };
     struct ag_http_client *client;
     if (ag_http_client_new(&loop, &cfg, &client) != 0)
         AG_BUG("http client");
@@ -459,7 +459,7 @@ cli_seed(const char *gw, const char *admin_password, const char *catalog_file)
     }
     uv_loop_t loop;
     uv_loop_init(&loop);
-    struct ag_http_client_config cfg = { .breaker_failures = 1000000, .eject_failures = 1000000 };
+    struct ag_http_client_config cfg = { .breaker_failure_rate = 101, .eject_failures = 1000000 };
     struct ag_http_client *client;
     if (ag_http_client_new(&loop, &cfg, &client) != 0)
         AG_BUG("http client");
