@@ -960,7 +960,8 @@ cli_cmd_load(int argc, char **argv)
         .max_total_connections = 1024,
         .timeout_ms = 30000,
         .max_retries = -1,
-        .breaker_failures = 1000000000,
+        .breaker_failure_rate = 101,
+        .breaker_slow_rate = 101,
         .eject_failures = 1000000000,
     };
     if (ag_http_client_new(&L->loop, &cfg, &L->client) != 0)
