@@ -529,9 +529,8 @@ const struct ag_route bus_routes[] = {
      * letters, replay them; nothing that consumes, publishes or deletes. */
     { "GET", "/v1/admin/subscriptions", list_subscriptions, AG_ROLE_ADMIN },
     { "GET", "/v1/admin/subscriptions/{name}/dead-letters", list_dead_letters, AG_ROLE_ADMIN },
-    { "GET", "/v1/admin/subscriptions/{name}/dead-letters/{seq}", get_dead_letter,
-      AG_ROLE_ADMIN },
-    { "POST", "/v1/admin/subscriptions/{name}/dead-letters/replay", replay_dead_letters_route,
+    { "GET", "/v1/admin/subscriptions/{name}/dead-letters/{seq}", get_dead_letter, AG_ROLE_ADMIN },
+    { "POST", "/v1/admin/subscriptions/{name}/replay-dead-letters", replay_dead_letters_route,
       AG_ROLE_ADMIN },
 };
 const size_t bus_nroutes = AG_ARRAY_SIZE(bus_routes);

@@ -314,10 +314,10 @@ struct gw_client_sig {
  * readings into rates. */
 #define GW_STATS_MAX 64
 struct gw_svc_stats {
-    char name[64];      /* service name; "" for a free slot */
-    uint64_t requests;  /* calls answered (any outcome) */
-    uint64_t errors;    /* 5xx, timeouts, unavailable, transport errors */
-    uint64_t total_us;  /* sum of call durations, microseconds */
+    char name[64];     /* service name; "" for a free slot */
+    uint64_t requests; /* calls answered (any outcome) */
+    uint64_t errors;   /* 5xx, timeouts, unavailable, transport errors */
+    uint64_t total_us; /* sum of call durations, microseconds */
 };
 
 struct gw {
@@ -351,8 +351,8 @@ struct gw {
     struct ag_metric *m_token_cache;
     struct ag_metric *m_faults;
     struct gw_svc_stats stats[GW_STATS_MAX]; /* per upstream service */
-    uv_timer_t start_timer; /* runs once the listener is open */
-    uv_timer_t sweep_timer; /* cache and bucket eviction */
+    uv_timer_t start_timer;                  /* runs once the listener is open */
+    uv_timer_t sweep_timer;                  /* cache and bucket eviction */
     bool timers_ready;
     bool stopping;
 };

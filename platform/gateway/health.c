@@ -73,10 +73,10 @@ finish(struct probe_set *ps)
             json_t *s = json_object_get(ps->services, st->name);
             if (s == NULL)
                 continue;
-            json_object_set_new(s, "requests", json_pack("{s:I, s:I, s:I}", "total",
-                                                        (json_int_t)st->requests, "errors",
-                                                        (json_int_t)st->errors, "duration_us",
-                                                        (json_int_t)st->total_us));
+            json_object_set_new(s, "requests",
+                                json_pack("{s:I, s:I, s:I}", "total", (json_int_t)st->requests,
+                                          "errors", (json_int_t)st->errors, "duration_us",
+                                          (json_int_t)st->total_us));
         }
         json_object_set_new(ps->root, "time_ms", json_integer((json_int_t)ag_time_unix_ms()));
         ag_send_json(ps->req, 200, ps->root);

@@ -243,7 +243,7 @@ async function busView(subName) {
         const inspect = h('pre', { id: 'dead-letter-json', style: 'white-space: pre-wrap', tabindex: 0, 'aria-label': 'Dead letter' });
         const replay = async (seqs) => {
             try {
-                const res = await api.post(`/api/v1/admin/subscriptions/${encodeURIComponent(subName)}/dead-letters/replay`, seqs ? { seqs } : {});
+                const res = await api.post(`/api/v1/admin/subscriptions/${encodeURIComponent(subName)}/replay-dead-letters`, seqs ? { seqs } : {});
                 flash(`Replayed ${res.replayed} message(s) to ${subName}.`);
             } catch (e) {
                 flash(errorText(e), 'error');
