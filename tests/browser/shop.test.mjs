@@ -244,6 +244,7 @@ describe('storefront and console in a browser', () => {
         await reason.waitFor();
         assert.match(await reason.textContent(), /card was declined/);
         assert.notEqual(await page.locator('#payment-status').textContent(), 'paid');
+        assert.doesNotMatch(await page.locator('#order-detail').textContent(), /\bnull\b|undefined/);
         await shot(page, 'shop-order-declined');
         assert.deepEqual(page.errors, []);
         await page.context().close();

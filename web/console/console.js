@@ -32,7 +32,7 @@ function errorText(e) {
 }
 
 function render(...nodes) {
-    main.replaceChildren(...nodes);
+    main.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 function isAdmin() {

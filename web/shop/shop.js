@@ -55,10 +55,18 @@ function errorText(e) {
 }
 
 function render(...nodes) {
-    main.replaceChildren(...nodes);
+    main.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
 }
 
+let navigated = false;
+
+// After a navigation (not on the first load), the focus goes to the new
+// page's heading, so keyboard and screen-reader users start there.
 function focusMain() {
+    if (!navigated) {
+        navigated = true;
+        return;
+    }
     const heading = main.querySelector('h1');
     (heading ?? main).setAttribute('tabindex', '-1');
     (heading ?? main).focus({ preventScroll: false });
@@ -336,7 +344,7 @@ async function orderView(id) {
         }
         if (location.hash !== route) return;
         const cancellable = !TERMINAL.has(o.status) || (o.status === 'CONFIRMED' && !o.shipped);
-        box.replaceChildren(
+        box.replaceChildren(...[
             h('p', {}, 'Status: ', h('span', { id: 'order-status' }, statusBadge(o.status)), ' · payment ', h('span', { id: 'payment-status' }, o.payment_status)),
             reasonText(o),
             h('p', { class: 'muted' }, `Order ${o.id}, placed ${when(o.created_at)}`),
@@ -357,7 +365,7 @@ async function orderView(id) {
                 } catch (e) { flash(errorText(e), 'error'); }
                 refresh();
             } }, 'Cancel order') : null,
-            h('p', {}, h('a', { href: '#/orders' }, 'All orders')));
+            h('p', {}, h('a', { href: '#/orders' }, 'All orders'))].filter(Boolean));
         if (!TERMINAL.has(o.status)) schedule(refresh);
     };
     await refresh();
