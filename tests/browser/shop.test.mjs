@@ -232,7 +232,7 @@ describe('storefront and console in a browser', () => {
         await page.context().close();
     });
 
-    it('a declined card shows its message and the order CANCELLED', T, async () => {
+    it('a declined card shows its message and the order CANCELLED; an out-of-stock item is warned of and its order REJECTED with the reason', T, async () => {
         const page = await newPage();
         await signIn(page);
         await page.goto(`${shop.gw}/shop/#/p/${products[0].id}`);
@@ -246,11 +246,30 @@ describe('storefront and console in a browser', () => {
         assert.notEqual(await page.locator('#payment-status').textContent(), 'paid');
         assert.doesNotMatch(await page.locator('#order-detail').textContent(), /\bnull\b|undefined/);
         await shot(page, 'shop-order-declined');
+
+        // Out of stock: one unit left, two wanted. The cart warns; an order
+        // placed anyway is rejected with its reason explained.
+        const p = products[1];
+        const stock = await api('GET', `/api/v1/stock/${p.id}`, { token: admin });
+        assert.equal((await api('PUT', `/api/v1/stock/${p.id}`, { token: admin, json: { on_hand: stock.json.reserved + 1, reason: 'browser test', version: stock.json.version } })).status, 200);
+        await page.goto(`${shop.gw}/shop/#/p/${p.id}`);
+        await page.locator('#availability', { hasText: 'Only 1 left' }).waitFor();
+        await page.goto(`${shop.gw}/shop/#/cart`);
+        await page.getByRole('heading', { name: 'Your cart' }).waitFor();
+        assert.equal(await page.locator('#cart-items tr').count(), 0, 'the cart was emptied by the checkout');
+        await api('POST', '/api/v1/cart/items', { token: await page.evaluate(() => JSON.parse(localStorage.getItem('agora.shop.session')).access_token), json: { product_id: p.id, quantity: 2 } });
+        await page.reload();
+        await page.locator('.alert', { hasText: 'Only 1 left' }).waitFor();
+        await checkout(page, 'tok_visa');
+        await page.locator('#order-status .status.REJECTED').waitFor();
+        assert.match(await page.locator('[data-reason="out_of_stock"]').textContent(), /ran out of stock/);
+        await shot(page, 'shop-order-out-of-stock');
+        assert.equal((await api('PUT', `/api/v1/stock/${p.id}`, { token: admin, json: { on_hand: 50, reason: 'browser test', version: stock.json.version + 1 } })).status, 200);
         assert.deepEqual(page.errors, []);
         await page.context().close();
     });
 
-    it('on a phone-sized screen (390x844) nothing scrolls sideways and checkout works', T, async () => {
+    it('on a phone-sized screen (390x844) nothing scrolls sideways and checkout works; a refused access token is refreshed silently; the customer cancels', T, async () => {
         const page = await newPage({ width: 390, height: 844 });
         await signIn(page);
         const noSideScroll = async (what) => {
@@ -272,6 +291,24 @@ describe('storefront and console in a browser', () => {
         await shot(page, 'phone-order');
         const r = await api('GET', `/api/v1/orders/${id}`, { token: admin });
         assert.equal(r.json.status, 'CONFIRMED');
+
+        // An access token the gateway refuses (here: a broken signature, as
+        // an expired one would be) is replaced silently with the refresh
+        // token, and the page carries on.
+        const before = await page.evaluate(() => {
+            const s = JSON.parse(localStorage.getItem('agora.shop.session'));
+            const old = s.refresh_token;
+            s.access_token = s.access_token.slice(0, -4) + (s.access_token.endsWith('AAAA') ? 'BBBB' : 'AAAA');
+            localStorage.setItem('agora.shop.session', JSON.stringify(s));
+            return old;
+        });
+        await page.reload();
+        await page.getByRole('button', { name: 'Cancel order' }).click();
+        await page.locator('#order-status .status.CANCELLED').waitFor();
+        assert.match(await page.locator('[data-reason="customer_request"]').textContent(), /You cancelled this order/);
+        assert.notEqual(await page.evaluate(() => JSON.parse(localStorage.getItem('agora.shop.session')).refresh_token), before, 'the session was refreshed');
+        await page.locator('#payment-status', { hasText: 'refunded' }).waitFor();
+        assert.equal((await api('GET', `/api/v1/orders/${id}`, { token: admin })).json.status, 'CANCELLED');
         await page.context().close();
     });
 

@@ -31,7 +31,12 @@ function errorText(e) {
     return e instanceof ApiError ? `${e.message}${e.status ? ` (HTTP ${e.status})` : ''}` : String(e?.message ?? e);
 }
 
-function render(...nodes) {
+// Each navigation gets a number; a view still loading for an older one
+// renders nothing (its answer came after the user moved on).
+let routeSeq = 0;
+
+function renderFor(seq, ...nodes) {
+    if (seq !== routeSeq) return;
     main.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
 }
 
@@ -54,6 +59,7 @@ function renderChrome(current) {
 }
 
 function signInView() {
+    const seq = routeSeq;
     const err = h('div', { role: 'alert' });
     const form = h('form', { class: 'form' },
         h('p', {}, 'Sign in as an administrator. ', h('code', {}, 'agora up'), ' prints the password of ', h('code', {}, 'admin@agora.local'), ' (also in ', h('code', {}, '<data>/admin-password'), ').'),
@@ -76,7 +82,7 @@ function signInView() {
             err.replaceChildren(h('p', { class: 'alert' }, e.status === 401 ? 'Wrong e-mail or password.' : errorText(e)));
         }
     });
-    render(h('h1', {}, 'Console sign-in'), form);
+    renderFor(seq, h('h1', {}, 'Console sign-in'), form);
 }
 
 /* ---- Services ---- */
@@ -165,10 +171,11 @@ function serviceCard(name, svc, hst) {
 }
 
 async function servicesView() {
+    const seq = routeSeq;
     const route = location.hash;
     const summary = h('p', { 'aria-live': 'polite', id: 'services-summary' }, 'Probing…');
     const list = h('ul', { class: 'services', id: 'services' });
-    render(h('h1', {}, 'Services'), summary,
+    renderFor(seq, h('h1', {}, 'Services'), summary,
         h('p', { class: 'muted' }, 'Every service the gateway routes, probed twice a second. Rates and latency are what the gateway measured of the calls it forwarded. Kill a process and watch it go down and come back: the supervisor restarts it.'),
         list);
     const tick = async () => {
@@ -196,6 +203,7 @@ async function servicesView() {
 /* ---- Sagas ---- */
 
 async function sagasView(orderId) {
+    const seq = routeSeq;
     const [inflight, failed] = await Promise.all([
         api.get('/api/v1/sagas?state=in_flight&limit=50'),
         api.get('/api/v1/sagas?state=failed&limit=50'),
@@ -217,7 +225,7 @@ async function sagasView(orderId) {
             detail.append(h('p', { class: 'alert' }, errorText(e)));
         }
     }
-    render(h('h1', {}, 'Sagas'), h('p', {}, h('button', { type: 'button', class: 'secondary', onclick: () => route() }, 'Refresh')), detail, table('In flight', inflight), table('Failed', failed));
+    renderFor(seq, h('h1', {}, 'Sagas'), h('p', {}, h('button', { type: 'button', class: 'secondary', onclick: () => route() }, 'Refresh')), detail, table('In flight', inflight), table('Failed', failed));
 }
 
 /* ---- Bus ---- */
@@ -230,6 +238,7 @@ function age(ms) {
 }
 
 async function busView(subName) {
+    const seq = routeSeq;
     const r = await api.get('/api/v1/admin/subscriptions');
     const subs = r.subscriptions;
     const rows = subs.map((s) => h('tr', { 'data-subscription': s.name },
@@ -268,7 +277,7 @@ async function busView(subName) {
                     inspect)
                 : h('p', { class: 'muted' }, 'No dead letters.'));
     }
-    render(h('h1', {}, 'Bus'), h('p', {}, h('button', { type: 'button', class: 'secondary', onclick: () => route() }, 'Refresh')),
+    renderFor(seq, h('h1', {}, 'Bus'), h('p', {}, h('button', { type: 'button', class: 'secondary', onclick: () => route() }, 'Refresh')),
         h('div', { class: 'table-wrap' }, h('table', { id: 'subscriptions' },
             h('thead', {}, h('tr', {}, ...['Subscription', 'Topics', 'Ready', 'In flight', 'Delayed', 'Dead letters', 'Oldest'].map((x) => h('th', { scope: 'col' }, x)))),
             h('tbody', {}, rows))),
@@ -278,6 +287,7 @@ async function busView(subName) {
 /* ---- Products and stock ---- */
 
 async function catalogView(cursor) {
+    const seq = routeSeq;
     const params = new URLSearchParams({ limit: '20' });
     if (cursor) params.set('cursor', cursor);
     const page = await api.get(`/api/v1/products?${params}`);
@@ -338,13 +348,14 @@ async function catalogView(cursor) {
             flash(errorText(e), 'error');
         }
     });
-    render(h('h1', {}, 'Products and stock'),
+    renderFor(seq, h('h1', {}, 'Products and stock'),
         h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ...['Product', 'Price', 'Stock', 'Change'].map((x) => h('th', { scope: 'col' }, x)))), h('tbody', {}, rows))),
         page.next_cursor ? h('p', { class: 'pager' }, h('a', { class: 'button secondary', href: `#/catalog?cursor=${encodeURIComponent(page.next_cursor)}` }, 'Next page')) : null,
         form);
 }
 
 async function route() {
+    const seq = ++routeSeq;
     clearTimeout(timer);
     const raw = location.hash.replace(/^#/, '') || '/services';
     const [path, query = ''] = raw.split('?');
@@ -362,9 +373,9 @@ async function route() {
         else if (tab === 'sagas') await sagasView(parts[1]);
         else if (tab === 'bus') await busView(parts[1]);
         else if (tab === 'catalog') await catalogView(params.get('cursor'));
-        else render(h('h1', {}, 'Not found'));
+        else renderFor(seq, h('h1', {}, 'Not found'));
     } catch (e) {
-        render(h('h1', {}, 'Something went wrong'), h('p', { class: 'alert' }, errorText(e)));
+        renderFor(seq, h('h1', {}, 'Something went wrong'), h('p', { class: 'alert' }, errorText(e)));
     }
 }
 

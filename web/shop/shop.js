@@ -54,7 +54,12 @@ function errorText(e) {
     return String(e?.message ?? e);
 }
 
-function render(...nodes) {
+// Each navigation gets a number; a view still loading for an older one
+// renders nothing (its answer came after the user moved on).
+let routeSeq = 0;
+
+function renderFor(seq, ...nodes) {
+    if (seq !== routeSeq) return;
     main.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
 }
 
@@ -140,13 +145,14 @@ async function addToCart(productId, quantity = 1) {
 }
 
 async function listView({ category = '', q = '', cursor = '' }) {
+    const seq = routeSeq;
     await renderCategories(q ? null : category);
     const params = new URLSearchParams({ limit: '24' });
     if (category) params.set('category', category);
     if (q) params.set('q', q);
     if (cursor) params.set('cursor', cursor);
     const title = q ? `Results for “${q}”` : category ? (categories.find((c) => c.slug === category)?.name ?? category) : 'All products';
-    render(h('h1', {}, title), h('p', { class: 'muted' }, 'Loading…'));
+    renderFor(seq, h('h1', {}, title), h('p', { class: 'muted' }, 'Loading…'));
     const page = await api.get(`/api/v1/products?${params}`, { auth: false });
     const stock = await availability(page.items.map((p) => p.id));
     const items = page.items.map((p) =>
@@ -158,18 +164,19 @@ async function listView({ category = '', q = '', cursor = '' }) {
     const next = page.next_cursor
         ? h('p', { class: 'pager' }, h('a', { class: 'button secondary', href: `#/${q ? `search?q=${encodeURIComponent(q)}&` : category ? `c/${encodeURIComponent(category)}?` : '?'}cursor=${encodeURIComponent(page.next_cursor)}` }, 'More products'))
         : null;
-    render(h('h1', {}, title),
+    renderFor(seq, h('h1', {}, title),
         items.length ? h('ul', { class: 'grid', 'aria-label': 'Products' }, items) : h('p', {}, q ? 'No product matches your search.' : 'No products here yet.'),
         next);
 }
 
 async function productView(id) {
+    const seq = routeSeq;
     await renderCategories(null);
     const p = await api.get(`/api/v1/products/${encodeURIComponent(id)}`, { auth: false });
     const stock = await availability([p.id]);
     const avail = stock.get(p.id);
     const qty = h('input', { id: 'qty', type: 'number', min: 1, max: Math.max(1, Math.min(avail ?? 1000, 1000)), value: 1, inputmode: 'numeric' });
-    render(h('article', { class: 'product' },
+    renderFor(seq, h('article', { class: 'product' },
         productImage(p),
         h('div', {},
             h('h1', {}, p.name),
@@ -189,10 +196,11 @@ function requireSignIn() {
 }
 
 async function cartView() {
+    const seq = routeSeq;
     if (!requireSignIn()) return;
     const cart = await api.get('/api/v1/cart');
     if (cart.items.length === 0) {
-        render(h('h1', {}, 'Your cart'), h('p', {}, 'Your cart is empty. ', h('a', { href: '#/' }, 'Browse products')));
+        renderFor(seq, h('h1', {}, 'Your cart'), h('p', {}, 'Your cart is empty. ', h('a', { href: '#/' }, 'Browse products')));
         return;
     }
     const stock = await availability(cart.items.map((i) => i.product_id));
@@ -219,10 +227,10 @@ async function cartView() {
                 } catch (e) { flash(errorText(e), 'error'); }
             } }, 'Remove')));
     });
-    render(h('h1', {}, 'Your cart'),
+    renderFor(seq, h('h1', {}, 'Your cart'),
         h('div', { class: 'table-wrap' }, h('table', {},
             h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Product'), h('th', { scope: 'col' }, 'Price'), h('th', { scope: 'col' }, 'Quantity'), h('th', { scope: 'col' }, 'Total'), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
-            h('tbody', {}, rows))),
+            h('tbody', { id: 'cart-items' }, rows))),
         h('p', { class: 'price', id: 'cart-total' }, `Total: ${money(cart.total)}`),
         h('p', {}, h('a', { class: 'button', href: '#/checkout' }, 'Checkout')));
 }
@@ -232,10 +240,11 @@ function field(id, label, attrs = {}) {
 }
 
 async function checkoutView() {
+    const seq = routeSeq;
     if (!requireSignIn()) return;
     const cart = await api.get('/api/v1/cart');
     if (cart.items.length === 0) {
-        render(h('h1', {}, 'Checkout'), h('p', {}, 'Your cart is empty. ', h('a', { href: '#/' }, 'Browse products')));
+        renderFor(seq, h('h1', {}, 'Checkout'), h('p', {}, 'Your cart is empty. ', h('a', { href: '#/' }, 'Browse products')));
         return;
     }
     const cards = h('fieldset', {}, h('legend', {}, 'Payment (sandbox test cards)'),
@@ -273,7 +282,7 @@ async function checkoutView() {
             button.disabled = false;
         }
     });
-    render(h('h1', {}, 'Checkout'), form);
+    renderFor(seq, h('h1', {}, 'Checkout'), form);
 }
 
 function statusBadge(s) {
@@ -285,17 +294,24 @@ function reasonText(o) {
     return h('p', { class: 'alert', 'data-reason': o.cancel_reason }, REASONS[o.cancel_reason] ?? `Cancelled: ${o.cancel_reason}`);
 }
 
+// Still moving: the saga runs, or a cancelled order's money is still
+// being voided or refunded.
+function settling(o) {
+    return !TERMINAL.has(o.status) || (o.status === 'CANCELLED' && (o.payment_status === 'paid' || o.payment_status === 'authorized'));
+}
+
 function schedule(fn) {
     clearTimeout(pollTimer);
     pollTimer = setTimeout(fn, POLL_MS);
 }
 
 async function ordersView() {
+    const seq = routeSeq;
     if (!requireSignIn()) return;
     const route = location.hash;
     const table = h('tbody');
     const live = h('p', { class: 'visually-hidden', 'aria-live': 'polite', id: 'orders-live' });
-    render(h('h1', {}, 'Your orders'),
+    renderFor(seq, h('h1', {}, 'Your orders'),
         h('div', { class: 'table-wrap' }, h('table', { id: 'orders' },
             h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Order'), h('th', { scope: 'col' }, 'Placed'), h('th', { scope: 'col' }, 'Total'), h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, 'Payment'))),
             table)), live);
@@ -322,16 +338,17 @@ async function ordersView() {
             if (seen.has(o.id) && seen.get(o.id) !== o.status) live.textContent = `Order ${o.id.slice(-12)} is now ${o.status}`;
             seen.set(o.id, o.status);
         }
-        if (page.items.some((o) => !TERMINAL.has(o.status))) schedule(refresh);
+        if (page.items.some(settling)) schedule(refresh);
     };
     await refresh();
 }
 
 async function orderView(id) {
+    const seq = routeSeq;
     if (!requireSignIn()) return;
     const route = location.hash;
     const box = h('div', { 'aria-live': 'polite', id: 'order-detail' });
-    render(h('h1', {}, 'Order'), box);
+    renderFor(seq, h('h1', {}, 'Order'), box);
     const refresh = async () => {
         if (location.hash !== route) return;
         let o;
@@ -366,21 +383,23 @@ async function orderView(id) {
                 refresh();
             } }, 'Cancel order') : null,
             h('p', {}, h('a', { href: '#/orders' }, 'All orders'))].filter(Boolean));
-        if (!TERMINAL.has(o.status)) schedule(refresh);
+        if (settling(o)) schedule(refresh);
     };
     await refresh();
 }
 
 async function notificationsView() {
+    const seq = routeSeq;
     if (!requireSignIn()) return;
     const page = await api.get('/api/v1/notifications?limit=50');
-    render(h('h1', {}, 'Inbox'),
+    renderFor(seq, h('h1', {}, 'Inbox'),
         page.items.length
             ? h('ul', { class: 'plain' }, page.items.map((n) => h('li', {}, h('details', {}, h('summary', {}, h('strong', {}, n.subject), h('span', { class: 'muted' }, ` ${when(n.created_at)}`)), h('pre', { style: 'white-space: pre-wrap' }, n.body)))))
             : h('p', {}, 'No messages yet.'));
 }
 
 function authView(kind, params) {
+    const seq = routeSeq;
     const register = kind === 'register';
     const err = h('div', { role: 'alert' });
     const form = h('form', { class: 'form' },
@@ -404,11 +423,12 @@ function authView(kind, params) {
             err.replaceChildren(h('p', { class: 'alert' }, e.status === 401 ? 'Wrong e-mail or password.' : errorText(e)));
         }
     });
-    render(h('h1', {}, register ? 'Create an account' : 'Sign in'), form,
+    renderFor(seq, h('h1', {}, register ? 'Create an account' : 'Sign in'), form,
         h('p', {}, register ? h('a', { href: '#/signin' }, 'Already have an account? Sign in') : h('a', { href: '#/register' }, 'New here? Create an account')));
 }
 
 async function route() {
+    const seq = ++routeSeq;
     clearTimeout(pollTimer);
     const raw = location.hash.replace(/^#/, '') || '/';
     const [path, query = ''] = raw.split('?');
@@ -427,9 +447,9 @@ async function route() {
         else if (parts[0] === 'notifications') await notificationsView();
         else if (parts[0] === 'signin') authView('signin', params);
         else if (parts[0] === 'register') authView('register', params);
-        else render(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the shop')));
+        else renderFor(seq, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the shop')));
     } catch (e) {
-        render(h('h1', {}, 'Something went wrong'), h('p', { class: 'alert' }, errorText(e)));
+        renderFor(seq, h('h1', {}, 'Something went wrong'), h('p', { class: 'alert' }, errorText(e)));
     }
     focusMain();
 }
