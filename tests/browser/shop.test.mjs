@@ -227,7 +227,9 @@ describe('storefront and console in a browser', () => {
         await shot(page, 'shop-orders');
         await page.getByRole('link', { name: 'Inbox' }).click();
         await page.getByRole('heading', { name: 'Inbox' }).waitFor();
+        await page.locator('main details').first().waitFor();
         await checkAccessibility(page, 'inbox');
+        await shot(page, 'shop-inbox');
         assert.deepEqual(page.errors, []);
         await page.context().close();
     });
@@ -326,9 +328,11 @@ describe('storefront and console in a browser', () => {
     it('an admin sees every service healthy, kills one and watches it go down and come back', { timeout: 90_000 }, async () => {
         const page = await consolePage();
         await page.locator('#services-summary', { hasText: /^All \d+ services healthy$/ }).waitFor({ timeout: 30_000 });
-        // Some traffic for the charts.
-        for (let i = 0; i < 5; i++) await fetch(`${shop.gw}/api/v1/products?limit=2`);
-        await page.locator('[data-service="catalog"] .metrics').waitFor();
+        // Traffic through the gateway shows as the catalog's request rate.
+        await waitFor(async () => {
+            await Promise.all(Array.from({ length: 5 }, () => fetch(`${shop.gw}/api/v1/products?limit=2`).then((r) => r.arrayBuffer())));
+            return page.locator('[data-service="catalog"] .metrics', { hasText: /[1-9][\d.]* req\/s/ }).isVisible();
+        }, { timeoutMs: WAIT, intervalMs: 100, message: 'a request rate above 0 for the catalog' });
         await shot(page, 'console-services');
         await checkAccessibility(page, 'console services');
 
@@ -366,10 +370,29 @@ describe('storefront and console in a browser', () => {
         await page.getByRole('link', { name: 'Sagas' }).click();
         await page.getByRole('heading', { name: 'Sagas' }).waitFor();
         await checkAccessibility(page, 'console sagas');
+        // One order's saga, step by step (the customer's first order).
+        const orders = await api('GET', '/api/v1/orders?limit=50', { token: (await api('POST', '/api/v1/auth/login', { json: { email: customer.email, password: PASSWORD } })).json.access_token });
+        const confirmed = orders.json.items.find((o) => o.status === 'CONFIRMED');
+        assert.ok(confirmed, 'the customer has a confirmed order');
+        await page.goto(`${shop.gw}/console/#/sagas/${confirmed.id}`);
+        await page.getByRole('heading', { name: `Order ${confirmed.id}` }).waitFor();
+        for (const step of ['reserve', 'authorize', 'ship', 'capture', 'commit']) {
+            assert.ok(await page.locator('#saga-detail td', { hasText: new RegExp(`^${step}$`) }).count() >= 1, `step ${step} listed`);
+        }
+        await shot(page, 'console-saga');
+
+        // Stock administration: adjust the first product's stock by +3.
         await page.getByRole('link', { name: 'Products and stock' }).click();
         await page.getByRole('heading', { name: 'Products and stock' }).waitFor();
         await checkAccessibility(page, 'console catalog');
         await shot(page, 'console-catalog');
+        const row = page.locator('tr[data-product]').first();
+        const productId = await row.getAttribute('data-product');
+        const onHand = (await api('GET', `/api/v1/stock/${productId}`, { token: admin })).json.on_hand;
+        await row.getByLabel('Adjust by').fill('3');
+        await row.getByRole('button', { name: 'Adjust' }).click();
+        await page.getByText(/adjusted by 3\.$/).waitFor();
+        assert.equal((await api('GET', `/api/v1/stock/${productId}`, { token: admin })).json.on_hand, onHand + 3);
         assert.deepEqual(page.errors, []);
         await page.context().close();
     });
@@ -400,6 +423,7 @@ describe('storefront and console in a browser', () => {
         await page.getByRole('link', { name: 'Bus' }).click();
         await page.locator(`[data-subscription="${sub}"]`).waitFor();
         await checkAccessibility(page, 'console bus');
+        await shot(page, 'console-bus');
         await page.locator(`[data-subscription="${sub}"] a`, { hasText: '1 dead letters' }).click();
         await page.getByRole('heading', { name: `Dead letters of ${sub} (1)` }).waitFor();
         await page.getByRole('button', { name: `Inspect message ${msg.seq}` }).click();
