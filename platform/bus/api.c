@@ -524,5 +524,13 @@ const struct ag_route bus_routes[] = {
     { "GET", "/v1/subscriptions/{name}/dead-letters/{seq}", get_dead_letter, AG_ROLE_INTERNAL },
     { "POST", "/v1/subscriptions/{name}/dead-letters/replay", replay_dead_letters_route,
       AG_ROLE_INTERNAL },
+    /* The console's view, routed by the gateway (/api/v1/admin/subscriptions)
+     * with the administrator's own identity: read the backlog and the dead
+     * letters, replay them; nothing that consumes, publishes or deletes. */
+    { "GET", "/v1/admin/subscriptions", list_subscriptions, AG_ROLE_ADMIN },
+    { "GET", "/v1/admin/subscriptions/{name}/dead-letters", list_dead_letters, AG_ROLE_ADMIN },
+    { "GET", "/v1/admin/subscriptions/{name}/dead-letters/{seq}", get_dead_letter, AG_ROLE_ADMIN },
+    { "POST", "/v1/admin/subscriptions/{name}/replay-dead-letters", replay_dead_letters_route,
+      AG_ROLE_ADMIN },
 };
 const size_t bus_nroutes = AG_ARRAY_SIZE(bus_routes);

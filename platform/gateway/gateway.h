@@ -313,6 +313,17 @@ struct gw_client_sig {
     char value[AG_IDENTITY_MAXLEN]; /* "c1;<addr>;<exp>;<mac>" */
 };
 
+/* What the gateway measured of one upstream service since start, for the
+ * console (GET /api/v1/admin/services): cumulative, the console turns two
+ * readings into rates. */
+#define GW_STATS_MAX 64
+struct gw_svc_stats {
+    char name[64];     /* service name; "" for a free slot */
+    uint64_t requests; /* calls answered (any outcome) */
+    uint64_t errors;   /* 5xx, timeouts, unavailable, transport errors */
+    uint64_t total_us; /* sum of call durations, microseconds */
+};
+
 struct gw {
     struct gw_settings settings;
     struct ag_service *svc;        /* borrowed */
@@ -343,8 +354,9 @@ struct gw {
     struct ag_metric *m_ratelimit_keys;
     struct ag_metric *m_token_cache;
     struct ag_metric *m_faults;
-    uv_timer_t start_timer; /* runs once the listener is open */
-    uv_timer_t sweep_timer; /* cache and bucket eviction */
+    struct gw_svc_stats stats[GW_STATS_MAX]; /* per upstream service */
+    uv_timer_t start_timer;                  /* runs once the listener is open */
+    uv_timer_t sweep_timer;                  /* cache and bucket eviction */
     bool timers_ready;
     bool stopping;
 };
@@ -355,6 +367,14 @@ void gw_dispatch(struct ag_http_req *req, void *udata);
 
 /* GET /health/services: probe every instance of every routed service. */
 void gw_health_services(struct ag_http_req *req, void *udata);
+
+/* GET /api/v1/admin/services, once the caller is known to be an admin:
+ * the content of /health/services plus the per-service counters of
+ * 'gw->stats', always 200 (the console shows what is down). */
+void gw_admin_services(struct gw *gw, struct ag_http_req *req);
+
+/* Count one upstream call of 'service' that took 'dur_ns'. */
+void gw_stats_record(struct gw *gw, const char *service, bool error, uint64_t dur_ns);
 
 /* The static instances of 'name', or NULL when it is not static. */
 const struct gw_upstream *gw_static_upstream(const struct gw *gw, const char *name);

@@ -13,6 +13,7 @@
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/mem.h"
+#include "agora/time.h"
 
 struct probe_set {
     struct gw *gw;
@@ -21,6 +22,7 @@ struct probe_set {
     json_t *services; /* borrowed from root */
     size_t pending;   /* probes not answered yet */
     bool started;     /* every probe has been sent */
+    bool admin;       /* the console's view: counters added, always 200 */
 };
 
 struct probe {
@@ -65,6 +67,21 @@ finish(struct probe_set *ps)
         all_ok = all_ok && healthy > 0;
     }
     json_object_set_new(ps->root, "status", json_string(all_ok ? "ok" : "degraded"));
+    if (ps->admin) {
+        for (size_t i = 0; i < GW_STATS_MAX && ps->gw->stats[i].name[0] != '\0'; i++) {
+            const struct gw_svc_stats *st = &ps->gw->stats[i];
+            json_t *s = json_object_get(ps->services, st->name);
+            if (s == NULL)
+                continue;
+            json_object_set_new(s, "requests",
+                                json_pack("{s:I, s:I, s:I}", "total", (json_int_t)st->requests,
+                                          "errors", (json_int_t)st->errors, "duration_us",
+                                          (json_int_t)st->total_us));
+        }
+        json_object_set_new(ps->root, "time_ms", json_integer((json_int_t)ag_time_unix_ms()));
+        ag_send_json(ps->req, 200, ps->root);
+        return;
+    }
     ag_send_json(ps->req, all_ok ? 200 : 503, ps->root);
 }
 
@@ -84,13 +101,42 @@ on_probe(struct ag_http_client *client, const struct ag_http_client_response *re
         finish(ps);
 }
 
+/* The Unix milliseconds a UUIDv7 was made at (its first 48 bits), or -1. */
+static int64_t
+uuid7_ms(const char *u)
+{
+    int64_t ms = 0;
+    int digits = 0;
+    for (const char *p = u; *p != '\0' && digits < 12; p++) {
+        if (*p == '-')
+            continue;
+        int v = *p >= '0' && *p <= '9'   ? *p - '0'
+                : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10
+                : *p >= 'A' && *p <= 'F' ? *p - 'A' + 10
+                                         : -1;
+        if (v < 0)
+            return -1;
+        ms = ms * 16 + v;
+        digits++;
+    }
+    return digits == 12 ? ms : -1;
+}
+
 static void
 probe_instance(struct probe_set *ps, const char *service, const char *id, const char *host,
-               int port)
+               int port, const char *incarnation)
 {
     struct gw *gw = ps->gw;
     json_t *inst = json_pack("{s:s, s:s, s:i, s:b}", "id", id, "address", host, "port", port,
                              "ejected", ag_http_client_is_ejected(gw->client, service, id));
+    if (incarnation != NULL) {
+        /* A new one per process (the chassis registers a UUIDv7): the
+         * console tells a restarted instance and its uptime from it. */
+        json_object_set_new(inst, "incarnation", json_string(incarnation));
+        int64_t ms = uuid7_ms(incarnation);
+        if (ms >= 0)
+            json_object_set_new(inst, "started_ms", json_integer((json_int_t)ms));
+    }
     json_array_append_new(json_object_get(json_object_get(ps->services, service), "instances"),
                           inst);
     struct probe *p = ag_pool_calloc(ps->req->pool, sizeof(*p));
@@ -131,12 +177,29 @@ in_list(const char *list, const char *name)
 }
 
 void
-gw_health_services(struct ag_http_req *req, void *udata)
+gw_stats_record(struct gw *gw, const char *service, bool error, uint64_t dur_ns)
 {
-    struct gw *gw = udata;
+    size_t i = 0;
+    while (i < GW_STATS_MAX && gw->stats[i].name[0] != '\0' &&
+           strcmp(gw->stats[i].name, service) != 0)
+        i++;
+    if (i == GW_STATS_MAX || strlen(service) >= sizeof(gw->stats[i].name))
+        return; /* more services than slots: the rest are not counted */
+    struct gw_svc_stats *st = &gw->stats[i];
+    if (st->name[0] == '\0')
+        memcpy(st->name, service, strlen(service) + 1);
+    st->requests++;
+    st->errors += error;
+    st->total_us += dur_ns / 1000;
+}
+
+static void
+probe_all(struct gw *gw, struct ag_http_req *req, bool admin)
+{
     struct probe_set *ps = ag_pool_calloc(req->pool, sizeof(*ps));
     ps->gw = gw;
     ps->req = req;
+    ps->admin = admin;
     ps->services = json_object();
     ps->root = json_pack("{s:s, s:s, s:o}", "status", "unknown", "config",
                          gw->config ? gw->config->source : "", "services", ps->services);
@@ -162,23 +225,39 @@ gw_health_services(struct ag_http_req *req, void *udata)
         if (up != NULL) {
             for (size_t k = 0; k < up->n; k++)
                 probe_instance(ps, name, up->instances[k].id, up->instances[k].host,
-                               up->instances[k].port);
+                               up->instances[k].port, NULL);
         } else if (gw->reg != NULL) {
             const struct ag_registry_instance *inst = NULL;
             size_t n = ag_registry_instances(gw->reg, name, &inst);
             /* Copy first: a probe's synchronous failure must not see the
              * registry's cache change under it. */
             struct ag_registry_instance *copy = ag_pool_alloc(req->pool, (n + 1) * sizeof(*copy));
+            const char **incs = ag_pool_alloc(req->pool, (n + 1) * sizeof(*incs));
             for (size_t k = 0; k < n; k++) {
                 copy[k].id = ag_pool_strdup(req->pool, inst[k].id);
                 copy[k].address = ag_pool_strdup(req->pool, inst[k].address);
                 copy[k].port = inst[k].port;
+                const char *inc =
+                    json_string_value(json_object_get(inst[k].metadata, "incarnation"));
+                incs[k] = inc != NULL ? ag_pool_strdup(req->pool, inc) : NULL;
             }
             for (size_t k = 0; k < n; k++)
-                probe_instance(ps, name, copy[k].id, copy[k].address, copy[k].port);
+                probe_instance(ps, name, copy[k].id, copy[k].address, copy[k].port, incs[k]);
         }
     }
     ps->started = true;
     if (ps->pending == 0)
         finish(ps);
+}
+
+void
+gw_health_services(struct ag_http_req *req, void *udata)
+{
+    probe_all(udata, req, false);
+}
+
+void
+gw_admin_services(struct gw *gw, struct ag_http_req *req)
+{
+    probe_all(gw, req, true);
 }

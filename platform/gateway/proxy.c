@@ -508,8 +508,9 @@ on_upstream(struct ag_http_client *client, const struct ag_http_client_response 
     const char *olabels[] = { svc, outcome_of(resp) };
     ag_counter_add(gw->m_upstream_requests, olabels, 1);
     const char *dlabels[] = { svc };
-    ag_histogram_observe(gw->m_upstream_duration, dlabels,
-                         (double)(ag_time_mono_ns() - g->sent_ns) / 1e9);
+    uint64_t dur_ns = ag_time_mono_ns() - g->sent_ns;
+    ag_histogram_observe(gw->m_upstream_duration, dlabels, (double)dur_ns / 1e9);
+    gw_stats_record(gw, svc, resp->err != 0 || resp->status >= 500, dur_ns);
     if (resp->err != 0) {
         send_upstream_error(g, resp);
         return;
@@ -910,6 +911,57 @@ proxy(struct gw *gw, struct ag_http_req *req, struct gw_config *cfg, const struc
     inject_or_forward(g, NULL);
 }
 
+/* ---- Admin views answered by the gateway itself ---- */
+
+static void
+after_admin_auth(struct ag_http_req *req, enum gw_auth_status st, const struct gw_principal *who,
+                 void *udata)
+{
+    struct gw *gw = udata;
+    if (st == GW_AUTH_UNAVAILABLE) {
+        ag_http_resp_header(req, "Retry-After", "5");
+        ag_send_problem(req, 503, "auth-unavailable", "Service Unavailable",
+                        "cannot verify access tokens now: the signing keys are unavailable");
+        return;
+    }
+    if (st != GW_AUTH_OK || who == NULL) {
+        const char *reasons[] = { "invalid" };
+        ag_counter_add(gw->m_auth_failures, reasons, 1);
+        ag_http_resp_header(req, "WWW-Authenticate",
+                            "Bearer realm=\"agora\", error=\"invalid_token\"");
+        ag_send_error(req, AG_EAUTH, "the access token is invalid or has expired");
+        return;
+    }
+    if ((who->roles & AG_IDENTITY_ADMIN) == 0) {
+        const char *reasons[] = { "forbidden" };
+        ag_counter_add(gw->m_auth_failures, reasons, 1);
+        ag_send_error(req, AG_EFORBIDDEN, "this resource needs the admin role");
+        return;
+    }
+    gw_admin_services(gw, req);
+}
+
+/* GET /api/v1/admin/services: a bearer token with the admin role. */
+static void
+admin_services(struct gw *gw, struct ag_http_req *req)
+{
+    req->route_id = "/api/v1/admin/services";
+    if (req->method != AG_HTTP_GET && req->method != AG_HTTP_HEAD) {
+        ag_http_resp_header(req, "Allow", "GET, HEAD");
+        ag_send_error(req, AG_EMETHOD, "this resource answers GET and HEAD only");
+        return;
+    }
+    struct ag_str token = bearer_token(ag_http_req_header(req, "Authorization"));
+    if (token.len == 0) {
+        const char *reasons[] = { "missing" };
+        ag_counter_add(gw->m_auth_failures, reasons, 1);
+        ag_http_resp_header(req, "WWW-Authenticate", "Bearer realm=\"agora\"");
+        ag_send_error(req, AG_EAUTH, "this resource needs a bearer token");
+        return;
+    }
+    gw_auth_check(gw->auth, req, token, after_admin_auth, gw);
+}
+
 static bool
 is_api_path(struct ag_str path)
 {
@@ -921,6 +973,10 @@ gw_dispatch(struct ag_http_req *req, void *udata)
 {
     struct gw *gw = udata;
     struct gw_config *cfg = gw->config;
+    if (ag_str_eq_cstr(req->path, "/api/v1/admin/services")) {
+        admin_services(gw, req);
+        return;
+    }
     const struct gw_route *rt = cfg ? gw_config_match(cfg, req->path) : NULL;
     if (rt != NULL) {
         proxy(gw, req, cfg, rt);

@@ -551,6 +551,65 @@ describe('the public API description against the running shop', () => {
         await api('GET', '/api/v1/sagas/rebuild-check', { token: s.token, expect: 403 });
     });
 
+    it('bus (administrators): subscriptions with their backlog, a dead letter inspected and replayed', async () => {
+        // A real dead letter: a subscription of our own allowing one attempt,
+        // a product.created delivered to it and rejected.
+        const bus = shop.url('bus');
+        const ident = { ...shop.operator, 'content-type': 'application/json' };
+        const sub = `contract-${Date.now()}`;
+        assert.equal((await fetch(`${bus}/v1/subscriptions/${sub}`, { method: 'PUT', headers: ident, body: JSON.stringify({ topics: ['product.created'], max_attempts: 1 }) })).status, 201);
+        const created = await api('POST', '/api/v1/products', { token: s.admin, json: { sku: `CT-DL-${Date.now()}`, name: 'Dead letter', price: { amount: 100, currency: 'EUR' } }, expect: 201 });
+        let msg;
+        await waitFor(async () => {
+            const r = await (await fetch(`${bus}/v1/subscriptions/${sub}/pull`, { method: 'POST', headers: ident, body: JSON.stringify({ max_messages: 10, wait_ms: 1000 }) })).json();
+            msg = r.messages.find((m) => JSON.stringify(m.data).includes(created.json.id));
+            return msg !== undefined;
+        }, { timeoutMs: 15000, intervalMs: 50, message: 'the product.created delivery' });
+        assert.equal((await fetch(`${bus}/v1/subscriptions/${sub}/nack`, { method: 'POST', headers: ident, body: JSON.stringify({ ack_ids: [msg.ack_id], error: 'rejected by the contract test' }) })).status, 200);
+
+        await waitFor(async () => {
+            const list = await api('GET', '/api/v1/admin/subscriptions', { token: s.admin, expect: 200 });
+            return list.json.subscriptions.find((x) => x.name === sub)?.backlog.dead_letters === 1;
+        }, { timeoutMs: 15000, intervalMs: 50, message: 'the dead letter in the backlog' });
+        await api('GET', '/api/v1/admin/subscriptions', { token: s.token, expect: 403 });
+        await api('GET', '/api/v1/admin/subscriptions', { expect: 401 });
+        const dead = await api('GET', '/api/v1/admin/subscriptions/{name}/dead-letters', { token: s.admin, params: { name: sub }, expect: 200 });
+        assert.deepEqual(dead.json.messages.map((m) => m.seq), [msg.seq]);
+        await api('GET', '/api/v1/admin/subscriptions/{name}/dead-letters', { token: s.admin, params: { name: 'no-such-subscription' }, expect: 404 });
+        await api('GET', '/api/v1/admin/subscriptions/{name}/dead-letters', { token: s.token, params: { name: sub }, expect: 403 });
+        const one = await api('GET', '/api/v1/admin/subscriptions/{name}/dead-letters/{seq}', { token: s.admin, params: { name: sub, seq: msg.seq }, expect: 200 });
+        assert.equal(one.json.last_error, 'rejected by the contract test');
+        await api('GET', '/api/v1/admin/subscriptions/{name}/dead-letters/{seq}', { token: s.admin, params: { name: sub, seq: msg.seq + 1000000 }, expect: 404 });
+        await api('POST', '/api/v1/admin/subscriptions/{name}/replay-dead-letters', { token: s.admin, params: { name: sub }, json: { seqs: ['x'] }, expect: 422 });
+        await api('POST', '/api/v1/admin/subscriptions/{name}/replay-dead-letters', { token: s.token, params: { name: sub }, json: {}, expect: 403 });
+        const replayed = await api('POST', '/api/v1/admin/subscriptions/{name}/replay-dead-letters', { token: s.admin, params: { name: sub }, json: { seqs: [msg.seq] }, expect: 200 });
+        assert.equal(replayed.json.replayed, 1);
+        // What a service may do stays internal: an administrator cannot pull.
+        assert.equal((await fetch(`${gw}/api/v1/admin/subscriptions/${sub}/pull`, { method: 'POST', headers: { authorization: `Bearer ${s.admin}`, 'content-type': 'application/json' }, body: '{}' })).status, 404);
+        await fetch(`${bus}/v1/subscriptions/${sub}`, { method: 'DELETE', headers: ident });
+    });
+
+    it('the gateway\'s service map for the console: /api/v1/admin/services (admin only)', async () => {
+        const r = await fetch(`${gw}/api/v1/admin/services`, { headers: { authorization: `Bearer ${s.admin}` } });
+        assert.equal(r.status, 200);
+        const body = await r.json();
+        assert.equal(typeof body.time_ms, 'number');
+        for (const name of ['catalog', 'orders', 'bus']) {
+            const svc = body.services[name];
+            assert.equal(svc.status, 'ok', `${name}: ${JSON.stringify(svc)}`);
+            assert.match(svc.instances[0].incarnation, /^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+            assert.ok(svc.instances[0].started_ms <= Date.now());
+        }
+        assert.ok(body.services.catalog.requests.total > 0, 'the gateway counted the catalog calls');
+        const customer = await fetch(`${gw}/api/v1/admin/services`, { headers: { authorization: `Bearer ${s.token}` } });
+        assert.equal(customer.status, 403);
+        assert.equal((await customer.json()).type, 'urn:agora:problem:forbidden');
+        const anonymous = await fetch(`${gw}/api/v1/admin/services`);
+        assert.equal(anonymous.status, 401);
+        assert.match(anonymous.headers.get('www-authenticate') ?? '', /^Bearer/);
+        assert.equal((await fetch(`${gw}/api/v1/admin/services`, { method: 'POST', headers: { authorization: `Bearer ${s.admin}` } })).status, 405);
+    });
+
     it('every documented path answers 405, with Allow, to a method it does not offer', async () => {
         for (const p of [...new Set(contract.ops.map((o) => o.path))]) {
             const methods = new Set(contract.ops.filter((o) => o.path === p).map((o) => o.method));

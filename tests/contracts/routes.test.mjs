@@ -28,7 +28,7 @@ const key = (method, p) => `${method} ${p}`;
 
 // Operations the gateway answers in its fallback handler (gw_dispatch:
 // static files, CORS preflights), not through a route-table entry.
-const FALLBACK_OPERATIONS = new Set(['platform/gateway GET /{path}', 'platform/gateway OPTIONS /api/{proxied}']);
+const FALLBACK_OPERATIONS = new Set(['platform/gateway GET /{path}', 'platform/gateway OPTIONS /api/{proxied}', 'platform/gateway GET /api/v1/admin/services']);
 
 function expectedSecurity(role) {
     switch (role) {

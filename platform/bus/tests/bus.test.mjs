@@ -141,6 +141,41 @@ describe('bus API (one process)', () => {
         assert.equal((await api.get('/v1/subscriptions/rogue')).status, 404);
     });
 
+    it('the /v1/admin routes (the console, through the gateway): an administrator reads and replays; a customer gets 403, no identity 401, a bare service 403', T, async () => {
+        await putSub(api, 'console', { topics: ['console.t'], max_attempts: 1 });
+        await publish(api, [{ topic: 'console.t', subject: 'k', data: { n: 1 } }]);
+        const { messages } = await pull(api, 'console', { wait_ms: 5000 });
+        assert.equal(messages.length, 1);
+        assert.equal((await api.post('/v1/subscriptions/console/nack', { ack_ids: [messages[0].ack_id], error: 'no' })).status, 200);
+        const seq = messages[0].seq;
+        const admin = client(svc, { identity: { userId: 'a1', roles: ['admin'] } });
+        const customer = client(svc, { identity: { userId: 'c1', roles: ['customer'] } });
+        const anon = client(svc, { identity: null });
+        const routes = [
+            ['GET', '/v1/admin/subscriptions'],
+            ['GET', '/v1/admin/subscriptions/console/dead-letters'],
+            ['GET', `/v1/admin/subscriptions/console/dead-letters/${seq}`],
+            ['POST', '/v1/admin/subscriptions/console/replay-dead-letters', { seqs: [seq + 1000] }],
+        ];
+        for (const [method, path, body] of routes) {
+            expectProblem(await anon.request(method, path, { json: body }), 401);
+            expectProblem(await customer.request(method, path, { json: body }), 403);
+            // The admin routes are for people: a service uses its own routes.
+            expectProblem(await api.request(method, path, { json: body }), 403);
+        }
+        const list = await admin.get('/v1/admin/subscriptions');
+        assert.equal(list.status, 200);
+        assert.equal(list.json.subscriptions.find((x) => x.name === 'console').backlog.dead_letters, 1);
+        assert.deepEqual((await admin.get('/v1/admin/subscriptions/console/dead-letters')).json.messages.map((m) => m.seq), [seq]);
+        assert.equal((await admin.get(`/v1/admin/subscriptions/console/dead-letters/${seq}`)).json.last_error, 'no');
+        assert.equal((await admin.post('/v1/admin/subscriptions/console/replay-dead-letters', { seqs: [seq] })).json.replayed, 1);
+        // An administrator cannot consume, publish or delete.
+        expectProblem(await admin.post('/v1/subscriptions/console/pull', { wait_ms: 0 }), 403);
+        expectProblem(await admin.request('DELETE', '/v1/subscriptions/console/dead-letters'), 403);
+        const again = await pull(api, 'console', { wait_ms: 5000 });
+        assert.equal(again.messages[0].seq, seq);
+    });
+
     it('a held pull is answered right after a publish, long before its wait_ms', T, async () => {
         await putSub(api, 'lp', { topics: ['lp.t'] });
         const held = pull(api, 'lp', { wait_ms: 20_000 });

@@ -434,6 +434,29 @@ describe('gateway in front of catalog and node upstreams', () => {
         assert.equal((await api.get('/health')).status, 200);
     });
 
+    it('GET /api/v1/admin/services: the service map with counters for an admin token; 401 without a valid token, 403 for a customer', T, async () => {
+        await api.get('/api/v1/products?limit=1');
+        const none = await api.get('/api/v1/admin/services');
+        expectProblem(none, 401);
+        assert.match(none.header('www-authenticate') ?? '', /^Bearer realm="agora"$/);
+        const bad = await api.get('/api/v1/admin/services', { headers: { authorization: 'Bearer not.a.token' } });
+        expectProblem(bad, 401);
+        assert.match(bad.header('www-authenticate') ?? '', /error="invalid_token"/);
+        // A forged identity header is no credential here either.
+        expectProblem(await api.get('/api/v1/admin/services', { headers: { 'x-agora-identity': identityHeader({ userId: ADMIN_SUB, roles: ['admin'] }) } }), 401);
+        const customer = makeToken({ key: k1, claims: { sub: CUSTOMER_SUB, roles: ['customer'] } });
+        const forbidden = await api.get('/api/v1/admin/services', { headers: { authorization: `Bearer ${customer}` } });
+        expectProblem(forbidden, 403);
+        assert.equal(forbidden.json.type, 'urn:agora:problem:forbidden');
+        const admin = makeToken({ key: k1, claims: { sub: ADMIN_SUB, roles: ['admin'] } });
+        const ok = await api.get('/api/v1/admin/services', { headers: { authorization: `Bearer ${admin}` } });
+        assert.equal(ok.status, 200, ok.text);
+        assert.equal(ok.json.services.catalog.status, 'ok');
+        assert.ok(ok.json.services.catalog.requests.total >= 1);
+        assert.equal(typeof ok.json.services.catalog.requests.duration_us, 'number');
+        expectProblem(await api.post('/api/v1/admin/services', {}, { headers: { authorization: `Bearer ${admin}` } }), 405);
+    });
+
     it('an admin token creates a product in the catalog (201); forged identities do not', T, async () => {
         const token = makeToken({ key: k1, claims: { sub: ADMIN_SUB, roles: ['admin'] } });
         const body = { sku: 'GW-1', name: 'Through the gateway', price: { amount: 1234, currency: 'EUR' } };
