@@ -88,6 +88,8 @@ struct inv_reservation {
     char *reserve_reply;               /* in the caller's pool */
     char *commit_reply;                /* or NULL */
     char *release_reply;               /* or NULL */
+    char restocked_at[AG_RFC3339_LEN]; /* "" when its units were never put back */
+    char *restock_reply;               /* {"type","data"} answered to restock, or NULL */
 };
 
 /* ---- api.c ---- */

@@ -13,7 +13,7 @@
     "product_id, on_hand, reserved, low_threshold, active, version, created_at, updated_at"
 #define RES_COLS                                                                                   \
     "id, order_id, state, created_at, expires_at, expires_ms, committed_at, released_at, "         \
-    "release_reason, reserve_reply, commit_reply, release_reply"
+    "release_reason, reserve_reply, commit_reply, release_reply, restocked_at, restock_reply"
 
 /* ---- Stock ---- */
 
@@ -206,6 +206,8 @@ read_reservation(struct ag_stmt *s, struct ag_pool *pool, struct inv_reservation
     out->reserve_reply = ag_stmt_col_dup(s, 9, pool);
     out->commit_reply = ag_stmt_col_dup(s, 10, pool);
     out->release_reply = ag_stmt_col_dup(s, 11, pool);
+    ag_stmt_col_copy(s, 12, out->restocked_at, sizeof(out->restocked_at));
+    out->restock_reply = ag_stmt_col_dup(s, 13, pool);
 }
 
 static int
@@ -252,7 +254,7 @@ inv_store_reservation_insert(struct ag_store *st, const struct inv_reservation *
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "INSERT INTO reservations (" RES_COLS ") VALUES "
-                           "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                           "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                            &s);
     if (rc != 0)
         return rc;
@@ -268,6 +270,8 @@ inv_store_reservation_insert(struct ag_store *st, const struct inv_reservation *
     ag_stmt_bind_cstr(s, 10, r->reserve_reply);
     ag_stmt_bind_cstr(s, 11, r->commit_reply);
     ag_stmt_bind_cstr(s, 12, r->release_reply);
+    ag_stmt_bind_cstr(s, 13, nonempty(r->restocked_at));
+    ag_stmt_bind_cstr(s, 14, r->restock_reply);
     return ag_stmt_exec(s);
 }
 
@@ -275,11 +279,12 @@ int
 inv_store_reservation_update(struct ag_store *st, const struct inv_reservation *r)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "UPDATE reservations SET state = $2, committed_at = $3, "
-                           "released_at = $4, release_reason = $5, commit_reply = $6, "
-                           "release_reply = $7 WHERE id = $1",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "UPDATE reservations SET state = $2, committed_at = $3, "
+                      "released_at = $4, release_reason = $5, commit_reply = $6, "
+                      "release_reply = $7, restocked_at = $8, restock_reply = $9 WHERE id = $1",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, r->id);
@@ -289,6 +294,8 @@ inv_store_reservation_update(struct ag_store *st, const struct inv_reservation *
     ag_stmt_bind_cstr(s, 5, nonempty(r->release_reason));
     ag_stmt_bind_cstr(s, 6, r->commit_reply);
     ag_stmt_bind_cstr(s, 7, r->release_reply);
+    ag_stmt_bind_cstr(s, 8, nonempty(r->restocked_at));
+    ag_stmt_bind_cstr(s, 9, r->restock_reply);
     rc = ag_stmt_exec(s);
     if (rc == 0 && ag_store_changes(st) != 1)
         rc = AG_ENOENT;

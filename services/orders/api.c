@@ -368,7 +368,9 @@ cancel_order(struct ag_http_req *req, void *udata)
     int rc = ag_store_tx(o->store, cancel_tx_fn, &t);
     if (rc == 0) {
         orders_events_kick(o->events);
-        ag_send_json(req, 200, orders_render(t.state));
+        /* A confirmed order waits for shipping's answer: 202. */
+        bool waiting = strcmp(orders_str(t.state, "status"), ORDERS_CONFIRMED) == 0;
+        ag_send_json(req, waiting ? 202 : 200, orders_render(t.state));
     } else if (rc == AG_ECONFLICT && t.why != NULL && strcmp(t.why, "shipped") == 0) {
         ag_send_problem(req, 409, "order-dispatched", "Order dispatched",
                         "order '%s' has shipped and can no longer be cancelled", id);

@@ -30,7 +30,10 @@
  * 3339) to 'state' (an object, empty before "created"), in place. Types:
  * created, stock_reserved, payment_authorized, shipment_created,
  * payment_captured, stock_committed, confirmed, shipped, completed,
- * rejected, cancelled, payment_voided, payment_refunded, stock_released.
+ * rejected, cancelled, payment_voided, payment_refunded, stock_released,
+ * and for a confirmed order's cancel: cancel_requested (the shipment's cancel
+ * was asked for), cancel_refused (shipping refused it: dispatched),
+ * stock_restocked (the committed units went back on hand, once).
  * Returns 0, or AG_ECONFLICT for a move the current state forbids (the
  * state is then unchanged), AG_EINVAL for an unknown type or bad data. */
 int orders_apply(json_t *state, const char *type, const json_t *data, const char *at);
