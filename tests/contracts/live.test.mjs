@@ -251,6 +251,14 @@ describe('the public API description against the running shop', () => {
         });
         await api('POST', '/api/v1/users/{id}/disable', { token: s.admin, params: { id: other.json.id }, expect: 200 });
         await api('POST', '/api/v1/users/{id}/enable', { token: s.admin, params: { id: other.json.id }, expect: 200 });
+        // The courier role, granted and revoked by an administrator only.
+        const granted = await api('PUT', '/api/v1/users/{id}/roles/courier', { token: s.admin, params: { id: other.json.id }, expect: 200 });
+        assert.deepEqual(granted.json.roles, ['customer', 'courier']);
+        await api('PUT', '/api/v1/users/{id}/roles/courier', { token: s.admin, params: { id: NO_SUCH_ID }, expect: 404 });
+        await api('PUT', '/api/v1/users/{id}/roles/courier', { token: s.token, params: { id: s.userId }, expect: 403 });
+        const revoked = await api('DELETE', '/api/v1/users/{id}/roles/courier', { token: s.admin, params: { id: other.json.id }, expect: 200 });
+        assert.deepEqual(revoked.json.roles, ['customer']);
+        await api('DELETE', '/api/v1/users/{id}/roles/courier', { token: s.token, params: { id: s.userId }, expect: 403 });
     });
 
     it('catalog: categories and products, with their preconditions', async () => {

@@ -236,6 +236,45 @@ describe('commerce: checkout through the gateway', () => {
         }
     });
 
+    it('courier role: granted by an admin, a courier ships and delivers; a customer gets 403; a courier reads no one else\'s order or payment', T, async () => {
+        const kim = await customer('kim');
+        const p = await product(2);
+        await fillCart(kim, [[p, 1]]);
+        const o = await settle(kim, (await checkout(kim, { token: 'tok_visa' })).body.id);
+        assert.equal(o.status, 'CONFIRMED');
+        const [ship] = (await api('GET', `/api/v1/shipments?order_id=${o.id}`, { token: kim.token, expect: 200 })).body.items;
+        // A customer (the owner too) cannot move a shipment.
+        for (const move of ['ship', 'deliver', 'cancel']) {
+            const r = await api('POST', `/api/v1/shipments/${ship.id}/${move}`, { token: kim.token });
+            assert.equal(r.status, 403, `${move}: ${r.text}`);
+        }
+        // The administrator makes another account a courier; its next token carries the role.
+        const cy = await customer('cy');
+        const granted = await api('PUT', `/api/v1/users/${cy.id}/roles/courier`, { token: admin, expect: 200 });
+        assert.deepEqual(granted.body.roles, ['customer', 'courier']);
+        await api('PUT', `/api/v1/users/${cy.id}/roles/courier`, { token: cy.token, expect: 403 });
+        const login = await api('POST', '/api/v1/auth/login', { json: { email: cy.email, password: 'a long enough passphrase' }, expect: 200 });
+        const courier = login.body.access_token;
+        // A courier sees the shipment (it needs the address), not the order nor the payment.
+        assert.equal((await api('GET', `/api/v1/shipments/${ship.id}`, { token: courier, expect: 200 })).body.order_id, o.id);
+        await api('GET', `/api/v1/orders/${o.id}`, { token: courier, expect: 404 });
+        const [pay] = await paymentsOf(kim, o.id);
+        await api('GET', `/api/v1/payments/${pay.id}`, { token: courier, expect: 404 });
+        assert.deepEqual((await api('GET', `/api/v1/payments?order_id=${o.id}`, { token: courier, expect: 200 })).body.items, []);
+        await api('GET', '/api/v1/sagas?state=in_flight', { token: courier, expect: 403 });
+        // Cancelling a shipment stays an administrator's.
+        await api('POST', `/api/v1/shipments/${ship.id}/cancel`, { token: courier, expect: 403 });
+        // The courier moves it along: shipped, delivered, and the order completes.
+        assert.equal((await api('POST', `/api/v1/shipments/${ship.id}/ship`, { token: courier, expect: 200 })).body.status, 'shipped');
+        assert.equal((await api('POST', `/api/v1/shipments/${ship.id}/deliver`, { token: courier, expect: 200 })).body.status, 'delivered');
+        assert.equal((await settle(kim, o.id, new Set(['COMPLETED']))).status, 'COMPLETED');
+        // Revoked: the next token has no courier role any more.
+        const revoked = await api('DELETE', `/api/v1/users/${cy.id}/roles/courier`, { token: admin, expect: 200 });
+        assert.deepEqual(revoked.body.roles, ['customer']);
+        const again = (await api('POST', '/api/v1/auth/login', { json: { email: cy.email, password: 'a long enough passphrase' }, expect: 200 })).body.access_token;
+        await api('GET', `/api/v1/shipments/${ship.id}`, { token: again, expect: 404 });
+    });
+
     it('idempotent checkout: same key -> one order; same key, other body -> 422; mass assignment has no effect', T, async () => {
         const dee = await customer('dee');
         const p = await product(5);
