@@ -501,15 +501,17 @@ handle(struct inv *inv, struct ag_store *st, const json_t *event, struct ag_pool
         inv->fx.outcome = "invalid";
         return 0;
     }
-    char *prior;
-    int rc = inv_store_step_get(st, step_key, pool, &prior);
+    struct ag_step prior;
+    int rc = ag_step_get(inv->idem, step_key, pool, &prior);
     if (rc == 0) {
         /* A retry of a step already taken: no second effect, same reply. */
-        json_t *reply = reply_parse(prior);
-        if (reply == NULL)
+        json_t *again = prior.data != NULL ? reply_parse(prior.data) : NULL;
+        if (again == NULL || prior.reply_type == NULL) {
+            json_decref(again);
             return AG_EINTERNAL;
-        rc = publish_reply(inv, reply, order_id, tp);
-        json_decref(reply);
+        }
+        rc = inv_events_publish(inv->events, prior.reply_type, order_id, again, tp);
+        json_decref(again);
         inv->fx.outcome = "duplicate";
         return rc;
     }
@@ -530,10 +532,15 @@ handle(struct inv *inv, struct ag_store *st, const json_t *event, struct ag_pool
         return 0; /* dropped */
     }
     if (rc == 0) {
-        char now[AG_RFC3339_LEN];
-        ag_time_rfc3339(ag_time_unix_ms(), now);
-        rc = inv_store_step_insert(st, step_key, order_id, inv->fx.command,
-                                   reply_text(c.reply, pool), now);
+        struct ag_step step = {
+            .key = step_key,
+            .command = type,
+            .subject = order_id,
+            .done = true,
+            .reply_type = json_string_value(json_object_get(c.reply, "type")),
+            .data = reply_text(json_object_get(c.reply, "data"), pool),
+        };
+        rc = ag_step_put(inv->idem, &step, ag_time_unix_ms());
     }
     if (rc == 0)
         rc = publish_reply(inv, c.reply, order_id, tp);

@@ -42,6 +42,7 @@ struct inv {
     struct ag_service *svc;   /* borrowed */
     struct ag_store *store;   /* borrowed from svc */
     struct ag_events *events; /* borrowed from svc: the outbox and the consumer */
+    struct ag_idem *idem;     /* borrowed from svc: the replies given to saga steps */
     struct inv_settings settings;
     struct ag_metric *m_commands; /* inventory_commands_total{command,outcome} */
     struct ag_metric *m_reserved; /* stock_reserved */
@@ -180,11 +181,5 @@ int inv_store_line_insert(struct ag_store *st, const char *reservation_id,
 /* The lines of a reservation (up to INV_LINES_MAX) into 'out'. */
 int inv_store_lines_get(struct ag_store *st, const char *reservation_id, struct inv_line *out,
                         size_t *out_n);
-
-/* The reply recorded for 'step_key' (JSON text {"type","data"} in 'pool'). */
-int inv_store_step_get(struct ag_store *st, const char *step_key, struct ag_pool *pool,
-                       char **out_reply);
-int inv_store_step_insert(struct ag_store *st, const char *step_key, const char *order_id,
-                          const char *command, const char *reply, const char *now);
 
 #endif /* INV_INVENTORY_H */
