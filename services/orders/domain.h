@@ -13,10 +13,9 @@
 #include "agora/json.h"
 #include "agora/money.h"
 
-#define ORDERS_QTY_MAX      1000 /* units of one product in a cart line */
-#define ORDERS_CART_MAX     100  /* lines in a cart */
-#define ORDERS_TOKEN_MAX    200  /* code points of a payment token */
-#define ORDERS_IDEM_KEY_MAX 200  /* bytes of an Idempotency-Key */
+#define ORDERS_QTY_MAX   1000 /* units of one product in a cart line */
+#define ORDERS_CART_MAX  100  /* lines in a cart */
+#define ORDERS_TOKEN_MAX 200  /* code points of a payment token */
 
 /* Statuses (the "status" field). */
 #define ORDERS_PENDING          "PENDING"
