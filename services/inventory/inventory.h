@@ -69,10 +69,9 @@ struct inv_movement {
     const char *kind; /* created set adjust reserve release commit deleted */
     int64_t on_hand_delta;
     int64_t reserved_delta;
-    const char *reason;          /* "" when none */
-    const char *order_id;        /* reservation movements, else NULL */
-    const char *actor;           /* administrator's user id, else NULL */
-    const char *idempotency_key; /* adjustments, or NULL */
+    const char *reason;   /* "" when none */
+    const char *order_id; /* reservation movements, else NULL */
+    const char *actor;    /* administrator's user id, else NULL */
 };
 
 /* A reservation row (reply documents are JSON text {"type","data"}). */
@@ -154,9 +153,6 @@ int inv_store_stock_reserved_total(struct ag_store *st, int64_t *out_n);
 int inv_store_movement_insert(struct ag_store *st, const char *product_id,
                               const struct inv_movement *m, int64_t on_hand, int64_t reserved,
                               const char *now);
-/* The movement recorded with 'key' for the product, as JSON (new ref). */
-int inv_store_movement_by_key(struct ag_store *st, const char *product_id, const char *key,
-                              json_t **out);
 /* Newest first, after 'after_id' (or NULL), up to 'limit', appended to
  * 'items'; '*out_more' when more follow. */
 int inv_store_movement_list(struct ag_store *st, const char *product_id, const char *after_id,

@@ -101,8 +101,8 @@ inv_store_movement_insert(struct ag_store *st, const char *product_id, const str
     int rc = ag_store_stmt(st,
                            "INSERT INTO movements (id, product_id, kind, on_hand_delta, "
                            "reserved_delta, on_hand, reserved, reason, order_id, actor, "
-                           "idempotency_key, created_at) "
-                           "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                           "created_at) "
+                           "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                            &s);
     if (rc != 0)
         return rc;
@@ -116,8 +116,7 @@ inv_store_movement_insert(struct ag_store *st, const char *product_id, const str
     ag_stmt_bind_cstr(s, 8, m->reason ? m->reason : "");
     ag_stmt_bind_cstr(s, 9, m->order_id);
     ag_stmt_bind_cstr(s, 10, m->actor);
-    ag_stmt_bind_cstr(s, 11, m->idempotency_key);
-    ag_stmt_bind_cstr(s, 12, now);
+    ag_stmt_bind_cstr(s, 11, now);
     return ag_stmt_exec(s);
 }
 
@@ -141,26 +140,6 @@ movement_row(struct ag_stmt *s)
 #define MOVEMENT_COLS                                                                              \
     "id, product_id, kind, on_hand_delta, reserved_delta, on_hand, reserved, reason, order_id, "   \
     "actor, created_at"
-
-int
-inv_store_movement_by_key(struct ag_store *st, const char *product_id, const char *key,
-                          json_t **out)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT " MOVEMENT_COLS " FROM movements "
-                           "WHERE product_id = $1 AND idempotency_key = $2",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, product_id);
-    ag_stmt_bind_cstr(s, 2, key);
-    rc = ag_stmt_step_one(s);
-    if (rc == 0)
-        *out = movement_row(s);
-    ag_stmt_reset(s);
-    return rc;
-}
 
 int
 inv_store_movement_list(struct ag_store *st, const char *product_id, const char *after_id,

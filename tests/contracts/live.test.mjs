@@ -488,8 +488,9 @@ describe('the public API description against the running shop', () => {
 
         const key = crypto.randomUUID();
         const adj = { token: s.admin, params: { product_id: id }, headers: { 'idempotency-key': key }, json: { delta: 3, reason: 'delivery' } };
-        await api('POST', '/api/v1/stock/{product_id}/adjustments', { ...adj, expect: 201 });
-        await api('POST', '/api/v1/stock/{product_id}/adjustments', { ...adj, expect: 200 });
+        const first = await api('POST', '/api/v1/stock/{product_id}/adjustments', { ...adj, expect: 201 });
+        const repeat = await api('POST', '/api/v1/stock/{product_id}/adjustments', { ...adj, expect: 201 });
+        assert.equal(repeat.json.movement.id, first.json.movement.id, 'a repeat is the first answer');
         await api('POST', '/api/v1/stock/{product_id}/adjustments', { token: s.admin, params: { product_id: id }, json: { delta: 0, reason: '' }, expect: 422 });
         await api('POST', '/api/v1/stock/{product_id}/adjustments', { token: s.admin, params: { product_id: NO_SUCH_ID }, json: { delta: 1, reason: 'x' }, expect: 404 });
         await api('GET', '/api/v1/stock/{product_id}/movements', { token: s.admin, params: { product_id: id }, query: { limit: 2 }, expect: 200 });

@@ -265,12 +265,16 @@ describe('inventory with a bus', () => {
         assert.equal(adj.json.stock.on_hand, 20);
         assert.equal(adj.json.movement.on_hand_delta, -5);
         assert.equal(adj.json.movement.kind, 'adjust');
-        // The same key again: the first movement, no second effect.
+        // The same key again: the first answer, as it was, no second effect.
         const again = await api.post(`/v1/stock/${id}/adjustments`, { delta: -5, reason: 'broken' }, { headers: { 'idempotency-key': key } });
-        assert.equal(again.status, 200, again.text);
+        assert.equal(again.status, 201, again.text);
         assert.equal(again.headers.get('idempotent-replayed'), 'true');
-        assert.equal(again.json.movement.id, adj.json.movement.id);
-        assert.equal(again.json.stock.on_hand, 20);
+        assert.deepEqual(again.json, adj.json);
+        // The same key with another body: 422, nothing moves.
+        expectProblem(await api.post(`/v1/stock/${id}/adjustments`, { delta: -6, reason: 'broken' }, { headers: { 'idempotency-key': key } }), 422, {
+            type: 'urn:agora:problem:idempotency-key-reused',
+        });
+        assert.equal((await api.get(`/v1/stock/${id}`)).json.on_hand, 20);
         expectProblem(await api.post(`/v1/stock/${id}/adjustments`, { delta: 0, reason: 'x' }), 422);
         expectProblem(await api.post(`/v1/stock/${id}/adjustments`, { delta: -21, reason: 'x' }), 422);
         expectProblem(await api.post(`/v1/stock/${uuid7()}/adjustments`, { delta: 1, reason: 'x' }), 404, {
