@@ -649,8 +649,36 @@ describe('orders: step deadlines and late replies', () => {
     const ada = uuid7();
 
     before(async () => {
-        ({ bus, parts, svc } = await startAll({ AGORA_ORDERS_STEP_TIMEOUT: '300ms', AGORA_ORDERS_STEP_RETRIES: '2' }));
+        ({ bus, parts, svc } = await startAll({
+            AGORA_ORDERS_STEP_TIMEOUT: '300ms',
+            AGORA_ORDERS_STEP_RETRIES: '2',
+            // Short-lived checkout keys (the chassis's records, swept on a timer).
+            AGORA_IDEMPOTENCY_TTL: '1s',
+            AGORA_IDEMPOTENCY_SWEEP_INTERVAL: '100ms',
+        }));
         await seedProducts(parts, svc, [mug]);
+    });
+
+    it('a checkout key is kept AGORA_IDEMPOTENCY_TTL: replayed within it, then free for a new checkout', T, async () => {
+        const api = customer(svc, uuid7());
+        await fillCart(api, mug, 1);
+        const body = { payment_token: 'tok_visa', shipping_address: ADDRESS };
+        const first = await checkout(api, body, 'short-lived');
+        const t0 = Date.now();
+        const again = await api.post('/v1/orders', body, { headers: { 'idempotency-key': 'short-lived' } });
+        if (Date.now() - t0 < 900) {
+            assert.equal(again.status, 202);
+            assert.equal(again.json.id, first.id);
+            assert.equal(again.headers.get('idempotent-replayed'), 'true');
+        }
+        // Past its time the key is forgotten: another body under it is a new checkout, not 422.
+        await fillCart(api, mug, 1);
+        const later = await waitFor(async () => {
+            const r = await api.post('/v1/orders', { ...body, payment_token: 'tok_later' }, { headers: { 'idempotency-key': 'short-lived' } });
+            return r.status === 202 ? r : null;
+        }, { ...WAIT, intervalMs: 200, message: 'the key expired' });
+        assert.notEqual(later.json.id, first.id);
+        assert.equal(later.headers.get('idempotent-replayed'), null);
     });
 
     after(async () => {
