@@ -14,8 +14,6 @@
 #include "agora/err.h"
 #include "agora/trace.h"
 
-#define IDEM_KEY_MAX 200
-
 /* ---- Helpers ---- */
 
 json_t *
@@ -143,8 +141,26 @@ struct change_tx {
     struct inv_movement m;
     const char *traceparent;
     struct inv_stock s; /* after the change */
-    json_t *replayed;   /* POST: the movement of an earlier request with the key */
+    /* POST with an Idempotency-Key (the chassis's records): */
+    const char *key;              /* or NULL */
+    const char *caller;           /* the key's scope */
+    char hash[AG_IDEM_HASH_LEN];  /* of the request */
+    struct ag_http_req *req;      /* its pool holds the answer */
+    enum ag_idem_state key_state; /* AG_IDEM_REPLAY: 'answer' is the first one */
+    struct ag_idem_answer answer; /* the answer (201), recorded under the key */
 };
+
+static json_t *
+adjust_answer(const struct inv *inv, const struct change_tx *t)
+{
+    json_t *movement = json_pack(
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:n, s:o, s:s}", "id", t->m.id, "product_id",
+        t->product_id, "kind", "adjust", "on_hand_delta", (json_int_t)t->m.on_hand_delta,
+        "reserved_delta", (json_int_t)0, "on_hand", (json_int_t)t->s.on_hand, "reserved",
+        (json_int_t)t->s.reserved, "reason", t->m.reason, "order_id", "actor",
+        t->m.actor ? json_string(t->m.actor) : json_null(), "created_at", t->s.updated_at);
+    return json_pack("{s:o, s:o}", "movement", movement, "stock", inv_stock_to_json(inv, &t->s));
+}
 
 static int
 change_tx_fn(struct ag_store *st, void *arg)
@@ -153,10 +169,12 @@ change_tx_fn(struct ag_store *st, void *arg)
     int rc = inv_store_stock_get(st, t->product_id, &t->s);
     if (rc != 0)
         return rc;
-    if (t->m.idempotency_key != NULL) {
-        rc = inv_store_movement_by_key(st, t->product_id, t->m.idempotency_key, &t->replayed);
-        if (rc != AG_ENOENT)
-            return rc; /* 0: replayed, nothing changes */
+    int64_t now = ag_time_unix_ms();
+    if (t->key != NULL) {
+        rc = ag_idem_begin(t->inv->idem, t->caller, t->key, t->hash, now, t->req->pool,
+                           &t->key_state, &t->answer);
+        if (rc != 0 || t->key_state != AG_IDEM_NEW)
+            return rc; /* a replay or a refusal: nothing changes */
     }
     if (t->expected >= 0 && t->expected != t->s.version)
         return AG_EPRECOND;
@@ -169,7 +187,19 @@ change_tx_fn(struct ag_store *st, void *arg)
     } else {
         t->m.on_hand_delta = t->value;
     }
-    return inv_stock_change(t->inv, st, &t->s, &t->m, t->traceparent);
+    rc = inv_stock_change(t->inv, st, &t->s, &t->m, t->traceparent);
+    if (rc != 0 || t->key == NULL)
+        return rc;
+    json_t *doc = adjust_answer(t->inv, t);
+    struct ag_buf b = AG_BUF_INIT(0);
+    ag_json_dump(doc, &b);
+    json_decref(doc);
+    t->answer = (struct ag_idem_answer){ .status = 201,
+                                         .content_type = "application/json",
+                                         .body = ag_pool_strdup(t->req->pool, ag_buf_cstr(&b)),
+                                         .len = b.len };
+    ag_buf_release(&b);
+    return ag_idem_finish(t->inv->idem, t->caller, t->key, t->hash, &t->answer, now);
 }
 
 static void
@@ -257,17 +287,15 @@ adjust_stock(struct ag_http_req *req, void *udata)
     const char *id = product_param(req);
     if (id == NULL)
         return;
-    struct ag_str key = ag_http_req_header(req, "Idempotency-Key");
-    if (key.len > IDEM_KEY_MAX) {
-        ag_send_error(req, AG_EINVAL, "Idempotency-Key is longer than %d bytes", IDEM_KEY_MAX);
+    const char *key;
+    if (!ag_req_idempotency_key(req, false, &key))
         return;
-    }
     json_t *body = ag_req_json(req);
     if (body == NULL)
         return;
     struct ag_valid v;
     ag_valid_init(&v);
-    struct change_tx t = { .inv = inv, .product_id = id, .expected = -1 };
+    struct change_tx t = { .inv = inv, .product_id = id, .expected = -1, .key = key, .req = req };
     const char *reason;
     if (!inv_adjustment_from_json(&v, body, &t.value, &reason)) {
         ag_send_invalid(req, &v);
@@ -282,31 +310,30 @@ adjust_stock(struct ag_http_req *req, void *udata)
         .kind = "adjust",
         .reason = reason,
         .actor = actor_of(req),
-        .idempotency_key = key.len > 0 ? ag_pool_strndup(req->pool, key.ptr, key.len) : NULL,
     };
+    if (key != NULL) {
+        t.caller = t.m.actor != NULL ? t.m.actor : "";
+        ag_req_idempotency_hash(req, t.hash);
+    }
     int rc = ag_store_tx(inv->store, change_tx_fn, &t);
     if (rc != 0) {
         answer_change_error(req, &t, rc);
         return;
     }
-    ag_resp_set_etag(req, t.s.version);
-    if (t.replayed != NULL) {
-        ag_http_resp_header(req, "Idempotent-Replayed", "true");
-        ag_send_json(
-            req, 200,
-            json_pack("{s:o, s:o}", "movement", t.replayed, "stock", inv_stock_to_json(inv, &t.s)));
+    if (t.key_state == AG_IDEM_REPLAY) {
+        ag_send_idempotency_replay(req, &t.answer);
         return;
     }
+    if (t.key_state != AG_IDEM_NEW) {
+        ag_send_idempotency_refusal(req, t.key_state);
+        return;
+    }
+    ag_resp_set_etag(req, t.s.version);
     inv_events_kick(inv->events);
-    json_t *movement = json_pack(
-        "{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:n, s:o, s:s}", "id", t.m.id, "product_id", id,
-        "kind", "adjust", "on_hand_delta", (json_int_t)t.m.on_hand_delta, "reserved_delta",
-        (json_int_t)0, "on_hand", (json_int_t)t.s.on_hand, "reserved", (json_int_t)t.s.reserved,
-        "reason", reason, "order_id", "actor", t.m.actor ? json_string(t.m.actor) : json_null(),
-        "created_at", t.s.updated_at);
-    ag_send_json(
-        req, 201,
-        json_pack("{s:o, s:o}", "movement", movement, "stock", inv_stock_to_json(inv, &t.s)));
+    if (t.key != NULL)
+        ag_http_send(req, 201, "application/json", t.answer.body, t.answer.len);
+    else
+        ag_send_json(req, 201, adjust_answer(inv, &t));
 }
 
 static void

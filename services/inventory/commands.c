@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Inventory's part of the checkout saga: the commands cmd.inventory.reserve,
- * .release and .commit (contracts/events/cmd.inventory.*.schema.json), the
+ * .release, .commit and .restock (contracts/events/cmd.inventory.*.schema.json), the
  * expiry of reservations, and the one function every stock change goes
  * through (guards, history, stock.low and stock.depleted). Everything runs
  * inside the caller's transaction: the consumer's (with its inbox row), the
@@ -387,6 +387,80 @@ commit(struct cmd *c)
     return inv_store_reservation_update(c->st, &r);
 }
 
+/* ---- Restock ----
+ * A customer cancelled an order after its units were committed and before
+ * they were dispatched: put them back on hand, once per reservation under
+ * any step key (the reservation records it), with a movement of kind
+ * "restock" and the command's reason. A reservation that was never
+ * committed (held, released, refused) or an order without one has nothing
+ * to put back: returned false. */
+
+static json_t *
+restocked_new(const char *rid, const char *order_id, const char *reason, json_t *lines,
+              bool returned, const char *at)
+{
+    return reply_new("inventory.restocked",
+                     json_pack("{s:s?, s:s, s:s, s:o, s:b, s:s}", "reservation_id", rid, "order_id",
+                               order_id, "reason", reason, "lines", lines, "returned", returned,
+                               "restocked_at", at));
+}
+
+static int
+restock(struct cmd *c, json_t *data)
+{
+    struct ag_valid v;
+    ag_valid_init(&v);
+    const char *reason = inv_restock_reason(&v, data);
+    ag_valid_release(&v);
+    if (reason == NULL) {
+        AG_LOGW("inventory", "restock of order '%s' without a valid reason; dropped", c->order_id);
+        c->outcome = "invalid";
+        return 0;
+    }
+    char now[AG_RFC3339_LEN];
+    ag_time_rfc3339(ag_time_unix_ms(), now);
+    struct inv_reservation r;
+    int rc = inv_store_reservation_by_order(c->st, c->order_id, c->pool, &r);
+    if (rc == AG_ENOENT) {
+        c->reply = restocked_new(NULL, c->order_id, reason, json_array(), false, now);
+        c->outcome = "noop";
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    if (r.restock_reply != NULL) {
+        /* Put back before: the same answer, no second movement. */
+        c->reply = reply_parse(r.restock_reply);
+        c->outcome = "duplicate";
+        return c->reply != NULL ? 0 : AG_EINTERNAL;
+    }
+    struct inv_line lines[INV_LINES_MAX];
+    size_t n = 0;
+    bool committed = strcmp(r.state, "committed") == 0;
+    if (committed)
+        rc = inv_store_lines_get(c->st, r.id, lines, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct inv_stock s;
+        rc = inv_store_stock_get(c->st, lines[i].product_id, &s);
+        if (rc != 0)
+            break;
+        struct inv_movement m = {
+            .kind = "restock",
+            .on_hand_delta = lines[i].quantity,
+            .reason = reason,
+            .order_id = c->order_id,
+        };
+        rc = inv_stock_change(c->inv, c->st, &s, &m, c->traceparent);
+    }
+    if (rc != 0)
+        return rc;
+    c->reply = restocked_new(r.id, c->order_id, reason, lines_json(lines, n), committed, now);
+    c->outcome = committed ? "restocked" : "noop";
+    memcpy(r.restocked_at, now, sizeof(now));
+    r.restock_reply = reply_text(c->reply, c->pool);
+    return inv_store_reservation_update(c->st, &r);
+}
+
 /* ---- Dispatch ---- */
 
 static int
@@ -409,6 +483,8 @@ handle(struct inv *inv, struct ag_store *st, const json_t *event, struct ag_pool
         inv->fx.command = "release";
     else if (strcmp(command, "commit") == 0)
         inv->fx.command = "commit";
+    else if (strcmp(command, "restock") == 0)
+        inv->fx.command = "restock";
     if (inv->fx.command == NULL) {
         AG_LOGW("inventory", "unknown command '%s' dropped", type);
         return 0;
@@ -425,15 +501,17 @@ handle(struct inv *inv, struct ag_store *st, const json_t *event, struct ag_pool
         inv->fx.outcome = "invalid";
         return 0;
     }
-    char *prior;
-    int rc = inv_store_step_get(st, step_key, pool, &prior);
+    struct ag_step prior;
+    int rc = ag_step_get(inv->idem, step_key, pool, &prior);
     if (rc == 0) {
         /* A retry of a step already taken: no second effect, same reply. */
-        json_t *reply = reply_parse(prior);
-        if (reply == NULL)
+        json_t *again = prior.data != NULL ? reply_parse(prior.data) : NULL;
+        if (again == NULL || prior.reply_type == NULL) {
+            json_decref(again);
             return AG_EINTERNAL;
-        rc = publish_reply(inv, reply, order_id, tp);
-        json_decref(reply);
+        }
+        rc = inv_events_publish(inv->events, prior.reply_type, order_id, again, tp);
+        json_decref(again);
         inv->fx.outcome = "duplicate";
         return rc;
     }
@@ -445,6 +523,8 @@ handle(struct inv *inv, struct ag_store *st, const json_t *event, struct ag_pool
         rc = reserve(&c, data);
     else if (strcmp(inv->fx.command, "release") == 0)
         rc = release(&c, data);
+    else if (strcmp(inv->fx.command, "restock") == 0)
+        rc = restock(&c, data);
     else
         rc = commit(&c);
     if (rc == 0 && c.reply == NULL) {
@@ -452,10 +532,15 @@ handle(struct inv *inv, struct ag_store *st, const json_t *event, struct ag_pool
         return 0; /* dropped */
     }
     if (rc == 0) {
-        char now[AG_RFC3339_LEN];
-        ag_time_rfc3339(ag_time_unix_ms(), now);
-        rc = inv_store_step_insert(st, step_key, order_id, inv->fx.command,
-                                   reply_text(c.reply, pool), now);
+        struct ag_step step = {
+            .key = step_key,
+            .command = type,
+            .subject = order_id,
+            .done = true,
+            .reply_type = json_string_value(json_object_get(c.reply, "type")),
+            .data = reply_text(json_object_get(c.reply, "data"), pool),
+        };
+        rc = ag_step_put(inv->idem, &step, ag_time_unix_ms());
     }
     if (rc == 0)
         rc = publish_reply(inv, c.reply, order_id, tp);
@@ -519,10 +604,11 @@ inv_reservation_json(struct ag_store *st, const struct inv_reservation *r, json_
     int rc = inv_store_lines_get(st, r->id, lines, &n);
     if (rc != 0)
         return rc;
-    *out = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:o}", "id", r->id, "order_id",
+    *out = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:o, s:o}", "id", r->id, "order_id",
                      r->order_id, "state", r->state, "lines", lines_json(lines, n), "created_at",
                      r->created_at, "expires_at", r->expires_at, "committed_at",
                      text_or_null(r->committed_at), "released_at", text_or_null(r->released_at),
-                     "release_reason", text_or_null(r->release_reason));
+                     "release_reason", text_or_null(r->release_reason), "restocked_at",
+                     text_or_null(r->restocked_at));
     return 0;
 }

@@ -194,6 +194,13 @@ inv_release_reason(struct ag_valid *v, json_t *data)
     return ag_valid_enum(v, data, NULL, "reason", AG_VALID_REQUIRED, RELEASE_REASONS);
 }
 
+const char *
+inv_restock_reason(struct ag_valid *v, json_t *data)
+{
+    static const char *const RESTOCK_REASONS[] = { "order_cancelled", NULL };
+    return ag_valid_enum(v, data, NULL, "reason", AG_VALID_REQUIRED, RESTOCK_REASONS);
+}
+
 /* ---- Admin bodies ---- */
 
 bool

@@ -96,6 +96,10 @@ bool inv_reserve_lines(struct ag_valid *v, json_t *data, struct inv_line *out_li
  * with an error in 'v'. */
 const char *inv_release_reason(struct ag_valid *v, json_t *data);
 
+/* The reason of cmd.inventory.restock ("order_cancelled"), or NULL with an
+ * error in 'v'. */
+const char *inv_restock_reason(struct ag_valid *v, json_t *data);
+
 /* ---- Admin bodies ---- */
 
 /* PUT /v1/stock/{id}: {on_hand, reason, low_threshold?, version?}.

@@ -42,6 +42,7 @@ struct inv {
     struct ag_service *svc;   /* borrowed */
     struct ag_store *store;   /* borrowed from svc */
     struct ag_events *events; /* borrowed from svc: the outbox and the consumer */
+    struct ag_idem *idem;     /* borrowed from svc: the replies given to saga steps */
     struct inv_settings settings;
     struct ag_metric *m_commands; /* inventory_commands_total{command,outcome} */
     struct ag_metric *m_reserved; /* stock_reserved */
@@ -68,10 +69,9 @@ struct inv_movement {
     const char *kind; /* created set adjust reserve release commit deleted */
     int64_t on_hand_delta;
     int64_t reserved_delta;
-    const char *reason;          /* "" when none */
-    const char *order_id;        /* reservation movements, else NULL */
-    const char *actor;           /* administrator's user id, else NULL */
-    const char *idempotency_key; /* adjustments, or NULL */
+    const char *reason;   /* "" when none */
+    const char *order_id; /* reservation movements, else NULL */
+    const char *actor;    /* administrator's user id, else NULL */
 };
 
 /* A reservation row (reply documents are JSON text {"type","data"}). */
@@ -88,6 +88,8 @@ struct inv_reservation {
     char *reserve_reply;               /* in the caller's pool */
     char *commit_reply;                /* or NULL */
     char *release_reply;               /* or NULL */
+    char restocked_at[AG_RFC3339_LEN]; /* "" when its units were never put back */
+    char *restock_reply;               /* {"type","data"} answered to restock, or NULL */
 };
 
 /* ---- api.c ---- */
@@ -151,9 +153,6 @@ int inv_store_stock_reserved_total(struct ag_store *st, int64_t *out_n);
 int inv_store_movement_insert(struct ag_store *st, const char *product_id,
                               const struct inv_movement *m, int64_t on_hand, int64_t reserved,
                               const char *now);
-/* The movement recorded with 'key' for the product, as JSON (new ref). */
-int inv_store_movement_by_key(struct ag_store *st, const char *product_id, const char *key,
-                              json_t **out);
 /* Newest first, after 'after_id' (or NULL), up to 'limit', appended to
  * 'items'; '*out_more' when more follow. */
 int inv_store_movement_list(struct ag_store *st, const char *product_id, const char *after_id,
@@ -178,11 +177,5 @@ int inv_store_line_insert(struct ag_store *st, const char *reservation_id,
 /* The lines of a reservation (up to INV_LINES_MAX) into 'out'. */
 int inv_store_lines_get(struct ag_store *st, const char *reservation_id, struct inv_line *out,
                         size_t *out_n);
-
-/* The reply recorded for 'step_key' (JSON text {"type","data"} in 'pool'). */
-int inv_store_step_get(struct ag_store *st, const char *step_key, struct ag_pool *pool,
-                       char **out_reply);
-int inv_store_step_insert(struct ag_store *st, const char *step_key, const char *order_id,
-                          const char *command, const char *reply, const char *now);
 
 #endif /* INV_INVENTORY_H */

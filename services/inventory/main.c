@@ -96,6 +96,7 @@ on_start(struct ag_service *svc, void *udata)
     inv->svc = svc;
     inv->store = ag_service_store(svc);
     inv->events = ag_service_events(svc);
+    inv->idem = ag_service_idem(svc);
     struct ag_metrics *reg = ag_service_metrics(svc);
     inv->m_commands = ag_metrics_counter(reg, "inventory_commands_total",
                                          "Saga commands handled, by command and outcome",
@@ -155,6 +156,7 @@ main(int argc, char **argv)
         .on_start = on_start,
         .on_stopping = on_stopping,
         .events = true,
+        .idempotency = true,
         .udata = &inv,
     };
     struct ag_service *svc;

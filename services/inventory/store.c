@@ -13,7 +13,7 @@
     "product_id, on_hand, reserved, low_threshold, active, version, created_at, updated_at"
 #define RES_COLS                                                                                   \
     "id, order_id, state, created_at, expires_at, expires_ms, committed_at, released_at, "         \
-    "release_reason, reserve_reply, commit_reply, release_reply"
+    "release_reason, reserve_reply, commit_reply, release_reply, restocked_at, restock_reply"
 
 /* ---- Stock ---- */
 
@@ -101,8 +101,8 @@ inv_store_movement_insert(struct ag_store *st, const char *product_id, const str
     int rc = ag_store_stmt(st,
                            "INSERT INTO movements (id, product_id, kind, on_hand_delta, "
                            "reserved_delta, on_hand, reserved, reason, order_id, actor, "
-                           "idempotency_key, created_at) "
-                           "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                           "created_at) "
+                           "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                            &s);
     if (rc != 0)
         return rc;
@@ -116,8 +116,7 @@ inv_store_movement_insert(struct ag_store *st, const char *product_id, const str
     ag_stmt_bind_cstr(s, 8, m->reason ? m->reason : "");
     ag_stmt_bind_cstr(s, 9, m->order_id);
     ag_stmt_bind_cstr(s, 10, m->actor);
-    ag_stmt_bind_cstr(s, 11, m->idempotency_key);
-    ag_stmt_bind_cstr(s, 12, now);
+    ag_stmt_bind_cstr(s, 11, now);
     return ag_stmt_exec(s);
 }
 
@@ -141,26 +140,6 @@ movement_row(struct ag_stmt *s)
 #define MOVEMENT_COLS                                                                              \
     "id, product_id, kind, on_hand_delta, reserved_delta, on_hand, reserved, reason, order_id, "   \
     "actor, created_at"
-
-int
-inv_store_movement_by_key(struct ag_store *st, const char *product_id, const char *key,
-                          json_t **out)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT " MOVEMENT_COLS " FROM movements "
-                           "WHERE product_id = $1 AND idempotency_key = $2",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, product_id);
-    ag_stmt_bind_cstr(s, 2, key);
-    rc = ag_stmt_step_one(s);
-    if (rc == 0)
-        *out = movement_row(s);
-    ag_stmt_reset(s);
-    return rc;
-}
 
 int
 inv_store_movement_list(struct ag_store *st, const char *product_id, const char *after_id,
@@ -206,6 +185,8 @@ read_reservation(struct ag_stmt *s, struct ag_pool *pool, struct inv_reservation
     out->reserve_reply = ag_stmt_col_dup(s, 9, pool);
     out->commit_reply = ag_stmt_col_dup(s, 10, pool);
     out->release_reply = ag_stmt_col_dup(s, 11, pool);
+    ag_stmt_col_copy(s, 12, out->restocked_at, sizeof(out->restocked_at));
+    out->restock_reply = ag_stmt_col_dup(s, 13, pool);
 }
 
 static int
@@ -252,7 +233,7 @@ inv_store_reservation_insert(struct ag_store *st, const struct inv_reservation *
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "INSERT INTO reservations (" RES_COLS ") VALUES "
-                           "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                           "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                            &s);
     if (rc != 0)
         return rc;
@@ -268,6 +249,8 @@ inv_store_reservation_insert(struct ag_store *st, const struct inv_reservation *
     ag_stmt_bind_cstr(s, 10, r->reserve_reply);
     ag_stmt_bind_cstr(s, 11, r->commit_reply);
     ag_stmt_bind_cstr(s, 12, r->release_reply);
+    ag_stmt_bind_cstr(s, 13, nonempty(r->restocked_at));
+    ag_stmt_bind_cstr(s, 14, r->restock_reply);
     return ag_stmt_exec(s);
 }
 
@@ -275,11 +258,12 @@ int
 inv_store_reservation_update(struct ag_store *st, const struct inv_reservation *r)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "UPDATE reservations SET state = $2, committed_at = $3, "
-                           "released_at = $4, release_reason = $5, commit_reply = $6, "
-                           "release_reply = $7 WHERE id = $1",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "UPDATE reservations SET state = $2, committed_at = $3, "
+                      "released_at = $4, release_reason = $5, commit_reply = $6, "
+                      "release_reply = $7, restocked_at = $8, restock_reply = $9 WHERE id = $1",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, r->id);
@@ -289,6 +273,8 @@ inv_store_reservation_update(struct ag_store *st, const struct inv_reservation *
     ag_stmt_bind_cstr(s, 5, nonempty(r->release_reason));
     ag_stmt_bind_cstr(s, 6, r->commit_reply);
     ag_stmt_bind_cstr(s, 7, r->release_reply);
+    ag_stmt_bind_cstr(s, 8, nonempty(r->restocked_at));
+    ag_stmt_bind_cstr(s, 9, r->restock_reply);
     rc = ag_stmt_exec(s);
     if (rc == 0 && ag_store_changes(st) != 1)
         rc = AG_ENOENT;
@@ -391,45 +377,4 @@ inv_store_lines_get(struct ag_store *st, const char *reservation_id, struct inv_
     }
     ag_stmt_reset(s);
     return rc < 0 ? rc : 0;
-}
-
-/* ---- Steps ---- */
-
-int
-inv_store_step_get(struct ag_store *st, const char *step_key, struct ag_pool *pool,
-                   char **out_reply)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT json_object('type', reply_type, 'data', json(reply_data)) "
-                           "FROM steps WHERE step_key = $1",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, step_key);
-    rc = ag_stmt_step_one(s);
-    if (rc == 0)
-        *out_reply = ag_stmt_col_dup(s, 0, pool);
-    ag_stmt_reset(s);
-    return rc;
-}
-
-int
-inv_store_step_insert(struct ag_store *st, const char *step_key, const char *order_id,
-                      const char *command, const char *reply, const char *now)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO steps (step_key, order_id, command, reply_type, "
-                           "reply_data, created_at) VALUES ($1, $2, $3, "
-                           "json_extract($4, '$.type'), json(json_extract($4, '$.data')), $5)",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, step_key);
-    ag_stmt_bind_cstr(s, 2, order_id);
-    ag_stmt_bind_cstr(s, 3, command);
-    ag_stmt_bind_cstr(s, 4, reply);
-    ag_stmt_bind_cstr(s, 5, now);
-    return ag_stmt_exec(s);
 }

@@ -13,6 +13,7 @@
 #include "agora/log.h"
 #include "agora/mem.h"
 #include "agora/str.h"
+#include "agora/time.h"
 #include "agora/uuid.h"
 
 /* ---- Helpers ---- */
@@ -150,34 +151,38 @@ struct checkout_tx {
     struct ag_http_req *req;
     const char *user_id;
     const char *key;
-    const char *request; /* canonical body */
+    char hash[AG_IDEM_HASH_LEN]; /* of the canonical body */
     const char *token;
     json_t *address;
-    json_t *state;       /* out: the new order */
-    char *response;      /* out: the answer (of the first checkout on a replay) */
-    char *order_id;      /* out: its order id */
-    const char *problem; /* out: why the cart cannot be checked out */
-    bool replay;         /* out: same key, same body: the first answer */
-    bool key_reused;     /* out: same key, another body */
+    json_t *state;                /* out: the new order */
+    char *response;               /* out: the answer (of the first checkout on a replay) */
+    char *order_id;               /* out: its order id */
+    const char *problem;          /* out: why the cart cannot be checked out */
+    enum ag_idem_state key_state; /* out: AG_IDEM_REPLAY: the first answer; MISMATCH: 422 */
 };
 
 static int
 checkout_tx_fn(struct ag_store *store, void *arg)
 {
     struct checkout_tx *t = arg;
-    char *request = NULL;
-    int rc = orders_store_key_get(store, t->user_id, t->key, t->req->pool, &request, &t->order_id,
-                                  &t->response);
-    if (rc == 0) {
-        if (strcmp(request, t->request) != 0) {
-            t->key_reused = true;
-            return AG_ECONFLICT;
-        }
-        t->replay = true; /* the same answer again */
+    /* The key is taken in the order's transaction: concurrent checkouts
+     * with one key see either nothing or the finished answer. */
+    struct ag_idem_answer first;
+    int64_t now = ag_time_unix_ms();
+    int rc = ag_idem_begin(t->o->idem, t->user_id, t->key, t->hash, now, t->req->pool,
+                           &t->key_state, &first);
+    if (rc != 0)
+        return rc;
+    if (t->key_state == AG_IDEM_MISMATCH || t->key_state == AG_IDEM_BUSY)
+        return AG_ECONFLICT;
+    if (t->key_state == AG_IDEM_REPLAY) {
+        t->response = ag_pool_strdup(t->req->pool, first.body);
+        json_t *doc = ag_json_parse(first.body, first.len, NULL, 0);
+        const char *id = json_string_value(json_object_get(doc, "id"));
+        t->order_id = ag_pool_strdup(t->req->pool, id != NULL ? id : "");
+        json_decref(doc);
         return 0;
     }
-    if (rc != AG_ENOENT)
-        return rc;
     json_t *cart = NULL;
     json_t *lines = json_array();
     rc = orders_store_cart_get(store, t->user_id, &cart, lines, &t->problem);
@@ -204,7 +209,11 @@ checkout_tx_fn(struct ag_store *store, void *arg)
             t->response = ag_pool_strdup(t->req->pool, text);
             t->order_id = ag_pool_strdup(t->req->pool, id);
             ag_free(text);
-            rc = orders_store_key_put(store, t->user_id, t->key, t->request, id, t->response);
+            struct ag_idem_answer answer = { .status = 202,
+                                             .content_type = "application/json",
+                                             .body = t->response,
+                                             .len = strlen(t->response) };
+            rc = ag_idem_finish(t->o->idem, t->user_id, t->key, t->hash, &answer, now);
         }
     }
     json_decref(cart);
@@ -216,16 +225,9 @@ static void
 checkout(struct ag_http_req *req, void *udata)
 {
     struct orders *o = udata;
-    struct ag_str key = ag_http_req_header(req, "Idempotency-Key");
-    if (key.ptr == NULL || key.len == 0) {
-        ag_send_error(req, AG_EPRECONDREQ, "checkout needs an Idempotency-Key header");
+    const char *key;
+    if (!ag_req_idempotency_key(req, true, &key))
         return;
-    }
-    if (key.len > ORDERS_IDEM_KEY_MAX) {
-        ag_send_error(req, AG_EINVAL, "the Idempotency-Key is longer than %d bytes",
-                      ORDERS_IDEM_KEY_MAX);
-        return;
-    }
     json_t *body = ag_req_json(req);
     if (body == NULL)
         return;
@@ -237,23 +239,23 @@ checkout(struct ag_http_req *req, void *udata)
         ag_valid_release(&v);
         return;
     }
-    t.key = ag_pool_strndup(req->pool, key.ptr, key.len);
+    t.key = key;
+    /* The same body in any key order or spacing is the same request. */
     char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-    t.request = canon;
-    int rc = ag_store_tx(o->store, checkout_tx_fn, &t);
+    struct ag_str part = ag_str_from_cstr(canon != NULL ? canon : "");
+    ag_idem_hash(&part, 1, t.hash);
     ag_free(canon);
+    int rc = ag_store_tx(o->store, checkout_tx_fn, &t);
     if (rc == 0) {
         orders_events_kick(o->events);
         char loc[64];
         snprintf(loc, sizeof(loc), "/v1/orders/%s", t.order_id);
         ag_http_resp_header(req, "Location", loc);
-        if (t.replay)
+        if (t.key_state == AG_IDEM_REPLAY)
             ag_http_resp_header(req, "Idempotent-Replayed", "true");
         ag_http_send(req, 202, "application/json", t.response, strlen(t.response));
-    } else if (t.key_reused) {
-        ag_valid_error(&v, NULL, "idempotency_key_reused",
-                       "this Idempotency-Key was used with another request body");
-        ag_send_invalid(req, &v);
+    } else if (t.key_state == AG_IDEM_MISMATCH || t.key_state == AG_IDEM_BUSY) {
+        ag_send_idempotency_refusal(req, t.key_state);
     } else if (t.problem != NULL) {
         ag_valid_error(&v, "cart", "invalid", "%s", t.problem);
         ag_send_invalid(req, &v);
@@ -368,7 +370,9 @@ cancel_order(struct ag_http_req *req, void *udata)
     int rc = ag_store_tx(o->store, cancel_tx_fn, &t);
     if (rc == 0) {
         orders_events_kick(o->events);
-        ag_send_json(req, 200, orders_render(t.state));
+        /* A confirmed order waits for shipping's answer: 202. */
+        bool waiting = strcmp(orders_str(t.state, "status"), ORDERS_CONFIRMED) == 0;
+        ag_send_json(req, waiting ? 202 : 200, orders_render(t.state));
     } else if (rc == AG_ECONFLICT && t.why != NULL && strcmp(t.why, "shipped") == 0) {
         ag_send_problem(req, 409, "order-dispatched", "Order dispatched",
                         "order '%s' has shipped and can no longer be cancelled", id);

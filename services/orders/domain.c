@@ -186,14 +186,42 @@ apply_event(json_t *state, const char *type, const json_t *data, const char *at)
         set_str(state, "cancelled_at", at);
         return 0;
     }
+    if (strcmp(type, "cancel_requested") == 0) {
+        /* A confirmed order's cancel waits for shipping's answer. */
+        if (!is_status(state, ORDERS_CONFIRMED) || flag(state, "shipped") ||
+            json_is_string(json_object_get(state, "cancel_status")))
+            return AG_ECONFLICT;
+        set_str(state, "cancel_status", "requested");
+        return 0;
+    }
+    if (strcmp(type, "cancel_refused") == 0) {
+        /* Shipping refused the shipment's cancel: it was dispatched. */
+        if (strcmp(orders_str(state, "cancel_status"), "requested") != 0)
+            return AG_ECONFLICT;
+        s = json_string_value(json_object_get(data, "shipment_status"));
+        set_str(state, "cancel_status", "refused");
+        set_str(state, "cancel_refused_because", s != NULL ? s : "shipped");
+        return 0;
+    }
+    if (strcmp(type, "stock_restocked") == 0) {
+        if (!flag(state, "committed") || flag(state, "restocked"))
+            return AG_ECONFLICT; /* committed units come back once */
+        json_object_set_new(state, "restocked", json_true());
+        return 0;
+    }
     if (strcmp(type, "cancelled") == 0) {
+        /* A confirmed order is cancelled only once its shipment's cancel was
+         * asked for (and, by the saga, answered shipment.cancelled). */
         bool open = is_status(state, ORDERS_PENDING) || is_status(state, ORDERS_AWAITING_PAYMENT) ||
-                    (is_status(state, ORDERS_CONFIRMED) && !flag(state, "shipped"));
+                    (is_status(state, ORDERS_CONFIRMED) && !flag(state, "shipped") &&
+                     strcmp(orders_str(state, "cancel_status"), "requested") == 0);
         s = json_string_value(json_object_get(data, "reason"));
         if (!open)
             return AG_ECONFLICT;
         if (s == NULL)
             return AG_EINVAL;
+        if (strcmp(orders_str(state, "cancel_status"), "requested") == 0)
+            set_str(state, "cancel_status", "done");
         set_str(state, "status", ORDERS_CANCELLED);
         set_str(state, "cancel_reason", s);
         set_str(state, "cancelled_at", at);
@@ -264,6 +292,9 @@ orders_render(const json_t *state)
     json_object_set_new(out, "pays_later",
                         json_boolean(!json_is_string(json_object_get(state, "payment_token"))));
     json_object_set_new(out, "shipped", json_boolean(flag(state, "shipped")));
+    json_t *cs = json_object_get(state, "cancel_status");
+    json_object_set_new(out, "cancel_status", json_is_string(cs) ? json_copy(cs) : json_null());
+    json_object_set_new(out, "restocked", json_boolean(flag(state, "restocked")));
     return out;
 }
 

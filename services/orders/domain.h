@@ -13,10 +13,9 @@
 #include "agora/json.h"
 #include "agora/money.h"
 
-#define ORDERS_QTY_MAX      1000 /* units of one product in a cart line */
-#define ORDERS_CART_MAX     100  /* lines in a cart */
-#define ORDERS_TOKEN_MAX    200  /* code points of a payment token */
-#define ORDERS_IDEM_KEY_MAX 200  /* bytes of an Idempotency-Key */
+#define ORDERS_QTY_MAX   1000 /* units of one product in a cart line */
+#define ORDERS_CART_MAX  100  /* lines in a cart */
+#define ORDERS_TOKEN_MAX 200  /* code points of a payment token */
 
 /* Statuses (the "status" field). */
 #define ORDERS_PENDING          "PENDING"
@@ -30,7 +29,10 @@
  * 3339) to 'state' (an object, empty before "created"), in place. Types:
  * created, stock_reserved, payment_authorized, shipment_created,
  * payment_captured, stock_committed, confirmed, shipped, completed,
- * rejected, cancelled, payment_voided, payment_refunded, stock_released.
+ * rejected, cancelled, payment_voided, payment_refunded, stock_released,
+ * and for a confirmed order's cancel: cancel_requested (the shipment's cancel
+ * was asked for), cancel_refused (shipping refused it: dispatched),
+ * stock_restocked (the committed units went back on hand, once).
  * Returns 0, or AG_ECONFLICT for a move the current state forbids (the
  * state is then unchanged), AG_EINVAL for an unknown type or bad data. */
 int orders_apply(json_t *state, const char *type, const json_t *data, const char *at);

@@ -40,6 +40,7 @@ on_start(struct ag_service *svc, void *udata)
     o->svc = svc;
     o->store = ag_service_store(svc);
     o->events = ag_service_events(svc);
+    o->idem = ag_service_idem(svc);
     struct ag_metrics *reg = ag_service_metrics(svc);
     static const char *const STEP_LABELS[] = { "step", "outcome" };
     static const char *const OUTCOME[] = { "outcome" };
@@ -103,6 +104,7 @@ main(int argc, char **argv)
         .on_stopping = on_stopping,
         .on_stop = on_stop,
         .events = true,
+        .idempotency = true,
         .udata = &o,
     };
     struct ag_service *svc;

@@ -37,6 +37,7 @@ struct orders {
     struct ag_service *svc;   /* borrowed */
     struct ag_store *store;   /* borrowed from svc */
     struct ag_events *events; /* borrowed from svc: the outbox */
+    struct ag_idem *idem;     /* borrowed from svc: checkout Idempotency-Key answers */
     struct orders_settings settings;
     struct orders_metrics metrics;
     uv_timer_t scan;   /* the saga timer: due steps, at start and periodically */
@@ -131,14 +132,6 @@ int orders_store_order_put(struct ag_store *st, const json_t *state, int64_t exp
 int orders_store_order_list(struct ag_store *st, const char *user_id, const char *status,
                             const char *after_id, int64_t limit, json_t *items, bool *out_more);
 int orders_store_order_ids(struct ag_store *st, json_t *ids);
-
-/* The checkout that used Idempotency-Key 'key' of 'user_id': its canonical
- * request, order id and first answer (copied into 'pool'). AG_ENOENT. */
-int orders_store_key_get(struct ag_store *st, const char *user_id, const char *key,
-                         struct ag_pool *pool, char **out_request, char **out_order_id,
-                         char **out_response);
-int orders_store_key_put(struct ag_store *st, const char *user_id, const char *key,
-                         const char *request, const char *order_id, const char *response);
 
 struct orders_step {
     char order_id[40];

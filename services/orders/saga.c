@@ -335,6 +335,11 @@ compensate(struct orders *o, json_t *state, const char *reason, bool skip_releas
         rc = step_info(o, id, "authorize", &auth_sent, &auth_pending, auth_out);
     if (rc == 0)
         rc = step_info(o, id, "ship", &ship_sent, &ship_pending, ship_out);
+    bool commit_sent;
+    bool commit_pending;
+    char commit_out[32];
+    if (rc == 0)
+        rc = step_info(o, id, "commit", &commit_sent, &commit_pending, commit_out);
     /* Forward steps still waiting are abandoned: their replies, if any
      * come, are late and compensated on arrival. */
     static const char *const FORWARD[] = { "reserve", "authorize", "ship", "capture", "commit" };
@@ -359,10 +364,19 @@ compensate(struct orders *o, json_t *state, const char *reason, bool skip_releas
         /* Outcome unknown: void whatever the authorization may have done. */
         rc = send_step(o, id, "void", "cmd.payment.void", json_pack("{s:s}", "reason", reason));
     }
-    if (rc == 0 && !skip_release && res_sent && strcmp(res_out, "rejected") != 0 &&
+    bool committed = json_is_true(json_object_get(state, "committed"));
+    if (rc == 0 && !skip_release && !committed && res_sent && strcmp(res_out, "rejected") != 0 &&
         !json_is_true(json_object_get(state, "released"))) {
         rc = send_step(o, id, "release", "cmd.inventory.release",
                        json_pack("{s:s}", "reason", orders_release_reason(reason)));
+    }
+    /* Committed units (or a commit whose answer is still on its way) are
+     * put back on hand: restock is once per reservation on inventory's
+     * side, and answers returned false when nothing was committed. */
+    if (rc == 0 && (committed || commit_sent) &&
+        !json_is_true(json_object_get(state, "restocked"))) {
+        rc = send_step(o, id, "restock", "cmd.inventory.restock",
+                       json_pack("{s:s}", "reason", "order_cancelled"));
     }
     if (rc == 0 && (json_is_string(json_object_get(state, "shipment_id")) ||
                     (ship_sent && strcmp(ship_out, "failed") != 0))) {
@@ -382,16 +396,31 @@ int
 orders_saga_cancel(struct orders *o, json_t *state, const char **out_why)
 {
     const char *status = orders_str(state, "status");
+    const char *cancel = orders_str(state, "cancel_status");
     if (strcmp(status, ORDERS_CANCELLED) == 0 || strcmp(status, ORDERS_REJECTED) == 0 ||
         strcmp(status, ORDERS_COMPLETED) == 0) {
         *out_why = "terminal";
         return AG_ECONFLICT;
     }
-    if (json_is_true(json_object_get(state, "shipped"))) {
+    if (json_is_true(json_object_get(state, "shipped")) || strcmp(cancel, "refused") == 0) {
         *out_why = "shipped";
         return AG_ECONFLICT;
     }
-    return compensate(o, state, "customer_request", false);
+    if (strcmp(status, ORDERS_CONFIRMED) != 0)
+        return compensate(o, state, "customer_request", false);
+    /* Confirmed: money captured, stock committed, a shipment that may be
+     * dispatched at any moment. The shipment's cancel goes first; only
+     * shipment.cancelled refunds and restocks (on_shipment_cancelled), and
+     * shipment.cancel_rejected leaves the order as it is (on_cancel_rejected). */
+    if (strcmp(cancel, "requested") == 0)
+        return 0; /* asked already: the same answer */
+    json_t *d = json_pack("{s:s}", "reason", "customer_request");
+    int rc = orders_append(o, state, "cancel_requested", d);
+    json_decref(d);
+    if (rc == 0)
+        rc = send_step(o, orders_str(state, "id"), "cancel_shipment", "cmd.shipment.cancel",
+                       json_pack("{s:s}", "reason", "customer_request"));
+    return rc;
 }
 
 /* ---- Replies ---- */
@@ -638,9 +667,46 @@ on_shipment_cancelled(struct orders *o, json_t *state, const json_t *data)
         rc = step_outcome(o, id, "ship", "failed", NULL);
         return rc == 0 ? compensate(o, state, "shipment_failed", false) : rc;
     }
-    return rc == 0 ? reply_outcome(o, id, "cancel_shipment", orders_str(data, "shipment_id"),
-                                   "cancelled")
-                   : rc;
+    if (rc == 0)
+        rc = reply_outcome(o, id, "cancel_shipment", orders_str(data, "shipment_id"), "cancelled");
+    if (rc == 0 && status_is(state, ORDERS_CONFIRMED) &&
+        strcmp(orders_str(state, "cancel_status"), "requested") == 0 &&
+        strcmp(orders_str(data, "shipment_id"), orders_str(state, "shipment_id")) == 0) {
+        /* The customer's cancel: the shipment will not leave, so the money
+         * goes back and the committed units go back on hand. */
+        rc = compensate(o, state, "customer_request", false);
+    }
+    return rc;
+}
+
+/* Shipping refused the shipment's cancel: it was dispatched. A confirmed
+ * order's cancel stops here: no refund, no restock, the order stays
+ * CONFIRMED (then shipped, completed), and its history says why. */
+static int
+on_cancel_rejected(struct orders *o, json_t *state, const json_t *data)
+{
+    const char *id = orders_str(state, "id");
+    int rc = reply_outcome(o, id, "cancel_shipment", orders_str(data, "shipment_id"), "rejected");
+    if (rc != 0 || strcmp(orders_str(state, "cancel_status"), "requested") != 0)
+        return rc;
+    AG_LOGI("saga", "order '%s': cancel refused, the shipment is %s", id,
+            orders_str(data, "status"));
+    json_t *d = json_pack("{s:s}", "shipment_status", orders_str(data, "status"));
+    rc = orders_append(o, state, "cancel_refused", d);
+    json_decref(d);
+    return rc;
+}
+
+static int
+on_restocked(struct orders *o, json_t *state, const json_t *data)
+{
+    int rc = reply_outcome(o, orders_str(state, "id"), "restock",
+                           orders_str(data, "reservation_id"), "restocked");
+    if (rc == 0 && json_is_true(json_object_get(data, "returned")) &&
+        json_is_true(json_object_get(state, "committed")) &&
+        !json_is_true(json_object_get(state, "restocked")))
+        rc = append0(o, state, "stock_restocked");
+    return rc;
 }
 
 int
@@ -681,6 +747,10 @@ orders_saga_reply(struct orders *o, const json_t *event)
         rc = on_shipment_created(o, state, data);
     else if (strcmp(type, "shipment.cancelled") == 0)
         rc = on_shipment_cancelled(o, state, data);
+    else if (strcmp(type, "shipment.cancel_rejected") == 0)
+        rc = on_cancel_rejected(o, state, data);
+    else if (strcmp(type, "inventory.restocked") == 0)
+        rc = on_restocked(o, state, data);
     else if (strcmp(type, "shipment.shipped") == 0) {
         if (status_is(state, ORDERS_CONFIRMED) && !json_is_true(json_object_get(state, "shipped")))
             rc = append0(o, state, "shipped");

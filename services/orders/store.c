@@ -384,52 +384,6 @@ orders_store_order_ids(struct ag_store *st, json_t *ids)
     return rc == AG_STMT_DONE ? 0 : rc;
 }
 
-/* ---- Checkout keys ---- */
-
-int
-orders_store_key_get(struct ag_store *st, const char *user_id, const char *key,
-                     struct ag_pool *pool, char **out_request, char **out_order_id,
-                     char **out_response)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT request, order_id, response FROM checkout_keys WHERE "
-                           "user_id = $1 AND key = $2",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, user_id);
-    ag_stmt_bind_cstr(s, 2, key);
-    rc = ag_stmt_step_one(s);
-    if (rc == 0) {
-        *out_request = ag_stmt_col_dup(s, 0, pool);
-        *out_order_id = ag_stmt_col_dup(s, 1, pool);
-        *out_response = ag_stmt_col_dup(s, 2, pool);
-    }
-    ag_stmt_reset(s);
-    return rc;
-}
-
-int
-orders_store_key_put(struct ag_store *st, const char *user_id, const char *key, const char *request,
-                     const char *order_id, const char *response)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO checkout_keys (user_id, key, request, order_id, response, "
-                           "created_at) VALUES ($1, $2, $3, $4, $5, "
-                           "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, user_id);
-    ag_stmt_bind_cstr(s, 2, key);
-    ag_stmt_bind_cstr(s, 3, request);
-    ag_stmt_bind_cstr(s, 4, order_id);
-    ag_stmt_bind_cstr(s, 5, response);
-    return ag_stmt_exec(s);
-}
-
 /* ---- Saga steps ---- */
 
 int

@@ -4,7 +4,7 @@
  * stored with the effect, in the same transaction, and the same key with
  * the same request gets it again; with another request, 422; while the
  * first is still in progress, 409; no key, 428. Keys are per user and kept
- * AGORA_PAYMENTS_IDEMPOTENCY_TTL. A payment is visible to its owner and to
+ * AGORA_IDEMPOTENCY_TTL (the chassis records). A payment is visible to its owner and to
  * administrators; to anyone else it does not exist (404). */
 #include "agora/base.h"
 #include "payments.h"
@@ -99,12 +99,12 @@ send_answer(struct ag_http_req *req, const struct answer *a)
     ag_http_send(req, a->status, a->content_type, a->body, a->len);
 }
 
-/* ---- Idempotency keys ---- */
+/* ---- Idempotency keys: the chassis's records ---- */
 
 struct idem {
     const char *user_id;
     const char *key;
-    char hash[65]; /* SHA-256 of method, path and body, hex */
+    char hash[AG_IDEM_HASH_LEN]; /* of method, path and body */
 };
 
 /* Read the caller's Idempotency-Key and hash the request; answers 428 or
@@ -113,78 +113,37 @@ static bool
 idem_read(struct ag_http_req *req, struct idem *out)
 {
     const struct ag_identity *who = ag_req_identity(req);
-    struct ag_str k = ag_http_req_header(req, "Idempotency-Key");
-    if (k.len == 0) {
-        ag_send_error(req, AG_EPRECONDREQ, "send an Idempotency-Key header with every write");
+    if (!ag_req_idempotency_key(req, true, &out->key))
         return false;
-    }
-    for (size_t i = 0; i < k.len; i++) {
-        if (k.len > PAY_IDEM_KEY_MAX || k.ptr[i] < 0x21 || k.ptr[i] > 0x7e) {
-            ag_send_error(req, AG_EINVAL,
-                          "the Idempotency-Key must be 1 to %d visible ASCII "
-                          "characters",
-                          PAY_IDEM_KEY_MAX);
-            return false;
-        }
-    }
     out->user_id = who != NULL ? who->user_id : "";
-    out->key = ag_pool_strndup(req->pool, k.ptr, k.len);
-    unsigned char h[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, (const unsigned char *)req->method_name.ptr,
-                              req->method_name.len);
-    crypto_hash_sha256_update(&st, (const unsigned char *)" ", 1);
-    crypto_hash_sha256_update(&st, (const unsigned char *)req->path.ptr, req->path.len);
-    crypto_hash_sha256_update(&st, (const unsigned char *)"\n", 1);
-    crypto_hash_sha256_update(&st, (const unsigned char *)req->body.ptr, req->body.len);
-    crypto_hash_sha256_final(&st, h);
-    sodium_bin2hex(out->hash, sizeof(out->hash), h, sizeof(h));
+    ag_req_idempotency_hash(req, out->hash);
     return true;
 }
 
-enum idem_state {
-    IDEM_NEW = 0, /* first use: go on */
-    IDEM_REPLAY,  /* answered before: 'a' holds it */
-    IDEM_BUSY,    /* the first request is in progress */
-    IDEM_MISMATCH /* used for another request */
-};
-
+/* Take the key (AG_IDEM_NEW: now in progress) or find its answer ('a'). */
 static int
-idem_check(struct ag_http_req *req, struct ag_store *st, const struct idem *k, struct answer *a,
-           enum idem_state *out)
+idem_begin(struct pay *pay, struct ag_http_req *req, const struct idem *k, struct answer *a,
+           enum ag_idem_state *out)
 {
-    struct pay_idem row;
-    int rc = pay_store_idem_get(st, k->user_id, k->key, req->pool, &row);
-    if (rc == AG_ENOENT) {
-        *out = IDEM_NEW;
-        return 0;
+    struct ag_idem_answer first;
+    int rc = ag_idem_begin(pay->idem, k->user_id, k->key, k->hash, ag_time_unix_ms(), req->pool,
+                           out, &first);
+    if (rc == 0 && *out == AG_IDEM_REPLAY) {
+        a->status = first.status;
+        a->content_type = (char *)first.content_type;
+        a->body = (char *)first.body;
+        a->len = first.len;
     }
-    if (rc != 0)
-        return rc;
-    if (strcmp(row.hash, k->hash) != 0) {
-        *out = IDEM_MISMATCH;
-    } else if (row.status == 0) {
-        *out = IDEM_BUSY;
-    } else {
-        *out = IDEM_REPLAY;
-        a->status = row.status;
-        a->content_type = row.content_type;
-        a->body = row.response;
-        a->len = row.response_len;
-    }
-    return 0;
+    return rc;
 }
 
-static void
-send_idem_refusal(struct ag_http_req *req, enum idem_state s)
+static int
+idem_finish(struct pay *pay, const struct idem *k, const struct answer *a)
 {
-    if (s == IDEM_BUSY)
-        ag_send_problem(req, 409, "idempotency-key-in-progress", "Conflict",
-                        "a request with this Idempotency-Key is still in progress");
-    else
-        ag_send_problem(req, 422, "idempotency-key-reused", "Unprocessable Content",
-                        "this Idempotency-Key was used for a different request");
+    struct ag_idem_answer answer = {
+        .status = a->status, .content_type = a->content_type, .body = a->body, .len = a->len
+    };
+    return ag_idem_finish(pay->idem, k->user_id, k->key, k->hash, &answer, ag_time_unix_ms());
 }
 
 /* ---- Representation ---- */
@@ -253,8 +212,8 @@ create_in_tx(struct pay *pay, struct ag_store *st, const struct pay_auth_done *d
         answer_json(req, &c->a, 402, p);
         c->a.content_type = PROBLEM_TYPE;
     }
-    return pay_store_idem_finish(st, c->k.user_id, c->k.key, c->k.hash, c->a.status,
-                                 c->a.content_type, c->a.body, ag_time_unix_ms());
+    AG_UNUSED(st);
+    return idem_finish(c->pay, &c->k, &c->a);
 }
 
 static void
@@ -263,7 +222,7 @@ create_done(struct pay *pay, const struct pay_auth_done *done, void *udata)
     struct create_ctx *c = udata;
     if (done->rc != 0) {
         /* Nothing was recorded: free the key for a retry. */
-        pay_store_idem_delete(pay->store, c->k.user_id, c->k.key);
+        ag_idem_forget(pay->idem, c->k.user_id, c->k.key);
         ag_send_store_error(c->req, done->rc, "payment");
         return;
     }
@@ -271,20 +230,19 @@ create_done(struct pay *pay, const struct pay_auth_done *done, void *udata)
 }
 
 struct begin_tx {
+    struct pay *pay;
     struct ag_http_req *req;
     const struct idem *k;
     struct answer *a;
-    enum idem_state state;
+    enum ag_idem_state state;
 };
 
 static int
 begin_tx_fn(struct ag_store *st, void *arg)
 {
+    AG_UNUSED(st);
     struct begin_tx *t = arg;
-    int rc = idem_check(t->req, st, t->k, t->a, &t->state);
-    if (rc == 0 && t->state == IDEM_NEW)
-        rc = pay_store_idem_begin(st, t->k->user_id, t->k->key, t->k->hash, ag_time_unix_ms());
-    return rc;
+    return idem_begin(t->pay, t->req, t->k, t->a, &t->state);
 }
 
 /* Refuse a pay-later request before anything happened: its key is freed
@@ -292,7 +250,7 @@ begin_tx_fn(struct ag_store *st, void *arg)
 static void
 refuse_create(struct create_ctx *c, int err, const char *detail)
 {
-    pay_store_idem_delete(c->pay->store, c->k.user_id, c->k.key);
+    ag_idem_forget(c->pay->idem, c->k.user_id, c->k.key);
     ag_send_error(c->req, err, "%s", detail);
 }
 
@@ -346,7 +304,7 @@ on_payable(struct ag_http_client *client, const struct ag_http_client_response *
         return;
     }
     if (!same) {
-        pay_store_idem_delete(c->pay->store, c->k.user_id, c->k.key);
+        ag_idem_forget(c->pay->idem, c->k.user_id, c->k.key);
         struct ag_valid v;
         ag_valid_init(&v);
         ag_valid_error(&v, "amount", "mismatch", "must equal the order's total");
@@ -381,18 +339,18 @@ create_payment(struct ag_http_req *req, void *udata)
         return;
     }
     ag_valid_release(&v);
-    struct begin_tx t = { .req = req, .k = &c->k, .a = &c->a };
+    struct begin_tx t = { .pay = pay, .req = req, .k = &c->k, .a = &c->a };
     int rc = ag_store_tx(pay->store, begin_tx_fn, &t);
     if (rc != 0) {
         ag_send_store_error(req, rc, "idempotency key");
         return;
     }
-    if (t.state == IDEM_REPLAY) {
+    if (t.state == AG_IDEM_REPLAY) {
         send_answer(req, &c->a);
         return;
     }
-    if (t.state != IDEM_NEW) {
-        send_idem_refusal(req, t.state);
+    if (t.state != AG_IDEM_NEW) {
+        ag_send_idempotency_refusal(req, t.state);
         return;
     }
     c->pay = pay;
@@ -438,7 +396,7 @@ struct change_tx {
     const struct pay_change_req *cr;
     const char *traceparent;
     struct answer a;
-    enum idem_state state;
+    enum ag_idem_state state;
 };
 
 static int
@@ -446,8 +404,8 @@ change_tx_fn(struct ag_store *st, void *arg)
 {
     struct change_tx *t = arg;
     struct ag_http_req *req = t->req;
-    int rc = idem_check(req, st, t->k, &t->a, &t->state);
-    if (rc != 0 || t->state != IDEM_NEW)
+    int rc = idem_begin(t->pay, req, t->k, &t->a, &t->state);
+    if (rc != 0 || t->state != AG_IDEM_NEW)
         return rc;
     struct pay_payment p;
     rc = pay_store_payment_get(st, t->id, &p);
@@ -496,8 +454,7 @@ change_tx_fn(struct ag_store *st, void *arg)
             answer_json(req, &t->a, 200, doc);
         }
     }
-    return pay_store_idem_finish(st, t->k->user_id, t->k->key, t->k->hash, t->a.status,
-                                 t->a.content_type, t->a.body, ag_time_unix_ms());
+    return idem_finish(t->pay, t->k, &t->a);
 }
 
 static void
@@ -543,11 +500,11 @@ change_payment(struct ag_http_req *req, struct pay *pay, enum pay_op op)
         ag_send_store_error(req, rc, "payment");
         return;
     }
-    if (t.state == IDEM_BUSY || t.state == IDEM_MISMATCH) {
-        send_idem_refusal(req, t.state);
+    if (t.state == AG_IDEM_BUSY || t.state == AG_IDEM_MISMATCH) {
+        ag_send_idempotency_refusal(req, t.state);
         return;
     }
-    if (t.state == IDEM_NEW)
+    if (t.state == AG_IDEM_NEW)
         pay_events_kick(pay->events);
     send_answer(req, &t.a);
 }

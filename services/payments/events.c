@@ -93,10 +93,11 @@ static int
 reply(struct pay *pay, struct ag_store *st, const struct pay_cmd *cmd, const char *type,
       json_t *data, const char *traceparent)
 {
+    AG_UNUSED(st); /* the step is recorded in the same store, in its transaction */
     int rc = pay_events_publish(pay->events, type, data, traceparent);
     if (rc == 0)
-        rc = pay_store_step_done(st, cmd->step_key, cmd->order_id, CMD_OPS[cmd->kind], type, data,
-                                 ag_time_unix_ms());
+        rc = pay_step_done(pay->idem, cmd->step_key, cmd->order_id, CMD_OPS[cmd->kind], type, data,
+                           ag_time_unix_ms());
     json_decref(data);
     return rc;
 }
@@ -171,8 +172,8 @@ handle_change(struct pay *pay, struct ag_store *st, struct pay_cmd *cmd, const c
     }
     if (rc != 0)
         return rc;
-    rc = pay_store_step_done(st, cmd->step_key, cmd->order_id, CMD_OPS[cmd->kind], TYPES[cmd->kind],
-                             data, ag_time_unix_ms());
+    rc = pay_step_done(pay->idem, cmd->step_key, cmd->order_id, CMD_OPS[cmd->kind],
+                       TYPES[cmd->kind], data, ag_time_unix_ms());
     json_decref(data);
     return rc;
 }
@@ -188,8 +189,8 @@ handle_authorize(struct pay *pay, struct ag_store *st, const struct pay_cmd *cmd
         return reply_failed(pay, st, cmd, NULL, "error", "the order's payment was voided", tp);
     if (rc != 0 && rc != AG_ENOENT)
         return rc;
-    rc = pay_store_step_pending(st, cmd->step_key, cmd->order_id, "authorize", cmd->amount,
-                                ag_time_unix_ms());
+    rc = pay_step_pending(pay->idem, cmd->step_key, cmd->order_id, "authorize", cmd->amount,
+                          ag_time_unix_ms());
     if (rc != 0)
         return rc;
     /* The answer comes in its own transaction, which records the payment
@@ -232,11 +233,11 @@ pay_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event
     if (pay->stopping)
         return AG_EUNAVAIL; /* redelivered to the next run */
     struct pay_step step;
-    int rc = pay_store_step_get(st, cmd.step_key, &step);
+    int rc = pay_step_get(pay->idem, cmd.step_key, &step);
     if (rc == 0) {
         /* A retry of an answered step: the same reply again, no effect. A
          * pending one is at the provider and answers by itself. */
-        if (strcmp(step.state, "done") == 0 && step.reply_data != NULL) {
+        if (step.done && step.reply_data != NULL) {
             pay_count(pay, CMD_OPS[cmd.kind], "replayed", 0, NULL);
             rc = pay_events_publish(pay->events, step.reply_type, step.reply_data, tp);
         }
@@ -255,34 +256,37 @@ pay_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event
 int
 pay_events_fail_pending(struct pay *pay)
 {
-    json_t *items;
-    int rc = pay_store_step_list_pending(pay->store, 1000, &items);
-    if (rc != 0)
-        return rc;
-    size_t i;
-    json_t *it;
-    json_array_foreach(items, i, it)
-    {
-        const char *key = json_string_value(json_object_get(it, "step_key"));
-        const char *order = json_string_value(json_object_get(it, "order_id"));
-        struct ag_money asked = { .amount = json_integer_value(json_object_get(it, "amount")) };
-        snprintf(asked.currency, sizeof(asked.currency), "%s",
-                 json_string_value(json_object_get(it, "currency")));
+    struct ag_pool *pool = ag_pool_new(8192);
+    struct ag_step *items = ag_calloc(PAY_PENDING_MAX, sizeof(*items));
+    size_t n = 0;
+    int rc = ag_step_list_pending(pay->idem, PAY_PENDING_MAX, pool, items, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *key = items[i].key;
+        const char *order = items[i].subject != NULL ? items[i].subject : "";
+        json_t *asked_doc = items[i].data != NULL
+                                ? ag_json_parse(items[i].data, strlen(items[i].data), NULL, 0)
+                                : NULL;
+        struct ag_money asked = { .amount =
+                                      json_integer_value(json_object_get(asked_doc, "amount")) };
+        const char *cur = json_string_value(json_object_get(asked_doc, "currency"));
+        snprintf(asked.currency, sizeof(asked.currency), "%s", cur != NULL ? cur : "XXX");
+        json_decref(asked_doc);
         json_t *data = pay_events_failed(NULL, order, asked, "timeout", ag_time_unix_ms());
         rc = ag_store_begin(pay->store);
         if (rc == 0)
             rc = pay_events_publish(pay->events, "payment.failed", data, NULL);
         if (rc == 0)
-            rc = pay_store_step_done(pay->store, key, order, "authorize", "payment.failed", data,
-                                     ag_time_unix_ms());
+            rc = pay_step_done(pay->idem, key, order, "authorize", "payment.failed", data,
+                               ag_time_unix_ms());
         rc = rc == 0 ? ag_store_commit(pay->store) : rc;
         if (rc != 0)
             ag_store_rollback(pay->store);
         json_decref(data);
-        if (rc != 0)
-            break;
-        AG_LOGW("payments", "step '%s' was at the provider when the service stopped: failed", key);
+        if (rc == 0)
+            AG_LOGW("payments", "step '%s' was at the provider when the service stopped: failed",
+                    key);
     }
-    json_decref(items);
+    ag_free(items);
+    ag_pool_free(pool);
     return rc;
 }

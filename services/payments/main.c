@@ -30,9 +30,7 @@ static const struct ag_config_key PAY_KEYS[] = {
       UINT64_C(2592000000), NULL,
       "an authorization not captured within this is released (payment.voided reason expired)" },
     { "AGORA_PAYMENTS_SWEEP_INTERVAL", AG_CONFIG_DURATION, "1s", OFF(sweep_interval_ms), 100,
-      3600000, NULL, "how often expired authorizations and old idempotency keys are swept" },
-    { "AGORA_PAYMENTS_IDEMPOTENCY_TTL", AG_CONFIG_DURATION, "24h", OFF(idempotency_ttl_ms), 1000,
-      UINT64_C(604800000), NULL, "how long an Idempotency-Key and its answer are kept" },
+      3600000, NULL, "how often expired authorizations are voided" },
     { "AGORA_PAYMENTS_SANDBOX_LATENCY", AG_CONFIG_DURATION, "0ms", OFF(sandbox_latency_ms), 0,
       60000, NULL, "how long the sandbox provider takes to answer an authorization" },
 };
@@ -53,6 +51,7 @@ on_start(struct ag_service *svc, void *udata)
     pay->svc = svc;
     pay->store = ag_service_store(svc);
     pay->events = ag_service_events(svc);
+    pay->idem = ag_service_idem(svc);
     pay->loop = ag_service_loop(svc);
     pay->provider = pay_sandbox_new(pay->loop, pay->settings.sandbox_latency_ms);
 
@@ -67,12 +66,10 @@ on_start(struct ag_service *svc, void *udata)
     pay->m_inflight = ag_metrics_gauge(reg, "payments_provider_inflight",
                                        "Authorizations waiting for the provider", NULL, 0);
 
-    /* No request is in progress at startup: keys left in progress by a
-     * stopped process are freed for a retry, and saga steps it left at the
-     * provider are answered (nothing was authorized for them). */
-    int rc = pay_store_idem_sweep(pay->store, 0, true);
-    if (rc == 0)
-        rc = pay_events_fail_pending(pay);
+    /* No request is in progress at startup: saga steps a stopped process
+     * left at the provider are answered (nothing was authorized for them);
+     * the chassis frees the keys it left in progress. */
+    int rc = pay_events_fail_pending(pay);
     if (rc != 0) {
         AG_LOGE("payments", "cannot recover the previous run's requests: %s", ag_strerror(rc));
         return rc;
@@ -137,6 +134,7 @@ main(int argc, char **argv)
         .on_stopping = on_stopping,
         .on_stop = on_stop,
         .events = true,
+        .idempotency = true,
         .udata = &pay,
     };
     struct ag_service *svc;

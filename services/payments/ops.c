@@ -93,9 +93,9 @@ finish_tx_fn(struct ag_store *st, void *arg)
     int rc;
     if (a->step_key[0] != '\0') {
         struct pay_step step;
-        rc = pay_store_step_get(st, a->step_key, &step);
+        rc = pay_step_get(pay->idem, a->step_key, &step);
         json_decref(step.reply_data);
-        if (rc == AG_ENOENT || (rc == 0 && strcmp(step.state, "pending") != 0)) {
+        if (rc == AG_ENOENT || (rc == 0 && step.done)) {
             t->dropped = true;
             return 0;
         }
@@ -118,8 +118,8 @@ finish_tx_fn(struct ag_store *st, void *arg)
     const char *tp = a->traceparent[0] ? a->traceparent : NULL;
     rc = pay_events_publish(pay->events, type, data, tp);
     if (rc == 0 && a->step_key[0] != '\0')
-        rc = pay_store_step_done(st, a->step_key, a->order_id, "authorize", type, data,
-                                 ag_time_unix_ms());
+        rc = pay_step_done(pay->idem, a->step_key, a->order_id, "authorize", type, data,
+                           ag_time_unix_ms());
     json_decref(data);
     if (rc == 0 && a->in_tx != NULL)
         rc = a->in_tx(pay, st, &t->done, a->udata);
@@ -343,10 +343,6 @@ sweep_tx_fn(struct ag_store *st, void *arg)
             rc = pay_change(t->pay, st, &p, PAY_OP_EXPIRE, 0, NULL, NULL, NULL, NULL);
         if (rc == 0)
             t->expired++;
-    }
-    if (rc == 0) {
-        int64_t ttl = (int64_t)t->pay->settings.idempotency_ttl_ms;
-        rc = pay_store_idem_sweep(st, t->now - ttl, false);
     }
     return rc;
 }

@@ -18,15 +18,14 @@
 #include "agora/store.h"
 #include "domain.h"
 
-#define PAY_IDEM_KEY_MAX 255 /* bytes of an Idempotency-Key */
-#define PAY_SWEEP_BATCH  100 /* expired authorizations released per sweep */
-#define PAY_LIST_MAX     100 /* payments of one order listed */
+#define PAY_SWEEP_BATCH 100  /* expired authorizations released per sweep */
+#define PAY_PENDING_MAX 1000 /* saga steps left at the provider answered at start */
+#define PAY_LIST_MAX    100  /* payments of one order listed */
 
 struct pay_settings {
     uint64_t provider_timeout_ms; /* AGORA_PAYMENTS_PROVIDER_TIMEOUT */
     uint64_t auth_ttl_ms;         /* AGORA_PAYMENTS_AUTH_TTL */
     uint64_t sweep_interval_ms;   /* AGORA_PAYMENTS_SWEEP_INTERVAL */
-    uint64_t idempotency_ttl_ms;  /* AGORA_PAYMENTS_IDEMPOTENCY_TTL */
     uint64_t sandbox_latency_ms;  /* AGORA_PAYMENTS_SANDBOX_LATENCY */
     char *orders_url;             /* AGORA_PAYMENTS_ORDERS_URL */
 };
@@ -83,11 +82,12 @@ struct pay {
     struct ag_service *svc;   /* borrowed */
     struct ag_store *store;   /* borrowed from svc */
     struct ag_events *events; /* borrowed from svc: the outbox */
+    struct ag_idem *idem;     /* borrowed from svc: Idempotency-Key answers, saga steps */
     uv_loop_t *loop;          /* borrowed from svc */
     struct pay_settings settings;
     struct pay_provider *provider; /* owned */
     struct pay_auth *inflight;     /* authorizations waiting for the provider */
-    uv_timer_t sweep;              /* expiry and idempotency-key sweep */
+    uv_timer_t sweep;              /* expiry of authorizations */
     bool sweep_started;
     bool stopping;                /* no new authorization is started */
     struct ag_metric *m_total;    /* payments_total{operation,outcome} */
@@ -151,7 +151,7 @@ int pay_change(struct pay *pay, struct ag_store *st, struct pay_payment *p, enum
                json_t **out_reply);
 
 /* One sweep: release authorizations past their expiry (payment.voided
- * reason "expired") and forget idempotency keys past their time. */
+ * reason "expired"); the chassis sweeps the idempotency records. */
 void pay_sweep(struct pay *pay);
 
 /* ---- api.c ---- */
@@ -205,41 +205,17 @@ int pay_store_refund_list(struct ag_store *st, const char *payment_id, const cha
                           json_t **out_items);
 
 struct pay_step {
-    char state[8]; /* "pending", "done" */
+    bool done; /* false: pending (at the provider) */
     char reply_type[32];
     json_t *reply_data; /* owned by the caller when set */
 };
-/* AG_ENOENT when the step is unknown. */
-int pay_store_step_get(struct ag_store *st, const char *key, struct pay_step *out);
-int pay_store_step_pending(struct ag_store *st, const char *key, const char *order_id,
-                           const char *command, struct ag_money amount, int64_t now_ms);
+/* The saga steps, in the chassis's records (agora/idempotency.h).
+ * AG_ENOENT when the step is unknown. */
+int pay_step_get(struct ag_idem *idem, const char *key, struct pay_step *out);
+int pay_step_pending(struct ag_idem *idem, const char *key, const char *order_id,
+                     const char *command, struct ag_money amount, int64_t now_ms);
 /* Record the reply of step 'key' (inserted when missing). */
-int pay_store_step_done(struct ag_store *st, const char *key, const char *order_id,
-                        const char *command, const char *reply_type, const json_t *reply_data,
-                        int64_t now_ms);
-/* Pending steps (at most 'max') as [{step_key, order_id, command, amount,
- * currency}] (the amount the command asked for). */
-int pay_store_step_list_pending(struct ag_store *st, size_t max, json_t **out);
-
-struct pay_idem {
-    char hash[65];
-    int status;         /* 0: in progress */
-    char *content_type; /* in the caller's pool */
-    char *response;     /* in the caller's pool */
-    size_t response_len;
-};
-int pay_store_idem_get(struct ag_store *st, const char *user_id, const char *key,
-                       struct ag_pool *pool, struct pay_idem *out);
-/* Insert 'key' in progress. AG_EEXIST when taken. */
-int pay_store_idem_begin(struct ag_store *st, const char *user_id, const char *key,
-                         const char *hash, int64_t now_ms);
-/* Record the answer of 'key', inserting it when missing. */
-int pay_store_idem_finish(struct ag_store *st, const char *user_id, const char *key,
-                          const char *hash, int status, const char *content_type, const char *body,
-                          int64_t now_ms);
-int pay_store_idem_delete(struct ag_store *st, const char *user_id, const char *key);
-/* Forget keys created before 'before_ms', and (when 'in_progress') every
- * key still in progress: at startup no request is. */
-int pay_store_idem_sweep(struct ag_store *st, int64_t before_ms, bool in_progress);
+int pay_step_done(struct ag_idem *idem, const char *key, const char *order_id, const char *command,
+                  const char *reply_type, const json_t *reply_data, int64_t now_ms);
 
 #endif /* PAY_PAYMENTS_H */

@@ -234,202 +234,53 @@ pay_store_refund_list(struct ag_store *st, const char *payment_id, const char *c
     return 0;
 }
 
-/* ---- Saga steps ---- */
+/* ---- Saga steps: the chassis's records ---- */
 
 int
-pay_store_step_get(struct ag_store *st, const char *key, struct pay_step *out)
+pay_step_get(struct ag_idem *idem, const char *key, struct pay_step *out)
 {
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT state, reply_type, reply_data FROM steps "
-                           "WHERE step_key = $1",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, key);
     memset(out, 0, sizeof(*out));
-    rc = ag_stmt_step_one(s);
+    struct ag_pool *pool = ag_pool_new(1024);
+    struct ag_step s;
+    int rc = ag_step_get(idem, key, pool, &s);
     if (rc == 0) {
-        ag_stmt_col_copy(s, 0, out->state, sizeof(out->state));
-        ag_stmt_col_copy(s, 1, out->reply_type, sizeof(out->reply_type));
-        size_t len = ag_stmt_col_len(s, 2);
-        if (len > 0)
-            out->reply_data = ag_json_parse_value(ag_stmt_col_text(s, 2), len, NULL, 0);
+        out->done = s.done;
+        snprintf(out->reply_type, sizeof(out->reply_type), "%s",
+                 s.reply_type != NULL ? s.reply_type : "");
+        if (s.done && s.data != NULL)
+            out->reply_data = ag_json_parse_value(s.data, strlen(s.data), NULL, 0);
     }
-    ag_stmt_reset(s);
+    ag_pool_free(pool);
     return rc;
 }
 
 int
-pay_store_step_pending(struct ag_store *st, const char *key, const char *order_id,
-                       const char *command, struct ag_money amount, int64_t now_ms)
+pay_step_pending(struct ag_idem *idem, const char *key, const char *order_id, const char *command,
+                 struct ag_money amount, int64_t now_ms)
 {
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO steps (step_key, order_id, command, state, reply_data, "
-                           "created_at, updated_at) VALUES ($1, $2, $3, 'pending', "
-                           "json_object('amount', $5, 'currency', $6), $4, $4)",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, key);
-    ag_stmt_bind_cstr(s, 2, order_id);
-    ag_stmt_bind_cstr(s, 3, command);
-    ag_stmt_bind_i64(s, 4, now_ms);
-    ag_stmt_bind_i64(s, 5, amount.amount);
-    ag_stmt_bind_cstr(s, 6, amount.currency);
-    return ag_stmt_exec(s);
-}
-
-int
-pay_store_step_done(struct ag_store *st, const char *key, const char *order_id, const char *command,
-                    const char *reply_type, const json_t *reply_data, int64_t now_ms)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO steps (step_key, order_id, command, state, reply_type, "
-                           "reply_data, created_at, updated_at) VALUES ($1, $2, $3, 'done', $4, "
-                           "$5, $6, $6) ON CONFLICT (step_key) DO UPDATE SET state = 'done', "
-                           "reply_type = excluded.reply_type, reply_data = excluded.reply_data, "
-                           "updated_at = excluded.updated_at",
-                           &s);
-    if (rc != 0)
-        return rc;
-    char *data = json_dumps(reply_data, JSON_COMPACT);
-    ag_stmt_bind_cstr(s, 1, key);
-    ag_stmt_bind_cstr(s, 2, order_id);
-    ag_stmt_bind_cstr(s, 3, command);
-    ag_stmt_bind_cstr(s, 4, reply_type);
-    ag_stmt_bind_cstr(s, 5, data ? data : "");
-    ag_stmt_bind_i64(s, 6, now_ms);
+    /* What answering it later needs: the amount asked for. */
+    json_t *asked =
+        json_pack("{s:I, s:s}", "amount", (json_int_t)amount.amount, "currency", amount.currency);
+    char *data = json_dumps(asked, JSON_COMPACT);
+    json_decref(asked);
+    struct ag_step s = { .key = key, .command = command, .subject = order_id, .data = data };
+    int rc = ag_step_put(idem, &s, now_ms);
     ag_free(data);
-    return ag_stmt_exec(s);
-}
-
-int
-pay_store_step_list_pending(struct ag_store *st, size_t max, json_t **out)
-{
-    struct ag_stmt *s;
-    int rc =
-        ag_store_stmt(st,
-                      "SELECT step_key, order_id, command, json_extract(reply_data, '$.amount'), "
-                      "json_extract(reply_data, '$.currency') FROM steps "
-                      "WHERE state = 'pending' "
-                      "ORDER BY created_at LIMIT $1",
-                      &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_i64(s, 1, (int64_t)max);
-    json_t *items = json_array();
-    while ((rc = ag_stmt_step(s)) == AG_STMT_ROW) {
-        json_array_append_new(
-            items,
-            json_pack("{s:s, s:s, s:s, s:I, s:s}", "step_key", ag_stmt_col_text(s, 0), "order_id",
-                      ag_stmt_col_text(s, 1), "command", ag_stmt_col_text(s, 2), "amount",
-                      (json_int_t)ag_stmt_col_i64(s, 3), "currency", ag_stmt_col_text(s, 4)));
-    }
-    ag_stmt_reset(s);
-    if (rc != AG_STMT_DONE) {
-        json_decref(items);
-        return rc;
-    }
-    *out = items;
-    return 0;
-}
-
-/* ---- Idempotency keys ---- */
-
-int
-pay_store_idem_get(struct ag_store *st, const char *user_id, const char *key, struct ag_pool *pool,
-                   struct pay_idem *out)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT request_hash, status, content_type, response FROM "
-                           "idempotency_keys WHERE user_id = $1 AND key = $2",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, user_id);
-    ag_stmt_bind_cstr(s, 2, key);
-    memset(out, 0, sizeof(*out));
-    rc = ag_stmt_step_one(s);
-    if (rc == 0) {
-        ag_stmt_col_copy(s, 0, out->hash, sizeof(out->hash));
-        out->status = (int)ag_stmt_col_i64(s, 1);
-        out->content_type = ag_stmt_col_dup(s, 2, pool);
-        out->response = ag_stmt_col_dup(s, 3, pool);
-        out->response_len = ag_stmt_col_len(s, 3);
-    }
-    ag_stmt_reset(s);
     return rc;
 }
 
 int
-pay_store_idem_begin(struct ag_store *st, const char *user_id, const char *key, const char *hash,
-                     int64_t now_ms)
+pay_step_done(struct ag_idem *idem, const char *key, const char *order_id, const char *command,
+              const char *reply_type, const json_t *reply_data, int64_t now_ms)
 {
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO idempotency_keys (user_id, key, request_hash, status, "
-                           "created_at) VALUES ($1, $2, $3, 0, $4)",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, user_id);
-    ag_stmt_bind_cstr(s, 2, key);
-    ag_stmt_bind_cstr(s, 3, hash);
-    ag_stmt_bind_i64(s, 4, now_ms);
-    return ag_stmt_exec(s);
-}
-
-int
-pay_store_idem_finish(struct ag_store *st, const char *user_id, const char *key, const char *hash,
-                      int status, const char *content_type, const char *body, int64_t now_ms)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO idempotency_keys (user_id, key, request_hash, status, "
-                           "content_type, response, created_at) VALUES ($1, $2, $3, $4, $5, $6, "
-                           "$7) ON CONFLICT (user_id, key) DO UPDATE SET status = "
-                           "excluded.status, content_type = excluded.content_type, response = "
-                           "excluded.response",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, user_id);
-    ag_stmt_bind_cstr(s, 2, key);
-    ag_stmt_bind_cstr(s, 3, hash);
-    ag_stmt_bind_i64(s, 4, status);
-    ag_stmt_bind_cstr(s, 5, content_type);
-    ag_stmt_bind_cstr(s, 6, body);
-    ag_stmt_bind_i64(s, 7, now_ms);
-    return ag_stmt_exec(s);
-}
-
-int
-pay_store_idem_delete(struct ag_store *st, const char *user_id, const char *key)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st, "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2", &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(s, 1, user_id);
-    ag_stmt_bind_cstr(s, 2, key);
-    return ag_stmt_exec(s);
-}
-
-int
-pay_store_idem_sweep(struct ag_store *st, int64_t before_ms, bool in_progress)
-{
-    struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "DELETE FROM idempotency_keys WHERE created_at < $1 OR "
-                           "($2 AND status = 0)",
-                           &s);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_i64(s, 1, before_ms);
-    ag_stmt_bind_i64(s, 2, in_progress ? 1 : 0);
-    return ag_stmt_exec(s);
+    char *data = json_dumps(reply_data, JSON_COMPACT);
+    struct ag_step s = { .key = key,
+                         .command = command,
+                         .subject = order_id,
+                         .done = true,
+                         .reply_type = reply_type,
+                         .data = data };
+    int rc = ag_step_put(idem, &s, now_ms);
+    ag_free(data);
+    return rc;
 }

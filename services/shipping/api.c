@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Shipping HTTP handlers and the route table: shipments read by their owner
- * or an administrator, and moved along created -> shipped -> delivered (or
- * cancelled before dispatch) by an administrator. Shipments are created only
- * by the saga's command (commands.c). */
+/* Shipping HTTP handlers and the route table: shipments read by their owner,
+ * a courier or an administrator, moved along created -> shipped ->
+ * delivered by a courier or an administrator, and cancelled before dispatch
+ * by an administrator. Shipments are created only by the saga's command
+ * (commands.c). The gateway lets any signed-in caller through to the moves
+ * (it knows no courier role); the roles are checked here. */
 #include "agora/base.h"
 #include "shipping.h"
 
@@ -19,8 +21,15 @@ is_admin(const struct ag_identity *who)
     return who != NULL && (who->roles & AG_IDENTITY_ADMIN) != 0;
 }
 
+/* Couriers and administrators see every shipment and move them along. */
+static bool
+is_staff(const struct ag_identity *who)
+{
+    return who != NULL && (who->roles & (AG_IDENTITY_ADMIN | AG_IDENTITY_COURIER)) != 0;
+}
+
 /* The shipment of path parameter {id} when the caller may see it: its
- * owner or an administrator. Anyone else gets the same 404 as for a
+ * owner, a courier or an administrator. Anyone else gets the same 404 as for a
  * shipment that does not exist, never a 403 that would confirm it. */
 static int
 visible_shipment(struct ag_http_req *req, struct ship *sh, struct ship_shipment *out)
@@ -34,7 +43,7 @@ visible_shipment(struct ag_http_req *req, struct ship *sh, struct ship_shipment 
     if (id == NULL)
         return AG_ENOENT;
     int rc = ship_store_get(sh->store, id, req->pool, out);
-    if (rc == 0 && !is_admin(who) && strcmp(out->user_id, who->user_id) != 0)
+    if (rc == 0 && !is_staff(who) && strcmp(out->user_id, who->user_id) != 0)
         rc = AG_ENOENT;
     if (rc != 0)
         ag_send_store_error(req, rc, "shipment");
@@ -80,7 +89,7 @@ list_shipments(struct ag_http_req *req, void *udata)
         return;
     }
     /* A customer sees their own shipments only, whatever the filter says. */
-    if (!is_admin(who)) {
+    if (!is_staff(who)) {
         if (f.user_id != NULL && strcmp(f.user_id, who->user_id) != 0) {
             ag_send_json(req, 200, json_pack("{s:[], s:n}", "items", "next_cursor"));
             return;
@@ -153,6 +162,16 @@ apply_tx_fn(struct ag_store *store, void *arg)
 static void
 apply(struct ag_http_req *req, struct ship *sh, enum ship_action action)
 {
+    /* Ship and deliver: a courier or an administrator; cancel: an
+     * administrator (the saga cancels through its command). */
+    const struct ag_identity *who = ag_req_identity(req);
+    bool may = action == SHIP_ACT_CANCEL ? is_admin(who) : is_staff(who);
+    if (!may) {
+        ag_send_error(req, AG_EFORBIDDEN, "to %s a shipment needs the %s role",
+                      ship_action_name(action),
+                      action == SHIP_ACT_CANCEL ? "admin" : "courier or admin");
+        return;
+    }
     const char *id = ag_req_uuid_param(req, "id", "shipment");
     if (id == NULL)
         return;
@@ -204,8 +223,10 @@ cancel_shipment(struct ag_http_req *req, void *udata)
 const struct ag_route ship_routes[] = {
     { "GET", "/v1/shipments", list_shipments, AG_ROLE_CUSTOMER },
     { "GET", "/v1/shipments/{id}", get_shipment, AG_ROLE_CUSTOMER },
-    { "POST", "/v1/shipments/{id}/ship", post_ship, AG_ROLE_ADMIN },
-    { "POST", "/v1/shipments/{id}/deliver", deliver_shipment, AG_ROLE_ADMIN },
-    { "POST", "/v1/shipments/{id}/cancel", cancel_shipment, AG_ROLE_ADMIN },
+    /* Customer-level routes (any signed-in caller), the role checked by
+     * apply(): the gateway and the chassis know no courier role. */
+    { "POST", "/v1/shipments/{id}/ship", post_ship, AG_ROLE_CUSTOMER },
+    { "POST", "/v1/shipments/{id}/deliver", deliver_shipment, AG_ROLE_CUSTOMER },
+    { "POST", "/v1/shipments/{id}/cancel", cancel_shipment, AG_ROLE_CUSTOMER },
 };
 const size_t ship_nroutes = AG_ARRAY_SIZE(ship_routes);

@@ -48,18 +48,16 @@ reply(struct cmd *c, const char *step_key, const char *order_id, const char *typ
     char *text = json_dumps(data, JSON_COMPACT);
     if (text == NULL)
         return AG_ENOMEM;
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(ag_time_unix_ms(), now);
-    struct ship_step step = {
-        .step_key = step_key,
+    struct ag_step step = {
+        .key = step_key,
         .command = c->type,
-        .order_id = order_id,
+        .subject = order_id,
+        .done = true,
         .reply_type = type,
         .reply_subject = subject,
-        .reply_data = text,
-        .applied_at = now,
+        .data = text,
     };
-    rc = ship_store_step_insert(c->st, &step);
+    rc = ag_step_put(c->sh->idem, &step, ag_time_unix_ms());
     ag_free(text);
     return rc;
 }
@@ -70,8 +68,8 @@ reply(struct cmd *c, const char *step_key, const char *order_id, const char *typ
 static int
 replay(struct cmd *c, const char *step_key, bool *out_found)
 {
-    struct ship_step step;
-    int rc = ship_store_step_get(c->st, step_key, c->pool, &step);
+    struct ag_step step;
+    int rc = ag_step_get(c->sh->idem, step_key, c->pool, &step);
     *out_found = rc == 0;
     if (rc == AG_ENOENT)
         return 0;
@@ -82,7 +80,7 @@ replay(struct cmd *c, const char *step_key, bool *out_found)
         c->sh->fx.outcome = "invalid";
         return 0;
     }
-    json_t *data = json_loads(step.reply_data, 0, NULL);
+    json_t *data = step.data != NULL ? json_loads(step.data, 0, NULL) : NULL;
     if (data == NULL) {
         AG_LOGE(LOG, "step '%s': stored reply is not JSON", step_key);
         return AG_EINTERNAL;

@@ -56,6 +56,7 @@ on_start(struct ag_service *svc, void *udata)
     sh->svc = svc;
     sh->store = ag_service_store(svc);
     sh->events = ag_service_events(svc);
+    sh->idem = ag_service_idem(svc);
     sh->fx = (struct ship_effect){ .entered = -1 };
     size_t carrier = strlen(sh->settings.carrier);
     if (carrier == 0 || carrier > SHIP_CARRIER_MAX) {
@@ -91,6 +92,7 @@ main(int argc, char **argv)
         .settings = &sh.settings,
         .on_start = on_start,
         .events = true,
+        .idempotency = true,
         .udata = &sh,
     };
     struct ag_service *svc;

@@ -40,6 +40,7 @@ struct ship {
     struct ag_service *svc;   /* borrowed */
     struct ag_store *store;   /* borrowed from svc */
     struct ag_events *events; /* borrowed from svc: the outbox and the command consumer */
+    struct ag_idem *idem;     /* borrowed from svc: the saga steps applied, with their replies */
     struct ship_settings settings;
     struct ag_metric *m_shipments; /* shipments_total{status} */
     struct ag_metric *m_commands;  /* shipping_commands_total{command,outcome} */
@@ -98,17 +99,6 @@ struct ship_filter {
     int64_t limit;
 };
 
-/* A saga step already applied, and the reply it gave. */
-struct ship_step {
-    const char *step_key;
-    const char *command;
-    const char *order_id;
-    const char *reply_type;
-    const char *reply_subject;
-    const char *reply_data; /* JSON text */
-    const char *applied_at;
-};
-
 int ship_store_insert(struct ag_store *st, const struct ship_shipment *s);
 /* The shipment, strings copied into 'pool'. AG_ENOENT when absent. */
 int ship_store_get(struct ag_store *st, const char *id, struct ag_pool *pool,
@@ -125,10 +115,5 @@ int ship_store_set_status(struct ag_store *st, const char *id, enum ship_status 
  * whether more follow; 'last_id' gets the last id returned. */
 int ship_store_list(struct ag_store *st, const struct ship_filter *f, json_t *items, bool *out_more,
                     char last_id[AG_UUID_STRLEN + 1]);
-
-int ship_store_step_get(struct ag_store *st, const char *step_key, struct ag_pool *pool,
-                        struct ship_step *out);
-/* AG_EEXIST when the step is recorded already. */
-int ship_store_step_insert(struct ag_store *st, const struct ship_step *step);
 
 #endif /* SHIP_SHIPPING_H */

@@ -820,6 +820,62 @@ enable_user(struct ag_http_req *req, void *udata)
     set_disabled(req, udata, false);
 }
 
+/* ---- The courier role ---- */
+
+struct courier_ctx {
+    struct ag_events *events;
+    const char *id;
+    bool grant;
+    struct users_account a;
+};
+
+static int
+courier_tx(struct ag_store *st, void *arg)
+{
+    struct courier_ctx *c = arg;
+    int rc = users_store_user_by_id(st, c->id, &c->a, NULL);
+    if (rc != 0 || c->a.courier == c->grant)
+        return rc; /* already so: nothing changes, no event */
+    c->a.courier = c->grant;
+    now_rfc3339(c->a.updated_at);
+    rc = users_store_user_update(st, &c->a, NULL);
+    if (rc == 0)
+        rc = users_events_updated(c->events, &c->a, USERS_CHANGED_ROLES);
+    return rc;
+}
+
+/* Grant or revoke the courier role. Access tokens carry roles: the change
+ * reaches the account's next token (login or refresh). */
+static void
+set_courier(struct ag_http_req *req, struct users *u, bool grant)
+{
+    const char *id = ag_req_uuid_param(req, "id", "account");
+    if (id == NULL)
+        return;
+    struct courier_ctx c = { .events = u->events, .id = id, .grant = grant };
+    int rc = ag_store_tx(u->store, courier_tx, &c);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "account");
+        return;
+    }
+    users_events_kick(u->events);
+    AG_LOGI("api", "courier role of user '%s' %s by '%s'", id, grant ? "granted" : "revoked",
+            caller_id(req));
+    send_account(req, 200, &c.a);
+}
+
+static void
+grant_courier(struct ag_http_req *req, void *udata)
+{
+    set_courier(req, udata, true);
+}
+
+static void
+revoke_courier(struct ag_http_req *req, void *udata)
+{
+    set_courier(req, udata, false);
+}
+
 /* ---- JWKS ---- */
 
 static void
@@ -843,6 +899,8 @@ const struct ag_route users_routes[] = {
     { "GET", "/v1/users/{id}", get_user, AG_ROLE_ADMIN },
     { "POST", "/v1/users/{id}/disable", disable_user, AG_ROLE_ADMIN },
     { "POST", "/v1/users/{id}/enable", enable_user, AG_ROLE_ADMIN },
+    { "PUT", "/v1/users/{id}/roles/courier", grant_courier, AG_ROLE_ADMIN },
+    { "DELETE", "/v1/users/{id}/roles/courier", revoke_courier, AG_ROLE_ADMIN },
     { "POST", "/v1/auth/login", login, AG_ROLE_PUBLIC },
     { "POST", "/v1/auth/refresh", refresh, AG_ROLE_PUBLIC },
     { "POST", "/v1/auth/logout", logout, AG_ROLE_PUBLIC },

@@ -45,7 +45,8 @@ lower(char c)
 unsigned
 users_account_roles(const struct users_account *a)
 {
-    return AG_IDENTITY_CUSTOMER | (a->admin ? AG_IDENTITY_ADMIN : 0u);
+    return AG_IDENTITY_CUSTOMER | (a->admin ? AG_IDENTITY_ADMIN : 0u) |
+           (a->courier ? AG_IDENTITY_COURIER : 0u);
 }
 
 json_t *
@@ -55,6 +56,8 @@ users_account_to_json(const struct users_account *a)
     json_array_append_new(roles, json_string("customer"));
     if (a->admin)
         json_array_append_new(roles, json_string("admin"));
+    if (a->courier)
+        json_array_append_new(roles, json_string("courier"));
     return json_pack("{s:s, s:s, s:s, s:o, s:b, s:s, s:s}", "id", a->id, "email", a->email, "name",
                      a->name, "roles", roles, "disabled", a->disabled, "created_at", a->created_at,
                      "updated_at", a->updated_at);

@@ -31,6 +31,7 @@ struct users_account {
     char name[USERS_NAME_MAX_BYTES + 1]; /* trimmed display name */
     bool admin;                          /* has the admin role (everyone is a customer) */
     bool disabled;                       /* may not log in or refresh */
+    bool courier;                        /* has the courier role (moves shipments along) */
     char created_at[AG_RFC3339_LEN];     /* RFC 3339 UTC */
     char updated_at[AG_RFC3339_LEN];     /* RFC 3339 UTC */
 };
@@ -39,7 +40,8 @@ struct users_account {
  * updated_at}. New reference. */
 json_t *users_account_to_json(const struct users_account *a);
 
-/* Role bits (enum ag_identity_roles) of 'a': customer, plus admin. */
+/* Role bits (enum ag_identity_roles) of 'a': customer, plus admin and
+ * courier when granted. */
 unsigned users_account_roles(const struct users_account *a);
 
 /* ---- E-mail addresses ---- */

@@ -10,7 +10,7 @@
 #include "agora/err.h"
 #include "agora/mem.h"
 
-#define USER_COLS "id, email, name, admin, disabled, created_at, updated_at, password_hash"
+#define USER_COLS "id, email, name, admin, disabled, created_at, updated_at, password_hash, courier"
 
 static void
 read_user(struct ag_stmt *s, struct users_account *a, struct users_credentials *cred)
@@ -25,6 +25,7 @@ read_user(struct ag_stmt *s, struct users_account *a, struct users_credentials *
     ag_stmt_col_copy(s, 6, a->updated_at, sizeof(a->updated_at));
     if (cred != NULL)
         ag_stmt_col_copy(s, 7, cred->hash, sizeof(cred->hash));
+    a->courier = ag_stmt_col_i64(s, 8) != 0;
 }
 
 /* ---- Accounts ---- */
@@ -34,7 +35,7 @@ users_store_user_insert(struct ag_store *st, const struct users_account *a, cons
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(
-        st, "INSERT INTO users (" USER_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", &s);
+        st, "INSERT INTO users (" USER_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, a->id);
@@ -45,6 +46,7 @@ users_store_user_insert(struct ag_store *st, const struct users_account *a, cons
     ag_stmt_bind_cstr(s, 6, a->created_at);
     ag_stmt_bind_cstr(s, 7, a->updated_at);
     ag_stmt_bind_cstr(s, 8, hash);
+    ag_stmt_bind_i64(s, 9, a->courier ? 1 : 0);
     return ag_stmt_exec(s);
 }
 
@@ -131,7 +133,7 @@ users_store_user_update(struct ag_store *st, const struct users_account *a, cons
     int rc =
         ag_store_stmt(st,
                       "UPDATE users SET name = $2, admin = $3, disabled = $4, updated_at = $5, "
-                      "password_hash = coalesce($6, password_hash) WHERE id = $1",
+                      "password_hash = coalesce($6, password_hash), courier = $7 WHERE id = $1",
                       &s);
     if (rc != 0)
         return rc;
@@ -141,6 +143,7 @@ users_store_user_update(struct ag_store *st, const struct users_account *a, cons
     ag_stmt_bind_i64(s, 4, a->disabled ? 1 : 0);
     ag_stmt_bind_cstr(s, 5, a->updated_at);
     ag_stmt_bind_cstr(s, 6, hash);
+    ag_stmt_bind_i64(s, 7, a->courier ? 1 : 0);
     rc = ag_stmt_exec(s);
     if (rc == 0 && ag_store_changes(st) == 0)
         rc = AG_ENOENT;

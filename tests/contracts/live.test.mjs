@@ -251,6 +251,14 @@ describe('the public API description against the running shop', () => {
         });
         await api('POST', '/api/v1/users/{id}/disable', { token: s.admin, params: { id: other.json.id }, expect: 200 });
         await api('POST', '/api/v1/users/{id}/enable', { token: s.admin, params: { id: other.json.id }, expect: 200 });
+        // The courier role, granted and revoked by an administrator only.
+        const granted = await api('PUT', '/api/v1/users/{id}/roles/courier', { token: s.admin, params: { id: other.json.id }, expect: 200 });
+        assert.deepEqual(granted.json.roles, ['customer', 'courier']);
+        await api('PUT', '/api/v1/users/{id}/roles/courier', { token: s.admin, params: { id: NO_SUCH_ID }, expect: 404 });
+        await api('PUT', '/api/v1/users/{id}/roles/courier', { token: s.token, params: { id: s.userId }, expect: 403 });
+        const revoked = await api('DELETE', '/api/v1/users/{id}/roles/courier', { token: s.admin, params: { id: other.json.id }, expect: 200 });
+        assert.deepEqual(revoked.json.roles, ['customer']);
+        await api('DELETE', '/api/v1/users/{id}/roles/courier', { token: s.token, params: { id: s.userId }, expect: 403 });
     });
 
     it('catalog: categories and products, with their preconditions', async () => {
@@ -480,8 +488,9 @@ describe('the public API description against the running shop', () => {
 
         const key = crypto.randomUUID();
         const adj = { token: s.admin, params: { product_id: id }, headers: { 'idempotency-key': key }, json: { delta: 3, reason: 'delivery' } };
-        await api('POST', '/api/v1/stock/{product_id}/adjustments', { ...adj, expect: 201 });
-        await api('POST', '/api/v1/stock/{product_id}/adjustments', { ...adj, expect: 200 });
+        const first = await api('POST', '/api/v1/stock/{product_id}/adjustments', { ...adj, expect: 201 });
+        const repeat = await api('POST', '/api/v1/stock/{product_id}/adjustments', { ...adj, expect: 201 });
+        assert.equal(repeat.json.movement.id, first.json.movement.id, 'a repeat is the first answer');
         await api('POST', '/api/v1/stock/{product_id}/adjustments', { token: s.admin, params: { product_id: id }, json: { delta: 0, reason: '' }, expect: 422 });
         await api('POST', '/api/v1/stock/{product_id}/adjustments', { token: s.admin, params: { product_id: NO_SUCH_ID }, json: { delta: 1, reason: 'x' }, expect: 404 });
         await api('GET', '/api/v1/stock/{product_id}/movements', { token: s.admin, params: { product_id: id }, query: { limit: 2 }, expect: 200 });

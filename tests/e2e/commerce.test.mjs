@@ -6,6 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import http from 'node:http';
 import { cleanup, waitFor } from '../lib/proc.mjs';
 import { startShop } from '../lib/shop.mjs';
 
@@ -163,24 +164,32 @@ describe('commerce: checkout through the gateway', () => {
         await waitFor(async () => (await stockOf(p.id)).reserved === 0, { message: 'stock released after the timeout' });
     });
 
-    it('cancel before dispatch refunds and releases; after dispatch -> 409', T, async () => {
+    it('cancel after confirmation: shipment cancelled first, then refunded and the committed units back on hand; after dispatch -> 409', T, async () => {
         const cid = await customer('cid');
         const p = await product(4);
         await fillCart(cid, [[p, 2]]);
         const o = await settle(cid, (await checkout(cid, { token: 'tok_visa' })).body.id);
         assert.equal(o.status, 'CONFIRMED');
+        assert.deepEqual(await stockOf(p.id).then((x) => [x.on_hand, x.reserved]), [2, 0]);
+        // A confirmed order's cancel waits for shipping's answer: 202.
         const c = await api('POST', `/api/v1/orders/${o.id}/cancel`, { token: cid.token, json: {} });
-        assert.equal(c.status, 200, c.text);
+        assert.equal(c.status, 202, c.text);
+        assert.deepEqual([c.body.status, c.body.cancel_status], ['CONFIRMED', 'requested']);
         const cancelled = await settle(cid, o.id, new Set(['CANCELLED']));
         assert.equal(cancelled.cancel_reason, 'customer_request');
         await waitFor(async () => {
             const [pay] = await paymentsOf(cid, o.id);
             return pay.refunded.amount === 2500;
         }, { message: 'refunded' });
-        // The stock was committed at confirmation and is not put back by a
-        // cancel (no restock command yet: a known gap); nothing stays reserved.
-        const st = await stockOf(p.id);
-        assert.deepEqual([st.on_hand, st.reserved], [2, 0]);
+        const [ship0] = (await api('GET', `/api/v1/shipments?order_id=${o.id}`, { token: cid.token, expect: 200 })).body.items;
+        assert.equal(ship0.status, 'cancelled');
+        // The committed units are on hand again, once, with a movement that says why.
+        await waitFor(async () => (await stockOf(p.id)).on_hand === 4, { message: 'restocked' });
+        const moves = (await api('GET', `/api/v1/stock/${p.id}/movements`, { token: admin, expect: 200 })).body.items;
+        const restocks = moves.filter((m) => m.kind === 'restock');
+        assert.deepEqual(restocks.map((m) => [m.on_hand_delta, m.reason, m.order_id]), [[2, 'order_cancelled', o.id]]);
+        assert.equal((await settle(cid, o.id, new Set(['CANCELLED']))).restocked, true);
+        assert.deepEqual(await stockOf(p.id).then((x) => [x.on_hand, x.reserved]), [4, 0]);
 
         await fillCart(cid, [[p, 1]]);
         const o2 = await settle(cid, (await checkout(cid, { token: 'tok_visa' })).body.id);
@@ -191,6 +200,79 @@ describe('commerce: checkout through the gateway', () => {
         const r = await api('POST', `/api/v1/orders/${o2.id}/cancel`, { token: cid.token, json: {} });
         assert.equal(r.status, 409, r.text);
         assert.equal(r.body.type, 'urn:agora:problem:order-dispatched');
+    });
+
+    it('a cancel racing the dispatch: either refused at once or refused by shipping; never refunded nor restocked', T, async () => {
+        const rae = await customer('rae');
+        const p = await product(3);
+        await fillCart(rae, [[p, 1]]);
+        const o = await settle(rae, (await checkout(rae, { token: 'tok_visa' })).body.id);
+        assert.equal(o.status, 'CONFIRMED');
+        const [ship] = (await api('GET', `/api/v1/shipments?order_id=${o.id}`, { token: rae.token, expect: 200 })).body.items;
+        // The dispatch and the cancel at the same moment.
+        const [shipped, c] = await Promise.all([
+            api('POST', `/api/v1/shipments/${ship.id}/ship`, { token: admin }),
+            api('POST', `/api/v1/orders/${o.id}/cancel`, { token: rae.token, json: {} }),
+        ]);
+        assert.ok([202, 409].includes(c.status), c.text);
+        let after;
+        if (shipped.status === 200) {
+            // Shipped: whatever the cancel answered, it ends refused.
+            after = await waitFor(async () => {
+                const x = (await api('GET', `/api/v1/orders/${o.id}`, { token: rae.token, expect: 200 })).body;
+                return x.shipped && (c.status === 409 || x.cancel_status === 'refused') ? x : null;
+            }, { message: 'the cancel refused' });
+            assert.deepEqual([after.status, after.payment_status, after.restocked], ['CONFIRMED', 'paid', false]);
+            if (c.status === 202) assert.equal(after.steps.find((st) => st.step === 'cancel_shipment').outcome, 'rejected');
+            const [pay] = await paymentsOf(rae, o.id);
+            assert.deepEqual([pay.captured.amount, pay.refunded.amount], [1250, 0], 'never refunded');
+            assert.deepEqual(await stockOf(p.id).then((x) => [x.on_hand, x.reserved]), [2, 0], 'never restocked');
+        } else {
+            // The cancel won: shipping refused the dispatch of a cancelled shipment.
+            assert.equal(shipped.status, 409, shipped.text);
+            assert.equal(c.status, 202);
+            after = await settle(rae, o.id, new Set(['CANCELLED']));
+            await waitFor(async () => (await stockOf(p.id)).on_hand === 3, { message: 'restocked' });
+        }
+    });
+
+    it('courier role: granted by an admin, a courier ships and delivers; a customer gets 403; a courier reads no one else\'s order or payment', T, async () => {
+        const kim = await customer('kim');
+        const p = await product(2);
+        await fillCart(kim, [[p, 1]]);
+        const o = await settle(kim, (await checkout(kim, { token: 'tok_visa' })).body.id);
+        assert.equal(o.status, 'CONFIRMED');
+        const [ship] = (await api('GET', `/api/v1/shipments?order_id=${o.id}`, { token: kim.token, expect: 200 })).body.items;
+        // A customer (the owner too) cannot move a shipment.
+        for (const move of ['ship', 'deliver', 'cancel']) {
+            const r = await api('POST', `/api/v1/shipments/${ship.id}/${move}`, { token: kim.token });
+            assert.equal(r.status, 403, `${move}: ${r.text}`);
+        }
+        // The administrator makes another account a courier; its next token carries the role.
+        const cy = await customer('cy');
+        const granted = await api('PUT', `/api/v1/users/${cy.id}/roles/courier`, { token: admin, expect: 200 });
+        assert.deepEqual(granted.body.roles, ['customer', 'courier']);
+        await api('PUT', `/api/v1/users/${cy.id}/roles/courier`, { token: cy.token, expect: 403 });
+        const login = await api('POST', '/api/v1/auth/login', { json: { email: cy.email, password: 'a long enough passphrase' }, expect: 200 });
+        const courier = login.body.access_token;
+        // A courier sees the shipment (it needs the address), not the order nor the payment.
+        assert.equal((await api('GET', `/api/v1/shipments/${ship.id}`, { token: courier, expect: 200 })).body.order_id, o.id);
+        await api('GET', `/api/v1/orders/${o.id}`, { token: courier, expect: 404 });
+        const [pay] = await paymentsOf(kim, o.id);
+        await api('GET', `/api/v1/payments/${pay.id}`, { token: courier, expect: 404 });
+        assert.deepEqual((await api('GET', `/api/v1/payments?order_id=${o.id}`, { token: courier, expect: 200 })).body.items, []);
+        await api('GET', '/api/v1/sagas?state=in_flight', { token: courier, expect: 403 });
+        // Cancelling a shipment stays an administrator's.
+        await api('POST', `/api/v1/shipments/${ship.id}/cancel`, { token: courier, expect: 403 });
+        // The courier moves it along: shipped, delivered, and the order completes.
+        assert.equal((await api('POST', `/api/v1/shipments/${ship.id}/ship`, { token: courier, expect: 200 })).body.status, 'shipped');
+        assert.equal((await api('POST', `/api/v1/shipments/${ship.id}/deliver`, { token: courier, expect: 200 })).body.status, 'delivered');
+        assert.equal((await settle(kim, o.id, new Set(['COMPLETED']))).status, 'COMPLETED');
+        // Revoked: the next token has no courier role any more.
+        const revoked = await api('DELETE', `/api/v1/users/${cy.id}/roles/courier`, { token: admin, expect: 200 });
+        assert.deepEqual(revoked.body.roles, ['customer']);
+        const again = (await api('POST', '/api/v1/auth/login', { json: { email: cy.email, password: 'a long enough passphrase' }, expect: 200 })).body.access_token;
+        await api('GET', `/api/v1/shipments/${ship.id}`, { token: again, expect: 404 });
     });
 
     it('idempotent checkout: same key -> one order; same key, other body -> 422; mass assignment has no effect', T, async () => {
@@ -232,23 +314,86 @@ describe('commerce: checkout through the gateway', () => {
         await api('PUT', `/api/v1/stock/${crypto.randomUUID()}`, { token: eve.token, json: { on_hand: 1, reason: 'x' }, expect: 403 });
     });
 
-    it('the last units: concurrent checkouts never oversell', T, async () => {
-        const UNITS = 5;
-        const BUYERS = 15;
+    // A request from local address 'from' (127.0.0.x): the gateway's and
+    // the users service's throttles see one client per address.
+    function from(address, method, p, { json, token } = {}) {
+        return new Promise((resolve, reject) => {
+            const body = json === undefined ? undefined : Buffer.from(JSON.stringify(json));
+            const h = {};
+            if (token) h.authorization = `Bearer ${token}`;
+            if (body) Object.assign(h, { 'content-type': 'application/json', 'content-length': body.length });
+            const r = http.request(shop.gw + p, { method, headers: h, localAddress: address, agent: false }, (res) => {
+                let text = '';
+                res.setEncoding('utf8');
+                res.on('data', (x) => (text += x));
+                res.on('end', () => resolve({ status: res.statusCode, body: text ? JSON.parse(text) : null, text }));
+            });
+            r.on('error', reject);
+            if (body) r.write(body);
+            r.end();
+        });
+    }
+
+    it('the last 10 units, 50 customers checking out at once: exactly 10 CONFIRMED, 40 REJECTED, stock never negative', { timeout: 240_000 }, async () => {
+        const UNITS = 10;
+        const BUYERS = 50;
         const p = await product(UNITS);
+        // 50 customers, each signing up and in from an address of its own.
         const buyers = [];
-        for (let i = 0; i < BUYERS; i++) buyers.push(await customer(`last${i}`));
-        for (const b of buyers) await fillCart(b, [[p, 1]]);
-        const orders = await Promise.all(buyers.map(async (b) => {
-            const r = await checkout(b, { token: 'tok_visa' });
-            assert.equal(r.status, 202, r.text);
-            return settle(b, r.body.id);
-        }));
+        for (let i = 0; i < BUYERS; i += 10) {
+            buyers.push(...await Promise.all(Array.from({ length: Math.min(10, BUYERS - i) }, async (_, k) => {
+                const n = i + k;
+                const address = `127.0.0.${20 + n}`;
+                const email = `last-${process.pid}-${n}@example.com`;
+                const password = 'a long enough passphrase';
+                const reg = await from(address, 'POST', '/api/v1/users', { json: { email, password, name: `Last ${n}` } });
+                assert.equal(reg.status, 201, reg.text);
+                const login = await from(address, 'POST', '/api/v1/auth/login', { json: { email, password } });
+                assert.equal(login.status, 200, login.text);
+                return { token: login.body.access_token };
+            })));
+        }
+        await Promise.all(buyers.map((b) => fillCart(b, [[p, 1]])));
+        // Watch the stock while the checkouts run: never negative, never more reserved than on hand.
+        let running = true;
+        const samples = [];
+        const watcher = (async () => {
+            while (running) {
+                const s = await stockOf(p.id);
+                samples.push(s);
+                assert.ok(s.on_hand >= 0 && s.reserved >= 0 && s.available >= 0 && s.reserved <= s.on_hand, JSON.stringify(s));
+                await new Promise((r) => setTimeout(r, 50));
+            }
+        })();
+        let orders;
+        try {
+            const ids = await Promise.all(buyers.map(async (b) => {
+                const r = await checkout(b, { token: 'tok_visa' });
+                assert.equal(r.status, 202, r.text);
+                return r.body.id;
+            }));
+            // Every order terminal; each customer polls only their own, a few times a second.
+            orders = new Array(BUYERS).fill(null);
+            await waitFor(async () => {
+                await Promise.all(buyers.map(async (b, i) => {
+                    if (orders[i] && TERMINAL.has(orders[i].status)) return;
+                    const r = await api('GET', `/api/v1/orders/${ids[i]}`, { token: b.token });
+                    if (r.status === 200) orders[i] = r.body;
+                }));
+                return orders.every((o) => o && TERMINAL.has(o.status));
+            }, { timeoutMs: 150_000, intervalMs: 300, message: 'every order terminal' });
+        } finally {
+            running = false;
+            await watcher;
+        }
         const count = (st) => orders.filter((o) => o.status === st).length;
-        assert.equal(count('CONFIRMED'), UNITS, JSON.stringify(orders.map((o) => o.status)));
+        assert.equal(count('CONFIRMED'), UNITS, JSON.stringify(orders.map((o) => [o.status, o.cancel_reason])));
         assert.equal(count('REJECTED'), BUYERS - UNITS);
+        assert.ok(orders.filter((o) => o.status === 'REJECTED').every((o) => o.cancel_reason === 'out_of_stock'));
+        // On hand = initial - committed, nothing reserved at the end.
         const s = await stockOf(p.id);
-        assert.deepEqual([s.on_hand, s.reserved], [0, 0]);
+        assert.deepEqual([s.on_hand, s.reserved, s.available], [UNITS - count('CONFIRMED'), 0, 0]);
+        assert.ok(samples.length > 0);
     });
 
     it('pay later: AWAITING_PAYMENT, a wrong amount -> 422, another user\'s order -> 404, the right payment -> CONFIRMED paid', T, async () => {
@@ -274,6 +419,31 @@ describe('commerce: checkout through the gateway', () => {
         const done = await settle(fay, waiting.id);
         assert.deepEqual([done.status, done.payment_status], ['CONFIRMED', 'paid']);
         assert.equal((await pay(fay, 1980)).status, 409, 'not awaiting a payment any more');
+    });
+
+    it('pay later, declined: the order keeps waiting in AWAITING_PAYMENT and another card pays it', T, async () => {
+        const hal = await customer('hal');
+        const p = await product(2, 700);
+        await fillCart(hal, [[p, 1]]);
+        const waiting = await settle(hal, (await checkout(hal)).body.id, new Set(['AWAITING_PAYMENT']));
+        const pay = (token) => api('POST', '/api/v1/payments', {
+            token: hal.token,
+            json: { order_id: waiting.id, amount: { amount: 700, currency: 'EUR' }, payment_token: token },
+            headers: { 'idempotency-key': crypto.randomUUID() },
+        });
+        const declined = await pay('tok_chargeDeclined');
+        assert.equal(declined.status, 402, declined.text);
+        assert.equal(declined.body.type, 'urn:agora:problem:payment-declined');
+        // Still waiting, the stock still held for it, nothing authorized.
+        const still = (await api('GET', `/api/v1/orders/${waiting.id}`, { token: hal.token, expect: 200 })).body;
+        assert.deepEqual([still.status, still.payment_status], ['AWAITING_PAYMENT', 'unpaid']);
+        assert.equal((await stockOf(p.id)).reserved, 1);
+        assert.ok((await paymentsOf(hal, waiting.id)).every((x) => x.status !== 'authorized' && x.status !== 'captured'));
+        const ok = await pay('tok_visa');
+        assert.equal(ok.status, 201, ok.text);
+        const done = await settle(hal, waiting.id);
+        assert.deepEqual([done.status, done.payment_status], ['CONFIRMED', 'paid']);
+        assert.deepEqual(await stockOf(p.id).then((x) => [x.on_hand, x.reserved]), [1, 0]);
     });
 
     it('payments stopped: checkout still answers 202 at once; the order completes once payments is back', T, async () => {

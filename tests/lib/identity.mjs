@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 
 export const TEST_INTERNAL_KEY = '5eed5eed00112233445566778899aabbccddeeff0011223344556677889900ff';
 
-const ROLE_BITS = { customer: 1, admin: 2, service: 4 };
+const ROLE_BITS = { customer: 1, admin: 2, service: 4, courier: 8 };
 
 // identityHeader({ userId, roles: ['admin'], ttlSeconds, key }) -> header value.
 export function identityHeader({ userId, roles = ['customer'], ttlSeconds = 600, exp, key = TEST_INTERNAL_KEY } = {}) {

@@ -18,6 +18,7 @@ enum ag_identity_roles {
     AG_IDENTITY_CUSTOMER = 1 << 0,
     AG_IDENTITY_ADMIN = 1 << 1,
     AG_IDENTITY_SERVICE = 1 << 2, /* another Agora process; user_id is its service name */
+    AG_IDENTITY_COURIER = 1 << 3, /* moves shipments along (shipping); granted by an admin */
 };
 
 /* The service name the supervisor and operator tools sign as. */
@@ -42,7 +43,7 @@ int ag_identity_sign(const uint8_t key[AG_IDENTITY_KEYLEN], const struct ag_iden
 int ag_identity_verify(const uint8_t key[AG_IDENTITY_KEYLEN], struct ag_str value, int64_t now,
                        struct ag_identity *out);
 
-/* Role names "customer", "admin" to bits; unknown names are ignored
+/* Role names "customer", "admin", "courier" to bits; unknown names are ignored
  * ("service" is never taken from a name: only processes holding the key
  * sign it, with ag_identity_self_header). */
 unsigned ag_identity_roles_from_names(const char *const *names, size_t n);

@@ -17,6 +17,7 @@
 #include "agora/config.h"
 #include "agora/events.h"
 #include "agora/http_server.h"
+#include "agora/idempotency.h"
 #include "agora/identity.h"
 #include "agora/trace.h"
 #include "agora/json.h"
@@ -50,37 +51,44 @@ struct ag_service_config {
     ag_service_stopping_fn on_stopping; /* when the stop begins, before draining */
     ag_route_fn fallback;               /* requests no route matches (instead of 404); gets 'udata'.
                              The handler should set req->route_id for metrics. */
-    bool events; /* publish and consume events: the chassis creates the events runtime
+    bool events;      /* publish and consume events: the chassis creates the events runtime
                     (outbox in this service's database, relay to AGORA_BUS_URL), starts
                     it after on_start (subscribe there), flushes and stops it after the
                     drain */
+    bool idempotency; /* keep Idempotency-Key answers and saga step replies
+                         (agora/idempotency.h): the chassis creates the tables, forgets keys
+                         left in progress, sweeps expired records on a timer
+                         (AGORA_IDEMPOTENCY_TTL, AGORA_IDEMPOTENCY_SWEEP_INTERVAL); get the
+                         records with ag_service_idem */
     ag_service_ready_fn ready_check; /* optional, added to the database check */
     void *udata;                     /* for the three callbacks */
 };
 
 /* Settings every service reads (see chassis README for the table). */
 struct ag_service_settings {
-    char *http_host;              /* AGORA_HTTP_HOST */
-    int64_t http_port;            /* AGORA_HTTP_PORT */
-    char *instance_id;            /* AGORA_INSTANCE_ID; default <name>-<pid> */
-    char *log_level;              /* AGORA_LOG_LEVEL */
-    bool access_log;              /* AGORA_ACCESS_LOG */
-    char *data_dir;               /* AGORA_DATA_DIR */
-    char *db_path;                /* AGORA_DB_PATH; default <data_dir>/<name>.db */
-    char *durability;             /* AGORA_DURABILITY: full | normal */
-    char *db_locking;             /* AGORA_DB_LOCKING: exclusive | shared */
-    uint64_t max_body;            /* AGORA_HTTP_MAX_BODY */
-    uint64_t max_connections;     /* AGORA_HTTP_MAX_CONNECTIONS */
-    uint64_t header_timeout_ms;   /* AGORA_HTTP_HEADER_TIMEOUT */
-    uint64_t body_timeout_ms;     /* AGORA_HTTP_BODY_TIMEOUT */
-    uint64_t idle_timeout_ms;     /* AGORA_HTTP_IDLE_TIMEOUT */
-    uint64_t shutdown_timeout_ms; /* AGORA_SHUTDOWN_TIMEOUT */
-    char *internal_key;           /* AGORA_INTERNAL_KEY (64 hex digits) */
-    char *registry_url;           /* AGORA_REGISTRY_URL; "" = no registry */
-    uint64_t registry_ttl_ms;     /* AGORA_REGISTRY_TTL */
-    char *advertise_address;      /* AGORA_ADVERTISE_ADDRESS; default: the listen host */
-    char *bus_url;                /* AGORA_BUS_URL (services with events) */
-    char *ops_address;            /* AGORA_OPS_ADDRESS; "" = ops routes on the main port */
+    char *http_host;               /* AGORA_HTTP_HOST */
+    int64_t http_port;             /* AGORA_HTTP_PORT */
+    char *instance_id;             /* AGORA_INSTANCE_ID; default <name>-<pid> */
+    char *log_level;               /* AGORA_LOG_LEVEL */
+    bool access_log;               /* AGORA_ACCESS_LOG */
+    char *data_dir;                /* AGORA_DATA_DIR */
+    char *db_path;                 /* AGORA_DB_PATH; default <data_dir>/<name>.db */
+    char *durability;              /* AGORA_DURABILITY: full | normal */
+    char *db_locking;              /* AGORA_DB_LOCKING: exclusive | shared */
+    uint64_t max_body;             /* AGORA_HTTP_MAX_BODY */
+    uint64_t max_connections;      /* AGORA_HTTP_MAX_CONNECTIONS */
+    uint64_t header_timeout_ms;    /* AGORA_HTTP_HEADER_TIMEOUT */
+    uint64_t body_timeout_ms;      /* AGORA_HTTP_BODY_TIMEOUT */
+    uint64_t idle_timeout_ms;      /* AGORA_HTTP_IDLE_TIMEOUT */
+    uint64_t shutdown_timeout_ms;  /* AGORA_SHUTDOWN_TIMEOUT */
+    char *internal_key;            /* AGORA_INTERNAL_KEY (64 hex digits) */
+    char *registry_url;            /* AGORA_REGISTRY_URL; "" = no registry */
+    uint64_t registry_ttl_ms;      /* AGORA_REGISTRY_TTL */
+    char *advertise_address;       /* AGORA_ADVERTISE_ADDRESS; default: the listen host */
+    char *bus_url;                 /* AGORA_BUS_URL (services with events) */
+    char *ops_address;             /* AGORA_OPS_ADDRESS; "" = ops routes on the main port */
+    uint64_t idempotency_ttl_ms;   /* AGORA_IDEMPOTENCY_TTL (services with idempotency) */
+    uint64_t idempotency_sweep_ms; /* AGORA_IDEMPOTENCY_SWEEP_INTERVAL */
 };
 
 /* Parse configuration (AGORA_* environment, AGORA_CONFIG_FILE), start
@@ -125,6 +133,11 @@ struct ag_registry *ag_service_registry(struct ag_service *svc);
  * otherwise), valid from on_start until on_stop. Publish with
  * ag_events_publish inside a store transaction, then ag_events_kick. */
 struct ag_events *ag_service_events(struct ag_service *svc);
+
+/* The idempotency records (Idempotency-Key answers, saga step replies) of
+ * a service configured with 'idempotency' (NULL otherwise), valid from
+ * on_start until on_stop. Loop thread. */
+struct ag_idem *ag_service_idem(struct ag_service *svc);
 
 /* This service's own identity (roles AG_IDENTITY_SERVICE, user id = its
  * name) for calls to internal routes: pass it to a runtime's config, or
@@ -251,5 +264,24 @@ void ag_send_store_error(struct ag_http_req *req, int err, const char *what);
 
 /* 204 No Content. */
 void ag_send_no_content(struct ag_http_req *req);
+
+/* ---- Idempotency-Key (agora/idempotency.h records) ---- */
+
+/* The request's Idempotency-Key (1 to AG_IDEM_KEY_MAX visible ASCII
+ * characters) into 'out' (the request pool). Without the header: 428 when
+ * 'required' and false, else true with '*out' NULL. A malformed key: 400
+ * and false. When false the request was answered. */
+bool ag_req_idempotency_key(struct ag_http_req *req, bool required, const char **out);
+
+/* What identifies the request for its key: the hash of its method, path
+ * and body. */
+void ag_req_idempotency_hash(struct ag_http_req *req, char out[AG_IDEM_HASH_LEN]);
+
+/* Answer a refused key: 409 "idempotency-key-in-progress" for
+ * AG_IDEM_BUSY, 422 "idempotency-key-reused" for AG_IDEM_MISMATCH. */
+void ag_send_idempotency_refusal(struct ag_http_req *req, enum ag_idem_state state);
+
+/* Send 'answer' again, as it was, with "Idempotent-Replayed: true". */
+void ag_send_idempotency_replay(struct ag_http_req *req, const struct ag_idem_answer *answer);
 
 #endif /* AG_SERVICE_H */

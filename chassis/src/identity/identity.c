@@ -134,6 +134,8 @@ ag_identity_roles_from_names(const char *const *names, size_t n)
             roles |= AG_IDENTITY_CUSTOMER;
         else if (strcmp(names[i], "admin") == 0)
             roles |= AG_IDENTITY_ADMIN;
+        else if (strcmp(names[i], "courier") == 0)
+            roles |= AG_IDENTITY_COURIER;
     }
     return roles;
 }

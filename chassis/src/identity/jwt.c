@@ -67,6 +67,7 @@ static const struct {
 } ROLE_NAMES[] = {
     { AG_IDENTITY_CUSTOMER, "customer" },
     { AG_IDENTITY_ADMIN, "admin" },
+    { AG_IDENTITY_COURIER, "courier" },
 };
 
 /* ---- Helpers ---- */

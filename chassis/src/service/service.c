@@ -48,6 +48,9 @@ struct ag_service {
     struct ag_http_client *client;
     struct ag_registry *registry;
     struct ag_events *events;
+    struct ag_idem *idem;        /* cfg.idempotency: the records, else NULL */
+    uv_timer_t idem_sweep;       /* sweeps them */
+    bool idem_sweeping;          /* 'idem_sweep' initialised */
     bool events_stopping;        /* graceful stop: outbox being flushed */
     char events_source[96];      /* CloudEvents source, "/agora/<name>" */
     bool server_done;            /* graceful stop: server drained */
@@ -129,6 +132,11 @@ static const struct ag_config_key BASE_KEYS[] = {
       "other ops routes are served there only; empty: on the main port" },
     { "AGORA_SHUTDOWN_TIMEOUT", AG_CONFIG_DURATION, "10s", OFF(shutdown_timeout_ms), 1, 600000,
       NULL, "bound on finishing in-flight requests at shutdown" },
+    { "AGORA_IDEMPOTENCY_TTL", AG_CONFIG_DURATION, "24h", OFF(idempotency_ttl_ms), 1000, 2592000000,
+      NULL,
+      "how long Idempotency-Key answers and saga step replies are kept (services that keep them)" },
+    { "AGORA_IDEMPOTENCY_SWEEP_INTERVAL", AG_CONFIG_DURATION, "1m", OFF(idempotency_sweep_ms), 10,
+      86400000, NULL, "how often expired idempotency records are deleted" },
 };
 #undef OFF
 
@@ -574,6 +582,56 @@ static const struct ag_route BUILTIN_ROUTES[] = {
     { "GET", "/metrics", handle_metrics, AG_ROLE_OPS },
 };
 
+/* ---- Idempotency-Key ---- */
+
+bool
+ag_req_idempotency_key(struct ag_http_req *req, bool required, const char **out)
+{
+    *out = NULL;
+    struct ag_str k = ag_http_req_header(req, "Idempotency-Key");
+    if (k.ptr == NULL || k.len == 0) {
+        if (required)
+            ag_send_error(req, AG_EPRECONDREQ, "send an Idempotency-Key header with this request");
+        return !required;
+    }
+    bool ok = k.len <= AG_IDEM_KEY_MAX;
+    for (size_t i = 0; ok && i < k.len; i++)
+        ok = k.ptr[i] >= 0x21 && k.ptr[i] <= 0x7e;
+    if (!ok) {
+        ag_send_error(req, AG_EINVAL,
+                      "the Idempotency-Key must be 1 to %d visible ASCII characters",
+                      AG_IDEM_KEY_MAX);
+        return false;
+    }
+    *out = ag_pool_strndup(req->pool, k.ptr, k.len);
+    return true;
+}
+
+void
+ag_req_idempotency_hash(struct ag_http_req *req, char out[AG_IDEM_HASH_LEN])
+{
+    struct ag_str parts[] = { req->method_name, req->path, req->body };
+    ag_idem_hash(parts, AG_ARRAY_SIZE(parts), out);
+}
+
+void
+ag_send_idempotency_refusal(struct ag_http_req *req, enum ag_idem_state state)
+{
+    if (state == AG_IDEM_BUSY)
+        ag_send_problem(req, 409, "idempotency-key-in-progress", "Conflict",
+                        "a request with this Idempotency-Key is still in progress");
+    else
+        ag_send_problem(req, 422, "idempotency-key-reused", "Unprocessable Content",
+                        "this Idempotency-Key was used for a different request");
+}
+
+void
+ag_send_idempotency_replay(struct ag_http_req *req, const struct ag_idem_answer *answer)
+{
+    ag_http_resp_header(req, "Idempotent-Replayed", "true");
+    ag_http_send(req, answer->status, answer->content_type, answer->body, answer->len);
+}
+
 /* ---- Middleware ---- */
 
 /* Who may call 'route': 0 when 'id' (NULL without a verified identity)
@@ -918,6 +976,15 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
             return rc;
         }
     }
+    if (cfg->idempotency) {
+        struct ag_idem_config icfg = { .ttl_ms = svc->settings.idempotency_ttl_ms };
+        rc = svc->store != NULL ? ag_idem_new(svc->store, &icfg, &svc->idem) : AG_EINVAL;
+        if (rc != 0) {
+            AG_LOGE("service", "cannot keep idempotency records: %s", ag_strerror(rc));
+            ag_service_free(svc);
+            return rc;
+        }
+    }
     *out_svc = svc;
     return 0;
 }
@@ -941,6 +1008,42 @@ on_client_closed(void *udata)
 
 static void on_events_stopped(void *udata);
 
+/* ---- Idempotency records: the sweep timer ---- */
+
+static void
+on_idem_sweep(uv_timer_t *t)
+{
+    struct ag_service *svc = t->data;
+    int64_t n = 0;
+    int rc = ag_idem_sweep(svc->idem, ag_time_unix_ms(), &n);
+    if (rc != 0)
+        AG_LOGW("service", "cannot sweep idempotency records: %s", ag_strerror(rc));
+    else if (n > 0)
+        AG_LOGD("service", "%lld expired idempotency records deleted", (long long)n);
+}
+
+static void
+idem_sweep_start(struct ag_service *svc)
+{
+    if (svc->idem == NULL)
+        return;
+    uv_timer_init(&svc->loop, &svc->idem_sweep);
+    svc->idem_sweep.data = svc;
+    uv_timer_start(&svc->idem_sweep, on_idem_sweep, svc->settings.idempotency_sweep_ms,
+                   svc->settings.idempotency_sweep_ms);
+    svc->idem_sweeping = true;
+}
+
+static void
+idem_sweep_close(struct ag_service *svc)
+{
+    if (!svc->idem_sweeping)
+        return;
+    uv_timer_stop(&svc->idem_sweep);
+    uv_close((uv_handle_t *)&svc->idem_sweep, NULL);
+    svc->idem_sweeping = false;
+}
+
 /* Both halves of a stop are done (server drained, registry left): run
  * on_stop, close the client and the signal handles; the loop then ends. */
 static void
@@ -960,6 +1063,7 @@ maybe_finish_stop(struct ag_service *svc)
     AG_LOGI("service", "drained; stopping");
     if (svc->cfg.on_stop != NULL)
         svc->cfg.on_stop(svc, svc->cfg.udata);
+    idem_sweep_close(svc);
     if (svc->client != NULL)
         ag_http_client_close(svc->client, on_client_closed, svc);
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
@@ -1095,6 +1199,7 @@ abort_run(struct ag_service *svc)
 {
     if (svc->cfg.on_stop != NULL)
         svc->cfg.on_stop(svc, svc->cfg.udata);
+    idem_sweep_close(svc);
     if (svc->events != NULL) {
         struct ag_events *ev = svc->events;
         svc->events = NULL;
@@ -1175,6 +1280,7 @@ ag_service_run(struct ag_service *svc)
         }
         ag_events_metrics(svc->events, svc->metrics);
     }
+    idem_sweep_start(svc);
     if (svc->cfg.on_start != NULL) {
         int rc = svc->cfg.on_start(svc, svc->cfg.udata);
         if (rc != 0) {
@@ -1236,6 +1342,8 @@ ag_service_free(struct ag_service *svc)
     svc->server = NULL;
     ag_http_server_free(svc->ops_server);
     svc->ops_server = NULL;
+    ag_idem_free(svc->idem);
+    svc->idem = NULL;
     ag_store_close(svc->store);
     svc->store = NULL;
     ag_router_free(svc->router);
@@ -1272,6 +1380,12 @@ struct ag_events *
 ag_service_events(struct ag_service *svc)
 {
     return svc->events;
+}
+
+struct ag_idem *
+ag_service_idem(struct ag_service *svc)
+{
+    return svc->idem;
 }
 
 struct ag_registry *

@@ -71,6 +71,9 @@ test_malformed(void **state)
     const char *names[] = { "admin", "nobody", "customer" };
     assert_int_equal(ag_identity_roles_from_names(names, 3),
                      AG_IDENTITY_ADMIN | AG_IDENTITY_CUSTOMER);
+    const char *courier[] = { "customer", "courier" };
+    assert_int_equal(ag_identity_roles_from_names(courier, 2),
+                     AG_IDENTITY_CUSTOMER | AG_IDENTITY_COURIER);
 }
 
 /* The client header: round trip, every tampered byte, expiry, wrong key,

@@ -75,6 +75,8 @@ const cmd = {
         cloudEvent('cmd.inventory.release', '/agora/orders', orderId, { order_id: orderId, step_key: `${orderId}:${step}`, reason }),
     commit: (orderId, step = 'commit') =>
         cloudEvent('cmd.inventory.commit', '/agora/orders', orderId, { order_id: orderId, step_key: `${orderId}:${step}` }),
+    restock: (orderId, step = 'restock') =>
+        cloudEvent('cmd.inventory.restock', '/agora/orders', orderId, { order_id: orderId, step_key: `${orderId}:${step}`, reason: 'order_cancelled' }),
 };
 
 // Publish events to the bus, each checked against its contract unless
@@ -263,12 +265,16 @@ describe('inventory with a bus', () => {
         assert.equal(adj.json.stock.on_hand, 20);
         assert.equal(adj.json.movement.on_hand_delta, -5);
         assert.equal(adj.json.movement.kind, 'adjust');
-        // The same key again: the first movement, no second effect.
+        // The same key again: the first answer, as it was, no second effect.
         const again = await api.post(`/v1/stock/${id}/adjustments`, { delta: -5, reason: 'broken' }, { headers: { 'idempotency-key': key } });
-        assert.equal(again.status, 200, again.text);
+        assert.equal(again.status, 201, again.text);
         assert.equal(again.headers.get('idempotent-replayed'), 'true');
-        assert.equal(again.json.movement.id, adj.json.movement.id);
-        assert.equal(again.json.stock.on_hand, 20);
+        assert.deepEqual(again.json, adj.json);
+        // The same key with another body: 422, nothing moves.
+        expectProblem(await api.post(`/v1/stock/${id}/adjustments`, { delta: -6, reason: 'broken' }, { headers: { 'idempotency-key': key } }), 422, {
+            type: 'urn:agora:problem:idempotency-key-reused',
+        });
+        assert.equal((await api.get(`/v1/stock/${id}`)).json.on_hand, 20);
         expectProblem(await api.post(`/v1/stock/${id}/adjustments`, { delta: 0, reason: 'x' }), 422);
         expectProblem(await api.post(`/v1/stock/${id}/adjustments`, { delta: -21, reason: 'x' }), 422);
         expectProblem(await api.post(`/v1/stock/${uuid7()}/adjustments`, { delta: 1, reason: 'x' }), 404, {
@@ -401,6 +407,46 @@ describe('inventory with a bus', () => {
         s = (await client(svc).get(`/v1/stock/${p}`)).json;
         assert.deepEqual([s.on_hand, s.reserved, s.available], [7, 0, 7]);
         assert.equal((await client(svc).get(`/v1/reservations/${reserved.data.reservation_id}`)).json.state, 'committed');
+    });
+
+    it('restock puts a cancelled order\'s committed units back on hand once, with a movement; nothing when never committed', T, async () => {
+        const p = await product(bus, svc, 10);
+        const order = uuid7();
+        await publish(bus, [cmd.reserve(order, [{ product_id: p, quantity: 4 }])]);
+        const reserved = await obs.reply(order);
+        await publish(bus, [cmd.commit(order)]);
+        await obs.reply(order, 2);
+        await publish(bus, [cmd.restock(order)]);
+        const back = await obs.reply(order, 3);
+        assert.equal(back.type, 'inventory.restocked');
+        assert.deepEqual([back.data.reservation_id, back.data.returned, back.data.reason, back.data.lines],
+            [reserved.data.reservation_id, true, 'order_cancelled', [{ product_id: p, quantity: 4 }]]);
+        let s = (await client(svc).get(`/v1/stock/${p}`)).json;
+        assert.deepEqual([s.on_hand, s.reserved, s.available], [10, 0, 10]);
+        const [m] = (await client(svc).get(`/v1/stock/${p}/movements`)).json.items;
+        assert.deepEqual([m.kind, m.on_hand_delta, m.reason, m.order_id], ['restock', 4, 'order_cancelled', order]);
+        // Once: the same step again, and another step key, move nothing and answer the same.
+        await publish(bus, [cmd.restock(order)]);
+        await publish(bus, [cmd.restock(order, 'restock-again')]);
+        assert.deepEqual((await obs.reply(order, 4)).data, back.data);
+        assert.deepEqual((await obs.reply(order, 5)).data, back.data);
+        s = (await client(svc).get(`/v1/stock/${p}`)).json;
+        assert.deepEqual([s.on_hand, s.reserved], [10, 0], 'restocked only once');
+        assert.ok((await client(svc).get(`/v1/reservations/${reserved.data.reservation_id}`)).json.restocked_at);
+
+        // Never committed (held, then released): nothing comes back; no reservation at all: the same.
+        const held = uuid7();
+        await publish(bus, [cmd.reserve(held, [{ product_id: p, quantity: 2 }])]);
+        await obs.reply(held);
+        await publish(bus, [cmd.release(held), cmd.restock(held)]);
+        const none = await obs.reply(held, 3);
+        assert.deepEqual([none.type, none.data.returned, none.data.lines], ['inventory.restocked', false, []]);
+        const stranger = uuid7();
+        await publish(bus, [cmd.restock(stranger)]);
+        const nothing = await obs.reply(stranger);
+        assert.deepEqual([nothing.data.reservation_id, nothing.data.returned], [null, false]);
+        s = (await client(svc).get(`/v1/stock/${p}`)).json;
+        assert.deepEqual([s.on_hand, s.reserved], [10, 0]);
     });
 
     it('release gives held units back; releasing an unknown order records it and refuses a late reserve', T, async () => {

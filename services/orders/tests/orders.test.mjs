@@ -474,7 +474,7 @@ describe('orders: cart, checkout and the saga over a real bus', () => {
         await waitFor(async () => (await order(svc, o.id)).payment_status === 'unpaid', WAIT);
     });
 
-    it('customer cancel before dispatch: void, release and cancel the shipment; after capture: refund', T, async () => {
+    it('customer cancel before confirmation: void, release and cancel the shipment at once (200)', T, async () => {
         const api = customer(svc, ada);
         await fillCart(api, mug, 1);
         const o = await checkout(api, { payment_token: 'tok_visa', shipping_address: ADDRESS });
@@ -495,29 +495,81 @@ describe('orders: cart, checkout and the saga over a real bus', () => {
         // The shipment created late is cancelled by its id.
         const sid = await parts.shipmentCreated(o.id, ADDRESS);
         assert.equal((await parts.cmd(o.id, 'cmd.shipment.cancel', 2)).step_key, `${o.id}:cancel_shipment-${sid}`);
+    });
 
-        // After capture (CONFIRMED, not shipped): a refund of the total.
-        await fillCart(api, tea, 1);
-        const p = await checkout(api, { payment_token: 'tok_visa', shipping_address: ADDRESS });
-        const res2 = await parts.cmd(p.id, 'cmd.inventory.reserve');
-        const rid2 = await parts.reserved(p.id, res2.lines);
-        await parts.cmd(p.id, 'cmd.payment.authorize');
-        const pid2 = await parts.authorized(p.id, p.total);
-        await parts.cmd(p.id, 'cmd.shipment.create');
-        await parts.shipmentCreated(p.id, ADDRESS);
-        await parts.cmd(p.id, 'cmd.payment.capture');
-        await parts.captured(p.id, pid2, p.total);
-        await parts.committed(p.id, rid2, res2.lines);
-        await waitStatus(svc, p.id, 'CONFIRMED');
-        const c2 = await api.post(`/v1/orders/${p.id}/cancel`, {});
-        assert.equal(c2.status, 200, c2.text);
-        const refund = await parts.cmd(p.id, 'cmd.payment.refund');
-        assert.ok(pid2);
-        assert.deepEqual([refund.amount, refund.reason], [p.total, 'customer_request']);
-        const e = await parts.orderEvent(p.id, 'order.cancelled');
-        assert.deepEqual(e.data.refunded, p.total);
-        await parts.publish('payment.refunded', p.id, { payment_id: pid2, order_id: p.id, refund_id: uuid7(), amount: p.total, refunded_at: now() });
-        await waitFor(async () => (await order(svc, p.id)).payment_status === 'refunded', WAIT);
+    // Drive an order of one 'p' to CONFIRMED, the participants answering.
+    async function confirmedOrder(api, p) {
+        await fillCart(api, p, 1);
+        const o = await checkout(api, { payment_token: 'tok_visa', shipping_address: ADDRESS });
+        const res = await parts.cmd(o.id, 'cmd.inventory.reserve');
+        const rid = await parts.reserved(o.id, res.lines);
+        await parts.cmd(o.id, 'cmd.payment.authorize');
+        const pid = await parts.authorized(o.id, o.total);
+        await parts.cmd(o.id, 'cmd.shipment.create');
+        const sid = await parts.shipmentCreated(o.id, ADDRESS);
+        await parts.cmd(o.id, 'cmd.payment.capture');
+        await parts.captured(o.id, pid, o.total);
+        await parts.cmd(o.id, 'cmd.inventory.commit');
+        await parts.committed(o.id, rid, res.lines);
+        await waitStatus(svc, o.id, 'CONFIRMED');
+        return { o, rid, pid, sid, lines: res.lines };
+    }
+
+    it('cancel after confirmation: the shipment cancel first (202), then refund and restock once shipping agreed', T, async () => {
+        const api = customer(svc, ada);
+        const { o, rid, pid, sid, lines } = await confirmedOrder(api, tea);
+        const c = await api.post(`/v1/orders/${o.id}/cancel`, {});
+        assert.equal(c.status, 202, c.text);
+        assert.deepEqual([c.json.status, c.json.cancel_status], ['CONFIRMED', 'requested']);
+        const sc = await parts.cmd(o.id, 'cmd.shipment.cancel');
+        assert.deepEqual([sc.step_key, sc.reason], [`${o.id}:cancel_shipment`, 'customer_request']);
+        // Asked again while shipping has not answered: the same answer, no second command.
+        assert.equal((await api.post(`/v1/orders/${o.id}/cancel`, {})).status, 202);
+        // Nothing moves money or stock before shipping's answer.
+        assert.deepEqual([parts.cmds(o.id, 'cmd.payment.refund').length, parts.cmds(o.id, 'cmd.inventory.restock').length], [0, 0]);
+        await parts.shipmentCancelled(o.id, sid, 'customer_request');
+        const refund = await parts.cmd(o.id, 'cmd.payment.refund');
+        assert.deepEqual([refund.amount, refund.reason], [o.total, 'customer_request']);
+        const restock = await parts.cmd(o.id, 'cmd.inventory.restock');
+        assert.deepEqual([restock.step_key, restock.reason], [`${o.id}:restock`, 'order_cancelled']);
+        assert.equal(parts.cmds(o.id, 'cmd.inventory.release').length, 0, 'a committed reservation is restocked, not released');
+        const e = await parts.orderEvent(o.id, 'order.cancelled');
+        assert.deepEqual([e.data.reason, e.data.refunded], ['customer_request', o.total]);
+        const done = await waitStatus(svc, o.id, 'CANCELLED');
+        assert.equal(done.cancel_reason, 'customer_request');
+        await parts.publish('payment.refunded', o.id, { payment_id: pid, order_id: o.id, refund_id: uuid7(), amount: o.total, refunded_at: now() });
+        await parts.publish('inventory.restocked', o.id, { reservation_id: rid, order_id: o.id, reason: 'order_cancelled', lines, returned: true, restocked_at: now() });
+        await waitFor(async () => {
+            const x = await order(svc, o.id);
+            return x.payment_status === 'refunded' && x.restocked === true;
+        }, { ...WAIT, message: 'refunded and restocked' });
+        // A repeated reply changes nothing; the steps show both compensations answered.
+        await parts.publish('inventory.restocked', o.id, { reservation_id: rid, order_id: o.id, reason: 'order_cancelled', lines, returned: true, restocked_at: now() });
+        const steps = Object.fromEntries((await order(svc, o.id)).steps.map((x) => [x.step, x.outcome]));
+        assert.deepEqual([steps.cancel_shipment, steps.refund, steps.restock], ['cancelled', 'refunded', 'restocked']);
+        expectProblem(await api.post(`/v1/orders/${o.id}/cancel`, {}), 409, { type: 'urn:agora:problem:order-closed' });
+    });
+
+    it('cancel after confirmation racing the dispatch: shipment.cancel_rejected -> no refund, no restock, still CONFIRMED', T, async () => {
+        const api = customer(svc, ada);
+        const { o, sid } = await confirmedOrder(api, tea);
+        const c = await api.post(`/v1/orders/${o.id}/cancel`, {});
+        assert.equal(c.status, 202, c.text);
+        await parts.cmd(o.id, 'cmd.shipment.cancel');
+        // The courier was faster: shipped, and the cancel refused.
+        await parts.shipped(o.id, sid);
+        await parts.publish('shipment.cancel_rejected', o.id, { shipment_id: sid, order_id: o.id, status: 'shipped', reason: 'customer_request', rejected_at: now() });
+        const x = await waitFor(async () => {
+            const y = await order(svc, o.id);
+            return y.cancel_status === 'refused' ? y : null;
+        }, { ...WAIT, message: 'cancel refused' });
+        assert.deepEqual([x.status, x.payment_status, x.shipped, x.restocked], ['CONFIRMED', 'paid', true, false]);
+        assert.equal(x.steps.find((s) => s.step === 'cancel_shipment').outcome, 'rejected', 'the history says the cancel was refused');
+        assert.deepEqual([parts.cmds(o.id, 'cmd.payment.refund').length, parts.cmds(o.id, 'cmd.inventory.restock').length, parts.cmds(o.id, 'cmd.inventory.release').length], [0, 0, 0]);
+        assert.ok(!parts.events.some((ev) => ev.subject === o.id && ev.type === 'order.cancelled'), 'no order.cancelled');
+        expectProblem(await api.post(`/v1/orders/${o.id}/cancel`, {}), 409, { type: 'urn:agora:problem:order-dispatched' });
+        await parts.delivered(o.id, sid);
+        await waitStatus(svc, o.id, 'COMPLETED');
     });
 
     it('idempotent checkout: same key twice -> one order; other body -> 422; concurrent same key -> one order', T, async () => {
@@ -597,8 +649,36 @@ describe('orders: step deadlines and late replies', () => {
     const ada = uuid7();
 
     before(async () => {
-        ({ bus, parts, svc } = await startAll({ AGORA_ORDERS_STEP_TIMEOUT: '300ms', AGORA_ORDERS_STEP_RETRIES: '2' }));
+        ({ bus, parts, svc } = await startAll({
+            AGORA_ORDERS_STEP_TIMEOUT: '300ms',
+            AGORA_ORDERS_STEP_RETRIES: '2',
+            // Short-lived checkout keys (the chassis's records, swept on a timer).
+            AGORA_IDEMPOTENCY_TTL: '1s',
+            AGORA_IDEMPOTENCY_SWEEP_INTERVAL: '100ms',
+        }));
         await seedProducts(parts, svc, [mug]);
+    });
+
+    it('a checkout key is kept AGORA_IDEMPOTENCY_TTL: replayed within it, then free for a new checkout', T, async () => {
+        const api = customer(svc, uuid7());
+        await fillCart(api, mug, 1);
+        const body = { payment_token: 'tok_visa', shipping_address: ADDRESS };
+        const first = await checkout(api, body, 'short-lived');
+        const t0 = Date.now();
+        const again = await api.post('/v1/orders', body, { headers: { 'idempotency-key': 'short-lived' } });
+        if (Date.now() - t0 < 900) {
+            assert.equal(again.status, 202);
+            assert.equal(again.json.id, first.id);
+            assert.equal(again.headers.get('idempotent-replayed'), 'true');
+        }
+        // Past its time the key is forgotten: another body under it is a new checkout, not 422.
+        await fillCart(api, mug, 1);
+        const later = await waitFor(async () => {
+            const r = await api.post('/v1/orders', { ...body, payment_token: 'tok_later' }, { headers: { 'idempotency-key': 'short-lived' } });
+            return r.status === 202 ? r : null;
+        }, { ...WAIT, intervalMs: 200, message: 'the key expired' });
+        assert.notEqual(later.json.id, first.id);
+        assert.equal(later.headers.get('idempotent-replayed'), null);
     });
 
     after(async () => {

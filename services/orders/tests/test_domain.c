@@ -103,6 +103,68 @@ test_pay_later_and_refunds(void **unused)
     json_decref(s);
 }
 
+/* A confirmed order (token, reserved, authorized, shipped out, captured,
+ * committed, confirmed). */
+static json_t *
+confirmed_order(void)
+{
+    json_t *s = json_object();
+    json_t *c = created(true);
+    assert_int_equal(orders_apply(s, "created", c, AT), 0);
+    json_decref(c);
+    assert_int_equal(step(s, "stock_reserved", "{\"reservation_id\":\"r1\"}"), 0);
+    assert_int_equal(step(s, "payment_authorized", "{\"payment_id\":\"p1\"}"), 0);
+    assert_int_equal(step(s, "shipment_created", "{\"shipment_id\":\"s1\"}"), 0);
+    assert_int_equal(step(s, "payment_captured", NULL), 0);
+    assert_int_equal(step(s, "stock_committed", NULL), 0);
+    assert_int_equal(step(s, "confirmed", NULL), 0);
+    return s;
+}
+
+static void
+test_confirmed_cancel_waits_for_shipping(void **unused)
+{
+    AG_UNUSED(unused);
+    /* Agreed: cancel only after the request, restock once. */
+    json_t *s = confirmed_order();
+    assert_int_equal(step(s, "cancelled", "{\"reason\":\"customer_request\"}"), AG_ECONFLICT);
+    assert_int_equal(step(s, "cancel_refused", NULL), AG_ECONFLICT); /* nothing asked */
+    assert_int_equal(step(s, "cancel_requested", NULL), 0);
+    assert_string_equal(orders_str(s, "cancel_status"), "requested");
+    assert_string_equal(status(s), "CONFIRMED");
+    assert_int_equal(step(s, "cancel_requested", NULL), AG_ECONFLICT);
+    assert_int_equal(step(s, "cancelled", "{\"reason\":\"customer_request\"}"), 0);
+    assert_string_equal(status(s), "CANCELLED");
+    assert_string_equal(orders_str(s, "cancel_status"), "done");
+    assert_int_equal(step(s, "stock_restocked", NULL), 0);
+    assert_int_equal(step(s, "stock_restocked", NULL), AG_ECONFLICT); /* once */
+    json_t *r = orders_render(s);
+    assert_true(json_is_true(json_object_get(r, "restocked")));
+    json_decref(r);
+    json_decref(s);
+
+    /* Refused (dispatched): stays confirmed, no cancel any more. */
+    s = confirmed_order();
+    assert_int_equal(step(s, "cancel_requested", NULL), 0);
+    assert_int_equal(step(s, "shipped", NULL), 0);
+    assert_int_equal(step(s, "cancel_refused", "{\"shipment_status\":\"shipped\"}"), 0);
+    assert_string_equal(orders_str(s, "cancel_status"), "refused");
+    assert_string_equal(status(s), "CONFIRMED");
+    assert_int_equal(step(s, "cancelled", "{\"reason\":\"customer_request\"}"), AG_ECONFLICT);
+    assert_int_equal(step(s, "cancel_requested", NULL), AG_ECONFLICT);
+    assert_int_equal(step(s, "completed", NULL), 0);
+    json_decref(s);
+
+    /* Never committed: nothing to restock. */
+    s = json_object();
+    json_t *c = created(true);
+    assert_int_equal(orders_apply(s, "created", c, AT), 0);
+    json_decref(c);
+    assert_int_equal(step(s, "stock_restocked", NULL), AG_ECONFLICT);
+    assert_int_equal(step(s, "cancel_requested", NULL), AG_ECONFLICT); /* not confirmed */
+    json_decref(s);
+}
+
 static void
 test_illegal_moves_leave_state(void **unused)
 {
@@ -246,6 +308,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_happy_path_moves),
         cmocka_unit_test(test_pay_later_and_refunds),
+        cmocka_unit_test(test_confirmed_cancel_waits_for_shipping),
         cmocka_unit_test(test_illegal_moves_leave_state),
         cmocka_unit_test(test_rebuild_by_folding_equals_live_state),
         cmocka_unit_test(test_render_hides_internals),

@@ -358,6 +358,27 @@ describe('shipping with a bus', () => {
         assert.equal(metricValue(m, 'shipping_commands_total', { command: 'cancel', outcome: 'replayed' }), 1);
         assert.equal(metricValue(m, 'shipping_commands_total', { command: 'cancel', outcome: 'absent' }), 1);
     });
+
+    it('a courier ships and delivers and sees every shipment; a customer gets 403; only an administrator cancels', T, async () => {
+        const o = uuid7();
+        await publish(bus, [createCmd(o, bob)]);
+        const [created] = await replies.wait(o, 'shipment.created');
+        const id = created.data.shipment_id;
+        const courier = client(svc, { identity: { userId: uuid7(), roles: ['customer', 'courier'] } });
+        for (const move of ['ship', 'deliver', 'cancel']) {
+            expectProblem(await customer(svc, bob).post(`/v1/shipments/${id}/${move}`), 403, { type: 'urn:agora:problem:forbidden' });
+        }
+        expectProblem(await courier.post(`/v1/shipments/${id}/cancel`), 403, { type: 'urn:agora:problem:forbidden' });
+        assert.equal((await courier.get(`/v1/shipments/${id}`)).json.user_id, bob);
+        assert.ok((await courier.get(`/v1/shipments?order_id=${o}`)).json.items.some((x) => x.id === id));
+        const shipped = await courier.post(`/v1/shipments/${id}/ship`);
+        assert.equal(shipped.status, 200, shipped.text);
+        await replies.wait(o, 'shipment.shipped');
+        const delivered = await courier.post(`/v1/shipments/${id}/deliver`);
+        assert.equal(delivered.status, 200, delivered.text);
+        assert.deepEqual(delivered.json.tracking.map((h) => h.status), ['created', 'shipped', 'delivered']);
+        await replies.wait(o, 'shipment.delivered');
+    });
 });
 
 // ---- A crash between a command's commit and its ack ----

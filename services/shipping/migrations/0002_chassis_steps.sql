@@ -1,0 +1,4 @@
+-- The saga steps applied and their replies moved to the chassis's
+-- idempotency records (agora_steps, chassis/src/store/README.md), swept
+-- after AGORA_IDEMPOTENCY_TTL.
+DROP TABLE saga_steps;
