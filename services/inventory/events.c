@@ -72,12 +72,19 @@ product_deleted(struct inv *inv, struct ag_store *st, const char *id, const char
     return inv_stock_change(inv, st, &s, &m, tp);
 }
 
-int
-inv_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event, void *udata)
+/* After the commit that holds the command: count its effect. */
+static void
+effect_apply(const void *arg, void *udata)
 {
-    AG_UNUSED(ev);
     struct inv *inv = udata;
-    memset(&inv->fx, 0, sizeof(inv->fx));
+    struct inv_effect fx;
+    memcpy(&fx, arg, sizeof(fx));
+    ag_counter_add(inv->m_commands, (const char *const[]){ fx.command, fx.outcome }, 1);
+}
+
+static int
+handle(struct inv *inv, struct ag_store *st, const json_t *event)
+{
     const char *type = json_string_value(json_object_get(event, "type"));
     if (type == NULL)
         return 0;
@@ -99,6 +106,19 @@ inv_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event
     return 0; /* a product event this version does not use */
 }
 
+int
+inv_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event, void *udata)
+{
+    struct inv *inv = udata;
+    memset(&inv->fx, 0, sizeof(inv->fx));
+    int rc = handle(inv, st, event);
+    /* Counted once the delivery's transaction commits (a pulled batch
+     * shares one commit). */
+    if (rc == 0 && inv->fx.command != NULL && inv->fx.outcome != NULL)
+        rc = ag_events_after_commit(ev, effect_apply, &inv->fx, sizeof(inv->fx), inv);
+    return rc;
+}
+
 void
 inv_events_committed(struct ag_events *ev, const char *subscription, const json_t *event,
                      void *udata)
@@ -106,10 +126,6 @@ inv_events_committed(struct ag_events *ev, const char *subscription, const json_
     AG_UNUSED(ev);
     AG_UNUSED(subscription);
     struct inv *inv = udata;
-    if (inv->fx.command != NULL && inv->fx.outcome != NULL)
-        ag_counter_add(inv->m_commands, (const char *const[]){ inv->fx.command, inv->fx.outcome },
-                       1);
-    memset(&inv->fx, 0, sizeof(inv->fx));
     const char *crash = inv->settings.crash_after_commit;
     const char *type = json_string_value(json_object_get(event, "type"));
     if (crash != NULL && crash[0] != '\0' && type != NULL && strcmp(crash, type) == 0) {

@@ -133,7 +133,8 @@ int inv_events_publish(struct ag_events *ev, const char *type, const char *subje
                        const json_t *data, const char *traceparent);
 /* The consumer of subscription "inventory": product.* and cmd.inventory.*. */
 int inv_events_handle(struct ag_events *ev, struct ag_store *st, const json_t *event, void *udata);
-/* After a consumer transaction committed: count its effect. */
+/* Commit observer, registered only with AGORA_INVENTORY_CRASH_AFTER_COMMIT
+ * (a test switch; an observer makes every delivery commit alone). */
 void inv_events_committed(struct ag_events *ev, const char *subscription, const json_t *event,
                           void *udata);
 /* After a commit: send what it wrote now rather than at the relay's poll. */

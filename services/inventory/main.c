@@ -110,7 +110,8 @@ on_start(struct ag_service *svc, void *udata)
                                     inv_events_handle, inv);
     if (rc != 0)
         return rc;
-    ag_events_on_commit(inv->events, inv_events_committed, inv);
+    if (inv->settings.crash_after_commit != NULL && inv->settings.crash_after_commit[0] != '\0')
+        ag_events_on_commit(inv->events, inv_events_committed, inv);
 
     /* Reservations that expired while the service was down go first. */
     expire_now(inv);

@@ -222,6 +222,19 @@ handle_cancel(struct cmd *c, json_t *data)
     return rc;
 }
 
+/* After the commit that holds the command: count what it did. */
+static void
+effect_apply(const void *arg, void *udata)
+{
+    struct ship *sh = udata;
+    struct ship_effect fx;
+    memcpy(&fx, arg, sizeof(fx));
+    if (fx.command != NULL && fx.outcome != NULL)
+        ag_counter_add(sh->m_commands, (const char *const[]){ fx.command, fx.outcome }, 1);
+    if (fx.entered >= 0)
+        ship_count_status(sh, (enum ship_status)fx.entered);
+}
+
 int
 ship_commands_handle(struct ag_events *ev, struct ag_store *store, const json_t *event, void *udata)
 {
@@ -253,7 +266,12 @@ ship_commands_handle(struct ag_events *ev, struct ag_store *store, const json_t 
             sh->m_commands,
             (const char *const[]){ sh->fx.command ? sh->fx.command : "unknown", "error" }, 1);
         sh->fx = (struct ship_effect){ .entered = -1 };
+        return rc;
     }
+    /* Counted once the delivery's transaction commits (a pulled batch
+     * shares one commit). */
+    if ((sh->fx.command != NULL && sh->fx.outcome != NULL) || sh->fx.entered >= 0)
+        rc = ag_events_after_commit(ev, effect_apply, &sh->fx, sizeof(sh->fx), sh);
     return rc;
 }
 
@@ -265,11 +283,6 @@ ship_commands_committed(struct ag_events *ev, const char *subscription, const js
     AG_UNUSED(subscription);
     AG_UNUSED(event);
     struct ship *sh = udata;
-    if (sh->fx.command != NULL && sh->fx.outcome != NULL)
-        ag_counter_add(sh->m_commands, (const char *const[]){ sh->fx.command, sh->fx.outcome }, 1);
-    if (sh->fx.entered >= 0)
-        ship_count_status(sh, (enum ship_status)sh->fx.entered);
-    sh->fx = (struct ship_effect){ .entered = -1 };
     sh->commits++;
     if (sh->settings.kill_after > 0 && sh->commits >= sh->settings.kill_after) {
         /* Tests only: die between the commit and the ack, as a crash would. */

@@ -71,7 +71,8 @@ on_start(struct ag_service *svc, void *udata)
         AG_LOGE("events", "cannot subscribe '%s': %s", SHIP_SUBSCRIPTION, ag_strerror(rc));
         return rc;
     }
-    ag_events_on_commit(sh->events, ship_commands_committed, sh);
+    if (sh->settings.kill_after > 0)
+        ag_events_on_commit(sh->events, ship_commands_committed, sh);
     return 0;
 }
 

@@ -28,7 +28,7 @@ struct ship_settings {
 };
 
 /* What the command being applied did, counted once its transaction commits
- * (ship_commands_committed): a rolled-back attempt counts nothing but its
+ * (ag_events_after_commit): a rolled-back attempt counts nothing but its
  * error. */
 struct ship_effect {
     const char *command; /* "create", "cancel", "unknown"; NULL: nothing pending */
@@ -77,7 +77,8 @@ extern const size_t ship_ncommand_topics;
  * struct ship. */
 int ship_commands_handle(struct ag_events *ev, struct ag_store *store, const json_t *event,
                          void *udata);
-/* ag_events_commit_fn: counts what the committed command did. */
+/* Commit observer, registered only with AGORA_SHIPPING_TEST_KILL_AFTER_COMMIT
+ * (a test switch; an observer makes every delivery commit alone). */
 void ship_commands_committed(struct ag_events *ev, const char *subscription, const json_t *event,
                              void *udata);
 
