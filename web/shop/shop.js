@@ -294,10 +294,12 @@ function reasonText(o) {
     return h('p', { class: 'alert', 'data-reason': o.cancel_reason }, REASONS[o.cancel_reason] ?? `Cancelled: ${o.cancel_reason}`);
 }
 
-// Still moving: the saga runs, or a cancelled order's money is still
-// being voided or refunded.
+// Still moving: the saga runs, a confirmed order's cancel waits for
+// shipping's answer, or a cancelled order's money is still being voided or
+// refunded.
 function settling(o) {
-    return !TERMINAL.has(o.status) || (o.status === 'CANCELLED' && (o.payment_status === 'paid' || o.payment_status === 'authorized'));
+    return !TERMINAL.has(o.status) || o.cancel_status === 'requested' ||
+        (o.status === 'CANCELLED' && (o.payment_status === 'paid' || o.payment_status === 'authorized'));
 }
 
 function schedule(fn) {
@@ -360,10 +362,12 @@ async function orderView(id) {
             return;
         }
         if (location.hash !== route) return;
-        const cancellable = !TERMINAL.has(o.status) || (o.status === 'CONFIRMED' && !o.shipped);
+        const cancellable = !TERMINAL.has(o.status) || (o.status === 'CONFIRMED' && !o.shipped && !o.cancel_status);
         box.replaceChildren(...[
             h('p', {}, 'Status: ', h('span', { id: 'order-status' }, statusBadge(o.status)), ' · payment ', h('span', { id: 'payment-status' }, o.payment_status)),
             reasonText(o),
+            o.cancel_status === 'requested' ? h('p', { class: 'muted', 'data-cancel': 'requested' }, 'Cancelling: waiting for the warehouse to stop the shipment…') : null,
+            o.cancel_status === 'refused' ? h('p', { class: 'alert', 'data-cancel': 'refused' }, 'This order had already left the warehouse, so it could not be cancelled.') : null,
             h('p', { class: 'muted' }, `Order ${o.id}, placed ${when(o.created_at)}`),
             h('div', { class: 'table-wrap' }, h('table', {},
                 h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Item'), h('th', { scope: 'col' }, 'Quantity'), h('th', { scope: 'col' }, 'Price'))),
@@ -377,8 +381,8 @@ async function orderView(id) {
             cancellable ? h('button', { type: 'button', class: 'danger', onclick: async (ev) => {
                 ev.target.disabled = true;
                 try {
-                    await api.post(`/api/v1/orders/${o.id}/cancel`);
-                    flash('The order was cancelled.');
+                    const r = await api.post(`/api/v1/orders/${o.id}/cancel`);
+                    flash(r?.cancel_status === 'requested' ? 'Cancellation requested.' : 'The order was cancelled.');
                 } catch (e) { flash(errorText(e), 'error'); }
                 refresh();
             } }, 'Cancel order') : null,
