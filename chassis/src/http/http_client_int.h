@@ -236,15 +236,16 @@ struct ag__hc_xfer {
     struct ag__hc_conn *conn;  /* connection in use, or NULL */
     struct ag__hc_xfer *qprev; /* in the wait queue or the failed list */
     struct ag__hc_xfer *qnext;
-    bool queued;     /* waiting for a connection */
-    bool failing;    /* failure to deliver on the next turn */
-    int fail_err;    /* that failure */
-    int err;         /* set by parser callbacks */
-    bool in_value;   /* last parser callback was a header value */
-    bool refused;    /* the connect was refused: nothing was sent (AG_EIO) */
-    bool got_bytes;  /* a response byte arrived on this connection */
-    bool resent;     /* sent again after the keep-alive race */
-    bool fresh_only; /* must not use an idle connection */
+    bool queued;      /* waiting for a connection */
+    bool failing;     /* failure to deliver on the next turn */
+    int fail_err;     /* that failure */
+    int err;          /* set by parser callbacks */
+    bool in_value;    /* last parser callback was a header value */
+    bool in_trailers; /* the head is complete: header callbacks are trailers */
+    bool refused;     /* the connect was refused: nothing was sent (AG_EIO) */
+    bool got_bytes;   /* a response byte arrived on this connection */
+    bool resent;      /* sent again after the keep-alive race */
+    bool fresh_only;  /* must not use an idle connection */
 };
 
 /* New transport on 'loop' with 'cfg' (copied). Returns 0. */
