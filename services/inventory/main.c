@@ -28,7 +28,7 @@ static const struct ag_config_key INV_KEYS[] = {
       "available units at or under which stock.low is published (per product: low_threshold)" },
     { "AGORA_INVENTORY_DEMO_STOCK", AG_CONFIG_INT, "0", OFF(demo_stock), 0, INV_STOCK_MAX, NULL,
       "units on hand given to every product created from then on (demo shop; agora up sets 100)" },
-    { "AGORA_INVENTORY_ACK_DEADLINE", AG_CONFIG_DURATION, "30s", OFF(ack_deadline_ms), 100, 600000,
+    { "AGORA_INVENTORY_ACK_DEADLINE", AG_CONFIG_DURATION, "5s", OFF(ack_deadline_ms), 100, 600000,
       NULL, "lease of a delivered event or command before the bus redelivers it" },
     { "AGORA_INVENTORY_CRASH_AFTER_COMMIT", AG_CONFIG_STRING, "", OFF(crash_after_commit), 0, 0,
       NULL, "tests only: SIGKILL itself after committing an event of this type, before the ack" },

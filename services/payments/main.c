@@ -81,7 +81,7 @@ on_start(struct ag_service *svc, void *udata)
     pay->sweep_started = true;
     /* Commands should come back soon when this process dies holding them,
      * and a step the provider is busy with (AG_EBUSY) is retried shortly. */
-    struct ag_events_sub_options opts = { .ack_deadline_ms = 30000, .retry_delay_ms = 1000 };
+    struct ag_events_sub_options opts = { .ack_deadline_ms = 5000, .retry_delay_ms = 1000 };
     return ag_events_subscribe_ex(pay->events, "payments", TOPICS, AG_ARRAY_SIZE(TOPICS), &opts,
                                   pay_events_handle, pay);
 }

@@ -19,7 +19,7 @@ extern const size_t shipping_nmigrations;
 static const struct ag_config_key SHIP_KEYS[] = {
     { "AGORA_SHIPPING_CARRIER", AG_CONFIG_STRING, "Agora Post", OFF(carrier), 0, 0, NULL,
       "carrier named in shipment.shipped (1 to 50 characters)" },
-    { "AGORA_SHIPPING_ACK_DEADLINE", AG_CONFIG_DURATION, "30s", OFF(ack_deadline_ms), 1000, 3600000,
+    { "AGORA_SHIPPING_ACK_DEADLINE", AG_CONFIG_DURATION, "5s", OFF(ack_deadline_ms), 1000, 3600000,
       NULL, "bus lease of one delivery of a command before it is redelivered" },
     { "AGORA_SHIPPING_TEST_KILL_AFTER_COMMIT", AG_CONFIG_INT, "0", OFF(kill_after), 0, 1000000,
       NULL,
