@@ -4,7 +4,7 @@
 // the shop through the gateway only; SIGTERM stops everything with exit 0.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeTempDir, sourceDir, waitFor } from '../lib/proc.mjs';
@@ -182,6 +182,43 @@ describe('agora up: the whole shop through the gateway', () => {
         );
         assert.ok(mine.body.items.every((n) => n.user_id === undefined || n.user_id === mine.body.items[0].user_id), 'only the caller\'s own');
         assert.equal((await call(gw, 'GET', '/api/v1/notifications')).status, 401, 'anonymous');
+    });
+
+    it('every program exports the RED metrics; deploy/observability scrapes each and names only metrics that exist', async () => {
+        const dir = path.join(sourceDir(), 'deploy/observability');
+        // The Prometheus files are valid for Prometheus itself.
+        execFileSync('promtool', ['check', 'config', path.join(dir, 'prometheus.yml')], { stdio: 'pipe' });
+        execFileSync('promtool', ['check', 'rules', path.join(dir, 'alerts.yml')], { stdio: 'pipe' });
+        const config = fs.readFileSync(path.join(dir, 'prometheus.yml'), 'utf8');
+        for (const p of PROGRAMS) {
+            const port = p.name === 'gateway' ? GATEWAY_OPS_PORT : p.port;
+            assert.match(config, new RegExp(`job_name: ${p.name}\\n\\s+static_configs: \\[\\{ targets: \\["127\\.0\\.0\\.1:${port}"\\]`), `${p.name} scraped on ${port}`);
+        }
+        // Every program's metric families, from a running shop.
+        const families = new Set();
+        for (const p of PROGRAMS) {
+            const base = p.name === 'gateway' ? `http://127.0.0.1:${PORTS.gatewayOps + off}` : `http://127.0.0.1:${p.port + off}`;
+            const r = await fetch(`${base}/metrics`);
+            assert.equal(r.status, 200, p.name);
+            const own = new Set([...(await r.text()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+            for (const red of ['http_requests_total', 'http_request_duration_seconds']) assert.ok(own.has(red), `${p.name} exports ${red}`);
+            for (const f of own) families.add(f);
+        }
+        // Every metric the alert rules and the dashboard name is one of them.
+        const exprs = [...fs.readFileSync(path.join(dir, 'alerts.yml'), 'utf8').matchAll(/expr: [|]?\s*([\s\S]*?)\n\s+(?:for|labels):/g)].map((m) => m[1]);
+        const dash = JSON.parse(fs.readFileSync(path.join(dir, 'grafana-dashboard.json'), 'utf8'));
+        for (const panel of dash.panels) for (const t of panel.targets) exprs.push(t.expr);
+        assert.ok(exprs.length > 20, `${exprs.length} expressions read`);
+        const FUNCTIONS = new Set(['histogram_quantile', 'clamp_min']);
+        const named = new Set();
+        for (const e of exprs) {
+            for (const m of e.replace(/"[^"]*"/g, '').matchAll(/\b([a-z][a-z0-9]*_[a-z0-9_]+)\b/g)) {
+                if (!FUNCTIONS.has(m[1])) named.add(m[1].replace(/_bucket$/, ''));
+            }
+        }
+        const missing = [...named].filter((n) => !families.has(n));
+        assert.deepEqual(missing, [], 'metrics named by deploy/observability that no program exports');
+        assert.ok(named.size >= 12, [...named].join(' '));
     });
 
     it('every program registered with the registry', async () => {
