@@ -51,6 +51,12 @@ on_start(struct ag_service *svc, void *udata)
     o->metrics.duration =
         ag_metrics_histogram(reg, "saga_duration_seconds", "checkout to a terminal state", NULL, 0,
                              BUCKETS, AG_ARRAY_SIZE(BUCKETS));
+    static const char *const STEP_ONLY[] = { "step" };
+    static const double STEP_BUCKETS[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                           0.1,   0.25,   0.5,   1,    2.5,   10 };
+    o->metrics.step_latency = ag_metrics_histogram(
+        reg, "saga_step_duration_seconds", "a saga step from its last send to its reply, by step",
+        STEP_ONLY, 1, STEP_BUCKETS, AG_ARRAY_SIZE(STEP_BUCKETS));
     o->metrics.orders = ag_metrics_counter(reg, "orders_total", "orders by outcome", OUTCOME, 1);
     /* A short lease: a reply delivered to a process that was killed comes
      * back to the next one in seconds, not minutes. */

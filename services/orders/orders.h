@@ -28,9 +28,10 @@ struct orders_settings {
 };
 
 struct orders_metrics {
-    struct ag_metric *steps;    /* saga_steps_total{step,outcome} */
-    struct ag_metric *duration; /* saga_duration_seconds */
-    struct ag_metric *orders;   /* orders_total{outcome} */
+    struct ag_metric *steps;        /* saga_steps_total{step,outcome} */
+    struct ag_metric *step_latency; /* saga_step_duration_seconds{step} */
+    struct ag_metric *duration;     /* saga_duration_seconds */
+    struct ag_metric *orders;       /* orders_total{outcome} */
 };
 
 struct orders {
@@ -149,9 +150,11 @@ int orders_store_step_insert(struct ag_store *st, const char *order_id, const ch
                              const char *type, const char *command, const char *sent_at,
                              int64_t deadline_ms);
 /* Record 'outcome' of step 'step' of 'order_id' if it is pending. '*out_n'
- * (may be NULL) gets 1 when it was, else 0. */
+ * (may be NULL) gets 1 when it was, else 0; '*out_sent_ms' (may be NULL) the
+ * time its last attempt was sent (Unix ms; 0 when unknown). */
 int orders_store_step_outcome(struct ag_store *st, const char *order_id, const char *step,
-                              const char *outcome, const char *at, int64_t *out_n);
+                              const char *outcome, const char *at, int64_t *out_n,
+                              int64_t *out_sent_ms);
 int orders_store_step_resent(struct ag_store *st, const char *order_id, const char *step,
                              const char *sent_at, int64_t deadline_ms);
 /* Steps of an order as [{step, attempt, sent_at, outcome, outcome_at}]. */

@@ -186,9 +186,20 @@ step_outcome(struct orders *o, const char *id, const char *step, const char *out
     char at[AG_RFC3339_LEN];
     now_text(at);
     int64_t n = 0;
-    int rc = orders_store_step_outcome(o->store, id, step, outcome, at, &n);
-    if (rc == 0 && n > 0)
+    int64_t sent_ms = 0;
+    int rc = orders_store_step_outcome(o->store, id, step, outcome, at, &n, &sent_ms);
+    if (rc == 0 && n > 0) {
         count_step(o, step, outcome);
+        /* From the last attempt's send to its reply: the participant's
+         * latency plus two trips through the bus. */
+        int64_t now = ag_time_unix_ms();
+        if (sent_ms > 0 && now >= sent_ms) {
+            char base[32];
+            step_base(step, base, sizeof(base));
+            const char *labels[] = { base };
+            ag_histogram_observe(o->metrics.step_latency, labels, (double)(now - sent_ms) / 1000.0);
+        }
+    }
     if (out_n != NULL)
         *out_n = n;
     return rc;

@@ -10,6 +10,7 @@
 #include "agora/err.h"
 #include "agora/json.h"
 #include "agora/mem.h"
+#include "agora/time.h"
 
 /* ---- Price replica ---- */
 
@@ -437,12 +438,12 @@ orders_store_step_insert(struct ag_store *st, const char *order_id, const char *
 
 int
 orders_store_step_outcome(struct ag_store *st, const char *order_id, const char *step,
-                          const char *outcome, const char *at, int64_t *out_n)
+                          const char *outcome, const char *at, int64_t *out_n, int64_t *out_sent_ms)
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "UPDATE saga_steps SET outcome = $3, outcome_at = $4 WHERE "
-                           "order_id = $1 AND step = $2 AND outcome IS NULL",
+                           "order_id = $1 AND step = $2 AND outcome IS NULL RETURNING sent_at",
                            &s);
     if (rc != 0)
         return rc;
@@ -450,10 +451,22 @@ orders_store_step_outcome(struct ag_store *st, const char *order_id, const char 
     ag_stmt_bind_cstr(s, 2, step);
     ag_stmt_bind_cstr(s, 3, outcome);
     ag_stmt_bind_cstr(s, 4, at);
-    rc = ag_stmt_exec(s);
-    if (rc == 0 && out_n != NULL)
-        *out_n = ag_store_changes(st);
-    return rc;
+    int64_t n = 0;
+    int64_t sent_ms = 0;
+    while ((rc = ag_stmt_step(s)) == AG_STMT_ROW) {
+        n++;
+        const char *t = ag_stmt_col_text(s, 0);
+        if (t == NULL || ag_time_parse_rfc3339(ag_str_from_cstr(t), &sent_ms) != 0)
+            sent_ms = 0;
+    }
+    ag_stmt_reset(s);
+    if (rc < 0)
+        return rc;
+    if (out_n != NULL)
+        *out_n = n;
+    if (out_sent_ms != NULL)
+        *out_sent_ms = sent_ms;
+    return 0;
 }
 
 int

@@ -636,6 +636,9 @@ describe('orders: cart, checkout and the saga over a real bus', () => {
         assert.ok(metricValue(m, 'orders_total', { outcome: 'rejected' }) >= 1);
         assert.ok(metricValue(m, 'saga_steps_total', { step: 'capture', outcome: 'captured' }) >= 3);
         assert.ok(metricValue(m, 'saga_duration_seconds_count') >= 5);
+        // Each step's latency, send to reply, by step.
+        assert.ok(metricValue(m, 'saga_step_duration_seconds_count', { step: 'capture' }) >= 3);
+        assert.ok(metricValue(m, 'saga_step_duration_seconds_count', { step: 'reserve' }) >= 5);
     });
 });
 
