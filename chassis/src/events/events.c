@@ -924,17 +924,26 @@ sub_ensure(struct ev_sub *s)
     }
 }
 
-/* Run a fixed statement (a savepoint command) through the statement cache. */
+/* Run a fixed statement (a savepoint command), prepared once and cached. */
 static int
-exec_cached(struct ag_store *store, const char *sql)
+exec_sql(struct ag_store *store, const char *sql)
 {
-    int rc;
-    struct ag_stmt *st = ag_store_prepare(store, sql, &rc);
-    if (st == NULL)
-        return rc;
-    rc = ag_stmt_step(st);
-    ag_stmt_reset(st);
-    return rc < 0 ? rc : 0;
+    struct ag_stmt *st;
+    int rc = ag_store_stmt(store, sql, &st);
+    return rc != 0 ? rc : ag_stmt_exec(st);
+}
+
+/* The open transaction is gone (rolled back, or its commit failed): so are
+ * the deliveries [first, i) it held, and their after-commit work. */
+static void
+tx_lost(struct ag_events *ev, enum consume_outcome *oc, size_t first, size_t i)
+{
+    ag_store_rollback(ev->store);
+    after_drop(ev, first, i + 1);
+    for (size_t k = first; k < i; k++) {
+        if (oc[k] == CONSUME_OK || oc[k] == CONSUME_DUPLICATE)
+            oc[k] = CONSUME_ERROR;
+    }
 }
 
 /* Apply one delivery inside the batch's open transaction, under a savepoint:
@@ -959,7 +968,7 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, size_t index, char
         snprintf(why, whylen, "message without an event id");
         return CONSUME_INVALID;
     }
-    int rc = exec_cached(store, "SAVEPOINT agora_delivery");
+    int rc = exec_sql(store, "SAVEPOINT agora_delivery");
     if (rc != 0) {
         snprintf(why, whylen, "cannot open a savepoint: %s", ag_store_errmsg(store));
         *lost_tx = !ag_store_in_tx(store);
@@ -991,11 +1000,11 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, size_t index, char
     }
     if (oc != CONSUME_OK)
         after_drop(ev, index, index + 1);
-    if (oc != CONSUME_OK && exec_cached(store, "ROLLBACK TO agora_delivery") != 0) {
+    if (oc != CONSUME_OK && exec_sql(store, "ROLLBACK TO agora_delivery") != 0) {
         *lost_tx = true;
         return CONSUME_ERROR;
     }
-    if (exec_cached(store, "RELEASE agora_delivery") != 0) {
+    if (exec_sql(store, "RELEASE agora_delivery") != 0) {
         snprintf(why, whylen, "cannot release the savepoint of event '%s': %s", id,
                  ag_store_errmsg(store));
         *lost_tx = true;
@@ -1090,17 +1099,12 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
                         ev->on_commit(ev, s->name, msgs[k].event, ev->on_commit_udata);
                 }
             } else {
-                after_drop(ev, first, i);
                 char reason[256];
                 snprintf(reason, sizeof(reason), "cannot commit a batch of deliveries: %s",
                          ag_store_errmsg(store));
-                ag_store_rollback(store);
+                tx_lost(ev, oc, first, i);
                 AG_LOGW(EV_LOG, "subscription '%s': %s", s->name, reason);
                 memcpy(why, reason, sizeof(why));
-                for (size_t k = first; k < i; k++) {
-                    if (oc[k] == CONSUME_OK || oc[k] == CONSUME_DUPLICATE)
-                        oc[k] = CONSUME_ERROR;
-                }
             }
             in_tx = false;
         }
@@ -1130,13 +1134,7 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
             bool lost_tx = false;
             oc[i] = consume_one(s, m, i, reason, sizeof(reason), &lost_tx);
             if (lost_tx) {
-                after_drop(ev, first, i + 1);
-                /* The transaction is gone with every delivery it held. */
-                ag_store_rollback(store);
-                for (size_t k = first; k < i; k++) {
-                    if (oc[k] == CONSUME_OK || oc[k] == CONSUME_DUPLICATE)
-                        oc[k] = CONSUME_ERROR;
-                }
+                tx_lost(ev, oc, first, i);
                 in_tx = false;
             }
         }

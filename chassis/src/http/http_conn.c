@@ -522,14 +522,6 @@ conn_fail(struct ag_http_conn *conn, int status, const char *detail)
  * and the size limits. Sets '*out_n' to the bytes screened: all of them, or
  * up to and including the empty line ending the head ('scan.done').
  * Returns 0 or the status to answer, with the detail in 'err_detail'. */
-/* RFC 9110 5.6.2 tchar. */
-static bool
-is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static int
 scan_head(struct ag_http_conn *conn, const char *p, size_t len, size_t *out_n)
 {
@@ -564,7 +556,7 @@ scan_head(struct ag_http_conn *conn, const char *p, size_t len, size_t *out_n)
                 if (!s->method_end) {
                     if (c == ' ')
                         s->method_end = true;
-                    else if (!is_tchar(c))
+                    else if (!ag__http_is_tchar(c))
                         s->method_bad = true;
                 }
                 if (++s->line_len > cfg->max_request_line) {

@@ -18,8 +18,8 @@
 
 /* ---- Headers added by handlers ---- */
 
-static bool
-is_tchar(unsigned char c)
+bool
+ag__http_is_tchar(unsigned char c)
 {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
         return true;
@@ -44,7 +44,7 @@ ag_http_resp_header(struct ag_http_req *req, const char *name, const char *value
     if (r->answered || name == NULL || value == NULL || name[0] == '\0')
         return AG_EINVAL;
     for (const char *p = name; *p != '\0'; p++) {
-        if (!is_tchar((unsigned char)*p))
+        if (!ag__http_is_tchar((unsigned char)*p))
             return AG_EINVAL;
     }
     if (!ag__http_is_field_value(value))

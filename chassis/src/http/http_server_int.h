@@ -217,6 +217,9 @@ void ag__http_server_check_stopped(struct ag_http_server *srv);
 
 /* ---- http_resp.c: calls neither http_server.c nor http_conn.c ---- */
 
+/* RFC 9110 5.6.2 tchar: a byte of a token (method, header name). */
+bool ag__http_is_tchar(unsigned char c);
+
 /* Whether 'v' may be a header field value: no CR or LF. */
 bool ag__http_is_field_value(const char *v);
 
