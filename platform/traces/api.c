@@ -209,8 +209,8 @@ put_span(struct ingest *in, const char *service, const json_t *sp)
         ag_stmt_bind_cstr(st, 12, events_text);
         rc = ag_stmt_exec(st);
     }
-    free(attrs_text);
-    free(events_text);
+    ag_free(attrs_text);
+    ag_free(events_text);
     if (rc != 0)
         return rc;
     if (ag_store_changes(t->store) == 0) {
