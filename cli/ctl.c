@@ -232,10 +232,59 @@ next_line(struct logfile *lf)
         snprintf(lf->time, sizeof(lf->time), "%.24s", t + 8);
 }
 
-static bool
-since_ok(const struct logfile *lf, const char *since)
+/* What `agora logs` shows. */
+struct log_filter {
+    char since[32];    /* RFC 3339, "" for all */
+    char trace[128];   /* "\"trace_id\":\"<id>\"", "" for any */
+    char request[128]; /* "\"request_id\":\"<id>\"", "" for any */
+    int min_level;     /* 0 debug .. 3 error */
+};
+
+static int
+level_rank(const char *s, size_t n)
 {
-    return since[0] == '\0' || lf->time[0] == '\0' || strcmp(lf->time, since) >= 0;
+    static const char *const names[] = { "debug", "info", "warn", "error" };
+    for (int i = 0; i < 4; i++) {
+        if (strlen(names[i]) == n && strncmp(s, names[i], n) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static bool
+wanted(const struct logfile *lf, const struct log_filter *f)
+{
+    if (f->since[0] != '\0' && lf->time[0] != '\0' && strcmp(lf->time, f->since) < 0)
+        return false;
+    if (f->trace[0] != '\0' && strstr(lf->line, f->trace) == NULL)
+        return false;
+    if (f->request[0] != '\0' && strstr(lf->line, f->request) == NULL)
+        return false;
+    if (f->min_level > 0) {
+        const char *l = strstr(lf->line, "\"level\":\"");
+        if (l == NULL)
+            return false;
+        l += 9;
+        const char *e = strchr(l, '"');
+        if (e == NULL || level_rank(l, (size_t)(e - l)) < f->min_level)
+            return false;
+    }
+    return true;
+}
+
+/* An id of a filter: letters, digits, '-', '_', '.' only. */
+static bool
+plain_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s != '\0'; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return false;
+    }
+    return true;
 }
 
 static volatile sig_atomic_t interrupted;
@@ -254,7 +303,8 @@ cli_cmd_logs(int argc, char **argv)
     bool ok = parse_common(argc, argv, &o);
     bool follow = false;
     const char *program = NULL;
-    char since[32] = "";
+    struct log_filter filt;
+    memset(&filt, 0, sizeof(filt));
     for (int i = 0; ok && i < o.nrest; i++) {
         const char *a = o.rest[i];
         if (strcmp(a, "-f") == 0 || strcmp(a, "--follow") == 0) {
@@ -265,7 +315,24 @@ cli_cmd_logs(int argc, char **argv)
                 ag_free(o.rest);
                 return usage_error("logs", "--since takes a duration such as 30s, 5m or 2h");
             }
-            ag_time_rfc3339(ag_time_unix_ms() - (int64_t)ms, since);
+            ag_time_rfc3339(ag_time_unix_ms() - (int64_t)ms, filt.since);
+        } else if ((strcmp(a, "--trace") == 0 || strcmp(a, "--request") == 0) && i + 1 < o.nrest) {
+            const char *id = o.rest[++i];
+            if (!plain_id(id)) {
+                ag_free(o.rest);
+                return usage_error("logs", "--trace and --request take an id");
+            }
+            if (a[2] == 't')
+                snprintf(filt.trace, sizeof(filt.trace), "\"trace_id\":\"%s\"", id);
+            else
+                snprintf(filt.request, sizeof(filt.request), "\"request_id\":\"%s\"", id);
+        } else if (strcmp(a, "--level") == 0 && i + 1 < o.nrest) {
+            const char *lv = o.rest[++i];
+            filt.min_level = level_rank(lv, strlen(lv));
+            if (filt.min_level < 0) {
+                ag_free(o.rest);
+                return usage_error("logs", "--level takes debug, info, warn or error");
+            }
         } else if (a[0] != '-' && program == NULL) {
             program = a;
         } else {
@@ -286,10 +353,16 @@ cli_cmd_logs(int argc, char **argv)
     size_t n = 0;
     struct dirent *d;
     while ((d = readdir(dir)) != NULL && n < AG_ARRAY_SIZE(files)) {
+        /* <program>.log and the rotated <program>.log.1 (merged by time). */
         size_t len = strlen(d->d_name);
-        if (len < 5 || strcmp(d->d_name + len - 4, ".log") != 0)
+        size_t stem;
+        if (len > 4 && strcmp(d->d_name + len - 4, ".log") == 0)
+            stem = len - 4;
+        else if (len > 6 && strcmp(d->d_name + len - 6, ".log.1") == 0)
+            stem = len - 6;
+        else
             continue;
-        char *name = ag_strndup(d->d_name, len - 4);
+        char *name = ag_strndup(d->d_name, stem);
         if (program != NULL && strcmp(program, name) != 0) {
             ag_free(name);
             continue;
@@ -316,7 +389,7 @@ cli_cmd_logs(int argc, char **argv)
         struct logfile *best = NULL;
         for (size_t i = 0; i < n; i++) {
             struct logfile *lf = &files[i];
-            while (lf->len >= 0 && !since_ok(lf, since))
+            while (lf->len >= 0 && !wanted(lf, &filt))
                 next_line(lf);
             if (lf->len >= 0 && (best == NULL || strcmp(lf->time, best->time) < 0))
                 best = lf;

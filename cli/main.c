@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "agora/buf.h"
+#include "agora/config.h"
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/mem.h"
@@ -51,7 +52,9 @@ static const struct {
     { "registry", { "AGORA_REGISTRY_URL=", NULL } },
     /* The collector does not export its own spans (each export would make
      * one more), and takes batches of up to 8 MiB. */
-    { "traces", { "AGORA_OTLP_ENDPOINT=", "AGORA_HTTP_MAX_BODY=8MiB", NULL } },
+    { "traces",
+      { "AGORA_OTLP_ENDPOINT=", "AGORA_HTTP_MAX_BODY=8MiB", "AGORA_TRACES_LOG_DIR=@DATA@/logs",
+        NULL } },
     { "users",
       { "AGORA_USERS_ADMIN_EMAIL=admin@agora.local", "AGORA_USERS_ADMIN_PASSWORD=@ADMINPW@",
         NULL } },
@@ -102,6 +105,8 @@ static const struct {
       "                     and role each; rabbitmq: events on a private RabbitMQ node\n"
       "                     (DIR/engines/rabbitmq, port 8672 + N), one user each\n"
       "                     (default: $AGORA_BACKENDS, else sqlite,bus)\n\n"
+      "AGORA_LOG_FILE_MAX (default 8MiB) bounds each logs/<program>.log: past it the\n"
+      "file is rotated to <program>.log.1 (one kept).\n\n"
       "Logs are one readable line each on a terminal, JSON otherwise; every\n"
       "program's lines are also appended to DIR/logs/<program>.log.\n" },
     { "status", "show every process of a running shop",
@@ -109,10 +114,15 @@ static const struct {
       "For each program: state, pid, port, health (GET /ready), uptime, restarts\n"
       "and resident memory. Exit 3 when no shop runs on DIR.\n" },
     { "logs", "show the log lines of a shop",
-      "usage: agora logs [PROGRAM] [--data DIR] [-f] [--since DURATION] [--json]\n\n"
+      "usage: agora logs [PROGRAM] [--data DIR] [-f] [--since DURATION] [--json]\n"
+      "                  [--trace ID] [--request ID] [--level LEVEL]\n\n"
       "The lines of PROGRAM (or of every program, merged by time) from\n"
-      "DIR/logs/. --since 5m shows only lines of the last five minutes (ms, s, m,\n"
-      "h); -f keeps following new lines until interrupted. Works on a stopped shop.\n" },
+      "DIR/logs/ (the current and the rotated file). --since 5m shows only lines\n"
+      "of the last five minutes (ms, s, m, h); --trace shows the lines of one\n"
+      "trace (its id, as the console and GET /api/v1/traces show it) in every\n"
+      "program, --request those of one request id, --level warn those at warn\n"
+      "and above; -f keeps following new lines until interrupted. Works on a\n"
+      "stopped shop.\n" },
     { "down", "stop a running shop",
       "usage: agora down [--data DIR] [--timeout DURATION]\n\n"
       "Ask the supervisor of the shop on DIR to stop (SIGTERM) and wait until it\n"
@@ -542,6 +552,19 @@ cmd_up(int argc, char **argv)
             p += len + (p[len] == ',');
         }
     }
+    /* The supervisor's own settings. */
+    struct {
+        uint64_t log_file_max;
+    } up_settings;
+    static const struct ag_config_key UP_KEYS[] = {
+        { "AGORA_LOG_FILE_MAX", AG_CONFIG_SIZE, "8MiB", 0, 65536, (int64_t)1 << 34, NULL,
+          "bytes of logs/<program>.log before it is rotated to <program>.log.1 (one kept)" },
+    };
+    char cerr[256];
+    if (ag_config_load(UP_KEYS, AG_ARRAY_SIZE(UP_KEYS), &up_settings, cerr, sizeof(cerr)) != 0) {
+        fprintf(stderr, "agora up: %s\n", cerr);
+        return CLI_USAGE;
+    }
     int counts[AG_ARRAY_SIZE(PROGRAMS)];
     for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++)
         counts[i] = 1;
@@ -701,6 +724,7 @@ cmd_up(int argc, char **argv)
         { "@SRC@", source_abs },  { "@ADMINPW@", adminpw },
         { "@OPS@", ops },         { "@PROGRAMS@", ag_buf_cstr(&names) },
         { "@BUILD@", build_abs }, { "@ORDERS_PORT@", orders_port },
+        { "@DATA@", data_abs },
     };
 
     /* The scale-out engines, before the programs that use them. */
@@ -810,6 +834,7 @@ cmd_up(int argc, char **argv)
         .data_dir = data_abs,
         .ready_timeout_ms = 30000,
         .stop_timeout_ms = 15000,
+        .log_file_max = up_settings.log_file_max,
         .fmt = { .pretty = tty && !json,
                  .color = tty && getenv("NO_COLOR") == NULL,
                  .quiet = quiet,

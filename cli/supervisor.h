@@ -27,8 +27,9 @@ struct cli_up_options {
     const char *data_dir;      /* databases and generated secrets */
     uint64_t ready_timeout_ms; /* per program */
     uint64_t stop_timeout_ms;  /* per program, then SIGKILL */
-    struct cli_fmt fmt;        /* how lines are shown on 'out' */
-    FILE *out;                 /* every program's lines, as 'fmt' says; NULL: files only */
+    uint64_t log_file_max; /* bytes of logs/<program>.log before it is rotated to .1; 0: never */
+    struct cli_fmt fmt;    /* how lines are shown on 'out' */
+    FILE *out;             /* every program's lines, as 'fmt' says; NULL: files only */
     /* Called once when every program is ready for the first time. */
     void (*on_ready)(void *arg);
     void *ready_arg;

@@ -9,6 +9,8 @@
 #include "traces.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -478,6 +480,167 @@ get_trace(struct ag_http_req *req, void *udata)
     ag_send_json(req, 200, json_pack("{s:s, s:o}", "trace_id", id, "spans", spans));
 }
 
+/* ---- Logs ------------------------------------------------------------------ */
+
+#define LOG_LINE_MAX  65536
+#define LOG_LIMIT_MAX 1000
+
+struct log_query {
+    char service[80];  /* "\"service\":\"<name>\"" or "" */
+    char trace[80];    /* "\"trace_id\":\"<id>\"" or "" */
+    char request[120]; /* "\"request_id\":\"<id>\"" or "" */
+    int min_level;
+    char **ring; /* the last 'limit' matching lines */
+    size_t limit;
+    size_t n; /* matches seen */
+};
+
+static int
+log_level_rank(const char *s, size_t n)
+{
+    static const char *const names[] = { "debug", "info", "warn", "error" };
+    for (int i = 0; i < 4; i++) {
+        if (strlen(names[i]) == n && strncmp(s, names[i], n) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static bool
+log_line_wanted(const struct log_query *q, const char *line)
+{
+    if (q->service[0] && strstr(line, q->service) == NULL)
+        return false;
+    if (q->trace[0] && strstr(line, q->trace) == NULL)
+        return false;
+    if (q->request[0] && strstr(line, q->request) == NULL)
+        return false;
+    if (q->min_level > 0) {
+        const char *l = strstr(line, "\"level\":\"");
+        const char *e = l ? strchr(l + 9, '"') : NULL;
+        if (e == NULL || log_level_rank(l + 9, (size_t)(e - l - 9)) < q->min_level)
+            return false;
+    }
+    return true;
+}
+
+static void
+scan_log(struct log_query *q, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char *line = ag_malloc(LOG_LINE_MAX);
+    while (fgets(line, LOG_LINE_MAX, f) != NULL) {
+        size_t len = strlen(line);
+        if (len == 0 || line[len - 1] != '\n')
+            continue; /* too long, or half written */
+        line[len - 1] = '\0';
+        if (!log_line_wanted(q, line))
+            continue;
+        size_t slot = q->n % q->limit;
+        ag_free(q->ring[slot]);
+        q->ring[slot] = ag_strndup(line, len - 1);
+        q->n++;
+    }
+    ag_free(line);
+    fclose(f);
+}
+
+static int
+by_time(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "time"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "time"));
+    return strcmp(x ? x : "", y ? y : "");
+}
+
+/* GET /v1/logs?service=&level=&request_id=&trace_id=&limit=: the newest
+ * matching lines of every program's log file under AGORA_TRACES_LOG_DIR
+ * (the supervisor's logs/, current and rotated files), oldest first. */
+static void
+list_logs(struct ag_http_req *req, void *udata)
+{
+    struct traces *t = udata;
+    const struct ag_query *qs = ag_req_query(req);
+    if (qs == NULL)
+        return;
+    int64_t limit = 100;
+    if (ag_req_query_int(req, "limit", 1, LOG_LIMIT_MAX, &limit) != 0)
+        return;
+    struct log_query q;
+    memset(&q, 0, sizeof(q));
+    static const char *const keys[][3] = { { "service", "service", "" },
+                                           { "trace_id", "trace_id", "" },
+                                           { "request_id", "request_id", "" } };
+    char *outs[] = { q.service, q.trace, q.request };
+    size_t caps[] = { sizeof(q.service), sizeof(q.trace), sizeof(q.request) };
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = ag_query_get(qs, keys[i][0]);
+        if (v == NULL)
+            continue;
+        bool ok = v[0] != '\0' && strlen(v) <= 64;
+        for (const char *p = v; ok && *p; p++)
+            ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.';
+        if (!ok) {
+            ag_send_error(req, AG_EQUERY, "query parameter '%s' must be an id or a name",
+                          keys[i][0]);
+            return;
+        }
+        snprintf(outs[i], caps[i], "\"%s\":\"%s\"", keys[i][1], v);
+    }
+    const char *level = ag_query_get(qs, "level");
+    if (level != NULL && (q.min_level = log_level_rank(level, strlen(level))) < 0) {
+        ag_send_error(req, AG_EQUERY, "query parameter 'level' must be debug, info, warn or error");
+        return;
+    }
+    if (t->settings.log_dir == NULL || t->settings.log_dir[0] == '\0') {
+        ag_send_problem(req, 503, "unavailable", "Service Unavailable",
+                        "no log directory: AGORA_TRACES_LOG_DIR is not set");
+        return;
+    }
+    DIR *dir = opendir(t->settings.log_dir);
+    if (dir == NULL) {
+        ag_send_problem(req, 503, "unavailable", "Service Unavailable",
+                        "the log directory cannot be read");
+        return;
+    }
+    q.limit = (size_t)limit;
+    q.ring = ag_calloc(q.limit, sizeof(char *));
+    struct dirent *d;
+    while ((d = readdir(dir)) != NULL) {
+        size_t len = strlen(d->d_name);
+        bool cur = len > 4 && strcmp(d->d_name + len - 4, ".log") == 0;
+        bool old = len > 6 && strcmp(d->d_name + len - 6, ".log.1") == 0;
+        if (!cur && !old)
+            continue;
+        char *path = ag_asprintf("%s/%s", t->settings.log_dir, d->d_name);
+        scan_log(&q, path);
+        ag_free(path);
+    }
+    closedir(dir);
+    /* The last 'limit' matches of each file were kept in one ring: sort what
+     * is there by time. */
+    size_t have = AG_MIN(q.n, q.limit);
+    json_t **lines = ag_calloc(have ? have : 1, sizeof(json_t *));
+    size_t k = 0;
+    for (size_t i = 0; i < have; i++) {
+        json_t *j = json_loads(q.ring[i], 0, NULL);
+        if (json_is_object(j))
+            lines[k++] = j;
+        else
+            json_decref(j);
+        ag_free(q.ring[i]);
+    }
+    ag_free(q.ring);
+    qsort(lines, k, sizeof(json_t *), by_time);
+    json_t *items = json_array();
+    for (size_t i = 0; i < k; i++)
+        json_array_append_new(items, lines[i]);
+    ag_free(lines);
+    ag_send_json(req, 200, json_pack("{s:o, s:b}", "items", items, "truncated", q.n > q.limit));
+}
+
 const struct ag_route traces_routes[] = {
     /* Exporters, whoever reaches the port like the probes, never routed
      * (OTLP has no identity of its own; loopback under agora up). */
@@ -485,6 +648,7 @@ const struct ag_route traces_routes[] = {
     /* The console, through the gateway, as an administrator. */
     { "GET", "/v1/traces", list_traces, AG_ROLE_ADMIN },
     { "GET", "/v1/traces/{id}", get_trace, AG_ROLE_ADMIN },
+    { "GET", "/v1/logs", list_logs, AG_ROLE_ADMIN },
 };
 const size_t traces_nroutes = AG_ARRAY_SIZE(traces_routes);
 

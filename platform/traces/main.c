@@ -22,6 +22,9 @@ static const struct ag_config_key TRACES_KEYS[] = {
       "spans kept per trace (more are counted and dropped)" },
     { "AGORA_TRACES_SLOW", AG_CONFIG_DURATION, "1s", OFF(slow_ms), 1, 3600000, NULL,
       "a trace at least this long is kept like one with an error (tail rule)" },
+    { "AGORA_TRACES_LOG_DIR", AG_CONFIG_STRING, "", OFF(log_dir), 0, 0, NULL,
+      "directory of the programs' log files (*.log, *.log.1) that GET /v1/logs searches; "
+      "agora up sets its logs/" },
 };
 #undef OFF
 

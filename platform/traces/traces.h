@@ -14,6 +14,7 @@ struct traces_settings {
     int64_t max_traces; /* AGORA_TRACES_MAX_TRACES */
     int64_t max_spans;  /* AGORA_TRACES_MAX_SPANS: per trace */
     uint64_t slow_ms;   /* AGORA_TRACES_SLOW: kept like errors */
+    char *log_dir;      /* AGORA_TRACES_LOG_DIR: the supervisor's logs/ */
 };
 
 struct traces {

@@ -614,6 +614,9 @@ describe('the public API description against the running shop', () => {
         const list = await api('GET', '/api/v1/traces', { token: s.admin, query: { service: 'catalog', limit: 5 }, expect: 200 });
         assert.ok(list.json.items.length > 0);
         await api('GET', '/api/v1/traces', { token: s.token, expect: 403 });
+        const logs = await api('GET', '/api/v1/logs', { token: s.admin, query: { trace_id: traceId }, expect: 200 });
+        assert.ok(logs.json.items.some((l) => l.service === 'catalog' && l.trace_id === traceId));
+        await api('GET', '/api/v1/logs', { token: s.admin, query: { level: 'loud' }, expect: 400 });
         // Spans are not taken through the gateway.
         assert.equal((await fetch(`${gw}/api/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"resourceSpans":[]}' })).status, 404);
     });

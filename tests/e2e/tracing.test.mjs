@@ -7,8 +7,10 @@
 // marks the provider call as an error.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
-import { cleanup, waitFor } from '../lib/proc.mjs';
+import path from 'node:path';
+import { buildDir, cleanup, waitFor } from '../lib/proc.mjs';
 import { startShop } from '../lib/shop.mjs';
 
 const T = { timeout: 120_000 };
@@ -138,6 +140,33 @@ describe('tracing: one trace per checkout, across HTTP and the bus', () => {
         // The list view finds it by service.
         const list = await api('GET', '/api/v1/traces?service=shipping&limit=50', { token: admin, expect: 200 });
         assert.ok(list.body.items.some((t) => t.trace_id === traceId && t.root.service === 'gateway' && !t.error));
+    });
+
+    it('the logs of a trace: `agora logs --trace` and GET /api/v1/logs give the lines of every service that took part, and lead back to the trace', T, async () => {
+        const { traceId } = await tracedCheckout('tok_visa');
+        const trace = await traceOf(traceId, ['gateway', 'orders', 'inventory', 'payments', 'shipping', 'notifications']);
+        const took = new Set(trace.spans.map((x) => x.service));
+        let lines;
+        await waitFor(() => {
+            const out = execFileSync(path.join(buildDir(), 'cli', 'agora'), ['logs', '--data', shop.data, '--trace', traceId, '--json'], { encoding: 'utf8' });
+            lines = out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+            const services = new Set(lines.map((l) => l.service));
+            return [...took].every((svc) => services.has(svc));
+        }, { timeoutMs: 15_000, message: `log lines of ${[...took].join(', ')}` });
+        for (const l of lines) assert.equal(l.trace_id, traceId);
+        // Consumers log each delivery they applied, in the event's trace.
+        assert.ok(lines.some((l) => l.service === 'shipping' && l.msg === 'delivery' && l.type === 'cmd.shipment.create' && l.outcome === 'ok'));
+        // The same through the gateway, for the console; each line names its
+        // trace, which leads back to the spans.
+        const r = await api('GET', `/api/v1/logs?trace_id=${traceId}&limit=1000`, { token: admin, expect: 200 });
+        assert.deepEqual(new Set(r.body.items.map((l) => l.service)), new Set(lines.map((l) => l.service)));
+        assert.ok(r.body.items.every((l) => l.trace_id === traceId));
+        const times = r.body.items.map((l) => l.time);
+        assert.deepEqual(times, [...times].sort(), 'oldest first');
+        const warn = await api('GET', '/api/v1/logs?level=warn&limit=5', { token: admin, expect: 200 });
+        assert.ok(warn.body.items.every((l) => l.level === 'warn' || l.level === 'error'));
+        assert.equal((await api('GET', '/api/v1/logs?trace_id=a%22b', { token: admin })).status, 400);
+        assert.equal((await api('GET', '/api/v1/logs', { token: buyer })).status, 403);
     });
 
     it('a declined payment marks the provider call as an error, and the list finds it with error=true', T, async () => {

@@ -1051,8 +1051,22 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, size_t index, char
             ag_log_set_context(NULL, tctx.trace_id);
         }
         ev->cur_delivery = index;
+        uint64_t t0 = ag_time_mono_ns();
         rc = s->fn(ev, store, m->event, s->udata);
         ev->cur_delivery = SIZE_MAX;
+        if (ev->cfg.access_log && ag_log_enabled(AG_LOG_INFO)) {
+            /* The consumer's access log line, in the event's trace. */
+            json_t *f =
+                json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "subscription", s->name, "type",
+                          m->topic, "subject", m->subject, "outcome",
+                          rc == 0 ? "ok" : ag_strerror(rc), "attempt", (json_int_t)m->attempt,
+                          "duration_us", (json_int_t)((ag_time_mono_ns() - t0) / 1000));
+            if (f != NULL) {
+                json_object_set_new(f, "event_id", json_string(id));
+                ag_log_json(AG_LOG_INFO, "events", "delivery", f);
+                json_decref(f);
+            }
+        }
         if (traced) {
             ag_trace_set_current(NULL);
             ag_log_set_context(NULL, NULL);

@@ -1350,6 +1350,7 @@ ag_service_run(struct ag_service *svc)
             .source = svc->events_source,
             .bus_url = svc->settings.bus_url,
             .identity = &svc->self,
+            .access_log = svc->settings.access_log,
         };
         int erc = ag_events_new(&svc->loop, svc->store, svc->client, &ecfg, &svc->events);
         if (erc != 0) {
