@@ -48,16 +48,17 @@ const PENDING_SETTINGS = new Set(['AGORA_DB_URL', 'AGORA_EVENTS_URL', 'AGORA_SER
 // Every call between pods of the namespace, from the code: the gateway
 // proxies to every service (and fetches the users' JWKS, probes their
 // /health for /health/services) and watches gateway.routes in the
-// registry (platform/gateway/main.c, proxy.c, auth.c, health.c); every
-// service reads configuration from the registry (AGORA_REGISTRY_URL), its
-// database and the broker; payments asks orders whether an order is
-// payable (services/payments/api.c, AGORA_PAYMENTS_ORDERS_URL); the dev
-// init Job creates databases, roles and broker users (management API).
+// registry (platform/gateway/main.c, proxy.c, auth.c, health.c), the only
+// program that reads configuration there (ag_registry_watch_config); under
+// AGORA_DISCOVERY=dns no service registers, so no other program calls the
+// registry; every service uses its database and the broker; payments asks
+// orders whether an order is payable (services/payments/api.c,
+// AGORA_PAYMENTS_ORDERS_URL); the dev init Job creates databases, roles
+// and broker users (management API).
 // [from, to, port]; postgres and rabbitmq pods exist in dev only.
 const CALLS = [
     ...SERVICES.map((s) => ['gateway', s, PORTS[s]]),
     ['gateway', 'registry', PORTS.registry],
-    ...SERVICES.map((s) => [s, 'registry', PORTS.registry]),
     ...SERVICES.map((s) => [s, 'postgres', 5432]),
     ...SERVICES.map((s) => [s, 'rabbitmq', 5672]),
     ['payments', 'orders', PORTS.orders],
@@ -296,6 +297,8 @@ function checkWorkloads(objs, where) {
         const httpPort = Number(envValue(c, objs, 'AGORA_HTTP_PORT') ?? PORTS[program]);
         assert.equal(httpPort, PORTS[program], `${at}: AGORA_HTTP_PORT is ${program}'s port of ports.h`);
         assert.equal(envValue(c, objs, 'AGORA_HTTP_HOST'), '0.0.0.0', `${at}: listens on every address`);
+        assert.equal(envValue(c, objs, 'AGORA_DISCOVERY'), 'dns', `${at}: DNS discovery`);
+        assert.equal(envValue(c, objs, 'AGORA_REGISTRY_URL'), program === 'gateway' ? `http://registry:${PORTS.registry}` : undefined, `${at}: only the gateway reads the registry`);
         assert.equal(portNumber(c, 'http'), httpPort, `${at}: containerPort 'http' = AGORA_HTTP_PORT`);
         assert.equal(c.readinessProbe?.httpGet?.path, '/ready', `${at}: readiness on /ready`);
         assert.equal(c.livenessProbe?.httpGet?.path, '/health', `${at}: liveness on /health`);
@@ -519,6 +522,8 @@ describe('deploy/', () => {
             const env = s.environment ?? {};
             assert.ok(!Array.isArray(env), `${name}: environment as a map`);
             checkSettings(`compose ${name}`, program, Object.keys(env));
+            assert.equal(env.AGORA_DISCOVERY, 'dns', `compose ${name}: DNS discovery`);
+            assert.equal(env.AGORA_REGISTRY_URL, program === 'gateway' ? `http://registry:${PORTS.registry}` : undefined, `compose ${name}: only the gateway reads the registry`);
             const port = Number(env.AGORA_HTTP_PORT);
             assert.equal(port, PORTS[program], `compose ${name}: AGORA_HTTP_PORT is ports.h's`);
             assert.deepEqual(s.healthcheck.test, ['CMD', '/usr/local/bin/agora', 'probe', `http://127.0.0.1:${port}/health`], `compose ${name}: health check on /health at its port`);
