@@ -4,6 +4,7 @@
  * ports, binaries, start-up order), plus the extra settings below. */
 #include "agora/base.h"
 #include "cli.h"
+#include "engines.h"
 #include "supervisor.h"
 
 #include <dirent.h>
@@ -34,7 +35,7 @@
 /* Every program of agora/ports.h that has a binary, in its start-up order
  * (dependencies first; stop is the reverse). */
 static const struct cli_program PROGRAMS[] = {
-#define PROGRAM(NAME, name, port, binary) { name, binary, port, false, { NULL } },
+#define PROGRAM(NAME, name, port, binary) { name, binary, port, false, { NULL }, NULL, 1 },
     AG_PROGRAMS(PROGRAM)
 #undef PROGRAM
 };
@@ -74,7 +75,8 @@ static const struct {
 } HELP[] = {
     { "up", "run the whole shop on this machine",
       "usage: agora up [--data DIR] [--build DIR] [--source DIR] [--port-offset N]\n"
-      "                [--detach] [--seed] [--json] [--quiet] [--only PROGRAM,...]\n\n"
+      "                [--detach] [--seed] [--json] [--quiet] [--only PROGRAM,...]\n"
+      "                [--scale PROGRAM=N,...] [--backends postgres,rabbitmq]\n\n"
       "Start every program of the shop in dependency order, wait until each is\n"
       "ready, then print the storefront, console and API addresses. A program that\n"
       "crashes is restarted (at once the first time, then with a doubling delay up\n"
@@ -87,7 +89,16 @@ static const struct {
       "  --seed             once ready, add the demo catalog and the demo customer\n"
       "  --json             show log lines as JSON even on a terminal\n"
       "  --quiet            show only warnings and errors\n"
-      "  --only P,...       show only the lines of these programs\n\n"
+      "  --only P,...       show only the lines of these programs\n"
+      "  --scale P=N,...    run N (1-9) instances of service P (users, catalog,\n"
+      "                     inventory, orders, payments, shipping, notifications);\n"
+      "                     instance k listens on the port + (k-1)*1000 and the gateway\n"
+      "                     balances across them (default: $AGORA_SCALE)\n"
+      "  --backends B,...   postgres: every service's database on a private PostgreSQL\n"
+      "                     cluster (DIR/engines/postgres, port 8432 + N), one database\n"
+      "                     and role each; rabbitmq: events on a private RabbitMQ node\n"
+      "                     (DIR/engines/rabbitmq, port 8672 + N), one user each\n"
+      "                     (default: $AGORA_BACKENDS, else sqlite,bus)\n\n"
       "Logs are one readable line each on a terminal, JSON otherwise; every\n"
       "program's lines are also appended to DIR/logs/<program>.log.\n" },
     { "status", "show every process of a running shop",
@@ -426,6 +437,49 @@ wait_detached(int fd, pid_t child, const struct up_ctx *u)
     return CLI_FAILED;
 }
 
+/* Whether program 'name' may run several instances: the business
+ * services (stateless processes over their database); the registry, the
+ * bus and the gateway run once. */
+static bool
+scalable(const char *name)
+{
+    return strcmp(name, "registry") != 0 && strcmp(name, "bus") != 0 &&
+           strcmp(name, "gateway") != 0;
+}
+
+/* Parse "orders=3,catalog=2" into counts[] (indexed like PROGRAMS). */
+static bool
+parse_scale(const char *spec, int counts[])
+{
+    for (const char *p = spec; *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        const char *eq = memchr(p, '=', len);
+        size_t k = AG_ARRAY_SIZE(PROGRAMS);
+        if (eq != NULL) {
+            for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++) {
+                if (PROGRAMS[i].binary != NULL && strlen(PROGRAMS[i].name) == (size_t)(eq - p) &&
+                    strncmp(PROGRAMS[i].name, p, (size_t)(eq - p)) == 0)
+                    k = i;
+            }
+        }
+        int64_t v = 0;
+        if (eq == NULL || k == AG_ARRAY_SIZE(PROGRAMS) ||
+            ag_str_to_i64(ag_str_make(eq + 1, len - (size_t)(eq + 1 - p)), 1, AG_MAX_INSTANCES,
+                          &v) != 0) {
+            fprintf(stderr, "agora up: --scale: '%.*s' is not PROGRAM=N (N 1 to %d)\n", (int)len, p,
+                    AG_MAX_INSTANCES);
+            return false;
+        }
+        if (v > 1 && !scalable(PROGRAMS[k].name)) {
+            fprintf(stderr, "agora up: --scale: %s runs one instance\n", PROGRAMS[k].name);
+            return false;
+        }
+        counts[k] = (int)v;
+        p += len + (p[len] == ',');
+    }
+    return true;
+}
+
 static int
 cmd_up(int argc, char **argv)
 {
@@ -438,6 +492,8 @@ cmd_up(int argc, char **argv)
     bool json = false;
     bool quiet = false;
     const char *only = NULL;
+    const char *scale = getenv("AGORA_SCALE");
+    const char *backends = getenv("AGORA_BACKENDS");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -449,6 +505,10 @@ cmd_up(int argc, char **argv)
             source = argv[++i];
         else if (has && strcmp(a, "--only") == 0)
             only = argv[++i];
+        else if (has && strcmp(a, "--scale") == 0)
+            scale = argv[++i];
+        else if (has && strcmp(a, "--backends") == 0)
+            backends = argv[++i];
         else if (strcmp(a, "--detach") == 0 || strcmp(a, "-d") == 0)
             detach = true;
         else if (strcmp(a, "--seed") == 0)
@@ -484,6 +544,15 @@ cmd_up(int argc, char **argv)
             p += len + (p[len] == ',');
         }
     }
+    int counts[AG_ARRAY_SIZE(PROGRAMS)];
+    for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++)
+        counts[i] = 1;
+    if (scale != NULL && !parse_scale(scale, counts))
+        return CLI_USAGE;
+    struct cli_engines eng = { .pg_port = AG_PORT_POSTGRES + (int)offset,
+                               .rmq_port = AG_PORT_RABBITMQ + (int)offset };
+    if (backends != NULL && !cli_engines_parse(backends, &eng))
+        return CLI_USAGE;
     char build_abs[4096];
     char data_abs[4096];
     char source_abs[4096];
@@ -536,10 +605,16 @@ cmd_up(int argc, char **argv)
         return CLI_FAILED;
     /* Every port, before anything starts. */
     for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++) {
-        if (PROGRAMS[i].binary != NULL &&
-            !check_port(PROGRAMS[i].name, PROGRAMS[i].port + (int)offset))
-            return CLI_FAILED;
+        for (int k = 0; PROGRAMS[i].binary != NULL && k < counts[i]; k++) {
+            if (!check_port(PROGRAMS[i].name,
+                            PROGRAMS[i].port + (int)offset + k * AG_PORT_INSTANCE_STRIDE))
+                return CLI_FAILED;
+        }
     }
+    if (eng.postgres && !check_port("PostgreSQL", eng.pg_port))
+        return CLI_FAILED;
+    if (eng.rabbitmq && !check_port("RabbitMQ", eng.rmq_port))
+        return CLI_FAILED;
     if (!check_port("gateway operators", AG_PORT_GATEWAY_OPS + (int)offset))
         return CLI_FAILED;
 
@@ -630,32 +705,91 @@ cmd_up(int argc, char **argv)
         { "@BUILD@", build_abs }, { "@ORDERS_PORT@", orders_port },
     };
 
-    /* The programs with a binary, with their extra settings expanded. */
+    /* The scale-out engines, before the programs that use them. */
+    eng.source = source_abs;
+    eng.data = data_abs;
+    bool engines_ok = cli_engines_start(&eng);
+
+    /* The programs with a binary, each instance of it, with their extra
+     * settings expanded. */
     size_t n = 0;
-    struct cli_program progs[AG_ARRAY_SIZE(PROGRAMS)];
-    char *owned[AG_ARRAY_SIZE(PROGRAMS) * CLI_MAX_ENV];
+    struct cli_program progs[AG_ARRAY_SIZE(PROGRAMS) * AG_MAX_INSTANCES];
+    char *owned[AG_ARRAY_SIZE(PROGRAMS) * AG_MAX_INSTANCES * (CLI_MAX_ENV + 1)];
     size_t nowned = 0;
-    for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++) {
+    for (size_t i = 0; engines_ok && i < AG_ARRAY_SIZE(PROGRAMS); i++) {
         if (PROGRAMS[i].binary == NULL)
             continue; /* not written yet: only its port is reserved */
-        struct cli_program *p = &progs[n++];
-        *p = PROGRAMS[i];
-        p->port = PROGRAMS[i].port + (int)offset;
-        p->public_entry = strcmp(p->name, PUBLIC_ENTRY) == 0;
+        /* Settings every instance shares. */
+        const char *env[CLI_MAX_ENV] = { NULL };
+        size_t ne = 0;
         for (size_t e = 0; e < AG_ARRAY_SIZE(EXTRA_ENV); e++) {
-            if (strcmp(EXTRA_ENV[e].name, p->name) != 0)
+            if (strcmp(EXTRA_ENV[e].name, PROGRAMS[i].name) != 0)
                 continue;
-            for (size_t k = 0; k < CLI_MAX_ENV - 1 && EXTRA_ENV[e].env[k] != NULL; k++) {
+            for (size_t k = 0; ne < CLI_MAX_ENV - 4 && EXTRA_ENV[e].env[k] != NULL; k++) {
                 char *v = ag_strdup(EXTRA_ENV[e].env[k]);
                 for (size_t s = 0; s < AG_ARRAY_SIZE(subst); s++) {
                     char *next = replace_all(v, subst[s][0], subst[s][1]);
                     ag_free(v);
                     v = next;
                 }
-                p->env[k] = v;
+                env[ne++] = v;
                 owned[nowned++] = v;
             }
         }
+        if (scalable(PROGRAMS[i].name)) {
+            /* Business services: their database and their events. */
+            if (eng.postgres) {
+                char *url = cli_engines_db_url(&eng, PROGRAMS[i].name);
+                if (url == NULL) {
+                    engines_ok = false;
+                    break;
+                }
+                env[ne] = ag_asprintf("AGORA_DB_URL=%s", url);
+                owned[nowned++] = (char *)env[ne++];
+                ag_free(url);
+            } else if (counts[i] > 1) {
+                /* Instances share the SQLite file. */
+                env[ne++] = "AGORA_DB_LOCKING=shared";
+            }
+            if (eng.rabbitmq) {
+                char *url = cli_engines_events_url(&eng, PROGRAMS[i].name);
+                if (url == NULL) {
+                    engines_ok = false;
+                    break;
+                }
+                env[ne] = ag_asprintf("AGORA_EVENTS_URL=%s", url);
+                owned[nowned++] = (char *)env[ne++];
+                ag_free(url);
+            }
+        }
+        for (int k = 1; k <= counts[i]; k++) {
+            struct cli_program *p = &progs[n++];
+            *p = PROGRAMS[i];
+            p->service = PROGRAMS[i].name;
+            p->instance = k;
+            if (k > 1) {
+                char *name = ag_asprintf("%s-%d", PROGRAMS[i].name, k);
+                owned[nowned++] = name;
+                p->name = name;
+            }
+            p->port = PROGRAMS[i].port + (int)offset + (k - 1) * AG_PORT_INSTANCE_STRIDE;
+            p->public_entry = strcmp(p->name, PUBLIC_ENTRY) == 0;
+            memcpy(p->env, env, sizeof(env));
+        }
+    }
+    if (!engines_ok) {
+        cli_engines_stop(&eng);
+        for (size_t i = 0; i < nowned; i++)
+            ag_free(owned[i]);
+        ag_buf_release(&names);
+        ag_free(key);
+        ag_free(adminpw);
+        ag_free(keypath);
+        ag_free(pwpath);
+        if (u.notify_fd >= 0)
+            close(u.notify_fd);
+        close(lockfd);
+        return CLI_FAILED;
     }
     char *common[8];
     size_t c = 0;
@@ -684,6 +818,7 @@ cmd_up(int argc, char **argv)
         .ready_arg = &u,
     };
     int status = cli_supervise(progs, n, &opts, common);
+    cli_engines_stop(&eng);
     if (u.notify_fd >= 0)
         close(u.notify_fd);
     /* Stopped: the state files no longer describe processes. */

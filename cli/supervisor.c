@@ -523,7 +523,8 @@ build_env(const struct cli_program *prog, char *const *common)
     char **env = ag_calloc(n + ncommon + nextra + 3, sizeof(char *));
     size_t k = 0;
     env[k++] = ag_asprintf("AGORA_HTTP_PORT=%d", prog->port);
-    env[k++] = ag_asprintf("AGORA_INSTANCE_ID=%s-1", prog->name);
+    env[k++] = ag_asprintf("AGORA_INSTANCE_ID=%s-%d", prog->service ? prog->service : prog->name,
+                           prog->instance > 0 ? prog->instance : 1);
     for (size_t i = 0; i < nextra; i++)
         env[k++] = ag_strdup(prog->env[i]);
     for (size_t i = 0; i < ncommon; i++)

@@ -17,6 +17,8 @@ struct cli_program {
     int port;                     /* AGORA_HTTP_PORT */
     bool public_entry;            /* the address users are told about */
     const char *env[CLI_MAX_ENV]; /* extra "KEY=VALUE" entries, NULL-terminated */
+    const char *service;          /* the program 'name' is an instance of (NULL: 'name') */
+    int instance;                 /* 1.., AGORA_INSTANCE_ID <service>-<instance> (0: 1) */
 };
 
 struct cli_up_options {

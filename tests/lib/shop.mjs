@@ -40,14 +40,39 @@ export async function findOffset(ports = Object.values(SHOP_PORTS), extra = []) 
     throw new Error('no free port range found');
 }
 
-export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000 } = {}) {
-    const off = offset ?? (await findOffset());
+// The scale-out run of a suite: AGORA_TEST_BACKENDS=postgres,rabbitmq and
+// AGORA_TEST_SCALE=orders=2,catalog=2 (set by CMake for the tests/e2e
+// suites run a second time on the real engines) become `agora up
+// --backends/--scale` for every shop a test starts, unless it asks
+// otherwise.
+export const TEST_BACKENDS = process.env.AGORA_TEST_BACKENDS || '';
+export const TEST_SCALE = process.env.AGORA_TEST_SCALE || '';
+
+// The extra ports `agora up` takes for 'scale' ("orders=2,...": instance k
+// on the port + (k-1)*1000) and 'backends' (PostgreSQL 8432, RabbitMQ 8672).
+export function extraPorts(scale, backends) {
+    const extra = [];
+    for (const item of scale ? scale.split(',') : []) {
+        const [name, count] = item.split('=');
+        const base = SHOP_PORTS[name];
+        for (let k = 2; k <= Number(count); k++) extra.push(base + (k - 1) * 1000);
+    }
+    if (backends.includes('postgres')) extra.push(8432);
+    if (backends.includes('rabbitmq')) extra.push(8672);
+    return extra;
+}
+
+export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000, backends = TEST_BACKENDS, scale = TEST_SCALE } = {}) {
+    const off = offset ?? (await findOffset(Object.values(SHOP_PORTS), extraPorts(scale, backends)));
     const data = makeTempDir('agora-shop-');
     const env = { ...process.env };
     for (const k of Object.keys(env)) if (k.startsWith('AGORA_') && k !== 'AGORA_BUILD_DIR' && k !== 'AGORA_SOURCE_DIR') delete env[k];
     Object.assign(env, { AGORA_DURABILITY: 'normal', AGORA_USERS_ARGON2_MEMLIMIT: '19MiB' }, extraEnv);
     const agora = path.join(buildDir(), 'cli', 'agora');
-    const child = spawn(agora, ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off)], {
+    const args = ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off)];
+    if (backends) args.push('--backends', backends);
+    if (scale) args.push('--scale', scale);
+    const child = spawn(agora, args, {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -88,7 +113,12 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
                     // gone meanwhile, or not ours to read
                 }
             }
-            if (found.length > 1) throw new Error(`${found.length} ${service} processes of one shop`);
+            // Several instances (--scale): the first one.
+            if (found.length > 1) {
+                const first = found.filter((pid) => fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`AGORA_INSTANCE_ID=${service}-1`));
+                if (first.length !== 1) throw new Error(`${found.length} ${service} processes of one shop`);
+                return first[0];
+            }
             return found[0] ?? 0;
         },
         async stop(timeout = 30_000) {

@@ -41,4 +41,14 @@ enum ag_port {
  * /metrics and /health/services, loopback only). */
 #define AG_PORT_GATEWAY_OPS 8090
 
+/* Not programs: under `agora up --backends postgres,rabbitmq`, the private
+ * PostgreSQL cluster and RabbitMQ node (AMQP port) the supervisor starts. */
+#define AG_PORT_POSTGRES 8432
+#define AG_PORT_RABBITMQ 8672
+
+/* Under `agora up --scale orders=3`, instance k (2..AG_MAX_INSTANCES) of a
+ * program listens on its port + (k - 1) * AG_PORT_INSTANCE_STRIDE. */
+#define AG_PORT_INSTANCE_STRIDE 1000
+#define AG_MAX_INSTANCES        9
+
 #endif /* AG_PORTS_H */
