@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The commands that talk to a running shop through its data directory:
- * status, logs, down, kill, seed (cli.h lists the files they read). */
+ * status, logs, down, kill, seed (cli.h lists the files they read); and
+ * probe, a one-shot GET for container health checks. */
 #include "agora/base.h"
 #include "cli.h"
 
@@ -642,4 +643,74 @@ cli_cmd_seed(int argc, char **argv)
     ag_free(catalog);
     json_decref(info);
     return rc;
+}
+
+/* ---- probe ---- */
+
+struct probe_call {
+    bool done;
+    int err;
+    int status;
+};
+
+static void
+on_probe(struct ag_http_client *client, const struct ag_http_client_response *resp, void *udata)
+{
+    AG_UNUSED(client);
+    struct probe_call *c = udata;
+    c->done = true;
+    c->err = resp->err;
+    c->status = resp->status;
+}
+
+/* `agora probe URL [--timeout D]`: GET URL once; exit 0 on a 2xx answer,
+ * else 1. The health check of containers that have no shell or curl
+ * (deploy/Dockerfile's image; deploy/compose/compose.yaml). */
+int
+cli_cmd_probe(int argc, char **argv)
+{
+    const char *url = NULL;
+    uint64_t timeout_ms = 2000;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            if (cli_parse_duration_ms(argv[++i], &timeout_ms) != 0 || timeout_ms == 0)
+                return usage_error("probe", "--timeout takes a duration such as 2s");
+        } else if (argv[i][0] != '-' && url == NULL) {
+            url = argv[i];
+        } else {
+            return usage_error("probe", "takes one URL");
+        }
+    }
+    if (url == NULL)
+        return usage_error("probe", "takes one URL");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct ag_http_client_config cfg = { .breaker_failure_rate = 101, .eject_failures = 1000000 };
+    struct ag_http_client *client;
+    if (ag_http_client_new(&loop, &cfg, &client) != 0)
+        AG_BUG("http client");
+    struct ag_http_client_request req = {
+        .method = "GET",
+        .url = url,
+        .timeout_ms = timeout_ms,
+        .max_retries = -1,
+    };
+    struct probe_call c = { .done = false };
+    int rc = ag_http_client_send(client, &req, on_probe, &c);
+    if (rc != 0)
+        c.err = rc;
+    while (rc == 0 && !c.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    ag_http_client_close(client, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    if (c.err != 0) {
+        fprintf(stderr, "agora probe: %s: %s\n", url, ag_strerror(c.err));
+        return CLI_FAILED;
+    }
+    if (c.status < 200 || c.status > 299) {
+        fprintf(stderr, "agora probe: %s: status %d\n", url, c.status);
+        return CLI_FAILED;
+    }
+    return CLI_OK;
 }

@@ -138,6 +138,11 @@ static const struct {
       "stock when inventory runs with AGORA_INVENTORY_DEMO_STOCK, as under agora up)\n"
       "and the demo customer " CLI_DEMO_EMAIL " / " CLI_DEMO_PASSWORD ". Prints the\n"
       "credentials. Running it again changes nothing.\n" },
+    { "probe", "GET a URL once: exit 0 on 2xx (container health checks)",
+      "usage: agora probe URL [--timeout DURATION]\n\n"
+      "GET URL (e.g. http://127.0.0.1:8081/health) once, without retries, within\n"
+      "DURATION (default 2s). Exit 0 on a 2xx answer, 1 otherwise. The health check\n"
+      "of the container image (deploy/Dockerfile), which has no shell or curl.\n" },
     { "load", "generate open-loop load against a shop",
       "usage: agora load [--data DIR | --url URL] [--mix S:W,...] [--rate R]\n"
       "                  [--duration D] [--customers N] [--product ID]\n"
@@ -888,7 +893,7 @@ main(int argc, char **argv)
     } CMDS[] = {
         { "up", cmd_up },         { "status", cli_cmd_status }, { "logs", cli_cmd_logs },
         { "down", cli_cmd_down }, { "kill", cli_cmd_kill },     { "seed", cli_cmd_seed },
-        { "load", cli_cmd_load },
+        { "load", cli_cmd_load }, { "probe", cli_cmd_probe },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(CMDS); i++) {
         if (strcmp(cmd, CMDS[i].name) == 0) {

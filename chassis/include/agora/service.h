@@ -85,6 +85,7 @@ struct ag_service_settings {
     char *registry_url;            /* AGORA_REGISTRY_URL; "" = no registry */
     uint64_t registry_ttl_ms;      /* AGORA_REGISTRY_TTL */
     char *advertise_address;       /* AGORA_ADVERTISE_ADDRESS; default: the listen host */
+    char *discovery;               /* AGORA_DISCOVERY: registry | dns[:<template>] */
     char *bus_url;                 /* AGORA_BUS_URL (services with events) */
     char *ops_address;             /* AGORA_OPS_ADDRESS; "" = ops routes on the main port */
     uint64_t idempotency_ttl_ms;   /* AGORA_IDEMPOTENCY_TTL (services with idempotency) */

@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "agora/buf.h"
+#include "agora/discovery.h"
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/ports.h"
@@ -58,6 +59,7 @@ struct ag_service {
     bool server_done;            /* graceful stop: server drained */
     bool ops_done;               /* graceful stop: ops listener drained (or none) */
     bool registry_done;          /* graceful stop: deregistered */
+    bool dns_discovery;          /* AGORA_DISCOVERY=dns...: do not register */
     struct req_ctx *dispatching; /* request whose handler is running, for the log context */
     struct ag_otlp *otlp;        /* span exporter (AGORA_OTLP_ENDPOINT), or NULL */
     uv_signal_t sigterm;
@@ -129,6 +131,10 @@ static const struct ag_config_key BASE_KEYS[] = {
       "registration time to live; heartbeats every third of it" },
     { "AGORA_ADVERTISE_ADDRESS", AG_CONFIG_STRING, "", OFF(advertise_address), 0, 0, NULL,
       "address registered for others to reach this instance (default: the listen address)" },
+    { "AGORA_DISCOVERY", AG_CONFIG_STRING, "registry", OFF(discovery), 0, 0, NULL,
+      "registry: register and find instances in the registry; dns or dns:<host>[:<port>]: "
+      "each service is a DNS name ({service}, {port}: its default port; e.g. Kubernetes "
+      "Services), nothing registers (agora/discovery.h)" },
     /* The default is patched in: the bus's port of agora/ports.h. */
     { "AGORA_BUS_URL", AG_CONFIG_STRING, "", OFF(bus_url), 0, 0, NULL,
       "message bus base URL (services that publish or consume events)" },
@@ -946,6 +952,13 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
         ag_service_free(svc);
         return AG_ECONFIG;
     }
+    enum ag_discovery_kind discovery = AG_DISCOVERY_REGISTRY;
+    if (ag_discovery_parse(svc->settings.discovery, &discovery, err, sizeof(err)) != 0) {
+        fprintf(stderr, "config: AGORA_DISCOVERY: %s\n", err);
+        ag_service_free(svc);
+        return AG_ECONFIG;
+    }
+    svc->dns_discovery = discovery == AG_DISCOVERY_DNS;
     if (svc->settings.instance_id[0] == '\0') {
         ag_free(svc->settings.instance_id);
         svc->settings.instance_id = ag_asprintf("%s-%d", cfg->name, (int)getpid());
@@ -1231,7 +1244,9 @@ start_registry(struct ag_service *svc)
     json_t *meta = json_pack("{s:s, s:s}", "version", svc->cfg.version, "incarnation", incarnation);
     struct ag_registry_config rcfg = {
         .url = svc->settings.registry_url,
-        .service = svc->cfg.name,
+        /* Under DNS discovery callers find this instance by its Service
+         * name; the registry is then only the configuration store. */
+        .service = svc->dns_discovery ? NULL : svc->cfg.name,
         .instance_id = svc->settings.instance_id,
         .address = addr,
         .port = ag_http_server_port(svc->server),
