@@ -37,6 +37,7 @@ const Ajv = require('ajv').default;
 // Programs of ports.h that are not deployed, and why.
 const NOT_DEPLOYED = {
     bus: 'replaced by RabbitMQ (AGORA_EVENTS_URL) in Compose and Kubernetes',
+    traces: 'the collector of one machine: in a cluster AGORA_OTLP_ENDPOINT names the cluster\'s OpenTelemetry Collector, Jaeger or Tempo (deploy/README.md); the image carries it for those who want it',
 };
 const DEPLOYED = PROGRAMS.filter((p) => !(p.name in NOT_DEPLOYED));
 const SERVICES = DEPLOYED.map((p) => p.name).filter((n) => n !== 'registry' && n !== 'gateway');
@@ -575,7 +576,7 @@ describe('deploy/', () => {
         const envs = [...runtime.matchAll(/\b(AGORA_[A-Z0-9_]+)=/g)].map((m) => m[1]);
         for (const e of envs) assert.ok(DEPLOYED.some((p) => settingsOf(p.name).has(e)), `Dockerfile ENV ${e} is a setting`);
         const programs = /ARG PROGRAMS="([^"]+)"/.exec(build)[1].split(/\s+/);
-        assert.deepEqual([...programs].sort(), DEPLOYED.map((p) => p.name).concat('bus').sort(), 'PROGRAMS: every program of ports.h');
+        assert.deepEqual([...programs].sort(), PROGRAMS.filter((p) => p.binary).map((p) => p.name).sort(), 'PROGRAMS: every program of ports.h');
         const libs = /ARG RUNTIME_LIBS="([^"]+)"/.exec(build)[1].split(/\s+/).filter(Boolean);
         // ldd: every library of every binary (and of every copied library)
         // is the base image's or copied.
