@@ -16,11 +16,12 @@ an_store_event_append(struct ag_store *st, const struct an_event *e, const char 
                       int64_t received_ms)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO analytics_events (id, type, subject, time, time_ms, data, "
-                           "received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-                           "ON CONFLICT (id) DO NOTHING",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "INSERT INTO analytics_events (id, type, subject, event_time, time_ms, data, "
+                      "received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                      "ON CONFLICT (id) DO NOTHING",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, e->id);
@@ -49,11 +50,12 @@ an_store_event_page(struct ag_store *st, int64_t after_ms, const char *after_id,
                     json_t *out)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT id, type, subject, time, time_ms, data FROM analytics_events "
-                           "WHERE time_ms > $1 OR (time_ms = $1 AND id > $2) "
-                           "ORDER BY time_ms, id LIMIT $3",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "SELECT id, type, subject, event_time, time_ms, data FROM analytics_events "
+                      "WHERE time_ms > $1 OR (time_ms = $1 AND id > $2) "
+                      "ORDER BY time_ms, id LIMIT $3",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, after_ms);
@@ -286,7 +288,8 @@ an_store_revenue_by_day(struct ag_store *st, const char *from, const char *to, i
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
-                           "SELECT confirmed_day, currency, count(*), sum(total), sum(refunded) "
+                           "SELECT confirmed_day, currency, count(*), CAST(sum(total) AS BIGINT), "
+                           "CAST(sum(refunded) AS BIGINT) "
                            "FROM analytics_orders WHERE confirmed_ms >= 0 AND total >= 0 "
                            "AND confirmed_day >= $1 AND confirmed_day <= $2 "
                            "GROUP BY confirmed_day, currency ORDER BY confirmed_day, currency "
@@ -315,7 +318,8 @@ an_store_revenue_by_product(struct ag_store *st, const char *from, const char *t
     int rc = ag_store_stmt(
         st,
         "SELECT l.product_id, min(l.sku), l.currency, count(DISTINCT l.order_id), "
-        "sum(l.quantity), sum(l.quantity * l.unit_amount) FROM analytics_order_lines l "
+        "CAST(sum(l.quantity) AS BIGINT), CAST(sum(l.quantity * l.unit_amount) AS BIGINT) "
+        "FROM analytics_order_lines l "
         "JOIN analytics_orders o ON o.order_id = l.order_id WHERE o.confirmed_ms >= 0 "
         "AND o.confirmed_day >= $1 AND o.confirmed_day <= $2 "
         "GROUP BY l.product_id, l.currency ORDER BY l.product_id, l.currency LIMIT $3",
@@ -498,12 +502,12 @@ an_store_stock(struct ag_store *st, const char *product_id, int64_t limit, json_
     int rc = ag_store_stmt(
         st,
         "SELECT m.product_id, "
-        "sum(CASE WHEN m.kind = 'reserved' THEN m.quantity ELSE 0 END), "
-        "sum(CASE WHEN m.kind = 'committed' THEN m.quantity ELSE 0 END), "
-        "sum(CASE WHEN m.kind = 'reserved' AND EXISTS (SELECT 1 FROM analytics_releases r "
+        "CAST(sum(CASE WHEN m.kind = 'reserved' THEN m.quantity ELSE 0 END) AS BIGINT), "
+        "CAST(sum(CASE WHEN m.kind = 'committed' THEN m.quantity ELSE 0 END) AS BIGINT), "
+        "CAST(sum(CASE WHEN m.kind = 'reserved' AND EXISTS (SELECT 1 FROM analytics_releases r "
         "WHERE r.reservation_id = m.reservation_id AND r.returned = 1) "
-        "THEN m.quantity ELSE 0 END), "
-        "sum(CASE WHEN m.kind = 'restocked' THEN m.quantity ELSE 0 END) "
+        "THEN m.quantity ELSE 0 END) AS BIGINT), "
+        "CAST(sum(CASE WHEN m.kind = 'restocked' THEN m.quantity ELSE 0 END) AS BIGINT) "
         "FROM analytics_stock_moves m WHERE ($1 = '' OR m.product_id = $1) "
         "GROUP BY m.product_id ORDER BY m.product_id LIMIT $2",
         &s);

@@ -8,7 +8,7 @@ CREATE TABLE analytics_events (
     id          TEXT PRIMARY KEY,  -- CloudEvent id
     type        TEXT NOT NULL,
     subject     TEXT NOT NULL,
-    time        TEXT NOT NULL,     -- CloudEvent time, RFC 3339
+    event_time  TEXT NOT NULL,     -- CloudEvent time, RFC 3339
     time_ms     BIGINT NOT NULL,   -- the same, Unix ms: replay order (time_ms, id)
     data        TEXT NOT NULL,     -- data, compact JSON
     received_at BIGINT NOT NULL    -- Unix ms of the first delivery
