@@ -49,6 +49,9 @@ static const struct {
 } EXTRA_ENV[] = {
     /* The registry does not register with itself. */
     { "registry", { "AGORA_REGISTRY_URL=", NULL } },
+    /* The collector does not export its own spans (each export would make
+     * one more), and takes batches of up to 8 MiB. */
+    { "traces", { "AGORA_OTLP_ENDPOINT=", "AGORA_HTTP_MAX_BODY=8MiB", NULL } },
     { "users",
       { "AGORA_USERS_ADMIN_EMAIL=admin@agora.local", "AGORA_USERS_ADMIN_PASSWORD=@ADMINPW@",
         NULL } },
@@ -793,6 +796,9 @@ cmd_up(int argc, char **argv)
     common[c++] =
         ag_asprintf("AGORA_REGISTRY_URL=http://127.0.0.1:%d", AG_PORT_REGISTRY + (int)offset);
     common[c++] = ag_asprintf("AGORA_BUS_URL=http://127.0.0.1:%d", AG_PORT_BUS + (int)offset);
+    /* Every program's spans to the built-in collector. */
+    common[c++] =
+        ag_asprintf("AGORA_OTLP_ENDPOINT=http://127.0.0.1:%d", AG_PORT_TRACES + (int)offset);
     common[c] = NULL;
 
     write_shop_info(data_abs, build_abs, source_abs, offset, progs, n, u.ops_port, detach);

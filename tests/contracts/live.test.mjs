@@ -620,6 +620,26 @@ describe('the public API description against the running shop', () => {
         await fetch(`${bus}/v1/subscriptions/${sub}`, { method: 'DELETE', headers: ident });
     });
 
+    it('traces through the gateway: the list and one trace (admin only)', async () => {
+        const traceId = crypto.randomBytes(16).toString('hex');
+        const r = await fetch(`${gw}/api/v1/products?limit=1`, { headers: { traceparent: `00-${traceId}-${crypto.randomBytes(8).toString('hex')}-01` } });
+        assert.equal(r.status, 200);
+        await r.arrayBuffer();
+        // The exporters send every second.
+        await waitFor(async () => {
+            const t = await fetch(`${gw}/api/v1/traces/${traceId}`, { headers: { authorization: `Bearer ${s.admin}` } });
+            return t.status === 200 && (await t.json()).spans.some((x) => x.service === 'catalog');
+        }, { timeoutMs: 15_000, message: 'the trace at the collector, with the catalog\'s span' });
+        const one = await api('GET', '/api/v1/traces/{id}', { token: s.admin, params: { id: traceId }, expect: 200 });
+        assert.ok(one.json.spans.some((x) => x.service === 'catalog'));
+        await api('GET', '/api/v1/traces/{id}', { token: s.admin, params: { id: crypto.randomBytes(16).toString('hex') }, expect: 404 });
+        const list = await api('GET', '/api/v1/traces', { token: s.admin, query: { service: 'catalog', limit: 5 }, expect: 200 });
+        assert.ok(list.json.items.length > 0);
+        await api('GET', '/api/v1/traces', { token: s.token, expect: 403 });
+        // Spans are not taken through the gateway.
+        assert.equal((await fetch(`${gw}/api/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"resourceSpans":[]}' })).status, 404);
+    });
+
     it('the gateway\'s service map for the console: /api/v1/admin/services (admin only)', async () => {
         const r = await fetch(`${gw}/api/v1/admin/services`, { headers: { authorization: `Bearer ${s.admin}` } });
         assert.equal(r.status, 200);

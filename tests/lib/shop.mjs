@@ -100,6 +100,56 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
         // The pid of this shop's 'service' process: the one running the
         // program's binary with this shop's data directory (never another
         // shop's, never anything else); 0 when there is none.
+        // Every instance's pid of 'service' (--scale runs several).
+        pidsOf(service) {
+            const program = PROGRAMS.find((x) => x.name === service);
+            const exe = fs.realpathSync(path.join(buildDir(), program.binary));
+            const found = [];
+            for (const d of fs.readdirSync('/proc')) {
+                if (!/^\d+$/.test(d)) continue;
+                try {
+                    if (fs.readlinkSync(`/proc/${d}/exe`) !== exe) continue;
+                    if (fs.readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(`AGORA_DATA_DIR=${data}`)) found.push(Number(d));
+                } catch {
+                    // gone meanwhile
+                }
+            }
+            return found;
+        },
+        // The processes of the engines under --backends (PostgreSQL's
+        // postmaster and backends, RabbitMQ's Erlang VM and epmd), by
+        // 'postgres' and 'rabbitmq': those whose command line names this
+        // shop's engines/ directory, and their descendants.
+        enginePids() {
+            const parent = new Map();
+            const roots = { postgres: [], rabbitmq: [] };
+            for (const d of fs.readdirSync('/proc')) {
+                if (!/^\d+$/.test(d)) continue;
+                try {
+                    const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+                    parent.set(Number(d), Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]));
+                    const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+                    for (const k of Object.keys(roots)) if (cmd.includes(path.join(data, 'engines', k))) roots[k].push(Number(d));
+                } catch {
+                    // gone meanwhile
+                }
+            }
+            const out = {};
+            for (const [k, rs] of Object.entries(roots)) {
+                const set = new Set(rs);
+                for (let grew = true; grew; ) {
+                    grew = false;
+                    for (const [pid, pp] of parent) {
+                        if (set.has(pp) && !set.has(pid)) {
+                            set.add(pid);
+                            grew = true;
+                        }
+                    }
+                }
+                out[k] = [...set];
+            }
+            return out;
+        },
         pidOf(service) {
             const program = PROGRAMS.find((x) => x.name === service);
             const exe = fs.realpathSync(path.join(buildDir(), program.binary));

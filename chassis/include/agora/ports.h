@@ -20,6 +20,7 @@
 #define AG_PROGRAMS(X)                                                                             \
     X(REGISTRY, "registry", 8500, "platform/registry/registry")                                    \
     X(BUS, "bus", 8400, "platform/bus/bus")                                                        \
+    X(TRACES, "traces", 8089, "platform/traces/traces")                                            \
     X(USERS, "users", 8082, "services/users/users")                                                \
     X(INVENTORY, "inventory", 8083, "services/inventory/inventory")                                \
     X(ORDERS, "orders", 8084, "services/orders/orders")                                            \

@@ -89,6 +89,9 @@ struct ag_service_settings {
     char *ops_address;             /* AGORA_OPS_ADDRESS; "" = ops routes on the main port */
     uint64_t idempotency_ttl_ms;   /* AGORA_IDEMPOTENCY_TTL (services with idempotency) */
     uint64_t idempotency_sweep_ms; /* AGORA_IDEMPOTENCY_SWEEP_INTERVAL */
+    char *otlp_endpoint;           /* AGORA_OTLP_ENDPOINT; "" = no spans */
+    char *trace_sample;            /* AGORA_TRACE_SAMPLE, a ratio 0..1 */
+    uint64_t trace_queue_bytes;    /* AGORA_TRACE_QUEUE */
 };
 
 /* Parse configuration (AGORA_* environment, AGORA_CONFIG_FILE), start

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/ports.h"
+#include "agora/otlp.h"
 #include "agora/registry.h"
 #include "agora/time.h"
 #include "agora/trace.h"
@@ -57,6 +59,7 @@ struct ag_service {
     bool ops_done;               /* graceful stop: ops listener drained (or none) */
     bool registry_done;          /* graceful stop: deregistered */
     struct req_ctx *dispatching; /* request whose handler is running, for the log context */
+    struct ag_otlp *otlp;        /* span exporter (AGORA_OTLP_ENDPOINT), or NULL */
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uint8_t identity_key[AG_IDENTITY_KEYLEN];
@@ -73,6 +76,8 @@ struct req_ctx {
     struct ag_service *svc;
     struct ag_route_match match;
     struct ag_trace_ctx trace;
+    struct ag_span span; /* the server span (recording only with an exporter) */
+    bool continued;      /* a valid traceparent came in */
     char request_id[MAX_REQUEST_ID + 1];
     struct ag_query query;
     bool query_parsed;
@@ -137,6 +142,13 @@ static const struct ag_config_key BASE_KEYS[] = {
       "how long Idempotency-Key answers and saga step replies are kept (services that keep them)" },
     { "AGORA_IDEMPOTENCY_SWEEP_INTERVAL", AG_CONFIG_DURATION, "1m", OFF(idempotency_sweep_ms), 10,
       86400000, NULL, "how often expired idempotency records are deleted" },
+    { "AGORA_OTLP_ENDPOINT", AG_CONFIG_STRING, "", OFF(otlp_endpoint), 0, 0, NULL,
+      "OTLP/HTTP collector base URL for spans (POST <url>/v1/traces, JSON), e.g. "
+      "http://127.0.0.1:4318; empty: spans are not recorded" },
+    { "AGORA_TRACE_SAMPLE", AG_CONFIG_STRING, "1", OFF(trace_sample), 0, 0, NULL,
+      "head sampling ratio (0 to 1) of the traces this process starts" },
+    { "AGORA_TRACE_QUEUE", AG_CONFIG_SIZE, "1MiB", OFF(trace_queue_bytes), 4096, 67108864, NULL,
+      "encoded spans waiting for export; past it spans are dropped and counted" },
 };
 #undef OFF
 
@@ -684,9 +696,13 @@ dispatch(struct ag_http_req *req, void *udata)
     } else {
         ag_uuid7(ctx->request_id);
     }
-    ag_trace_start(ag_http_req_header(req, "traceparent"), &ctx->trace);
+    struct ag_str tph = ag_http_req_header(req, "traceparent");
+    ag_trace_start(tph, &ctx->trace);
+    ctx->continued = tph.len > 0 && ctx->trace.parent_id[0] != '\0';
+    ag_span_begin(&ctx->span, &ctx->trace, "HTTP", AG_SPAN_SERVER);
     ag_log_set_context(ctx->request_id, ctx->trace.trace_id);
     svc->dispatching = ctx;
+    ag_trace_set_current(&ctx->trace);
     ag_http_resp_header(req, "X-Request-ID", ctx->request_id);
     char tp[AG_TRACEPARENT_LEN + 1];
     ag_trace_format(&ctx->trace, tp);
@@ -735,6 +751,7 @@ dispatch(struct ag_http_req *req, void *udata)
         ag_send_error(req, AG_ENOENT, "no resource at this path");
     }
     svc->dispatching = NULL;
+    ag_trace_set_current(NULL);
     ag_log_set_context(NULL, NULL);
 }
 
@@ -762,12 +779,42 @@ on_complete(struct ag_http_req *req, void *udata)
      * reached dispatch: no context, not in flight, route "rejected". */
     /* The running handler answered its own request, whose memory goes now:
      * nothing of it may stay referenced for the log context. */
-    if (ctx != NULL && svc->dispatching == ctx)
+    if (ctx != NULL && svc->dispatching == ctx) {
         svc->dispatching = NULL;
+        ag_trace_set_current(NULL);
+    }
     if (ctx != NULL)
         svc->inflight--;
     else
         req->route_id = "rejected";
+    /* Platform chatter that starts no trace of its own (heartbeats, long
+     * polls, probes, scrapes) is not recorded: a trace begins at a route
+     * people call, or continues one. */
+    if (ctx != NULL && ctx->span.recording && !ctx->continued &&
+        ((req->route == NULL &&
+          (req->route_id == NULL || strcmp(req->route_id, "fallback") != 0)) ||
+         (req->route != NULL && ((const struct ag_route *)req->route)->role >= AG_ROLE_INTERNAL)))
+        ctx->span.recording = false;
+    if (ctx != NULL && ctx->span.recording) {
+        /* HTTP server semantic conventions: "{method} {route}". */
+        char name[AG_SPAN_MAX_TEXT];
+        snprintf(name, sizeof(name), "%.*s %s", AG_STR_FMT(req->method_name),
+                 req->route_id ? req->route_id : "unmatched");
+        ag_span_set_name(&ctx->span, name);
+        ag_span_attr_strn(&ctx->span, "http.request.method", req->method_name.ptr,
+                          req->method_name.len);
+        ag_span_attr_str(&ctx->span, "http.route", req->route_id);
+        ag_span_attr_strn(&ctx->span, "url.path", req->path.ptr, req->path.len);
+        ag_span_attr_int(&ctx->span, "http.response.status_code", req->status);
+        ag_span_attr_str(&ctx->span, "service.name", svc->cfg.name);
+        if (req->status >= 500) {
+            char code[16];
+            snprintf(code, sizeof(code), "%d", req->status);
+            ag_span_attr_str(&ctx->span, "error.type", code);
+            ag_span_error(&ctx->span, NULL);
+        }
+        ag_span_end(&ctx->span);
+    }
     double secs = (double)(ag_time_mono_ns() - req->start_ns) / 1e9;
     const char *route = req->route_id ? req->route_id : "unmatched";
     char status[8];
@@ -902,6 +949,23 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
     if (svc->settings.instance_id[0] == '\0') {
         ag_free(svc->settings.instance_id);
         svc->settings.instance_id = ag_asprintf("%s-%d", cfg->name, (int)getpid());
+    }
+    {
+        char *end = NULL;
+        double ratio = strtod(svc->settings.trace_sample, &end);
+        if (end == svc->settings.trace_sample || *end != '\0' || !(ratio >= 0 && ratio <= 1)) {
+            fprintf(stderr, "config: AGORA_TRACE_SAMPLE: '%s' is not a ratio from 0 to 1\n",
+                    svc->settings.trace_sample);
+            ag_service_free(svc);
+            return AG_ECONFIG;
+        }
+        ag_trace_set_sample_ratio(ratio);
+        const char *ep = svc->settings.otlp_endpoint;
+        if (ep[0] != '\0' && strncmp(ep, "http://", 7) != 0) {
+            fprintf(stderr, "config: AGORA_OTLP_ENDPOINT: '%s' is not an http:// URL\n", ep);
+            ag_service_free(svc);
+            return AG_ECONFIG;
+        }
     }
     if (svc->settings.internal_key[0] != '\0') {
         if (ag_identity_key_parse(svc->settings.internal_key, svc->identity_key) != 0) {
@@ -1064,6 +1128,8 @@ maybe_finish_stop(struct ag_service *svc)
     if (svc->cfg.on_stop != NULL)
         svc->cfg.on_stop(svc, svc->cfg.udata);
     idem_sweep_close(svc);
+    ag_otlp_close(svc->otlp);
+    svc->otlp = NULL;
     if (svc->client != NULL)
         ag_http_client_close(svc->client, on_client_closed, svc);
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
@@ -1263,6 +1329,19 @@ ag_service_run(struct ag_service *svc)
     if (ag_http_client_new(&svc->loop, NULL, &svc->client) != 0)
         AG_BUG("cannot create the HTTP client");
     ag_http_client_metrics(svc->client, svc->metrics);
+    if (svc->settings.otlp_endpoint[0] != '\0') {
+        struct ag_otlp_config ocfg = {
+            .endpoint = svc->settings.otlp_endpoint,
+            .service_name = svc->cfg.name,
+            .service_instance = svc->settings.instance_id,
+            .service_version = svc->cfg.version,
+            .max_queue_bytes = svc->settings.trace_queue_bytes,
+            .metrics = svc->metrics,
+        };
+        if (ag_otlp_new(&svc->loop, svc->client, &ocfg, &svc->otlp) != 0)
+            AG_LOGW("service", "cannot export spans to '%s': not recording spans",
+                    svc->settings.otlp_endpoint);
+    }
     if (svc->cfg.events) {
         if (svc->store == NULL)
             AG_BUG("a service with events needs a database (migrations)");
