@@ -560,6 +560,28 @@ describe('the public API description against the running shop', () => {
         await api('GET', '/api/v1/sagas/rebuild-check', { token: s.token, expect: 403 });
     });
 
+    it('analytics (administrators): reports built from the events, and a rebuild', async () => {
+        // The orders above reach the read side through the bus.
+        await waitFor(async () => (await api('GET', '/api/v1/reports/orders', { token: s.admin, expect: 200 })).json.items.length > 0, {
+            timeoutMs: 30000, intervalMs: 200, message: 'an order in the orders report',
+        });
+        const day = new Date().toISOString().slice(0, 10);
+        for (const by of ['day', 'product']) await api('GET', '/api/v1/reports/revenue', { token: s.admin, query: { by, from: day }, expect: 200 });
+        await api('GET', '/api/v1/reports/revenue', { token: s.admin, query: { by: 'week' }, expect: 400 });
+        await api('GET', '/api/v1/reports/revenue', { token: s.token, expect: 403 });
+        await api('GET', '/api/v1/reports/orders', { token: s.admin, query: { from: day, to: '2000-01-01' }, expect: 400 });
+        await api('GET', '/api/v1/reports/conversion', { token: s.admin, query: { to: day }, expect: 200 });
+        await api('GET', '/api/v1/reports/conversion', { expect: 401 });
+        await api('GET', '/api/v1/reports/sagas', { token: s.admin, expect: 200 });
+        await api('GET', '/api/v1/reports/sagas', { token: s.admin, query: { from: '2025-02-30' }, expect: 400 });
+        await api('GET', '/api/v1/reports/cancellations', { token: s.admin, expect: 200 });
+        await api('GET', '/api/v1/reports/cancellations', { token: s.token, expect: 403 });
+        await api('GET', '/api/v1/reports/stock', { token: s.admin, expect: 200 });
+        await api('GET', '/api/v1/reports/stock', { token: s.admin, query: { product_id: 'x' }, expect: 400 });
+        await api('POST', '/api/v1/reports/rebuild', { token: s.admin, expect: 200 });
+        await api('POST', '/api/v1/reports/rebuild', { token: s.token, expect: 403 });
+    });
+
     it('bus (administrators): subscriptions with their backlog, a dead letter inspected and replayed', async () => {
         // A real dead letter: a subscription of our own allowing one attempt,
         // a product.created delivered to it and rejected.

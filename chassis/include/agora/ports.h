@@ -28,7 +28,7 @@
     X(PAYMENTS, "payments", 8085, "services/payments/payments")                                    \
     X(SHIPPING, "shipping", 8086, "services/shipping/shipping")                                    \
     X(NOTIFICATIONS, "notifications", 8087, "services/notifications/notifications")                \
-    X(ANALYTICS, "analytics", 8088, NULL)                                                          \
+    X(ANALYTICS, "analytics", 8088, "services/analytics/analytics")                                \
     X(GATEWAY, "gateway", 8080, "platform/gateway/gateway")
 
 /* AG_PORT_CATALOG and the like: each program's default port. */
