@@ -130,7 +130,7 @@ describe('security: attacks on the shop', () => {
             const g = await req('PUT', `${registry}/v1/services/users/instances/rogue-g`, { json: { address: '127.0.0.1', port, ttl_ms: 60000 }, headers: guessed });
             assert.equal(g.status, 401, g.text);
             // Even a key holder may register only its own service.
-            const asCatalog = { 'x-agora-identity': identityHeader({ ...serviceIdentity('catalog'), key: shop.key }) };
+            const asCatalog = { 'x-agora-identity': identityHeader({ ...serviceIdentity('catalog'), key: shop.serviceMaster }) };
             const c = await req('PUT', `${registry}/v1/services/users/instances/rogue-c`, { json: { address: '127.0.0.1', port, ttl_ms: 60000 }, headers: asCatalog });
             assert.equal(c.status, 403, c.text);
             const listed = await req('GET', `${registry}/v1/services/users`, { headers: shop.operator });
@@ -162,7 +162,7 @@ describe('security: attacks on the shop', () => {
         assert.equal((await req('PUT', `${registry}/v1/config/gateway.routes`, { json: { value: down } })).status, 401);
         assert.equal((await req('DELETE', `${registry}/v1/config/gateway.routes`)).status, 401);
         // A service's key cannot rewrite the gateway's routes either: only the operator can.
-        const asUsers = { 'x-agora-identity': identityHeader({ ...serviceIdentity('users'), key: shop.key }) };
+        const asUsers = { 'x-agora-identity': identityHeader({ ...serviceIdentity('users'), key: shop.serviceMaster }) };
         assert.equal((await req('PUT', `${registry}/v1/config/gateway.routes`, { json: { value: down }, headers: asUsers })).status, 403);
         assert.equal((await req('GET', `${shop.gw}/api/v1/products?limit=1`)).status, 200, 'the shop still sells');
 
