@@ -110,7 +110,8 @@ size_t ag_identity_keyring_count(const struct ag_identity_keyring *ring);
 int ag_identity_service_verify(struct ag_identity_keyring *ring, struct ag_str value, int64_t now,
                                struct ag_identity *out);
 
-/* Signature checks done and cache hits so far (tests and metrics). */
+/* Identities accepted so far by a signature check, and from the cache
+ * (tests and metrics). */
 void ag_identity_keyring_stats(const struct ag_identity_keyring *ring, uint64_t *verified,
                                uint64_t *hits);
 

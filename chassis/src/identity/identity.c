@@ -372,9 +372,9 @@ ag_identity_service_verify(struct ag_identity_keyring *ring, struct ag_str v, in
             0 ||
         siglen != sizeof(sig))
         return AG_EAUTH;
-    ring->verified++;
     if (crypto_sign_verify_detached(sig, (const unsigned char *)v.ptr, body, e->pk) != 0)
         return AG_EAUTH;
+    ring->verified++;
     memset(out, 0, sizeof(*out));
     memcpy(out->user_id, name, nlen);
     out->user_id[nlen] = '\0';

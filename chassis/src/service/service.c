@@ -50,6 +50,9 @@ struct ag_service {
     struct ag_metric *m_requests;
     struct ag_metric *m_duration;
     struct ag_metric *m_inflight;
+    struct ag_metric *m_ident; /* service_identity_checks_total{result} */
+    uint64_t ident_verified;   /* key ring counts last reported */
+    uint64_t ident_cached;
     struct ag_router *router;
     struct ag_http_server *server;
     struct ag_http_server *ops_server; /* AGORA_OPS_ADDRESS listener, or NULL */
@@ -865,6 +868,14 @@ collect(struct ag_metrics *reg, void *udata)
     AG_UNUSED(reg);
     struct ag_service *svc = udata;
     ag_gauge_set(svc->m_inflight, NULL, (double)svc->inflight);
+    uint64_t verified, cached;
+    ag_identity_keyring_stats(svc->service_keys, &verified, &cached);
+    const char *v[] = { "verified" };
+    const char *c[] = { "cached" };
+    ag_counter_add(svc->m_ident, v, (double)(verified - svc->ident_verified));
+    ag_counter_add(svc->m_ident, c, (double)(cached - svc->ident_cached));
+    svc->ident_verified = verified;
+    svc->ident_cached = cached;
 }
 
 /* ---- Lifecycle ---- */
@@ -1027,6 +1038,11 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
                                            route_labels, 1, NULL, 0);
     svc->m_inflight = ag_metrics_gauge(svc->metrics, "http_requests_in_flight",
                                        "Requests being handled", NULL, 0);
+    static const char *const ident_labels[] = { "result" };
+    svc->m_ident = ag_metrics_counter(svc->metrics, "service_identity_checks_total",
+                                      "Service identities accepted: by a signature check "
+                                      "(verified) or from the cache of verified headers (cached)",
+                                      ident_labels, 1);
     ag_metrics_on_collect(svc->metrics, collect, svc);
     svc->router = ag_router_new();
     ag_router_add_table(svc->router, BUILTIN_ROUTES, AG_ARRAY_SIZE(BUILTIN_ROUTES), svc);

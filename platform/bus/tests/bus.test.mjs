@@ -201,6 +201,10 @@ describe('bus API (one process)', () => {
         assert.equal((await as(short).get('/v1/topics')).status, 200);
         await waitFor(async () => Math.floor(Date.now() / 1000) > exp && (await as(short).get('/v1/topics')).status === 401, { timeoutMs: 5000, message: 'the expired header is refused' });
         expectProblem(await as(short).post('/v1/messages', msg), 401);
+        // A repeated header is served from the cache of verified headers.
+        const m = await metrics(api);
+        assert.ok(metricValue(m, 'service_identity_checks_total', { result: 'cached' }) > 0);
+        assert.ok(metricValue(m, 'service_identity_checks_total', { result: 'verified' }) > 0);
     });
 
     it('the /v1/admin routes (the console, through the gateway): an administrator reads and replays; a customer gets 403, no identity 401, a bare service 403', T, async () => {
