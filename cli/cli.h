@@ -99,4 +99,22 @@ int cli_seed(const char *gw, const char *admin_password, const char *catalog_fil
 /* Read run/shop.json of a running shop: NULL (printed) when none runs. */
 json_t *cli_shop_info(const char *data);
 
+/* Service identities (agora/identity.h). The supervisor's master secret
+ * for them is <data>/service.key (64 hex digits, 0600), apart from
+ * internal.key: every process holds AGORA_INTERNAL_KEY, none holds this. */
+#define CLI_SERVICE_MASTER "service.key"
+
+/* The 64 hex digits of service 'name''s seed derived from the master
+ * 'master_hex' into 'out' (65 bytes). AG_EINVAL for a bad master or name. */
+int cli_service_key(const char *master_hex, const char *name, char out[65]);
+
+/* "name=<hex public key>,..." for 'names' under 'master_hex'; owned. NULL
+ * for a bad master or name. */
+char *cli_service_pubkeys(const char *master_hex, const char *const *names, size_t n);
+
+/* The operator's ("agora") X-Agora-Identity for the shop whose data
+ * directory is 'data', valid five minutes, into 'out' (AG_IDENTITY_MAXLEN
+ * bytes). AG_ENOENT without a readable master. */
+int cli_operator_identity(const char *data, char *out);
+
 #endif /* CLI_CLI_H */

@@ -24,6 +24,7 @@
 #include "agora/buf.h"
 #include "agora/config.h"
 #include "agora/err.h"
+#include "agora/identity.h"
 #include "agora/log.h"
 #include "agora/mem.h"
 #include "agora/ports.h"
@@ -649,7 +650,12 @@ cmd_up(int argc, char **argv)
     char *pwpath = ag_asprintf("%s/admin-password", data_abs);
     char *key = load_or_make_secret(keypath, 32);
     char *adminpw = load_or_make_secret(pwpath, 12);
-    if (key == NULL || adminpw == NULL)
+    /* The master of service identities: only this process reads it; each
+     * program gets its own key derived from it (below). */
+    char *masterpath = ag_asprintf("%s/%s", data_abs, CLI_SERVICE_MASTER);
+    char *master = load_or_make_secret(masterpath, 32);
+    ag_free(masterpath);
+    if (key == NULL || adminpw == NULL || master == NULL)
         return CLI_FAILED;
 
     struct up_ctx u = {
@@ -680,6 +686,7 @@ cmd_up(int argc, char **argv)
             int rc = wait_detached(fds[0], child, &u);
             fflush(NULL);
             ag_free(key);
+            ag_free(master);
             ag_free(adminpw);
             ag_free(keypath);
             ag_free(pwpath);
@@ -789,6 +796,15 @@ cmd_up(int argc, char **argv)
                 ag_free(url);
             }
         }
+        /* Its own service key, and nobody else's (every instance of it). */
+        {
+            char seed_hex[65];
+            if (cli_service_key(master, PROGRAMS[i].name, seed_hex) != 0)
+                AG_BUG("program names are service names");
+            env[ne] = owned[nowned++] = ag_asprintf("AGORA_SERVICE_KEY=%s", seed_hex);
+            ne++;
+            sodium_memzero(seed_hex, sizeof(seed_hex));
+        }
         for (int k = 1; k <= counts[i]; k++) {
             struct cli_program *p = &progs[n++];
             *p = PROGRAMS[i];
@@ -818,10 +834,23 @@ cmd_up(int argc, char **argv)
         close(lockfd);
         return CLI_FAILED;
     }
+    /* Everyone's public key: the programs and the operator. */
+    const char *ids[AG_ARRAY_SIZE(PROGRAMS) + 1];
+    size_t nids = 0;
+    for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++) {
+        if (PROGRAMS[i].binary != NULL)
+            ids[nids++] = PROGRAMS[i].name; /* instances share their service's key */
+    }
+    ids[nids++] = AG_IDENTITY_OPERATOR;
+    char *pubkeys = cli_service_pubkeys(master, ids, nids);
+    if (pubkeys == NULL)
+        AG_BUG("program names are service names");
     char *common[8];
     size_t c = 0;
     common[c++] = ag_asprintf("AGORA_DATA_DIR=%s", data_abs);
     common[c++] = ag_asprintf("AGORA_INTERNAL_KEY=%s", key);
+    common[c++] = ag_asprintf("AGORA_SERVICE_PUBKEYS=%s", pubkeys);
+    ag_free(pubkeys);
     common[c++] =
         ag_asprintf("AGORA_REGISTRY_URL=http://127.0.0.1:%d", AG_PORT_REGISTRY + (int)offset);
     common[c++] = ag_asprintf("AGORA_BUS_URL=http://127.0.0.1:%d", AG_PORT_BUS + (int)offset);
@@ -869,6 +898,8 @@ cmd_up(int argc, char **argv)
     for (size_t i = 0; i < nowned; i++)
         ag_free(owned[i]);
     ag_buf_release(&names);
+    sodium_memzero(master, strlen(master));
+    ag_free(master);
     ag_free(key);
     ag_free(adminpw);
     ag_free(keypath);

@@ -5,7 +5,8 @@
 //
 //   const shop = await startShop({ env: { AGORA_SMTP_URL: ... } });
 //   await fetch(shop.gw + '/api/v1/products');
-//   shop.operator  // headers with the operator's service identity (shop key)
+//   shop.operator  // headers with the operator's service identity (its key
+//                  // derived from the shop's service.key)
 //   await shop.stop();  // { code, signal }
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -85,6 +86,8 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
     if (!stderr.includes('Agora is up')) throw new Error(`agora up did not come up:\n${stderr.slice(-4000)}`);
     const url = (name) => `http://127.0.0.1:${SHOP_PORTS[name] + off}`;
     const key = fs.readFileSync(path.join(data, 'internal.key'), 'utf8').trim();
+    // The supervisor's master of service keys (only it reads the file).
+    const serviceMaster = fs.readFileSync(path.join(data, 'service.key'), 'utf8').trim();
     return {
         off,
         data,
@@ -94,7 +97,11 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
         gw: url('gateway'),
         ops: url('gatewayOps'),
         key,
-        operator: { 'x-agora-identity': identityHeader({ ...OPERATOR, key }) },
+        serviceMaster,
+        // A getter: a service identity is valid ten minutes.
+        get operator() {
+            return { 'x-agora-identity': identityHeader({ ...OPERATOR, key: serviceMaster }) };
+        },
         adminPassword: fs.readFileSync(path.join(data, 'admin-password'), 'utf8').trim(),
         stderr: () => stderr,
         // The pid of this shop's 'service' process: the one running the

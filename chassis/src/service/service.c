@@ -32,6 +32,14 @@
 #define JSON_CONTENT_TYPE "application/json"
 #define PROBLEM_TYPE      "application/problem+json"
 
+/* An internal route open to some services only (ag_service_route_callers). */
+#define MAX_ROUTE_CALLERS 16
+struct route_callers {
+    char *method;  /* of the route */
+    char *pattern; /* of the route */
+    char *callers; /* "payments,shipping" */
+};
+
 struct ag_service {
     uint32_t magic;
     struct ag_service_config cfg;
@@ -45,6 +53,9 @@ struct ag_service {
     struct ag_metric *m_requests;
     struct ag_metric *m_duration;
     struct ag_metric *m_inflight;
+    struct ag_metric *m_ident; /* service_identity_checks_total{result} */
+    uint64_t ident_verified;   /* key ring counts last reported */
+    uint64_t ident_cached;
     struct ag_router *router;
     struct ag_http_server *server;
     struct ag_http_server *ops_server; /* AGORA_OPS_ADDRESS listener, or NULL */
@@ -64,9 +75,12 @@ struct ag_service {
     struct ag_otlp *otlp;        /* span exporter (AGORA_OTLP_ENDPOINT), or NULL */
     uv_signal_t sigterm;
     uv_signal_t sigint;
-    uint8_t identity_key[AG_IDENTITY_KEYLEN];
-    struct ag_identity_self self; /* this service's identity for internal calls */
-    char ops_default[64];         /* default of AGORA_OPS_ADDRESS */
+    uint8_t identity_key[AG_IDENTITY_KEYLEN]; /* AGORA_INTERNAL_KEY: user identities */
+    struct ag_identity_self self;             /* this service's identity for internal calls */
+    struct ag_identity_keyring *service_keys; /* AGORA_SERVICE_PUBKEYS: who callers are */
+    struct route_callers callers[MAX_ROUTE_CALLERS]; /* ag_service_route_callers */
+    size_t ncallers;
+    char ops_default[64]; /* default of AGORA_OPS_ADDRESS */
     bool loop_ready;
     bool stopping;
     bool stopped_clean;
@@ -125,6 +139,12 @@ static const struct ag_config_key BASE_KEYS[] = {
     { "AGORA_INTERNAL_KEY", AG_CONFIG_STRING, "", OFF(internal_key), 0, 0, NULL,
       "64 hex digits shared with the gateway to verify X-Agora-Identity (unset: a random key, "
       "so no caller has an identity)" },
+    { "AGORA_SERVICE_KEY", AG_CONFIG_STRING, "", OFF(service_key), 0, 0, NULL,
+      "64 hex digits: this program's own Ed25519 seed, which signs its service identity "
+      "(the supervisor derives it; unset: a random one, so no internal call succeeds)" },
+    { "AGORA_SERVICE_PUBKEYS", AG_CONFIG_STRING, "", OFF(service_pubkeys), 0, 0, NULL,
+      "name=<64 hex>,...: the public key of every program, to verify service identities "
+      "(unset: no service identity is accepted)" },
     { "AGORA_REGISTRY_URL", AG_CONFIG_STRING, "", OFF(registry_url), 0, 0, NULL,
       "registry base URL, e.g. http://127.0.0.1:8500 (unset: no registration)" },
     { "AGORA_REGISTRY_TTL", AG_CONFIG_DURATION, "10s", OFF(registry_ttl_ms), 1000, 300000, NULL,
@@ -652,6 +672,38 @@ ag_send_idempotency_replay(struct ag_http_req *req, const struct ag_idem_answer 
 
 /* ---- Middleware ---- */
 
+/* Whether service 'name' is in the comma-separated 'callers' (NULL: any
+ * service). The operator may call every internal route. */
+static bool
+caller_allowed(const char *callers, const char *name)
+{
+    if (callers == NULL || strcmp(name, AG_IDENTITY_OPERATOR) == 0)
+        return true;
+    size_t n = strlen(name);
+    for (const char *p = callers; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len == n && memcmp(p, name, n) == 0)
+            return true;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+/* The services allowed to call internal 'route', or NULL for any. */
+static const char *
+callers_of(const struct ag_service *svc, const struct ag_route *route)
+{
+    for (size_t i = 0; i < svc->ncallers; i++) {
+        if (strcmp(svc->callers[i].pattern, route->pattern) == 0 &&
+            strcmp(svc->callers[i].method, route->method) == 0)
+            return svc->callers[i].callers;
+    }
+    return NULL;
+}
+
 /* Who may call 'route': 0 when 'id' (NULL without a verified identity)
  * may, else the status to answer (401, 403, or 404 for an ops route asked
  * on the wrong listener). */
@@ -680,7 +732,9 @@ route_access(const struct ag_service *svc, const struct ag_route *route,
             return 404;
         if (id == NULL)
             return 401;
-        return (id->roles & AG_IDENTITY_SERVICE) != 0 ? 0 : 403;
+        if ((id->roles & AG_IDENTITY_SERVICE) == 0)
+            return 403;
+        return caller_allowed(callers_of(svc, route), id->user_id) ? 0 : 403;
     }
     return 403;
 }
@@ -717,9 +771,15 @@ dispatch(struct ag_http_req *req, void *udata)
     enum ag_router_status st =
         ag_router_match(svc->router, req->method_name, req->path, &ctx->match);
     struct ag_str ident = ag_http_req_header(req, AG_IDENTITY_HEADER);
-    if (ident.len > 0 &&
-        ag_identity_verify(svc->identity_key, ident, ag_time_unix_ms() / 1000, &ctx->identity) == 0)
-        ctx->has_identity = true;
+    if (ident.len > 0) {
+        int64_t now = ag_time_unix_ms() / 1000;
+        /* "s1;": a service, with its own key; else a user, as the gateway
+         * signed it (which never carries the service role). */
+        int rc = ident.len > 3 && memcmp(ident.ptr, "s1;", 3) == 0
+                     ? ag_identity_service_verify(svc->service_keys, ident, now, &ctx->identity)
+                     : ag_identity_verify(svc->identity_key, ident, now, &ctx->identity);
+        ctx->has_identity = rc == 0;
+    }
     if (st == AG_ROUTER_FOUND) {
         const struct ag_route *route = ctx->match.route;
         req->route = (void *)route;
@@ -732,6 +792,10 @@ dispatch(struct ag_http_req *req, void *udata)
                           route->role == AG_ROLE_INTERNAL
                               ? "this resource needs a service identity"
                               : "this resource needs a signed-in caller");
+        } else if (deny == 403 && route->role == AG_ROLE_INTERNAL && ctx->has_identity &&
+                   (ctx->identity.roles & AG_IDENTITY_SERVICE) != 0) {
+            ag_send_error(req, AG_EFORBIDDEN, "service '%s' may not call this resource (only %s)",
+                          ctx->identity.user_id, callers_of(svc, route));
         } else if (deny == 403) {
             ag_send_error(req, AG_EFORBIDDEN, "this resource needs the %s role",
                           ag_role_name(route->role));
@@ -857,6 +921,14 @@ collect(struct ag_metrics *reg, void *udata)
     AG_UNUSED(reg);
     struct ag_service *svc = udata;
     ag_gauge_set(svc->m_inflight, NULL, (double)svc->inflight);
+    uint64_t verified, cached;
+    ag_identity_keyring_stats(svc->service_keys, &verified, &cached);
+    const char *v[] = { "verified" };
+    const char *c[] = { "cached" };
+    ag_counter_add(svc->m_ident, v, (double)(verified - svc->ident_verified));
+    ag_counter_add(svc->m_ident, c, (double)(cached - svc->ident_cached));
+    svc->ident_verified = verified;
+    svc->ident_cached = cached;
 }
 
 /* ---- Lifecycle ---- */
@@ -991,14 +1063,39 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
          * 401, and this process cannot call the registry or the bus. */
         randombytes_buf(svc->identity_key, sizeof(svc->identity_key));
     }
-    if (ag_identity_self_init(&svc->self, svc->identity_key, cfg->name) != 0)
+    uint8_t seed[AG_IDENTITY_SEEDLEN];
+    if (svc->settings.service_key[0] != '\0') {
+        if (ag_identity_key_parse(svc->settings.service_key, seed) != 0) {
+            fprintf(stderr, "config: AGORA_SERVICE_KEY: must be 64 hex digits\n");
+            ag_service_free(svc);
+            return AG_ECONFIG;
+        }
+    } else {
+        /* No key: this process's service identity is nobody's. */
+        randombytes_buf(seed, sizeof(seed));
+    }
+    int self_rc = ag_identity_self_init(&svc->self, seed, cfg->name);
+    sodium_memzero(seed, sizeof(seed));
+    if (self_rc != 0)
         AG_BUG("service name must be [A-Za-z0-9-_.]{1,63}");
+    {
+        char why[128];
+        if (ag_identity_keyring_new(svc->settings.service_pubkeys, &svc->service_keys, why,
+                                    sizeof(why)) != 0) {
+            fprintf(stderr, "config: AGORA_SERVICE_PUBKEYS: %s\n", why);
+            ag_service_free(svc);
+            return AG_ECONFIG;
+        }
+    }
     enum ag_log_level level = AG_LOG_INFO;
     ag_log_parse_level(svc->settings.log_level, &level);
     ag_log_init(cfg->name, svc->settings.instance_id, level);
     if (svc->settings.internal_key[0] == '\0')
-        AG_LOGW("service", "AGORA_INTERNAL_KEY is not set: internal routes refuse every caller "
-                           "and calls to the registry and the bus will be refused");
+        AG_LOGW("service", "AGORA_INTERNAL_KEY is not set: no user identity is accepted");
+    if (svc->settings.service_key[0] == '\0' || ag_identity_keyring_count(svc->service_keys) == 0)
+        AG_LOGW("service", "AGORA_SERVICE_KEY or AGORA_SERVICE_PUBKEYS is not set: internal routes "
+                           "refuse every caller and calls to the registry and the bus will be "
+                           "refused");
     /* Databases, their WAL and anything else this process creates are its
      * own (0600, directories 0700): they hold password hashes and keys. */
     umask(077);
@@ -1018,6 +1115,11 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
                                            route_labels, 1, NULL, 0);
     svc->m_inflight = ag_metrics_gauge(svc->metrics, "http_requests_in_flight",
                                        "Requests being handled", NULL, 0);
+    static const char *const ident_labels[] = { "result" };
+    svc->m_ident = ag_metrics_counter(svc->metrics, "service_identity_checks_total",
+                                      "Service identities accepted: by a signature check "
+                                      "(verified) or from the cache of verified headers (cached)",
+                                      ident_labels, 1);
     ag_metrics_on_collect(svc->metrics, collect, svc);
     svc->router = ag_router_new();
     ag_router_add_table(svc->router, BUILTIN_ROUTES, AG_ARRAY_SIZE(BUILTIN_ROUTES), svc);
@@ -1074,6 +1176,30 @@ ag_service_routes(struct ag_service *svc, const struct ag_route *routes, size_t 
     if (rc != 0)
         AG_LOGE("service", "cannot register routes: %s", ag_strerror(rc));
     return rc;
+}
+
+int
+ag_service_route_callers(struct ag_service *svc, const char *method, const char *pattern,
+                         const char *callers)
+{
+    AG_CHECK_MAGIC(svc, SERVICE_MAGIC);
+    bool found = false;
+    for (size_t i = 0; i < ag_router_count(svc->router); i++) {
+        const struct ag_route *r = ag_router_get(svc->router, i);
+        found = found || (r->role == AG_ROLE_INTERNAL && strcmp(r->method, method) == 0 &&
+                          strcmp(r->pattern, pattern) == 0);
+    }
+    if (!found || callers == NULL || callers[0] == '\0') {
+        AG_LOGE("service", "no internal route %s %s to restrict", method, pattern);
+        return AG_ENOENT;
+    }
+    if (svc->ncallers == MAX_ROUTE_CALLERS)
+        return AG_ETOOBIG;
+    svc->callers[svc->ncallers].method = ag_strdup(method);
+    svc->callers[svc->ncallers].pattern = ag_strdup(pattern);
+    svc->callers[svc->ncallers].callers = ag_strdup(callers);
+    svc->ncallers++;
+    return 0;
 }
 
 static void
@@ -1443,6 +1569,14 @@ ag_service_free(struct ag_service *svc)
     svc->store = NULL;
     ag_router_free(svc->router);
     ag_metrics_free(svc->metrics);
+    ag_identity_keyring_free(svc->service_keys);
+    for (size_t i = 0; i < svc->ncallers; i++) {
+        ag_free(svc->callers[i].method);
+        ag_free(svc->callers[i].pattern);
+        ag_free(svc->callers[i].callers);
+    }
+    ag_identity_self_wipe(&svc->self);
+    sodium_memzero(svc->identity_key, sizeof(svc->identity_key));
     if (svc->loop_ready && uv_loop_close(&svc->loop) != 0)
         AG_LOGW("service", "event loop closed with handles still open");
     ag_config_release(svc->base_keys, AG_ARRAY_SIZE(BASE_KEYS), &svc->settings);

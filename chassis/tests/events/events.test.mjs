@@ -15,7 +15,7 @@ import { buildDir, cleanup, makeTempDir, startService, stop, waitExit, waitFor, 
 import { identityHeader, OPERATOR } from '../../../tests/lib/identity.mjs';
 
 const TESTD = path.join(buildDir(), 'chassis', 'testd_events');
-const SUB = 'testd-consumer';
+const SUB = 'testd_events.consumer'; // the bus lets a service consume its own subscriptions only
 const TP = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -36,8 +36,9 @@ function freePort() {
     });
 }
 
+// testd_events publishes test.* (least privilege: the bus's owner table).
 function startBus(opts = {}) {
-    return startService('bus', opts);
+    return startService('bus', { ...opts, env: { AGORA_BUS_PUBLISHERS: 'testd_events:test.*', ...opts.env } });
 }
 
 function startTestd(bus, env = {}, opts = {}) {

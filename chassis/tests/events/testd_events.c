@@ -357,7 +357,8 @@ on_start(struct ag_service *svc, void *udata)
         struct ag_events_sub_options opts = {
             .ack_deadline_ms = env_ms("TESTD_ACK_DEADLINE_MS", 0),
         };
-        rc = ag_events_subscribe_ex(td->ev, "testd-consumer", topics, 1, &opts, on_event, td);
+        rc =
+            ag_events_subscribe_ex(td->ev, "testd_events.consumer", topics, 1, &opts, on_event, td);
         if (rc != 0)
             return rc;
     }
