@@ -137,6 +137,9 @@ describe('tracing: one trace per checkout, across HTTP and the bus', () => {
             assert.ok(s.attributes['messaging.message.id']);
         }
         assert.ok(trace.spans.every((s) => s.status.code !== 2), `no error span: ${JSON.stringify(trace.spans.filter((s) => s.status.code === 2))}`);
+        // Each saga step of orders, from its send to its reply.
+        const steps = trace.spans.filter((s) => s.service === 'orders' && s.name.startsWith('saga.step ')).map((s) => s.attributes['saga.step']);
+        for (const step of ['reserve', 'authorize', 'ship']) assert.ok(steps.includes(step), `saga step span ${step}: ${steps}`);
         // The list view finds it by service.
         const list = await api('GET', '/api/v1/traces?service=shipping&limit=50', { token: admin, expect: 200 });
         assert.ok(list.body.items.some((t) => t.trace_id === traceId && t.root.service === 'gateway' && !t.error));
@@ -175,7 +178,8 @@ describe('tracing: one trace per checkout, across HTTP and the bus', () => {
         const trace = await traceOf(traceId, ['gateway', 'orders', 'inventory', 'payments']);
         const errors = trace.spans.filter((s) => s.status.code === 2);
         assert.ok(errors.length >= 1);
-        for (const e of errors) assert.equal(e.service, 'payments', `only payments' spans are errors: ${e.service} ${e.name}`);
+        for (const e of errors) assert.ok(e.service === 'payments' || e.name === 'saga.step authorize', `only the payment's spans are errors: ${e.service} ${e.name}`);
+        assert.ok(trace.spans.some((s) => s.name === 'saga.step authorize' && s.status.code === 2 && s.service === 'orders'), 'the failed saga step');
         const auth = errors.find((s) => s.name === 'payment.authorize');
         assert.ok(auth, JSON.stringify(errors));
         assert.equal(auth.status.message, 'declined');
