@@ -90,6 +90,8 @@ int cli_cmd_kill(int argc, char **argv);
 int cli_cmd_seed(int argc, char **argv);
 int cli_cmd_load(int argc, char **argv);
 int cli_cmd_probe(int argc, char **argv);
+/* agora dead-letters (deadletters.c): RabbitMQ dead-letter queues. */
+int cli_cmd_dead_letters(int argc, char **argv);
 
 /* Seed a running shop whose gateway is 'gw' ("http://127.0.0.1:8080"):
  * the demo catalog of 'catalog_file' (products the catalog lacks), and the

@@ -165,6 +165,16 @@ static const struct {
       "p50/p90/p99/max, and confirmed orders per second; --json for scripts.\n"
       "Exit 1 when a scenario could not be prepared or a request failed to\n"
       "reach the shop at all.\n" },
+    { "dead-letters", "list, show, replay or purge dead letters on RabbitMQ",
+      "usage: agora dead-letters [--events-url URL] list SUB | show SUB N |\n"
+      "                          replay SUB [--limit N] | purge SUB\n\n"
+      "The dead letters of subscription SUB on RabbitMQ (queue SUB.dead; the\n"
+      "events runtime's AMQP backend, AGORA_EVENTS_URL). list: one line per\n"
+      "message (N, id, type, subject, reason); show: message N in full; replay:\n"
+      "move the oldest N (default all) back to SUB only, each removed after\n"
+      "RabbitMQ confirmed the copy; purge: drop them all. list and show put every\n"
+      "message back in order. URL: amqp://user:password@host:port/vhost (default\n"
+      "$AGORA_EVENTS_URL). Exit 3 when SUB.dead does not exist.\n" },
     { "help", "show help for a command", "usage: agora help [COMMAND]\n" },
 };
 
@@ -173,7 +183,7 @@ usage(FILE *out)
 {
     fprintf(out, "usage: agora <command> [options]\n\nCommands:\n");
     for (size_t i = 0; i < AG_ARRAY_SIZE(HELP); i++)
-        fprintf(out, "  %-8s %s\n", HELP[i].name, HELP[i].summary);
+        fprintf(out, "  %-12s %s\n", HELP[i].name, HELP[i].summary);
     fprintf(out, "\nEvery command takes --data DIR (default ./var), the data directory of the\n"
                  "shop it starts or talks to. `agora help <command>` shows a command's options.\n\n"
                  "Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 no shop running on\n"
@@ -922,9 +932,15 @@ main(int argc, char **argv)
         const char *name;
         int (*fn)(int argc, char **argv);
     } CMDS[] = {
-        { "up", cmd_up },         { "status", cli_cmd_status }, { "logs", cli_cmd_logs },
-        { "down", cli_cmd_down }, { "kill", cli_cmd_kill },     { "seed", cli_cmd_seed },
-        { "load", cli_cmd_load }, { "probe", cli_cmd_probe },
+        { "up", cmd_up },
+        { "status", cli_cmd_status },
+        { "logs", cli_cmd_logs },
+        { "down", cli_cmd_down },
+        { "kill", cli_cmd_kill },
+        { "seed", cli_cmd_seed },
+        { "load", cli_cmd_load },
+        { "probe", cli_cmd_probe },
+        { "dead-letters", cli_cmd_dead_letters },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(CMDS); i++) {
         if (strcmp(cmd, CMDS[i].name) == 0) {

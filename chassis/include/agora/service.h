@@ -89,6 +89,7 @@ struct ag_service_settings {
     char *advertise_address;       /* AGORA_ADVERTISE_ADDRESS; default: the listen host */
     char *discovery;               /* AGORA_DISCOVERY: registry | dns[:<template>] */
     char *bus_url;                 /* AGORA_BUS_URL (services with events) */
+    char *events_url;              /* AGORA_EVENTS_URL: amqp:// broker instead of the bus, or "" */
     char *ops_address;             /* AGORA_OPS_ADDRESS; "" = ops routes on the main port */
     uint64_t idempotency_ttl_ms;   /* AGORA_IDEMPOTENCY_TTL (services with idempotency) */
     uint64_t idempotency_sweep_ms; /* AGORA_IDEMPOTENCY_SWEEP_INTERVAL */

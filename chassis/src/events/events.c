@@ -1346,14 +1346,16 @@ ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client *cl
         !text_is_valid(cfg->source, MAX_SOURCE) || cfg->bus_url == NULL)
         return AG_EINVAL;
     const struct ag_events_backend_ops *ops = NULL;
+    /* The URL may hold a password (amqp://user:pass@...): logs get it redacted. */
+    char *safe_url = ag__events_url_redact(cfg->bus_url);
     if (strncmp(cfg->bus_url, "http://", 7) == 0) {
         ops = &ag__events_bus_ops;
-    } else if (strncmp(cfg->bus_url, "amqp://", 7) == 0 ||
-               strncmp(cfg->bus_url, "amqps://", 8) == 0) {
-        AG_LOGE(EV_LOG, "broker '%s': the RabbitMQ backend is not built in yet", cfg->bus_url);
-        return AG_ECONFIG;
+    } else if (strncmp(cfg->bus_url, "amqp://", 7) == 0) {
+        ops = &ag__events_amqp_ops;
     } else {
-        AG_LOGE(EV_LOG, "broker URL '%s' is neither http:// (bus) nor amqp://", cfg->bus_url);
+        AG_LOGE(EV_LOG, "broker URL '%s' is neither http:// (bus) nor amqp:// (RabbitMQ)",
+                safe_url);
+        ag_free(safe_url);
         return AG_EINVAL;
     }
     int rc = ag__events_schema(store);
@@ -1364,14 +1366,20 @@ ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client *cl
         else
             AG_LOGE(EV_LOG, "cannot create the outbox and inbox tables: %s",
                     ag_store_errmsg(store));
+        ag_free(safe_url);
         return rc;
     }
     void *be = NULL;
-    rc = ag__events_bus_new(client, cfg->bus_url, cfg->identity, &be);
+    if (ops == &ag__events_amqp_ops)
+        rc = ag__events_amqp_new(loop, cfg->bus_url, &be);
+    else
+        rc = ag__events_bus_new(client, cfg->bus_url, cfg->identity, &be);
     if (rc != 0) {
-        AG_LOGE(EV_LOG, "bad broker URL '%s'", cfg->bus_url);
+        AG_LOGE(EV_LOG, "bad broker URL '%s'", safe_url);
+        ag_free(safe_url);
         return rc;
     }
+    ag_free(safe_url);
     struct ag_events *ev = ag_calloc(1, sizeof(*ev));
     ev->magic = EVENTS_MAGIC;
     ev->cur_delivery = SIZE_MAX;

@@ -158,6 +158,9 @@ static const struct ag_config_key BASE_KEYS[] = {
     /* The default is patched in: the bus's port of agora/ports.h. */
     { "AGORA_BUS_URL", AG_CONFIG_STRING, "", OFF(bus_url), 0, 0, NULL,
       "message bus base URL (services that publish or consume events)" },
+    { "AGORA_EVENTS_URL", AG_CONFIG_STRING, "", OFF(events_url), 0, 0, NULL,
+      "broker of the events runtime when not the bus: amqp://user:password@host:port/vhost "
+      "(RabbitMQ); empty: AGORA_BUS_URL. Holds a password: never logged whole" },
     { "AGORA_OPS_ADDRESS", AG_CONFIG_STRING, "", OFF(ops_address), 0, 0, NULL,
       "host:port of a second listener for operators (e.g. 127.0.0.1:8090): /metrics and the "
       "other ops routes are served there only; empty: on the main port" },
@@ -1487,16 +1490,20 @@ ag_service_run(struct ag_service *svc)
         if (svc->store == NULL)
             AG_BUG("a service with events needs a database (migrations)");
         snprintf(svc->events_source, sizeof(svc->events_source), "/agora/%s", svc->cfg.name);
+        /* AGORA_EVENTS_URL (RabbitMQ) replaces the bus when set. */
+        const char *broker = svc->settings.events_url != NULL && svc->settings.events_url[0]
+                                 ? svc->settings.events_url
+                                 : svc->settings.bus_url;
         struct ag_events_config ecfg = {
             .source = svc->events_source,
-            .bus_url = svc->settings.bus_url,
+            .bus_url = broker,
             .identity = &svc->self,
             .access_log = svc->settings.access_log,
         };
         int erc = ag_events_new(&svc->loop, svc->store, svc->client, &ecfg, &svc->events);
         if (erc != 0) {
-            AG_LOGE("service", "cannot start events (bus '%s'): %s", svc->settings.bus_url,
-                    ag_strerror(erc));
+            /* ag_events_new logged the broker (its password redacted). */
+            AG_LOGE("service", "cannot start events: %s", ag_strerror(erc));
             return abort_run(svc);
         }
         ag_events_metrics(svc->events, svc->metrics);
