@@ -13,7 +13,8 @@
  * TESTD_NO_KICK=1 (leave the
  * relay to its poll), TESTD_RELAY_POLL_MS, TESTD_ACK_DEADLINE_MS, TESTD_FAIL_ALL=1
  * (every delivery of an event with data.n == 0 fails), TESTD_SUBSCRIPTION
- * (default testd-consumer), TESTD_MAX_ATTEMPTS. AGORA_BUS_URL
+ * (default testd_events.consumer: the bus lets a service use only
+ * subscriptions named after it), TESTD_MAX_ATTEMPTS. AGORA_BUS_URL
  * may be an amqp:// URL (the RabbitMQ backend). */
 #include "agora/base.h"
 
