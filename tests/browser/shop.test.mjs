@@ -564,6 +564,7 @@ describe('storefront and console in a browser', () => {
             await page.locator('#waterfall li, #traces li, #log-lines li').first().waitFor();
             const { sw, cw } = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, cw: document.documentElement.clientWidth }));
             assert.ok(sw <= cw, `${hash}: the page is ${sw}px wide on a ${cw}px screen`);
+            await shot(page, `phone-console-${hash.includes(traceId) ? (hash.startsWith('#/logs') ? 'logs' : 'waterfall') : 'traces'}`, false);
         }
 
         // Errors and empty states, with the collector's answers stood in

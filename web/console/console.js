@@ -560,7 +560,7 @@ async function traceView(traceId) {
         const dur = Math.max(0, nanos(s.end_unix_nano) - nanos(s.start_unix_nano));
         const color = serviceColor(s.service);
         const li = h('li', { 'data-span-id': s.span_id, 'data-depth': depth, 'data-service': s.service, class: err ? 'error' : null, style: `--depth: ${depth}` });
-        const button = h('button', { type: 'button', class: 'span-label', 'aria-expanded': 'false', 'aria-controls': `detail-${s.span_id}` },
+        const button = h('button', { type: 'button', class: 'span-label', 'aria-expanded': 'false' },
             h('span', { class: 'svc-name', style: `border-color: ${color}` }, s.service), ' ',
             h('span', { class: 'span-name' }, s.name), ' ',
             err ? h('span', { class: 'status down' }, '✕ error') : null, ' ',
@@ -570,9 +570,11 @@ async function traceView(traceId) {
             if (open) {
                 open.remove();
                 button.setAttribute('aria-expanded', 'false');
+                button.removeAttribute('aria-controls');
             } else {
                 li.append(spanDetail(s, t0));
                 button.setAttribute('aria-expanded', 'true');
+                button.setAttribute('aria-controls', `detail-${s.span_id}`);
             }
         });
         li.append(button,
