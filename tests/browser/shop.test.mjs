@@ -4,7 +4,8 @@
 // against one whole shop started by `agora up`. A customer registers,
 // searches, buys with tok_visa and watches the order confirm without a
 // reload; a declined card; a phone-sized screen; an administrator watches a
-// killed service go down and come back, and replays a dead letter. Every
+// killed service go down and come back, replays a dead letter, and follows
+// a checkout's trace from the list to its waterfall, its logs and back. Every
 // page is checked for labels, alt texts and a focus order that leaves the
 // page, and screenshotted into <build>/browser-artifacts/.
 import { after, before, describe, it } from 'node:test';
