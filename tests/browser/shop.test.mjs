@@ -4,7 +4,8 @@
 // against one whole shop started by `agora up`. A customer registers,
 // searches, buys with tok_visa and watches the order confirm without a
 // reload; a declined card; a phone-sized screen; an administrator watches a
-// killed service go down and come back, and replays a dead letter. Every
+// killed service go down and come back, replays a dead letter, and follows
+// a checkout's trace from the list to its waterfall, its logs and back. Every
 // page is checked for labels, alt texts and a focus order that leaves the
 // page, and screenshotted into <build>/browser-artifacts/.
 import { after, before, describe, it } from 'node:test';
@@ -72,9 +73,9 @@ async function checkAccessibility(page, name) {
     assert.ok(seen.size > 0, `${name}: nothing takes the keyboard focus`);
 }
 
-async function shot(page, name) {
+async function shot(page, name, fullPage = true) {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
-    await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
 }
 
 describe('storefront and console in a browser', () => {
@@ -439,5 +440,170 @@ describe('storefront and console in a browser', () => {
         assert.deepEqual(page.errors, []);
         await page.context().close();
         await fetch(`${bus}/v1/subscriptions/${sub}`, { method: 'DELETE', headers: ident });
+    });
+
+    it('an admin finds a checkout\'s trace, reads its waterfall and a span, follows it to its logs and back', { timeout: 120_000 }, async () => {
+        // A checkout under a trace of our own (traceparent), by a new buyer.
+        const email = `traces-${crypto.randomUUID()}@example.com`;
+        assert.equal((await api('POST', '/api/v1/users', { json: { email, password: PASSWORD, name: 'Tia Trace' } })).status, 201);
+        const buyer = (await api('POST', '/api/v1/auth/login', { json: { email, password: PASSWORD } })).json.access_token;
+        assert.equal((await api('POST', '/api/v1/cart/items', { token: buyer, json: { product_id: products[0].id, quantity: 1 } })).status, 200);
+        const traceId = crypto.randomBytes(16).toString('hex');
+        const placed = await api('POST', '/api/v1/orders', {
+            token: buyer,
+            json: { shipping_address: { name: 'Tia Trace', line1: '3 Market Street', city: 'Leeds', postal_code: 'LS1 1AA', country: 'GB' }, payment_token: 'tok_visa' },
+            headers: { 'idempotency-key': crypto.randomUUID(), traceparent: `00-${traceId}-${crypto.randomBytes(8).toString('hex')}-01` },
+        });
+        assert.equal(placed.status, 202, JSON.stringify(placed.json));
+        await waitFor(async () => (await api('GET', `/api/v1/orders/${placed.json.id}`, { token: buyer })).json.status === 'CONFIRMED', { timeoutMs: 45_000, intervalMs: 200, message: 'the traced order confirmed' });
+        // Exporters send every second: wait for every service's spans, then
+        // for the trace to stop growing.
+        const want = ['gateway', 'orders', 'inventory', 'payments', 'shipping'];
+        let trace;
+        let n = -1;
+        await waitFor(async () => {
+            const r = await api('GET', `/api/v1/traces/${traceId}`, { token: admin });
+            if (r.status !== 200) return false;
+            const same = r.json.spans.length === n;
+            n = r.json.spans.length;
+            trace = r.json;
+            const services = new Set(trace.spans.map((x) => x.service));
+            return same && want.every((w) => services.has(w));
+        }, { timeoutMs: 45_000, intervalMs: 1500, message: `the spans of ${want.join(', ')} in trace ${traceId}` });
+        await waitFor(async () => new Set((await api('GET', `/api/v1/logs?trace_id=${traceId}&limit=1000`, { token: admin })).json.items.map((l) => l.service)).size >= 4,
+            { timeoutMs: WAIT, intervalMs: 200, message: 'log lines of the trace' });
+
+        const page = await consolePage();
+        await page.getByRole('link', { name: 'Traces', exact: true }).click();
+        await page.getByRole('heading', { name: 'Traces' }).waitFor();
+        // Nothing matches an impossible filter: said so.
+        await page.getByLabel('Min duration (ms)').fill('86400000');
+        await page.getByRole('button', { name: 'Apply' }).click();
+        await page.locator('#traces-empty', { hasText: 'No traces match these filters.' }).waitFor();
+        await page.getByLabel('Min duration (ms)').fill('');
+        await page.getByLabel('Service').selectOption('shipping');
+        await page.getByRole('button', { name: 'Apply' }).click();
+        await page.waitForURL(/#\/traces\?service=shipping$/);
+        const row = page.locator(`#traces li[data-trace="${traceId}"]`);
+        await row.waitFor();
+        assert.match(await row.textContent(), /gateway\s*POST \/api\/v1\/orders/);
+        assert.match(await row.textContent(), new RegExp(`${trace.spans.length} spans`));
+        await checkAccessibility(page, 'console traces');
+        await row.getByRole('link').click();
+
+        // The waterfall: every span, in tree order, each under its parent.
+        await page.locator('#waterfall > li').nth(trace.spans.length - 1).waitFor();
+        const drawn = await page.locator('#waterfall > li').evaluateAll((lis) => lis.map((li) => ({
+            id: li.dataset.spanId,
+            depth: Number(li.dataset.depth),
+            service: li.dataset.service,
+            x: li.querySelector('.svc-name').getBoundingClientRect().left,
+            left: parseFloat(li.querySelector('.bar').style.left),
+            width: parseFloat(li.querySelector('.bar').style.width),
+        })));
+        assert.equal(drawn.length, trace.spans.length);
+        const byId = new Map(trace.spans.map((x) => [x.span_id, x]));
+        const first = byId.get(drawn[0].id);
+        assert.deepEqual([first.service, first.kind, first.name, drawn[0].depth], ['gateway', 2, 'POST /api/v1/orders', 0], 'the gateway\'s server span comes first');
+        assert.ok(drawn[0].left < 1, `the root bar starts the trace (at ${drawn[0].left}%)`);
+        assert.ok(Math.max(...drawn.map((d) => d.left + d.width)) > 99, 'the last span ends the trace');
+        const at = new Map(drawn.map((d, i) => [d.id, i]));
+        for (const [i, d] of drawn.entries()) {
+            const parent = byId.get(d.id).parent_span_id;
+            if (!byId.has(parent)) {
+                assert.equal(d.depth, 0);
+                continue;
+            }
+            const p = drawn[at.get(parent)];
+            assert.ok(at.get(parent) < i, `${d.service} ${byId.get(d.id).name} after its parent`);
+            assert.equal(d.depth, p.depth + 1);
+            if (d.depth <= 12) assert.ok(d.x > p.x, `${d.service} ${byId.get(d.id).name} indented deeper than its parent`);
+            assert.ok(d.left >= 0 && d.left + d.width <= 100.01);
+        }
+        for (const w of want) assert.ok(drawn.some((d) => d.service === w && d.depth > 0), `a nested span of ${w}`);
+        assert.ok(Math.max(...drawn.map((d) => d.depth)) >= 3, 'the saga nests several levels deep');
+
+        // A span's details: the gateway's attributes and status.
+        const rootLabel = page.locator(`#waterfall li[data-span-id="${first.span_id}"] > button`);
+        await rootLabel.click();
+        assert.equal(await rootLabel.getAttribute('aria-expanded'), 'true');
+        const detail = page.locator(`#detail-${first.span_id}`);
+        await detail.getByRole('heading', { name: /POST \/api\/v1\/orders/ }).waitFor();
+        assert.match(await detail.textContent(), /http\.response\.status_code\s*202/);
+        assert.match(await detail.textContent(), /Kind\s*server/);
+        const consumer = trace.spans.find((x) => x.service === 'shipping' && x.kind === 5);
+        await page.locator(`#waterfall li[data-span-id="${consumer.span_id}"] > button`).click();
+        await page.locator(`#detail-${consumer.span_id}`, { hasText: 'messaging.destination.name' }).waitFor();
+        await page.locator(`#detail-${consumer.span_id}`).evaluate((el) => el.scrollIntoView({ block: 'center' }));
+        await page.locator(`#waterfall li[data-span-id="${consumer.span_id}"] > button`).click();
+        await page.locator(`#detail-${consumer.span_id}`).waitFor({ state: 'detached' });
+        await rootLabel.click();
+        await detail.waitFor({ state: 'detached' });
+        await page.evaluate(() => window.scrollTo(0, 0));
+        await shot(page, 'console-traces', false); // the first screenful (docs/img/console-traces.png)
+        await checkAccessibility(page, 'console waterfall');
+
+        // Its logs: lines of several services, all of this trace.
+        await page.getByRole('link', { name: 'logs of this trace' }).click();
+        await page.getByRole('heading', { name: 'Logs' }).waitFor();
+        await page.locator('#log-lines li').first().waitFor();
+        assert.equal(await page.getByLabel('Trace id').inputValue(), traceId);
+        const lines = await page.locator('#log-lines > li').evaluateAll((lis) => lis.map((li) => ({ service: li.dataset.service, trace: li.dataset.trace })));
+        assert.ok(new Set(lines.map((l) => l.service)).size >= 4, `lines of several services: ${[...new Set(lines.map((l) => l.service))]}`);
+        assert.ok(lines.every((l) => l.trace === traceId), 'every line is of this trace');
+        await shot(page, 'console-logs');
+        await checkAccessibility(page, 'console logs');
+        // And back from a line to its trace.
+        await page.locator('#log-lines li').last().getByRole('link', { name: `Trace ${traceId}` }).click();
+        await page.waitForURL(new RegExp(`#/traces/${traceId}$`));
+        await page.locator('#waterfall > li').nth(trace.spans.length - 1).waitFor();
+
+        // On a phone-sized screen neither view scrolls sideways.
+        await page.setViewportSize({ width: 390, height: 844 });
+        for (const hash of [`#/traces/${traceId}`, '#/traces', `#/logs?trace_id=${traceId}`]) {
+            await page.goto(`${shop.gw}/console/${hash}`);
+            await page.locator('#waterfall li, #traces li, #log-lines li').first().waitFor();
+            const { sw, cw } = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, cw: document.documentElement.clientWidth }));
+            assert.ok(sw <= cw, `${hash}: the page is ${sw}px wide on a ${cw}px screen`);
+            await shot(page, `phone-console-${hash.includes(traceId) ? (hash.startsWith('#/logs') ? 'logs' : 'waterfall') : 'traces'}`, false);
+        }
+
+        // Errors and empty states, with the collector's answers stood in
+        // for: 503 (collector down), 403 (not an administrator), no traces
+        // yet; and a trace with an error span and a span whose parent is
+        // not in the trace (a root of its own).
+        await page.setViewportSize({ width: 1280, height: 900 });
+        const problem = (status, title) => ({ status, contentType: 'application/problem+json', body: JSON.stringify({ type: 'urn:agora:problem:x', title, status, detail: title }) });
+        const answers = [
+            [problem(503, 'Service unavailable'), '#traces-error', /not reachable.*HTTP 503/],
+            [problem(403, 'Forbidden'), '#traces-error', /Only administrators.*HTTP 403/],
+            [{ status: 200, contentType: 'application/json', body: '{"items":[]}' }, '#traces-empty', /No traces yet/],
+        ];
+        for (const [answer, sel, text] of answers) {
+            await page.route('**/api/v1/traces?*', (r) => r.fulfill(answer));
+            await page.goto(`${shop.gw}/console/#/traces?error=true`);
+            await page.goto(`${shop.gw}/console/#/traces`);
+            await page.locator(sel, { hasText: text }).waitFor();
+            await page.unroute('**/api/v1/traces?*');
+        }
+        await page.route('**/api/v1/logs?*', (r) => r.fulfill(problem(503, 'Service unavailable')));
+        await page.goto(`${shop.gw}/console/#/logs?level=error`);
+        await page.locator('#logs-error', { hasText: /not reachable.*HTTP 503/ }).waitFor();
+        await page.unroute('**/api/v1/logs?*');
+        const fake = '0123456789abcdef0123456789abcdef';
+        const span = (id, parent, name, start, end, code = 0, message = '') => ({ span_id: id, parent_span_id: parent, service: 'payments', name, kind: 1, start_unix_nano: start, end_unix_nano: end, duration_ms: (end - start) / 1e6, status: { code, message }, attributes: {}, events: [] });
+        await page.route(`**/api/v1/traces/${fake}`, (r) => r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ trace_id: fake, spans: [
+            span('a1', 'ffffffffffffffff', 'outer', 1e9, 1.1e9), span('b2', 'a1', 'payment.authorize', 1.02e9, 1.05e9, 2, 'declined'), span('c3', 'eeeeeeeeeeeeeeee', 'orphan', 1.06e9, 1.08e9),
+        ] }) }));
+        await page.goto(`${shop.gw}/console/#/traces/${fake}`);
+        await page.locator('#waterfall > li[data-span-id="c3"]').waitFor();
+        assert.deepEqual(await page.locator('#waterfall > li').evaluateAll((lis) => lis.map((li) => [li.dataset.spanId, li.dataset.depth])), [['a1', '0'], ['b2', '1'], ['c3', '0']]);
+        assert.match(await page.locator('#waterfall li[data-span-id="b2"] > button').textContent(), /✕ error/);
+        await page.locator('#waterfall li[data-span-id="b2"] > button').click();
+        assert.match(await page.locator('#detail-b2').textContent(), /Status\s*✕ error · declined/);
+        assert.match(await page.locator('#trace-summary').textContent(), /1 error span/);
+        await page.unroute(`**/api/v1/traces/${fake}`);
+        assert.deepEqual(page.errors, []);
+        await page.context().close();
     });
 });

@@ -5,6 +5,10 @@
 //   #/sagas     sagas in flight and failed, with each order's steps
 //   #/bus       subscriptions with backlog, dead letters: inspect, replay
 //   #/catalog   products and their stock: create, set and adjust stock
+//   #/traces    recent traces (filters: service, errors only, min duration);
+//               #/traces/<id> one trace's waterfall, a span's details
+//   #/logs      the programs' log lines (filters: service, level, trace id,
+//               request id), each line's trace a link to its waterfall
 // It talks only to the gateway, with the administrator's bearer token.
 import { Api, ApiError, h, jwtClaims, money, newIdempotencyKey, when } from '/lib/api.js';
 
@@ -49,6 +53,8 @@ const TABS = [
     ['sagas', 'Sagas'],
     ['bus', 'Bus'],
     ['catalog', 'Products and stock'],
+    ['traces', 'Traces'],
+    ['logs', 'Logs'],
 ];
 
 function renderChrome(current) {
@@ -354,6 +360,282 @@ async function catalogView(cursor) {
         form);
 }
 
+/* ---- Traces and logs ---- */
+
+const SPAN_KINDS = { 1: 'internal', 2: 'server', 3: 'client', 4: 'producer', 5: 'consumer' };
+// Service colours: a fixed one for each program of the shop (distinct,
+// dark enough for white text, none the error red); others by a hash.
+const COLORS = {
+    gateway: '#1a56a8', orders: '#6b3fa0', inventory: '#8a4b08', payments: '#0b6e7a', shipping: '#1d6b3f',
+    notifications: '#9c2f6e', analytics: '#5a5f00', catalog: '#3d4f7d', users: '#6d4c41', bus: '#2e6b52', registry: '#4d5868',
+};
+const PALETTE = ['#1a56a8', '#1d6b3f', '#6b3fa0', '#8a4b08', '#0b6e7a', '#5a5f00', '#9c2f6e', '#3d4f7d', '#2e6b52', '#6d4c41'];
+let knownServices = null;
+
+function serviceColor(name) {
+    if (COLORS[name]) return COLORS[name];
+    let x = 0;
+    for (const c of String(name)) x = (x * 31 + c.codePointAt(0)) >>> 0;
+    return PALETTE[x % PALETTE.length];
+}
+
+// The services to filter by: those the gateway routes, plus the gateway.
+async function serviceNames() {
+    if (!knownServices) {
+        try {
+            const r = await api.get('/api/v1/admin/services');
+            knownServices = ['gateway', ...Object.keys(r.services)].sort();
+        } catch {
+            return ['gateway', 'orders', 'inventory', 'payments', 'shipping', 'notifications', 'catalog', 'users', 'cart'].sort();
+        }
+    }
+    return knownServices;
+}
+
+// A failed read of the collector, explained: 403 (not an administrator),
+// 503 (the collector or the log directory is not there), anything else.
+function collectorError(e, what) {
+    const box = h('div', { class: 'alert', role: 'alert', id: `${what}-error` });
+    if (e.status === 403) box.append(`Only administrators can read ${what}; this account is not one (HTTP 403). Sign in as admin@agora.local.`);
+    else if (e.status === 503) box.append(`The trace collector (platform/traces) is not reachable, so no ${what} can be shown (HTTP 503). `, h('code', {}, 'agora status'), ' shows whether it runs; the supervisor restarts it.');
+    else if (e.status === 400) box.append(`The filters were refused: ${errorText(e)}`);
+    else box.append(errorText(e));
+    return box;
+}
+
+function nanos(v) {
+    return typeof v === 'number' ? v : Number(v);
+}
+
+function ms(v) {
+    if (v === null || v === undefined) return '–';
+    if (v < 1) return `${v.toFixed(2)} ms`;
+    if (v < 1000) return `${v.toFixed(1)} ms`;
+    return `${(v / 1000).toFixed(2)} s`;
+}
+
+function timeOf(unixNano) {
+    return new Date(nanos(unixNano) / 1e6).toLocaleString('en-GB', { dateStyle: 'medium', timeStyle: 'medium' });
+}
+
+function serviceSelect(id, names, current) {
+    const opts = [...new Set([...names, ...(current ? [current] : [])])].sort();
+    return h('select', { id, name: 'service' }, h('option', { value: '' }, 'All services'),
+        opts.map((n) => h('option', { value: n, selected: n === current }, n)));
+}
+
+function filterForm(id, fields, onsubmit) {
+    const form = h('form', { class: 'filters', id, 'aria-label': 'Filters' }, ...fields, h('button', { type: 'submit' }, 'Apply'));
+    form.addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        if (!form.reportValidity()) return;
+        onsubmit(form);
+    });
+    return form;
+}
+
+const field = (label, control) => h('div', { class: 'field' }, h('label', { for: control.id }, label), control);
+
+async function tracesView(params) {
+    const seq = routeSeq;
+    const service = params.get('service') ?? '';
+    const errorsOnly = params.get('error') === 'true';
+    const minDuration = params.get('min_duration') ?? '';
+    const names = await serviceNames();
+    const form = filterForm('trace-filters', [
+        field('Service', serviceSelect('tf-service', names, service)),
+        field('Min duration (ms)', h('input', { id: 'tf-min', name: 'min_duration', type: 'number', min: 0, max: 86400000, step: 1, inputmode: 'numeric', value: minDuration })),
+        h('div', { class: 'field check' }, h('input', { id: 'tf-error', name: 'error', type: 'checkbox', checked: errorsOnly }), h('label', { for: 'tf-error' }, 'Errors only')),
+    ], (f) => {
+        const q = new URLSearchParams();
+        if (f.elements.service.value) q.set('service', f.elements.service.value);
+        if (f.elements.min_duration.value) q.set('min_duration', f.elements.min_duration.value);
+        if (f.elements.error.checked) q.set('error', 'true');
+        const next = `#/traces${String(q) ? `?${q}` : ''}`;
+        if (location.hash === next) route();
+        else location.hash = next;
+    });
+    const q = new URLSearchParams({ limit: '50' });
+    if (service) q.set('service', service);
+    if (minDuration) q.set('min_duration', minDuration);
+    if (errorsOnly) q.set('error', 'true');
+    let body;
+    try {
+        const r = await api.get(`/api/v1/traces?${q}`);
+        const filtered = service || minDuration || errorsOnly;
+        body = r.items.length
+            ? h('ol', { class: 'traces', id: 'traces' }, r.items.map((t) => h('li', { 'data-trace': t.trace_id, class: t.error ? 'error' : null },
+                h('a', { href: `#/traces/${t.trace_id}` }, h('span', { class: 'svc-name', style: `border-color: ${serviceColor(t.root?.service)}` }, t.root?.service ?? 'unknown service'), ' ', t.root?.name ?? '(no root span)'),
+                h('span', { class: 'meta' },
+                    h('span', {}, ms(t.duration_ms)), h('span', {}, `${t.spans} span${t.spans === 1 ? '' : 's'}`),
+                    t.error ? h('span', { class: 'status down' }, '✕ error') : null,
+                    h('span', { class: 'muted' }, timeOf(t.start_unix_nano))))))
+            : h('p', { class: 'note', id: 'traces-empty' }, filtered
+                ? 'No traces match these filters.'
+                : 'No traces yet. Every request through the gateway and every saga step is traced: place an order in the shop, and its trace shows here within a few seconds.');
+    } catch (e) {
+        body = collectorError(e, 'traces');
+    }
+    renderFor(seq, h('h1', {}, 'Traces'),
+        h('p', { class: 'muted' }, 'The newest traces the collector keeps (platform/traces), newest first. Open one to see its spans as a waterfall.'),
+        form, h('p', {}, h('button', { type: 'button', class: 'secondary', onclick: () => route() }, 'Refresh')), body);
+}
+
+// The spans in tree order: each span after its parent, children by start
+// time; a span whose parent is not in the trace is a root.
+function spanTree(spans) {
+    const byId = new Map(spans.map((s) => [s.span_id, s]));
+    const children = new Map();
+    const roots = [];
+    for (const s of spans) {
+        if (s.parent_span_id && byId.has(s.parent_span_id) && s.parent_span_id !== s.span_id) {
+            if (!children.has(s.parent_span_id)) children.set(s.parent_span_id, []);
+            children.get(s.parent_span_id).push(s);
+        } else {
+            roots.push(s);
+        }
+    }
+    const byStart = (a, b) => nanos(a.start_unix_nano) - nanos(b.start_unix_nano);
+    const out = [];
+    const seen = new Set();
+    const walk = (s, depth) => {
+        if (seen.has(s.span_id)) return;
+        seen.add(s.span_id);
+        out.push({ span: s, depth });
+        for (const c of (children.get(s.span_id) ?? []).sort(byStart)) walk(c, depth + 1);
+    };
+    for (const r of roots.sort(byStart)) walk(r, 0);
+    // A cycle of parents (malformed input) has no root: show it flat.
+    for (const s of spans) if (!seen.has(s.span_id)) walk(s, 0);
+    return out;
+}
+
+function spanDetail(s, t0) {
+    const attrs = Object.entries(s.attributes ?? {});
+    const code = s.status?.code ?? 0;
+    return h('div', { class: 'span-detail', id: `detail-${s.span_id}` },
+        h('h2', {}, `${s.name} `, h('span', { class: 'muted' }, `(${s.service})`)),
+        h('dl', {},
+            h('dt', {}, 'Status'), h('dd', {}, code === 2 ? h('span', { class: 'status down' }, '✕ error') : code === 1 ? 'ok' : 'unset', s.status?.message ? ` · ${s.status.message}` : ''),
+            h('dt', {}, 'Kind'), h('dd', {}, SPAN_KINDS[s.kind] ?? String(s.kind)),
+            h('dt', {}, 'Start'), h('dd', {}, `+${ms((nanos(s.start_unix_nano) - t0) / 1e6)} · ${timeOf(s.start_unix_nano)}`),
+            h('dt', {}, 'Duration'), h('dd', {}, ms(s.duration_ms)),
+            h('dt', {}, 'Span'), h('dd', {}, h('code', {}, s.span_id), s.parent_span_id ? [' parent ', h('code', {}, s.parent_span_id)] : '')),
+        h('h3', {}, `Attributes (${attrs.length})`),
+        attrs.length
+            ? h('dl', { class: 'attrs' }, attrs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, typeof v === 'string' ? v : JSON.stringify(v))]))
+            : h('p', { class: 'muted' }, 'None.'),
+        h('h3', {}, `Events (${(s.events ?? []).length})`),
+        (s.events ?? []).length
+            ? h('ul', {}, s.events.map((ev) => h('li', {}, h('strong', {}, ev.name ?? 'event'),
+                ev.time_unix_nano !== undefined ? ` at +${ms((nanos(ev.time_unix_nano) - t0) / 1e6)}` : '',
+                Object.keys(ev.attributes ?? {}).length ? h('div', { class: 'muted' }, Object.entries(ev.attributes).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' · ')) : null)))
+            : h('p', { class: 'muted' }, 'None.'));
+}
+
+async function traceView(traceId) {
+    const seq = routeSeq;
+    let trace;
+    try {
+        trace = await api.get(`/api/v1/traces/${encodeURIComponent(traceId)}`);
+    } catch (e) {
+        renderFor(seq, h('h1', {}, 'Trace'), h('p', {}, h('a', { href: '#/traces' }, 'All traces')),
+            e.status === 404 ? h('p', { class: 'note', role: 'alert', id: 'trace-missing' }, `No trace ${traceId}: its spans may not have arrived yet (exporters send every second), or it was evicted.`) : collectorError(e, 'traces'));
+        return;
+    }
+    const spans = trace.spans ?? [];
+    if (!spans.length) {
+        renderFor(seq, h('h1', {}, 'Trace ', h('code', { class: 'trace-id' }, trace.trace_id)), h('p', {}, h('a', { href: '#/traces' }, 'All traces')), h('p', { class: 'note' }, 'This trace has no spans.'));
+        return;
+    }
+    const t0 = Math.min(...spans.map((s) => nanos(s.start_unix_nano)));
+    const t1 = Math.max(...spans.map((s) => nanos(s.end_unix_nano)));
+    const total = Math.max(1, t1 - t0);
+    const services = [...new Set(spans.map((s) => s.service))];
+    const errors = spans.filter((s) => s.status?.code === 2).length;
+    const pct = (v) => `${Math.min(100, Math.max(0, (v / total) * 100)).toFixed(3)}%`;
+    const rows = spanTree(spans).map(({ span: s, depth }) => {
+        const err = s.status?.code === 2;
+        const start = nanos(s.start_unix_nano) - t0;
+        const dur = Math.max(0, nanos(s.end_unix_nano) - nanos(s.start_unix_nano));
+        const color = serviceColor(s.service);
+        const li = h('li', { 'data-span-id': s.span_id, 'data-depth': depth, 'data-service': s.service, class: err ? 'error' : null, style: `--depth: ${depth}` });
+        const button = h('button', { type: 'button', class: 'span-label', 'aria-expanded': 'false' },
+            h('span', { class: 'svc-name', style: `border-color: ${color}` }, s.service), ' ',
+            h('span', { class: 'span-name' }, s.name), ' ',
+            err ? h('span', { class: 'status down' }, '✕ error') : null, ' ',
+            h('span', { class: 'muted dur' }, ms(s.duration_ms)));
+        button.addEventListener('click', () => {
+            const open = li.querySelector('.span-detail');
+            if (open) {
+                open.remove();
+                button.setAttribute('aria-expanded', 'false');
+                button.removeAttribute('aria-controls');
+            } else {
+                li.append(spanDetail(s, t0));
+                button.setAttribute('aria-expanded', 'true');
+                button.setAttribute('aria-controls', `detail-${s.span_id}`);
+            }
+        });
+        li.append(button,
+            h('div', { class: 'track', 'aria-hidden': 'true' },
+                h('div', { class: 'bar', style: `left: ${pct(start)}; width: ${pct(dur)}; background: ${err ? 'var(--bad)' : color}` })));
+        return li;
+    });
+    renderFor(seq, h('h1', {}, 'Trace ', h('code', { class: 'trace-id' }, trace.trace_id)),
+        h('p', {}, h('a', { href: '#/traces' }, 'All traces'), ' · ', h('a', { href: `#/logs?trace_id=${encodeURIComponent(trace.trace_id)}`, id: 'trace-logs' }, 'logs of this trace')),
+        h('p', { id: 'trace-summary' }, `${ms(total / 1e6)} · ${spans.length} spans · ${services.length} services · started ${timeOf(t0)}`,
+            errors ? [' · ', h('span', { class: 'status down' }, `✕ ${errors} error span${errors === 1 ? '' : 's'}`)] : ''),
+        h('ul', { class: 'legend', 'aria-label': 'Services' }, services.map((n) => h('li', {}, h('span', { class: 'swatch', style: `background: ${serviceColor(n)}` }), n))),
+        h('p', { class: 'muted' }, 'Spans in call order, each under its caller; a bar spans its start and end within the trace. Select a span for its attributes, events and status.'),
+        h('ol', { class: 'waterfall', id: 'waterfall', 'aria-label': 'Spans' }, rows));
+}
+
+const LEVELS = ['debug', 'info', 'warn', 'error'];
+const ID_PATTERN = '[A-Za-z0-9._\\-]{1,64}';
+
+async function logsView(params) {
+    const seq = routeSeq;
+    const cur = Object.fromEntries(['service', 'level', 'trace_id', 'request_id'].map((k) => [k, params.get(k) ?? '']));
+    const names = await serviceNames();
+    const form = filterForm('log-filters', [
+        field('Service', serviceSelect('lf-service', names, cur.service)),
+        field('Level (and above)', h('select', { id: 'lf-level', name: 'level' }, h('option', { value: '' }, 'Any'), LEVELS.map((l) => h('option', { value: l, selected: l === cur.level }, l)))),
+        field('Trace id', h('input', { id: 'lf-trace', name: 'trace_id', pattern: ID_PATTERN, value: cur.trace_id, autocomplete: 'off', spellcheck: 'false' })),
+        field('Request id', h('input', { id: 'lf-request', name: 'request_id', pattern: ID_PATTERN, value: cur.request_id, autocomplete: 'off', spellcheck: 'false' })),
+    ], (f) => {
+        const q = new URLSearchParams();
+        for (const k of Object.keys(cur)) if (f.elements[k].value.trim()) q.set(k, f.elements[k].value.trim());
+        const next = `#/logs${String(q) ? `?${q}` : ''}`;
+        if (location.hash === next) route();
+        else location.hash = next;
+    });
+    const q = new URLSearchParams({ limit: '200' });
+    for (const [k, v] of Object.entries(cur)) if (v) q.set(k, v);
+    let body;
+    try {
+        const r = await api.get(`/api/v1/logs?${q}`);
+        const known = new Set(['time', 'level', 'service', 'msg', 'trace_id', 'span_id', 'request_id']);
+        body = r.items.length
+            ? [r.truncated ? h('p', { class: 'note', id: 'logs-truncated' }, `Only the newest ${r.items.length} matching lines are shown; narrow the filters for older ones.`) : null,
+                h('ol', { class: 'log-lines', id: 'log-lines', 'aria-label': 'Log lines, oldest first' }, r.items.map((l) => h('li', { 'data-service': l.service, 'data-level': l.level, 'data-trace': l.trace_id ?? null },
+                    h('span', { class: 'muted' }, h('time', { datetime: l.time }, l.time)),
+                    h('span', { class: `status level-${l.level}` }, l.level),
+                    h('span', { class: 'svc-name', style: `border-color: ${serviceColor(l.service)}` }, l.service),
+                    h('span', { class: 'msg' }, l.msg),
+                    h('span', { class: 'muted extra' }, Object.entries(l).filter(([k]) => !known.has(k)).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ')),
+                    l.request_id ? h('span', { class: 'muted' }, `request ${l.request_id}`) : null,
+                    l.trace_id ? h('a', { href: `#/traces/${encodeURIComponent(l.trace_id)}`, 'aria-label': `Trace ${l.trace_id}` }, `trace ${l.trace_id.slice(0, 8)}…`) : null)))]
+            : h('p', { class: 'note', id: 'logs-empty' }, 'No log lines match these filters.');
+    } catch (e) {
+        body = collectorError(e, 'logs');
+    }
+    renderFor(seq, h('h1', {}, 'Logs'),
+        h('p', { class: 'muted' }, 'The newest log lines of every program (the supervisor\'s logs/), oldest first. A line\'s trace link opens its waterfall.'),
+        cur.trace_id ? h('p', {}, h('a', { href: `#/traces/${encodeURIComponent(cur.trace_id)}` }, 'Back to trace ', h('code', {}, cur.trace_id.slice(0, 8)), '…')) : null,
+        form, h('p', {}, h('button', { type: 'button', class: 'secondary', onclick: () => route() }, 'Refresh')), ...[body].flat());
+}
+
 async function route() {
     const seq = ++routeSeq;
     clearTimeout(timer);
@@ -373,6 +655,9 @@ async function route() {
         else if (tab === 'sagas') await sagasView(parts[1]);
         else if (tab === 'bus') await busView(parts[1]);
         else if (tab === 'catalog') await catalogView(params.get('cursor'));
+        else if (tab === 'traces' && parts[1]) await traceView(parts[1]);
+        else if (tab === 'traces') await tracesView(params);
+        else if (tab === 'logs') await logsView(params);
         else renderFor(seq, h('h1', {}, 'Not found'));
     } catch (e) {
         renderFor(seq, h('h1', {}, 'Something went wrong'), h('p', { class: 'alert' }, errorText(e)));
