@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { makeTempDir, sourceDir, waitFor } from '../lib/proc.mjs';
 import { identityHeader, TEST_INTERNAL_KEY } from '../lib/identity.mjs';
-import { findOffset, portFree, startShop } from '../lib/shop.mjs';
+import { extraPorts, findOffset, portFree, startShop, TEST_BACKENDS, TEST_SCALE } from '../lib/shop.mjs';
+import { requireTool } from '../lib/openapi.mjs';
 import { GATEWAY_OPS_PORT, PROGRAMS } from '../lib/ports.mjs';
 import { validate } from '../lib/schema.mjs';
 
@@ -44,9 +45,10 @@ describe('agora up: the whole shop through the gateway', () => {
     let customer;
     let off;
     const seen = [];
+    let amqpConn = null;
 
     before(async () => {
-        off = await findOffset(Object.values(PORTS));
+        off = await findOffset(Object.values(PORTS), extraPorts(TEST_SCALE, TEST_BACKENDS));
         // A real SMTP server on loopback for the notifications service.
         maildir = makeTempDir('agora-e2e-mail-');
         smtp = spawn(fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', [path.join(sourceDir(), 'services/notifications/tests/smtpd.py'), '--port', String(PORTS.smtp + off), '--dir', maildir], {
@@ -63,15 +65,31 @@ describe('agora up: the whole shop through the gateway', () => {
         bus = `http://127.0.0.1:${PORTS.bus + off}`;
         // The bus and the registry answer only a service identity signed with the shop's key.
         op = shop.operator;
-        // An observer subscription, to check the events the services publish.
-        const sub = await call(bus, 'PUT', '/v1/subscriptions/e2e-observer', {
-            headers: op,
-            json: { topics: ['user.*', 'product.*'], ack_deadline_ms: 30000, max_attempts: 5 },
-        });
-        assert.ok([200, 201].includes(sub.status), sub.text);
+        // An observer, to check the events the services publish: a
+        // subscription on the bus, or on RabbitMQ (--backends rabbitmq) a
+        // queue of its own bound to the events exchange, read as the
+        // node's administrator.
+        if (TEST_BACKENDS.includes('rabbitmq')) {
+            const amqp = requireTool('amqplib');
+            const url = execFileSync(path.join(sourceDir(), 'scripts', 'engine-rabbitmq'), ['adduser', path.join(data, 'engines', 'rabbitmq'), 'admin'], { encoding: 'utf8' }).trim();
+            amqpConn = await amqp.connect(url);
+            // The broker closes it when the shop stops: nothing to report.
+            amqpConn.on('error', () => {});
+            const ch = await amqpConn.createChannel();
+            const q = await ch.assertQueue('', { exclusive: true });
+            for (const key of ['user.#', 'product.#']) await ch.bindQueue(q.queue, 'agora.events', key);
+            await ch.consume(q.queue, (m) => seen.push(JSON.parse(m.content.toString())), { noAck: true });
+        } else {
+            const sub = await call(bus, 'PUT', '/v1/subscriptions/e2e-observer', {
+                headers: op,
+                json: { topics: ['user.*', 'product.*'], ack_deadline_ms: 30000, max_attempts: 5 },
+            });
+            assert.ok([200, 201].includes(sub.status), sub.text);
+        }
     });
 
     after(async () => {
+        await amqpConn?.close().catch(() => {});
         await shop?.kill();
         if (smtp && smtp.exitCode === null) smtp.kill('SIGTERM');
     });
@@ -149,6 +167,7 @@ describe('agora up: the whole shop through the gateway', () => {
         // must arrive, and every event must match contracts/events.
         await waitFor(
             async () => {
+                if (amqpConn) return seen.some((e) => e.type === 'user.registered' && e.data.name === 'E2E') && seen.some((e) => e.type === 'product.created' && e.data.sku === 'E2E-1');
                 const r = await call(bus, 'POST', '/v1/subscriptions/e2e-observer/pull', { headers: op, json: { max_messages: 100, wait_ms: 1000 } });
                 assert.equal(r.status, 200, r.text);
                 for (const m of r.body.messages) seen.push(m.data);

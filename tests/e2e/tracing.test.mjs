@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { buildDir, cleanup, waitFor } from '../lib/proc.mjs';
-import { startShop } from '../lib/shop.mjs';
+import { startShop, TEST_BACKENDS } from '../lib/shop.mjs';
 
 const T = { timeout: 120_000 };
 const ADDRESS = { name: 'Tia Trace', line1: '3 Market Street', city: 'Leeds', postal_code: 'LS1 1AA', country: 'GB' };
@@ -133,7 +133,7 @@ describe('tracing: one trace per checkout, across HTTP and the bus', () => {
         }
         assert.ok(kinds('orders', PRODUCER).includes('order.created'), `orders publishes order.created: ${kinds('orders', PRODUCER)}`);
         for (const s of trace.spans.filter((x) => x.kind === CONSUMER || x.kind === PRODUCER)) {
-            assert.equal(s.attributes['messaging.system'], 'bus');
+            assert.equal(s.attributes['messaging.system'], TEST_BACKENDS.includes('rabbitmq') ? 'rabbitmq' : 'bus');
             assert.ok(s.attributes['messaging.message.id']);
         }
         assert.ok(trace.spans.every((s) => s.status.code !== 2), `no error span: ${JSON.stringify(trace.spans.filter((s) => s.status.code === 2))}`);
