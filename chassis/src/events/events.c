@@ -610,6 +610,14 @@ relay_schedule(struct ag_events *ev, enum relay_state state, uint64_t delay_ms)
     uv_timer_start(&ev->relay_timer, on_relay_timer, delay_ms, 0);
 }
 
+/* The OpenTelemetry messaging.system of the broker: "rabbitmq", or "bus"
+ * for the embedded bus (no registered name). */
+static const char *
+messaging_system(const struct ag_events *ev)
+{
+    return strcmp(ev->ops->name, "amqp") == 0 ? "rabbitmq" : ev->ops->name;
+}
+
 /* One PRODUCER span per relayed event whose trace is sampled: from the
  * send to the broker's answer, a sibling of the event's consumers under the
  * span that wrote it (the traceparent in its CloudEvent, which
@@ -634,7 +642,7 @@ producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
         snprintf(name, sizeof(name), "%s publish", r->type);
         ag_span_begin(&span, &ctx, name, AG_SPAN_PRODUCER);
         span.start_ns = ev->relay_sent_ns;
-        ag_span_attr_str(&span, "messaging.system", ev->ops->name);
+        ag_span_attr_str(&span, "messaging.system", messaging_system(ev));
         ag_span_attr_str(&span, "messaging.operation", "publish");
         ag_span_attr_str(&span, "messaging.destination.name", r->type);
         ag_span_attr_str(&span, "messaging.message.id", r->id);
@@ -1041,7 +1049,7 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, size_t index, char
             char name[AG_SPAN_MAX_TEXT];
             snprintf(name, sizeof(name), "%s process", m->topic[0] ? m->topic : "event");
             ag_span_begin(&span, &tctx, name, AG_SPAN_CONSUMER);
-            ag_span_attr_str(&span, "messaging.system", ev->ops->name);
+            ag_span_attr_str(&span, "messaging.system", messaging_system(ev));
             ag_span_attr_str(&span, "messaging.operation", "process");
             ag_span_attr_str(&span, "messaging.destination.name", m->topic);
             ag_span_attr_str(&span, "messaging.consumer.group.name", s->name);
