@@ -17,9 +17,11 @@ struct ag_pool;
 /* One schema migration. Tables of these are generated from a service's
  * migrations/NNNN_name.sql files by scripts/embed_migrations.cmake. */
 struct ag_migration {
-    int version;      /* > 0, unique within a table; applied in ascending order */
-    const char *name; /* e.g. "0001_init", recorded in schema_migrations */
-    const char *sql;  /* one or more statements, no parameters */
+    int version;        /* > 0, unique within a table; applied in ascending order */
+    const char *name;   /* e.g. "0001_init", recorded in schema_migrations */
+    const char *sql;    /* one or more statements, no parameters */
+    const char *sql_pg; /* PostgreSQL's version of 'sql' (migrations/pg/NNNN_name.sql);
+                           NULL: 'sql' on every backend */
 };
 
 struct ag_store; /* an open database connection and its statement cache */
