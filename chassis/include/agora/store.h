@@ -234,6 +234,26 @@ int ag_store_ping(struct ag_store *store);
  * "" if there was none. Borrowed until the next call on 'store'. */
 const char *ag_store_errmsg(struct ag_store *store);
 
+/* Take or renew the lease 'name' for 'holder' (an instance id) until
+ * 'now_ms' + 'ttl_ms' (Unix ms), in the chassis table agora_leases(name,
+ * holder, until_ms) of this database (created when missing). A lease held
+ * by another holder is taken only once its time has passed, so among the
+ * instances sharing a database at most one holds it at a time, as long as
+ * their clocks agree to well under 'ttl_ms'. A holder must stop acting as
+ * the leader before its lease ends (renew well before, e.g. every ttl/5)
+ * and must expect another holder once it has not renewed in time.
+ * '*out_held' is true when 'holder' has the lease now. One upsert in its
+ * own lazy transaction (a lost renewal is harmless), so it must be called
+ * outside a transaction (AG_EINVAL otherwise). Returns 0 or the store's
+ * error ('*out_held' false then). The loop thread of 'store'. */
+int ag_store_lease(struct ag_store *store, const char *name, const char *holder, int64_t now_ms,
+                   int64_t ttl_ms, bool *out_held);
+
+/* Give up the lease 'name' if 'holder' has it, so another instance can take
+ * it at once (at shutdown). Returns 0 (also when not held) or the store's
+ * error; AG_EINVAL inside a transaction. */
+int ag_store_lease_release(struct ag_store *store, const char *name, const char *holder);
+
 /* Test hook: make the 'n'-th next operation that executes SQL fail with
  * AG_EIO (errmsg "injected fault") without running it. Counted operations:
  * ag_stmt_step, ag_store_exec, ag_store_ping, ag_store_begin and

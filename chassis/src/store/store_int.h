@@ -75,6 +75,7 @@ struct ag_store {
     size_t stmt_cache_max;                       /* eviction threshold */
     bool durable;                                /* cfg->durability == AG_STORE_FULL */
     bool lazy_tx;                                /* the open tx came from ag_store_begin_lazy */
+    bool leases_ready;                           /* agora_leases exists (lease.c) */
     bool tx_retryable;   /* the last failure was a serialization failure or deadlock:
                           ag_store_tx may run the transaction again */
     int fault_countdown; /* ag_store_fault_after; 0 = disarmed */
