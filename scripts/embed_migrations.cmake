@@ -3,6 +3,7 @@
 # Called by agora_migrations() with OUT, NAME, FILES and DIR. A file
 # DIR/pg/NNNN_name.sql replaces NNNN_name.sql on PostgreSQL (sql_pg);
 # without one, sql_pg is NULL and 'sql' runs on every backend.
+cmake_policy(SET CMP0057 NEW) # if(... IN_LIST ...)
 set(body "/* Generated from the migrations directory: do not edit. */\n#include \"agora/store.h\"\n\n")
 set(entries "")
 string(REPLACE "|" ";" FILES "${FILES}")

@@ -87,7 +87,7 @@ int
 inv_store_stock_reserved_total(struct ag_store *st, int64_t *out_n)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st, "SELECT coalesce(sum(reserved), 0) FROM stock", &s);
+    int rc = ag_store_stmt(st, "SELECT CAST(coalesce(sum(reserved), 0) AS BIGINT) FROM stock", &s);
     return rc != 0 ? rc : ag_stmt_step_i64(s, 0, out_n);
 }
 
@@ -346,8 +346,9 @@ inv_store_line_insert(struct ag_store *st, const char *reservation_id, const str
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
-                           "INSERT INTO reservation_lines (reservation_id, product_id, quantity) "
-                           "VALUES ($1, $2, $3)",
+                           "INSERT INTO reservation_lines (reservation_id, product_id, quantity, "
+                           "line_no) VALUES ($1, $2, $3, (SELECT coalesce(max(line_no), 0) + 1 "
+                           "FROM reservation_lines WHERE reservation_id = $1))",
                            &s);
     if (rc != 0)
         return rc;
@@ -364,7 +365,7 @@ inv_store_lines_get(struct ag_store *st, const char *reservation_id, struct inv_
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "SELECT product_id, quantity FROM reservation_lines "
-                           "WHERE reservation_id = $1 ORDER BY rowid",
+                           "WHERE reservation_id = $1 ORDER BY line_no",
                            &s);
     if (rc != 0)
         return rc;

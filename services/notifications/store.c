@@ -31,7 +31,7 @@ notify_store_user_put(struct ag_store *st, const char *user_id, const char *emai
                            "VALUES ($1, coalesce($2, ''), coalesce($3, ''), $4) "
                            "ON CONFLICT (user_id) DO UPDATE SET "
                            "email = coalesce($2, email), name = coalesce($3, name), "
-                           "changed_ms = max(changed_ms, $4) "
+                           "changed_ms = excluded.changed_ms "
                            "WHERE $4 >= users.changed_ms",
                            &s);
     if (rc != 0)

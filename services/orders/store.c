@@ -180,18 +180,24 @@ orders_store_cart_add(struct ag_store *st, const char *user_id, const char *prod
         return rc;
     if (others >= ORDERS_CART_MAX)
         return AG_ETOOBIG;
+    /* Portable SQL: the time comes from here, the cap is a CASE (SQLite's
+     * scalar min() is PostgreSQL's least()). */
     rc = ag_store_stmt(st,
                        "INSERT INTO cart_items (user_id, product_id, quantity, added_at) "
-                       "VALUES ($1, $2, $3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) "
+                       "VALUES ($1, $2, $3, $5) "
                        "ON CONFLICT (user_id, product_id) DO UPDATE SET "
-                       "quantity = min(cart_items.quantity + excluded.quantity, $4)",
+                       "quantity = CASE WHEN cart_items.quantity + excluded.quantity > $4 "
+                       "THEN $4 ELSE cart_items.quantity + excluded.quantity END",
                        &s);
     if (rc != 0)
         return rc;
+    char now[AG_RFC3339_LEN];
+    ag_time_rfc3339(ag_time_unix_ms(), now);
     ag_stmt_bind_cstr(s, 1, user_id);
     ag_stmt_bind_cstr(s, 2, product_id);
     ag_stmt_bind_i64(s, 3, quantity);
     ag_stmt_bind_i64(s, 4, ORDERS_QTY_MAX);
+    ag_stmt_bind_cstr(s, 5, now);
     return ag_stmt_exec(s);
 }
 
@@ -421,10 +427,12 @@ orders_store_step_insert(struct ag_store *st, const char *order_id, const char *
                          int64_t deadline_ms)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO saga_steps (order_id, step, type, command, attempt, "
-                           "sent_at, deadline_ms) VALUES ($1, $2, $3, $4, 1, $5, $6)",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "INSERT INTO saga_steps (order_id, step, type, command, attempt, "
+                      "sent_at, deadline_ms, seq) VALUES ($1, $2, $3, $4, 1, $5, $6, "
+                      "(SELECT coalesce(max(seq), 0) + 1 FROM saga_steps WHERE order_id = $1))",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, order_id);
@@ -493,7 +501,7 @@ orders_store_steps(struct ag_store *st, const char *order_id, json_t **out_steps
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "SELECT step, attempt, sent_at, outcome, outcome_at FROM saga_steps "
-                           "WHERE order_id = $1 ORDER BY rowid",
+                           "WHERE order_id = $1 ORDER BY seq",
                            &s);
     if (rc != 0)
         return rc;
@@ -541,12 +549,21 @@ orders_store_sagas(struct ag_store *st, bool failed, int64_t max_attempt, int64_
                    json_t *items)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT o.id, o.status, o.created_at, group_concat(g.step, ' ') FROM "
-                           "orders o JOIN saga_steps g ON g.order_id = o.id AND g.outcome IS NULL "
-                           "GROUP BY o.id HAVING (max(g.attempt) > $1) = $2 "
+    /* group_concat is string_agg on PostgreSQL; the rest is portable. */
+    bool pg = strcmp(ag_store_backend(st), "postgres") == 0;
+    int rc =
+        ag_store_stmt(st,
+                      pg ? "SELECT o.id, o.status, o.created_at, string_agg(g.step, ' ') FROM "
+                           "orders o JOIN saga_steps g ON g.order_id = o.id AND g.outcome IS "
+                           "NULL GROUP BY o.id, o.status, o.created_at "
+                           "HAVING CASE WHEN max(g.attempt) > $1 THEN 1 ELSE 0 END = $2 "
+                           "ORDER BY o.id DESC LIMIT $3"
+                         : "SELECT o.id, o.status, o.created_at, group_concat(g.step, ' ') FROM "
+                           "orders o JOIN saga_steps g ON g.order_id = o.id AND g.outcome IS "
+                           "NULL GROUP BY o.id "
+                           "HAVING CASE WHEN max(g.attempt) > $1 THEN 1 ELSE 0 END = $2 "
                            "ORDER BY o.id DESC LIMIT $3",
-                           &s);
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, max_attempt);
