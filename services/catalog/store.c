@@ -180,11 +180,11 @@ pg_tsquery(const char *fts, struct ag_buf *out)
 }
 
 #define LIST_FILTERS                                                                               \
-    " AND ($2 IS NULL OR p.category = $2)"                                                         \
+    " AND (CAST($2 AS TEXT) IS NULL OR p.category = $2)"                                           \
     " AND ($3 < 0 OR p.price_amount >= $3)"                                                        \
     " AND ($4 < 0 OR p.price_amount <= $4)"                                                        \
     " AND ($5 < 0 OR p.active = $5)"                                                               \
-    " AND ($6 IS NULL OR p.currency = $6)"
+    " AND (CAST($6 AS TEXT) IS NULL OR p.currency = $6)"
 
 int
 catalog_store_product_list(struct ag_store *st, const struct catalog_filter *f,

@@ -148,7 +148,7 @@ inv_store_movement_list(struct ag_store *st, const char *product_id, const char 
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "SELECT " MOVEMENT_COLS " FROM movements WHERE product_id = $1 "
-                           "AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+                           "AND (CAST($2 AS TEXT) IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
                            &s);
     if (rc != 0)
         return rc;
@@ -306,11 +306,12 @@ inv_store_reservation_list(struct ag_store *st, const char *order_id, const char
                            int64_t limit, struct ag_pool *pool, json_t *items, bool *out_more)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT " RES_COLS " FROM reservations WHERE "
-                           "($1 IS NULL OR order_id = $1) AND ($2 IS NULL OR id < $2) "
-                           "ORDER BY id DESC LIMIT $3",
-                           &s);
+    int rc = ag_store_stmt(
+        st,
+        "SELECT " RES_COLS " FROM reservations WHERE "
+        "(CAST($1 AS TEXT) IS NULL OR order_id = $1) AND (CAST($2 AS TEXT) IS NULL OR id < $2) "
+        "ORDER BY id DESC LIMIT $3",
+        &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, order_id);

@@ -349,11 +349,12 @@ orders_store_order_list(struct ag_store *st, const char *user_id, const char *st
                         const char *after_id, int64_t limit, json_t *items, bool *out_more)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT state FROM orders WHERE ($1 IS NULL OR user_id = $1) AND "
-                           "($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3) "
-                           "ORDER BY id DESC LIMIT $4",
-                           &s);
+    int rc = ag_store_stmt(
+        st,
+        "SELECT state FROM orders WHERE (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND "
+        "(CAST($2 AS TEXT) IS NULL OR status = $2) AND (CAST($3 AS TEXT) IS NULL OR id < $3) "
+        "ORDER BY id DESC LIMIT $4",
+        &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, user_id);
@@ -398,10 +399,11 @@ orders_store_step_get(struct ag_store *st, const char *order_id, const char *ste
                       struct orders_step *out)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT type, command, attempt, outcome IS NULL, outcome FROM "
-                           "saga_steps WHERE order_id = $1 AND step = $2",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "SELECT type, command, attempt, outcome IS NULL, outcome, deadline_ms FROM "
+                      "saga_steps WHERE order_id = $1 AND step = $2",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, order_id);
@@ -416,6 +418,7 @@ orders_store_step_get(struct ag_store *st, const char *order_id, const char *ste
         out->attempt = ag_stmt_col_i64(s, 2);
         out->pending = ag_stmt_col_i64(s, 3) != 0;
         ag_stmt_col_copy(s, 4, out->outcome, sizeof(out->outcome));
+        out->deadline_ms = ag_stmt_col_i64(s, 5);
     }
     ag_stmt_reset(s);
     return rc;

@@ -134,9 +134,9 @@ ship_store_list(struct ag_store *st, const struct ship_filter *f, json_t *items,
     struct ag_stmt *q;
     int rc = ag_store_stmt(st,
                            "SELECT " SHIPMENT_COLS " FROM shipments WHERE id > $1"
-                           " AND ($2 IS NULL OR user_id = $2)"
-                           " AND ($3 IS NULL OR order_id = $3)"
-                           " AND ($4 IS NULL OR status = $4)"
+                           " AND (CAST($2 AS TEXT) IS NULL OR user_id = $2)"
+                           " AND (CAST($3 AS TEXT) IS NULL OR order_id = $3)"
+                           " AND (CAST($4 AS TEXT) IS NULL OR status = $4)"
                            " ORDER BY id LIMIT $5",
                            &q);
     if (rc != 0)

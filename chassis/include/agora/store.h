@@ -118,9 +118,25 @@ typedef int (*ag_store_tx_fn)(struct ag_store *store, void *arg);
 /* Run 'fn(store, arg)' inside ag_store_begin / ag_store_commit. If 'fn'
  * returns non-zero the transaction is rolled back and that value returned.
  * If the commit fails the transaction is rolled back and the commit's code
- * returned. Begin errors are returned without calling 'fn'. 'fn' runs
- * exactly once when the begin succeeded, before this function returns. */
+ * returned. Begin errors are returned without calling 'fn'.
+ *
+ * Retries: when a statement of 'fn' or the commit fails with a
+ * serialization failure or a deadlock (PostgreSQL's serializable
+ * transactions, SQLSTATE 40001 / 40P01: another transaction won), the
+ * transaction is rolled back and 'fn' runs again on the new state, after a
+ * random pause of at most a few ms, up to 8 runs in all; then AG_EBUSY is
+ * returned. So 'fn' may run more than once (always exactly once on SQLite,
+ * whose single writer never fails that way): it must have no effect
+ * outside the database that a second run would repeat (no calls to other
+ * systems, no counters or lists that a rerun adds to twice; reset them at
+ * its start). A body that cannot be rerun uses ag_store_tx_once. All runs
+ * happen before this function returns. */
 int ag_store_tx(struct ag_store *store, ag_store_tx_fn fn, void *arg);
+
+/* ag_store_tx that runs 'fn' once: a serialization failure is returned as
+ * AG_EBUSY with the transaction rolled back, for bodies with an effect
+ * outside the database (a call to a payment provider). */
+int ag_store_tx_once(struct ag_store *store, ag_store_tx_fn fn, void *arg);
 
 /* Prepare 'sql', exactly one statement (a trailing ';' is allowed) with
  * parameters written $1, $2, ... (any order, repeats allowed).

@@ -459,11 +459,11 @@ retry_pause(int attempt)
     nanosleep(&ts, NULL);
 }
 
-int
-ag_store_tx(struct ag_store *store, ag_store_tx_fn fn, void *arg)
+static int
+tx_run(struct ag_store *store, ag_store_tx_fn fn, void *arg, int max_attempts)
 {
     int rc = 0;
-    for (int attempt = 1; attempt <= TX_MAX_ATTEMPTS; attempt++) {
+    for (int attempt = 1; attempt <= max_attempts; attempt++) {
         store->tx_retryable = false;
         rc = ag_store_begin(store);
         if (rc != 0)
@@ -483,10 +483,22 @@ ag_store_tx(struct ag_store *store, ag_store_tx_fn fn, void *arg)
          * transaction won: run the body again on the new state. */
         if (!again)
             return rc;
-        if (attempt < TX_MAX_ATTEMPTS)
+        if (attempt < max_attempts)
             retry_pause(attempt);
     }
     return rc;
+}
+
+int
+ag_store_tx(struct ag_store *store, ag_store_tx_fn fn, void *arg)
+{
+    return tx_run(store, fn, arg, TX_MAX_ATTEMPTS);
+}
+
+int
+ag_store_tx_once(struct ag_store *store, ag_store_tx_fn fn, void *arg)
+{
+    return tx_run(store, fn, arg, 1);
 }
 
 int64_t

@@ -22,6 +22,8 @@
 
 #define BYTEA_OID        17
 #define BOOL_OID         16
+#define TEXT_OID         25
+#define MAX_TYPED_PARAMS 64 /* parameters the "$n IS NULL" retry can type */
 #define CONNECT_TIMEOUT  "5"
 #define PG_MAX_PARAM_LEN ((size_t)1 << 30) /* PostgreSQL's 1 GB field limit */
 
@@ -308,7 +310,29 @@ static int
 server_prepare(struct ag_store *store, struct pg_stmt *ps)
 {
     struct pg_conn *pc = PC(store);
+    /* Parameter types are left to the server (OID 0). A parameter it
+     * cannot type from its context alone (only in "$n IS NULL") is
+     * declared text and the statement prepared again: services write such
+     * tests for optional text filters. */
+    Oid types[MAX_TYPED_PARAMS] = { 0 };
+    int ntypes = 0;
     PGresult *res = PQprepare(pc->conn, ps->name, ps->sql, 0, NULL);
+    for (int tries = 0; tries < MAX_TYPED_PARAMS; tries++) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        const char *dollar = msg != NULL ? strstr(msg, "parameter $") : NULL;
+        if (PQresultStatus(res) == PGRES_COMMAND_OK || state == NULL ||
+            (strcmp(state, "42P18") != 0 && strcmp(state, "42P08") != 0) || dollar == NULL ||
+            PQtransactionStatus(pc->conn) == PQTRANS_INERROR)
+            break;
+        long n = strtol(dollar + strlen("parameter $"), NULL, 10);
+        if (n < 1 || n > MAX_TYPED_PARAMS || types[n - 1] != 0)
+            break;
+        types[n - 1] = TEXT_OID;
+        ntypes = AG_MAX(ntypes, (int)n);
+        PQclear(res);
+        res = PQprepare(pc->conn, ps->name, ps->sql, ntypes, types);
+    }
     int rc = 0;
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         rc = fail_res(store, res);

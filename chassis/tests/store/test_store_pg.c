@@ -267,6 +267,14 @@ test_bind_and_cache(void **state)
     assert_int_equal(ag_stmt_step(again), AG_STMT_DONE); /* bindings cleared: NULL */
     ag_stmt_reset(again);
 
+    /* A parameter only "$n IS NULL" could type is taken as text. */
+    assert_int_equal(
+        ag_store_stmt(s, "SELECT count(*) FROM t WHERE ($1 IS NULL OR name = $1)", &st), 0);
+    assert_int_equal(ag_stmt_bind_cstr(st, 1, "seven"), 0);
+    int64_t n = 0;
+    assert_int_equal(ag_stmt_step_i64(st, -1, &n), 0);
+    assert_int_equal(n, 1);
+
     static const char *const bad[] = {
         "SELEKT 1",
         "SELECT * FROM no_such_table",
