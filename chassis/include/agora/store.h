@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Backend-neutral relational storage for services: open with migrations,
  * cached prepared statements with $n placeholders, transactions. SQLite is
- * the embedded backend (store_sqlite.c); PostgreSQL will plug in behind the
- * same calls (struct ag_store_ops in store_int.h) with no service change.
+ * the embedded backend (store_sqlite.c); PostgreSQL (store_pg.c, a
+ * postgres:// path) sits behind the same calls (struct ag_store_ops in
+ * store_int.h) with no service change. PostgreSQL calls are synchronous
+ * too: each blocks the calling thread for a round trip to the server.
  *
  * Threading: a store and its statements belong to one thread (normally the
  * service's loop thread). Nothing here is asynchronous and no function takes
@@ -28,16 +30,19 @@ struct ag_store; /* an open database connection and its statement cache */
 struct ag_stmt;  /* a prepared statement owned by its store's cache */
 
 enum ag_store_durability {
-    AG_STORE_FULL = 0, /* WAL + synchronous=FULL: a commit survives power loss */
-    AG_STORE_NORMAL,   /* WAL + synchronous=NORMAL: faster; the last commits may be
-                          lost on power loss (never corrupted) */
+    AG_STORE_FULL = 0, /* WAL + synchronous=FULL (PostgreSQL: synchronous_commit=on):
+                          a commit survives power loss */
+    AG_STORE_NORMAL,   /* WAL + synchronous=NORMAL (PostgreSQL: synchronous_commit=off):
+                          faster; the last commits may be lost on power loss (never
+                          corrupted) */
 };
 
 /* Zero means the default for every field. The store copies what it keeps. */
 struct ag_store_config {
-    const char *path;                      /* SQLite file, or ":memory:" */
-    enum ag_store_durability durability;   /* AG_STORE_FULL by default */
-    int busy_timeout_ms;                   /* wait for a locked database; 0 -> 5000 */
+    const char *path; /* SQLite file, ":memory:", or postgres://user:password@host:port/db
+                         (PostgreSQL; a secret, never put in messages) */
+    enum ag_store_durability durability; /* AG_STORE_FULL by default */
+    int busy_timeout_ms; /* wait for a locked database (PostgreSQL: lock_timeout); 0 -> 5000 */
     const struct ag_migration *migrations; /* any order; applied by version */
     size_t nmigrations;                    /* entries in 'migrations' */
     size_t stmt_cache_max;                 /* cached statements; 0 -> 256 */
@@ -50,7 +55,10 @@ struct ag_store_config {
 
 /* Open the database described by 'cfg' and bring its schema up to date.
  *
- * The SQLite backend sets journal_mode=WAL (kept as "memory" for ":memory:"),
+ * A path starting with postgres:// or postgresql:// opens PostgreSQL (see
+ * docs/internals/store.md: synchronous_commit from 'cfg->durability',
+ * lock_timeout from 'cfg->busy_timeout_ms', each migration's 'sql_pg' when
+ * set). The SQLite backend sets journal_mode=WAL (kept as "memory" for ":memory:"),
  * synchronous=FULL or NORMAL from 'cfg->durability', foreign_keys=ON and the
  * busy timeout. Then it creates schema_migrations(version, name, applied_at)
  * if missing and applies every migration of 'cfg->migrations' not recorded
@@ -62,8 +70,7 @@ struct ag_store_config {
  * open, and if 'cfg->errbuf' is set it receives the reason:
  *   AG_EINVAL   'cfg' or 'cfg->path' is NULL
  *   AG_ECONFIG  the database records a schema version newer than the highest
- *               in 'cfg->migrations'; duplicate or non-positive versions; a
- *               backend that is not built in (e.g. a postgres:// path); WAL
+ *               in 'cfg->migrations'; duplicate or non-positive versions; WAL
  *               could not be enabled
  *   AG_EIO, AG_EBUSY, AG_EEXIST, AG_ECONFLICT  the database could not be
  *               opened or a migration failed (it was rolled back)
@@ -75,7 +82,7 @@ int ag_store_open(const struct ag_store_config *cfg, struct ag_store **out_store
  * Accepts NULL. */
 void ag_store_close(struct ag_store *store);
 
-/* Name of the backend: "sqlite". Static storage. */
+/* Name of the backend: "sqlite" or "postgres". Static storage. */
 const char *ag_store_backend(const struct ag_store *store);
 
 /* Run 'sql', which takes no parameters and may hold several statements
@@ -86,7 +93,11 @@ int ag_store_exec(struct ag_store *store, const char *sql);
 
 /* Start a write transaction (SQLite: BEGIN IMMEDIATE, which takes the write
  * lock now and waits up to the busy timeout for it, so later statements in
- * the transaction cannot fail with a lock upgrade deadlock).
+ * the transaction cannot fail with a lock upgrade deadlock; PostgreSQL:
+ * BEGIN ISOLATION LEVEL SERIALIZABLE, whose statements or commit may then
+ * fail with AG_EBUSY when a concurrent transaction conflicts: roll back and
+ * try again, as ag_store_tx does. On PostgreSQL a failed statement aborts
+ * the transaction: later ones fail and the commit is AG_EIO).
  * Returns 0, AG_EINVAL if a transaction is already open (no nesting),
  * AG_EBUSY if the lock could not be had in time, AG_EIO. */
 int ag_store_begin(struct ag_store *store);
@@ -205,7 +216,10 @@ enum {
  * a negative code: AG_EEXIST for a UNIQUE or PRIMARY KEY violation,
  * AG_ECONFLICT for another constraint failure (FOREIGN KEY, CHECK, NOT NULL),
  * AG_EBUSY when the database is locked past the busy timeout, AG_EIO
- * otherwise. After an error, call ag_stmt_reset; ag_store_errmsg says why. */
+ * otherwise (PostgreSQL: also AG_EBUSY for a serialization failure or
+ * deadlock, AG_EINVAL for a value the column's type refuses, AG_EIO for a
+ * lost connection). After an error, call ag_stmt_reset; ag_store_errmsg
+ * says why. */
 int ag_stmt_step(struct ag_stmt *st);
 
 /* Columns of the result (0 for statements that return no rows). */

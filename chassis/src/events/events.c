@@ -828,6 +828,10 @@ static void
 on_poll(uv_timer_t *t)
 {
     struct ag_events *ev = t->data;
+    /* Keep the relay lease renewed (or ask for it) whatever the relay is
+     * doing: a leader backing off from a broker outage stays the leader. */
+    if (!ev->stopping && !ag_store_in_tx(ev->store))
+        relay_is_leader(ev);
     ag_events_kick(ev);
     update_gauges(ev);
     housekeep(ev);
