@@ -89,6 +89,9 @@ int cli_cmd_down(int argc, char **argv);
 int cli_cmd_kill(int argc, char **argv);
 int cli_cmd_seed(int argc, char **argv);
 int cli_cmd_load(int argc, char **argv);
+int cli_cmd_probe(int argc, char **argv);
+/* agora dead-letters (deadletters.c): RabbitMQ dead-letter queues. */
+int cli_cmd_dead_letters(int argc, char **argv);
 
 /* Seed a running shop whose gateway is 'gw' ("http://127.0.0.1:8080"):
  * the demo catalog of 'catalog_file' (products the catalog lacks), and the
@@ -97,5 +100,23 @@ int cli_seed(const char *gw, const char *admin_password, const char *catalog_fil
 
 /* Read run/shop.json of a running shop: NULL (printed) when none runs. */
 json_t *cli_shop_info(const char *data);
+
+/* Service identities (agora/identity.h). The supervisor's master secret
+ * for them is <data>/service.key (64 hex digits, 0600), apart from
+ * internal.key: every process holds AGORA_INTERNAL_KEY, none holds this. */
+#define CLI_SERVICE_MASTER "service.key"
+
+/* The 64 hex digits of service 'name''s seed derived from the master
+ * 'master_hex' into 'out' (65 bytes). AG_EINVAL for a bad master or name. */
+int cli_service_key(const char *master_hex, const char *name, char out[65]);
+
+/* "name=<hex public key>,..." for 'names' under 'master_hex'; owned. NULL
+ * for a bad master or name. */
+char *cli_service_pubkeys(const char *master_hex, const char *const *names, size_t n);
+
+/* The operator's ("agora") X-Agora-Identity for the shop whose data
+ * directory is 'data', valid five minutes, into 'out' (AG_IDENTITY_MAXLEN
+ * bytes). AG_ENOENT without a readable master. */
+int cli_operator_identity(const char *data, char *out);
 
 #endif /* CLI_CLI_H */

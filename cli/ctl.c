@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The commands that talk to a running shop through its data directory:
- * status, logs, down, kill, seed (cli.h lists the files they read). */
+ * status, logs, down, kill, seed (cli.h lists the files they read); and
+ * probe, a one-shot GET for container health checks. */
 #include "agora/base.h"
 #include "cli.h"
 
@@ -232,10 +233,59 @@ next_line(struct logfile *lf)
         snprintf(lf->time, sizeof(lf->time), "%.24s", t + 8);
 }
 
-static bool
-since_ok(const struct logfile *lf, const char *since)
+/* What `agora logs` shows. */
+struct log_filter {
+    char since[32];    /* RFC 3339, "" for all */
+    char trace[128];   /* "\"trace_id\":\"<id>\"", "" for any */
+    char request[128]; /* "\"request_id\":\"<id>\"", "" for any */
+    int min_level;     /* 0 debug .. 3 error */
+};
+
+static int
+level_rank(const char *s, size_t n)
 {
-    return since[0] == '\0' || lf->time[0] == '\0' || strcmp(lf->time, since) >= 0;
+    static const char *const names[] = { "debug", "info", "warn", "error" };
+    for (int i = 0; i < 4; i++) {
+        if (strlen(names[i]) == n && strncmp(s, names[i], n) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static bool
+wanted(const struct logfile *lf, const struct log_filter *f)
+{
+    if (f->since[0] != '\0' && lf->time[0] != '\0' && strcmp(lf->time, f->since) < 0)
+        return false;
+    if (f->trace[0] != '\0' && strstr(lf->line, f->trace) == NULL)
+        return false;
+    if (f->request[0] != '\0' && strstr(lf->line, f->request) == NULL)
+        return false;
+    if (f->min_level > 0) {
+        const char *l = strstr(lf->line, "\"level\":\"");
+        if (l == NULL)
+            return false;
+        l += 9;
+        const char *e = strchr(l, '"');
+        if (e == NULL || level_rank(l, (size_t)(e - l)) < f->min_level)
+            return false;
+    }
+    return true;
+}
+
+/* An id of a filter: letters, digits, '-', '_', '.' only. */
+static bool
+plain_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s != '\0'; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return false;
+    }
+    return true;
 }
 
 static volatile sig_atomic_t interrupted;
@@ -254,7 +304,8 @@ cli_cmd_logs(int argc, char **argv)
     bool ok = parse_common(argc, argv, &o);
     bool follow = false;
     const char *program = NULL;
-    char since[32] = "";
+    struct log_filter filt;
+    memset(&filt, 0, sizeof(filt));
     for (int i = 0; ok && i < o.nrest; i++) {
         const char *a = o.rest[i];
         if (strcmp(a, "-f") == 0 || strcmp(a, "--follow") == 0) {
@@ -265,7 +316,24 @@ cli_cmd_logs(int argc, char **argv)
                 ag_free(o.rest);
                 return usage_error("logs", "--since takes a duration such as 30s, 5m or 2h");
             }
-            ag_time_rfc3339(ag_time_unix_ms() - (int64_t)ms, since);
+            ag_time_rfc3339(ag_time_unix_ms() - (int64_t)ms, filt.since);
+        } else if ((strcmp(a, "--trace") == 0 || strcmp(a, "--request") == 0) && i + 1 < o.nrest) {
+            const char *id = o.rest[++i];
+            if (!plain_id(id)) {
+                ag_free(o.rest);
+                return usage_error("logs", "--trace and --request take an id");
+            }
+            if (a[2] == 't')
+                snprintf(filt.trace, sizeof(filt.trace), "\"trace_id\":\"%s\"", id);
+            else
+                snprintf(filt.request, sizeof(filt.request), "\"request_id\":\"%s\"", id);
+        } else if (strcmp(a, "--level") == 0 && i + 1 < o.nrest) {
+            const char *lv = o.rest[++i];
+            filt.min_level = level_rank(lv, strlen(lv));
+            if (filt.min_level < 0) {
+                ag_free(o.rest);
+                return usage_error("logs", "--level takes debug, info, warn or error");
+            }
         } else if (a[0] != '-' && program == NULL) {
             program = a;
         } else {
@@ -286,10 +354,16 @@ cli_cmd_logs(int argc, char **argv)
     size_t n = 0;
     struct dirent *d;
     while ((d = readdir(dir)) != NULL && n < AG_ARRAY_SIZE(files)) {
+        /* <program>.log and the rotated <program>.log.1 (merged by time). */
         size_t len = strlen(d->d_name);
-        if (len < 5 || strcmp(d->d_name + len - 4, ".log") != 0)
+        size_t stem;
+        if (len > 4 && strcmp(d->d_name + len - 4, ".log") == 0)
+            stem = len - 4;
+        else if (len > 6 && strcmp(d->d_name + len - 6, ".log.1") == 0)
+            stem = len - 6;
+        else
             continue;
-        char *name = ag_strndup(d->d_name, len - 4);
+        char *name = ag_strndup(d->d_name, stem);
         if (program != NULL && strcmp(program, name) != 0) {
             ag_free(name);
             continue;
@@ -316,7 +390,7 @@ cli_cmd_logs(int argc, char **argv)
         struct logfile *best = NULL;
         for (size_t i = 0; i < n; i++) {
             struct logfile *lf = &files[i];
-            while (lf->len >= 0 && !since_ok(lf, since))
+            while (lf->len >= 0 && !wanted(lf, &filt))
                 next_line(lf);
             if (lf->len >= 0 && (best == NULL || strcmp(lf->time, best->time) < 0))
                 best = lf;
@@ -569,4 +643,74 @@ cli_cmd_seed(int argc, char **argv)
     ag_free(catalog);
     json_decref(info);
     return rc;
+}
+
+/* ---- probe ---- */
+
+struct probe_call {
+    bool done;
+    int err;
+    int status;
+};
+
+static void
+on_probe(struct ag_http_client *client, const struct ag_http_client_response *resp, void *udata)
+{
+    AG_UNUSED(client);
+    struct probe_call *c = udata;
+    c->done = true;
+    c->err = resp->err;
+    c->status = resp->status;
+}
+
+/* `agora probe URL [--timeout D]`: GET URL once; exit 0 on a 2xx answer,
+ * else 1. The health check of containers that have no shell or curl
+ * (deploy/Dockerfile's image; deploy/compose/compose.yaml). */
+int
+cli_cmd_probe(int argc, char **argv)
+{
+    const char *url = NULL;
+    uint64_t timeout_ms = 2000;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            if (cli_parse_duration_ms(argv[++i], &timeout_ms) != 0 || timeout_ms == 0)
+                return usage_error("probe", "--timeout takes a duration such as 2s");
+        } else if (argv[i][0] != '-' && url == NULL) {
+            url = argv[i];
+        } else {
+            return usage_error("probe", "takes one URL");
+        }
+    }
+    if (url == NULL)
+        return usage_error("probe", "takes one URL");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct ag_http_client_config cfg = { .breaker_failure_rate = 101, .eject_failures = 1000000 };
+    struct ag_http_client *client;
+    if (ag_http_client_new(&loop, &cfg, &client) != 0)
+        AG_BUG("http client");
+    struct ag_http_client_request req = {
+        .method = "GET",
+        .url = url,
+        .timeout_ms = timeout_ms,
+        .max_retries = -1,
+    };
+    struct probe_call c = { .done = false };
+    int rc = ag_http_client_send(client, &req, on_probe, &c);
+    if (rc != 0)
+        c.err = rc;
+    while (rc == 0 && !c.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    ag_http_client_close(client, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    if (c.err != 0) {
+        fprintf(stderr, "agora probe: %s: %s\n", url, ag_strerror(c.err));
+        return CLI_FAILED;
+    }
+    if (c.status < 200 || c.status > 299) {
+        fprintf(stderr, "agora probe: %s: status %d\n", url, c.status);
+        return CLI_FAILED;
+    }
+    return CLI_OK;
 }

@@ -4,6 +4,7 @@
  * ports, binaries, start-up order), plus the extra settings below. */
 #include "agora/base.h"
 #include "cli.h"
+#include "engines.h"
 #include "supervisor.h"
 
 #include <dirent.h>
@@ -21,7 +22,9 @@
 #include <sodium.h>
 
 #include "agora/buf.h"
+#include "agora/config.h"
 #include "agora/err.h"
+#include "agora/identity.h"
 #include "agora/log.h"
 #include "agora/mem.h"
 #include "agora/ports.h"
@@ -34,7 +37,7 @@
 /* Every program of agora/ports.h that has a binary, in its start-up order
  * (dependencies first; stop is the reverse). */
 static const struct cli_program PROGRAMS[] = {
-#define PROGRAM(NAME, name, port, binary) { name, binary, port, false, { NULL } },
+#define PROGRAM(NAME, name, port, binary) { name, binary, port, false, { NULL }, NULL, 1 },
     AG_PROGRAMS(PROGRAM)
 #undef PROGRAM
 };
@@ -48,6 +51,11 @@ static const struct {
 } EXTRA_ENV[] = {
     /* The registry does not register with itself. */
     { "registry", { "AGORA_REGISTRY_URL=", NULL } },
+    /* The collector does not export its own spans (each export would make
+     * one more), and takes batches of up to 8 MiB. */
+    { "traces",
+      { "AGORA_OTLP_ENDPOINT=", "AGORA_HTTP_MAX_BODY=8MiB", "AGORA_TRACES_LOG_DIR=@DATA@/logs",
+        NULL } },
     { "users",
       { "AGORA_USERS_ADMIN_EMAIL=admin@agora.local", "AGORA_USERS_ADMIN_PASSWORD=@ADMINPW@",
         NULL } },
@@ -74,7 +82,8 @@ static const struct {
 } HELP[] = {
     { "up", "run the whole shop on this machine",
       "usage: agora up [--data DIR] [--build DIR] [--source DIR] [--port-offset N]\n"
-      "                [--detach] [--seed] [--json] [--quiet] [--only PROGRAM,...]\n\n"
+      "                [--detach] [--seed] [--json] [--quiet] [--only PROGRAM,...]\n"
+      "                [--scale PROGRAM=N,...] [--backends postgres,rabbitmq]\n\n"
       "Start every program of the shop in dependency order, wait until each is\n"
       "ready, then print the storefront, console and API addresses. A program that\n"
       "crashes is restarted (at once the first time, then with a doubling delay up\n"
@@ -87,7 +96,18 @@ static const struct {
       "  --seed             once ready, add the demo catalog and the demo customer\n"
       "  --json             show log lines as JSON even on a terminal\n"
       "  --quiet            show only warnings and errors\n"
-      "  --only P,...       show only the lines of these programs\n\n"
+      "  --only P,...       show only the lines of these programs\n"
+      "  --scale P=N,...    run N (1-9) instances of service P (users, catalog,\n"
+      "                     inventory, orders, payments, shipping, notifications);\n"
+      "                     instance k listens on the port + (k-1)*1000 and the gateway\n"
+      "                     balances across them (default: $AGORA_SCALE)\n"
+      "  --backends B,...   postgres: every service's database on a private PostgreSQL\n"
+      "                     cluster (DIR/engines/postgres, port 8432 + N), one database\n"
+      "                     and role each; rabbitmq: events on a private RabbitMQ node\n"
+      "                     (DIR/engines/rabbitmq, port 8672 + N), one user each\n"
+      "                     (default: $AGORA_BACKENDS, else sqlite,bus)\n\n"
+      "AGORA_LOG_FILE_MAX (default 8MiB) bounds each logs/<program>.log: past it the\n"
+      "file is rotated to <program>.log.1 (one kept).\n\n"
       "Logs are one readable line each on a terminal, JSON otherwise; every\n"
       "program's lines are also appended to DIR/logs/<program>.log.\n" },
     { "status", "show every process of a running shop",
@@ -95,10 +115,15 @@ static const struct {
       "For each program: state, pid, port, health (GET /ready), uptime, restarts\n"
       "and resident memory. Exit 3 when no shop runs on DIR.\n" },
     { "logs", "show the log lines of a shop",
-      "usage: agora logs [PROGRAM] [--data DIR] [-f] [--since DURATION] [--json]\n\n"
+      "usage: agora logs [PROGRAM] [--data DIR] [-f] [--since DURATION] [--json]\n"
+      "                  [--trace ID] [--request ID] [--level LEVEL]\n\n"
       "The lines of PROGRAM (or of every program, merged by time) from\n"
-      "DIR/logs/. --since 5m shows only lines of the last five minutes (ms, s, m,\n"
-      "h); -f keeps following new lines until interrupted. Works on a stopped shop.\n" },
+      "DIR/logs/ (the current and the rotated file). --since 5m shows only lines\n"
+      "of the last five minutes (ms, s, m, h); --trace shows the lines of one\n"
+      "trace (its id, as the console and GET /api/v1/traces show it) in every\n"
+      "program, --request those of one request id, --level warn those at warn\n"
+      "and above; -f keeps following new lines until interrupted. Works on a\n"
+      "stopped shop.\n" },
     { "down", "stop a running shop",
       "usage: agora down [--data DIR] [--timeout DURATION]\n\n"
       "Ask the supervisor of the shop on DIR to stop (SIGTERM) and wait until it\n"
@@ -114,6 +139,11 @@ static const struct {
       "stock when inventory runs with AGORA_INVENTORY_DEMO_STOCK, as under agora up)\n"
       "and the demo customer " CLI_DEMO_EMAIL " / " CLI_DEMO_PASSWORD ". Prints the\n"
       "credentials. Running it again changes nothing.\n" },
+    { "probe", "GET a URL once: exit 0 on 2xx (container health checks)",
+      "usage: agora probe URL [--timeout DURATION]\n\n"
+      "GET URL (e.g. http://127.0.0.1:8081/health) once, without retries, within\n"
+      "DURATION (default 2s). Exit 0 on a 2xx answer, 1 otherwise. The health check\n"
+      "of the container image (deploy/Dockerfile), which has no shell or curl.\n" },
     { "load", "generate open-loop load against a shop",
       "usage: agora load [--data DIR | --url URL] [--mix S:W,...] [--rate R]\n"
       "                  [--duration D] [--customers N] [--product ID]\n"
@@ -135,6 +165,16 @@ static const struct {
       "p50/p90/p99/max, and confirmed orders per second; --json for scripts.\n"
       "Exit 1 when a scenario could not be prepared or a request failed to\n"
       "reach the shop at all.\n" },
+    { "dead-letters", "list, show, replay or purge dead letters on RabbitMQ",
+      "usage: agora dead-letters [--events-url URL] list SUB | show SUB N |\n"
+      "                          replay SUB [--limit N] | purge SUB\n\n"
+      "The dead letters of subscription SUB on RabbitMQ (queue SUB.dead; the\n"
+      "events runtime's AMQP backend, AGORA_EVENTS_URL). list: one line per\n"
+      "message (N, id, type, subject, reason); show: message N in full; replay:\n"
+      "move the oldest N (default all) back to SUB only, each removed after\n"
+      "RabbitMQ confirmed the copy; purge: drop them all. list and show put every\n"
+      "message back in order. URL: amqp://user:password@host:port/vhost (default\n"
+      "$AGORA_EVENTS_URL). Exit 3 when SUB.dead does not exist.\n" },
     { "help", "show help for a command", "usage: agora help [COMMAND]\n" },
 };
 
@@ -143,7 +183,7 @@ usage(FILE *out)
 {
     fprintf(out, "usage: agora <command> [options]\n\nCommands:\n");
     for (size_t i = 0; i < AG_ARRAY_SIZE(HELP); i++)
-        fprintf(out, "  %-8s %s\n", HELP[i].name, HELP[i].summary);
+        fprintf(out, "  %-12s %s\n", HELP[i].name, HELP[i].summary);
     fprintf(out, "\nEvery command takes --data DIR (default ./var), the data directory of the\n"
                  "shop it starts or talks to. `agora help <command>` shows a command's options.\n\n"
                  "Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 no shop running on\n"
@@ -421,6 +461,49 @@ wait_detached(int fd, pid_t child, const struct up_ctx *u)
     return CLI_FAILED;
 }
 
+/* Whether program 'name' may run several instances: the business
+ * services (stateless processes over their database); the registry, the
+ * bus and the gateway run once. */
+static bool
+scalable(const char *name)
+{
+    return strcmp(name, "registry") != 0 && strcmp(name, "bus") != 0 &&
+           strcmp(name, "gateway") != 0;
+}
+
+/* Parse "orders=3,catalog=2" into counts[] (indexed like PROGRAMS). */
+static bool
+parse_scale(const char *spec, int counts[])
+{
+    for (const char *p = spec; *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        const char *eq = memchr(p, '=', len);
+        size_t k = AG_ARRAY_SIZE(PROGRAMS);
+        if (eq != NULL) {
+            for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++) {
+                if (PROGRAMS[i].binary != NULL && strlen(PROGRAMS[i].name) == (size_t)(eq - p) &&
+                    strncmp(PROGRAMS[i].name, p, (size_t)(eq - p)) == 0)
+                    k = i;
+            }
+        }
+        int64_t v = 0;
+        if (eq == NULL || k == AG_ARRAY_SIZE(PROGRAMS) ||
+            ag_str_to_i64(ag_str_make(eq + 1, len - (size_t)(eq + 1 - p)), 1, AG_MAX_INSTANCES,
+                          &v) != 0) {
+            fprintf(stderr, "agora up: --scale: '%.*s' is not PROGRAM=N (N 1 to %d)\n", (int)len, p,
+                    AG_MAX_INSTANCES);
+            return false;
+        }
+        if (v > 1 && !scalable(PROGRAMS[k].name)) {
+            fprintf(stderr, "agora up: --scale: %s runs one instance\n", PROGRAMS[k].name);
+            return false;
+        }
+        counts[k] = (int)v;
+        p += len + (p[len] == ',');
+    }
+    return true;
+}
+
 static int
 cmd_up(int argc, char **argv)
 {
@@ -433,6 +516,8 @@ cmd_up(int argc, char **argv)
     bool json = false;
     bool quiet = false;
     const char *only = NULL;
+    const char *scale = getenv("AGORA_SCALE");
+    const char *backends = getenv("AGORA_BACKENDS");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -444,6 +529,10 @@ cmd_up(int argc, char **argv)
             source = argv[++i];
         else if (has && strcmp(a, "--only") == 0)
             only = argv[++i];
+        else if (has && strcmp(a, "--scale") == 0)
+            scale = argv[++i];
+        else if (has && strcmp(a, "--backends") == 0)
+            backends = argv[++i];
         else if (strcmp(a, "--detach") == 0 || strcmp(a, "-d") == 0)
             detach = true;
         else if (strcmp(a, "--seed") == 0)
@@ -479,6 +568,28 @@ cmd_up(int argc, char **argv)
             p += len + (p[len] == ',');
         }
     }
+    /* The supervisor's own settings. */
+    struct {
+        uint64_t log_file_max;
+    } up_settings;
+    static const struct ag_config_key UP_KEYS[] = {
+        { "AGORA_LOG_FILE_MAX", AG_CONFIG_SIZE, "8MiB", 0, 65536, (int64_t)1 << 34, NULL,
+          "bytes of logs/<program>.log before it is rotated to <program>.log.1 (one kept)" },
+    };
+    char cerr[256];
+    if (ag_config_load(UP_KEYS, AG_ARRAY_SIZE(UP_KEYS), &up_settings, cerr, sizeof(cerr)) != 0) {
+        fprintf(stderr, "agora up: %s\n", cerr);
+        return CLI_USAGE;
+    }
+    int counts[AG_ARRAY_SIZE(PROGRAMS)];
+    for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++)
+        counts[i] = 1;
+    if (scale != NULL && !parse_scale(scale, counts))
+        return CLI_USAGE;
+    struct cli_engines eng = { .pg_port = AG_PORT_POSTGRES + (int)offset,
+                               .rmq_port = AG_PORT_RABBITMQ + (int)offset };
+    if (backends != NULL && !cli_engines_parse(backends, &eng))
+        return CLI_USAGE;
     char build_abs[4096];
     char data_abs[4096];
     char source_abs[4096];
@@ -531,10 +642,16 @@ cmd_up(int argc, char **argv)
         return CLI_FAILED;
     /* Every port, before anything starts. */
     for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++) {
-        if (PROGRAMS[i].binary != NULL &&
-            !check_port(PROGRAMS[i].name, PROGRAMS[i].port + (int)offset))
-            return CLI_FAILED;
+        for (int k = 0; PROGRAMS[i].binary != NULL && k < counts[i]; k++) {
+            if (!check_port(PROGRAMS[i].name,
+                            PROGRAMS[i].port + (int)offset + k * AG_PORT_INSTANCE_STRIDE))
+                return CLI_FAILED;
+        }
     }
+    if (eng.postgres && !check_port("PostgreSQL", eng.pg_port))
+        return CLI_FAILED;
+    if (eng.rabbitmq && !check_port("RabbitMQ", eng.rmq_port))
+        return CLI_FAILED;
     if (!check_port("gateway operators", AG_PORT_GATEWAY_OPS + (int)offset))
         return CLI_FAILED;
 
@@ -543,7 +660,12 @@ cmd_up(int argc, char **argv)
     char *pwpath = ag_asprintf("%s/admin-password", data_abs);
     char *key = load_or_make_secret(keypath, 32);
     char *adminpw = load_or_make_secret(pwpath, 12);
-    if (key == NULL || adminpw == NULL)
+    /* The master of service identities: only this process reads it; each
+     * program gets its own key derived from it (below). */
+    char *masterpath = ag_asprintf("%s/%s", data_abs, CLI_SERVICE_MASTER);
+    char *master = load_or_make_secret(masterpath, 32);
+    ag_free(masterpath);
+    if (key == NULL || adminpw == NULL || master == NULL)
         return CLI_FAILED;
 
     struct up_ctx u = {
@@ -574,6 +696,7 @@ cmd_up(int argc, char **argv)
             int rc = wait_detached(fds[0], child, &u);
             fflush(NULL);
             ag_free(key);
+            ag_free(master);
             ag_free(adminpw);
             ag_free(keypath);
             ag_free(pwpath);
@@ -623,42 +746,127 @@ cmd_up(int argc, char **argv)
         { "@SRC@", source_abs },  { "@ADMINPW@", adminpw },
         { "@OPS@", ops },         { "@PROGRAMS@", ag_buf_cstr(&names) },
         { "@BUILD@", build_abs }, { "@ORDERS_PORT@", orders_port },
+        { "@DATA@", data_abs },
     };
 
-    /* The programs with a binary, with their extra settings expanded. */
+    /* The scale-out engines, before the programs that use them. */
+    eng.source = source_abs;
+    eng.data = data_abs;
+    bool engines_ok = cli_engines_start(&eng);
+
+    /* The programs with a binary, each instance of it, with their extra
+     * settings expanded. */
     size_t n = 0;
-    struct cli_program progs[AG_ARRAY_SIZE(PROGRAMS)];
-    char *owned[AG_ARRAY_SIZE(PROGRAMS) * CLI_MAX_ENV];
+    struct cli_program progs[AG_ARRAY_SIZE(PROGRAMS) * AG_MAX_INSTANCES];
+    char *owned[AG_ARRAY_SIZE(PROGRAMS) * AG_MAX_INSTANCES * (CLI_MAX_ENV + 1)];
     size_t nowned = 0;
-    for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++) {
+    for (size_t i = 0; engines_ok && i < AG_ARRAY_SIZE(PROGRAMS); i++) {
         if (PROGRAMS[i].binary == NULL)
             continue; /* not written yet: only its port is reserved */
-        struct cli_program *p = &progs[n++];
-        *p = PROGRAMS[i];
-        p->port = PROGRAMS[i].port + (int)offset;
-        p->public_entry = strcmp(p->name, PUBLIC_ENTRY) == 0;
+        /* Settings every instance shares. */
+        const char *env[CLI_MAX_ENV] = { NULL };
+        size_t ne = 0;
         for (size_t e = 0; e < AG_ARRAY_SIZE(EXTRA_ENV); e++) {
-            if (strcmp(EXTRA_ENV[e].name, p->name) != 0)
+            if (strcmp(EXTRA_ENV[e].name, PROGRAMS[i].name) != 0)
                 continue;
-            for (size_t k = 0; k < CLI_MAX_ENV - 1 && EXTRA_ENV[e].env[k] != NULL; k++) {
+            for (size_t k = 0; ne < CLI_MAX_ENV - 4 && EXTRA_ENV[e].env[k] != NULL; k++) {
                 char *v = ag_strdup(EXTRA_ENV[e].env[k]);
                 for (size_t s = 0; s < AG_ARRAY_SIZE(subst); s++) {
                     char *next = replace_all(v, subst[s][0], subst[s][1]);
                     ag_free(v);
                     v = next;
                 }
-                p->env[k] = v;
+                env[ne++] = v;
                 owned[nowned++] = v;
             }
         }
+        if (scalable(PROGRAMS[i].name)) {
+            /* Business services: their database and their events. */
+            if (eng.postgres) {
+                char *url = cli_engines_db_url(&eng, PROGRAMS[i].name);
+                if (url == NULL) {
+                    engines_ok = false;
+                    break;
+                }
+                env[ne] = ag_asprintf("AGORA_DB_URL=%s", url);
+                owned[nowned++] = (char *)env[ne++];
+                ag_free(url);
+            } else if (counts[i] > 1) {
+                /* Instances share the SQLite file. */
+                env[ne++] = "AGORA_DB_LOCKING=shared";
+            }
+            if (eng.rabbitmq) {
+                char *url = cli_engines_events_url(&eng, PROGRAMS[i].name);
+                if (url == NULL) {
+                    engines_ok = false;
+                    break;
+                }
+                env[ne] = ag_asprintf("AGORA_EVENTS_URL=%s", url);
+                owned[nowned++] = (char *)env[ne++];
+                ag_free(url);
+            }
+        }
+        /* Its own service key, and nobody else's (every instance of it). */
+        {
+            char seed_hex[65];
+            if (cli_service_key(master, PROGRAMS[i].name, seed_hex) != 0)
+                AG_BUG("program names are service names");
+            env[ne] = owned[nowned++] = ag_asprintf("AGORA_SERVICE_KEY=%s", seed_hex);
+            ne++;
+            sodium_memzero(seed_hex, sizeof(seed_hex));
+        }
+        for (int k = 1; k <= counts[i]; k++) {
+            struct cli_program *p = &progs[n++];
+            *p = PROGRAMS[i];
+            p->service = PROGRAMS[i].name;
+            p->instance = k;
+            if (k > 1) {
+                char *name = ag_asprintf("%s-%d", PROGRAMS[i].name, k);
+                owned[nowned++] = name;
+                p->name = name;
+            }
+            p->port = PROGRAMS[i].port + (int)offset + (k - 1) * AG_PORT_INSTANCE_STRIDE;
+            p->public_entry = strcmp(p->name, PUBLIC_ENTRY) == 0;
+            memcpy(p->env, env, sizeof(env));
+        }
     }
+    if (!engines_ok) {
+        cli_engines_stop(&eng);
+        for (size_t i = 0; i < nowned; i++)
+            ag_free(owned[i]);
+        ag_buf_release(&names);
+        ag_free(key);
+        ag_free(adminpw);
+        ag_free(keypath);
+        ag_free(pwpath);
+        if (u.notify_fd >= 0)
+            close(u.notify_fd);
+        close(lockfd);
+        return CLI_FAILED;
+    }
+    /* Everyone's public key: the programs and the operator. */
+    const char *ids[AG_ARRAY_SIZE(PROGRAMS) + 1];
+    size_t nids = 0;
+    for (size_t i = 0; i < AG_ARRAY_SIZE(PROGRAMS); i++) {
+        if (PROGRAMS[i].binary != NULL)
+            ids[nids++] = PROGRAMS[i].name; /* instances share their service's key */
+    }
+    ids[nids++] = AG_IDENTITY_OPERATOR;
+    char *pubkeys = cli_service_pubkeys(master, ids, nids);
+    if (pubkeys == NULL)
+        AG_BUG("program names are service names");
     char *common[8];
     size_t c = 0;
     common[c++] = ag_asprintf("AGORA_DATA_DIR=%s", data_abs);
     common[c++] = ag_asprintf("AGORA_INTERNAL_KEY=%s", key);
+    common[c++] = ag_asprintf("AGORA_SERVICE_PUBKEYS=%s", pubkeys);
+    ag_free(pubkeys);
     common[c++] =
         ag_asprintf("AGORA_REGISTRY_URL=http://127.0.0.1:%d", AG_PORT_REGISTRY + (int)offset);
     common[c++] = ag_asprintf("AGORA_BUS_URL=http://127.0.0.1:%d", AG_PORT_BUS + (int)offset);
+    /* Every program's spans to the built-in collector. */
+    common[c++] =
+        ag_asprintf("AGORA_OTLP_ENDPOINT=http://127.0.0.1:%d", AG_PORT_TRACES + (int)offset);
     common[c] = NULL;
 
     write_shop_info(data_abs, build_abs, source_abs, offset, progs, n, u.ops_port, detach);
@@ -670,6 +878,7 @@ cmd_up(int argc, char **argv)
         .data_dir = data_abs,
         .ready_timeout_ms = 30000,
         .stop_timeout_ms = 15000,
+        .log_file_max = up_settings.log_file_max,
         .fmt = { .pretty = tty && !json,
                  .color = tty && getenv("NO_COLOR") == NULL,
                  .quiet = quiet,
@@ -679,6 +888,7 @@ cmd_up(int argc, char **argv)
         .ready_arg = &u,
     };
     int status = cli_supervise(progs, n, &opts, common);
+    cli_engines_stop(&eng);
     if (u.notify_fd >= 0)
         close(u.notify_fd);
     /* Stopped: the state files no longer describe processes. */
@@ -698,6 +908,8 @@ cmd_up(int argc, char **argv)
     for (size_t i = 0; i < nowned; i++)
         ag_free(owned[i]);
     ag_buf_release(&names);
+    sodium_memzero(master, strlen(master));
+    ag_free(master);
     ag_free(key);
     ag_free(adminpw);
     ag_free(keypath);
@@ -720,9 +932,15 @@ main(int argc, char **argv)
         const char *name;
         int (*fn)(int argc, char **argv);
     } CMDS[] = {
-        { "up", cmd_up },         { "status", cli_cmd_status }, { "logs", cli_cmd_logs },
-        { "down", cli_cmd_down }, { "kill", cli_cmd_kill },     { "seed", cli_cmd_seed },
+        { "up", cmd_up },
+        { "status", cli_cmd_status },
+        { "logs", cli_cmd_logs },
+        { "down", cli_cmd_down },
+        { "kill", cli_cmd_kill },
+        { "seed", cli_cmd_seed },
         { "load", cli_cmd_load },
+        { "probe", cli_cmd_probe },
+        { "dead-letters", cli_cmd_dead_letters },
     };
     for (size_t i = 0; i < AG_ARRAY_SIZE(CMDS); i++) {
         if (strcmp(cmd, CMDS[i].name) == 0) {

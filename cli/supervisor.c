@@ -40,6 +40,13 @@ enum proc_state {
 
 struct sup;
 
+/* A log file under logs/, rotated to <file>.1 past the size bound. */
+struct logsink {
+    int fd;
+    char *path;
+    uint64_t bytes; /* in the current file */
+};
+
 struct proc {
     struct sup *sup;
     const struct cli_program *prog;
@@ -54,8 +61,8 @@ struct proc {
     bool probe_pending;
     char *path;
     char **env;
-    int logfd;        /* logs/<name>.log */
-    char *state_path; /* run/<name>.json */
+    struct logsink log; /* logs/<name>.log */
+    char *state_path;   /* run/<name>.json */
     int64_t started_unix_ms;
     int last_status;
     int last_signal;
@@ -68,7 +75,7 @@ struct out {
     uv_pipe_t pipe;
     struct sup *sup;
     const char *name;
-    int logfd;
+    struct logsink *log; /* borrowed from the proc or the supervisor */
     size_t len;
     char buf[LINE_MAX_BYTES];
 };
@@ -87,7 +94,7 @@ struct sup {
     int exit_status;
     size_t next; /* index of the next program to start in the start-up sequence */
     int self_w;  /* write end of the supervisor's own log pipe, -1 when closed */
-    int self_logfd;
+    struct logsink self_log;
 };
 
 static void start_next(struct sup *s);
@@ -137,18 +144,52 @@ write_state(struct proc *p)
 }
 
 static void
+logsink_open(struct logsink *l, char *path)
+{
+    l->path = path;
+    l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    struct stat st;
+    l->bytes = l->fd >= 0 && fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void
+logsink_close(struct logsink *l)
+{
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    ag_free(l->path);
+    l->path = NULL;
+}
+
+static void
 emit_line(struct out *o, const char *line, size_t len)
 {
     if (len == 0)
         return;
-    if (o->logfd >= 0) {
+    struct logsink *l = o->log;
+    if (l != NULL && l->fd >= 0) {
         char *copy = ag_malloc(len + 1);
         memcpy(copy, line, len);
         copy[len] = '\n';
-        if (write(o->logfd, copy, len + 1) < 0) {
+        if (write(l->fd, copy, len + 1) < 0) {
             /* A full disk loses log lines, never the shop. */
         }
         ag_free(copy);
+        l->bytes += len + 1;
+        uint64_t max = o->sup->opts->log_file_max;
+        if (max > 0 && l->bytes >= max) {
+            /* Keep one older file: at most twice the bound per program. */
+            char *old = ag_asprintf("%s.1", l->path);
+            close(l->fd);
+            if (rename(l->path, old) != 0) {
+                /* Could not rotate: start the file over rather than grow. */
+                unlink(l->path);
+            }
+            ag_free(old);
+            char *path = l->path;
+            logsink_open(l, path);
+        }
     }
     if (o->sup->opts->out != NULL) {
         cli_print_line(o->sup->opts->out, &o->sup->opts->fmt, o->name, line, len);
@@ -200,12 +241,12 @@ on_out_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 /* Read 'fd' (owned) as the output of 'name'. */
 static int
-watch_output(struct sup *s, const char *name, int logfd, int fd)
+watch_output(struct sup *s, const char *name, struct logsink *log, int fd)
 {
     struct out *o = ag_calloc(1, sizeof(*o));
     o->sup = s;
     o->name = name;
-    o->logfd = logfd;
+    o->log = log;
     uv_pipe_init(&s->loop, &o->pipe, 0);
     o->pipe.data = o;
     int rc = uv_pipe_open(&o->pipe, fd);
@@ -261,7 +302,7 @@ spawn_proc(struct proc *p)
     int rc = uv_spawn(&p->sup->loop, &p->handle, &o);
     close(fds[1]);
     if (rc == 0)
-        watch_output(p->sup, p->prog->name, p->logfd, fds[0]);
+        watch_output(p->sup, p->prog->name, &p->log, fds[0]);
     else
         close(fds[0]);
     if (rc != 0) {
@@ -523,7 +564,8 @@ build_env(const struct cli_program *prog, char *const *common)
     char **env = ag_calloc(n + ncommon + nextra + 3, sizeof(char *));
     size_t k = 0;
     env[k++] = ag_asprintf("AGORA_HTTP_PORT=%d", prog->port);
-    env[k++] = ag_asprintf("AGORA_INSTANCE_ID=%s-1", prog->name);
+    env[k++] = ag_asprintf("AGORA_INSTANCE_ID=%s-%d", prog->service ? prog->service : prog->name,
+                           prog->instance > 0 ? prog->instance : 1);
     for (size_t i = 0; i < nextra; i++)
         env[k++] = ag_strdup(prog->env[i]);
     for (size_t i = 0; i < ncommon; i++)
@@ -560,9 +602,7 @@ cli_supervise(const struct cli_program *programs, size_t n, const struct cli_up_
         p->path = ag_asprintf("%s/%s", opts->build_dir, programs[i].binary);
         p->env = build_env(&programs[i], common_env);
         char *name = ag_asprintf("%s.log", programs[i].name);
-        char *lp = cli_log_path(opts->data_dir, name);
-        p->logfd = open(lp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        ag_free(lp);
+        logsink_open(&p->log, cli_log_path(opts->data_dir, name));
         ag_free(name);
         name = ag_asprintf("%s.json", programs[i].name);
         p->state_path = cli_run_path(opts->data_dir, name);
@@ -574,12 +614,10 @@ cli_supervise(const struct cli_program *programs, size_t n, const struct cli_up_
     /* The supervisor's own lines go through a pipe of its own, so they are
      * shown and kept like the programs' (non-blocking: a line is lost
      * rather than the loop blocking on its own pipe). */
-    char *selfpath = cli_log_path(opts->data_dir, "agora.log");
-    s.self_logfd = open(selfpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    ag_free(selfpath);
+    logsink_open(&s.self_log, cli_log_path(opts->data_dir, "agora.log"));
     uv_file selffds[2];
     if (uv_pipe(selffds, 0, UV_NONBLOCK_PIPE) == 0) {
-        if (watch_output(&s, "agora", s.self_logfd, selffds[0]) == 0) {
+        if (watch_output(&s, "agora", &s.self_log, selffds[0]) == 0) {
             s.self_w = selffds[1];
             ag_log_set_fd(s.self_w);
         } else {
@@ -605,11 +643,9 @@ cli_supervise(const struct cli_program *programs, size_t n, const struct cli_up_
         ag_free(s.procs[i].env);
         ag_free(s.procs[i].path);
         ag_free(s.procs[i].state_path);
-        if (s.procs[i].logfd >= 0)
-            close(s.procs[i].logfd);
+        logsink_close(&s.procs[i].log);
     }
-    if (s.self_logfd >= 0)
-        close(s.self_logfd);
+    logsink_close(&s.self_log);
     ag_free(s.procs);
     if (uv_loop_close(&s.loop) != 0)
         AG_LOGW("supervisor", "loop closed with handles open");

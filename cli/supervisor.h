@@ -17,6 +17,8 @@ struct cli_program {
     int port;                     /* AGORA_HTTP_PORT */
     bool public_entry;            /* the address users are told about */
     const char *env[CLI_MAX_ENV]; /* extra "KEY=VALUE" entries, NULL-terminated */
+    const char *service;          /* the program 'name' is an instance of (NULL: 'name') */
+    int instance;                 /* 1.., AGORA_INSTANCE_ID <service>-<instance> (0: 1) */
 };
 
 struct cli_up_options {
@@ -25,8 +27,9 @@ struct cli_up_options {
     const char *data_dir;      /* databases and generated secrets */
     uint64_t ready_timeout_ms; /* per program */
     uint64_t stop_timeout_ms;  /* per program, then SIGKILL */
-    struct cli_fmt fmt;        /* how lines are shown on 'out' */
-    FILE *out;                 /* every program's lines, as 'fmt' says; NULL: files only */
+    uint64_t log_file_max; /* bytes of logs/<program>.log before it is rotated to .1; 0: never */
+    struct cli_fmt fmt;    /* how lines are shown on 'out' */
+    FILE *out;             /* every program's lines, as 'fmt' says; NULL: files only */
     /* Called once when every program is ready for the first time. */
     void (*on_ready)(void *arg);
     void *ready_arg;

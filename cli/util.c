@@ -11,8 +11,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
+#include "agora/buf.h"
 #include "agora/err.h"
+#include "agora/identity.h"
 #include "agora/mem.h"
+#include "agora/time.h"
 
 char *
 cli_run_path(const char *data, const char *name)
@@ -306,4 +311,74 @@ cli_shop_info(const char *data)
         fprintf(stderr, "agora: cannot read '%s'\n", path);
     ag_free(path);
     return info;
+}
+
+/* ---- Service identities ---- */
+
+int
+cli_service_key(const char *master_hex, const char *name, char out[65])
+{
+    uint8_t master[AG_IDENTITY_KEYLEN];
+    uint8_t seed[AG_IDENTITY_SEEDLEN];
+    if (ag_identity_key_parse(master_hex, master) != 0 ||
+        ag_identity_service_seed(master, name, seed) != 0)
+        return AG_EINVAL;
+    sodium_bin2hex(out, 65, seed, sizeof(seed));
+    sodium_memzero(master, sizeof(master));
+    sodium_memzero(seed, sizeof(seed));
+    return 0;
+}
+
+char *
+cli_service_pubkeys(const char *master_hex, const char *const *names, size_t n)
+{
+    uint8_t master[AG_IDENTITY_KEYLEN];
+    if (ag_identity_key_parse(master_hex, master) != 0)
+        return NULL;
+    struct ag_buf out = AG_BUF_INIT(0);
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+        uint8_t seed[AG_IDENTITY_SEEDLEN];
+        uint8_t pk[AG_IDENTITY_PUBLEN];
+        char hex[2 * AG_IDENTITY_PUBLEN + 1];
+        ok = ag_identity_service_seed(master, names[i], seed) == 0;
+        if (ok) {
+            ag_identity_service_public(seed, pk);
+            sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
+            ag_buf_appendf(&out, "%s%s=%s", i ? "," : "", names[i], hex);
+        }
+        sodium_memzero(seed, sizeof(seed));
+    }
+    sodium_memzero(master, sizeof(master));
+    if (!ok) {
+        ag_buf_release(&out);
+        return NULL;
+    }
+    return ag_buf_detach(&out, NULL);
+}
+
+int
+cli_operator_identity(const char *data, char *out)
+{
+    char *path = ag_asprintf("%s/%s", data, CLI_SERVICE_MASTER);
+    FILE *f = fopen(path, "r");
+    ag_free(path);
+    if (f == NULL)
+        return AG_ENOENT;
+    char hex[2 * AG_IDENTITY_KEYLEN + 2] = { 0 };
+    size_t n = fread(hex, 1, 2 * AG_IDENTITY_KEYLEN, f);
+    fclose(f);
+    hex[n] = '\0';
+    char seed_hex[65];
+    uint8_t seed[AG_IDENTITY_SEEDLEN];
+    int rc = cli_service_key(hex, AG_IDENTITY_OPERATOR, seed_hex);
+    if (rc == 0)
+        rc = ag_identity_key_parse(seed_hex, seed);
+    if (rc == 0)
+        rc = ag_identity_service_sign(seed, AG_IDENTITY_OPERATOR, ag_time_unix_ms() / 1000 + 300,
+                                      out);
+    sodium_memzero(hex, sizeof(hex));
+    sodium_memzero(seed_hex, sizeof(seed_hex));
+    sodium_memzero(seed, sizeof(seed));
+    return rc != 0 ? AG_ENOENT : 0;
 }

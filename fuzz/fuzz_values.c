@@ -47,6 +47,7 @@ static const char *const NAMES[] = { "FUZZ_S", "FUZZ_I", "FUZZ_B", "FUZZ_D", "FU
 
 static struct ag_jwt_keyset *g_ks;
 static uint8_t g_key[AG_IDENTITY_KEYLEN];
+static struct ag_identity_keyring *g_ring; /* "agora" with g_key's public key */
 static char g_cfgfile[64];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -68,6 +69,16 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     json_decref(jwk);
     ag_jwt_key_free(k);
     memset(g_key, 7, sizeof(g_key));
+    {
+        uint8_t pk[AG_IDENTITY_PUBLEN];
+        char table[16 + 2 * AG_IDENTITY_PUBLEN] = "agora=";
+        ag_identity_service_public(g_key, pk);
+        for (size_t i = 0; i < sizeof(pk); i++)
+            snprintf(table + 6 + 2 * i, 3, "%02x", pk[i]);
+        char why[128];
+        if (ag_identity_keyring_new(table, &g_ring, why, sizeof(why)) != 0)
+            abort();
+    }
     snprintf(g_cfgfile, sizeof(g_cfgfile), "/tmp/agora-fuzz-%d.env", (int)getpid());
     return 0;
 }
@@ -121,6 +132,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         struct ag_identity id;
         ag_identity_verify(g_key, str, 1700000000, &id);
+        /* A service identity needs g_key's signature: nothing here has it. */
+        if (ag_identity_service_verify(g_ring, str, 0, &id) == 0)
+            abort();
+        char *table = ag_strndup(s, len);
+        struct ag_identity_keyring *ring = NULL;
+        char why[128];
+        if (ag_identity_keyring_new(table, &ring, why, sizeof(why)) == 0)
+            ag_identity_keyring_free(ring);
+        ag_free(table);
         char addr[AG_CLIENT_ADDRLEN];
         ag_identity_client_verify(g_key, str, 1700000000, addr);
         break;

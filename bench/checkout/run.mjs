@@ -14,6 +14,10 @@
 // No peer: the issue's goals are absolute (>= 500 orders/s, <= 2 ms CPU per
 // order, p99 <= 50 ms at half load), and the figures are printed beside them.
 // Usage: node bench/checkout/run.mjs [--customers N] [--seconds S]
+//                                   [--backends postgres,rabbitmq] [--scale orders=2,...]
+// --backends and --scale are `agora up`'s: the same run on PostgreSQL (every
+// service's database, synchronous_commit on like SQLite's FULL) and
+// RabbitMQ, whose processes' CPU is counted with the shop's.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,11 +30,17 @@ const arg = (name, def) => {
     const i = process.argv.indexOf(`--${name}`);
     return i > 0 ? Number(process.argv[i + 1]) : def;
 };
+const sarg = (name, def) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i > 0 ? process.argv[i + 1] : def;
+};
+const BACKENDS = sarg('backends', '');
+const SCALE = sarg('scale', '');
 const CUSTOMERS = arg('customers', 32);
 const SECONDS = arg('seconds', 10);
 const TICKS = 100; // USER_HZ on Linux
 
-const shop = await startShop({ env: { AGORA_DURABILITY: 'full', AGORA_ACCESS_LOG: 'false', AGORA_LOG_LEVEL: 'warn', AGORA_USERS_CLIENT_MAX_ATTEMPTS: '1000' } });
+const shop = await startShop({ backends: BACKENDS, scale: SCALE, env: { AGORA_DURABILITY: 'full', AGORA_ACCESS_LOG: 'false', AGORA_LOG_LEVEL: 'warn', AGORA_USERS_CLIENT_MAX_ATTEMPTS: '1000' } });
 try {
     const api = async (method, p, { token, json, headers = {} } = {}) => {
         const h = { ...headers };
@@ -46,15 +56,26 @@ try {
     let cur;
     for (let i = 0; i < 200 && (cur = await api('GET', `/api/v1/stock/${prod.id}`, { token: admin })).status !== 200; i++) await new Promise((r) => setTimeout(r, 20));
     await api('PUT', `/api/v1/stock/${prod.id}`, { token: admin, json: { on_hand: 10_000_000, reason: 'bench' }, headers: { 'if-match': cur.headers.get('etag') } });
-    const pids = PROGRAMS.map((p) => shop.pidOf(p.name)).filter((p) => p > 0);
+    // Every instance of every program, and the engines' processes.
+    const groups = Object.fromEntries(PROGRAMS.map((p) => [p.name, shop.pidsOf(p.name)]).filter(([, v]) => v.length > 0));
+    for (const [k, v] of Object.entries(shop.enginePids())) if (v.length > 0) groups[k] = v;
+    const pids = Object.values(groups).flat();
+    // A process that exited meanwhile (an autovacuum worker) keeps the
+    // ticks it was last seen with.
+    const lastTicks = new Map();
     const ticksOf = (pid) => {
-        const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-        const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-        return Number(rest[11]) + Number(rest[12]); // utime, stime
+        try {
+            const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+            const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+            lastTicks.set(pid, Number(rest[11]) + Number(rest[12])); // utime, stime
+        } catch {
+            // gone
+        }
+        return lastTicks.get(pid) ?? 0;
     };
     const cpuTicks = () => pids.reduce((n, pid) => n + ticksOf(pid), 0);
     // Per program, to see where the CPU of an order goes.
-    const perProgram = () => Object.fromEntries(PROGRAMS.filter((p) => shop.pidOf(p.name) > 0).map((p) => [p.name, ticksOf(shop.pidOf(p.name))]));
+    const perProgram = () => Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, v.reduce((n, pid) => n + ticksOf(pid), 0)]));
 
     // `agora load` checking out the bench product: its JSON report, and the
     // shop's CPU ticks from the start of its clock (after it registered its

@@ -11,11 +11,55 @@
 #include <string.h>
 
 #include "agora/err.h"
+#include "agora/identity.h"
 #include "agora/log.h"
 
 #define JSON_TYPE      "application/json"
 #define REPLAY_ALL_MAX 100000 /* dead letters revived by one replay of "all" */
 #define DEAD_LIST_DEF  100
+
+/* ---- Who may do what ---- */
+
+/* The internal routes are reached with a service identity only (the
+ * chassis answered 401/403 to anyone else); the /v1/admin routes with an
+ * administrator's. Each operation is narrower still (least privilege):
+ * a service publishes the event types it owns (AGORA_BUS_PUBLISHERS) and
+ * consumes its own subscriptions; dead letters are for the operator and
+ * administrators. Each check answers 403 and returns false otherwise. */
+
+/* The calling service's name, or "" for a user. */
+static const char *
+caller_service(struct ag_http_req *req)
+{
+    const struct ag_identity *id = ag_req_identity(req);
+    return id != NULL && (id->roles & AG_IDENTITY_SERVICE) != 0 ? id->user_id : "";
+}
+
+static bool
+may_consume(struct ag_http_req *req, const char *name)
+{
+    const char *who = caller_service(req);
+    if (name != NULL && who[0] != '\0' && bus_may_consume(who, name))
+        return true;
+    ag_send_problem(req, 403, "forbidden", "Forbidden",
+                    "service '%s' may not use subscription '%s': only its own ('%s' or '%s.*')",
+                    who, name != NULL ? name : "", who, who);
+    return false;
+}
+
+static bool
+may_administer(struct ag_http_req *req)
+{
+    const struct ag_identity *id = ag_req_identity(req);
+    if (id != NULL && ((id->roles & AG_IDENTITY_ADMIN) != 0 ||
+                       strcmp(caller_service(req), AG_IDENTITY_OPERATOR) == 0))
+        return true;
+    ag_send_problem(req, 403, "forbidden", "Forbidden",
+                    "dead letters are handled by the operator ('%s') or an administrator, not by "
+                    "'%s'",
+                    AG_IDENTITY_OPERATOR, caller_service(req));
+    return false;
+}
 
 /* ---- Helpers for handlers ---- */
 
@@ -82,6 +126,18 @@ publish(struct ag_http_req *req, void *udata)
             ag_send_invalid(req, &v);
         ag_valid_release(&v);
         return;
+    }
+    const char *who = caller_service(req);
+    for (size_t i = 0; i < n; i++) {
+        if (!bus_may_publish(bus->grants, bus->ngrants, who, msgs[i].topic,
+                             strlen(msgs[i].topic))) {
+            ag_valid_release(&v);
+            ag_send_problem(req, 403, "forbidden", "Forbidden",
+                            "service '%s' may not publish '%s' (messages[%zu].topic): it publishes "
+                            "only the event types it owns",
+                            who, msgs[i].topic, i);
+            return;
+        }
     }
     struct bus_op *op = ag_pool_calloc(req->pool, sizeof(*op));
     op->topics = ag_pool_alloc(req->pool, n * sizeof(*op->topics));
@@ -208,6 +264,8 @@ put_subscription(struct ag_http_req *req, void *udata)
 {
     struct bus *bus = udata;
     const char *name = ag_req_param(req, "name");
+    if (!may_consume(req, name))
+        return;
     struct ag_valid v;
     ag_valid_init(&v);
     if (name == NULL || !bus_name_is_valid(name, strlen(name)))
@@ -270,6 +328,8 @@ static void
 delete_subscription(struct ag_http_req *req, void *udata)
 {
     struct bus *bus = udata;
+    if (!may_consume(req, ag_req_param(req, "name")))
+        return;
     struct bus_sub *sub = sub_param(req, bus);
     if (sub == NULL)
         return;
@@ -295,6 +355,8 @@ static void
 pull(struct ag_http_req *req, void *udata)
 {
     struct bus *bus = udata;
+    if (!may_consume(req, ag_req_param(req, "name")))
+        return;
     struct bus_sub *sub = sub_param(req, bus);
     if (sub == NULL)
         return;
@@ -332,6 +394,8 @@ pull(struct ag_http_req *req, void *udata)
 static void
 settle(struct ag_http_req *req, struct bus *bus, enum bus_op_kind kind)
 {
+    if (!may_consume(req, ag_req_param(req, "name")))
+        return;
     struct bus_sub *sub = sub_param(req, bus);
     if (sub == NULL)
         return;
@@ -373,6 +437,8 @@ static void
 list_dead_letters(struct ag_http_req *req, void *udata)
 {
     struct bus *bus = udata;
+    if (!may_administer(req))
+        return;
     struct bus_sub *sub = sub_param(req, bus);
     if (sub == NULL)
         return;
@@ -398,6 +464,8 @@ static void
 get_dead_letter(struct ag_http_req *req, void *udata)
 {
     struct bus *bus = udata;
+    if (!may_administer(req))
+        return;
     struct bus_sub *sub = sub_param(req, bus);
     if (sub == NULL)
         return;
@@ -421,6 +489,8 @@ static void
 replay_dead_letters(struct ag_http_req *req, void *udata)
 {
     struct bus *bus = udata;
+    if (!may_administer(req))
+        return;
     struct bus_sub *sub = sub_param(req, bus);
     if (sub == NULL)
         return;
@@ -483,6 +553,8 @@ static void
 purge_dead_letters(struct ag_http_req *req, void *udata)
 {
     struct bus *bus = udata;
+    if (!may_administer(req))
+        return;
     struct bus_sub *sub = sub_param(req, bus);
     if (sub == NULL)
         return;

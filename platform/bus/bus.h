@@ -31,6 +31,7 @@ struct bus_settings {
     int64_t max_subscriptions;  /* AGORA_BUS_MAX_SUBSCRIPTIONS */
     int64_t max_topics;         /* AGORA_BUS_MAX_TOPICS */
     int64_t commit_max;         /* AGORA_BUS_COMMIT_MAX: queued messages that commit at once */
+    char *publishers;           /* AGORA_BUS_PUBLISHERS: "service:pattern,..." */
 };
 
 struct bus_sub;
@@ -134,6 +135,8 @@ struct bus {
     struct ag_store *store; /* borrowed from svc */
     uv_loop_t *loop;        /* borrowed from svc */
     struct bus_settings settings;
+    struct bus_grant grants[BUS_MAX_GRANTS]; /* AGORA_BUS_PUBLISHERS, parsed */
+    size_t ngrants;
     struct bus_htab topics; /* struct bus_topic by name */
     size_t ntopics;
     struct bus_htab subs; /* struct bus_sub by name */

@@ -11,6 +11,7 @@
 
 #include "agora/codec.h"
 #include "agora/err.h"
+#include "agora/identity.h"
 #include "agora/str.h"
 
 /* ---- Names and patterns ---- */
@@ -60,6 +61,68 @@ bus_pattern_match(const char *pattern, const char *topic, size_t len)
         return len > prefix && memcmp(pattern, topic, prefix) == 0;
     }
     return plen == len && memcmp(pattern, topic, len) == 0;
+}
+
+/* ---- Who may do what ---- */
+
+int
+bus_grants_parse(const char *text, struct bus_grant *out, size_t max, size_t *n, char *err,
+                 size_t errlen)
+{
+    *n = 0;
+    for (const char *p = text != NULL ? text : ""; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        const char *colon = memchr(p, ':', len);
+        size_t slen = colon != NULL ? (size_t)(colon - p) : 0;
+        size_t plen = colon != NULL ? len - slen - 1 : 0;
+        if (*n == max) {
+            snprintf(err, errlen, "more than %zu entries", max);
+            return AG_EINVAL;
+        }
+        struct bus_grant *g = &out[*n];
+        if (colon == NULL || slen == 0 || slen >= sizeof(g->service) || plen == 0 ||
+            plen >= sizeof(g->pattern)) {
+            snprintf(err, errlen, "entry %zu is not service:pattern", *n + 1);
+            return AG_EINVAL;
+        }
+        memcpy(g->service, p, slen);
+        g->service[slen] = '\0';
+        memcpy(g->pattern, colon + 1, plen);
+        g->pattern[plen] = '\0';
+        if (!bus_pattern_is_valid(g->pattern)) {
+            snprintf(err, errlen, "'%s' is not a topic pattern", g->pattern);
+            return AG_EINVAL;
+        }
+        (*n)++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+bool
+bus_may_publish(const struct bus_grant *grants, size_t n, const char *service, const char *topic,
+                size_t len)
+{
+    if (strcmp(service, AG_IDENTITY_OPERATOR) == 0)
+        return true;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(grants[i].service, service) == 0 &&
+            bus_pattern_match(grants[i].pattern, topic, len))
+            return true;
+    }
+    return false;
+}
+
+bool
+bus_may_consume(const char *service, const char *sub)
+{
+    if (strcmp(service, AG_IDENTITY_OPERATOR) == 0)
+        return true;
+    size_t n = strlen(service);
+    return strncmp(sub, service, n) == 0 && (sub[n] == '\0' || sub[n] == '.');
 }
 
 /* ---- Ack ids ---- */

@@ -308,4 +308,35 @@ void bus_q_wake(struct bus_dlv *d);
  * the next entry of the subject becomes READY or DELAYED. */
 void bus_q_remove(struct bus_dlv *d, uint64_t now);
 
+/* ---- Who may do what (least privilege) ---- */
+
+/* The default of AGORA_BUS_PUBLISHERS: the event types each service
+ * publishes (its outbox), and nothing else. */
+#define BUS_PUBLISHERS_DEFAULT                                                                     \
+    "catalog:product.*,users:user.*,orders:order.*,orders:cmd.inventory.*,"                        \
+    "orders:cmd.payment.*,orders:cmd.shipment.*,inventory:inventory.*,inventory:stock.*,"          \
+    "payments:payment.*,shipping:shipment.*"
+#define BUS_MAX_GRANTS 256
+
+/* One row of the table: 'service' may publish topics matching 'pattern'. */
+struct bus_grant {
+    char service[64];
+    char pattern[BUS_NAME_MAX + 3];
+};
+
+/* Parse "service:pattern,..." (empty: nobody but the operator publishes).
+ * AG_EINVAL with the reason in 'err'. */
+int bus_grants_parse(const char *text, struct bus_grant *out, size_t max, size_t *n, char *err,
+                     size_t errlen);
+
+/* Whether 'service' may publish to 'topic' ('len' bytes) under 'grants'.
+ * The operator (AG_IDENTITY_OPERATOR) may publish anything. */
+bool bus_may_publish(const struct bus_grant *grants, size_t n, const char *service,
+                     const char *topic, size_t len);
+
+/* Whether 'service' may consume (ensure, pull, ack, nack, delete)
+ * subscription 'sub': its own, named after it ("orders") or under it
+ * ("orders.audit"). The operator may use every subscription. */
+bool bus_may_consume(const char *service, const char *sub);
+
 #endif /* BUS_DOMAIN_H */

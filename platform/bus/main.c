@@ -39,6 +39,9 @@ static const struct ag_config_key BUS_KEYS[] = {
       "distinct topics (a publish to a new topic past it gets 422)" },
     { "AGORA_BUS_COMMIT_MAX", AG_CONFIG_INT, "5000", OFF(commit_max), 1, 1000000, NULL,
       "queued messages that trigger a commit before the loop iteration ends" },
+    { "AGORA_BUS_PUBLISHERS", AG_CONFIG_STRING, BUS_PUBLISHERS_DEFAULT, OFF(publishers), 0, 0, NULL,
+      "who may publish what: service:pattern,... (the operator 'agora' may publish anything; "
+      "a service not listed, nothing)" },
 };
 #undef OFF
 
@@ -121,6 +124,13 @@ main(int argc, char **argv)
     int rc = ag_service_init(&svc, argc, argv, &cfg);
     if (rc != 0)
         return ag_service_exit_code(rc);
+    char why[160];
+    if (bus_grants_parse(g_bus.settings.publishers, g_bus.grants, BUS_MAX_GRANTS, &g_bus.ngrants,
+                         why, sizeof(why)) != 0) {
+        fprintf(stderr, "config: AGORA_BUS_PUBLISHERS: %s\n", why);
+        ag_service_free(svc);
+        return 2;
+    }
     rc = ag_service_routes(svc, bus_routes, bus_nroutes, &g_bus);
     int status = rc == 0 ? ag_service_run(svc) : 1;
     bus_engine_free(&g_bus);

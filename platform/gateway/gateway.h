@@ -301,6 +301,7 @@ struct gw_upstream {
     struct ag_upstream_instance *instances;
     char **strings; /* ids and hosts owned here */
     size_t n;
+    bool dns; /* AGORA_DISCOVERY=dns: one DNS name, not from AGORA_GATEWAY_UPSTREAMS */
 };
 
 /* A signed X-Agora-Client value for one client address, re-used until a

@@ -208,9 +208,10 @@ probe_all(struct gw *gw, struct ag_http_req *req, bool admin)
         const char *name = cfg->services[i];
         const struct gw_upstream *up = gw_static_upstream(gw, name);
         json_t *svc = json_pack("{s:s, s:s, s:[]}", "source",
-                                up        ? "static"
-                                : gw->reg ? "registry"
-                                          : "none",
+                                up && up->dns ? "dns"
+                                : up          ? "static"
+                                : gw->reg     ? "registry"
+                                              : "none",
                                 "breaker", breaker_name(ag_http_client_breaker(gw->client, name)),
                                 "instances");
         json_object_set_new(ps->services, name, svc);
@@ -220,7 +221,7 @@ probe_all(struct gw *gw, struct ag_http_req *req, bool admin)
             registered = ag_registry_instances(gw->reg, name, &ignored);
         }
         json_object_set_new(svc, "expected",
-                            json_boolean(up != NULL || registered > 0 ||
+                            json_boolean((up != NULL && !up->dns) || registered > 0 ||
                                          in_list(gw->settings.expected_services, name)));
         if (up != NULL) {
             for (size_t k = 0; k < up->n; k++)

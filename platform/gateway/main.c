@@ -2,8 +2,8 @@
 /* API gateway: composition root. Loads the settings and the route table
  * (file, then the registry key gateway.routes, watched so that changes
  * apply without a restart), builds the one shared HTTP client with its
- * upstreams (static from AGORA_GATEWAY_UPSTREAMS or followed in the
- * registry), the token verifier, the rate limiter and the static file
+ * upstreams (static from AGORA_GATEWAY_UPSTREAMS, followed in the
+ * registry, or DNS names under AGORA_DISCOVERY=dns), the token verifier, the rate limiter and the static file
  * server, and hands every request the chassis does not answer itself to
  * gw_dispatch (proxy.c). */
 #include "agora/base.h"
@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "agora/buf.h"
+#include "agora/discovery.h"
 #include "agora/err.h"
 #include "agora/json.h"
 #include "agora/log.h"
@@ -277,10 +278,58 @@ on_instances(struct ag_registry *reg, const char *service,
     ag_free(up);
 }
 
+/* AGORA_DISCOVERY=dns...: service 'name' becomes one static upstream, the
+ * host name of the template (a Kubernetes Service), which the HTTP client
+ * resolves and re-resolves; the platform balances over its pods. */
+static void
+add_dns_upstream(struct gw *gw, const char *spec, const char *name)
+{
+    char host[AG_DISCOVERY_HOSTLEN];
+    int port = 0;
+    int rc = ag_discovery_dns_address(spec, name, host, sizeof(host), &port);
+    if (rc != 0 || gw->nupstreams >= MAX_UPSTREAMS) {
+        AG_LOGW("gateway", "no DNS name for service '%s' under AGORA_DISCOVERY '%s': %s", name,
+                spec, rc != 0 ? ag_strerror(rc) : "too many upstreams");
+        return;
+    }
+    gw->upstreams = ag_realloc(gw->upstreams, (gw->nupstreams + 1) * sizeof(*gw->upstreams));
+    struct gw_upstream *u = &gw->upstreams[gw->nupstreams++];
+    memset(u, 0, sizeof(*u));
+    u->name = ag_strdup(name);
+    u->dns = true;
+    u->n = 1;
+    u->strings = ag_calloc(2, sizeof(char *));
+    u->strings[0] = ag_strdup(host);
+    u->strings[1] = ag_asprintf("%s:%d", host, port);
+    u->instances = ag_calloc(1, sizeof(*u->instances));
+    u->instances[0] =
+        (struct ag_upstream_instance){ .id = u->strings[1], .host = u->strings[0], .port = port };
+    AG_LOGI("gateway", "service '%s' at %s (DNS discovery)", name, u->strings[1]);
+    /* Before on_start the client does not exist yet; on_start sets every
+     * upstream of the list. */
+    if (gw->client != NULL) {
+        rc = ag_http_client_set_upstream(gw->client, name, u->instances, u->n);
+        if (rc != 0)
+            AG_LOGW("gateway", "cannot set upstream '%s': %s", name, ag_strerror(rc));
+    }
+}
+
 static void
 watch_services(struct gw *gw)
 {
-    if (gw->reg == NULL || gw->config == NULL)
+    if (gw->config == NULL)
+        return;
+    const char *spec = gw->svc != NULL ? ag_service_settings(gw->svc)->discovery : "";
+    enum ag_discovery_kind kind = AG_DISCOVERY_REGISTRY;
+    char err[256];
+    if (ag_discovery_parse(spec, &kind, err, sizeof(err)) == 0 && kind == AG_DISCOVERY_DNS) {
+        for (size_t i = 0; i < gw->config->nservices; i++) {
+            if (gw_static_upstream(gw, gw->config->services[i]) == NULL)
+                add_dns_upstream(gw, spec, gw->config->services[i]);
+        }
+        return;
+    }
+    if (gw->reg == NULL)
         return;
     for (size_t i = 0; i < gw->config->nservices; i++) {
         const char *name = gw->config->services[i];

@@ -497,6 +497,45 @@ cstr(struct ag_pool *pool, struct ag_str s, char *buf, size_t buflen)
     return ag_pool_strndup(pool, s.ptr, s.len);
 }
 
+/* The service's Allow list without the methods the route denies (a
+ * method a client cannot use through the gateway is not offered to it). */
+static const char *
+allow_routed(const struct gw_route *rt, struct ag_str allow, char *out, size_t cap)
+{
+    static const struct {
+        const char *name;
+        enum gw_method m;
+    } names[] = {
+        { "GET", GW_M_GET },         { "HEAD", GW_M_HEAD },   { "POST", GW_M_POST },
+        { "PUT", GW_M_PUT },         { "PATCH", GW_M_PATCH }, { "DELETE", GW_M_DELETE },
+        { "OPTIONS", GW_M_OPTIONS },
+    };
+    size_t len = 0;
+    out[0] = '\0';
+    size_t i = 0;
+    while (i < allow.len) {
+        size_t j = i;
+        while (j < allow.len && allow.ptr[j] != ',')
+            j++;
+        struct ag_str tok = ag_str_trim(ag_str_make(allow.ptr + i, j - i));
+        i = j + 1;
+        if (tok.len == 0)
+            continue;
+        enum gw_method m = GW_M_OTHER;
+        for (size_t k = 0; k < AG_ARRAY_SIZE(names); k++) {
+            if (ag_str_eq_cstr(tok, names[k].name))
+                m = names[k].m;
+        }
+        if (rt->roles[m] == GW_ROLE_DENY)
+            continue;
+        int w = snprintf(out + len, cap - len, "%s%.*s", len ? ", " : "", AG_STR_FMT(tok));
+        if (w < 0 || (size_t)w >= cap - len)
+            break;
+        len += (size_t)w;
+    }
+    return out;
+}
+
 static void
 on_upstream(struct ag_http_client *client, const struct ag_http_client_response *resp, void *udata)
 {
@@ -545,6 +584,11 @@ on_upstream(struct ag_http_client *client, const struct ag_http_client_response 
             continue;
         if (n.len >= sizeof(nbuf))
             continue;
+        if (name_is(n, "Allow", 5)) {
+            /* Only the methods this route lets through. */
+            ag_http_resp_header(req, "Allow", allow_routed(g->route, v, vbuf, sizeof(vbuf)));
+            continue;
+        }
         ag_http_resp_header(req, cstr(req->pool, n, nbuf, sizeof(nbuf)),
                             cstr(req->pool, v, vbuf, sizeof(vbuf)));
     }

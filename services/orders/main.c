@@ -118,6 +118,9 @@ main(int argc, char **argv)
     if (rc != 0)
         return ag_service_exit_code(rc);
     rc = ag_service_routes(svc, orders_routes, orders_nroutes, &o);
+    /* Only payments asks whether an order is payable (least privilege). */
+    if (rc == 0)
+        rc = ag_service_route_callers(svc, "GET", "/v1/internal/orders/{id}/payable", "payments");
     int status = rc == 0 ? ag_service_run(svc) : 1;
     ag_service_free(svc);
     return status;

@@ -21,6 +21,7 @@
 #include "agora/log.h"
 #include "agora/mem.h"
 #include "agora/time.h"
+#include "agora/trace.h"
 
 /* ---- Order events: append with expected version, project, publish ---- */
 
@@ -198,6 +199,29 @@ step_outcome(struct orders *o, const char *id, const char *step, const char *out
             step_base(step, base, sizeof(base));
             const char *labels[] = { base };
             ag_histogram_observe(o->metrics.step_latency, labels, (double)(now - sent_ms) / 1000.0);
+            /* The step as a span, from its send to this reply, in the
+             * reply's trace (the delivery being handled). */
+            const struct ag_trace_ctx *cur = ag_trace_current();
+            if (cur != NULL) {
+                struct ag_trace_ctx ctx;
+                ag_trace_child(cur, &ctx);
+                char name[AG_SPAN_MAX_TEXT];
+                snprintf(name, sizeof(name), "saga.step %s", base);
+                struct ag_span span;
+                ag_span_begin(&span, &ctx, name, AG_SPAN_INTERNAL);
+                span.start_ns = sent_ms * 1000000;
+                ag_span_attr_str(&span, "saga.name", "checkout");
+                ag_span_attr_str(&span, "saga.step", base);
+                ag_span_attr_str(&span, "saga.outcome", outcome);
+                ag_span_attr_str(&span, "order.id", id);
+                static const char *const failed[] = { "rejected", "failed", "timeout",
+                                                      "abandoned" };
+                for (size_t f = 0; f < AG_ARRAY_SIZE(failed); f++) {
+                    if (strcmp(outcome, failed[f]) == 0)
+                        ag_span_error(&span, outcome);
+                }
+                ag_span_end(&span);
+            }
         }
     }
     if (out_n != NULL)

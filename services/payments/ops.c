@@ -41,6 +41,7 @@ struct pay_auth {
     char user_id[PAY_USER_MAX + 1];
     char step_key[PAY_STEP_KEY_MAX + 1]; /* "" for HTTP */
     char traceparent[AG_TRACEPARENT_LEN + 1];
+    struct ag_span span; /* the call to the provider (recording when traced) */
     struct ag_money amount;
     int (*in_tx)(struct pay *pay, struct ag_store *st, const struct pay_auth_done *done,
                  void *udata);
@@ -170,6 +171,10 @@ finish(struct pay_auth *a, const struct pay_auth_result *res)
                                       : pay_auth_outcome_reason(t.done.outcome);
     if (rc == 0 && !t.dropped && t.p != NULL)
         outcome = "success";
+    ag_span_attr_str(&a->span, "payment.outcome", outcome);
+    if (strcmp(outcome, "success") != 0)
+        ag_span_error(&a->span, outcome);
+    ag_span_end(&a->span);
     pay_count(pay, "authorize", outcome, t.p != NULL ? p.amount : 0,
               t.p != NULL && rc == 0 ? p.currency : NULL);
     if (rc == 0) {
@@ -217,6 +222,23 @@ pay_auth_start(struct pay *pay, const struct pay_auth_req *req)
     snprintf(a->step_key, sizeof(a->step_key), "%s", req->step_key ? req->step_key : "");
     snprintf(a->traceparent, sizeof(a->traceparent), "%s",
              req->traceparent ? req->traceparent : "");
+    /* The provider call's span, a child of the request or delivery being
+     * handled; the answer's event continues from it. */
+    struct ag_trace_ctx parent;
+    const struct ag_trace_ctx *cur = ag_trace_current();
+    if (cur == NULL && a->traceparent[0] != '\0' &&
+        ag_trace_parse(ag_str_from_cstr(a->traceparent), &parent) == 0) {
+        memcpy(parent.span_id, parent.parent_id, sizeof(parent.span_id));
+        cur = &parent;
+    }
+    if (cur != NULL) {
+        struct ag_trace_ctx child;
+        ag_trace_child(cur, &child);
+        ag_span_begin(&a->span, &child, "payment.authorize", AG_SPAN_CLIENT);
+        ag_span_attr_str(&a->span, "payment.provider", pay->provider->ops->name);
+        ag_span_attr_str(&a->span, "payment.order_id", a->order_id);
+        ag_trace_format(&child, a->traceparent);
+    }
     a->amount = req->amount;
     a->in_tx = req->in_tx;
     a->done = req->done;

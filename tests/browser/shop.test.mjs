@@ -401,7 +401,7 @@ describe('storefront and console in a browser', () => {
         // A real dead letter: a subscription of our own that allows one
         // attempt, a product.created delivered to it and rejected (nack).
         const bus = shop.url('bus');
-        const ident = { 'x-agora-identity': identityHeader({ ...OPERATOR, key: shop.key }), 'content-type': 'application/json' };
+        const ident = { 'x-agora-identity': identityHeader({ ...OPERATOR, key: shop.serviceMaster }), 'content-type': 'application/json' };
         const sub = `browser-${word}`;
         const put = await fetch(`${bus}/v1/subscriptions/${sub}`, { method: 'PUT', headers: ident, body: JSON.stringify({ topics: ['product.created'], max_attempts: 1, retry_delay_ms: 100 }) });
         assert.equal(put.status, 201);

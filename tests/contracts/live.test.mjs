@@ -560,6 +560,28 @@ describe('the public API description against the running shop', () => {
         await api('GET', '/api/v1/sagas/rebuild-check', { token: s.token, expect: 403 });
     });
 
+    it('analytics (administrators): reports built from the events, and a rebuild', async () => {
+        // The orders above reach the read side through the bus.
+        await waitFor(async () => (await api('GET', '/api/v1/reports/orders', { token: s.admin, expect: 200 })).json.items.length > 0, {
+            timeoutMs: 30000, intervalMs: 200, message: 'an order in the orders report',
+        });
+        const day = new Date().toISOString().slice(0, 10);
+        for (const by of ['day', 'product']) await api('GET', '/api/v1/reports/revenue', { token: s.admin, query: { by, from: day }, expect: 200 });
+        await api('GET', '/api/v1/reports/revenue', { token: s.admin, query: { by: 'week' }, expect: 400 });
+        await api('GET', '/api/v1/reports/revenue', { token: s.token, expect: 403 });
+        await api('GET', '/api/v1/reports/orders', { token: s.admin, query: { from: day, to: '2000-01-01' }, expect: 400 });
+        await api('GET', '/api/v1/reports/conversion', { token: s.admin, query: { to: day }, expect: 200 });
+        await api('GET', '/api/v1/reports/conversion', { expect: 401 });
+        await api('GET', '/api/v1/reports/sagas', { token: s.admin, expect: 200 });
+        await api('GET', '/api/v1/reports/sagas', { token: s.admin, query: { from: '2025-02-30' }, expect: 400 });
+        await api('GET', '/api/v1/reports/cancellations', { token: s.admin, expect: 200 });
+        await api('GET', '/api/v1/reports/cancellations', { token: s.token, expect: 403 });
+        await api('GET', '/api/v1/reports/stock', { token: s.admin, expect: 200 });
+        await api('GET', '/api/v1/reports/stock', { token: s.admin, query: { product_id: 'x' }, expect: 400 });
+        await api('POST', '/api/v1/reports/rebuild', { token: s.admin, expect: 200 });
+        await api('POST', '/api/v1/reports/rebuild', { token: s.token, expect: 403 });
+    });
+
     it('bus (administrators): subscriptions with their backlog, a dead letter inspected and replayed', async () => {
         // A real dead letter: a subscription of our own allowing one attempt,
         // a product.created delivered to it and rejected.
@@ -596,6 +618,29 @@ describe('the public API description against the running shop', () => {
         // What a service may do stays internal: an administrator cannot pull.
         assert.equal((await fetch(`${gw}/api/v1/admin/subscriptions/${sub}/pull`, { method: 'POST', headers: { authorization: `Bearer ${s.admin}`, 'content-type': 'application/json' }, body: '{}' })).status, 404);
         await fetch(`${bus}/v1/subscriptions/${sub}`, { method: 'DELETE', headers: ident });
+    });
+
+    it('traces through the gateway: the list and one trace (admin only)', async () => {
+        const traceId = crypto.randomBytes(16).toString('hex');
+        const r = await fetch(`${gw}/api/v1/products?limit=1`, { headers: { traceparent: `00-${traceId}-${crypto.randomBytes(8).toString('hex')}-01` } });
+        assert.equal(r.status, 200);
+        await r.arrayBuffer();
+        // The exporters send every second.
+        await waitFor(async () => {
+            const t = await fetch(`${gw}/api/v1/traces/${traceId}`, { headers: { authorization: `Bearer ${s.admin}` } });
+            return t.status === 200 && (await t.json()).spans.some((x) => x.service === 'catalog');
+        }, { timeoutMs: 15_000, message: 'the trace at the collector, with the catalog\'s span' });
+        const one = await api('GET', '/api/v1/traces/{id}', { token: s.admin, params: { id: traceId }, expect: 200 });
+        assert.ok(one.json.spans.some((x) => x.service === 'catalog'));
+        await api('GET', '/api/v1/traces/{id}', { token: s.admin, params: { id: crypto.randomBytes(16).toString('hex') }, expect: 404 });
+        const list = await api('GET', '/api/v1/traces', { token: s.admin, query: { service: 'catalog', limit: 5 }, expect: 200 });
+        assert.ok(list.json.items.length > 0);
+        await api('GET', '/api/v1/traces', { token: s.token, expect: 403 });
+        const logs = await api('GET', '/api/v1/logs', { token: s.admin, query: { trace_id: traceId }, expect: 200 });
+        assert.ok(logs.json.items.some((l) => l.service === 'catalog' && l.trace_id === traceId));
+        await api('GET', '/api/v1/logs', { token: s.admin, query: { level: 'loud' }, expect: 400 });
+        // Spans are not taken through the gateway.
+        assert.equal((await fetch(`${gw}/api/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"resourceSpans":[]}' })).status, 404);
     });
 
     it('the gateway\'s service map for the console: /api/v1/admin/services (admin only)', async () => {

@@ -11,7 +11,8 @@ import http from 'node:http';
 import path from 'node:path';
 import { cleanup, waitFor } from '../lib/proc.mjs';
 import { RawConnection } from '../lib/http.mjs';
-import { identityHeader, OPERATOR, serviceIdentity } from '../lib/identity.mjs';
+import { identityHeader, OPERATOR, serviceIdentity, serviceKey } from '../lib/identity.mjs';
+import { PROGRAMS } from '../lib/ports.mjs';
 import { SHOP_PORTS, startShop } from '../lib/shop.mjs';
 
 const T = { timeout: 60_000 };
@@ -130,7 +131,7 @@ describe('security: attacks on the shop', () => {
             const g = await req('PUT', `${registry}/v1/services/users/instances/rogue-g`, { json: { address: '127.0.0.1', port, ttl_ms: 60000 }, headers: guessed });
             assert.equal(g.status, 401, g.text);
             // Even a key holder may register only its own service.
-            const asCatalog = { 'x-agora-identity': identityHeader({ ...serviceIdentity('catalog'), key: shop.key }) };
+            const asCatalog = { 'x-agora-identity': identityHeader({ ...serviceIdentity('catalog'), key: shop.serviceMaster }) };
             const c = await req('PUT', `${registry}/v1/services/users/instances/rogue-c`, { json: { address: '127.0.0.1', port, ttl_ms: 60000 }, headers: asCatalog });
             assert.equal(c.status, 403, c.text);
             const listed = await req('GET', `${registry}/v1/services/users`, { headers: shop.operator });
@@ -162,7 +163,7 @@ describe('security: attacks on the shop', () => {
         assert.equal((await req('PUT', `${registry}/v1/config/gateway.routes`, { json: { value: down } })).status, 401);
         assert.equal((await req('DELETE', `${registry}/v1/config/gateway.routes`)).status, 401);
         // A service's key cannot rewrite the gateway's routes either: only the operator can.
-        const asUsers = { 'x-agora-identity': identityHeader({ ...serviceIdentity('users'), key: shop.key }) };
+        const asUsers = { 'x-agora-identity': identityHeader({ ...serviceIdentity('users'), key: shop.serviceMaster }) };
         assert.equal((await req('PUT', `${registry}/v1/config/gateway.routes`, { json: { value: down }, headers: asUsers })).status, 403);
         assert.equal((await req('GET', `${shop.gw}/api/v1/products?limit=1`)).status, 200, 'the shop still sells');
 
@@ -171,6 +172,28 @@ describe('security: attacks on the shop', () => {
         assert.equal((await req('DELETE', `${bus}/v1/subscriptions/notifications/dead-letters`)).status, 401);
         assert.equal((await req('GET', `${bus}/v1/subscriptions`)).status, 401);
         assert.equal((await req('GET', `${registry}/v1/services`)).status, 401, 'topology is not for strangers');
+    });
+
+    it('every process holds its own service key and no other, none holds the master; a service identity is made only with its own key', T, async () => {
+        for (const p of PROGRAMS.filter((x) => x.binary !== null)) {
+            const pid = shop.pidOf(p.name);
+            assert.ok(pid > 0, `${p.name} runs`);
+            const env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+            assert.deepEqual(env.filter((e) => e.startsWith('AGORA_SERVICE_KEY=')), [`AGORA_SERVICE_KEY=${serviceKey(p.name, shop.serviceMaster)}`], p.name);
+            assert.ok(!env.some((e) => e.includes(shop.serviceMaster)), `${p.name} does not hold the master`);
+            for (const other of PROGRAMS.filter((x) => x.name !== p.name)) assert.ok(!env.some((e) => e.includes(serviceKey(other.name, shop.serviceMaster))), `${p.name} holds ${other.name}'s key`);
+        }
+        const bus = shop.url('bus');
+        const order = { messages: [{ id: crypto.randomUUID(), topic: 'order.created', subject: 'victim', data: { order_id: 'victim' } }] };
+        const asCatalog = { 'x-agora-identity': identityHeader({ ...serviceIdentity('catalog'), key: shop.serviceMaster }) };
+        assert.equal((await req('POST', `${bus}/v1/messages`, { json: order, headers: asCatalog })).status, 403, 'catalog publishes product.* only');
+        assert.equal((await req('POST', `${bus}/v1/subscriptions/orders/pull`, { json: { wait_ms: 0 }, headers: asCatalog })).status, 403, 'nor reads orders\' queue');
+        // The shared key every process holds makes no service identity.
+        const hmacOrders = { 'x-agora-identity': identityHeader({ ...serviceIdentity('orders'), key: shop.key, hmac: true }) };
+        assert.equal((await req('POST', `${bus}/v1/messages`, { json: order, headers: hmacOrders })).status, 401);
+        const hmacOperator = { 'x-agora-identity': identityHeader({ ...OPERATOR, key: shop.key, hmac: true }) };
+        assert.equal((await req('PUT', `${shop.url('registry')}/v1/config/gateway.routes`, { json: { value: { routes: [] } }, headers: hmacOperator })).status, 401);
+        assert.equal((await req('GET', `${shop.url('registry')}/v1/config`, { headers: shop.operator })).status, 200, 'the operator reads configuration');
     });
 
     it('keeps the data directory and every database, WAL and key file private', T, async () => {

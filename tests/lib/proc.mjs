@@ -18,7 +18,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { TEST_INTERNAL_KEY } from './identity.mjs';
+import { serviceKey, servicePubkeys, TEST_INTERNAL_KEY } from './identity.mjs';
 
 // Default deadline for a process to log "listening".
 export const START_TIMEOUT_MS = 20_000;
@@ -259,6 +259,10 @@ export function spawnService(name, opts = {}) {
         AGORA_LOG_LEVEL: 'info',
         AGORA_INSTANCE_ID: `${name}-test`,
         AGORA_INTERNAL_KEY: TEST_INTERNAL_KEY,
+        // Its own service key (derived from TEST_SERVICE_MASTER as the
+        // supervisor derives it) and every test service's public key.
+        AGORA_SERVICE_KEY: serviceKey(name),
+        AGORA_SERVICE_PUBKEYS: servicePubkeys(),
         // The gateway's operator listener defaults to a fixed port: take a free one.
         ...(name === 'gateway' ? { AGORA_OPS_ADDRESS: '127.0.0.1:0' } : {}),
     };

@@ -5,7 +5,8 @@
 //
 //   const shop = await startShop({ env: { AGORA_SMTP_URL: ... } });
 //   await fetch(shop.gw + '/api/v1/products');
-//   shop.operator  // headers with the operator's service identity (shop key)
+//   shop.operator  // headers with the operator's service identity (its key
+//                  // derived from the shop's service.key)
 //   await shop.stop();  // { code, signal }
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -40,14 +41,39 @@ export async function findOffset(ports = Object.values(SHOP_PORTS), extra = []) 
     throw new Error('no free port range found');
 }
 
-export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000 } = {}) {
-    const off = offset ?? (await findOffset());
+// The scale-out run of a suite: AGORA_TEST_BACKENDS=postgres,rabbitmq and
+// AGORA_TEST_SCALE=orders=2,catalog=2 (set by CMake for the tests/e2e
+// suites run a second time on the real engines) become `agora up
+// --backends/--scale` for every shop a test starts, unless it asks
+// otherwise.
+export const TEST_BACKENDS = process.env.AGORA_TEST_BACKENDS || '';
+export const TEST_SCALE = process.env.AGORA_TEST_SCALE || '';
+
+// The extra ports `agora up` takes for 'scale' ("orders=2,...": instance k
+// on the port + (k-1)*1000) and 'backends' (PostgreSQL 8432, RabbitMQ 8672).
+export function extraPorts(scale, backends) {
+    const extra = [];
+    for (const item of scale ? scale.split(',') : []) {
+        const [name, count] = item.split('=');
+        const base = SHOP_PORTS[name];
+        for (let k = 2; k <= Number(count); k++) extra.push(base + (k - 1) * 1000);
+    }
+    if (backends.includes('postgres')) extra.push(8432);
+    if (backends.includes('rabbitmq')) extra.push(8672);
+    return extra;
+}
+
+export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000, backends = TEST_BACKENDS, scale = TEST_SCALE } = {}) {
+    const off = offset ?? (await findOffset(Object.values(SHOP_PORTS), extraPorts(scale, backends)));
     const data = makeTempDir('agora-shop-');
     const env = { ...process.env };
     for (const k of Object.keys(env)) if (k.startsWith('AGORA_') && k !== 'AGORA_BUILD_DIR' && k !== 'AGORA_SOURCE_DIR') delete env[k];
     Object.assign(env, { AGORA_DURABILITY: 'normal', AGORA_USERS_ARGON2_MEMLIMIT: '19MiB' }, extraEnv);
     const agora = path.join(buildDir(), 'cli', 'agora');
-    const child = spawn(agora, ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off)], {
+    const args = ['up', '--build', buildDir(), '--data', data, '--source', sourceDir(), '--port-offset', String(off)];
+    if (backends) args.push('--backends', backends);
+    if (scale) args.push('--scale', scale);
+    const child = spawn(agora, args, {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -60,6 +86,8 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
     if (!stderr.includes('Agora is up')) throw new Error(`agora up did not come up:\n${stderr.slice(-4000)}`);
     const url = (name) => `http://127.0.0.1:${SHOP_PORTS[name] + off}`;
     const key = fs.readFileSync(path.join(data, 'internal.key'), 'utf8').trim();
+    // The supervisor's master of service keys (only it reads the file).
+    const serviceMaster = fs.readFileSync(path.join(data, 'service.key'), 'utf8').trim();
     return {
         off,
         data,
@@ -69,12 +97,66 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
         gw: url('gateway'),
         ops: url('gatewayOps'),
         key,
-        operator: { 'x-agora-identity': identityHeader({ ...OPERATOR, key }) },
+        serviceMaster,
+        // A getter: a service identity is valid ten minutes.
+        get operator() {
+            return { 'x-agora-identity': identityHeader({ ...OPERATOR, key: serviceMaster }) };
+        },
         adminPassword: fs.readFileSync(path.join(data, 'admin-password'), 'utf8').trim(),
         stderr: () => stderr,
         // The pid of this shop's 'service' process: the one running the
         // program's binary with this shop's data directory (never another
         // shop's, never anything else); 0 when there is none.
+        // Every instance's pid of 'service' (--scale runs several).
+        pidsOf(service) {
+            const program = PROGRAMS.find((x) => x.name === service);
+            const exe = fs.realpathSync(path.join(buildDir(), program.binary));
+            const found = [];
+            for (const d of fs.readdirSync('/proc')) {
+                if (!/^\d+$/.test(d)) continue;
+                try {
+                    if (fs.readlinkSync(`/proc/${d}/exe`) !== exe) continue;
+                    if (fs.readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(`AGORA_DATA_DIR=${data}`)) found.push(Number(d));
+                } catch {
+                    // gone meanwhile
+                }
+            }
+            return found;
+        },
+        // The processes of the engines under --backends (PostgreSQL's
+        // postmaster and backends, RabbitMQ's Erlang VM and epmd), by
+        // 'postgres' and 'rabbitmq': those whose command line names this
+        // shop's engines/ directory, and their descendants.
+        enginePids() {
+            const parent = new Map();
+            const roots = { postgres: [], rabbitmq: [] };
+            for (const d of fs.readdirSync('/proc')) {
+                if (!/^\d+$/.test(d)) continue;
+                try {
+                    const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+                    parent.set(Number(d), Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]));
+                    const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+                    for (const k of Object.keys(roots)) if (cmd.includes(path.join(data, 'engines', k))) roots[k].push(Number(d));
+                } catch {
+                    // gone meanwhile
+                }
+            }
+            const out = {};
+            for (const [k, rs] of Object.entries(roots)) {
+                const set = new Set(rs);
+                for (let grew = true; grew; ) {
+                    grew = false;
+                    for (const [pid, pp] of parent) {
+                        if (set.has(pp) && !set.has(pid)) {
+                            set.add(pid);
+                            grew = true;
+                        }
+                    }
+                }
+                out[k] = [...set];
+            }
+            return out;
+        },
         pidOf(service) {
             const program = PROGRAMS.find((x) => x.name === service);
             const exe = fs.realpathSync(path.join(buildDir(), program.binary));
@@ -88,7 +170,12 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
                     // gone meanwhile, or not ours to read
                 }
             }
-            if (found.length > 1) throw new Error(`${found.length} ${service} processes of one shop`);
+            // Several instances (--scale): the first one.
+            if (found.length > 1) {
+                const first = found.filter((pid) => fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`AGORA_INSTANCE_ID=${service}-1`));
+                if (first.length !== 1) throw new Error(`${found.length} ${service} processes of one shop`);
+                return first[0];
+            }
             return found[0] ?? 0;
         },
         async stop(timeout = 30_000) {

@@ -53,6 +53,8 @@ struct ag_events_config {
     uint64_t published_keep_ms; /* 86400000: published outbox rows and inbox rows kept this long */
     struct ag_identity_self *identity; /* signs every broker call (the bus requires it);
                                           borrowed, must outlive the runtime; NULL: none */
+    bool access_log; /* one info line per delivery applied (type, subject, outcome, time),
+                        with the event's trace id: the consumer's access log */
 };
 
 /* A consumer's handler: runs inside an open transaction on 'store'. Return 0

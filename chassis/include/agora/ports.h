@@ -20,6 +20,7 @@
 #define AG_PROGRAMS(X)                                                                             \
     X(REGISTRY, "registry", 8500, "platform/registry/registry")                                    \
     X(BUS, "bus", 8400, "platform/bus/bus")                                                        \
+    X(TRACES, "traces", 8089, "platform/traces/traces")                                            \
     X(USERS, "users", 8082, "services/users/users")                                                \
     X(INVENTORY, "inventory", 8083, "services/inventory/inventory")                                \
     X(ORDERS, "orders", 8084, "services/orders/orders")                                            \
@@ -27,7 +28,7 @@
     X(PAYMENTS, "payments", 8085, "services/payments/payments")                                    \
     X(SHIPPING, "shipping", 8086, "services/shipping/shipping")                                    \
     X(NOTIFICATIONS, "notifications", 8087, "services/notifications/notifications")                \
-    X(ANALYTICS, "analytics", 8088, NULL)                                                          \
+    X(ANALYTICS, "analytics", 8088, "services/analytics/analytics")                                \
     X(GATEWAY, "gateway", 8080, "platform/gateway/gateway")
 
 /* AG_PORT_CATALOG and the like: each program's default port. */
@@ -40,5 +41,15 @@ enum ag_port {
 /* Not a program: the gateway's operator listener (AGORA_OPS_ADDRESS, for
  * /metrics and /health/services, loopback only). */
 #define AG_PORT_GATEWAY_OPS 8090
+
+/* Not programs: under `agora up --backends postgres,rabbitmq`, the private
+ * PostgreSQL cluster and RabbitMQ node (AMQP port) the supervisor starts. */
+#define AG_PORT_POSTGRES 8432
+#define AG_PORT_RABBITMQ 8672
+
+/* Under `agora up --scale orders=3`, instance k (2..AG_MAX_INSTANCES) of a
+ * program listens on its port + (k - 1) * AG_PORT_INSTANCE_STRIDE. */
+#define AG_PORT_INSTANCE_STRIDE 1000
+#define AG_MAX_INSTANCES        9
 
 #endif /* AG_PORTS_H */

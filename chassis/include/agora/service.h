@@ -85,13 +85,20 @@ struct ag_service_settings {
     uint64_t idle_timeout_ms;      /* AGORA_HTTP_IDLE_TIMEOUT */
     uint64_t shutdown_timeout_ms;  /* AGORA_SHUTDOWN_TIMEOUT */
     char *internal_key;            /* AGORA_INTERNAL_KEY (64 hex digits) */
+    char *service_key;             /* AGORA_SERVICE_KEY (64 hex digits: own Ed25519 seed) */
+    char *service_pubkeys;         /* AGORA_SERVICE_PUBKEYS ("name=hex,...") */
     char *registry_url;            /* AGORA_REGISTRY_URL; "" = no registry */
     uint64_t registry_ttl_ms;      /* AGORA_REGISTRY_TTL */
     char *advertise_address;       /* AGORA_ADVERTISE_ADDRESS; default: the listen host */
+    char *discovery;               /* AGORA_DISCOVERY: registry | dns[:<template>] */
     char *bus_url;                 /* AGORA_BUS_URL (services with events) */
+    char *events_url;              /* AGORA_EVENTS_URL: amqp:// broker instead of the bus, or "" */
     char *ops_address;             /* AGORA_OPS_ADDRESS; "" = ops routes on the main port */
     uint64_t idempotency_ttl_ms;   /* AGORA_IDEMPOTENCY_TTL (services with idempotency) */
     uint64_t idempotency_sweep_ms; /* AGORA_IDEMPOTENCY_SWEEP_INTERVAL */
+    char *otlp_endpoint;           /* AGORA_OTLP_ENDPOINT; "" = no spans */
+    char *trace_sample;            /* AGORA_TRACE_SAMPLE, a ratio 0..1 */
+    uint64_t trace_queue_bytes;    /* AGORA_TRACE_QUEUE */
 };
 
 /* Parse configuration (AGORA_* environment, AGORA_CONFIG_FILE), start
@@ -106,6 +113,14 @@ int ag_service_init(struct ag_service **out_svc, int argc, char **argv,
 
 /* Register the service's route table; handlers get 'udata'. */
 int ag_service_routes(struct ag_service *svc, const struct ag_route *routes, size_t n, void *udata);
+
+/* Open the registered AG_ROLE_INTERNAL route 'method' 'pattern' to the
+ * services named in 'callers' only ("payments" or "payments,shipping"):
+ * any other service gets 403 (least privilege). The operator ("agora")
+ * may still call it. AG_ENOENT when there is no such internal route,
+ * AG_ETOOBIG past 16 restricted routes. Before ag_service_run. */
+int ag_service_route_callers(struct ag_service *svc, const char *method, const char *pattern,
+                             const char *callers);
 
 /* Listen, run the loop until SIGTERM/SIGINT drained the server (in-flight
  * requests finish within AGORA_SHUTDOWN_TIMEOUT), call on_stop, and return
@@ -168,8 +183,10 @@ const char *ag_req_trace_id(const struct ag_http_req *req);
  * AG_TRACEPARENT_LEN + 1 bytes. */
 void ag_req_traceparent(const struct ag_http_req *req, char out[AG_TRACEPARENT_LEN + 1]);
 
-/* The caller's identity as vouched for by the gateway (a valid
- * X-Agora-Identity under AGORA_INTERNAL_KEY), or NULL for an anonymous
+/* The caller's identity: a user as vouched for by the gateway (a valid
+ * X-Agora-Identity "v1" under AGORA_INTERNAL_KEY), or a service signed
+ * with its own key ("s1", roles AG_IDENTITY_SERVICE, user id = its name,
+ * checked against AGORA_SERVICE_PUBKEYS), or NULL for an anonymous
  * caller. Routes whose role is customer or admin are only reached with an
  * identity holding that role (the middleware answers 401 or 403). */
 const struct ag_identity *ag_req_identity(const struct ag_http_req *req);

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agora/backoff.h"
@@ -536,6 +537,7 @@ struct ev_sub {
 
 struct ag_events {
     uint32_t magic;
+    int64_t relay_sent_ns;       /* Unix ns of the relay's last send (producer spans) */
     uv_loop_t *loop;             /* borrowed */
     struct ag_store *store;      /* borrowed */
     struct ag_events_config cfg; /* defaults applied; strings below */
@@ -624,6 +626,41 @@ relay_schedule(struct ag_events *ev, enum relay_state state, uint64_t delay_ms)
     uv_timer_start(&ev->relay_timer, on_relay_timer, delay_ms, 0);
 }
 
+/* One PRODUCER span per relayed event whose trace is sampled: from the
+ * send to the broker's answer, a sibling of the event's consumers under the
+ * span that wrote it (the traceparent in its CloudEvent, which
+ * ag__events_cloudevent writes last). */
+static void
+producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
+               const enum ag__outbox_outcome *oc)
+{
+    static const char key[] = "\"traceparent\":\"";
+    for (size_t i = 0; i < b->n; i++) {
+        const struct ag__outbox_row *r = &b->rows[i];
+        const char *p = strstr(r->event, key);
+        struct ag_trace_ctx parent;
+        if (p == NULL ||
+            ag_trace_parse(ag_str_make(p + sizeof(key) - 1, AG_TRACEPARENT_LEN), &parent) != 0)
+            continue;
+        memcpy(parent.span_id, parent.parent_id, sizeof(parent.span_id));
+        struct ag_trace_ctx ctx;
+        ag_trace_child(&parent, &ctx);
+        struct ag_span span;
+        char name[AG_SPAN_MAX_TEXT];
+        snprintf(name, sizeof(name), "%s publish", r->type);
+        ag_span_begin(&span, &ctx, name, AG_SPAN_PRODUCER);
+        span.start_ns = ev->relay_sent_ns;
+        ag_span_attr_str(&span, "messaging.system", ev->ops->name);
+        ag_span_attr_str(&span, "messaging.operation", "publish");
+        ag_span_attr_str(&span, "messaging.destination.name", r->type);
+        ag_span_attr_str(&span, "messaging.message.id", r->id);
+        ag_span_attr_int(&span, "messaging.batch.message_count", (int64_t)b->n);
+        if (oc[i] != AG__OUTBOX_PUBLISHED)
+            ag_span_error(&span, "not confirmed by the broker");
+        ag_span_end(&span);
+    }
+}
+
 static void
 on_published(const struct ag__events_result *res, void *udata)
 {
@@ -660,6 +697,8 @@ on_published(const struct ag__events_result *res, void *udata)
             oc[i] = AG__OUTBOX_RETRY;
         failed = true;
     }
+    if (ag_span_enabled())
+        producer_spans(ev, b, oc);
     int rc = ag__outbox_settle(ev->store, b, oc, error, ag_time_unix_ms());
     ag_free(oc);
     if (rc != 0) {
@@ -775,6 +814,11 @@ relay_flush(struct ag_events *ev)
         out[i] = (struct ag__events_out){ r->id, r->type, r->subject, r->event, r->event_len };
     }
     ev->relay = RELAY_SENDING;
+    if (ag_span_enabled()) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ev->relay_sent_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    }
     rc = ev->ops->publish(ev->be, out, ev->batch.n, on_published, ev);
     ag_free(out);
     if (rc != 0) {
@@ -1045,9 +1089,52 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, size_t index, char
                  ag_store_errmsg(store));
         oc = CONSUME_ERROR;
     } else {
+        /* The handler's span: a child of the span that published the
+         * event (its CloudEvent traceparent), current while it runs. */
+        struct ag_span span;
+        struct ag_trace_ctx producer;
+        struct ag_trace_ctx tctx;
+        const char *tp = json_string_value(json_object_get(m->event, "traceparent"));
+        bool traced = tp != NULL && ag_trace_parse(ag_str_from_cstr(tp), &producer) == 0;
+        if (traced) {
+            memcpy(producer.span_id, producer.parent_id, sizeof(producer.span_id));
+            ag_trace_child(&producer, &tctx);
+            char name[AG_SPAN_MAX_TEXT];
+            snprintf(name, sizeof(name), "%s process", m->topic[0] ? m->topic : "event");
+            ag_span_begin(&span, &tctx, name, AG_SPAN_CONSUMER);
+            ag_span_attr_str(&span, "messaging.system", ev->ops->name);
+            ag_span_attr_str(&span, "messaging.operation", "process");
+            ag_span_attr_str(&span, "messaging.destination.name", m->topic);
+            ag_span_attr_str(&span, "messaging.consumer.group.name", s->name);
+            ag_span_attr_str(&span, "messaging.message.id", id);
+            ag_span_attr_int(&span, "messaging.message.delivery_attempt", m->attempt);
+            ag_trace_set_current(&tctx);
+            ag_log_set_context(NULL, tctx.trace_id);
+        }
         ev->cur_delivery = index;
+        uint64_t t0 = ag_time_mono_ns();
         rc = s->fn(ev, store, m->event, s->udata);
         ev->cur_delivery = SIZE_MAX;
+        if (ev->cfg.access_log && ag_log_enabled(AG_LOG_INFO)) {
+            /* The consumer's access log line, in the event's trace. */
+            json_t *f =
+                json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "subscription", s->name, "type",
+                          m->topic, "subject", m->subject, "outcome",
+                          rc == 0 ? "ok" : ag_strerror(rc), "attempt", (json_int_t)m->attempt,
+                          "duration_us", (json_int_t)((ag_time_mono_ns() - t0) / 1000));
+            if (f != NULL) {
+                json_object_set_new(f, "event_id", json_string(id));
+                ag_log_json(AG_LOG_INFO, "events", "delivery", f);
+                json_decref(f);
+            }
+        }
+        if (traced) {
+            ag_trace_set_current(NULL);
+            ag_log_set_context(NULL, NULL);
+            if (rc != 0)
+                ag_span_error(&span, ag_strerror(rc));
+            ag_span_end(&span);
+        }
         if (rc != 0) {
             snprintf(why, whylen, "handler failed on event '%s': %s", id, ag_strerror(rc));
             oc = CONSUME_ERROR;
@@ -1320,14 +1407,16 @@ ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client *cl
         !text_is_valid(cfg->source, MAX_SOURCE) || cfg->bus_url == NULL)
         return AG_EINVAL;
     const struct ag_events_backend_ops *ops = NULL;
+    /* The URL may hold a password (amqp://user:pass@...): logs get it redacted. */
+    char *safe_url = ag__events_url_redact(cfg->bus_url);
     if (strncmp(cfg->bus_url, "http://", 7) == 0) {
         ops = &ag__events_bus_ops;
-    } else if (strncmp(cfg->bus_url, "amqp://", 7) == 0 ||
-               strncmp(cfg->bus_url, "amqps://", 8) == 0) {
-        AG_LOGE(EV_LOG, "broker '%s': the RabbitMQ backend is not built in yet", cfg->bus_url);
-        return AG_ECONFIG;
+    } else if (strncmp(cfg->bus_url, "amqp://", 7) == 0) {
+        ops = &ag__events_amqp_ops;
     } else {
-        AG_LOGE(EV_LOG, "broker URL '%s' is neither http:// (bus) nor amqp://", cfg->bus_url);
+        AG_LOGE(EV_LOG, "broker URL '%s' is neither http:// (bus) nor amqp:// (RabbitMQ)",
+                safe_url);
+        ag_free(safe_url);
         return AG_EINVAL;
     }
     int rc = ag__events_schema(store);
@@ -1338,14 +1427,20 @@ ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client *cl
         else
             AG_LOGE(EV_LOG, "cannot create the outbox and inbox tables: %s",
                     ag_store_errmsg(store));
+        ag_free(safe_url);
         return rc;
     }
     void *be = NULL;
-    rc = ag__events_bus_new(client, cfg->bus_url, cfg->identity, &be);
+    if (ops == &ag__events_amqp_ops)
+        rc = ag__events_amqp_new(loop, cfg->bus_url, &be);
+    else
+        rc = ag__events_bus_new(client, cfg->bus_url, cfg->identity, &be);
     if (rc != 0) {
-        AG_LOGE(EV_LOG, "bad broker URL '%s'", cfg->bus_url);
+        AG_LOGE(EV_LOG, "bad broker URL '%s'", safe_url);
+        ag_free(safe_url);
         return rc;
     }
+    ag_free(safe_url);
     struct ag_events *ev = ag_calloc(1, sizeof(*ev));
     ev->magic = EVENTS_MAGIC;
     ev->cur_delivery = SIZE_MAX;
@@ -1397,6 +1492,13 @@ ag_events_publish(struct ag_events *ev, const char *type, const char *subject, c
     char id[AG_UUID_STRLEN + 1];
     ag_uuid7(id);
     int64_t now = ag_time_unix_ms();
+    /* No traceparent given: the event continues the trace of the request or
+     * delivery being handled, so a saga is one trace across services. */
+    char current_tp[AG_TRACEPARENT_LEN + 1];
+    if (traceparent == NULL && ag_trace_current() != NULL) {
+        ag_trace_format(ag_trace_current(), current_tp);
+        traceparent = current_tp;
+    }
     struct ag_buf buf = AG_BUF_INIT(AG_EVENTS_MAX_EVENT_BYTES);
     int rc = ag__events_cloudevent(id, ev->source, type, subject, now, data, traceparent, &buf);
     if (rc == 0)

@@ -11,6 +11,7 @@
 #include "agora/events.h"
 
 #include <jansson.h>
+#include <uv.h>
 
 #include "agora/buf.h"
 #include "agora/http_client.h"
@@ -98,6 +99,17 @@ struct ag_events_backend_ops {
 extern const struct ag_events_backend_ops ag__events_bus_ops;
 int ag__events_bus_new(struct ag_http_client *client, const char *url,
                        struct ag_identity_self *identity, void **out_be);
+
+/* The RabbitMQ backend (events_amqp.c) at 'url'
+ * ("amqp://user:pass@host:port/vhost", copied): one I/O thread owns the
+ * connection and hands results to 'loop' (borrowed) through a uv_async_t.
+ * Returns 0 or AG_EINVAL for a URL it cannot parse. */
+extern const struct ag_events_backend_ops ag__events_amqp_ops;
+int ag__events_amqp_new(uv_loop_t *loop, const char *url, void **out_be);
+
+/* A copy of 'url' (owned) with the password of its userinfo replaced by
+ * "***", for logs. */
+char *ag__events_url_redact(const char *url);
 
 /* ---- CloudEvents (pure) ---- */
 

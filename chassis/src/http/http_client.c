@@ -21,6 +21,7 @@
 #include "agora/mem.h"
 #include "agora/metrics.h"
 #include "agora/time.h"
+#include "agora/trace.h"
 #include "http_client_int.h"
 
 /* ---- Defaults and fixed tunables ---- */
@@ -131,6 +132,7 @@ struct hc_call {
     int err;                      /* outcome of the last attempt */
     int status;
     uint64_t retry_after_ms; /* Retry-After of a 429, else 0 */
+    struct ag_span *span;    /* the client span when recording, else NULL */
 };
 
 struct ag_http_client {
@@ -523,6 +525,8 @@ call_free(struct hc_call *call)
     ag_buf_release(&call->x.body);
     ag_free(call->x.hdrs);
     call->x.hdrs = NULL;
+    ag_free(call->span);
+    call->span = NULL;
     uv_close((uv_handle_t *)&call->timer, on_call_closed);
 }
 
@@ -578,6 +582,23 @@ call_finish(struct hc_call *call)
     };
     const char *labels[2] = { call->up->name, hc_outcome_labels[call_outcome(call)] };
     ag_counter_add(c->m_requests, labels, 1);
+    if (call->span != NULL) {
+        struct ag_span *sp = call->span;
+        ag_span_attr_str(sp, "http.request.method", call->method);
+        ag_span_attr_str(sp, "server.address", call->up->name);
+        if (call->inst != NULL)
+            ag_span_attr_str(sp, "agora.instance", call->inst->id);
+        ag_span_attr_int(sp, "http.request.resend_count",
+                         call->attempts > 0 ? call->attempts - 1 : 0);
+        if (call->err == 0)
+            ag_span_attr_int(sp, "http.response.status_code", call->status);
+        /* Client spans: a 4xx is an error too (HTTP semantic conventions). */
+        if (call->err != 0 || call->status >= 400) {
+            ag_span_attr_str(sp, "error.type", hc_outcome_labels[call_outcome(call)]);
+            ag_span_error(sp, call->err != 0 ? ag_strerror(call->err) : NULL);
+        }
+        ag_span_end(sp);
+    }
     ag_histogram_observe(c->m_duration, labels, /* its one label: upstream */
                          (double)(ag_time_mono_ns() - call->start_ns) / 1e9);
     if (call->cb != NULL)
@@ -700,6 +721,8 @@ attempt_start(struct hc_call *call)
         ag__breaker_cancel(&u->breaker, probe);
         goto fail;
     }
+    if (call->attempts > 0 && call->span != NULL)
+        ag_span_event(call->span, "retry");
     call->attempts++;
     call->state = HC_CALL_ATTEMPT;
     uv_timer_start(&call->timer, on_call_timer, call->deadline_ms - now, 0);
@@ -921,8 +944,31 @@ ag_http_client_send(struct ag_http_client *c, const struct ag_http_client_reques
         if (rc != 0)
             return rc;
     }
+    /* A client span: a child of the caller's span, whose id the callee
+     * sees as its parent in the traceparent sent. */
+    struct ag_span *span = NULL;
+    struct ag_http_client_request traced;
+    char child_tp[AG_TRACEPARENT_LEN + 1];
+    struct ag_trace_ctx caller;
+    if (req->traceparent != NULL && ag_span_enabled() &&
+        ag_trace_parse(ag_str_from_cstr(req->traceparent), &caller) == 0 &&
+        (caller.flags & 1) != 0) {
+        memcpy(caller.span_id, caller.parent_id, sizeof(caller.span_id));
+        struct ag_trace_ctx child;
+        ag_trace_child(&caller, &child);
+        span = ag_malloc(sizeof(*span));
+        char name[AG_SPAN_MAX_TEXT];
+        snprintf(name, sizeof(name), "%s %s", req->method,
+                 req->upstream != NULL ? req->upstream : "http");
+        ag_span_begin(span, &child, name, AG_SPAN_CLIENT);
+        ag_trace_format(&child, child_tp);
+        traced = *req;
+        traced.traceparent = child_tp;
+        req = &traced;
+    }
     struct ag_buf hdrs_out = AG_BUF_INIT(HC_MAX_REQ_HEAD);
     if (headers_build(req, &hdrs_out) != 0) {
+        ag_free(span);
         ag_buf_release(&hdrs_out);
         ag_free(key);
         ag_free(host);
@@ -934,6 +980,7 @@ ag_http_client_send(struct ag_http_client *c, const struct ag_http_client_reques
     call->client = c;
     call->cb = cb;
     call->udata = udata;
+    call->span = span;
     if (key != NULL) {
         call->up = upstream_get(c, key, true);
         if (call->up->n == 0) {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,9 +16,11 @@
 #include <sodium.h>
 
 #include "agora/buf.h"
+#include "agora/discovery.h"
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/ports.h"
+#include "agora/otlp.h"
 #include "agora/registry.h"
 #include "agora/time.h"
 #include "agora/trace.h"
@@ -28,6 +31,14 @@
 #define MAX_REQUEST_ID    128
 #define JSON_CONTENT_TYPE "application/json"
 #define PROBLEM_TYPE      "application/problem+json"
+
+/* An internal route open to some services only (ag_service_route_callers). */
+#define MAX_ROUTE_CALLERS 16
+struct route_callers {
+    char *method;  /* of the route */
+    char *pattern; /* of the route */
+    char *callers; /* "payments,shipping" */
+};
 
 struct ag_service {
     uint32_t magic;
@@ -42,6 +53,9 @@ struct ag_service {
     struct ag_metric *m_requests;
     struct ag_metric *m_duration;
     struct ag_metric *m_inflight;
+    struct ag_metric *m_ident; /* service_identity_checks_total{result} */
+    uint64_t ident_verified;   /* key ring counts last reported */
+    uint64_t ident_cached;
     struct ag_router *router;
     struct ag_http_server *server;
     struct ag_http_server *ops_server; /* AGORA_OPS_ADDRESS listener, or NULL */
@@ -56,12 +70,17 @@ struct ag_service {
     bool server_done;            /* graceful stop: server drained */
     bool ops_done;               /* graceful stop: ops listener drained (or none) */
     bool registry_done;          /* graceful stop: deregistered */
+    bool dns_discovery;          /* AGORA_DISCOVERY=dns...: do not register */
     struct req_ctx *dispatching; /* request whose handler is running, for the log context */
+    struct ag_otlp *otlp;        /* span exporter (AGORA_OTLP_ENDPOINT), or NULL */
     uv_signal_t sigterm;
     uv_signal_t sigint;
-    uint8_t identity_key[AG_IDENTITY_KEYLEN];
-    struct ag_identity_self self; /* this service's identity for internal calls */
-    char ops_default[64];         /* default of AGORA_OPS_ADDRESS */
+    uint8_t identity_key[AG_IDENTITY_KEYLEN]; /* AGORA_INTERNAL_KEY: user identities */
+    struct ag_identity_self self;             /* this service's identity for internal calls */
+    struct ag_identity_keyring *service_keys; /* AGORA_SERVICE_PUBKEYS: who callers are */
+    struct route_callers callers[MAX_ROUTE_CALLERS]; /* ag_service_route_callers */
+    size_t ncallers;
+    char ops_default[64]; /* default of AGORA_OPS_ADDRESS */
     bool loop_ready;
     bool stopping;
     bool stopped_clean;
@@ -73,6 +92,8 @@ struct req_ctx {
     struct ag_service *svc;
     struct ag_route_match match;
     struct ag_trace_ctx trace;
+    struct ag_span span; /* the server span (recording only with an exporter) */
+    bool continued;      /* a valid traceparent came in */
     char request_id[MAX_REQUEST_ID + 1];
     struct ag_query query;
     bool query_parsed;
@@ -121,15 +142,28 @@ static const struct ag_config_key BASE_KEYS[] = {
     { "AGORA_INTERNAL_KEY", AG_CONFIG_STRING, "", OFF(internal_key), 0, 0, NULL,
       "64 hex digits shared with the gateway to verify X-Agora-Identity (unset: a random key, "
       "so no caller has an identity)" },
+    { "AGORA_SERVICE_KEY", AG_CONFIG_STRING, "", OFF(service_key), 0, 0, NULL,
+      "64 hex digits: this program's own Ed25519 seed, which signs its service identity "
+      "(the supervisor derives it; unset: a random one, so no internal call succeeds)" },
+    { "AGORA_SERVICE_PUBKEYS", AG_CONFIG_STRING, "", OFF(service_pubkeys), 0, 0, NULL,
+      "name=<64 hex>,...: the public key of every program, to verify service identities "
+      "(unset: no service identity is accepted)" },
     { "AGORA_REGISTRY_URL", AG_CONFIG_STRING, "", OFF(registry_url), 0, 0, NULL,
       "registry base URL, e.g. http://127.0.0.1:8500 (unset: no registration)" },
     { "AGORA_REGISTRY_TTL", AG_CONFIG_DURATION, "10s", OFF(registry_ttl_ms), 1000, 300000, NULL,
       "registration time to live; heartbeats every third of it" },
     { "AGORA_ADVERTISE_ADDRESS", AG_CONFIG_STRING, "", OFF(advertise_address), 0, 0, NULL,
       "address registered for others to reach this instance (default: the listen address)" },
+    { "AGORA_DISCOVERY", AG_CONFIG_STRING, "registry", OFF(discovery), 0, 0, NULL,
+      "registry: register and find instances in the registry; dns or dns:<host>[:<port>]: "
+      "each service is a DNS name ({service}, {port}: its default port; e.g. Kubernetes "
+      "Services), nothing registers (agora/discovery.h)" },
     /* The default is patched in: the bus's port of agora/ports.h. */
     { "AGORA_BUS_URL", AG_CONFIG_STRING, "", OFF(bus_url), 0, 0, NULL,
       "message bus base URL (services that publish or consume events)" },
+    { "AGORA_EVENTS_URL", AG_CONFIG_STRING, "", OFF(events_url), 0, 0, NULL,
+      "broker of the events runtime when not the bus: amqp://user:password@host:port/vhost "
+      "(RabbitMQ); empty: AGORA_BUS_URL. Holds a password: never logged whole" },
     { "AGORA_OPS_ADDRESS", AG_CONFIG_STRING, "", OFF(ops_address), 0, 0, NULL,
       "host:port of a second listener for operators (e.g. 127.0.0.1:8090): /metrics and the "
       "other ops routes are served there only; empty: on the main port" },
@@ -140,6 +174,13 @@ static const struct ag_config_key BASE_KEYS[] = {
       "how long Idempotency-Key answers and saga step replies are kept (services that keep them)" },
     { "AGORA_IDEMPOTENCY_SWEEP_INTERVAL", AG_CONFIG_DURATION, "1m", OFF(idempotency_sweep_ms), 10,
       86400000, NULL, "how often expired idempotency records are deleted" },
+    { "AGORA_OTLP_ENDPOINT", AG_CONFIG_STRING, "", OFF(otlp_endpoint), 0, 0, NULL,
+      "OTLP/HTTP collector base URL for spans (POST <url>/v1/traces, JSON), e.g. "
+      "http://127.0.0.1:4318; empty: spans are not recorded" },
+    { "AGORA_TRACE_SAMPLE", AG_CONFIG_STRING, "1", OFF(trace_sample), 0, 0, NULL,
+      "head sampling ratio (0 to 1) of the traces this process starts" },
+    { "AGORA_TRACE_QUEUE", AG_CONFIG_SIZE, "1MiB", OFF(trace_queue_bytes), 4096, 67108864, NULL,
+      "encoded spans waiting for export; past it spans are dropped and counted" },
 };
 #undef OFF
 
@@ -658,6 +699,38 @@ ag_send_idempotency_replay(struct ag_http_req *req, const struct ag_idem_answer 
 
 /* ---- Middleware ---- */
 
+/* Whether service 'name' is in the comma-separated 'callers' (NULL: any
+ * service). The operator may call every internal route. */
+static bool
+caller_allowed(const char *callers, const char *name)
+{
+    if (callers == NULL || strcmp(name, AG_IDENTITY_OPERATOR) == 0)
+        return true;
+    size_t n = strlen(name);
+    for (const char *p = callers; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len == n && memcmp(p, name, n) == 0)
+            return true;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+/* The services allowed to call internal 'route', or NULL for any. */
+static const char *
+callers_of(const struct ag_service *svc, const struct ag_route *route)
+{
+    for (size_t i = 0; i < svc->ncallers; i++) {
+        if (strcmp(svc->callers[i].pattern, route->pattern) == 0 &&
+            strcmp(svc->callers[i].method, route->method) == 0)
+            return svc->callers[i].callers;
+    }
+    return NULL;
+}
+
 /* Who may call 'route': 0 when 'id' (NULL without a verified identity)
  * may, else the status to answer (401, 403, or 404 for an ops route asked
  * on the wrong listener). */
@@ -686,7 +759,9 @@ route_access(const struct ag_service *svc, const struct ag_route *route,
             return 404;
         if (id == NULL)
             return 401;
-        return (id->roles & AG_IDENTITY_SERVICE) != 0 ? 0 : 403;
+        if ((id->roles & AG_IDENTITY_SERVICE) == 0)
+            return 403;
+        return caller_allowed(callers_of(svc, route), id->user_id) ? 0 : 403;
     }
     return 403;
 }
@@ -708,9 +783,13 @@ dispatch(struct ag_http_req *req, void *udata)
     } else {
         ag_uuid7(ctx->request_id);
     }
-    ag_trace_start(ag_http_req_header(req, "traceparent"), &ctx->trace);
+    struct ag_str tph = ag_http_req_header(req, "traceparent");
+    ag_trace_start(tph, &ctx->trace);
+    ctx->continued = tph.len > 0 && ctx->trace.parent_id[0] != '\0';
+    ag_span_begin(&ctx->span, &ctx->trace, "HTTP", AG_SPAN_SERVER);
     ag_log_set_context(ctx->request_id, ctx->trace.trace_id);
     svc->dispatching = ctx;
+    ag_trace_set_current(&ctx->trace);
     ag_http_resp_header(req, "X-Request-ID", ctx->request_id);
     char tp[AG_TRACEPARENT_LEN + 1];
     ag_trace_format(&ctx->trace, tp);
@@ -719,9 +798,15 @@ dispatch(struct ag_http_req *req, void *udata)
     enum ag_router_status st =
         ag_router_match(svc->router, req->method_name, req->path, &ctx->match);
     struct ag_str ident = ag_http_req_header(req, AG_IDENTITY_HEADER);
-    if (ident.len > 0 &&
-        ag_identity_verify(svc->identity_key, ident, ag_time_unix_ms() / 1000, &ctx->identity) == 0)
-        ctx->has_identity = true;
+    if (ident.len > 0) {
+        int64_t now = ag_time_unix_ms() / 1000;
+        /* "s1;": a service, with its own key; else a user, as the gateway
+         * signed it (which never carries the service role). */
+        int rc = ident.len > 3 && memcmp(ident.ptr, "s1;", 3) == 0
+                     ? ag_identity_service_verify(svc->service_keys, ident, now, &ctx->identity)
+                     : ag_identity_verify(svc->identity_key, ident, now, &ctx->identity);
+        ctx->has_identity = rc == 0;
+    }
     if (st == AG_ROUTER_FOUND) {
         const struct ag_route *route = ctx->match.route;
         req->route = (void *)route;
@@ -734,6 +819,10 @@ dispatch(struct ag_http_req *req, void *udata)
                           route->role == AG_ROLE_INTERNAL
                               ? "this resource needs a service identity"
                               : "this resource needs a signed-in caller");
+        } else if (deny == 403 && route->role == AG_ROLE_INTERNAL && ctx->has_identity &&
+                   (ctx->identity.roles & AG_IDENTITY_SERVICE) != 0) {
+            ag_send_error(req, AG_EFORBIDDEN, "service '%s' may not call this resource (only %s)",
+                          ctx->identity.user_id, callers_of(svc, route));
         } else if (deny == 403) {
             ag_send_error(req, AG_EFORBIDDEN, "this resource needs the %s role",
                           ag_role_name(route->role));
@@ -759,6 +848,7 @@ dispatch(struct ag_http_req *req, void *udata)
         ag_send_error(req, AG_ENOENT, "no resource at this path");
     }
     svc->dispatching = NULL;
+    ag_trace_set_current(NULL);
     ag_log_set_context(NULL, NULL);
 }
 
@@ -786,12 +876,42 @@ on_complete(struct ag_http_req *req, void *udata)
      * reached dispatch: no context, not in flight, route "rejected". */
     /* The running handler answered its own request, whose memory goes now:
      * nothing of it may stay referenced for the log context. */
-    if (ctx != NULL && svc->dispatching == ctx)
+    if (ctx != NULL && svc->dispatching == ctx) {
         svc->dispatching = NULL;
+        ag_trace_set_current(NULL);
+    }
     if (ctx != NULL)
         svc->inflight--;
     else
         req->route_id = "rejected";
+    /* Platform chatter that starts no trace of its own (heartbeats, long
+     * polls, probes, scrapes) is not recorded: a trace begins at a route
+     * people call, or continues one. */
+    if (ctx != NULL && ctx->span.recording && !ctx->continued &&
+        ((req->route == NULL &&
+          (req->route_id == NULL || strcmp(req->route_id, "fallback") != 0)) ||
+         (req->route != NULL && ((const struct ag_route *)req->route)->role >= AG_ROLE_INTERNAL)))
+        ctx->span.recording = false;
+    if (ctx != NULL && ctx->span.recording) {
+        /* HTTP server semantic conventions: "{method} {route}". */
+        char name[AG_SPAN_MAX_TEXT];
+        snprintf(name, sizeof(name), "%.*s %s", AG_STR_FMT(req->method_name),
+                 req->route_id ? req->route_id : "unmatched");
+        ag_span_set_name(&ctx->span, name);
+        ag_span_attr_strn(&ctx->span, "http.request.method", req->method_name.ptr,
+                          req->method_name.len);
+        ag_span_attr_str(&ctx->span, "http.route", req->route_id);
+        ag_span_attr_strn(&ctx->span, "url.path", req->path.ptr, req->path.len);
+        ag_span_attr_int(&ctx->span, "http.response.status_code", req->status);
+        ag_span_attr_str(&ctx->span, "service.name", svc->cfg.name);
+        if (req->status >= 500) {
+            char code[16];
+            snprintf(code, sizeof(code), "%d", req->status);
+            ag_span_attr_str(&ctx->span, "error.type", code);
+            ag_span_error(&ctx->span, NULL);
+        }
+        ag_span_end(&ctx->span);
+    }
     double secs = (double)(ag_time_mono_ns() - req->start_ns) / 1e9;
     const char *route = req->route_id ? req->route_id : "unmatched";
     char status[8];
@@ -828,6 +948,14 @@ collect(struct ag_metrics *reg, void *udata)
     AG_UNUSED(reg);
     struct ag_service *svc = udata;
     ag_gauge_set(svc->m_inflight, NULL, (double)svc->inflight);
+    uint64_t verified, cached;
+    ag_identity_keyring_stats(svc->service_keys, &verified, &cached);
+    const char *v[] = { "verified" };
+    const char *c[] = { "cached" };
+    ag_counter_add(svc->m_ident, v, (double)(verified - svc->ident_verified));
+    ag_counter_add(svc->m_ident, c, (double)(cached - svc->ident_cached));
+    svc->ident_verified = verified;
+    svc->ident_cached = cached;
 }
 
 /* ---- Lifecycle ---- */
@@ -923,9 +1051,33 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
         ag_service_free(svc);
         return AG_ECONFIG;
     }
+    enum ag_discovery_kind discovery = AG_DISCOVERY_REGISTRY;
+    if (ag_discovery_parse(svc->settings.discovery, &discovery, err, sizeof(err)) != 0) {
+        fprintf(stderr, "config: AGORA_DISCOVERY: %s\n", err);
+        ag_service_free(svc);
+        return AG_ECONFIG;
+    }
+    svc->dns_discovery = discovery == AG_DISCOVERY_DNS;
     if (svc->settings.instance_id[0] == '\0') {
         ag_free(svc->settings.instance_id);
         svc->settings.instance_id = ag_asprintf("%s-%d", cfg->name, (int)getpid());
+    }
+    {
+        char *end = NULL;
+        double ratio = strtod(svc->settings.trace_sample, &end);
+        if (end == svc->settings.trace_sample || *end != '\0' || !(ratio >= 0 && ratio <= 1)) {
+            fprintf(stderr, "config: AGORA_TRACE_SAMPLE: '%s' is not a ratio from 0 to 1\n",
+                    svc->settings.trace_sample);
+            ag_service_free(svc);
+            return AG_ECONFIG;
+        }
+        ag_trace_set_sample_ratio(ratio);
+        const char *ep = svc->settings.otlp_endpoint;
+        if (ep[0] != '\0' && strncmp(ep, "http://", 7) != 0) {
+            fprintf(stderr, "config: AGORA_OTLP_ENDPOINT: '%s' is not an http:// URL\n", ep);
+            ag_service_free(svc);
+            return AG_ECONFIG;
+        }
     }
     if (svc->settings.internal_key[0] != '\0') {
         if (ag_identity_key_parse(svc->settings.internal_key, svc->identity_key) != 0) {
@@ -938,14 +1090,39 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
          * 401, and this process cannot call the registry or the bus. */
         randombytes_buf(svc->identity_key, sizeof(svc->identity_key));
     }
-    if (ag_identity_self_init(&svc->self, svc->identity_key, cfg->name) != 0)
+    uint8_t seed[AG_IDENTITY_SEEDLEN];
+    if (svc->settings.service_key[0] != '\0') {
+        if (ag_identity_key_parse(svc->settings.service_key, seed) != 0) {
+            fprintf(stderr, "config: AGORA_SERVICE_KEY: must be 64 hex digits\n");
+            ag_service_free(svc);
+            return AG_ECONFIG;
+        }
+    } else {
+        /* No key: this process's service identity is nobody's. */
+        randombytes_buf(seed, sizeof(seed));
+    }
+    int self_rc = ag_identity_self_init(&svc->self, seed, cfg->name);
+    sodium_memzero(seed, sizeof(seed));
+    if (self_rc != 0)
         AG_BUG("service name must be [A-Za-z0-9-_.]{1,63}");
+    {
+        char why[128];
+        if (ag_identity_keyring_new(svc->settings.service_pubkeys, &svc->service_keys, why,
+                                    sizeof(why)) != 0) {
+            fprintf(stderr, "config: AGORA_SERVICE_PUBKEYS: %s\n", why);
+            ag_service_free(svc);
+            return AG_ECONFIG;
+        }
+    }
     enum ag_log_level level = AG_LOG_INFO;
     ag_log_parse_level(svc->settings.log_level, &level);
     ag_log_init(cfg->name, svc->settings.instance_id, level);
     if (svc->settings.internal_key[0] == '\0')
-        AG_LOGW("service", "AGORA_INTERNAL_KEY is not set: internal routes refuse every caller "
-                           "and calls to the registry and the bus will be refused");
+        AG_LOGW("service", "AGORA_INTERNAL_KEY is not set: no user identity is accepted");
+    if (svc->settings.service_key[0] == '\0' || ag_identity_keyring_count(svc->service_keys) == 0)
+        AG_LOGW("service", "AGORA_SERVICE_KEY or AGORA_SERVICE_PUBKEYS is not set: internal routes "
+                           "refuse every caller and calls to the registry and the bus will be "
+                           "refused");
     /* Databases, their WAL and anything else this process creates are its
      * own (0600, directories 0700): they hold password hashes and keys. */
     umask(077);
@@ -965,6 +1142,11 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
                                            route_labels, 1, NULL, 0);
     svc->m_inflight = ag_metrics_gauge(svc->metrics, "http_requests_in_flight",
                                        "Requests being handled", NULL, 0);
+    static const char *const ident_labels[] = { "result" };
+    svc->m_ident = ag_metrics_counter(svc->metrics, "service_identity_checks_total",
+                                      "Service identities accepted: by a signature check "
+                                      "(verified) or from the cache of verified headers (cached)",
+                                      ident_labels, 1);
     ag_metrics_on_collect(svc->metrics, collect, svc);
     svc->router = ag_router_new();
     ag_router_add_table(svc->router, BUILTIN_ROUTES, AG_ARRAY_SIZE(BUILTIN_ROUTES), svc);
@@ -1042,6 +1224,30 @@ ag_service_routes(struct ag_service *svc, const struct ag_route *routes, size_t 
     return rc;
 }
 
+int
+ag_service_route_callers(struct ag_service *svc, const char *method, const char *pattern,
+                         const char *callers)
+{
+    AG_CHECK_MAGIC(svc, SERVICE_MAGIC);
+    bool found = false;
+    for (size_t i = 0; i < ag_router_count(svc->router); i++) {
+        const struct ag_route *r = ag_router_get(svc->router, i);
+        found = found || (r->role == AG_ROLE_INTERNAL && strcmp(r->method, method) == 0 &&
+                          strcmp(r->pattern, pattern) == 0);
+    }
+    if (!found || callers == NULL || callers[0] == '\0') {
+        AG_LOGE("service", "no internal route %s %s to restrict", method, pattern);
+        return AG_ENOENT;
+    }
+    if (svc->ncallers == MAX_ROUTE_CALLERS)
+        return AG_ETOOBIG;
+    svc->callers[svc->ncallers].method = ag_strdup(method);
+    svc->callers[svc->ncallers].pattern = ag_strdup(pattern);
+    svc->callers[svc->ncallers].callers = ag_strdup(callers);
+    svc->ncallers++;
+    return 0;
+}
+
 static void
 on_client_closed(void *udata)
 {
@@ -1107,6 +1313,8 @@ maybe_finish_stop(struct ag_service *svc)
     if (svc->cfg.on_stop != NULL)
         svc->cfg.on_stop(svc, svc->cfg.udata);
     idem_sweep_close(svc);
+    ag_otlp_close(svc->otlp);
+    svc->otlp = NULL;
     if (svc->client != NULL)
         ag_http_client_close(svc->client, on_client_closed, svc);
     uv_close((uv_handle_t *)&svc->sigterm, NULL);
@@ -1208,7 +1416,9 @@ start_registry(struct ag_service *svc)
     json_t *meta = json_pack("{s:s, s:s}", "version", svc->cfg.version, "incarnation", incarnation);
     struct ag_registry_config rcfg = {
         .url = svc->settings.registry_url,
-        .service = svc->cfg.name,
+        /* Under DNS discovery callers find this instance by its Service
+         * name; the registry is then only the configuration store. */
+        .service = svc->dns_discovery ? NULL : svc->cfg.name,
         .instance_id = svc->settings.instance_id,
         .address = addr,
         .port = ag_http_server_port(svc->server),
@@ -1306,19 +1516,37 @@ ag_service_run(struct ag_service *svc)
     if (ag_http_client_new(&svc->loop, NULL, &svc->client) != 0)
         AG_BUG("cannot create the HTTP client");
     ag_http_client_metrics(svc->client, svc->metrics);
+    if (svc->settings.otlp_endpoint[0] != '\0') {
+        struct ag_otlp_config ocfg = {
+            .endpoint = svc->settings.otlp_endpoint,
+            .service_name = svc->cfg.name,
+            .service_instance = svc->settings.instance_id,
+            .service_version = svc->cfg.version,
+            .max_queue_bytes = svc->settings.trace_queue_bytes,
+            .metrics = svc->metrics,
+        };
+        if (ag_otlp_new(&svc->loop, svc->client, &ocfg, &svc->otlp) != 0)
+            AG_LOGW("service", "cannot export spans to '%s': not recording spans",
+                    svc->settings.otlp_endpoint);
+    }
     if (svc->cfg.events) {
         if (svc->store == NULL)
             AG_BUG("a service with events needs a database (migrations)");
         snprintf(svc->events_source, sizeof(svc->events_source), "/agora/%s", svc->cfg.name);
+        /* AGORA_EVENTS_URL (RabbitMQ) replaces the bus when set. */
+        const char *broker = svc->settings.events_url != NULL && svc->settings.events_url[0]
+                                 ? svc->settings.events_url
+                                 : svc->settings.bus_url;
         struct ag_events_config ecfg = {
             .source = svc->events_source,
-            .bus_url = svc->settings.bus_url,
+            .bus_url = broker,
             .identity = &svc->self,
+            .access_log = svc->settings.access_log,
         };
         int erc = ag_events_new(&svc->loop, svc->store, svc->client, &ecfg, &svc->events);
         if (erc != 0) {
-            AG_LOGE("service", "cannot start events (bus '%s'): %s", svc->settings.bus_url,
-                    ag_strerror(erc));
+            /* ag_events_new logged the broker (its password redacted). */
+            AG_LOGE("service", "cannot start events: %s", ag_strerror(erc));
             return abort_run(svc);
         }
         ag_events_metrics(svc->events, svc->metrics);
@@ -1391,6 +1619,14 @@ ag_service_free(struct ag_service *svc)
     svc->store = NULL;
     ag_router_free(svc->router);
     ag_metrics_free(svc->metrics);
+    ag_identity_keyring_free(svc->service_keys);
+    for (size_t i = 0; i < svc->ncallers; i++) {
+        ag_free(svc->callers[i].method);
+        ag_free(svc->callers[i].pattern);
+        ag_free(svc->callers[i].callers);
+    }
+    ag_identity_self_wipe(&svc->self);
+    sodium_memzero(svc->identity_key, sizeof(svc->identity_key));
     if (svc->loop_ready && uv_loop_close(&svc->loop) != 0)
         AG_LOGW("service", "event loop closed with handles still open");
     ag_config_release(svc->base_keys, AG_ARRAY_SIZE(BASE_KEYS), &svc->settings);

@@ -11,7 +11,10 @@
  * (the first delivery of each event fails), TESTD_FAIL_ODD=1 (the first
  * delivery of each event with an odd data.n writes its row, then fails),
  * TESTD_NO_KICK=1 (leave the
- * relay to its poll), TESTD_RELAY_POLL_MS, TESTD_ACK_DEADLINE_MS. */
+ * relay to its poll), TESTD_RELAY_POLL_MS, TESTD_ACK_DEADLINE_MS, TESTD_FAIL_ALL=1
+ * (every delivery of an event with data.n == 0 fails), TESTD_SUBSCRIPTION
+ * (default testd-consumer), TESTD_MAX_ATTEMPTS. AGORA_BUS_URL
+ * may be an amqp:// URL (the RabbitMQ backend). */
 #include "agora/base.h"
 
 #include <stdlib.h>
@@ -46,6 +49,7 @@ struct testd {
     bool crash_before_ack;   /* TESTD_CRASH_BEFORE_ACK */
     bool fail_first;         /* TESTD_FAIL_FIRST */
     bool fail_odd;           /* TESTD_FAIL_ODD */
+    bool fail_all;           /* TESTD_FAIL_ALL */
     int64_t after_commit;    /* ag_events_after_commit callbacks run */
     bool no_kick;            /* TESTD_NO_KICK */
     char **seen;             /* TESTD_FAIL_FIRST: ids that failed once */
@@ -227,6 +231,9 @@ on_event(struct ag_events *ev, struct ag_store *store, const json_t *event, void
     const char *id = json_string_value(json_object_get(event, "id"));
     if (id == NULL)
         return AG_EINVAL;
+    if (td->fail_all &&
+        json_integer_value(json_object_get(json_object_get(event, "data"), "n")) == 0)
+        return AG_EUNAVAIL;
     if (td->fail_first) {
         bool seen = false;
         for (size_t i = 0; i < td->nseen && !seen; i++)
@@ -331,6 +338,7 @@ on_start(struct ag_service *svc, void *udata)
     td->fail_first = env_flag("TESTD_FAIL_FIRST");
     td->fail_odd = env_flag("TESTD_FAIL_ODD");
     td->no_kick = env_flag("TESTD_NO_KICK");
+    td->fail_all = env_flag("TESTD_FAIL_ALL");
     struct ag_http_client_config ccfg = { .breaker_open_ms = 500 };
     int rc = ag_http_client_new(ag_service_loop(svc), &ccfg, &td->client);
     if (rc != 0)
@@ -357,8 +365,11 @@ on_start(struct ag_service *svc, void *udata)
         static const char *const topics[] = { "test.*" };
         struct ag_events_sub_options opts = {
             .ack_deadline_ms = env_ms("TESTD_ACK_DEADLINE_MS", 0),
+            .max_attempts = (uint32_t)env_ms("TESTD_MAX_ATTEMPTS", 0),
         };
-        rc = ag_events_subscribe_ex(td->ev, "testd-consumer", topics, 1, &opts, on_event, td);
+        const char *sub = getenv("TESTD_SUBSCRIPTION");
+        rc = ag_events_subscribe_ex(td->ev, sub != NULL ? sub : "testd_events.consumer", topics, 1,
+                                    &opts, on_event, td);
         if (rc != 0)
             return rc;
     }

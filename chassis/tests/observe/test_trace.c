@@ -9,6 +9,9 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
+#include "agora/buf.h"
 #include "agora/err.h"
 #include "agora/trace.h"
 
@@ -77,13 +80,103 @@ test_new_trace(void **state)
     assert_string_not_equal(a.trace_id, b.trace_id);
 }
 
+static void
+test_sampling_and_child(void **state)
+{
+    AG_UNUSED(state);
+    struct ag_trace_ctx a;
+    ag_trace_set_sample_ratio(0);
+    ag_trace_start(AG_STR_NULL, &a);
+    assert_int_equal(a.flags, 0);
+    /* A continued trace keeps the caller's decision. */
+    ag_trace_start(AG_STR_LIT("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), &a);
+    assert_int_equal(a.flags, 1);
+    ag_trace_set_sample_ratio(1);
+    ag_trace_start(AG_STR_NULL, &a);
+    assert_int_equal(a.flags, 1);
+    struct ag_trace_ctx c;
+    ag_trace_child(&a, &c);
+    assert_string_equal(c.trace_id, a.trace_id);
+    assert_string_equal(c.parent_id, a.span_id);
+    assert_string_not_equal(c.span_id, a.span_id);
+}
+
+static int sunk;
+static struct ag_buf sink_out;
+
+static void
+sink(const struct ag_span *s, void *udata)
+{
+    AG_UNUSED(udata);
+    sunk++;
+    assert_int_equal(ag_span_to_otlp_json(s, &sink_out), 0);
+}
+
+static void
+test_span_otlp_json(void **state)
+{
+    AG_UNUSED(state);
+    struct ag_trace_ctx ctx;
+    ag_trace_start(AG_STR_LIT("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), &ctx);
+    struct ag_span s;
+    /* No sink: nothing is recorded. */
+    ag_span_begin(&s, &ctx, "GET /x", AG_SPAN_SERVER);
+    assert_false(s.recording);
+    ag_span_end(&s);
+    ag_buf_init(&sink_out, 0);
+    ag_span_set_sink(sink, NULL);
+    ag_span_begin(&s, &ctx, "GET \"/x\"\n", AG_SPAN_SERVER);
+    assert_true(s.recording);
+    ag_span_attr_str(&s, "http.route", "/v1/\"q\"\\");
+    ag_span_attr_int(&s, "http.response.status_code", 503);
+    ag_span_event(&s, "retry");
+    ag_span_error(&s, "boom");
+    for (int i = 0; i < 20; i++)
+        ag_span_attr_int(&s, "extra", i); /* past the bound: dropped */
+    ag_span_end(&s);
+    ag_span_end(&s); /* once only */
+    assert_int_equal(sunk, 1);
+    json_error_t jerr;
+    json_t *j = json_loads(ag_buf_cstr(&sink_out), 0, &jerr);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "traceId")),
+                        "0af7651916cd43dd8448eb211c80319c");
+    assert_string_equal(json_string_value(json_object_get(j, "parentSpanId")), "b7ad6b7169203331");
+    assert_string_equal(json_string_value(json_object_get(j, "spanId")), ctx.span_id);
+    assert_string_equal(json_string_value(json_object_get(j, "name")), "GET \"/x\"\n");
+    assert_int_equal(json_integer_value(json_object_get(j, "kind")), 2);
+    assert_int_equal(json_array_size(json_object_get(j, "attributes")), AG_SPAN_MAX_ATTRS);
+    json_t *a0 = json_array_get(json_object_get(j, "attributes"), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(a0, "value"), "stringValue")),
+        "/v1/\"q\"\\");
+    json_t *a1 = json_array_get(json_object_get(j, "attributes"), 1);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(a1, "value"), "intValue")), "503");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "status"), "code")), 2);
+    assert_int_equal(json_array_size(json_object_get(j, "events")), 1);
+    const char *start = json_string_value(json_object_get(j, "startTimeUnixNano"));
+    assert_int_equal(strlen(start), 19);
+    json_decref(j);
+    /* All or nothing into a bounded buffer. */
+    struct ag_buf small = AG_BUF_INIT(64);
+    ag_span_begin(&s, &ctx, "x", AG_SPAN_CLIENT);
+    s.recording = false; /* encode without the sink */
+    s.end_ns = s.start_ns;
+    assert_int_equal(ag_span_to_otlp_json(&s, &small), AG_ETOOBIG);
+    assert_int_equal(small.len, 0);
+    ag_buf_release(&small);
+    ag_span_set_sink(NULL, NULL);
+    ag_buf_release(&sink_out);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_table),
-        cmocka_unit_test(test_continue_and_format),
-        cmocka_unit_test(test_new_trace),
+        cmocka_unit_test(test_parse_table),    cmocka_unit_test(test_continue_and_format),
+        cmocka_unit_test(test_new_trace),      cmocka_unit_test(test_sampling_and_child),
+        cmocka_unit_test(test_span_otlp_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,10 +49,12 @@ static uv_loop_t loop;
 static uv_timer_t guard; /* wakes uv_run while a test waits */
 static struct ag_http_client *http;
 /* The registry needs a service identity; the tests sign as the operator,
- * who may register instances of any service. */
+ * who may register instances of any service, with its key derived from
+ * TEST_KEY as the supervisor derives it; the registry gets its public key. */
 #define TEST_KEY "5eed5eed00112233445566778899aabbccddeeff0011223344556677889900ff"
 static struct ag_identity_self operator_self;
-static char datadir[256]; /* the registry's data directory (kept across restarts) */
+static char pubkeys_var[128]; /* "AGORA_SERVICE_PUBKEYS=agora=<hex>" */
+static char datadir[256];     /* the registry's data directory (kept across restarts) */
 static struct proc registry;
 static struct proc testd[2];
 static int testd_fd[2];
@@ -240,6 +242,7 @@ registry_start(int port)
                             "AGORA_ACCESS_LOG=false",
                             "AGORA_SHUTDOWN_TIMEOUT=1s",
                             "AGORA_INTERNAL_KEY=" TEST_KEY,
+                            pubkeys_var,
                             NULL };
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -499,9 +502,17 @@ setup_group(void **state)
     const char *bd = getenv("AGORA_BUILD_DIR");
     build_dir = ag_strdup(bd ? bd : "build");
     uint8_t key[AG_IDENTITY_KEYLEN];
+    uint8_t seed[AG_IDENTITY_SEEDLEN];
+    uint8_t pk[AG_IDENTITY_PUBLEN];
     if (ag_identity_key_parse(TEST_KEY, key) != 0 ||
-        ag_identity_self_init(&operator_self, key, AG_IDENTITY_OPERATOR) != 0)
+        ag_identity_service_seed(key, AG_IDENTITY_OPERATOR, seed) != 0 ||
+        ag_identity_self_init(&operator_self, seed, AG_IDENTITY_OPERATOR) != 0)
         return -1;
+    ag_identity_service_public(seed, pk);
+    int len = snprintf(pubkeys_var, sizeof(pubkeys_var),
+                       "AGORA_SERVICE_PUBKEYS=%s=", AG_IDENTITY_OPERATOR);
+    for (size_t i = 0; i < sizeof(pk); i++)
+        len += snprintf(pubkeys_var + len, sizeof(pubkeys_var) - (size_t)len, "%02x", pk[i]);
     char *reg_path = ag_asprintf("%s/platform/registry/registry", build_dir);
     bool have = access(reg_path, X_OK) == 0;
     ag_free(reg_path);

@@ -16,7 +16,7 @@ import fs from 'node:fs';
 
 import { cleanup, makeTempDir, startService, stop, waitExit, waitFor } from '../../../tests/lib/proc.mjs';
 import { client, errorFields, expectProblem, mapConcurrent, metricValue, parseMetrics } from '../../../tests/lib/http.mjs';
-import { identityHeader, OPERATOR } from '../../../tests/lib/identity.mjs';
+import { identityHeader, OPERATOR, serviceHeader, serviceIdentity, serviceSeed } from '../../../tests/lib/identity.mjs';
 
 const T = { timeout: 30_000 };
 const PROMTOOL = '/usr/bin/promtool';
@@ -139,6 +139,72 @@ describe('bus API (one process)', () => {
         assert.deepEqual(messages, []);
         assert.equal((await api.get('/v1/subscriptions/guarded')).status, 200);
         assert.equal((await api.get('/v1/subscriptions/rogue')).status, 404);
+    });
+
+    it('least privilege: a service publishes only its own event types and consumes only its own subscriptions; dead letters are the operator\'s', T, async () => {
+        await putSub(api, 'orders', { topics: ['product.*', 'payment.*'], max_attempts: 1 });
+        const catalog = client(svc, { identity: serviceIdentity('catalog') });
+        const orders = client(svc, { identity: serviceIdentity('orders') });
+        const forgedOrder = { messages: [{ id: uid(), topic: 'order.created', subject: 'o-1', data: {} }] };
+        let r = await catalog.post('/v1/messages', forgedOrder);
+        expectProblem(r, 403);
+        assert.match(r.json.detail, /'catalog' may not publish 'order\.created'/);
+        // One foreign topic in a batch refuses the whole batch.
+        r = await catalog.post('/v1/messages', { messages: [{ id: uid(), topic: 'product.created', subject: 'p', data: {} }, ...forgedOrder.messages] });
+        expectProblem(r, 403);
+        assert.equal((await catalog.post('/v1/messages', { messages: [{ id: uid(), topic: 'product.created', subject: 'p-1', data: {} }] })).status, 200);
+        assert.equal((await orders.post('/v1/messages', { messages: [{ id: uid(), topic: 'cmd.payment.authorize', subject: 'o-1', data: {} }] })).status, 200);
+        expectProblem(await orders.post('/v1/messages', { messages: [{ id: uid(), topic: 'payment.authorized', subject: 'o-1', data: {} }] }), 403);
+        // Another service's subscription: no pull, ack, nack, ensure or delete.
+        for (const [method, path, body] of [
+            ['POST', '/v1/subscriptions/orders/pull', { max: 10, wait_ms: 0 }],
+            ['POST', '/v1/subscriptions/orders/ack', { ack_ids: ['1.1'] }],
+            ['POST', '/v1/subscriptions/orders/nack', { ack_ids: ['1.1'] }],
+            ['PUT', '/v1/subscriptions/orders', { topics: ['*'] }],
+            ['PUT', '/v1/subscriptions/ordersx', { topics: ['*'] }],
+            ['DELETE', '/v1/subscriptions/orders'],
+            // Dead letters: the operator's (and administrators', on /v1/admin).
+            ['GET', '/v1/subscriptions/orders/dead-letters'],
+            ['GET', '/v1/subscriptions/orders/dead-letters/1'],
+            ['POST', '/v1/subscriptions/orders/dead-letters/replay', {}],
+            ['DELETE', '/v1/subscriptions/orders/dead-letters'],
+        ]) {
+            expectProblem(await catalog.request(method, path, { json: body }), 403);
+        }
+        expectProblem(await orders.request('DELETE', '/v1/subscriptions/orders/dead-letters'), 403);
+        // Its own: the owner pulls what catalog published; 'catalog.*' is catalog's too.
+        const { messages } = await pull(orders, 'orders', { wait_ms: 5000 });
+        assert.deepEqual(messages.map((m) => m.topic), ['product.created']);
+        assert.equal((await catalog.put('/v1/subscriptions/catalog.audit', { topics: ['product.*'] })).status, 201);
+        assert.equal((await api.request('DELETE', '/v1/subscriptions/orders/dead-letters')).status, 200);
+    });
+
+    it('a service identity is made only with the service\'s own key: not with the shared HMAC key, not with another service\'s key, not after it expires (cached or not)', T, async () => {
+        const msg = { messages: [{ id: uid(), topic: 'product.updated', subject: 'p-2', data: {} }] };
+        const as = (value) => client(svc, { identity: null, headers: { 'x-agora-identity': value } });
+        // The old form: HMAC under AGORA_INTERNAL_KEY with the service role.
+        for (const name of ['catalog', 'agora']) {
+            const old = identityHeader({ userId: name, roles: ['service'], hmac: true });
+            expectProblem(await as(old).post('/v1/messages', msg), 401);
+            expectProblem(await as(old).get('/v1/subscriptions'), 401);
+        }
+        // Catalog's own key signing as orders, or as the operator.
+        const catalogSeed = serviceSeed('catalog');
+        expectProblem(await as(serviceHeader('orders', { seed: catalogSeed })).post('/v1/messages', msg), 401);
+        expectProblem(await as(serviceHeader('agora', { seed: catalogSeed })).request('DELETE', '/v1/subscriptions/orders/dead-letters'), 401);
+        // A name no key is listed for.
+        expectProblem(await as(serviceHeader('rogue')).get('/v1/topics'), 401);
+        // Expiry: the same header text, accepted (and cached), then refused.
+        const exp = Math.floor(Date.now() / 1000) + 1;
+        const short = serviceHeader('catalog', { exp });
+        assert.equal((await as(short).post('/v1/messages', msg)).status, 200);
+        assert.equal((await as(short).get('/v1/topics')).status, 200);
+        await waitFor(async () => Math.floor(Date.now() / 1000) > exp && (await as(short).get('/v1/topics')).status === 401, { timeoutMs: 5000, message: 'the expired header is refused' });
+        expectProblem(await as(short).post('/v1/messages', msg), 401);
+        // A repeated header is served from the cache of verified headers.
+        const m = await metrics(api);
+        assert.ok(metricValue(m, 'service_identity_checks_total', { result: 'cached' }) > 0);
+        assert.ok(metricValue(m, 'service_identity_checks_total', { result: 'verified' }) > 0);
     });
 
     it('the /v1/admin routes (the console, through the gateway): an administrator reads and replays; a customer gets 403, no identity 401, a bare service 403', T, async () => {

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 
 import { cleanup, startService, stop, waitExit, waitFor } from '../../../tests/lib/proc.mjs';
 import { client, errorFields, expectProblem, metricValue, parseMetrics } from '../../../tests/lib/http.mjs';
-import { identityHeader, OPERATOR, serviceIdentity } from '../../../tests/lib/identity.mjs';
+import { identityHeader, OPERATOR, serviceHeader, serviceIdentity, serviceSeed } from '../../../tests/lib/identity.mjs';
 
 const OP = { 'x-agora-identity': identityHeader(OPERATOR) };
 
@@ -779,5 +779,24 @@ describe('access: only key holders, each within its rights (security issue: rogu
         const op = client(svc, { identity: OPERATOR });
         assert.equal((await op.put('/v1/config/gateway.routes', { value: { routes: [] } })).status, 200);
         assert.equal((await users.get('/v1/config/gateway.routes')).status, 200, 'services read configuration');
+    });
+
+    it('a service is whoever holds its own key: catalog cannot register as orders, write gateway.routes, or sign as orders or the operator; the shared HMAC key makes no service', T, async () => {
+        const catalog = client(svc, { identity: serviceIdentity('catalog') });
+        expectProblem(await catalog.put('/v1/services/orders/instances/fake-o', inst), 403);
+        expectProblem(await catalog.put('/v1/config/gateway.routes', { value: { routes: [] } }), 403);
+        const as = (value) => client(svc, { identity: null, headers: { 'x-agora-identity': value } });
+        const seed = serviceSeed('catalog');
+        expectProblem(await as(serviceHeader('orders', { seed })).put('/v1/services/orders/instances/fake-o', inst), 401);
+        expectProblem(await as(serviceHeader('agora', { seed })).put('/v1/config/gateway.routes', { value: { routes: [] } }), 401);
+        for (const name of ['orders', 'agora']) {
+            const old = identityHeader({ userId: name, roles: ['service'], hmac: true });
+            expectProblem(await as(old).put('/v1/services/orders/instances/fake-o', inst), 401);
+            expectProblem(await as(old).put('/v1/config/gateway.routes', { value: { routes: [] } }), 401);
+            expectProblem(await as(old).get('/v1/services'), 401);
+        }
+        const op = client(svc, { identity: OPERATOR });
+        assert.deepEqual((await op.get('/v1/services/orders')).json.instances, [], 'no fake orders instance');
+        assert.equal((await op.put('/v1/config/gateway.routes', { value: { routes: [] } })).status, 200);
     });
 });

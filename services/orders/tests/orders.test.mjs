@@ -11,7 +11,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { OPERATOR, serviceIdentity } from '../../../tests/lib/identity.mjs';
+import { identityHeader, OPERATOR, serviceIdentity } from '../../../tests/lib/identity.mjs';
 import { cleanup, makeTempDir, removeTempDir, startService, stop, waitFor } from '../../../tests/lib/proc.mjs';
 import { client, expectProblem, metricValue, parseMetrics } from '../../../tests/lib/http.mjs';
 import { assertValidEvent, validate } from '../../../tests/lib/schema.mjs';
@@ -385,6 +385,14 @@ describe('orders: cart, checkout and the saga over a real bus', () => {
         assert.equal(pay.status, 200, pay.text);
         assert.deepEqual(pay.json, { order_id: o.id, user_id: ada, total: { amount: 900, currency: 'USD' }, status: 'AWAITING_PAYMENT', payment_status: 'unpaid' });
         expectProblem(await customer(svc, ada).get(`/v1/internal/orders/${o.id}/payable`), 403);
+        // Payments only (least privilege): another service is refused, the operator may look.
+        const asCatalog = await client(svc, { identity: serviceIdentity('catalog') }).get(`/v1/internal/orders/${o.id}/payable`);
+        expectProblem(asCatalog, 403);
+        assert.match(asCatalog.json.detail, /'catalog' may not call this resource \(only payments\)/);
+        assert.equal((await client(svc, { identity: OPERATOR }).get(`/v1/internal/orders/${o.id}/payable`)).status, 200);
+        // The shared HMAC key makes no service, not even payments.
+        const old = identityHeader({ userId: 'payments', roles: ['service'], hmac: true });
+        expectProblem(await client(svc, { identity: null, headers: { 'x-agora-identity': old } }).get(`/v1/internal/orders/${o.id}/payable`), 401);
         // A wrong amount: voided, the order keeps waiting.
         const wrong = await parts.authorized(o.id, { amount: 899, currency: 'USD' });
         const v = await parts.cmd(o.id, 'cmd.payment.void');

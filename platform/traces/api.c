@@ -1,0 +1,667 @@
+/* SPDX-License-Identifier: MIT */
+/* Traces: the OTLP/HTTP receiver (POST /v1/traces, JSON encoding) and the
+ * query routes. Spans are stored as received; a summary row per trace is
+ * kept in step for the list query; past AGORA_TRACES_MAX_TRACES the oldest
+ * traces go, those with an error or slower than AGORA_TRACES_SLOW last
+ * (the tail rule: a head-sampled trace that failed or was slow is the one
+ * an operator looks for). */
+#include "agora/base.h"
+#include "traces.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "agora/err.h"
+#include "agora/http_server.h"
+#include "agora/log.h"
+#include "agora/mem.h"
+#include "agora/metrics.h"
+#include "agora/time.h"
+
+#define MAX_TEXT 256 /* bytes kept of a name, service or status message */
+
+/* ---- OTLP JSON decoding ---------------------------------------------------- */
+
+/* Copy a hex id of 'n' digits, lowercased, into 'out'; false unless valid
+ * (and not all zeros). An absent or empty parent is "" when 'empty_ok'. */
+static bool
+hex_id(const json_t *v, size_t n, bool empty_ok, char *out)
+{
+    const char *s = json_string_value(v);
+    if (s == NULL || s[0] == '\0') {
+        out[0] = '\0';
+        return empty_ok;
+    }
+    if (strlen(s) != n)
+        return false;
+    bool nonzero = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = (char)tolower((unsigned char)s[i]);
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        nonzero |= c != '0';
+        out[i] = c;
+    }
+    out[n] = '\0';
+    return nonzero;
+}
+
+/* An int64 from a JSON number or a decimal string (the protobuf JSON
+ * mapping writes 64-bit integers as strings). */
+static bool
+int64_of(const json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return true;
+    }
+    const char *s = json_string_value(v);
+    if (s == NULL || s[0] == '\0')
+        return false;
+    char *end = NULL;
+    long long x = strtoll(s, &end, 10);
+    if (*end != '\0')
+        return false;
+    *out = x;
+    return true;
+}
+
+/* An OTLP AnyValue as a plain JSON value (new reference), or NULL. */
+static json_t *
+any_value(const json_t *v)
+{
+    const json_t *x;
+    int64_t i;
+    if ((x = json_object_get(v, "stringValue")) != NULL && json_is_string(x))
+        return json_stringn(json_string_value(x), AG_MIN(json_string_length(x), (size_t)MAX_TEXT));
+    if ((x = json_object_get(v, "intValue")) != NULL && int64_of(x, &i))
+        return json_integer(i);
+    if ((x = json_object_get(v, "boolValue")) != NULL && json_is_boolean(x))
+        return json_boolean(json_is_true(x));
+    if ((x = json_object_get(v, "doubleValue")) != NULL && json_is_number(x))
+        return json_real(json_number_value(x));
+    return NULL;
+}
+
+/* KeyValue list -> {key: value}; entries that are not key/value skipped. */
+static json_t *
+attributes(const json_t *list)
+{
+    json_t *out = json_object();
+    size_t i;
+    const json_t *kv;
+    json_array_foreach(list, i, kv)
+    {
+        const char *key = json_string_value(json_object_get(kv, "key"));
+        json_t *val = any_value(json_object_get(kv, "value"));
+        if (key != NULL && val != NULL && strlen(key) <= 128 && json_object_size(out) < 64)
+            json_object_set_new(out, key, val);
+        else
+            json_decref(val);
+    }
+    return out;
+}
+
+static const char *
+text_of(const json_t *v, const char *dflt)
+{
+    const char *s = json_string_value(v);
+    return s != NULL ? s : dflt;
+}
+
+/* ---- Ingest ---------------------------------------------------------------- */
+
+struct ingest {
+    struct traces *t;
+    const json_t *body;
+    int64_t accepted;
+    int64_t rejected;
+    int64_t duplicates;
+    int64_t evicted;
+};
+
+static int
+put_span(struct ingest *in, const char *service, const json_t *sp)
+{
+    struct traces *t = in->t;
+    char trace_id[33];
+    char span_id[17];
+    char parent_id[17];
+    int64_t start = 0;
+    int64_t end = 0;
+    int64_t kind = 0;
+    const char *name = text_of(json_object_get(sp, "name"), "");
+    if (!hex_id(json_object_get(sp, "traceId"), 32, false, trace_id) ||
+        !hex_id(json_object_get(sp, "spanId"), 16, false, span_id) ||
+        !hex_id(json_object_get(sp, "parentSpanId"), 16, true, parent_id) ||
+        !int64_of(json_object_get(sp, "startTimeUnixNano"), &start) ||
+        !int64_of(json_object_get(sp, "endTimeUnixNano"), &end) || start <= 0 || end < start) {
+        in->rejected++;
+        return 0;
+    }
+    const json_t *k = json_object_get(sp, "kind");
+    if (json_is_integer(k))
+        kind = json_integer_value(k);
+    if (kind < 0 || kind > 5)
+        kind = 0;
+    const json_t *status = json_object_get(sp, "status");
+    int64_t code = 0;
+    if (json_is_integer(json_object_get(status, "code")))
+        code = json_integer_value(json_object_get(status, "code"));
+    if (code < 0 || code > 2)
+        code = 0;
+    const char *msg = text_of(json_object_get(status, "message"), "");
+
+    /* Spans past the per-trace bound are dropped. */
+    struct ag_stmt *st;
+    int rc = ag_store_stmt(t->store, "SELECT nspans FROM traces WHERE trace_id = $1", &st);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(st, 1, trace_id);
+    int64_t have = 0;
+    rc = ag_stmt_step_i64(st, 0, &have);
+    if (rc != 0)
+        return rc;
+    if (have >= t->settings.max_spans) {
+        in->rejected++;
+        return 0;
+    }
+
+    json_t *attrs = attributes(json_object_get(sp, "attributes"));
+    json_t *events = json_array();
+    size_t i;
+    const json_t *e;
+    json_array_foreach(json_object_get(sp, "events"), i, e)
+    {
+        int64_t at = 0;
+        if (json_array_size(events) >= 32)
+            break;
+        if (!int64_of(json_object_get(e, "timeUnixNano"), &at))
+            continue;
+        json_array_append_new(events, json_pack("{s:s, s:I}", "name",
+                                                text_of(json_object_get(e, "name"), ""),
+                                                "time_unix_nano", (json_int_t)at));
+    }
+    char *attrs_text = json_dumps(attrs, JSON_COMPACT);
+    char *events_text = json_dumps(events, JSON_COMPACT);
+    json_decref(attrs);
+    json_decref(events);
+    rc = ag_store_stmt(t->store,
+                       "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, "
+                       "start_ns, end_ns, status, status_msg, attrs, events) VALUES ($1, $2, $3, "
+                       "$4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+                       &st);
+    if (rc == 0) {
+        ag_stmt_bind_cstr(st, 1, trace_id);
+        ag_stmt_bind_cstr(st, 2, span_id);
+        ag_stmt_bind_cstr(st, 3, parent_id);
+        ag_stmt_bind_text(st, 4, service, AG_MIN(strlen(service), (size_t)MAX_TEXT));
+        ag_stmt_bind_text(st, 5, name, AG_MIN(strlen(name), (size_t)MAX_TEXT));
+        ag_stmt_bind_i64(st, 6, kind);
+        ag_stmt_bind_i64(st, 7, start);
+        ag_stmt_bind_i64(st, 8, end);
+        ag_stmt_bind_i64(st, 9, code);
+        ag_stmt_bind_text(st, 10, msg, AG_MIN(strlen(msg), (size_t)MAX_TEXT));
+        ag_stmt_bind_cstr(st, 11, attrs_text);
+        ag_stmt_bind_cstr(st, 12, events_text);
+        rc = ag_stmt_exec(st);
+    }
+    ag_free(attrs_text);
+    ag_free(events_text);
+    if (rc != 0)
+        return rc;
+    if (ag_store_changes(t->store) == 0) {
+        in->duplicates++;
+        return 0;
+    }
+    rc = ag_store_stmt(
+        t->store,
+        "INSERT INTO traces (trace_id, start_ns, end_ns, nspans, error, root_service, root_name, "
+        "received_ms) VALUES ($1, $2, $3, 1, $4, $5, $6, $7) ON CONFLICT (trace_id) DO UPDATE SET "
+        "root_service = CASE WHEN excluded.start_ns < traces.start_ns THEN excluded.root_service "
+        "ELSE traces.root_service END, root_name = CASE WHEN excluded.start_ns < traces.start_ns "
+        "THEN excluded.root_name ELSE traces.root_name END, start_ns = min(traces.start_ns, "
+        "excluded.start_ns), end_ns = max(traces.end_ns, excluded.end_ns), nspans = "
+        "traces.nspans + 1, error = max(traces.error, excluded.error), received_ms = "
+        "excluded.received_ms",
+        &st);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(st, 1, trace_id);
+    ag_stmt_bind_i64(st, 2, start);
+    ag_stmt_bind_i64(st, 3, end);
+    ag_stmt_bind_i64(st, 4, code == 2 ? 1 : 0);
+    ag_stmt_bind_text(st, 5, service, AG_MIN(strlen(service), (size_t)MAX_TEXT));
+    ag_stmt_bind_text(st, 6, name, AG_MIN(strlen(name), (size_t)MAX_TEXT));
+    ag_stmt_bind_i64(st, 7, ag_time_unix_ms());
+    rc = ag_stmt_exec(st);
+    if (rc == 0)
+        in->accepted++;
+    return rc;
+}
+
+/* Past the bound: delete the oldest traces, kept ones (error or slow) last. */
+static int
+evict(struct ingest *in)
+{
+    struct traces *t = in->t;
+    struct ag_stmt *st;
+    int rc = ag_store_stmt(t->store, "SELECT count(*) FROM traces", &st);
+    if (rc != 0)
+        return rc;
+    int64_t n = 0;
+    rc = ag_stmt_step_i64(st, 0, &n);
+    if (rc != 0 || n <= t->settings.max_traces)
+        return rc;
+    int64_t excess = n - t->settings.max_traces;
+    static const char *const victims =
+        "SELECT trace_id FROM traces ORDER BY (error = 1 OR end_ns - start_ns >= $1) ASC, "
+        "received_ms ASC, start_ns ASC LIMIT $2";
+    char *del = ag_asprintf("DELETE FROM spans WHERE trace_id IN (%s)", victims);
+    rc = ag_store_stmt(t->store, del, &st);
+    ag_free(del);
+    if (rc == 0) {
+        ag_stmt_bind_i64(st, 1, (int64_t)t->settings.slow_ms * 1000000);
+        ag_stmt_bind_i64(st, 2, excess);
+        rc = ag_stmt_exec(st);
+    }
+    if (rc != 0)
+        return rc;
+    del = ag_asprintf("DELETE FROM traces WHERE trace_id IN (%s)", victims);
+    rc = ag_store_stmt(t->store, del, &st);
+    ag_free(del);
+    if (rc == 0) {
+        ag_stmt_bind_i64(st, 1, (int64_t)t->settings.slow_ms * 1000000);
+        ag_stmt_bind_i64(st, 2, excess);
+        rc = ag_stmt_exec(st);
+    }
+    if (rc == 0)
+        in->evicted += ag_store_changes(t->store);
+    return rc;
+}
+
+static int
+ingest_tx(struct ag_store *store, void *arg)
+{
+    AG_UNUSED(store);
+    struct ingest *in = arg;
+    in->accepted = in->rejected = in->duplicates = in->evicted = 0;
+    size_t i;
+    const json_t *rs;
+    json_array_foreach(json_object_get(in->body, "resourceSpans"), i, rs)
+    {
+        json_t *rattrs = attributes(json_object_get(json_object_get(rs, "resource"), "attributes"));
+        char service[MAX_TEXT + 1];
+        snprintf(service, sizeof(service), "%s",
+                 text_of(json_object_get(rattrs, "service.name"), "unknown_service"));
+        json_decref(rattrs);
+        size_t j;
+        const json_t *ss;
+        json_array_foreach(json_object_get(rs, "scopeSpans"), j, ss)
+        {
+            size_t k;
+            const json_t *sp;
+            json_array_foreach(json_object_get(ss, "spans"), k, sp)
+            {
+                int rc = put_span(in, service, sp);
+                if (rc != 0)
+                    return rc;
+            }
+        }
+    }
+    return evict(in);
+}
+
+/* POST /v1/traces: an OTLP ExportTraceServiceRequest, JSON encoding. */
+static void
+post_traces(struct ag_http_req *req, void *udata)
+{
+    struct traces *t = udata;
+    struct ag_str ct = ag_http_req_header(req, "Content-Type");
+    if (ag_str_has_prefix(ct, "application/x-protobuf")) {
+        ag_send_problem(req, 415, "unsupported-media-type", "Unsupported Media Type",
+                        "this collector takes the OTLP JSON encoding (application/json); "
+                        "configure the exporter with the http/json protocol");
+        return;
+    }
+    json_t *body = ag_req_json(req);
+    if (body == NULL)
+        return;
+    if (!json_is_array(json_object_get(body, "resourceSpans"))) {
+        ag_send_problem(req, 400, "bad-request", "Bad Request",
+                        "an ExportTraceServiceRequest has a resourceSpans array");
+        return;
+    }
+    struct ingest in = { .t = t, .body = body };
+    int rc = ag_store_tx(t->store, ingest_tx, &in);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "span batch");
+        return;
+    }
+    static const char *const ok[] = { "accepted" };
+    static const char *const bad[] = { "rejected" };
+    static const char *const dup[] = { "duplicate" };
+    ag_counter_add(t->m_spans, ok, (double)in.accepted);
+    ag_counter_add(t->m_spans, bad, (double)in.rejected);
+    ag_counter_add(t->m_spans, dup, (double)in.duplicates);
+    ag_counter_add(t->m_evicted, NULL, (double)in.evicted);
+    json_t *out = json_object();
+    if (in.rejected > 0)
+        json_object_set_new(out, "partialSuccess",
+                            json_pack("{s:I, s:s}", "rejectedSpans", (json_int_t)in.rejected,
+                                      "errorMessage",
+                                      "spans with bad ids or times, or past the per-trace bound"));
+    ag_send_json(req, 200, out);
+}
+
+/* ---- Queries --------------------------------------------------------------- */
+
+static json_t *
+trace_summary(struct ag_stmt *st)
+{
+    int64_t start = ag_stmt_col_i64(st, 1);
+    int64_t end = ag_stmt_col_i64(st, 2);
+    return json_pack("{s:s, s:I, s:f, s:I, s:b, s:{s:s, s:s}}", "trace_id", ag_stmt_col_text(st, 0),
+                     "start_unix_nano", (json_int_t)start, "duration_ms",
+                     (double)(end - start) / 1e6, "spans", (json_int_t)ag_stmt_col_i64(st, 3),
+                     "error", ag_stmt_col_i64(st, 4) != 0, "root", "service",
+                     ag_stmt_col_text(st, 5), "name", ag_stmt_col_text(st, 6));
+}
+
+/* GET /v1/traces?service=&min_duration=&error=true&limit= */
+static void
+list_traces(struct ag_http_req *req, void *udata)
+{
+    struct traces *t = udata;
+    const struct ag_query *q = ag_req_query(req);
+    if (q == NULL)
+        return;
+    int64_t limit = 20;
+    int64_t min_ms = 0;
+    if (ag_req_query_int(req, "limit", 1, 1000, &limit) != 0 ||
+        ag_req_query_int(req, "min_duration", 0, 86400000, &min_ms) != 0)
+        return;
+    const char *service = ag_query_get(q, "service");
+    const char *error = ag_query_get(q, "error");
+    if (error != NULL && strcmp(error, "true") != 0 && strcmp(error, "false") != 0) {
+        ag_send_error(req, AG_EQUERY, "query parameter 'error' must be true or false");
+        return;
+    }
+    if (service != NULL && (service[0] == '\0' || strlen(service) > MAX_TEXT)) {
+        ag_send_error(req, AG_EQUERY, "query parameter 'service' must be a service name");
+        return;
+    }
+    struct ag_stmt *st;
+    int rc = ag_store_stmt(
+        t->store,
+        "SELECT trace_id, start_ns, end_ns, nspans, error, root_service, root_name FROM traces "
+        "WHERE end_ns - start_ns >= $1 AND ($2 = 0 OR error = 1) AND ($3 = '' OR EXISTS (SELECT "
+        "1 FROM spans s WHERE s.trace_id = traces.trace_id AND s.service = $3)) ORDER BY start_ns "
+        "DESC LIMIT $4",
+        &st);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "trace list");
+        return;
+    }
+    ag_stmt_bind_i64(st, 1, min_ms * 1000000);
+    ag_stmt_bind_i64(st, 2, error != NULL && strcmp(error, "true") == 0);
+    ag_stmt_bind_cstr(st, 3, service != NULL ? service : "");
+    ag_stmt_bind_i64(st, 4, limit);
+    json_t *items = json_array();
+    while ((rc = ag_stmt_step(st)) == AG_STMT_ROW)
+        json_array_append_new(items, trace_summary(st));
+    ag_stmt_reset(st);
+    if (rc < 0) {
+        json_decref(items);
+        ag_send_store_error(req, rc, "trace list");
+        return;
+    }
+    ag_send_json(req, 200, json_pack("{s:o}", "items", items));
+}
+
+/* GET /v1/traces/{id}: every span of the trace, by start time. */
+static void
+get_trace(struct ag_http_req *req, void *udata)
+{
+    struct traces *t = udata;
+    const char *raw = ag_req_param(req, "id");
+    char id[33];
+    json_t *v = json_string(raw != NULL ? raw : "");
+    bool ok = hex_id(v, 32, false, id);
+    json_decref(v);
+    if (!ok) {
+        ag_send_error(req, AG_ENOENT, "no such trace");
+        return;
+    }
+    struct ag_stmt *st;
+    int rc = ag_store_stmt(t->store,
+                           "SELECT span_id, parent_id, service, name, kind, start_ns, end_ns, "
+                           "status, status_msg, attrs, events FROM spans WHERE trace_id = $1 "
+                           "ORDER BY start_ns, span_id",
+                           &st);
+    if (rc != 0) {
+        ag_send_store_error(req, rc, "trace");
+        return;
+    }
+    ag_stmt_bind_cstr(st, 1, id);
+    json_t *spans = json_array();
+    while ((rc = ag_stmt_step(st)) == AG_STMT_ROW) {
+        int64_t start = ag_stmt_col_i64(st, 5);
+        int64_t end = ag_stmt_col_i64(st, 6);
+        json_t *attrs = json_loads(ag_stmt_col_text(st, 9), 0, NULL);
+        json_t *events = json_loads(ag_stmt_col_text(st, 10), 0, NULL);
+        json_array_append_new(
+            spans,
+            json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:{s:I, s:s}, s:o, s:o}", "span_id",
+                      ag_stmt_col_text(st, 0), "parent_span_id", ag_stmt_col_text(st, 1), "service",
+                      ag_stmt_col_text(st, 2), "name", ag_stmt_col_text(st, 3), "kind",
+                      (json_int_t)ag_stmt_col_i64(st, 4), "start_unix_nano", (json_int_t)start,
+                      "end_unix_nano", (json_int_t)end, "duration_ms", (double)(end - start) / 1e6,
+                      "status", "code", (json_int_t)ag_stmt_col_i64(st, 7), "message",
+                      ag_stmt_col_text(st, 8), "attributes", attrs ? attrs : json_object(),
+                      "events", events ? events : json_array()));
+    }
+    ag_stmt_reset(st);
+    if (rc < 0) {
+        json_decref(spans);
+        ag_send_store_error(req, rc, "trace");
+        return;
+    }
+    if (json_array_size(spans) == 0) {
+        json_decref(spans);
+        ag_send_error(req, AG_ENOENT, "no such trace");
+        return;
+    }
+    ag_send_json(req, 200, json_pack("{s:s, s:o}", "trace_id", id, "spans", spans));
+}
+
+/* ---- Logs ------------------------------------------------------------------ */
+
+#define LOG_LINE_MAX  65536
+#define LOG_LIMIT_MAX 1000
+
+struct log_query {
+    char service[80];  /* "\"service\":\"<name>\"" or "" */
+    char trace[80];    /* "\"trace_id\":\"<id>\"" or "" */
+    char request[120]; /* "\"request_id\":\"<id>\"" or "" */
+    int min_level;
+    char **ring; /* the last 'limit' matching lines */
+    size_t limit;
+    size_t n; /* matches seen */
+};
+
+static int
+log_level_rank(const char *s, size_t n)
+{
+    static const char *const names[] = { "debug", "info", "warn", "error" };
+    for (int i = 0; i < 4; i++) {
+        if (strlen(names[i]) == n && strncmp(s, names[i], n) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static bool
+log_line_wanted(const struct log_query *q, const char *line)
+{
+    if (q->service[0] && strstr(line, q->service) == NULL)
+        return false;
+    if (q->trace[0] && strstr(line, q->trace) == NULL)
+        return false;
+    if (q->request[0] && strstr(line, q->request) == NULL)
+        return false;
+    if (q->min_level > 0) {
+        const char *l = strstr(line, "\"level\":\"");
+        const char *e = l ? strchr(l + 9, '"') : NULL;
+        if (e == NULL || log_level_rank(l + 9, (size_t)(e - l - 9)) < q->min_level)
+            return false;
+    }
+    return true;
+}
+
+static void
+scan_log(struct log_query *q, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char *line = ag_malloc(LOG_LINE_MAX);
+    while (fgets(line, LOG_LINE_MAX, f) != NULL) {
+        size_t len = strlen(line);
+        if (len == 0 || line[len - 1] != '\n')
+            continue; /* too long, or half written */
+        line[len - 1] = '\0';
+        if (!log_line_wanted(q, line))
+            continue;
+        size_t slot = q->n % q->limit;
+        ag_free(q->ring[slot]);
+        q->ring[slot] = ag_strndup(line, len - 1);
+        q->n++;
+    }
+    ag_free(line);
+    fclose(f);
+}
+
+static int
+by_time(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "time"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "time"));
+    return strcmp(x ? x : "", y ? y : "");
+}
+
+/* GET /v1/logs?service=&level=&request_id=&trace_id=&limit=: the newest
+ * matching lines of every program's log file under AGORA_TRACES_LOG_DIR
+ * (the supervisor's logs/, current and rotated files), oldest first. */
+static void
+list_logs(struct ag_http_req *req, void *udata)
+{
+    struct traces *t = udata;
+    const struct ag_query *qs = ag_req_query(req);
+    if (qs == NULL)
+        return;
+    int64_t limit = 100;
+    if (ag_req_query_int(req, "limit", 1, LOG_LIMIT_MAX, &limit) != 0)
+        return;
+    struct log_query q;
+    memset(&q, 0, sizeof(q));
+    static const char *const keys[][3] = { { "service", "service", "" },
+                                           { "trace_id", "trace_id", "" },
+                                           { "request_id", "request_id", "" } };
+    char *outs[] = { q.service, q.trace, q.request };
+    size_t caps[] = { sizeof(q.service), sizeof(q.trace), sizeof(q.request) };
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = ag_query_get(qs, keys[i][0]);
+        if (v == NULL)
+            continue;
+        bool ok = v[0] != '\0' && strlen(v) <= 64;
+        for (const char *p = v; ok && *p; p++)
+            ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.';
+        if (!ok) {
+            ag_send_error(req, AG_EQUERY, "query parameter '%s' must be an id or a name",
+                          keys[i][0]);
+            return;
+        }
+        snprintf(outs[i], caps[i], "\"%s\":\"%s\"", keys[i][1], v);
+    }
+    const char *level = ag_query_get(qs, "level");
+    if (level != NULL && (q.min_level = log_level_rank(level, strlen(level))) < 0) {
+        ag_send_error(req, AG_EQUERY, "query parameter 'level' must be debug, info, warn or error");
+        return;
+    }
+    if (t->settings.log_dir == NULL || t->settings.log_dir[0] == '\0') {
+        ag_send_problem(req, 503, "unavailable", "Service Unavailable",
+                        "no log directory: AGORA_TRACES_LOG_DIR is not set");
+        return;
+    }
+    DIR *dir = opendir(t->settings.log_dir);
+    if (dir == NULL) {
+        ag_send_problem(req, 503, "unavailable", "Service Unavailable",
+                        "the log directory cannot be read");
+        return;
+    }
+    q.limit = (size_t)limit;
+    q.ring = ag_calloc(q.limit, sizeof(char *));
+    struct dirent *d;
+    while ((d = readdir(dir)) != NULL) {
+        size_t len = strlen(d->d_name);
+        bool cur = len > 4 && strcmp(d->d_name + len - 4, ".log") == 0;
+        bool old = len > 6 && strcmp(d->d_name + len - 6, ".log.1") == 0;
+        if (!cur && !old)
+            continue;
+        char *path = ag_asprintf("%s/%s", t->settings.log_dir, d->d_name);
+        scan_log(&q, path);
+        ag_free(path);
+    }
+    closedir(dir);
+    /* The last 'limit' matches of each file were kept in one ring: sort what
+     * is there by time. */
+    size_t have = AG_MIN(q.n, q.limit);
+    json_t **lines = ag_calloc(have ? have : 1, sizeof(json_t *));
+    size_t k = 0;
+    for (size_t i = 0; i < have; i++) {
+        json_t *j = json_loads(q.ring[i], 0, NULL);
+        if (json_is_object(j))
+            lines[k++] = j;
+        else
+            json_decref(j);
+        ag_free(q.ring[i]);
+    }
+    ag_free(q.ring);
+    qsort(lines, k, sizeof(json_t *), by_time);
+    json_t *items = json_array();
+    for (size_t i = 0; i < k; i++)
+        json_array_append_new(items, lines[i]);
+    ag_free(lines);
+    ag_send_json(req, 200, json_pack("{s:o, s:b}", "items", items, "truncated", q.n > q.limit));
+}
+
+const struct ag_route traces_routes[] = {
+    /* Exporters, whoever reaches the port like the probes, never routed
+     * (OTLP has no identity of its own; loopback under agora up). */
+    { "POST", "/v1/traces", post_traces, AG_ROLE_PROBE },
+    /* The console, through the gateway, as an administrator. */
+    { "GET", "/v1/traces", list_traces, AG_ROLE_ADMIN },
+    { "GET", "/v1/traces/{id}", get_trace, AG_ROLE_ADMIN },
+    { "GET", "/v1/logs", list_logs, AG_ROLE_ADMIN },
+};
+const size_t traces_nroutes = AG_ARRAY_SIZE(traces_routes);
+
+int
+traces_start(struct traces *t)
+{
+    struct ag_metrics *m = ag_service_metrics(t->svc);
+    static const char *const outcome[] = { "outcome" };
+    t->m_spans =
+        ag_metrics_counter(m, "traces_spans_received_total",
+                           "Spans received, by outcome: accepted, rejected, duplicate", outcome, 1);
+    t->m_evicted =
+        ag_metrics_counter(m, "traces_evicted_total",
+                           "Traces deleted to stay within AGORA_TRACES_MAX_TRACES", NULL, 0);
+    return 0;
+}
