@@ -1,22 +1,47 @@
 # SPDX-License-Identifier: MIT
 # Turns migrations/NNNN_name.sql files into a C table of struct ag_migration.
-# Called by agora_migrations() with OUT, NAME and FILES.
+# Called by agora_migrations() with OUT, NAME, FILES and DIR. A file
+# DIR/pg/NNNN_name.sql replaces NNNN_name.sql on PostgreSQL (sql_pg);
+# without one, sql_pg is NULL and 'sql' runs on every backend.
+cmake_policy(SET CMP0057 NEW) # if(... IN_LIST ...)
 set(body "/* Generated from the migrations directory: do not edit. */\n#include \"agora/store.h\"\n\n")
 set(entries "")
 string(REPLACE "|" ";" FILES "${FILES}")
+
+# C string literal of the file at 'path' into 'outvar'.
+function(sql_literal path outvar)
+  file(READ ${path} sql)
+  string(REPLACE "\\" "\\\\" sql "${sql}")
+  string(REPLACE "\"" "\\\"" sql "${sql}")
+  string(REPLACE "\n" "\\n\"\n    \"" sql "${sql}")
+  set(${outvar} "\"${sql}\"" PARENT_SCOPE)
+endfunction()
+
+set(known "")
 foreach(f ${FILES})
   get_filename_component(base ${f} NAME_WE)
+  list(APPEND known ${base})
   string(REGEX MATCH "^[0-9]+" ver ${base})
   if(NOT ver)
     message(FATAL_ERROR "migration '${f}' must start with its version number")
   endif()
   math(EXPR vernum "${ver}")
-  file(READ ${f} sql)
-  string(REPLACE "\\" "\\\\" sql "${sql}")
-  string(REPLACE "\"" "\\\"" sql "${sql}")
-  string(REPLACE "\n" "\\n\"\n    \"" sql "${sql}")
-  string(APPEND entries "    { ${vernum}, \"${base}\",\n    \"${sql}\" },\n")
+  sql_literal(${f} lit)
+  set(pg "NULL")
+  if(DIR AND EXISTS ${DIR}/pg/${base}.sql)
+    sql_literal(${DIR}/pg/${base}.sql pg)
+  endif()
+  string(APPEND entries "    { ${vernum}, \"${base}\",\n    ${lit},\n    ${pg} },\n")
 endforeach()
+if(DIR)
+  file(GLOB pg_files ${DIR}/pg/*.sql)
+  foreach(f ${pg_files})
+    get_filename_component(base ${f} NAME_WE)
+    if(NOT base IN_LIST known)
+      message(FATAL_ERROR "migration '${f}' has no '${DIR}/${base}.sql' to replace")
+    endif()
+  endforeach()
+endif()
 string(APPEND body "const struct ag_migration ${NAME}_migrations[] = {\n${entries}};\n")
 string(APPEND body "const size_t ${NAME}_nmigrations = sizeof(${NAME}_migrations) / sizeof(${NAME}_migrations[0]);\n")
 file(WRITE ${OUT}.tmp "${body}")

@@ -111,6 +111,7 @@ main(int argc, char **argv)
         .default_port = AG_PORT_BUS,
         .migrations = bus_migrations,
         .nmigrations = bus_nmigrations,
+        .sqlite_only = true,
         .keys = BUS_KEYS,
         .nkeys = AG_ARRAY_SIZE(BUS_KEYS),
         .settings = &g_bus.settings,

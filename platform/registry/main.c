@@ -64,6 +64,7 @@ main(int argc, char **argv)
         .default_port = AG_PORT_REGISTRY,
         .migrations = reg_migrations,
         .nmigrations = reg_nmigrations,
+        .sqlite_only = true,
         .keys = REG_KEYS,
         .nkeys = AG_ARRAY_SIZE(REG_KEYS),
         .settings = &g_reg.settings,

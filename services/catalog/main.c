@@ -55,6 +55,8 @@ static int
 seed_tx(struct ag_store *store, void *arg)
 {
     struct seed_ctx *sc = arg;
+    sc->categories = 0; /* a rerun (ag_store_tx retry) counts afresh */
+    sc->products = 0;
     char now[AG_RFC3339_LEN];
     ag_time_rfc3339(ag_time_unix_ms(), now);
     size_t i;

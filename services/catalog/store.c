@@ -153,12 +153,38 @@ catalog_store_product_delete(struct ag_store *st, const char *id, int64_t expect
     return rc == 0 ? AG_EPRECOND : rc;
 }
 
+/* The FTS5 query of catalog_search_query ("w1"* "w2"*: every word as a
+ * prefix) as a PostgreSQL tsquery ('w1':* & 'w2':*). Words hold only
+ * letters, digits and non-ASCII characters, so nothing needs escaping. */
+static int
+pg_tsquery(const char *fts, struct ag_buf *out)
+{
+    int rc = 0;
+    bool first = true;
+    for (const char *p = fts; rc == 0 && (p = strchr(p, '"')) != NULL;) {
+        const char *end = strchr(p + 1, '"');
+        if (end == NULL)
+            break;
+        if (!first)
+            rc = ag_buf_append_cstr(out, " & ");
+        if (rc == 0)
+            rc = ag_buf_append_char(out, '\'');
+        if (rc == 0)
+            rc = ag_buf_append(out, p + 1, (size_t)(end - p - 1));
+        if (rc == 0)
+            rc = ag_buf_append_cstr(out, "':*");
+        first = false;
+        p = end + 1;
+    }
+    return rc;
+}
+
 #define LIST_FILTERS                                                                               \
-    " AND ($2 IS NULL OR p.category = $2)"                                                         \
+    " AND (CAST($2 AS TEXT) IS NULL OR p.category = $2)"                                           \
     " AND ($3 < 0 OR p.price_amount >= $3)"                                                        \
     " AND ($4 < 0 OR p.price_amount <= $4)"                                                        \
     " AND ($5 < 0 OR p.active = $5)"                                                               \
-    " AND ($6 IS NULL OR p.currency = $6)"
+    " AND (CAST($6 AS TEXT) IS NULL OR p.currency = $6)"
 
 int
 catalog_store_product_list(struct ag_store *st, const struct catalog_filter *f,
@@ -167,7 +193,29 @@ catalog_store_product_list(struct ag_store *st, const struct catalog_filter *f,
 {
     struct ag_stmt *s;
     int rc;
-    if (f->fts != NULL) {
+    if (f->fts != NULL && strcmp(ag_store_backend(st), "postgres") == 0) {
+        /* The generated tsvector column of migrations/pg/0001_init.sql;
+         * ts_rank's weights {D, C, B, A} = {-, description, sku, name}
+         * keep bm25's 2 : 5 : 10 proportions. */
+        rc = ag_store_stmt(st,
+                           "SELECT p.doc, p.id FROM products p CROSS JOIN "
+                           "to_tsquery('simple', $1) AS q WHERE p.search @@ q" LIST_FILTERS
+                           " ORDER BY ts_rank('{0.1, 0.2, 0.5, 1.0}', p.search, q) DESC, p.id"
+                           " LIMIT $7 OFFSET $8",
+                           &s);
+        if (rc != 0)
+            return rc;
+        struct ag_buf q = AG_BUF_INIT(4096);
+        rc = pg_tsquery(f->fts, &q);
+        if (rc == 0)
+            rc = ag_stmt_bind_cstr(s, 1, ag_buf_cstr(&q));
+        ag_buf_release(&q);
+        if (rc != 0) {
+            ag_stmt_reset(s);
+            return rc;
+        }
+        ag_stmt_bind_i64(s, 8, f->offset);
+    } else if (f->fts != NULL) {
         rc = ag_store_stmt(st,
                            "SELECT p.doc, p.id FROM products_fts JOIN products p "
                            "ON p.seq = products_fts.rowid WHERE products_fts MATCH $1" LIST_FILTERS

@@ -57,6 +57,7 @@ static int
 expire_tx_fn(struct ag_store *st, void *arg)
 {
     struct expire_tx *t = arg;
+    t->released = 0; /* a rerun (ag_store_tx retry) counts afresh */
     return inv_expire_due(t->inv, st, ag_time_unix_ms(), &t->released);
 }
 

@@ -87,7 +87,7 @@ int
 inv_store_stock_reserved_total(struct ag_store *st, int64_t *out_n)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st, "SELECT coalesce(sum(reserved), 0) FROM stock", &s);
+    int rc = ag_store_stmt(st, "SELECT CAST(coalesce(sum(reserved), 0) AS BIGINT) FROM stock", &s);
     return rc != 0 ? rc : ag_stmt_step_i64(s, 0, out_n);
 }
 
@@ -148,7 +148,7 @@ inv_store_movement_list(struct ag_store *st, const char *product_id, const char 
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "SELECT " MOVEMENT_COLS " FROM movements WHERE product_id = $1 "
-                           "AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+                           "AND (CAST($2 AS TEXT) IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
                            &s);
     if (rc != 0)
         return rc;
@@ -306,11 +306,12 @@ inv_store_reservation_list(struct ag_store *st, const char *order_id, const char
                            int64_t limit, struct ag_pool *pool, json_t *items, bool *out_more)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT " RES_COLS " FROM reservations WHERE "
-                           "($1 IS NULL OR order_id = $1) AND ($2 IS NULL OR id < $2) "
-                           "ORDER BY id DESC LIMIT $3",
-                           &s);
+    int rc = ag_store_stmt(
+        st,
+        "SELECT " RES_COLS " FROM reservations WHERE "
+        "(CAST($1 AS TEXT) IS NULL OR order_id = $1) AND (CAST($2 AS TEXT) IS NULL OR id < $2) "
+        "ORDER BY id DESC LIMIT $3",
+        &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, order_id);
@@ -346,8 +347,9 @@ inv_store_line_insert(struct ag_store *st, const char *reservation_id, const str
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
-                           "INSERT INTO reservation_lines (reservation_id, product_id, quantity) "
-                           "VALUES ($1, $2, $3)",
+                           "INSERT INTO reservation_lines (reservation_id, product_id, quantity, "
+                           "line_no) VALUES ($1, $2, $3, (SELECT coalesce(max(line_no), 0) + 1 "
+                           "FROM reservation_lines WHERE reservation_id = $1))",
                            &s);
     if (rc != 0)
         return rc;
@@ -364,7 +366,7 @@ inv_store_lines_get(struct ag_store *st, const char *reservation_id, struct inv_
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "SELECT product_id, quantity FROM reservation_lines "
-                           "WHERE reservation_id = $1 ORDER BY rowid",
+                           "WHERE reservation_id = $1 ORDER BY line_no",
                            &s);
     if (rc != 0)
         return rc;

@@ -30,8 +30,8 @@ notify_store_user_put(struct ag_store *st, const char *user_id, const char *emai
                            "INSERT INTO users (user_id, email, name, changed_ms) "
                            "VALUES ($1, coalesce($2, ''), coalesce($3, ''), $4) "
                            "ON CONFLICT (user_id) DO UPDATE SET "
-                           "email = coalesce($2, email), name = coalesce($3, name), "
-                           "changed_ms = max(changed_ms, $4) "
+                           "email = coalesce($2, users.email), name = coalesce($3, users.name), "
+                           "changed_ms = excluded.changed_ms "
                            "WHERE $4 >= users.changed_ms",
                            &s);
     if (rc != 0)
@@ -254,7 +254,7 @@ notify_store_get(struct ag_store *st, const char *id, struct ag_pool *pool,
 }
 
 #define LIST_FILTERS                                                                               \
-    " AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR type = $3)"                               \
+    " AND (CAST($2 AS TEXT) IS NULL OR status = $2) AND (CAST($3 AS TEXT) IS NULL OR type = $3)"   \
     " ORDER BY seq DESC LIMIT $4"
 
 int

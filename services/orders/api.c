@@ -183,6 +183,10 @@ checkout_tx_fn(struct ag_store *store, void *arg)
         json_decref(doc);
         return 0;
     }
+    /* A rerun (ag_store_tx retry) starts from nothing. */
+    json_decref(t->state);
+    t->state = NULL;
+    t->problem = NULL;
     json_t *cart = NULL;
     json_t *lines = json_array();
     rc = orders_store_cart_get(store, t->user_id, &cart, lines, &t->problem);

@@ -142,6 +142,7 @@ struct orders_step {
     int64_t attempt;
     bool pending; /* no outcome yet */
     char outcome[32];
+    int64_t deadline_ms; /* when the step is due again (Unix ms) */
 };
 /* AG_ENOENT when the step was never sent. 'out' command freed by caller. */
 int orders_store_step_get(struct ag_store *st, const char *order_id, const char *step,

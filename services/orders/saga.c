@@ -803,6 +803,7 @@ struct due_tx {
     struct orders *o;
     const char *order_id;
     const char *step;
+    int64_t now_ms; /* the scan's time: the step was due then */
 };
 
 static bool
@@ -839,7 +840,9 @@ due_tx_fn(struct ag_store *store, void *arg)
     int rc = orders_store_step_get(store, t->order_id, t->step, &s);
     if (rc != 0)
         return rc == AG_ENOENT ? 0 : rc;
-    if (!s.pending) {
+    /* Answered, or resent meanwhile by another instance sharing the
+     * database (its deadline moved on): nothing is due any more. */
+    if (!s.pending || s.deadline_ms > t->now_ms) {
         ag_free(s.command);
         return 0;
     }
@@ -871,7 +874,8 @@ void
 orders_saga_scan(struct orders *o)
 {
     json_t *due = json_array();
-    int rc = orders_store_steps_due(o->store, ag_time_unix_ms(), ORDERS_SCAN_BATCH, due);
+    int64_t now = ag_time_unix_ms();
+    int rc = orders_store_steps_due(o->store, now, ORDERS_SCAN_BATCH, due);
     if (rc != 0)
         AG_LOGE("saga", "cannot list due steps: %s", ag_strerror(rc));
     size_t i;
@@ -881,7 +885,8 @@ orders_saga_scan(struct orders *o)
     {
         struct due_tx t = { .o = o,
                             .order_id = json_string_value(json_array_get(row, 0)),
-                            .step = json_string_value(json_array_get(row, 1)) };
+                            .step = json_string_value(json_array_get(row, 1)),
+                            .now_ms = now };
         rc = ag_store_tx(o->store, due_tx_fn, &t);
         if (rc != 0)
             AG_LOGE("saga", "order '%s': step '%s' not handled: %s", t.order_id, t.step,

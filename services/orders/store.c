@@ -180,18 +180,24 @@ orders_store_cart_add(struct ag_store *st, const char *user_id, const char *prod
         return rc;
     if (others >= ORDERS_CART_MAX)
         return AG_ETOOBIG;
+    /* Portable SQL: the time comes from here, the cap is a CASE (SQLite's
+     * scalar min() is PostgreSQL's least()). */
     rc = ag_store_stmt(st,
                        "INSERT INTO cart_items (user_id, product_id, quantity, added_at) "
-                       "VALUES ($1, $2, $3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) "
+                       "VALUES ($1, $2, $3, $5) "
                        "ON CONFLICT (user_id, product_id) DO UPDATE SET "
-                       "quantity = min(cart_items.quantity + excluded.quantity, $4)",
+                       "quantity = CASE WHEN cart_items.quantity + excluded.quantity > $4 "
+                       "THEN $4 ELSE cart_items.quantity + excluded.quantity END",
                        &s);
     if (rc != 0)
         return rc;
+    char now[AG_RFC3339_LEN];
+    ag_time_rfc3339(ag_time_unix_ms(), now);
     ag_stmt_bind_cstr(s, 1, user_id);
     ag_stmt_bind_cstr(s, 2, product_id);
     ag_stmt_bind_i64(s, 3, quantity);
     ag_stmt_bind_i64(s, 4, ORDERS_QTY_MAX);
+    ag_stmt_bind_cstr(s, 5, now);
     return ag_stmt_exec(s);
 }
 
@@ -343,11 +349,12 @@ orders_store_order_list(struct ag_store *st, const char *user_id, const char *st
                         const char *after_id, int64_t limit, json_t *items, bool *out_more)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT state FROM orders WHERE ($1 IS NULL OR user_id = $1) AND "
-                           "($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3) "
-                           "ORDER BY id DESC LIMIT $4",
-                           &s);
+    int rc = ag_store_stmt(
+        st,
+        "SELECT state FROM orders WHERE (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND "
+        "(CAST($2 AS TEXT) IS NULL OR status = $2) AND (CAST($3 AS TEXT) IS NULL OR id < $3) "
+        "ORDER BY id DESC LIMIT $4",
+        &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, user_id);
@@ -392,10 +399,11 @@ orders_store_step_get(struct ag_store *st, const char *order_id, const char *ste
                       struct orders_step *out)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT type, command, attempt, outcome IS NULL, outcome FROM "
-                           "saga_steps WHERE order_id = $1 AND step = $2",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "SELECT type, command, attempt, outcome IS NULL, outcome, deadline_ms FROM "
+                      "saga_steps WHERE order_id = $1 AND step = $2",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, order_id);
@@ -410,6 +418,7 @@ orders_store_step_get(struct ag_store *st, const char *order_id, const char *ste
         out->attempt = ag_stmt_col_i64(s, 2);
         out->pending = ag_stmt_col_i64(s, 3) != 0;
         ag_stmt_col_copy(s, 4, out->outcome, sizeof(out->outcome));
+        out->deadline_ms = ag_stmt_col_i64(s, 5);
     }
     ag_stmt_reset(s);
     return rc;
@@ -421,10 +430,12 @@ orders_store_step_insert(struct ag_store *st, const char *order_id, const char *
                          int64_t deadline_ms)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "INSERT INTO saga_steps (order_id, step, type, command, attempt, "
-                           "sent_at, deadline_ms) VALUES ($1, $2, $3, $4, 1, $5, $6)",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "INSERT INTO saga_steps (order_id, step, type, command, attempt, "
+                      "sent_at, deadline_ms, seq) VALUES ($1, $2, $3, $4, 1, $5, $6, "
+                      "(SELECT coalesce(max(seq), 0) + 1 FROM saga_steps WHERE order_id = $1))",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, order_id);
@@ -493,7 +504,7 @@ orders_store_steps(struct ag_store *st, const char *order_id, json_t **out_steps
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "SELECT step, attempt, sent_at, outcome, outcome_at FROM saga_steps "
-                           "WHERE order_id = $1 ORDER BY rowid",
+                           "WHERE order_id = $1 ORDER BY seq",
                            &s);
     if (rc != 0)
         return rc;
@@ -541,12 +552,21 @@ orders_store_sagas(struct ag_store *st, bool failed, int64_t max_attempt, int64_
                    json_t *items)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT o.id, o.status, o.created_at, group_concat(g.step, ' ') FROM "
-                           "orders o JOIN saga_steps g ON g.order_id = o.id AND g.outcome IS NULL "
-                           "GROUP BY o.id HAVING (max(g.attempt) > $1) = $2 "
+    /* group_concat is string_agg on PostgreSQL; the rest is portable. */
+    bool pg = strcmp(ag_store_backend(st), "postgres") == 0;
+    int rc =
+        ag_store_stmt(st,
+                      pg ? "SELECT o.id, o.status, o.created_at, string_agg(g.step, ' ') FROM "
+                           "orders o JOIN saga_steps g ON g.order_id = o.id AND g.outcome IS "
+                           "NULL GROUP BY o.id, o.status, o.created_at "
+                           "HAVING CASE WHEN max(g.attempt) > $1 THEN 1 ELSE 0 END = $2 "
+                           "ORDER BY o.id DESC LIMIT $3"
+                         : "SELECT o.id, o.status, o.created_at, group_concat(g.step, ' ') FROM "
+                           "orders o JOIN saga_steps g ON g.order_id = o.id AND g.outcome IS "
+                           "NULL GROUP BY o.id "
+                           "HAVING CASE WHEN max(g.attempt) > $1 THEN 1 ELSE 0 END = $2 "
                            "ORDER BY o.id DESC LIMIT $3",
-                           &s);
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_i64(s, 1, max_attempt);

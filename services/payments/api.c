@@ -495,7 +495,9 @@ change_payment(struct ag_http_req *req, struct pay *pay, enum pay_op op)
         .cr = &cr,
         .traceparent = tp,
     };
-    int rc = ag_store_tx(pay->store, change_tx_fn, &t);
+    /* Once: pay_change calls the provider (capture, refund, release),
+     * which a rerun would call again. */
+    int rc = ag_store_tx_once(pay->store, change_tx_fn, &t);
     if (rc != 0) {
         ag_send_store_error(req, rc, "payment");
         return;

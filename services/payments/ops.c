@@ -355,6 +355,7 @@ static int
 sweep_tx_fn(struct ag_store *st, void *arg)
 {
     struct sweep_tx *t = arg;
+    t->expired = 0;
     char ids[PAY_SWEEP_BATCH][AG_UUID_STRLEN + 1];
     size_t n = 0;
     int rc = pay_store_payment_expired(st, t->now, PAY_SWEEP_BATCH, ids, &n);
@@ -373,7 +374,9 @@ void
 pay_sweep(struct pay *pay)
 {
     struct sweep_tx t = { .pay = pay, .now = ag_time_unix_ms() };
-    int rc = ag_store_tx(pay->store, sweep_tx_fn, &t);
+    /* Once: the body calls the provider (release), which a rerun would
+     * call again. */
+    int rc = ag_store_tx_once(pay->store, sweep_tx_fn, &t);
     if (rc != 0) {
         AG_LOGE("payments", "sweep failed: %s", ag_strerror(rc));
         return;

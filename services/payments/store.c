@@ -135,7 +135,7 @@ pay_store_payment_list(struct ag_store *st, const char *order_id, const char *us
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
                            "SELECT " PAYMENT_COLS " FROM payments WHERE order_id = $1 "
-                           "AND ($2 IS NULL OR user_id = $2) ORDER BY id LIMIT $3",
+                           "AND (CAST($2 AS TEXT) IS NULL OR user_id = $2) ORDER BY id LIMIT $3",
                            &s);
     if (rc != 0)
         return rc;

@@ -97,12 +97,20 @@ ship_store_set_status(struct ag_store *st, const char *id, enum ship_status from
                       enum ship_status to, const char *carrier, const char *reason, const char *at)
 {
     struct ag_stmt *q;
+    /* Appending to the JSON history: SQLite's json_insert, PostgreSQL's
+     * jsonb concatenation (which may reorder the object's keys). */
+    bool pg = strcmp(ag_store_backend(st), "postgres") == 0;
     int rc = ag_store_stmt(
         st,
-        "UPDATE shipments SET status = $3, updated_at = $4, "
-        "carrier = coalesce($5, carrier), cancel_reason = coalesce($6, cancel_reason), "
-        "history = json_insert(history, '$[#]', json_object('status', $3, 'at', $4)) "
-        "WHERE id = $1 AND status = $2",
+        pg ? "UPDATE shipments SET status = $3, updated_at = $4, "
+             "carrier = coalesce($5, carrier), cancel_reason = coalesce($6, cancel_reason), "
+             "history = (history::jsonb || jsonb_build_array(jsonb_build_object("
+             "'status', $3::text, 'at', $4::text)))::text "
+             "WHERE id = $1 AND status = $2"
+           : "UPDATE shipments SET status = $3, updated_at = $4, "
+             "carrier = coalesce($5, carrier), cancel_reason = coalesce($6, cancel_reason), "
+             "history = json_insert(history, '$[#]', json_object('status', $3, 'at', $4)) "
+             "WHERE id = $1 AND status = $2",
         &q);
     if (rc != 0)
         return rc;
@@ -126,9 +134,9 @@ ship_store_list(struct ag_store *st, const struct ship_filter *f, json_t *items,
     struct ag_stmt *q;
     int rc = ag_store_stmt(st,
                            "SELECT " SHIPMENT_COLS " FROM shipments WHERE id > $1"
-                           " AND ($2 IS NULL OR user_id = $2)"
-                           " AND ($3 IS NULL OR order_id = $3)"
-                           " AND ($4 IS NULL OR status = $4)"
+                           " AND (CAST($2 AS TEXT) IS NULL OR user_id = $2)"
+                           " AND (CAST($3 AS TEXT) IS NULL OR order_id = $3)"
+                           " AND (CAST($4 AS TEXT) IS NULL OR status = $4)"
                            " ORDER BY id LIMIT $5",
                            &q);
     if (rc != 0)

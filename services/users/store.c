@@ -101,10 +101,11 @@ users_store_user_list(struct ag_store *st, const char *after_id, const char *ema
                       json_t *items, bool *out_more)
 {
     struct ag_stmt *s;
-    int rc = ag_store_stmt(st,
-                           "SELECT " USER_COLS " FROM users WHERE ($1 IS NULL OR id > $1) "
-                           "AND ($2 IS NULL OR email = $2) ORDER BY id LIMIT $3",
-                           &s);
+    int rc =
+        ag_store_stmt(st,
+                      "SELECT " USER_COLS " FROM users WHERE (CAST($1 AS TEXT) IS NULL OR id > $1) "
+                      "AND (CAST($2 AS TEXT) IS NULL OR email = $2) ORDER BY id LIMIT $3",
+                      &s);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(s, 1, after_id);

@@ -13,7 +13,8 @@
 //   const res = await fetch(svc.url('/health'));
 //   assert.deepEqual(await stop(svc), { code: 0, signal: null });
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -214,6 +215,23 @@ function baseEnv() {
     return env;
 }
 
+// Opt-in, to run a service's tests on PostgreSQL: with AGORA_TEST_PG_ENGINE
+// set to "<cluster dir>:<port>" (a cluster scripts/engine-postgres started),
+// every business service started gets the database of its data directory
+// (made by `engine-postgres createdb`, so a restart on the same data
+// directory finds its data again) through AGORA_DB_URL. Unset: SQLite.
+const PG_SERVICES = new Set(['users', 'catalog', 'inventory', 'orders', 'payments', 'shipping',
+    'notifications']);
+function pgDatabaseFor(name, dataDir, env) {
+    const engine = process.env.AGORA_TEST_PG_ENGINE;
+    if (!engine || !PG_SERVICES.has(name) || env.AGORA_DB_URL !== undefined) return null;
+    const sep = engine.lastIndexOf(':');
+    const db = `t_${name}_${crypto.createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16)}`;
+    const script = path.join(sourceDir(), 'scripts', 'engine-postgres');
+    return execFileSync(script, ['createdb', engine.slice(0, sep), engine.slice(sep + 1), db],
+        { encoding: 'utf8' }).trim();
+}
+
 // Spawn service 'name' without waiting for it to listen. Options:
 //   env      extra environment (a value of undefined removes the variable);
 //            defaults: AGORA_HTTP_HOST=127.0.0.1, AGORA_HTTP_PORT=0,
@@ -256,6 +274,8 @@ export function spawnService(name, opts = {}) {
         if (v === undefined) delete env[k];
         else env[k] = String(v);
     }
+    const pgUrl = pgDatabaseFor(name, dataDir, env);
+    if (pgUrl !== null) env.AGORA_DB_URL = pgUrl;
     const child = spawn(binary, opts.args ?? [], {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],

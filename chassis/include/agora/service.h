@@ -60,6 +60,8 @@ struct ag_service_config {
                          left in progress, sweeps expired records on a timer
                          (AGORA_IDEMPOTENCY_TTL, AGORA_IDEMPOTENCY_SWEEP_INTERVAL); get the
                          records with ag_service_idem */
+    bool sqlite_only; /* the database must be SQLite (the bus's log, the registry):
+                         AGORA_DB_URL is refused at start */
     ag_service_ready_fn ready_check; /* optional, added to the database check */
     void *udata;                     /* for the three callbacks */
 };
@@ -73,6 +75,7 @@ struct ag_service_settings {
     bool access_log;               /* AGORA_ACCESS_LOG */
     char *data_dir;                /* AGORA_DATA_DIR */
     char *db_path;                 /* AGORA_DB_PATH; default <data_dir>/<name>.db */
+    char *db_url;                  /* AGORA_DB_URL: postgres://... instead of db_path; a secret */
     char *durability;              /* AGORA_DURABILITY: full | normal */
     char *db_locking;              /* AGORA_DB_LOCKING: exclusive | shared */
     uint64_t max_body;             /* AGORA_HTTP_MAX_BODY */

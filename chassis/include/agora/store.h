@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Backend-neutral relational storage for services: open with migrations,
  * cached prepared statements with $n placeholders, transactions. SQLite is
- * the embedded backend (store_sqlite.c); PostgreSQL will plug in behind the
- * same calls (struct ag_store_ops in store_int.h) with no service change.
+ * the embedded backend (store_sqlite.c); PostgreSQL (store_pg.c, a
+ * postgres:// path) sits behind the same calls (struct ag_store_ops in
+ * store_int.h) with no service change. PostgreSQL calls are synchronous
+ * too: each blocks the calling thread for a round trip to the server.
  *
  * Threading: a store and its statements belong to one thread (normally the
  * service's loop thread). Nothing here is asynchronous and no function takes
@@ -17,25 +19,30 @@ struct ag_pool;
 /* One schema migration. Tables of these are generated from a service's
  * migrations/NNNN_name.sql files by scripts/embed_migrations.cmake. */
 struct ag_migration {
-    int version;      /* > 0, unique within a table; applied in ascending order */
-    const char *name; /* e.g. "0001_init", recorded in schema_migrations */
-    const char *sql;  /* one or more statements, no parameters */
+    int version;        /* > 0, unique within a table; applied in ascending order */
+    const char *name;   /* e.g. "0001_init", recorded in schema_migrations */
+    const char *sql;    /* one or more statements, no parameters */
+    const char *sql_pg; /* PostgreSQL's version of 'sql' (migrations/pg/NNNN_name.sql);
+                           NULL: 'sql' on every backend */
 };
 
 struct ag_store; /* an open database connection and its statement cache */
 struct ag_stmt;  /* a prepared statement owned by its store's cache */
 
 enum ag_store_durability {
-    AG_STORE_FULL = 0, /* WAL + synchronous=FULL: a commit survives power loss */
-    AG_STORE_NORMAL,   /* WAL + synchronous=NORMAL: faster; the last commits may be
-                          lost on power loss (never corrupted) */
+    AG_STORE_FULL = 0, /* WAL + synchronous=FULL (PostgreSQL: synchronous_commit=on):
+                          a commit survives power loss */
+    AG_STORE_NORMAL,   /* WAL + synchronous=NORMAL (PostgreSQL: synchronous_commit=off):
+                          faster; the last commits may be lost on power loss (never
+                          corrupted) */
 };
 
 /* Zero means the default for every field. The store copies what it keeps. */
 struct ag_store_config {
-    const char *path;                      /* SQLite file, or ":memory:" */
-    enum ag_store_durability durability;   /* AG_STORE_FULL by default */
-    int busy_timeout_ms;                   /* wait for a locked database; 0 -> 5000 */
+    const char *path; /* SQLite file, ":memory:", or postgres://user:password@host:port/db
+                         (PostgreSQL; a secret, never put in messages) */
+    enum ag_store_durability durability; /* AG_STORE_FULL by default */
+    int busy_timeout_ms; /* wait for a locked database (PostgreSQL: lock_timeout); 0 -> 5000 */
     const struct ag_migration *migrations; /* any order; applied by version */
     size_t nmigrations;                    /* entries in 'migrations' */
     size_t stmt_cache_max;                 /* cached statements; 0 -> 256 */
@@ -48,7 +55,10 @@ struct ag_store_config {
 
 /* Open the database described by 'cfg' and bring its schema up to date.
  *
- * The SQLite backend sets journal_mode=WAL (kept as "memory" for ":memory:"),
+ * A path starting with postgres:// or postgresql:// opens PostgreSQL (see
+ * docs/internals/store.md: synchronous_commit from 'cfg->durability',
+ * lock_timeout from 'cfg->busy_timeout_ms', each migration's 'sql_pg' when
+ * set). The SQLite backend sets journal_mode=WAL (kept as "memory" for ":memory:"),
  * synchronous=FULL or NORMAL from 'cfg->durability', foreign_keys=ON and the
  * busy timeout. Then it creates schema_migrations(version, name, applied_at)
  * if missing and applies every migration of 'cfg->migrations' not recorded
@@ -60,8 +70,7 @@ struct ag_store_config {
  * open, and if 'cfg->errbuf' is set it receives the reason:
  *   AG_EINVAL   'cfg' or 'cfg->path' is NULL
  *   AG_ECONFIG  the database records a schema version newer than the highest
- *               in 'cfg->migrations'; duplicate or non-positive versions; a
- *               backend that is not built in (e.g. a postgres:// path); WAL
+ *               in 'cfg->migrations'; duplicate or non-positive versions; WAL
  *               could not be enabled
  *   AG_EIO, AG_EBUSY, AG_EEXIST, AG_ECONFLICT  the database could not be
  *               opened or a migration failed (it was rolled back)
@@ -73,7 +82,7 @@ int ag_store_open(const struct ag_store_config *cfg, struct ag_store **out_store
  * Accepts NULL. */
 void ag_store_close(struct ag_store *store);
 
-/* Name of the backend: "sqlite". Static storage. */
+/* Name of the backend: "sqlite" or "postgres". Static storage. */
 const char *ag_store_backend(const struct ag_store *store);
 
 /* Run 'sql', which takes no parameters and may hold several statements
@@ -84,7 +93,11 @@ int ag_store_exec(struct ag_store *store, const char *sql);
 
 /* Start a write transaction (SQLite: BEGIN IMMEDIATE, which takes the write
  * lock now and waits up to the busy timeout for it, so later statements in
- * the transaction cannot fail with a lock upgrade deadlock).
+ * the transaction cannot fail with a lock upgrade deadlock; PostgreSQL:
+ * BEGIN ISOLATION LEVEL SERIALIZABLE, whose statements or commit may then
+ * fail with AG_EBUSY when a concurrent transaction conflicts: roll back and
+ * try again, as ag_store_tx does. On PostgreSQL a failed statement aborts
+ * the transaction: later ones fail and the commit is AG_EIO).
  * Returns 0, AG_EINVAL if a transaction is already open (no nesting),
  * AG_EBUSY if the lock could not be had in time, AG_EIO. */
 int ag_store_begin(struct ag_store *store);
@@ -116,9 +129,25 @@ typedef int (*ag_store_tx_fn)(struct ag_store *store, void *arg);
 /* Run 'fn(store, arg)' inside ag_store_begin / ag_store_commit. If 'fn'
  * returns non-zero the transaction is rolled back and that value returned.
  * If the commit fails the transaction is rolled back and the commit's code
- * returned. Begin errors are returned without calling 'fn'. 'fn' runs
- * exactly once when the begin succeeded, before this function returns. */
+ * returned. Begin errors are returned without calling 'fn'.
+ *
+ * Retries: when a statement of 'fn' or the commit fails with a
+ * serialization failure or a deadlock (PostgreSQL's serializable
+ * transactions, SQLSTATE 40001 / 40P01: another transaction won), the
+ * transaction is rolled back and 'fn' runs again on the new state, after a
+ * random pause of at most a few ms, up to 8 runs in all; then AG_EBUSY is
+ * returned. So 'fn' may run more than once (always exactly once on SQLite,
+ * whose single writer never fails that way): it must have no effect
+ * outside the database that a second run would repeat (no calls to other
+ * systems, no counters or lists that a rerun adds to twice; reset them at
+ * its start). A body that cannot be rerun uses ag_store_tx_once. All runs
+ * happen before this function returns. */
 int ag_store_tx(struct ag_store *store, ag_store_tx_fn fn, void *arg);
+
+/* ag_store_tx that runs 'fn' once: a serialization failure is returned as
+ * AG_EBUSY with the transaction rolled back, for bodies with an effect
+ * outside the database (a call to a payment provider). */
+int ag_store_tx_once(struct ag_store *store, ag_store_tx_fn fn, void *arg);
 
 /* Prepare 'sql', exactly one statement (a trailing ';' is allowed) with
  * parameters written $1, $2, ... (any order, repeats allowed).
@@ -187,7 +216,10 @@ enum {
  * a negative code: AG_EEXIST for a UNIQUE or PRIMARY KEY violation,
  * AG_ECONFLICT for another constraint failure (FOREIGN KEY, CHECK, NOT NULL),
  * AG_EBUSY when the database is locked past the busy timeout, AG_EIO
- * otherwise. After an error, call ag_stmt_reset; ag_store_errmsg says why. */
+ * otherwise (PostgreSQL: also AG_EBUSY for a serialization failure or
+ * deadlock, AG_EINVAL for a value the column's type refuses, AG_EIO for a
+ * lost connection). After an error, call ag_stmt_reset; ag_store_errmsg
+ * says why. */
 int ag_stmt_step(struct ag_stmt *st);
 
 /* Columns of the result (0 for statements that return no rows). */
@@ -231,6 +263,26 @@ int ag_store_ping(struct ag_store *store);
 /* Message of the last error on 'store' (backend or store layer), for logs;
  * "" if there was none. Borrowed until the next call on 'store'. */
 const char *ag_store_errmsg(struct ag_store *store);
+
+/* Take or renew the lease 'name' for 'holder' (an instance id) until
+ * 'now_ms' + 'ttl_ms' (Unix ms), in the chassis table agora_leases(name,
+ * holder, until_ms) of this database (created when missing). A lease held
+ * by another holder is taken only once its time has passed, so among the
+ * instances sharing a database at most one holds it at a time, as long as
+ * their clocks agree to well under 'ttl_ms'. A holder must stop acting as
+ * the leader before its lease ends (renew well before, e.g. every ttl/5)
+ * and must expect another holder once it has not renewed in time.
+ * '*out_held' is true when 'holder' has the lease now. One upsert in its
+ * own lazy transaction (a lost renewal is harmless), so it must be called
+ * outside a transaction (AG_EINVAL otherwise). Returns 0 or the store's
+ * error ('*out_held' false then). The loop thread of 'store'. */
+int ag_store_lease(struct ag_store *store, const char *name, const char *holder, int64_t now_ms,
+                   int64_t ttl_ms, bool *out_held);
+
+/* Give up the lease 'name' if 'holder' has it, so another instance can take
+ * it at once (at shutdown). Returns 0 (also when not held) or the store's
+ * error; AG_EINVAL inside a transaction. */
+int ag_store_lease_release(struct ag_store *store, const char *name, const char *holder);
 
 /* Test hook: make the 'n'-th next operation that executes SQL fail with
  * AG_EIO (errmsg "injected fault") without running it. Counted operations:

@@ -43,6 +43,12 @@
 #define HOUSEKEEP_EVERY 60000 /* ms between housekeeping passes */
 #define HOUSEKEEP_LIMIT 1000  /* rows deleted per table and pass */
 
+/* Relay leadership among instances sharing one database (ag_store_lease). */
+#define RELAY_LEASE       "events.relay"
+#define RELAY_LEASE_TTL   5000 /* ms a taken lease lasts */
+#define RELAY_LEASE_RENEW 1000 /* ms between renewals while leading */
+#define RELAY_LEASE_SAFE  1500 /* stop relaying this long before the lease ends */
+
 /* ---- CloudEvents and names (pure) ---------------------------------------- */
 
 static bool
@@ -148,31 +154,36 @@ ag__events_cloudevent(const char *id, const char *source, const char *type, cons
 
 /* Version 1 of the schema. Every statement is idempotent, so a crash
  * half-way through is repaired by the next start. Fixed-width RFC 3339
- * timestamps compare correctly as text. */
-static const char SCHEMA_V1[] =
-    "CREATE TABLE IF NOT EXISTS agora_outbox ("
-    " seq INTEGER PRIMARY KEY,"
-    " id TEXT NOT NULL UNIQUE,"
-    " type TEXT NOT NULL,"
-    " subject TEXT NOT NULL,"
-    " event TEXT NOT NULL,"
-    " state TEXT NOT NULL DEFAULT 'pending'"
-    "  CHECK (state IN ('pending', 'in_flight', 'published', 'failed')),"
-    " attempts INTEGER NOT NULL DEFAULT 0,"
-    " created_at TEXT NOT NULL,"
-    " published_at TEXT,"
-    " last_error TEXT);"
-    "CREATE INDEX IF NOT EXISTS agora_outbox_state ON agora_outbox (state, seq);"
-    "CREATE INDEX IF NOT EXISTS agora_outbox_published ON agora_outbox (state, published_at);"
-    "CREATE TABLE IF NOT EXISTS agora_inbox ("
-    " event_id TEXT NOT NULL,"
-    " subscription TEXT NOT NULL,"
-    " received_at TEXT NOT NULL,"
-    " PRIMARY KEY (event_id, subscription));"
-    "CREATE INDEX IF NOT EXISTS agora_inbox_received ON agora_inbox (received_at);";
+ * timestamps compare correctly as text. The outbox's sequence is SQLite's
+ * rowid or a PostgreSQL identity column; the rest is the same on both. */
+#define OUTBOX_V1(SEQ)                                                                             \
+    "CREATE TABLE IF NOT EXISTS agora_outbox ("                                                    \
+    " seq " SEQ ","                                                                                \
+    " id TEXT NOT NULL UNIQUE,"                                                                    \
+    " type TEXT NOT NULL,"                                                                         \
+    " subject TEXT NOT NULL,"                                                                      \
+    " event TEXT NOT NULL,"                                                                        \
+    " state TEXT NOT NULL DEFAULT 'pending'"                                                       \
+    "  CHECK (state IN ('pending', 'in_flight', 'published', 'failed')),"                          \
+    " attempts BIGINT NOT NULL DEFAULT 0,"                                                         \
+    " created_at TEXT NOT NULL,"                                                                   \
+    " published_at TEXT,"                                                                          \
+    " last_error TEXT);"                                                                           \
+    "CREATE INDEX IF NOT EXISTS agora_outbox_state ON agora_outbox (state, seq);"                  \
+    "CREATE INDEX IF NOT EXISTS agora_outbox_published ON agora_outbox (state, published_at);"     \
+    "CREATE TABLE IF NOT EXISTS agora_inbox ("                                                     \
+    " event_id TEXT NOT NULL,"                                                                     \
+    " subscription TEXT NOT NULL,"                                                                 \
+    " received_at TEXT NOT NULL,"                                                                  \
+    " PRIMARY KEY (event_id, subscription));"                                                      \
+    "CREATE INDEX IF NOT EXISTS agora_inbox_received ON agora_inbox (received_at);"
 
-/* Schema steps by version: step i brings the schema from version i to i+1. */
-static const char *const SCHEMA_STEPS[] = { SCHEMA_V1 };
+static const char SCHEMA_V1[] = OUTBOX_V1("INTEGER PRIMARY KEY");
+static const char SCHEMA_V1_PG[] = OUTBOX_V1("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY");
+
+/* Schema steps by version: step i brings the schema from version i to i+1,
+ * on SQLite [0] and PostgreSQL [1]. */
+static const char *const SCHEMA_STEPS[][2] = { { SCHEMA_V1, SCHEMA_V1_PG } };
 
 static int
 schema_tx(struct ag_store *store, void *arg)
@@ -195,8 +206,9 @@ schema_tx(struct ag_store *store, void *arg)
         return rc;
     if (version > AG__EVENTS_SCHEMA_VERSION)
         return AG_ECONFIG;
+    int be = strcmp(ag_store_backend(store), "postgres") == 0;
     for (int64_t v = version; v < AG__EVENTS_SCHEMA_VERSION; v++) {
-        rc = ag_store_exec(store, SCHEMA_STEPS[v]);
+        rc = ag_store_exec(store, SCHEMA_STEPS[v][be]);
         if (rc != 0)
             return rc;
     }
@@ -542,6 +554,10 @@ struct ag_events {
     uv_timer_t poll_timer;         /* outbox check, gauges, housekeeping */
     uv_timer_t stop_timer;         /* end of the stop's flush window */
     uint64_t next_housekeep_ms;    /* monotonic time of the next housekeeping */
+    char holder[MAX_SOURCE + 48];  /* lease holder id: source + '#' + a UUIDv7 per runtime */
+    bool leader;                   /* this runtime holds the relay lease */
+    uint64_t lease_until_mono;     /* monotonic end of the lease as last renewed */
+    uint64_t lease_renew_mono;     /* monotonic time of the next renewal */
     struct ev_sub **subs;          /* 'nsubs' consumers */
     size_t nsubs;
     uint64_t publishes;  /* ag_events_publish calls that wrote a row */
@@ -730,6 +746,38 @@ on_published(const struct ag__events_result *res, void *udata)
     relay_schedule(ev, RELAY_SCHEDULED, 0);
 }
 
+/* Whether this runtime may relay now: only the holder of the relay lease
+ * does, so instances sharing a database never publish the outbox twice at
+ * once nor out of order. The lease is renewed every RELAY_LEASE_RENEW ms
+ * and trusted until RELAY_LEASE_SAFE ms before it ends; a leader that dies
+ * lets it expire and another instance takes it at its next poll. */
+static bool
+relay_is_leader(struct ag_events *ev)
+{
+    uint64_t now = ag_time_mono_ms();
+    if (ev->leader && now < ev->lease_renew_mono && now + RELAY_LEASE_SAFE < ev->lease_until_mono)
+        return true;
+    if (!ev->leader && now < ev->lease_renew_mono)
+        return false;
+    bool held = false;
+    int rc = ag_store_lease(ev->store, RELAY_LEASE, ev->holder, ag_time_unix_ms(), RELAY_LEASE_TTL,
+                            &held);
+    if (rc != 0 && ev->leader)
+        AG_LOGW(EV_LOG, "relay: cannot renew the relay lease: %s", ag_store_errmsg(ev->store));
+    if (held) {
+        ev->lease_until_mono = now + RELAY_LEASE_TTL;
+        if (!ev->leader)
+            AG_LOGI(EV_LOG, "relay: this instance relays the outbox (lease '%s')", RELAY_LEASE);
+    } else if (ev->leader) {
+        AG_LOGI(EV_LOG, "relay: another instance relays the outbox now");
+    }
+    ev->leader = held;
+    /* Not leading: ask again at most every renewal period (the poll
+     * timer comes by every relay_poll_ms). */
+    ev->lease_renew_mono = now + RELAY_LEASE_RENEW;
+    return held && now + RELAY_LEASE_SAFE < ev->lease_until_mono;
+}
+
 static void
 relay_flush(struct ag_events *ev)
 {
@@ -740,6 +788,15 @@ relay_flush(struct ag_events *ev)
         /* Only a leaked transaction can be open between loop callbacks. */
         AG_LOGW(EV_LOG, "relay: a transaction is open on the store; retrying later");
         relay_schedule(ev, RELAY_BACKOFF, ev->cfg.retry_base_ms);
+        return;
+    }
+    if (!relay_is_leader(ev)) {
+        /* Another instance relays this database's outbox; the poll asks
+         * for the lease again. Stopping, there is nothing to flush here. */
+        if (ev->stopping) {
+            ev->drained = true;
+            stop_check(ev);
+        }
         return;
     }
     size_t limit = ev->solo_until != 0 ? 1 : ev->cfg.relay_batch;
@@ -823,6 +880,10 @@ static void
 on_poll(uv_timer_t *t)
 {
     struct ag_events *ev = t->data;
+    /* Keep the relay lease renewed (or ask for it) whatever the relay is
+     * doing: a leader backing off from a broker outage stays the leader. */
+    if (!ev->stopping && !ag_store_in_tx(ev->store))
+        relay_is_leader(ev);
     ag_events_kick(ev);
     update_gauges(ev);
     housekeep(ev);
@@ -1412,6 +1473,9 @@ ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client *cl
     ev->be = be;
     ev->broker_ok = true;
     ev->rng = ag_time_mono_ns() ^ ((uint64_t)(uintptr_t)ev << 12) ^ (uint64_t)getpid();
+    char uuid[AG_UUID_STRLEN + 1];
+    ag_uuid7(uuid);
+    snprintf(ev->holder, sizeof(ev->holder), "%s#%s", ev->source, uuid);
     if (ev->rng == 0)
         ev->rng = 0x9E3779B97F4A7C15ULL;
     uv_timer_t *timers[] = { &ev->relay_timer, &ev->poll_timer, &ev->stop_timer };
@@ -1664,6 +1728,12 @@ finish(struct ag_events *ev)
         ag__outbox_counts(ev->store, &left, NULL, NULL, NULL) == 0 && left > 0)
         AG_LOGW(EV_LOG, "stopping with %lld events in the outbox; they are sent at the next start",
                 (long long)left);
+    /* Hand the relay over at once rather than after the lease's time. */
+    if (ev->leader && !ag_store_in_tx(ev->store)) {
+        ev->leader = false;
+        if (ag_store_lease_release(ev->store, RELAY_LEASE, ev->holder) != 0)
+            AG_LOGW(EV_LOG, "cannot release the relay lease: %s", ag_store_errmsg(ev->store));
+    }
     uv_close((uv_handle_t *)&ev->relay_timer, on_timer_closed);
     uv_close((uv_handle_t *)&ev->poll_timer, on_timer_closed);
     uv_close((uv_handle_t *)&ev->stop_timer, on_timer_closed);

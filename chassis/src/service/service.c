@@ -121,11 +121,14 @@ static const struct ag_config_key BASE_KEYS[] = {
       "directory for databases" },
     { "AGORA_DB_PATH", AG_CONFIG_STRING, "", OFF(db_path), 0, 0, NULL,
       "SQLite database file (default <data dir>/<service>.db)" },
+    { "AGORA_DB_URL", AG_CONFIG_STRING, "", OFF(db_url), 0, 0, NULL,
+      "PostgreSQL database instead of the SQLite file: postgres://user:password@host:port/db "
+      "(a secret: logged as host, port and database only)" },
     { "AGORA_DURABILITY", AG_CONFIG_ENUM, "full", OFF(durability), 0, 0, "full|normal",
       "full: fsync every commit; normal: may lose the last commits on power loss" },
     { "AGORA_DB_LOCKING", AG_CONFIG_ENUM, "exclusive", OFF(db_locking), 0, 0, "exclusive|shared",
-      "exclusive: this process owns its database file (fastest); shared: other processes "
-      "may open it too" },
+      "SQLite only. exclusive: this process owns its database file (fastest); shared: other "
+      "processes may open it too" },
     { "AGORA_HTTP_MAX_BODY", AG_CONFIG_SIZE, "1MiB", OFF(max_body), 0, 64 << 20, NULL,
       "largest request body accepted (413 past it)" },
     { "AGORA_HTTP_MAX_CONNECTIONS", AG_CONFIG_INT, "1024", OFF(max_connections), 1, 100000, NULL,
@@ -223,6 +226,27 @@ tighten(const char *path, mode_t mode)
             (unsigned)(st.st_mode & 0777), (unsigned)mode);
     if (chmod(path, mode) == -1)
         AG_LOGE("service", "cannot chmod '%s': %s", path, strerror(errno));
+}
+
+/* 'url' (postgres://user:password@host:port/db?options) as
+ * "postgres://host:port/db": what a log may show of it. */
+static void
+db_url_redacted(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    p = p != NULL ? p + 3 : url;
+    size_t hostpart = strcspn(p, "/?");
+    const char *at = memchr(p, '@', hostpart);
+    /* The last '@' of the authority ends the user info. */
+    for (const char *q = p; q < p + hostpart; q++) {
+        if (*q == '@')
+            at = q;
+    }
+    const char *host = at != NULL ? at + 1 : p;
+    size_t hostlen = (size_t)(p + hostpart - host);
+    const char *db = p + hostpart;
+    size_t dblen = *db == '/' ? strcspn(db, "?") : 0;
+    snprintf(out, cap, "postgres://%.*s%.*s", (int)hostlen, host, (int)dblen, db);
 }
 
 void
@@ -1128,7 +1152,22 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
     ag_router_add_table(svc->router, BUILTIN_ROUTES, AG_ARRAY_SIZE(BUILTIN_ROUTES), svc);
 
     if (cfg->migrations != NULL) {
-        if (svc->settings.db_path[0] == '\0') {
+        bool pg = svc->settings.db_url[0] != '\0';
+        char shown[512];
+        if (pg) {
+            db_url_redacted(svc->settings.db_url, shown, sizeof(shown));
+            if (cfg->sqlite_only) {
+                AG_LOGE("service", "AGORA_DB_URL: %s keeps its database in SQLite only", cfg->name);
+                ag_service_free(svc);
+                return AG_ECONFIG;
+            }
+            if (strncmp(svc->settings.db_url, "postgres://", 11) != 0 &&
+                strncmp(svc->settings.db_url, "postgresql://", 13) != 0) {
+                AG_LOGE("service", "AGORA_DB_URL must start with postgres:// or postgresql://");
+                ag_service_free(svc);
+                return AG_ECONFIG;
+            }
+        } else if (svc->settings.db_path[0] == '\0') {
             ag_free(svc->settings.db_path);
             svc->settings.db_path = ag_asprintf("%s/%s.db", svc->settings.data_dir, cfg->name);
             if (mkdir_p(svc->settings.data_dir) != 0) {
@@ -1138,25 +1177,29 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
                 return AG_EIO;
             }
         }
+        if (!pg)
+            snprintf(shown, sizeof(shown), "%s", svc->settings.db_path);
         struct ag_store_config scfg = {
-            .path = svc->settings.db_path,
+            .path = pg ? svc->settings.db_url : svc->settings.db_path,
             .durability =
                 strcmp(svc->settings.durability, "normal") == 0 ? AG_STORE_NORMAL : AG_STORE_FULL,
             .migrations = cfg->migrations,
             .nmigrations = cfg->nmigrations,
-            .exclusive = strcmp(svc->settings.db_locking, "exclusive") == 0,
+            .exclusive = !pg && strcmp(svc->settings.db_locking, "exclusive") == 0,
             .errbuf = err,
             .errbuf_len = sizeof(err),
         };
         err[0] = '\0';
-        ag_service_check_private(svc->settings.data_dir, svc->settings.db_path);
+        if (!pg)
+            ag_service_check_private(svc->settings.data_dir, svc->settings.db_path);
         rc = ag_store_open(&scfg, &svc->store);
         if (rc != 0) {
-            AG_LOGE("service", "cannot open database '%s': %s", svc->settings.db_path,
+            AG_LOGE("service", "cannot open database '%s': %s", shown,
                     err[0] ? err : ag_strerror(rc));
             ag_service_free(svc);
             return rc;
         }
+        AG_LOGI("service", "database '%s' (%s)", shown, ag_store_backend(svc->store));
     }
     if (cfg->idempotency) {
         struct ag_idem_config icfg = { .ttl_ms = svc->settings.idempotency_ttl_ms };

@@ -25,16 +25,17 @@ struct ag_idem {
 
 /* Idempotent statements: run at every start, a crash half-way is repaired
  * by the next one. A later change of these tables gets a version row, as
- * the events tables have. */
+ * the events tables have. Valid on SQLite and PostgreSQL (BIGINT: 64-bit
+ * on both; SQLite databases made with INTEGER are the same there). */
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS agora_idempotency_keys ("
     " scope TEXT NOT NULL,"
     " key TEXT NOT NULL,"
     " request_hash TEXT NOT NULL,"
-    " status INTEGER NOT NULL DEFAULT 0," /* 0: in progress */
+    " status BIGINT NOT NULL DEFAULT 0," /* 0: in progress */
     " content_type TEXT NOT NULL DEFAULT '',"
     " response TEXT NOT NULL DEFAULT '',"
-    " created_ms INTEGER NOT NULL,"
+    " created_ms BIGINT NOT NULL,"
     " PRIMARY KEY (scope, key));"
     "CREATE INDEX IF NOT EXISTS agora_idempotency_keys_age"
     " ON agora_idempotency_keys (created_ms);"
@@ -46,8 +47,8 @@ static const char SCHEMA[] =
     " reply_type TEXT,"
     " reply_subject TEXT,"
     " data TEXT,"
-    " created_ms INTEGER NOT NULL,"
-    " updated_ms INTEGER NOT NULL);"
+    " created_ms BIGINT NOT NULL,"
+    " updated_ms BIGINT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS agora_steps_age ON agora_steps (updated_ms)"
     " WHERE state = 'done';"
     "CREATE INDEX IF NOT EXISTS agora_steps_pending ON agora_steps (created_ms)"
@@ -123,8 +124,8 @@ sweep_tx(struct ag_store *st, void *arg)
 {
     struct sweep *w = arg;
     int rc = sweep_one(st,
-                       "DELETE FROM agora_idempotency_keys WHERE rowid IN (SELECT rowid FROM "
-                       "agora_idempotency_keys WHERE created_ms < $1 LIMIT $2)",
+                       "DELETE FROM agora_idempotency_keys WHERE (scope, key) IN (SELECT scope, "
+                       "key FROM agora_idempotency_keys WHERE created_ms < $1 LIMIT $2)",
                        w->before_ms, &w->n);
     if (rc == 0)
         rc = sweep_one(st,

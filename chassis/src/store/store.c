@@ -9,14 +9,18 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "agora/err.h"
 #include "agora/mem.h"
+#include "agora/random.h"
 #include "agora/time.h"
 #include "store_int.h"
 
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
 #define DEFAULT_STMT_CACHE_MAX  256
+#define TX_MAX_ATTEMPTS         8    /* runs of an ag_store_tx body on serialization failures */
+#define TX_RETRY_MAX_US         4000 /* longest pause before a rerun */
 
 void
 ag__store_set_err(struct ag_store *store, const char *fmt, ...)
@@ -440,23 +444,61 @@ ag_store_rollback(struct ag_store *store)
     return rc;
 }
 
-int
-ag_store_tx(struct ag_store *store, ag_store_tx_fn fn, void *arg)
+/* Sleep a random 0..2^attempt * 125 us, at most TX_RETRY_MAX_US: enough
+ * for the competing transaction to commit on loopback, short enough to
+ * block the loop only briefly. */
+static void
+retry_pause(int attempt)
 {
-    int rc = ag_store_begin(store);
-    if (rc != 0)
-        return rc;
-    rc = fn(store, arg);
-    if (rc == 0)
-        rc = ag_store_commit(store);
-    if (rc != 0) {
+    uint32_t r;
+    ag_random_fill(&r, sizeof(r));
+    uint32_t cap = 125u << (attempt < 5 ? attempt : 5);
+    if (cap > TX_RETRY_MAX_US)
+        cap = TX_RETRY_MAX_US;
+    struct timespec ts = { 0, (long)(r % (cap + 1)) * 1000L };
+    nanosleep(&ts, NULL);
+}
+
+static int
+tx_run(struct ag_store *store, ag_store_tx_fn fn, void *arg, int max_attempts)
+{
+    int rc = 0;
+    for (int attempt = 1; attempt <= max_attempts; attempt++) {
+        store->tx_retryable = false;
+        rc = ag_store_begin(store);
+        if (rc != 0)
+            return rc;
+        rc = fn(store, arg);
+        if (rc == 0)
+            rc = ag_store_commit(store);
+        if (rc == 0)
+            return 0;
         /* Keep the first error's message: it is the one worth logging. */
         char saved[sizeof(store->errmsg)];
         memcpy(saved, store->errmsg, sizeof(saved));
+        bool again = rc == AG_EBUSY && store->tx_retryable;
         ag_store_rollback(store);
         memcpy(store->errmsg, saved, sizeof(saved));
+        /* A serialization failure or deadlock (PostgreSQL) means another
+         * transaction won: run the body again on the new state. */
+        if (!again)
+            return rc;
+        if (attempt < max_attempts)
+            retry_pause(attempt);
     }
     return rc;
+}
+
+int
+ag_store_tx(struct ag_store *store, ag_store_tx_fn fn, void *arg)
+{
+    return tx_run(store, fn, arg, TX_MAX_ATTEMPTS);
+}
+
+int
+ag_store_tx_once(struct ag_store *store, ag_store_tx_fn fn, void *arg)
+{
+    return tx_run(store, fn, arg, 1);
 }
 
 int64_t
@@ -491,6 +533,19 @@ ag_store_fault_after(struct ag_store *store, int n)
 struct migrate_ctx {
     const struct ag_migration *m; /* the migration to apply */
 };
+
+static bool
+is_pg(const struct ag_store *store)
+{
+    return store->ops == &ag__store_pg_ops;
+}
+
+/* The SQL of 'm' for the backend of 'store'. */
+static const char *
+migration_sql(const struct ag_store *store, const struct ag_migration *m)
+{
+    return is_pg(store) && m->sql_pg != NULL ? m->sql_pg : m->sql;
+}
 
 /* Sort pointers to the migrations by version and reject duplicates. */
 static int
@@ -550,6 +605,15 @@ apply_one(struct ag_store *store, void *arg)
 {
     const struct ag_migration *m = ((struct migrate_ctx *)arg)->m;
     int rc = 0;
+    /* PostgreSQL: serialize migrating processes on the table lock, taken
+     * before the transaction's snapshot (its first query), so the second
+     * one sees the first one's row instead of failing on its DDL. SQLite's
+     * BEGIN IMMEDIATE already holds the write lock. */
+    if (is_pg(store)) {
+        rc = ag_store_exec(store, "LOCK TABLE schema_migrations IN SHARE ROW EXCLUSIVE MODE");
+        if (rc != 0)
+            return rc;
+    }
     struct ag_stmt *st =
         ag_store_prepare(store, "SELECT 1 FROM schema_migrations WHERE version = $1", &rc);
     if (st == NULL)
@@ -563,7 +627,7 @@ apply_one(struct ag_store *store, void *arg)
     if (rc != AG_STMT_DONE)
         return rc;
 
-    rc = ag_store_exec(store, m->sql);
+    rc = ag_store_exec(store, migration_sql(store, m));
     if (rc != 0) {
         char why[sizeof(store->errmsg)];
         memcpy(why, store->errmsg, sizeof(why));
@@ -650,14 +714,9 @@ ag_store_open(const struct ag_store_config *cfg, struct ag_store **out_store)
     if (c.busy_timeout_ms <= 0)
         c.busy_timeout_ms = DEFAULT_BUSY_TIMEOUT_MS;
 
-    int rc;
-    if (starts_with(c.path, "postgres://") || starts_with(c.path, "postgresql://")) {
-        /* The URL may carry a password: name only the scheme. */
-        ag__store_set_err(store, "store backend 'postgres' is not built in");
-        rc = AG_ECONFIG;
-        goto fail;
-    }
-    rc = store->ops->open(store, &c);
+    if (starts_with(c.path, "postgres://") || starts_with(c.path, "postgresql://"))
+        store->ops = &ag__store_pg_ops;
+    int rc = store->ops->open(store, &c);
     if (rc != 0)
         goto fail;
     rc = migrate(store, &c);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Internals shared by the backend-neutral store layer (store.c) and its
- * backends (store_sqlite.c, later store_pg.c): the object layouts and the
+ * backends (store_sqlite.c, store_pg.c): the object layouts and the
  * table of backend operations (redis ConnectionType style). */
 #ifndef AG_STORE_INT_H
 #define AG_STORE_INT_H
@@ -75,13 +75,17 @@ struct ag_store {
     size_t stmt_cache_max;                       /* eviction threshold */
     bool durable;                                /* cfg->durability == AG_STORE_FULL */
     bool lazy_tx;                                /* the open tx came from ag_store_begin_lazy */
-    int fault_countdown;                         /* ag_store_fault_after; 0 = disarmed */
-    char errmsg[512];                            /* last error message, "" if none */
+    bool leases_ready;                           /* agora_leases exists (lease.c) */
+    bool tx_retryable;   /* the last failure was a serialization failure or deadlock:
+                          ag_store_tx may run the transaction again */
+    int fault_countdown; /* ag_store_fault_after; 0 = disarmed */
+    char errmsg[512];    /* last error message, "" if none */
 };
 
 /* Record the last error message of 'store' (printf format). */
 void ag__store_set_err(struct ag_store *store, const char *fmt, ...) AG_PRINTF(2, 3);
 
 extern const struct ag_store_ops ag__store_sqlite_ops;
+extern const struct ag_store_ops ag__store_pg_ops;
 
 #endif /* AG_STORE_INT_H */

@@ -68,7 +68,8 @@ static const struct ag_migration MIGRATIONS[] = {
     { 1, "0001_init",
       "CREATE TABLE effects (id TEXT PRIMARY KEY, n INTEGER NOT NULL);"
       "CREATE TABLE consumed (event_id TEXT PRIMARY KEY, count INTEGER NOT NULL,"
-      " event TEXT NOT NULL);" },
+      " event TEXT NOT NULL);",
+      NULL },
 };
 
 static bool

@@ -35,7 +35,7 @@
 /* ---- The service under test ---- */
 
 static const struct ag_migration MIGRATIONS[] = {
-    { 1, "0001_init", "CREATE TABLE t (id INTEGER PRIMARY KEY)" },
+    { 1, "0001_init", "CREATE TABLE t (id INTEGER PRIMARY KEY)", NULL },
 };
 
 /* GET /error?code=N[&detail=1]: ag_send_error(-N), with a formatted detail

@@ -19,6 +19,9 @@
 #include "agora/mem.h"
 #include "agora/store.h"
 #include "agora/str.h"
+#ifdef AG_TEST_PG
+#include "pg_test.h"
+#endif
 
 #define HOUR (3600 * 1000LL)
 #define T0   (1700000000000LL)
@@ -33,8 +36,16 @@ static int
 setup(void **state)
 {
     struct fixture *f = ag_calloc(1, sizeof(*f));
+#ifdef AG_TEST_PG
+    /* test_idempotency_pg.c: the same tests on PostgreSQL. */
+    char *url = pg_test_schema_url("t_idem");
+    struct ag_store_config cfg = { .path = url };
+    assert_int_equal(ag_store_open(&cfg, &f->st), 0);
+    ag_free(url);
+#else
     struct ag_store_config cfg = { .path = ":memory:" };
     assert_int_equal(ag_store_open(&cfg, &f->st), 0);
+#endif
     struct ag_idem_config icfg = { .ttl_ms = 24 * HOUR };
     assert_int_equal(ag_idem_new(f->st, &icfg, &f->idem), 0);
     f->pool = ag_pool_new(4096);
