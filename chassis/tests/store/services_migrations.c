@@ -23,7 +23,7 @@
 #include "pg_test.h"
 
 #define SERVICES(X)                                                                                \
-    X(users) X(catalog) X(inventory) X(orders) X(payments) X(shipping) X(notifications)
+    X(users) X(catalog) X(inventory) X(orders) X(payments) X(shipping) X(notifications) X(analytics)
 
 #define DECLARE(name)                                                                              \
     extern const struct ag_migration name##_migrations[];                                          \

@@ -44,7 +44,7 @@ CREATE INDEX analytics_orders_cancelled ON analytics_orders (cancelled_day);
 -- The lines of order.created.
 CREATE TABLE analytics_order_lines (
     order_id    TEXT NOT NULL,
-    line_no     INTEGER NOT NULL,
+    line_no     BIGINT NOT NULL,
     product_id  TEXT NOT NULL,
     sku         TEXT NOT NULL,
     quantity    BIGINT NOT NULL,
@@ -74,6 +74,6 @@ CREATE TABLE analytics_releases (
     reservation_id TEXT NOT NULL,
     order_id       TEXT NOT NULL,
     reason         TEXT NOT NULL,
-    returned       INTEGER NOT NULL
+    returned       BIGINT NOT NULL
 );
 CREATE INDEX analytics_releases_reservation ON analytics_releases (reservation_id);
