@@ -114,6 +114,14 @@ cli_engines_start(struct cli_engines *e)
     char *base = ag_asprintf("%s/engines", e->data);
     if (mkdir(base, 0700) == -1 && errno != EEXIST)
         fprintf(stderr, "agora: cannot create '%s': %s\n", base, strerror(errno));
+    if (e->postgres && geteuid() == 0) {
+        /* PostgreSQL runs as the postgres user (it refuses root): it must
+         * pass through the data directory to its own, which is all it
+         * gets (search permission only; nothing is listed or read). */
+        if (chmod(e->data, 0711) != 0 || chmod(base, 0711) != 0)
+            fprintf(stderr, "agora: cannot open '%s' to the postgres user: %s\n", base,
+                    strerror(errno));
+    }
     ag_free(base);
     char port[16];
     if (e->postgres) {

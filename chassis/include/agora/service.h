@@ -163,7 +163,9 @@ struct ag_idem *ag_service_idem(struct ag_service *svc);
  * valid for the service's lifetime; loop thread. */
 struct ag_identity_self *ag_service_self(struct ag_service *svc);
 
-/* Tighten the data directory to 0700 and a database file with its WAL,
+/* Tighten the data directory to 0700 (0711 is left alone: search permission
+ * only, which a private PostgreSQL cluster run as another user needs) and a
+ * database file with its WAL,
  * shared-memory and journal files to 0600 where they are looser, logging a
  * warning for each (every service does it at start; so does the
  * supervisor for the directory). Missing files are ignored. */

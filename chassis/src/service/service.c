@@ -220,8 +220,15 @@ tighten(const char *path, mode_t mode)
     struct stat st;
     if (stat(path, &st) == -1)
         return;
-    if ((st.st_mode & 077) == 0)
+    /* Search permission alone (x) on a directory lets others pass through
+     * to what they may open inside (a private PostgreSQL cluster run as the
+     * postgres user, agora up --backends postgres as root), never list or
+     * read it: allowed. */
+    mode_t risky = S_ISDIR(st.st_mode) ? 066 : 077;
+    if ((st.st_mode & risky) == 0)
         return;
+    if (S_ISDIR(st.st_mode))
+        mode |= st.st_mode & 011;
     AG_LOGW("service", "'%s' was readable by others (mode %03o); setting %03o", path,
             (unsigned)(st.st_mode & 0777), (unsigned)mode);
     if (chmod(path, mode) == -1)
