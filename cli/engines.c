@@ -137,6 +137,14 @@ cli_engines_start(struct cli_engines *e)
     }
     if (e->rabbitmq) {
         snprintf(port, sizeof(port), "%d", e->rmq_port);
+        /* Its epmd and distribution ports next to it (checked free by
+         * agora up), never a spare port that could be one of the shop's. */
+        char epmd[16];
+        char dist[16];
+        snprintf(epmd, sizeof(epmd), "%d", e->rmq_port + 1);
+        snprintf(dist, sizeof(dist), "%d", e->rmq_port + 2);
+        setenv("AGORA_RMQ_EPMD_PORT", epmd, 1);
+        setenv("AGORA_RMQ_DIST_PORT", dist, 1);
         fprintf(stderr, "Agora: starting RabbitMQ on 127.0.0.1:%d (data in %s/engines/rabbitmq)\n",
                 e->rmq_port, e->data);
         if (engine(e, "rabbitmq", "start", port, NULL, NULL, 0) != 0) {

@@ -650,7 +650,9 @@ cmd_up(int argc, char **argv)
     }
     if (eng.postgres && !check_port("PostgreSQL", eng.pg_port))
         return CLI_FAILED;
-    if (eng.rabbitmq && !check_port("RabbitMQ", eng.rmq_port))
+    if (eng.rabbitmq && (!check_port("RabbitMQ", eng.rmq_port) ||
+                         !check_port("RabbitMQ's epmd", eng.rmq_port + 1) ||
+                         !check_port("RabbitMQ's distribution", eng.rmq_port + 2)))
         return CLI_FAILED;
     if (!check_port("gateway operators", AG_PORT_GATEWAY_OPS + (int)offset))
         return CLI_FAILED;

@@ -524,12 +524,16 @@ log_line_wanted(const struct log_query *q, const char *line)
     return true;
 }
 
+/* The last q->limit matching lines of 'path' (the newest of that file,
+ * which is in time order) appended to 'out' as parsed objects. */
 static void
-scan_log(struct log_query *q, const char *path)
+scan_log(struct log_query *q, const char *path, json_t *out)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return;
+    char **ring = ag_calloc(q->limit, sizeof(char *));
+    size_t n = 0;
     char *line = ag_malloc(LOG_LINE_MAX);
     while (fgets(line, LOG_LINE_MAX, f) != NULL) {
         size_t len = strlen(line);
@@ -538,13 +542,26 @@ scan_log(struct log_query *q, const char *path)
         line[len - 1] = '\0';
         if (!log_line_wanted(q, line))
             continue;
-        size_t slot = q->n % q->limit;
-        ag_free(q->ring[slot]);
-        q->ring[slot] = ag_strndup(line, len - 1);
-        q->n++;
+        size_t slot = n % q->limit;
+        ag_free(ring[slot]);
+        ring[slot] = ag_strndup(line, len - 1);
+        n++;
     }
     ag_free(line);
     fclose(f);
+    q->n += n;
+    size_t have = AG_MIN(n, q->limit);
+    for (size_t i = 0; i < have; i++) {
+        size_t slot = (n - have + i) % q->limit;
+        json_t *j = json_loads(ring[slot], 0, NULL);
+        if (json_is_object(j))
+            json_array_append_new(out, j);
+        else
+            json_decref(j);
+    }
+    for (size_t i = 0; i < q->limit; i++)
+        ag_free(ring[i]);
+    ag_free(ring);
 }
 
 static int
@@ -606,7 +623,8 @@ list_logs(struct ag_http_req *req, void *udata)
         return;
     }
     q.limit = (size_t)limit;
-    q.ring = ag_calloc(q.limit, sizeof(char *));
+    /* Each file's newest matches, then the newest 'limit' of them all. */
+    json_t *all = json_array();
     struct dirent *d;
     while ((d = readdir(dir)) != NULL) {
         size_t len = strlen(d->d_name);
@@ -615,28 +633,23 @@ list_logs(struct ag_http_req *req, void *udata)
         if (!cur && !old)
             continue;
         char *path = ag_asprintf("%s/%s", t->settings.log_dir, d->d_name);
-        scan_log(&q, path);
+        scan_log(&q, path, all);
         ag_free(path);
     }
     closedir(dir);
-    /* The last 'limit' matches of each file were kept in one ring: sort what
-     * is there by time. */
-    size_t have = AG_MIN(q.n, q.limit);
-    json_t **lines = ag_calloc(have ? have : 1, sizeof(json_t *));
-    size_t k = 0;
-    for (size_t i = 0; i < have; i++) {
-        json_t *j = json_loads(q.ring[i], 0, NULL);
-        if (json_is_object(j))
-            lines[k++] = j;
-        else
-            json_decref(j);
-        ag_free(q.ring[i]);
-    }
-    ag_free(q.ring);
-    qsort(lines, k, sizeof(json_t *), by_time);
-    json_t *items = json_array();
+    size_t k = json_array_size(all);
+    json_t **lines = ag_calloc(k ? k : 1, sizeof(json_t *));
     for (size_t i = 0; i < k; i++)
-        json_array_append_new(items, lines[i]);
+        lines[i] = json_incref(json_array_get(all, i));
+    json_decref(all);
+    qsort(lines, k, sizeof(json_t *), by_time);
+    size_t from = k > q.limit ? k - q.limit : 0;
+    json_t *items = json_array();
+    for (size_t i = 0; i < k; i++) {
+        if (i >= from)
+            json_array_append(items, lines[i]);
+        json_decref(lines[i]);
+    }
     ag_free(lines);
     ag_send_json(req, 200, json_pack("{s:o, s:b}", "items", items, "truncated", q.n > q.limit));
 }

@@ -9,11 +9,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { cleanup, waitFor } from '../lib/proc.mjs';
+import { cleanup, sourceDir, waitFor } from '../lib/proc.mjs';
+import { execFileSync } from 'node:child_process';
+import { requireTool } from '../lib/openapi.mjs';
 import { RawConnection } from '../lib/http.mjs';
 import { identityHeader, OPERATOR, serviceIdentity, serviceKey } from '../lib/identity.mjs';
 import { PROGRAMS } from '../lib/ports.mjs';
-import { SHOP_PORTS, startShop } from '../lib/shop.mjs';
+import { SHOP_PORTS, startShop, TEST_BACKENDS } from '../lib/shop.mjs';
 
 const T = { timeout: 60_000 };
 
@@ -196,10 +198,43 @@ describe('security: attacks on the shop', () => {
         assert.equal((await req('GET', `${shop.url('registry')}/v1/config`, { headers: shop.operator })).status, 200, 'the operator reads configuration');
     });
 
+    it('on RabbitMQ too, a service publishes only its own event types and reads only its own queue', T, async () => {
+        if (!TEST_BACKENDS.includes('rabbitmq')) {
+            // The bus: the test above checks its owner table; here its dead letters.
+            const asCatalog = { 'x-agora-identity': identityHeader({ ...serviceIdentity('catalog'), key: shop.serviceMaster }) };
+            assert.equal((await req('GET', `${shop.url('bus')}/v1/admin/subscriptions`, { headers: asCatalog })).status, 403);
+            return;
+        }
+        const amqp = requireTool('amqplib');
+        const script = path.join(sourceDir(), 'scripts', 'engine-rabbitmq');
+        const url = execFileSync(script, ['adduser', path.join(shop.data, 'engines', 'rabbitmq'), 'catalog'], { encoding: 'utf8' }).trim();
+        const conn = await amqp.connect(url);
+        conn.on('error', () => {});
+        try {
+            // Publishing order.created on the events exchange: the channel is closed with 403.
+            const ch = await conn.createConfirmChannel();
+            const closed = new Promise((resolve) => ch.on('error', (e) => resolve(e)));
+            ch.publish('agora.events', 'order.created', Buffer.from('{}'), { persistent: true });
+            const err = await closed;
+            assert.match(String(err.message), /ACCESS_REFUSED|403/);
+            // Nor may it read the orders queue.
+            const ch2 = await conn.createChannel();
+            const closed2 = new Promise((resolve) => ch2.on('error', (e) => resolve(e)));
+            ch2.consume('orders', () => {}).catch(() => {});
+            assert.match(String((await closed2).message), /ACCESS_REFUSED|403/);
+        } finally {
+            await conn.close().catch(() => {});
+        }
+    });
+
     it('keeps the data directory and every database, WAL and key file private', T, async () => {
-        assert.equal(fs.statSync(shop.data).mode & 0o777, 0o700);
+        // 0700; with a private PostgreSQL run as its own user (root, --backends
+        // postgres) 0711: search permission only, nothing listed or read.
+        const dirMode = fs.statSync(shop.data).mode & 0o777;
+        assert.ok(dirMode === 0o700 || (TEST_BACKENDS.includes('postgres') && dirMode === 0o711), `data directory mode ${dirMode.toString(8)}`);
         const files = fs.readdirSync(shop.data).filter((f) => fs.statSync(path.join(shop.data, f)).isFile());
-        for (const want of ['users.db', 'users.db-wal', 'internal.key', 'admin-password']) assert.ok(files.includes(want), `${want} in ${files}`);
+        const sqlite = TEST_BACKENDS.includes('postgres') ? ['registry.db', 'registry.db-wal'] : ['users.db', 'users.db-wal'];
+        for (const want of [...sqlite, 'internal.key', 'admin-password']) assert.ok(files.includes(want), `${want} in ${files}`);
         for (const f of files) {
             const mode = fs.statSync(path.join(shop.data, f)).mode & 0o777;
             assert.equal(mode & 0o077, 0, `${f} is mode ${mode.toString(8)}`);

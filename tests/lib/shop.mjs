@@ -50,7 +50,8 @@ export const TEST_BACKENDS = process.env.AGORA_TEST_BACKENDS || '';
 export const TEST_SCALE = process.env.AGORA_TEST_SCALE || '';
 
 // The extra ports `agora up` takes for 'scale' ("orders=2,...": instance k
-// on the port + (k-1)*1000) and 'backends' (PostgreSQL 8432, RabbitMQ 8672).
+// on the port + (k-1)*1000) and 'backends' (PostgreSQL 8432, RabbitMQ 8672
+// with its epmd and distribution ports 8673 and 8674).
 export function extraPorts(scale, backends) {
     const extra = [];
     for (const item of scale ? scale.split(',') : []) {
@@ -59,7 +60,7 @@ export function extraPorts(scale, backends) {
         for (let k = 2; k <= Number(count); k++) extra.push(base + (k - 1) * 1000);
     }
     if (backends.includes('postgres')) extra.push(8432);
-    if (backends.includes('rabbitmq')) extra.push(8672);
+    if (backends.includes('rabbitmq')) extra.push(8672, 8673, 8674); // AMQP, epmd, distribution
     return extra;
 }
 

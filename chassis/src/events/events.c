@@ -645,9 +645,13 @@ producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
     static const char key[] = "\"traceparent\":\"";
     for (size_t i = 0; i < b->n; i++) {
         const struct ag__outbox_row *r = &b->rows[i];
-        const char *p = strstr(r->event, key);
+        /* The envelope's is the last one (the data may hold the same text). */
+        const char *p = NULL;
+        for (const char *q = strstr(r->event, key); q != NULL; q = strstr(q + 1, key))
+            p = q;
         struct ag_trace_ctx parent;
         if (p == NULL ||
+            (size_t)(r->event + r->event_len - (p + sizeof(key) - 1)) < AG_TRACEPARENT_LEN ||
             ag_trace_parse(ag_str_make(p + sizeof(key) - 1, AG_TRACEPARENT_LEN), &parent) != 0)
             continue;
         memcpy(parent.span_id, parent.parent_id, sizeof(parent.span_id));
