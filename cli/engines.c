@@ -117,7 +117,7 @@ cli_engines_start(struct cli_engines *e)
     if (e->postgres && geteuid() == 0) {
         /* PostgreSQL runs as the postgres user (it refuses root): it must
          * pass through the data directory to its own, which is all it
-         * gets (search permission only; nothing is listed or read). */
+         * is given: search permission only, nothing is listed or read. */
         if (chmod(e->data, 0711) != 0 || chmod(base, 0711) != 0)
             fprintf(stderr, "agora: cannot open '%s' to the postgres user: %s\n", base,
                     strerror(errno));
