@@ -461,14 +461,15 @@ wait_detached(int fd, pid_t child, const struct up_ctx *u)
     return CLI_FAILED;
 }
 
-/* Whether program 'name' may run several instances: the business
- * services (stateless processes over their database); the registry, the
- * bus and the gateway run once. */
+/* Whether program 'name' is a business service: it may run several
+ * instances (stateless processes over their database) and uses the
+ * scale-out engines; the platform programs (registry, bus, traces,
+ * gateway) run once, the first three on SQLite. */
 static bool
 scalable(const char *name)
 {
     return strcmp(name, "registry") != 0 && strcmp(name, "bus") != 0 &&
-           strcmp(name, "gateway") != 0;
+           strcmp(name, "traces") != 0 && strcmp(name, "gateway") != 0;
 }
 
 /* Parse "orders=3,catalog=2" into counts[] (indexed like PROGRAMS). */
