@@ -15,6 +15,7 @@
 // order, p99 <= 50 ms at half load), and the figures are printed beside them.
 // Usage: node bench/checkout/run.mjs [--customers N] [--seconds S]
 //                                   [--backends postgres,rabbitmq] [--scale orders=2,...]
+//                                   [--trace-sample 0..1]
 // --backends and --scale are `agora up`'s: the same run on PostgreSQL (every
 // service's database, synchronous_commit on like SQLite's FULL) and
 // RabbitMQ, whose processes' CPU is counted with the shop's.
@@ -35,12 +36,15 @@ const sarg = (name, def) => {
     return i > 0 ? process.argv[i + 1] : def;
 };
 const BACKENDS = sarg('backends', '');
+// Head sampling of the shop's traces (agora up exports every span to its
+// collector): 1 by default, 0 to measure the shop without tracing.
+const SAMPLE = sarg('trace-sample', '1');
 const SCALE = sarg('scale', '');
 const CUSTOMERS = arg('customers', 32);
 const SECONDS = arg('seconds', 10);
 const TICKS = 100; // USER_HZ on Linux
 
-const shop = await startShop({ backends: BACKENDS, scale: SCALE, env: { AGORA_DURABILITY: 'full', AGORA_ACCESS_LOG: 'false', AGORA_LOG_LEVEL: 'warn', AGORA_USERS_CLIENT_MAX_ATTEMPTS: '1000' } });
+const shop = await startShop({ backends: BACKENDS, scale: SCALE, env: { AGORA_TRACE_SAMPLE: SAMPLE, AGORA_DURABILITY: 'full', AGORA_ACCESS_LOG: 'false', AGORA_LOG_LEVEL: 'warn', AGORA_USERS_CLIENT_MAX_ATTEMPTS: '1000' } });
 try {
     const api = async (method, p, { token, json, headers = {} } = {}) => {
         const h = { ...headers };
