@@ -30,12 +30,14 @@ build-fuzz: bootstrap
 up: build
 	@scripts/up $(BUILD) $(DATA)
 
-# Every test: unit tests of the release build and its whole-system suites
-# on PostgreSQL + RabbitMQ with several instances (label engines), then
+# Every test: unit tests of the release build, its whole-system suites on
+# PostgreSQL + RabbitMQ with several instances (label engines, one at a
+# time: each runs a shop, a PostgreSQL cluster and a RabbitMQ node), then
 # unit, component and end-to-end tests of the ASan + UBSan build, then every
 # fuzz target for a short bounded time (12 s each, two at a time).
 test: build build-asan build-fuzz
-	@cd $(BUILD) && ctest -L 'unit|engines' --output-on-failure -j$(JOBS)
+	@cd $(BUILD) && ctest -L unit --output-on-failure -j$(JOBS)
+	@cd $(BUILD) && ctest -L engines --output-on-failure -j1
 	@cd $(BUILD_ASAN) && ctest -LE engines --output-on-failure -j$(JOBS)
 	@cd $(BUILD_FUZZ) && AGORA_FUZZ_SECONDS=$${AGORA_FUZZ_SECONDS:-12} ctest --output-on-failure
 

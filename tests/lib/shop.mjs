@@ -84,7 +84,11 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
     });
     const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
     await waitFor(() => stderr.includes('Agora is up') || child.exitCode !== null, { timeoutMs, intervalMs: 50, message: 'agora up' });
-    if (!stderr.includes('Agora is up')) throw new Error(`agora up did not come up:\n${stderr.slice(-4000)}`);
+    if (!stderr.includes('Agora is up')) {
+        // The first error says why (the rest is the orderly stop).
+        const first = stderr.split('\n').find((l) => l.includes('"level":"error"') || l.startsWith('agora:')) ?? '';
+        throw new Error(`agora up did not come up: ${first}\n${stderr.slice(-4000)}`);
+    }
     const url = (name) => `http://127.0.0.1:${SHOP_PORTS[name] + off}`;
     const key = fs.readFileSync(path.join(data, 'internal.key'), 'utf8').trim();
     // The supervisor's master of service keys (only it reads the file).
