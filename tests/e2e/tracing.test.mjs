@@ -125,6 +125,11 @@ describe('tracing: one trace per checkout, across HTTP and the bus', () => {
         assert.ok(call, 'the gateway calls orders');
         const served = trace.spans.find((s) => s.service === 'orders' && s.kind === SERVER && s.parent_span_id === call.span_id);
         assert.equal(served?.name, 'POST /v1/orders');
+        // The checkout's database transaction in orders, under its request.
+        const tx = trace.spans.find((s) => s.service === 'orders' && s.name === 'db.transaction' && s.parent_span_id === served.span_id);
+        assert.ok(tx, 'a db.transaction span under POST /v1/orders');
+        assert.equal(tx.attributes['db.system'], TEST_BACKENDS.includes('postgres') ? 'postgresql' : 'sqlite');
+        assert.equal(tx.attributes['db.transaction.outcome'], 'commit');
         // Every saga hop over the bus: a producer span where the event is
         // relayed and a consumer span where it is handled.
         const kinds = (svc, kind) => trace.spans.filter((s) => s.service === svc && s.kind === kind).map((s) => s.attributes['messaging.destination.name']);

@@ -15,6 +15,7 @@
 #include "agora/mem.h"
 #include "agora/random.h"
 #include "agora/time.h"
+#include "agora/trace.h"
 #include "store_int.h"
 
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
@@ -385,7 +386,32 @@ ag_store_begin(struct ag_store *store)
     int rc = fault_check(store);
     if (rc != 0)
         return rc;
-    return store->ops->begin(store);
+    rc = store->ops->begin(store);
+    /* A transaction begun while a traced request or delivery is handled is
+     * a span of its trace (db.* semantic conventions). */
+    store->tx_span.recording = false;
+    const struct ag_trace_ctx *cur = ag_trace_current();
+    if (rc == 0 && cur != NULL && ag_span_enabled()) {
+        struct ag_trace_ctx ctx;
+        ag_trace_child(cur, &ctx);
+        bool pg = strcmp(store->ops->name, "postgres") == 0;
+        ag_span_begin(&store->tx_span, &ctx, "db.transaction", AG_SPAN_CLIENT);
+        ag_span_attr_str(&store->tx_span, "db.system", pg ? "postgresql" : "sqlite");
+        ag_span_attr_str(&store->tx_span, "db.operation.name", "transaction");
+    }
+    return rc;
+}
+
+/* End the transaction's span: committed, or rolled back ('how'). */
+static void
+tx_span_end(struct ag_store *store, int rc, const char *how)
+{
+    if (!store->tx_span.recording)
+        return;
+    ag_span_attr_str(&store->tx_span, "db.transaction.outcome", how);
+    if (rc != 0)
+        ag_span_error(&store->tx_span, ag_strerror(rc));
+    ag_span_end(&store->tx_span);
 }
 
 int
@@ -427,6 +453,7 @@ ag_store_commit(struct ag_store *store)
     if (rc != 0)
         return rc;
     rc = store->ops->commit(store);
+    tx_span_end(store, rc, rc == 0 ? "commit" : "commit_failed");
     end_lazy(store);
     return rc;
 }
@@ -440,6 +467,7 @@ ag_store_rollback(struct ag_store *store)
         return 0;
     }
     int rc = store->ops->rollback(store);
+    tx_span_end(store, rc, "rollback");
     end_lazy(store);
     return rc;
 }

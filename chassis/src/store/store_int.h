@@ -7,6 +7,7 @@
 
 #include "agora/base.h"
 #include "agora/store.h"
+#include "agora/trace.h"
 
 #define AG__STORE_MAGIC    0x53544f52u /* "STOR" */
 #define AG__STMT_MAGIC     0x53544d54u /* "STMT" */
@@ -76,10 +77,11 @@ struct ag_store {
     bool durable;                                /* cfg->durability == AG_STORE_FULL */
     bool lazy_tx;                                /* the open tx came from ag_store_begin_lazy */
     bool leases_ready;                           /* agora_leases exists (lease.c) */
-    bool tx_retryable;   /* the last failure was a serialization failure or deadlock:
+    bool tx_retryable;      /* the last failure was a serialization failure or deadlock:
                           ag_store_tx may run the transaction again */
-    int fault_countdown; /* ag_store_fault_after; 0 = disarmed */
-    char errmsg[512];    /* last error message, "" if none */
+    int fault_countdown;    /* ag_store_fault_after; 0 = disarmed */
+    struct ag_span tx_span; /* the open transaction's span, when traced */
+    char errmsg[512];       /* last error message, "" if none */
 };
 
 /* Record the last error message of 'store' (printf format). */
