@@ -495,15 +495,20 @@ struct log_query {
     size_t n; /* matches seen */
 };
 
+/* The level named by the 'n' bytes at 's' (ag_log_parse_level), as its
+ * rank 0 (debug) to 3 (error); -1 for anything else, "off" included. */
 static int
 log_level_rank(const char *s, size_t n)
 {
-    static const char *const names[] = { "debug", "info", "warn", "error" };
-    for (int i = 0; i < 4; i++) {
-        if (strlen(names[i]) == n && strncmp(s, names[i], n) == 0)
-            return i;
-    }
-    return -1;
+    char b[8];
+    enum ag_log_level level;
+    if (n >= sizeof(b))
+        return -1;
+    memcpy(b, s, n);
+    b[n] = '\0';
+    if (ag_log_parse_level(b, &level) != 0 || level == AG_LOG_OFF)
+        return -1;
+    return (int)level;
 }
 
 static bool
