@@ -11,6 +11,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { buildDir, makeTempDir, sourceDir, waitFor } from './proc.mjs';
 import { identityHeader, OPERATOR } from './identity.mjs';
@@ -32,14 +33,78 @@ export function portFree(port, host = '127.0.0.1') {
 }
 
 // A port offset under which every port in 'ports' (and 'extra') is free.
+//
+// Every port lands in 10000-32767: below the kernel's ephemeral range
+// (32768-60999), so the source port of some other test's outgoing connection
+// can never take one between this check and `agora up` binding it. Suites run
+// in parallel, so the offset is also claimed: the range is cut in slots of
+// 1000 ports, and a shop holds the slots its ports fall in through lock files
+// (O_EXCL, holding the pid) in the temporary directory; a slot whose holder
+// is dead is taken over. Slots are let go by releaseOffset() or when the
+// process ends.
+const PORT_LOW = 10000;
+const PORT_HIGH = 32767;
+const SLOT = 1000;
+const slotDir = path.join(os.tmpdir(), 'agora-test-ports');
+const held = new Map(); // offset -> [slot file]
+
+function alive(pid) {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch (e) {
+        return e.code === 'EPERM';
+    }
+}
+
+function claimSlot(file) {
+    for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+            fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
+            return true;
+        } catch (e) {
+            if (e.code !== 'EEXIST') throw e;
+            const pid = Number(fs.readFileSync(file, 'utf8').trim() || 0);
+            if (pid && alive(pid)) return false;
+            fs.rmSync(file, { force: true }); // its holder is gone
+        }
+    }
+    return false;
+}
+
 export async function findOffset(ports = Object.values(SHOP_PORTS), extra = []) {
-    for (let i = 0; i < 50; i++) {
-        const off = 20000 + Math.floor(Math.random() * 20000);
-        const free = await Promise.all([...ports, ...extra].map((p) => portFree(p + off)));
-        if (free.every(Boolean)) return off;
+    const all = [...ports, ...extra];
+    const lo = Math.min(...all);
+    const hi = Math.max(...all);
+    const choices = Math.floor((PORT_HIGH - (hi - lo) - PORT_LOW) / SLOT);
+    fs.mkdirSync(slotDir, { recursive: true, mode: 0o1777 });
+    const order = [...Array(choices).keys()].sort(() => Math.random() - 0.5);
+    for (const k of order) {
+        const off = PORT_LOW - lo + k * SLOT;
+        const slots = [...new Set(all.map((p) => Math.floor((p + off - PORT_LOW) / SLOT)))];
+        const files = [];
+        for (const s of slots) {
+            const file = path.join(slotDir, `slot-${s}`);
+            if (!claimSlot(file)) break;
+            files.push(file);
+        }
+        if (files.length === slots.length && (await Promise.all(all.map((p) => portFree(p + off)))).every(Boolean)) {
+            held.set(off, files);
+            return off;
+        }
+        for (const f of files) fs.rmSync(f, { force: true });
     }
     throw new Error('no free port range found');
 }
+
+export function releaseOffset(off) {
+    for (const f of held.get(off) ?? []) fs.rmSync(f, { force: true });
+    held.delete(off);
+}
+
+process.on('exit', () => {
+    for (const off of held.keys()) releaseOffset(off);
+});
 
 // The scale-out run of a suite: AGORA_TEST_BACKENDS=postgres,rabbitmq and
 // AGORA_TEST_SCALE=orders=2,catalog=2 (set by CMake for the tests/e2e
@@ -66,6 +131,8 @@ export function extraPorts(scale, backends) {
 
 export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000, backends = TEST_BACKENDS, scale = TEST_SCALE } = {}) {
     const off = offset ?? (await findOffset(Object.values(SHOP_PORTS), extraPorts(scale, backends)));
+    // An offset claimed here is let go when this shop has stopped.
+    const release = offset === undefined ? () => releaseOffset(off) : () => {};
     const data = makeTempDir('agora-shop-');
     const env = { ...process.env };
     for (const k of Object.keys(env)) if (k.startsWith('AGORA_') && k !== 'AGORA_BUILD_DIR' && k !== 'AGORA_SOURCE_DIR') delete env[k];
@@ -82,7 +149,12 @@ export async function startShop({ env: extraEnv = {}, offset, timeoutMs = 90_000
     child.stderr.on('data', (b) => {
         stderr += b.toString();
     });
-    const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    const exited = new Promise((resolve) =>
+        child.on('exit', (code, signal) => {
+            release();
+            resolve({ code, signal });
+        }),
+    );
     await waitFor(() => stderr.includes('Agora is up') || child.exitCode !== null, { timeoutMs, intervalMs: 50, message: 'agora up' });
     if (!stderr.includes('Agora is up')) {
         // The first error says why (the rest is the orderly stop).
