@@ -8,6 +8,8 @@
 #include "agora/base.h"
 #include "traces.h"
 
+#include "otlp_json.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -25,245 +27,207 @@
 
 #define MAX_TEXT 256 /* bytes kept of a name, service or status message */
 
-/* ---- OTLP JSON decoding ---------------------------------------------------- */
+/* ---- Ingest ----------------------------------------------------------------
+ * One transaction per request. The body is read by otlp_json.c (no JSON
+ * tree); a span is one row; the summary row of each trace is read once and
+ * written once per request, from what the request brought for it (the
+ * batch map below), not once per span. */
 
-/* Copy a hex id of 'n' digits, lowercased, into 'out'; false unless valid
- * (and not all zeros). An absent or empty parent is "" when 'empty_ok'. */
-static bool
-hex_id(const json_t *v, size_t n, bool empty_ok, char *out)
-{
-    const char *s = json_string_value(v);
-    if (s == NULL || s[0] == '\0') {
-        out[0] = '\0';
-        return empty_ok;
-    }
-    if (strlen(s) != n)
-        return false;
-    bool nonzero = false;
-    for (size_t i = 0; i < n; i++) {
-        char c = (char)tolower((unsigned char)s[i]);
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-        nonzero |= c != '0';
-        out[i] = c;
-    }
-    out[n] = '\0';
-    return nonzero;
-}
-
-/* An int64 from a JSON number or a decimal string (the protobuf JSON
- * mapping writes 64-bit integers as strings). */
-static bool
-int64_of(const json_t *v, int64_t *out)
-{
-    if (json_is_integer(v)) {
-        *out = json_integer_value(v);
-        return true;
-    }
-    const char *s = json_string_value(v);
-    if (s == NULL || s[0] == '\0')
-        return false;
-    char *end = NULL;
-    long long x = strtoll(s, &end, 10);
-    if (*end != '\0')
-        return false;
-    *out = x;
-    return true;
-}
-
-/* An OTLP AnyValue as a plain JSON value (new reference), or NULL. */
-static json_t *
-any_value(const json_t *v)
-{
-    const json_t *x;
-    int64_t i;
-    if ((x = json_object_get(v, "stringValue")) != NULL && json_is_string(x))
-        return json_stringn(json_string_value(x), AG_MIN(json_string_length(x), (size_t)MAX_TEXT));
-    if ((x = json_object_get(v, "intValue")) != NULL && int64_of(x, &i))
-        return json_integer(i);
-    if ((x = json_object_get(v, "boolValue")) != NULL && json_is_boolean(x))
-        return json_boolean(json_is_true(x));
-    if ((x = json_object_get(v, "doubleValue")) != NULL && json_is_number(x))
-        return json_real(json_number_value(x));
-    return NULL;
-}
-
-/* KeyValue list -> {key: value}; entries that are not key/value skipped. */
-static json_t *
-attributes(const json_t *list)
-{
-    json_t *out = json_object();
-    size_t i;
-    const json_t *kv;
-    json_array_foreach(list, i, kv)
-    {
-        const char *key = json_string_value(json_object_get(kv, "key"));
-        json_t *val = any_value(json_object_get(kv, "value"));
-        if (key != NULL && val != NULL && strlen(key) <= 128 && json_object_size(out) < 64)
-            json_object_set_new(out, key, val);
-        else
-            json_decref(val);
-    }
-    return out;
-}
-
-static const char *
-text_of(const json_t *v, const char *dflt)
-{
-    const char *s = json_string_value(v);
-    return s != NULL ? s : dflt;
-}
-
-/* ---- Ingest ---------------------------------------------------------------- */
+/* What one request brings to one trace. */
+struct batch_trace {
+    char trace_id[33]; /* "" for a free slot */
+    bool known;        /* a summary row existed */
+    bool error;
+    int64_t have;  /* spans stored before this request (the bound's base) */
+    int64_t added; /* spans of this request stored */
+    int64_t start;
+    int64_t end;
+    char root_service[MAX_TEXT + 1]; /* of its earliest span in this request */
+    char root_name[MAX_TEXT + 1];
+};
 
 struct ingest {
     struct traces *t;
-    const json_t *body;
+    const char *body;
+    size_t len;
+    char err[160];
+    struct batch_trace *traces; /* open addressing by trace id */
+    size_t cap;                 /* slots, a power of two */
+    size_t used;
     int64_t accepted;
     int64_t rejected;
     int64_t duplicates;
     int64_t evicted;
+    int64_t new_traces;
 };
 
-static int
-put_span(struct ingest *in, const char *service, const json_t *sp)
+static size_t
+trace_slot(const struct batch_trace *traces, size_t cap, const char *id)
 {
-    struct traces *t = in->t;
-    char trace_id[33];
-    char span_id[17];
-    char parent_id[17];
-    int64_t start = 0;
-    int64_t end = 0;
-    int64_t kind = 0;
-    const char *name = text_of(json_object_get(sp, "name"), "");
-    if (!hex_id(json_object_get(sp, "traceId"), 32, false, trace_id) ||
-        !hex_id(json_object_get(sp, "spanId"), 16, false, span_id) ||
-        !hex_id(json_object_get(sp, "parentSpanId"), 16, true, parent_id) ||
-        !int64_of(json_object_get(sp, "startTimeUnixNano"), &start) ||
-        !int64_of(json_object_get(sp, "endTimeUnixNano"), &end) || start <= 0 || end < start) {
-        in->rejected++;
-        return 0;
-    }
-    const json_t *k = json_object_get(sp, "kind");
-    if (json_is_integer(k))
-        kind = json_integer_value(k);
-    if (kind < 0 || kind > 5)
-        kind = 0;
-    const json_t *status = json_object_get(sp, "status");
-    int64_t code = 0;
-    if (json_is_integer(json_object_get(status, "code")))
-        code = json_integer_value(json_object_get(status, "code"));
-    if (code < 0 || code > 2)
-        code = 0;
-    const char *msg = text_of(json_object_get(status, "message"), "");
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const char *p = id; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    size_t i = (size_t)h & (cap - 1);
+    while (traces[i].trace_id[0] != '\0' && memcmp(traces[i].trace_id, id, 33) != 0)
+        i = (i + 1) & (cap - 1);
+    return i;
+}
 
-    /* Spans past the per-trace bound are dropped. */
+/* The request's entry for 'trace_id', its summary row read on first sight;
+ * NULL with '*rc' set on a store error. */
+static struct batch_trace *
+batch_trace(struct ingest *in, const char *trace_id, int *rc)
+{
+    size_t i = trace_slot(in->traces, in->cap, trace_id);
+    if (in->traces[i].trace_id[0] != '\0')
+        return &in->traces[i];
+    if ((in->used + 1) * 2 > in->cap) {
+        size_t cap = in->cap * 2;
+        struct batch_trace *grown = ag_calloc(cap, sizeof(*grown));
+        for (size_t j = 0; j < in->cap; j++) {
+            if (in->traces[j].trace_id[0] != '\0')
+                grown[trace_slot(grown, cap, in->traces[j].trace_id)] = in->traces[j];
+        }
+        ag_free(in->traces);
+        in->traces = grown;
+        in->cap = cap;
+        i = trace_slot(in->traces, in->cap, trace_id);
+    }
     struct ag_stmt *st;
-    int rc = ag_store_stmt(t->store, "SELECT nspans FROM traces WHERE trace_id = $1", &st);
-    if (rc != 0)
-        return rc;
+    *rc = ag_store_stmt(in->t->store, "SELECT nspans FROM traces WHERE trace_id = $1", &st);
+    if (*rc != 0)
+        return NULL;
     ag_stmt_bind_cstr(st, 1, trace_id);
-    int64_t have = 0;
-    rc = ag_stmt_step_i64(st, 0, &have);
-    if (rc != 0)
-        return rc;
-    if (have >= t->settings.max_spans) {
+    int64_t have = -1;
+    *rc = ag_stmt_step_i64(st, -1, &have);
+    if (*rc != 0)
+        return NULL;
+    struct batch_trace *bt = &in->traces[i];
+    memcpy(bt->trace_id, trace_id, 33);
+    bt->known = have >= 0;
+    bt->have = have >= 0 ? have : 0;
+    in->used++;
+    return bt;
+}
+
+static int
+put_span(void *udata, const struct otlp_span *sp)
+{
+    struct ingest *in = udata;
+    struct traces *t = in->t;
+    if (!sp->valid) {
         in->rejected++;
         return 0;
     }
-
-    json_t *attrs = attributes(json_object_get(sp, "attributes"));
-    json_t *events = json_array();
-    size_t i;
-    const json_t *e;
-    json_array_foreach(json_object_get(sp, "events"), i, e)
-    {
-        int64_t at = 0;
-        if (json_array_size(events) >= 32)
-            break;
-        if (!int64_of(json_object_get(e, "timeUnixNano"), &at))
-            continue;
-        json_array_append_new(events, json_pack("{s:s, s:I}", "name",
-                                                text_of(json_object_get(e, "name"), ""),
-                                                "time_unix_nano", (json_int_t)at));
+    int rc = 0;
+    struct batch_trace *bt = batch_trace(in, sp->trace_id, &rc);
+    if (bt == NULL)
+        return rc;
+    /* Spans past the per-trace bound are dropped. */
+    if (bt->have + bt->added >= t->settings.max_spans) {
+        in->rejected++;
+        return 0;
     }
-    char *attrs_text = json_dumps(attrs, JSON_COMPACT);
-    char *events_text = json_dumps(events, JSON_COMPACT);
-    json_decref(attrs);
-    json_decref(events);
+    struct ag_stmt *st;
     rc = ag_store_stmt(t->store,
                        "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, "
                        "start_ns, end_ns, status, status_msg, attrs, events) VALUES ($1, $2, $3, "
                        "$4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
                        &st);
-    if (rc == 0) {
-        ag_stmt_bind_cstr(st, 1, trace_id);
-        ag_stmt_bind_cstr(st, 2, span_id);
-        ag_stmt_bind_cstr(st, 3, parent_id);
-        ag_stmt_bind_text(st, 4, service, AG_MIN(strlen(service), (size_t)MAX_TEXT));
-        ag_stmt_bind_text(st, 5, name, AG_MIN(strlen(name), (size_t)MAX_TEXT));
-        ag_stmt_bind_i64(st, 6, kind);
-        ag_stmt_bind_i64(st, 7, start);
-        ag_stmt_bind_i64(st, 8, end);
-        ag_stmt_bind_i64(st, 9, code);
-        ag_stmt_bind_text(st, 10, msg, AG_MIN(strlen(msg), (size_t)MAX_TEXT));
-        ag_stmt_bind_cstr(st, 11, attrs_text);
-        ag_stmt_bind_cstr(st, 12, events_text);
-        rc = ag_stmt_exec(st);
-    }
-    ag_free(attrs_text);
-    ag_free(events_text);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(st, 1, sp->trace_id);
+    ag_stmt_bind_cstr(st, 2, sp->span_id);
+    ag_stmt_bind_cstr(st, 3, sp->parent_id);
+    ag_stmt_bind_cstr(st, 4, sp->service);
+    ag_stmt_bind_cstr(st, 5, sp->name);
+    ag_stmt_bind_i64(st, 6, sp->kind);
+    ag_stmt_bind_i64(st, 7, sp->start_ns);
+    ag_stmt_bind_i64(st, 8, sp->end_ns);
+    ag_stmt_bind_i64(st, 9, sp->status_code);
+    ag_stmt_bind_cstr(st, 10, sp->status_message);
+    ag_stmt_bind_text(st, 11, sp->attrs, sp->attrs_len);
+    ag_stmt_bind_text(st, 12, sp->events, sp->events_len);
+    rc = ag_stmt_exec(st);
     if (rc != 0)
         return rc;
     if (ag_store_changes(t->store) == 0) {
         in->duplicates++;
         return 0;
     }
-    rc = ag_store_stmt(
-        t->store,
-        "INSERT INTO traces (trace_id, start_ns, end_ns, nspans, error, root_service, root_name, "
-        "received_ms) VALUES ($1, $2, $3, 1, $4, $5, $6, $7) ON CONFLICT (trace_id) DO UPDATE SET "
-        "root_service = CASE WHEN excluded.start_ns < traces.start_ns THEN excluded.root_service "
-        "ELSE traces.root_service END, root_name = CASE WHEN excluded.start_ns < traces.start_ns "
-        "THEN excluded.root_name ELSE traces.root_name END, start_ns = min(traces.start_ns, "
-        "excluded.start_ns), end_ns = max(traces.end_ns, excluded.end_ns), nspans = "
-        "traces.nspans + 1, error = max(traces.error, excluded.error), received_ms = "
-        "excluded.received_ms",
-        &st);
-    if (rc != 0)
-        return rc;
-    ag_stmt_bind_cstr(st, 1, trace_id);
-    ag_stmt_bind_i64(st, 2, start);
-    ag_stmt_bind_i64(st, 3, end);
-    ag_stmt_bind_i64(st, 4, code == 2 ? 1 : 0);
-    ag_stmt_bind_text(st, 5, service, AG_MIN(strlen(service), (size_t)MAX_TEXT));
-    ag_stmt_bind_text(st, 6, name, AG_MIN(strlen(name), (size_t)MAX_TEXT));
-    ag_stmt_bind_i64(st, 7, ag_time_unix_ms());
-    rc = ag_stmt_exec(st);
-    if (rc == 0)
-        in->accepted++;
-    return rc;
+    if (bt->added == 0 || sp->start_ns < bt->start) {
+        bt->start = sp->start_ns;
+        snprintf(bt->root_service, sizeof(bt->root_service), "%s", sp->service);
+        snprintf(bt->root_name, sizeof(bt->root_name), "%s", sp->name);
+    }
+    if (bt->added == 0 || sp->end_ns > bt->end)
+        bt->end = sp->end_ns;
+    bt->error |= sp->status_code == 2;
+    bt->added++;
+    in->accepted++;
+    return 0;
 }
 
-/* Past the bound: delete the oldest traces, kept ones (error or slow) last. */
+/* The summary row of every trace the request added spans to. */
+static int
+put_summaries(struct ingest *in)
+{
+    struct traces *t = in->t;
+    int64_t now = ag_time_unix_ms();
+    for (size_t i = 0; i < in->cap; i++) {
+        const struct batch_trace *bt = &in->traces[i];
+        if (bt->trace_id[0] == '\0' || bt->added == 0)
+            continue;
+        struct ag_stmt *st;
+        int rc = ag_store_stmt(
+            t->store,
+            "INSERT INTO traces (trace_id, start_ns, end_ns, nspans, error, root_service, "
+            "root_name, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT "
+            "(trace_id) DO UPDATE SET root_service = CASE WHEN excluded.start_ns < "
+            "traces.start_ns THEN excluded.root_service ELSE traces.root_service END, root_name "
+            "= CASE WHEN excluded.start_ns < traces.start_ns THEN excluded.root_name ELSE "
+            "traces.root_name END, start_ns = min(traces.start_ns, excluded.start_ns), end_ns = "
+            "max(traces.end_ns, excluded.end_ns), nspans = traces.nspans + excluded.nspans, "
+            "error = max(traces.error, excluded.error), received_ms = excluded.received_ms",
+            &st);
+        if (rc != 0)
+            return rc;
+        ag_stmt_bind_cstr(st, 1, bt->trace_id);
+        ag_stmt_bind_i64(st, 2, bt->start);
+        ag_stmt_bind_i64(st, 3, bt->end);
+        ag_stmt_bind_i64(st, 4, bt->added);
+        ag_stmt_bind_i64(st, 5, bt->error ? 1 : 0);
+        ag_stmt_bind_cstr(st, 6, bt->root_service);
+        ag_stmt_bind_cstr(st, 7, bt->root_name);
+        ag_stmt_bind_i64(st, 8, now);
+        rc = ag_stmt_exec(st);
+        if (rc != 0)
+            return rc;
+        if (!bt->known)
+            in->new_traces++;
+    }
+    return 0;
+}
+
+/* Past the bound: delete the oldest traces, kept ones (error or slow) last.
+ * The number of traces is kept in memory (counted once at the first
+ * request); a bound of 100 or more deletes 1% more than the excess, so that
+ * the ordering over every trace runs once per many requests, not per
+ * request. */
 static int
 evict(struct ingest *in)
 {
     struct traces *t = in->t;
     struct ag_stmt *st;
-    int rc = ag_store_stmt(t->store, "SELECT count(*) FROM traces", &st);
-    if (rc != 0)
-        return rc;
-    int64_t n = 0;
-    rc = ag_stmt_step_i64(st, 0, &n);
-    if (rc != 0 || n <= t->settings.max_traces)
-        return rc;
-    int64_t excess = n - t->settings.max_traces;
+    int64_t n = t->ntraces + in->new_traces;
+    if (n <= t->settings.max_traces)
+        return 0;
+    int64_t excess = n - t->settings.max_traces + t->settings.max_traces / 100;
     static const char *const victims =
         "SELECT trace_id FROM traces ORDER BY (error = 1 OR end_ns - start_ns >= $1) ASC, "
         "received_ms ASC, start_ns ASC LIMIT $2";
     char *del = ag_asprintf("DELETE FROM spans WHERE trace_id IN (%s)", victims);
-    rc = ag_store_stmt(t->store, del, &st);
+    int rc = ag_store_stmt(t->store, del, &st);
     ag_free(del);
     if (rc == 0) {
         ag_stmt_bind_i64(st, 1, (int64_t)t->settings.slow_ms * 1000000);
@@ -288,33 +252,22 @@ evict(struct ingest *in)
 static int
 ingest_tx(struct ag_store *store, void *arg)
 {
-    AG_UNUSED(store);
     struct ingest *in = arg;
-    in->accepted = in->rejected = in->duplicates = in->evicted = 0;
-    size_t i;
-    const json_t *rs;
-    json_array_foreach(json_object_get(in->body, "resourceSpans"), i, rs)
-    {
-        json_t *rattrs = attributes(json_object_get(json_object_get(rs, "resource"), "attributes"));
-        char service[MAX_TEXT + 1];
-        snprintf(service, sizeof(service), "%s",
-                 text_of(json_object_get(rattrs, "service.name"), "unknown_service"));
-        json_decref(rattrs);
-        size_t j;
-        const json_t *ss;
-        json_array_foreach(json_object_get(rs, "scopeSpans"), j, ss)
-        {
-            size_t k;
-            const json_t *sp;
-            json_array_foreach(json_object_get(ss, "spans"), k, sp)
-            {
-                int rc = put_span(in, service, sp);
-                if (rc != 0)
-                    return rc;
-            }
-        }
+    in->accepted = in->rejected = in->duplicates = in->evicted = in->new_traces = 0;
+    in->used = 0;
+    memset(in->traces, 0, in->cap * sizeof(*in->traces));
+    if (in->t->ntraces < 0) {
+        struct ag_stmt *st;
+        int rc = ag_store_stmt(store, "SELECT count(*) FROM traces", &st);
+        if (rc == 0)
+            rc = ag_stmt_step_i64(st, 0, &in->t->ntraces);
+        if (rc != 0)
+            return rc;
     }
-    return evict(in);
+    int rc = otlp_json_read(in->body, in->len, put_span, in, in->err, sizeof(in->err));
+    if (rc == 0)
+        rc = put_summaries(in);
+    return rc != 0 ? rc : evict(in);
 }
 
 /* POST /v1/traces: an OTLP ExportTraceServiceRequest, JSON encoding. */
@@ -329,16 +282,23 @@ post_traces(struct ag_http_req *req, void *udata)
                         "configure the exporter with the http/json protocol");
         return;
     }
-    json_t *body = ag_req_json(req);
-    if (body == NULL)
-        return;
-    if (!json_is_array(json_object_get(body, "resourceSpans"))) {
-        ag_send_problem(req, 400, "bad-request", "Bad Request",
-                        "an ExportTraceServiceRequest has a resourceSpans array");
+    if (!ag_req_is_json(req)) {
+        ag_send_error(req, AG_EMEDIATYPE, "the body must be application/json");
         return;
     }
-    struct ingest in = { .t = t, .body = body };
+    struct ag_str body = req->body;
+    struct ingest in = {
+        .t = t, .body = body.ptr != NULL ? body.ptr : "", .len = body.len, .cap = 64
+    };
+    in.traces = ag_calloc(in.cap, sizeof(*in.traces));
     int rc = ag_store_tx(t->store, ingest_tx, &in);
+    ag_free(in.traces);
+    if (rc == 0)
+        t->ntraces += in.new_traces - in.evicted;
+    if (rc == AG_EPARSE) {
+        ag_send_problem(req, 400, "bad-request", "Bad Request", "%s", in.err);
+        return;
+    }
     if (rc != 0) {
         ag_send_store_error(req, rc, "span batch");
         return;
@@ -431,10 +391,16 @@ get_trace(struct ag_http_req *req, void *udata)
     struct traces *t = udata;
     const char *raw = ag_req_param(req, "id");
     char id[33];
-    json_t *v = json_string(raw != NULL ? raw : "");
-    bool ok = hex_id(v, 32, false, id);
-    json_decref(v);
-    if (!ok) {
+    bool ok = raw != NULL && strlen(raw) == 32;
+    bool nonzero = false;
+    for (size_t i = 0; ok && i < 32; i++) {
+        char c = (char)tolower((unsigned char)raw[i]);
+        ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        nonzero |= c != '0';
+        id[i] = c;
+    }
+    id[32] = '\0';
+    if (!ok || !nonzero) {
         ag_send_error(req, AG_ENOENT, "no such trace");
         return;
     }
@@ -673,6 +639,7 @@ const size_t traces_nroutes = AG_ARRAY_SIZE(traces_routes);
 int
 traces_start(struct traces *t)
 {
+    t->ntraces = -1;
     struct ag_metrics *m = ag_service_metrics(t->svc);
     static const char *const outcome[] = { "outcome" };
     t->m_spans =

@@ -23,6 +23,7 @@ struct traces {
     struct ag_store *store;
     struct ag_metric *m_spans;   /* traces_spans_received_total{outcome} */
     struct ag_metric *m_evicted; /* traces_evicted_total */
+    int64_t ntraces;             /* traces stored; -1 until counted */
 };
 
 extern const struct ag_route traces_routes[];
