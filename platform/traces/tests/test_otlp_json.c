@@ -172,9 +172,10 @@ test_strings_decode_and_cut_on_a_character(void **unused)
     struct seen s;
     /* Escapes, a surrogate pair, and a 300-byte name of 2-byte characters
      * (cut to 256 bytes: 128 characters). */
-    char name[700] = "";
+    char name[301];
     for (int i = 0; i < 150; i++)
-        strcat(name, "\xc3\xa9");
+        memcpy(name + 2 * i, "\xc3\xa9", 2);
+    name[300] = '\0';
     char *spans =
         ag_asprintf("[{\"traceId\":\"" TID "\",\"spanId\":\"" SID "\",\"startTimeUnixNano\":1,"
                     "\"endTimeUnixNano\":2,\"name\":\"%s\",\"attributes\":[{\"key\":"
