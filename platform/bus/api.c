@@ -158,6 +158,7 @@ publish(struct ag_http_req *req, void *udata)
     }
     ag_valid_release(&v);
     op->kind = BUS_OP_PUBLISH;
+    op->start_ns = ag_span_enabled() ? bus_unix_ns() : 0;
     op->req = req;
     op->msgs = msgs;
     op->n = n;

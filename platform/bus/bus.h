@@ -18,6 +18,7 @@
 #include "agora/service.h"
 #include "agora/store.h"
 #include "agora/time.h"
+#include "agora/trace.h"
 #include "domain.h"
 
 #define BUS_MAGIC 0x42555321u /* "BUS!" */
@@ -101,6 +102,7 @@ struct bus_op {
     int64_t *seqs;             /* per message: assigned or original seq */
     bool *dup;                 /* per message: a duplicate of an earlier id */
     struct bus_topic **topics; /* per message */
+    int64_t start_ns;          /* Unix ns it arrived, for its spans; 0: spans off */
     /* ack, nack */
     const char *sub_name;
     struct bus_sub *sub;      /* resolved in the commit; NULL: unknown */
@@ -283,6 +285,38 @@ void bus_run_admin(struct bus *bus, struct ag_http_req *req, ag_route_fn fn);
  * failed fdatasync is fatal: it is logged and the process exits. */
 void bus_sync_now(struct bus *bus);
 
+/* ---- spans.c ---- */
+
+/* Unix time in nanoseconds (a span's start taken before it begins). */
+int64_t bus_unix_ns(void);
+
+/* Whether 'data' ('len' bytes of valid JSON) is an object with a
+ * top-level "traceparent" that parses; then '*out' holds it (as
+ * ag_trace_parse fills it). */
+bool bus_trace_parent(const char *data, size_t len, struct ag_trace_ctx *out);
+
+/* The span of message 'i' of publish 'op', ended now: accepted (durable,
+ * 'error' NULL) or failed with 'error'. No-op while spans are off or the
+ * message has no sampled traceparent. */
+void bus_span_publish(const struct bus_op *op, size_t i, const char *error);
+
+/* Where the fields of the message bus_store_message_append just wrote lie
+ * in its 'out' (byte offsets and lengths; strings with their quotes). */
+struct bus_msg_loc {
+    size_t id_off;
+    size_t id_len;
+    size_t topic_off;
+    size_t topic_len;
+    size_t data_off;
+    size_t data_len;
+};
+
+/* The span of one hand-out of a message (attempt 'attempt') to 'sub',
+ * begun at 'start_ns' (Unix ns), ended now; the message is at 'loc' in
+ * 'out'. No-op while spans are off or without a sampled traceparent. */
+void bus_span_deliver(const struct bus_sub *sub, int64_t attempt, const struct ag_buf *out,
+                      const struct bus_msg_loc *loc, int64_t start_ns);
+
 /* ---- api.c ---- */
 
 extern const struct ag_route bus_routes[];
@@ -350,8 +384,10 @@ int bus_store_delivery_dead(struct ag_store *st, int64_t sub_id, int64_t seq, in
                             int64_t dead_ms, const char *last_error);
 
 /* Append the message's fields "id", "topic", "subject", "seq",
- * "published_at" and "data" (no braces) to 'out'. AG_ENOENT when gone. */
-int bus_store_message_append(struct ag_store *st, int64_t seq, struct ag_buf *out);
+ * "published_at" and "data" (no braces) to 'out'; where they lie goes to
+ * '*out_loc' unless it is NULL. AG_ENOENT when gone. */
+int bus_store_message_append(struct ag_store *st, int64_t seq, struct ag_buf *out,
+                             struct bus_msg_loc *out_loc);
 
 /* Insert subscription 'name' ('topics_json' the array of patterns, 'now'
  * RFC 3339) and set '*out_id'; AG_EEXIST when the name is taken. */

@@ -472,6 +472,7 @@ void
 bus_answer_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req, int64_t max)
 {
     uint64_t now = ag_time_mono_ms();
+    int64_t start_ns = ag_span_enabled() ? bus_unix_ns() : 0;
     struct ag_buf out = AG_BUF_INIT(0);
     ag_buf_append_cstr(&out, "{\"messages\":[");
     int64_t n = 0;
@@ -490,7 +491,8 @@ bus_answer_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req, i
         ag_buf_append_cstr(&out, "\",\"attempt\":");
         bus_buf_append_i64(&out, d->attempts);
         ag_buf_append_char(&out, ',');
-        int rc = bus_store_message_append(bus->store, d->seq, &out);
+        struct bus_msg_loc loc;
+        int rc = bus_store_message_append(bus->store, d->seq, &out, &loc);
         if (rc != 0) {
             /* The lease runs out and the delivery is retried (or, with
              * the message row gone, eventually dead-lettered). */
@@ -500,6 +502,8 @@ bus_answer_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req, i
             out.data[mark] = '\0';
             continue;
         }
+        if (start_ns != 0)
+            bus_span_deliver(sub, d->attempts, &out, &loc, start_ns);
         ag_buf_append_char(&out, '}');
         n++;
         again += d->attempts > 1;
@@ -846,6 +850,8 @@ publish_effects(struct bus *bus, struct bus_op *op, uint64_t now)
         ag_buf_append_cstr(&out, ",\"seq\":");
         bus_buf_append_i64(&out, op->seqs[i]);
         ag_buf_append_cstr(&out, op->dup[i] ? ",\"duplicate\":true}" : ",\"duplicate\":false}");
+        if (op->start_ns != 0)
+            bus_span_publish(op, i, NULL);
         if (op->dup[i])
             continue;
         struct bus_topic *t = op->topics[i];
@@ -909,6 +915,9 @@ fail_ops(struct bus_op *ops)
                 bus_q_retry(ops->hits[i], now, 0);
             if (ops->nhits > 0)
                 bus_touch(ops->sub);
+        } else if (ops->start_ns != 0) {
+            for (size_t i = 0; i < ops->n; i++)
+                bus_span_publish(ops, i, "the message store could not commit");
         }
         defer(ops->req, RESP_UNAVAILABLE, NULL, 0, NULL);
     }

@@ -613,6 +613,15 @@ broker_note(struct ag_events *ev, const struct ag__events_result *res)
 static void update_gauges(struct ag_events *ev);
 static void stop_check(struct ag_events *ev);
 
+/* Unix time in ns, for span start times taken before a span begins. */
+static int64_t
+unix_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* ---- Relay --------------------------------------------------------------- */
 
 static void on_relay_timer(uv_timer_t *t);
@@ -634,27 +643,60 @@ messaging_system(const struct ag_events *ev)
     return strcmp(ev->ops->name, "amqp") == 0 ? "rabbitmq" : ev->ops->name;
 }
 
-/* One PRODUCER span per relayed event whose trace is sampled: from the
- * send to the broker's answer, a sibling of the event's consumers under the
- * span that wrote it (the traceparent in its CloudEvent, which
- * ag__events_cloudevent writes last). */
-static void
-producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
-               const enum ag__outbox_outcome *oc)
+/* The context of the span that wrote outbox row 'r' (the traceparent in
+ * its CloudEvent, which ag__events_cloudevent writes last; the data may
+ * hold the same text, so the last one is the envelope's), as a context
+ * whose span_id is that span. False when the row carries none. */
+static bool
+row_writer_ctx(const struct ag__outbox_row *r, struct ag_trace_ctx *out)
 {
     static const char key[] = "\"traceparent\":\"";
+    const char *p = NULL;
+    for (const char *q = strstr(r->event, key); q != NULL; q = strstr(q + 1, key))
+        p = q;
+    if (p == NULL ||
+        (size_t)(r->event + r->event_len - (p + sizeof(key) - 1)) < AG_TRACEPARENT_LEN ||
+        ag_trace_parse(ag_str_make(p + sizeof(key) - 1, AG_TRACEPARENT_LEN), out) != 0)
+        return false;
+    memcpy(out->span_id, out->parent_id, sizeof(out->span_id));
+    return true;
+}
+
+/* One PRODUCER span per relayed event whose trace is sampled: from the
+ * send to the broker's answer, a sibling of the event's consumers under the
+ * span that wrote it. And one INTERNAL span for the batch (OpenTelemetry
+ * messaging conventions for a batch send): a child of the first sampled
+ * event's writer, so that it lies in a trace people look at rather than in
+ * a trace of its own per batch, linked to every event's context, with
+ * messaging.batch.message_count; error when the broker did not take all. */
+static void
+producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
+               const enum ag__outbox_outcome *oc, const char *error)
+{
+    struct ag_span batch;
+    batch.recording = false;
+    for (size_t i = 0; i < b->n && !batch.recording; i++) {
+        struct ag_trace_ctx parent;
+        if (!row_writer_ctx(&b->rows[i], &parent) || (parent.flags & 1) == 0)
+            continue;
+        struct ag_trace_ctx ctx;
+        ag_trace_child(&parent, &ctx);
+        ag_span_begin(&batch, &ctx, "outbox relay", AG_SPAN_INTERNAL);
+        batch.start_ns = ev->relay_sent_ns;
+        ag_span_attr_str(&batch, "messaging.system", messaging_system(ev));
+        ag_span_attr_str(&batch, "messaging.operation.type", "send");
+        ag_span_attr_str(&batch, "messaging.operation.name", "publish");
+        ag_span_attr_int(&batch, "messaging.batch.message_count", (int64_t)b->n);
+    }
+    size_t unconfirmed = 0;
     for (size_t i = 0; i < b->n; i++) {
         const struct ag__outbox_row *r = &b->rows[i];
-        /* The envelope's is the last one (the data may hold the same text). */
-        const char *p = NULL;
-        for (const char *q = strstr(r->event, key); q != NULL; q = strstr(q + 1, key))
-            p = q;
+        if (oc[i] != AG__OUTBOX_PUBLISHED)
+            unconfirmed++;
         struct ag_trace_ctx parent;
-        if (p == NULL ||
-            (size_t)(r->event + r->event_len - (p + sizeof(key) - 1)) < AG_TRACEPARENT_LEN ||
-            ag_trace_parse(ag_str_make(p + sizeof(key) - 1, AG_TRACEPARENT_LEN), &parent) != 0)
+        if (!row_writer_ctx(r, &parent))
             continue;
-        memcpy(parent.span_id, parent.parent_id, sizeof(parent.span_id));
+        ag_span_link(&batch, &parent);
         struct ag_trace_ctx ctx;
         ag_trace_child(&parent, &ctx);
         struct ag_span span;
@@ -671,6 +713,9 @@ producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
             ag_span_error(&span, "not confirmed by the broker");
         ag_span_end(&span);
     }
+    if (unconfirmed > 0)
+        ag_span_error(&batch, error != NULL ? error : "not confirmed by the broker");
+    ag_span_end(&batch);
 }
 
 static void
@@ -710,7 +755,7 @@ on_published(const struct ag__events_result *res, void *udata)
         failed = true;
     }
     if (ag_span_enabled())
-        producer_spans(ev, b, oc);
+        producer_spans(ev, b, oc, error);
     int rc = ag__outbox_settle(ev->store, b, oc, error, ag_time_unix_ms());
     ag_free(oc);
     if (rc != 0) {
@@ -826,11 +871,8 @@ relay_flush(struct ag_events *ev)
         out[i] = (struct ag__events_out){ r->id, r->type, r->subject, r->event, r->event_len };
     }
     ev->relay = RELAY_SENDING;
-    if (ag_span_enabled()) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ev->relay_sent_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    }
+    if (ag_span_enabled())
+        ev->relay_sent_ns = unix_now_ns();
     rc = ev->ops->publish(ev->be, out, ev->batch.n, on_published, ev);
     ag_free(out);
     if (rc != 0) {
@@ -1221,6 +1263,56 @@ subject_failed(const char *const *failed, size_t n, const char *subject)
     return false;
 }
 
+/* The context of the span that published delivery 'm' (its CloudEvent
+ * traceparent) with span_id = that span; false when it carries none. */
+static bool
+msg_writer_ctx(const struct ag__events_msg *m, struct ag_trace_ctx *out)
+{
+    const char *tp = json_string_value(json_object_get(m->event, "traceparent"));
+    if (tp == NULL || ag_trace_parse(ag_str_from_cstr(tp), out) != 0)
+        return false;
+    memcpy(out->span_id, out->parent_id, sizeof(out->span_id));
+    return true;
+}
+
+/* The span of one transaction of a consumer's batch, over deliveries
+ * [first, to), begun at 'start_ns' and ended now with 'outcome' ('rc' != 0:
+ * an error): db.transaction with the db.* conventions, like the store's
+ * request transactions, a child of the first sampled delivery's publisher
+ * and linked to every delivery's context (it belongs to several traces). */
+static void
+consumer_tx_span(struct ev_sub *s, const struct ag__events_msg *msgs, size_t first, size_t to,
+                 int64_t start_ns, const char *outcome, int rc)
+{
+    struct ag_span span;
+    span.recording = false;
+    for (size_t k = first; k < to && !span.recording; k++) {
+        struct ag_trace_ctx parent;
+        if (!msg_writer_ctx(&msgs[k], &parent) || (parent.flags & 1) == 0)
+            continue;
+        struct ag_trace_ctx ctx;
+        ag_trace_child(&parent, &ctx);
+        ag_span_begin(&span, &ctx, "db.transaction", AG_SPAN_CLIENT);
+    }
+    if (!span.recording)
+        return;
+    span.start_ns = start_ns;
+    bool pg = strcmp(ag_store_backend(s->ev->store), "postgres") == 0;
+    ag_span_attr_str(&span, "db.system", pg ? "postgresql" : "sqlite");
+    ag_span_attr_str(&span, "db.operation.name", "transaction");
+    ag_span_attr_str(&span, "db.transaction.outcome", outcome);
+    ag_span_attr_str(&span, "messaging.consumer.group.name", s->name);
+    ag_span_attr_int(&span, "messaging.batch.message_count", (int64_t)(to - first));
+    for (size_t k = first; k < to; k++) {
+        struct ag_trace_ctx ctx;
+        if (msg_writer_ctx(&msgs[k], &ctx))
+            ag_span_link(&span, &ctx);
+    }
+    if (rc != 0)
+        ag_span_error(&span, ag_strerror(rc));
+    ag_span_end(&span);
+}
+
 /* Apply a pulled batch in order in one transaction (one commit, one fsync
  * for the whole batch: under load a batch carries many deliveries), then ack
  * what committed and nack the rest. */
@@ -1242,6 +1334,7 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
     uint64_t publishes = ev->publishes;
     size_t first = 0; /* first delivery of the open transaction */
     bool in_tx = false;
+    int64_t tx_start_ns = 0; /* when it began, while spans are recorded */
     for (size_t i = 0; i <= n; i++) {
         bool last = i == n;
         /* Commit what the open transaction holds at the end of the batch;
@@ -1250,6 +1343,9 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
          * (services keep the effects of the handler for it). */
         if (in_tx && (last || ev->on_commit != NULL)) {
             int rc = ag_store_commit(store);
+            if (tx_start_ns != 0)
+                consumer_tx_span(s, msgs, first, i, tx_start_ns,
+                                 rc == 0 ? "commit" : "commit_failed", rc);
             if (rc == 0) {
                 const char *labels[1] = { s->name };
                 ag_counter_add(ev->m_commits, labels, 1);
@@ -1288,12 +1384,15 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
             } else {
                 in_tx = true;
                 first = i;
+                tx_start_ns = ag_span_enabled() ? unix_now_ns() : 0;
             }
         }
         if (in_tx) {
             bool lost_tx = false;
             oc[i] = consume_one(s, m, i, reason, sizeof(reason), &lost_tx);
             if (lost_tx) {
+                if (tx_start_ns != 0)
+                    consumer_tx_span(s, msgs, first, i + 1, tx_start_ns, "rollback", AG_EIO);
                 tx_lost(ev, oc, first, i);
                 in_tx = false;
             }

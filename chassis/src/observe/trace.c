@@ -198,6 +198,8 @@ ag_span_begin(struct ag_span *s, const struct ag_trace_ctx *ctx, const char *nam
     s->recording = span_sink != NULL && (ctx->flags & 1) != 0;
     s->nattrs = 0;
     s->nevents = 0;
+    s->nlinks = 0;
+    s->dropped_links = 0;
     if (!s->recording)
         return;
     s->ctx = *ctx;
@@ -253,6 +255,21 @@ ag_span_event(struct ag_span *s, const char *name)
     s->events[s->nevents].name = name;
     s->events[s->nevents].time_ns = unix_ns();
     s->nevents++;
+}
+
+void
+ag_span_link(struct ag_span *s, const struct ag_trace_ctx *ctx)
+{
+    if (!s->recording)
+        return;
+    if (s->nlinks >= AG_SPAN_MAX_LINKS) {
+        s->dropped_links++;
+        return;
+    }
+    memcpy(s->links[s->nlinks].trace_id, ctx->trace_id, sizeof(ctx->trace_id));
+    memcpy(s->links[s->nlinks].span_id, ctx->span_id, sizeof(ctx->span_id));
+    s->links[s->nlinks].flags = ctx->flags;
+    s->nlinks++;
 }
 
 void
@@ -332,7 +349,18 @@ ag_span_to_otlp_json(const struct ag_span *s, struct ag_buf *dst)
         json_str(out, s->events[i].name);
         ag_buf_append_char(out, '}');
     }
-    ag_buf_appendf(out, "],\"status\":{\"code\":%d", (int)s->status);
+    ag_buf_append_char(out, ']');
+    if (s->nlinks > 0) {
+        ag_buf_append_cstr(out, ",\"links\":[");
+        for (unsigned i = 0; i < s->nlinks; i++)
+            ag_buf_appendf(out, "%s{\"traceId\":\"%s\",\"spanId\":\"%s\",\"flags\":%u}",
+                           i ? "," : "", s->links[i].trace_id, s->links[i].span_id,
+                           (unsigned)s->links[i].flags);
+        ag_buf_append_char(out, ']');
+    }
+    if (s->dropped_links > 0)
+        ag_buf_appendf(out, ",\"droppedLinksCount\":%u", (unsigned)s->dropped_links);
+    ag_buf_appendf(out, ",\"status\":{\"code\":%d", (int)s->status);
     if (s->status_msg[0] != '\0') {
         ag_buf_append_cstr(out, ",\"message\":");
         json_str(out, s->status_msg);
