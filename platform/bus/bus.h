@@ -36,6 +36,7 @@ struct bus_settings {
 };
 
 struct bus_sub;
+struct bus_resp;
 
 /* A topic: created when first published to (or named by a valid publish). */
 struct bus_topic {
@@ -172,8 +173,12 @@ struct bus {
     size_t nbatches;
     struct bus_admin *admin_head; /* admin handlers waiting for nbatches == 0 */
     struct bus_admin *admin_tail;
-    int64_t stored;     /* rows in messages (bus_messages_stored) */
-    int64_t sweep_from; /* first seq the next retention sweep looks at */
+    struct bus_resp *resp_head; /* answers queued by the engine (bus_flush_responses) */
+    struct bus_resp *resp_tail;
+    struct bus_sub *touched;     /* subs whose ready list may have grown (bus_touch) */
+    struct bus_topic *tx_topics; /* topics touched by the commit being written */
+    int64_t stored;              /* rows in messages (bus_messages_stored) */
+    int64_t sweep_from;          /* first seq the next retention sweep looks at */
     struct ag_metric *m_published;
     struct ag_metric *m_delivered;
     struct ag_metric *m_acked;
@@ -266,14 +271,14 @@ void bus_hold_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req
 
 /* Note that 'sub' may have new ready deliveries, for the next
  * bus_dispatch_touched (once per sub until then). */
-void bus_touch(struct bus_sub *sub);
+void bus_touch(struct bus *bus, struct bus_sub *sub);
 
 /* Answer the held pulls of every touched subscription while messages are
  * ready, oldest pull first, and forget the touched set. */
 void bus_dispatch_touched(struct bus *bus);
 
 /* Send every queued answer. Safe to re-enter. */
-void bus_flush_responses(void);
+void bus_flush_responses(struct bus *bus);
 
 /* Run admin handler 'fn' now when no batch waits for durability, else when
  * the last one has finished (and before the next batch starts), so that it
