@@ -2,9 +2,11 @@
 /* Bus internals shared by its files, which call each other one way only:
  * main.c (composition root) calls engine.c (in-memory state, group commit,
  * delivery, timers, durability, metrics), api.c (handlers, route table) and
- * sweep.c (retention and dedup); api.c calls engine.c; all of them call
- * store.c (SQL) and domain.c (pure). See docs/internals/bus.md for the
- * design. Loop thread only. */
+ * sweep.c (retention and dedup); api.c calls engine.c; engine.c calls
+ * spans.c (spans); all of them call store.c (SQL) and the pure files:
+ * scan.c, domain.c (domain.h), index.c and htab.c (index.h). All state is
+ * the one struct bus, passed explicitly. See docs/internals/bus.md for the
+ * design and the call graph. Loop thread only. */
 #ifndef BUS_BUS_H
 #define BUS_BUS_H
 
@@ -20,6 +22,7 @@
 #include "agora/time.h"
 #include "agora/trace.h"
 #include "domain.h"
+#include "index.h"
 
 #define BUS_MAGIC 0x42555321u /* "BUS!" */
 

@@ -5,7 +5,7 @@
  * event (the CloudEvent "traceparent" member of the message's data), with
  * the OpenTelemetry messaging attributes. Nothing is done while no span
  * sink is set, nor for a message without a sampled traceparent. Called by
- * engine.c; calls only the chassis. */
+ * engine.c; calls scan.c (bus_json_member) and the chassis. */
 #include "agora/base.h"
 #include "bus.h"
 
@@ -27,95 +27,17 @@ bus_unix_ns(void)
 
 /* ---- The traceparent of a message ---- */
 
-/* Skip the JSON string starting at 'p' (its opening quote); returns the
- * position after its closing quote, or NULL at 'end'. */
-static const char *
-skip_string(const char *p, const char *end)
-{
-    for (p++; p < end; p++) {
-        if (*p == '\\')
-            p++;
-        else if (*p == '"')
-            return p + 1;
-    }
-    return NULL;
-}
-
-/* Skip one JSON value at 'p' (no leading white space); NULL when it does
- * not end before 'end'. Containers are skipped by depth, strings by their
- * quotes: the data was validated as strict JSON when it was published. */
-static const char *
-skip_value(const char *p, const char *end)
-{
-    if (p >= end)
-        return NULL;
-    if (*p == '"')
-        return skip_string(p, end);
-    if (*p != '{' && *p != '[') {
-        while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' &&
-               *p != '\n' && *p != '\r')
-            p++;
-        return p;
-    }
-    size_t depth = 0;
-    while (p < end) {
-        if (*p == '"') {
-            p = skip_string(p, end);
-            if (p == NULL)
-                return NULL;
-            continue;
-        }
-        if (*p == '{' || *p == '[')
-            depth++;
-        else if ((*p == '}' || *p == ']') && --depth == 0)
-            return p + 1;
-        p++;
-    }
-    return NULL;
-}
-
-static const char *
-skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
 bool
 bus_trace_parent(const char *data, size_t len, struct ag_trace_ctx *out)
 {
-    static const char key[] = "\"traceparent\"";
-    const char *end = data + len;
-    const char *p = skip_ws(data, end);
-    if (p >= end || *p != '{')
+    const char *v;
+    size_t vlen;
+    /* A version-00 traceparent has no escapes: its 55 bytes in quotes, or
+     * it is not one we continue. */
+    if (!bus_json_member(data, len, "traceparent", &v, &vlen) || vlen != AG_TRACEPARENT_LEN + 2 ||
+        v[0] != '"' || v[vlen - 1] != '"')
         return false;
-    p = skip_ws(p + 1, end);
-    while (p < end && *p == '"') {
-        const char *k = p;
-        p = skip_string(p, end);
-        if (p == NULL)
-            return false;
-        bool match = (size_t)(p - k) == sizeof(key) - 1 && memcmp(k, key, sizeof(key) - 1) == 0;
-        p = skip_ws(p, end);
-        if (p >= end || *p != ':')
-            return false;
-        p = skip_ws(p + 1, end);
-        if (match) {
-            /* A version-00 traceparent has no escapes: its 55 bytes and the
-             * closing quote, or it is not one we continue. */
-            if (end - p < AG_TRACEPARENT_LEN + 2 || *p != '"' || p[AG_TRACEPARENT_LEN + 1] != '"')
-                return false;
-            return ag_trace_parse(ag_str_make(p + 1, AG_TRACEPARENT_LEN), out) == 0;
-        }
-        p = skip_value(p, end);
-        if (p == NULL)
-            return false;
-        p = skip_ws(p, end);
-        if (p < end && *p == ',')
-            p = skip_ws(p + 1, end);
-    }
-    return false;
+    return ag_trace_parse(ag_str_make(v + 1, AG_TRACEPARENT_LEN), out) == 0;
 }
 
 /* Begin 'span' as a child of the writer of the message whose data is
