@@ -326,6 +326,7 @@ producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
                const enum ag__outbox_outcome *oc, const char *error)
 {
     struct ag_span batch;
+    struct ag_span_links links;
     batch.recording = false;
     for (size_t i = 0; i < b->n && !batch.recording; i++) {
         struct ag_trace_ctx parent;
@@ -334,6 +335,7 @@ producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
         struct ag_trace_ctx ctx;
         ag_trace_child(&parent, &ctx);
         ag_span_begin(&batch, &ctx, "outbox relay", AG_SPAN_INTERNAL);
+        ag_span_use_links(&batch, &links);
         batch.start_ns = ev->relay_sent_ns;
         ag_span_attr_str(&batch, "messaging.system", messaging_system(ev));
         ag_span_attr_str(&batch, "messaging.operation.type", "send");
@@ -939,6 +941,8 @@ consumer_tx_span(struct ev_sub *s, const struct ag__events_msg *msgs, size_t fir
     }
     if (!span.recording)
         return;
+    struct ag_span_links links;
+    ag_span_use_links(&span, &links);
     span.start_ns = start_ns;
     bool pg = strcmp(ag_store_backend(s->ev->store), "postgres") == 0;
     ag_span_attr_str(&span, "db.system", pg ? "postgresql" : "sqlite");

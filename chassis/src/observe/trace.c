@@ -198,8 +198,7 @@ ag_span_begin(struct ag_span *s, const struct ag_trace_ctx *ctx, const char *nam
     s->recording = span_sink != NULL && (ctx->flags & 1) != 0;
     s->nattrs = 0;
     s->nevents = 0;
-    s->nlinks = 0;
-    s->dropped_links = 0;
+    s->links = NULL;
     if (!s->recording)
         return;
     s->ctx = *ctx;
@@ -258,18 +257,29 @@ ag_span_event(struct ag_span *s, const char *name)
 }
 
 void
-ag_span_link(struct ag_span *s, const struct ag_trace_ctx *ctx)
+ag_span_use_links(struct ag_span *s, struct ag_span_links *links)
 {
     if (!s->recording)
         return;
-    if (s->nlinks >= AG_SPAN_MAX_LINKS) {
-        s->dropped_links++;
+    links->n = 0;
+    links->dropped = 0;
+    s->links = links;
+}
+
+void
+ag_span_link(struct ag_span *s, const struct ag_trace_ctx *ctx)
+{
+    struct ag_span_links *l = s->links;
+    if (!s->recording || l == NULL)
+        return;
+    if (l->n >= AG_SPAN_MAX_LINKS) {
+        l->dropped++;
         return;
     }
-    memcpy(s->links[s->nlinks].trace_id, ctx->trace_id, sizeof(ctx->trace_id));
-    memcpy(s->links[s->nlinks].span_id, ctx->span_id, sizeof(ctx->span_id));
-    s->links[s->nlinks].flags = ctx->flags;
-    s->nlinks++;
+    memcpy(l->v[l->n].trace_id, ctx->trace_id, sizeof(ctx->trace_id));
+    memcpy(l->v[l->n].span_id, ctx->span_id, sizeof(ctx->span_id));
+    l->v[l->n].flags = ctx->flags;
+    l->n++;
 }
 
 void
@@ -350,16 +360,17 @@ ag_span_to_otlp_json(const struct ag_span *s, struct ag_buf *dst)
         ag_buf_append_char(out, '}');
     }
     ag_buf_append_char(out, ']');
-    if (s->nlinks > 0) {
+    const struct ag_span_links *l = s->links;
+    if (l != NULL && l->n > 0) {
         ag_buf_append_cstr(out, ",\"links\":[");
-        for (unsigned i = 0; i < s->nlinks; i++)
+        for (unsigned i = 0; i < l->n; i++)
             ag_buf_appendf(out, "%s{\"traceId\":\"%s\",\"spanId\":\"%s\",\"flags\":%u}",
-                           i ? "," : "", s->links[i].trace_id, s->links[i].span_id,
-                           (unsigned)s->links[i].flags);
+                           i ? "," : "", l->v[i].trace_id, l->v[i].span_id,
+                           (unsigned)l->v[i].flags);
         ag_buf_append_char(out, ']');
     }
-    if (s->dropped_links > 0)
-        ag_buf_appendf(out, ",\"droppedLinksCount\":%u", (unsigned)s->dropped_links);
+    if (l != NULL && l->dropped > 0)
+        ag_buf_appendf(out, ",\"droppedLinksCount\":%u", (unsigned)l->dropped);
     ag_buf_appendf(out, ",\"status\":{\"code\":%d", (int)s->status);
     if (s->status_msg[0] != '\0') {
         ag_buf_append_cstr(out, ",\"message\":");

@@ -183,6 +183,8 @@ test_span_links(void **state)
     ag_span_set_sink(sink, NULL);
     struct ag_span s;
     ag_span_begin(&s, &ctx, "outbox relay", AG_SPAN_INTERNAL);
+    struct ag_span_links links;
+    ag_span_use_links(&s, &links);
     struct ag_trace_ctx other;
     ag_trace_start(AG_STR_LIT("00-11111111111111111111111111111111-2222222222222222-00"), &other);
     memcpy(other.span_id, "3333333333333333", 17);
@@ -193,18 +195,20 @@ test_span_links(void **state)
     json_error_t jerr;
     json_t *j = json_loads(ag_buf_cstr(&sink_out), 0, &jerr);
     assert_non_null(j);
-    json_t *links = json_object_get(j, "links");
-    assert_int_equal(json_array_size(links), AG_SPAN_MAX_LINKS);
-    json_t *l0 = json_array_get(links, 0);
+    json_t *jl = json_object_get(j, "links");
+    assert_int_equal(json_array_size(jl), AG_SPAN_MAX_LINKS);
+    json_t *l0 = json_array_get(jl, 0);
     assert_string_equal(json_string_value(json_object_get(l0, "traceId")),
                         "11111111111111111111111111111111");
     assert_string_equal(json_string_value(json_object_get(l0, "spanId")), "3333333333333333");
     assert_int_equal(json_integer_value(json_object_get(l0, "flags")), 0);
     assert_int_equal(json_integer_value(json_object_get(j, "droppedLinksCount")), 3);
     json_decref(j);
-    /* A span without links has no "links" member. */
+    /* A span without links has no "links" member; without storage a link
+     * is dropped. */
     ag_buf_reset(&sink_out);
     ag_span_begin(&s, &ctx, "x", AG_SPAN_INTERNAL);
+    ag_span_link(&s, &other);
     ag_span_end(&s);
     assert_null(strstr(ag_buf_cstr(&sink_out), "links"));
     ag_span_set_sink(NULL, NULL);
