@@ -142,6 +142,7 @@ describe('tracing: one trace per checkout, across HTTP and the bus', () => {
         for (const s of trace.spans.filter((x) => x.kind === CONSUMER || x.kind === PRODUCER)) {
             assert.equal(s.attributes['messaging.system'], TEST_BACKENDS.includes('rabbitmq') ? 'rabbitmq' : 'bus');
             assert.ok(s.attributes['messaging.message.id']);
+            assert.equal(s.attributes['messaging.operation.type'], s.kind === PRODUCER ? 'send' : 'process');
         }
         // The relay's batch span (links to each event's context) and the
         // consumers' batch transactions, in the trace of their first event.

@@ -359,7 +359,7 @@ producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
         ag_span_begin(&span, &ctx, name, AG_SPAN_PRODUCER);
         span.start_ns = ev->relay_sent_ns;
         ag_span_attr_str(&span, "messaging.system", messaging_system(ev));
-        ag_span_attr_str(&span, "messaging.operation", "publish");
+        ag_span_attr_str(&span, "messaging.operation.type", "send");
         ag_span_attr_str(&span, "messaging.destination.name", r->type);
         ag_span_attr_str(&span, "messaging.message.id", r->id);
         ag_span_attr_int(&span, "messaging.batch.message_count", (int64_t)b->n);
@@ -802,7 +802,7 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, size_t index, char
             snprintf(name, sizeof(name), "%s process", m->topic[0] ? m->topic : "event");
             ag_span_begin(&span, &tctx, name, AG_SPAN_CONSUMER);
             ag_span_attr_str(&span, "messaging.system", messaging_system(ev));
-            ag_span_attr_str(&span, "messaging.operation", "process");
+            ag_span_attr_str(&span, "messaging.operation.type", "process");
             ag_span_attr_str(&span, "messaging.destination.name", m->topic);
             ag_span_attr_str(&span, "messaging.consumer.group.name", s->name);
             ag_span_attr_str(&span, "messaging.message.id", id);
