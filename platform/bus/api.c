@@ -158,6 +158,7 @@ publish(struct ag_http_req *req, void *udata)
     }
     ag_valid_release(&v);
     op->kind = BUS_OP_PUBLISH;
+    op->start_ns = ag_span_enabled() ? bus_unix_ns() : 0;
     op->req = req;
     op->msgs = msgs;
     op->n = n;
@@ -345,7 +346,7 @@ delete_subscription(struct ag_http_req *req, void *udata)
     }
     bus_sync_now(bus);
     bus_sub_free(bus, sub, 404);
-    bus_flush_responses();
+    bus_flush_responses(bus);
     ag_send_no_content(req);
 }
 
@@ -379,7 +380,7 @@ pull(struct ag_http_req *req, void *udata)
         bus_sub_refill(bus, sub);
     if (wait_ms == 0 || sub->q.nready > 0) {
         bus_answer_pull(bus, sub, req, max);
-        bus_flush_responses();
+        bus_flush_responses(bus);
         return;
     }
     if ((int64_t)bus->nwaiting >= bus->settings.max_waiting) {
@@ -542,10 +543,10 @@ replay_dead_letters(struct ag_http_req *req, void *udata)
             bus_q_add(&sub->q, refs[i].seq, refs[i].subject, refs[i].subject_len, 0, 0, now);
     }
     if (count > 0) {
-        bus_touch(sub);
+        bus_touch(bus, sub);
         bus_dispatch_touched(bus);
     }
-    bus_flush_responses();
+    bus_flush_responses(bus);
     ag_send_json(req, 200, json_pack("{s:I}", "replayed", (json_int_t)count));
 }
 

@@ -2,9 +2,11 @@
 /* Bus internals shared by its files, which call each other one way only:
  * main.c (composition root) calls engine.c (in-memory state, group commit,
  * delivery, timers, durability, metrics), api.c (handlers, route table) and
- * sweep.c (retention and dedup); api.c calls engine.c; all of them call
- * store.c (SQL) and domain.c (pure). See docs/internals/bus.md for the
- * design. Loop thread only. */
+ * sweep.c (retention and dedup); api.c calls engine.c; engine.c calls
+ * spans.c (spans); all of them call store.c (SQL) and the pure files:
+ * scan.c, domain.c (domain.h), index.c and htab.c (index.h). All state is
+ * the one struct bus, passed explicitly. See docs/internals/bus.md for the
+ * design and the call graph. Loop thread only. */
 #ifndef BUS_BUS_H
 #define BUS_BUS_H
 
@@ -18,7 +20,9 @@
 #include "agora/service.h"
 #include "agora/store.h"
 #include "agora/time.h"
+#include "agora/trace.h"
 #include "domain.h"
+#include "index.h"
 
 #define BUS_MAGIC 0x42555321u /* "BUS!" */
 
@@ -35,6 +39,7 @@ struct bus_settings {
 };
 
 struct bus_sub;
+struct bus_resp;
 
 /* A topic: created when first published to (or named by a valid publish). */
 struct bus_topic {
@@ -101,6 +106,7 @@ struct bus_op {
     int64_t *seqs;             /* per message: assigned or original seq */
     bool *dup;                 /* per message: a duplicate of an earlier id */
     struct bus_topic **topics; /* per message */
+    int64_t start_ns;          /* Unix ns it arrived, for its spans; 0: spans off */
     /* ack, nack */
     const char *sub_name;
     struct bus_sub *sub;      /* resolved in the commit; NULL: unknown */
@@ -170,8 +176,12 @@ struct bus {
     size_t nbatches;
     struct bus_admin *admin_head; /* admin handlers waiting for nbatches == 0 */
     struct bus_admin *admin_tail;
-    int64_t stored;     /* rows in messages (bus_messages_stored) */
-    int64_t sweep_from; /* first seq the next retention sweep looks at */
+    struct bus_resp *resp_head; /* answers queued by the engine (bus_flush_responses) */
+    struct bus_resp *resp_tail;
+    struct bus_sub *touched;     /* subs whose ready list may have grown (bus_touch) */
+    struct bus_topic *tx_topics; /* topics touched by the commit being written */
+    int64_t stored;              /* rows in messages (bus_messages_stored) */
+    int64_t sweep_from;          /* first seq the next retention sweep looks at */
     struct ag_metric *m_published;
     struct ag_metric *m_delivered;
     struct ag_metric *m_acked;
@@ -264,14 +274,14 @@ void bus_hold_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req
 
 /* Note that 'sub' may have new ready deliveries, for the next
  * bus_dispatch_touched (once per sub until then). */
-void bus_touch(struct bus_sub *sub);
+void bus_touch(struct bus *bus, struct bus_sub *sub);
 
 /* Answer the held pulls of every touched subscription while messages are
  * ready, oldest pull first, and forget the touched set. */
 void bus_dispatch_touched(struct bus *bus);
 
 /* Send every queued answer. Safe to re-enter. */
-void bus_flush_responses(void);
+void bus_flush_responses(struct bus *bus);
 
 /* Run admin handler 'fn' now when no batch waits for durability, else when
  * the last one has finished (and before the next batch starts), so that it
@@ -282,6 +292,38 @@ void bus_run_admin(struct bus *bus, struct ag_http_req *req, ag_route_fn fn);
  * request (a blocking fdatasync of the WAL; no-op without sync_wal). A
  * failed fdatasync is fatal: it is logged and the process exits. */
 void bus_sync_now(struct bus *bus);
+
+/* ---- spans.c ---- */
+
+/* Unix time in nanoseconds (a span's start taken before it begins). */
+int64_t bus_unix_ns(void);
+
+/* Whether 'data' ('len' bytes of valid JSON) is an object with a
+ * top-level "traceparent" that parses; then '*out' holds it (as
+ * ag_trace_parse fills it). */
+bool bus_trace_parent(const char *data, size_t len, struct ag_trace_ctx *out);
+
+/* The span of message 'i' of publish 'op', ended now: accepted (durable,
+ * 'error' NULL) or failed with 'error'. No-op while spans are off or the
+ * message has no sampled traceparent. */
+void bus_span_publish(const struct bus_op *op, size_t i, const char *error);
+
+/* Where the fields of the message bus_store_message_append just wrote lie
+ * in its 'out' (byte offsets and lengths; strings with their quotes). */
+struct bus_msg_loc {
+    size_t id_off;
+    size_t id_len;
+    size_t topic_off;
+    size_t topic_len;
+    size_t data_off;
+    size_t data_len;
+};
+
+/* The span of one hand-out of a message (attempt 'attempt') to 'sub',
+ * begun at 'start_ns' (Unix ns), ended now; the message is at 'loc' in
+ * 'out'. No-op while spans are off or without a sampled traceparent. */
+void bus_span_deliver(const struct bus_sub *sub, int64_t attempt, const struct ag_buf *out,
+                      const struct bus_msg_loc *loc, int64_t start_ns);
 
 /* ---- api.c ---- */
 
@@ -350,8 +392,10 @@ int bus_store_delivery_dead(struct ag_store *st, int64_t sub_id, int64_t seq, in
                             int64_t dead_ms, const char *last_error);
 
 /* Append the message's fields "id", "topic", "subject", "seq",
- * "published_at" and "data" (no braces) to 'out'. AG_ENOENT when gone. */
-int bus_store_message_append(struct ag_store *st, int64_t seq, struct ag_buf *out);
+ * "published_at" and "data" (no braces) to 'out'; where they lie goes to
+ * '*out_loc' unless it is NULL. AG_ENOENT when gone. */
+int bus_store_message_append(struct ag_store *st, int64_t seq, struct ag_buf *out,
+                             struct bus_msg_loc *out_loc);
 
 /* Insert subscription 'name' ('topics_json' the array of patterns, 'now'
  * RFC 3339) and set '*out_id'; AG_EEXIST when the name is taken. */

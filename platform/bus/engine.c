@@ -344,11 +344,9 @@ struct bus_resp {
     const char *detail; /* RESP_NO_SUB: the name (request pool) */
 };
 
-static struct bus_resp *g_out_head;
-static struct bus_resp *g_out_tail;
-
 static void
-defer(struct ag_http_req *req, enum resp_kind kind, char *body, size_t len, const char *detail)
+defer(struct bus *bus, struct ag_http_req *req, enum resp_kind kind, char *body, size_t len,
+      const char *detail)
 {
     struct bus_resp *r = ag_pool_calloc(req->pool, sizeof(*r));
     r->req = req;
@@ -356,31 +354,31 @@ defer(struct ag_http_req *req, enum resp_kind kind, char *body, size_t len, cons
     r->body = body;
     r->len = len;
     r->detail = detail;
-    if (g_out_tail != NULL)
-        g_out_tail->next = r;
+    if (bus->resp_tail != NULL)
+        bus->resp_tail->next = r;
     else
-        g_out_head = r;
-    g_out_tail = r;
+        bus->resp_head = r;
+    bus->resp_tail = r;
 }
 
 static void
-defer_buf(struct ag_http_req *req, struct ag_buf *out)
+defer_buf(struct bus *bus, struct ag_http_req *req, struct ag_buf *out)
 {
     size_t len;
     char *body = ag_buf_detach(out, &len);
-    defer(req, RESP_BODY, body, len, NULL);
+    defer(bus, req, RESP_BODY, body, len, NULL);
 }
 
 /* Send every queued answer. Safe to re-enter: each entry is unlinked
  * before it is sent. */
 void
-bus_flush_responses(void)
+bus_flush_responses(struct bus *bus)
 {
-    while (g_out_head != NULL) {
-        struct bus_resp *r = g_out_head;
-        g_out_head = r->next;
-        if (g_out_head == NULL)
-            g_out_tail = NULL;
+    while (bus->resp_head != NULL) {
+        struct bus_resp *r = bus->resp_head;
+        bus->resp_head = r->next;
+        if (bus->resp_head == NULL)
+            bus->resp_tail = NULL;
         switch (r->kind) {
         case RESP_BODY: ag_http_send_take(r->req, 200, JSON_TYPE, r->body, r->len); break;
         case RESP_EMPTY_PULL:
@@ -397,16 +395,12 @@ bus_flush_responses(void)
     }
 }
 
-/* Subscriptions whose ready list may have grown, dispatched together
- * before the entry point that touched them returns. */
-static struct bus_sub *g_touched;
-
 /* ---- Subscriptions in memory ---- */
 
 static void
-defer_empty(struct ag_http_req *req)
+defer_empty(struct bus *bus, struct ag_http_req *req)
 {
-    defer(req, RESP_EMPTY_PULL, NULL, 0, NULL);
+    defer(bus, req, RESP_EMPTY_PULL, NULL, 0, NULL);
 }
 
 static void
@@ -432,9 +426,9 @@ bus_sub_free(struct bus *bus, struct bus_sub *sub, int status)
     while (sub->whead != NULL) {
         struct bus_waiter *w = sub->whead;
         waiter_unlink(bus, w);
-        defer(w->req, status == 200 ? RESP_EMPTY_PULL : RESP_GONE, NULL, 0, NULL);
+        defer(bus, w->req, status == 200 ? RESP_EMPTY_PULL : RESP_GONE, NULL, 0, NULL);
     }
-    for (struct bus_sub **pp = &g_touched; *pp != NULL; pp = &(*pp)->tx_next) {
+    for (struct bus_sub **pp = &bus->touched; *pp != NULL; pp = &(*pp)->tx_next) {
         if (*pp == sub) {
             *pp = sub->tx_next;
             break;
@@ -457,13 +451,13 @@ bus_sub_free(struct bus *bus, struct bus_sub *sub, int status)
 /* ---- Delivery ---- */
 
 void
-bus_touch(struct bus_sub *sub)
+bus_touch(struct bus *bus, struct bus_sub *sub)
 {
     if (sub->tx_touched)
         return;
     sub->tx_touched = true;
-    sub->tx_next = g_touched;
-    g_touched = sub;
+    sub->tx_next = bus->touched;
+    bus->touched = sub;
 }
 
 /* Hand out up to 'max' messages of 'sub' and queue the answer to 'req'
@@ -472,6 +466,7 @@ void
 bus_answer_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req, int64_t max)
 {
     uint64_t now = ag_time_mono_ms();
+    int64_t start_ns = ag_span_enabled() ? bus_unix_ns() : 0;
     struct ag_buf out = AG_BUF_INIT(0);
     ag_buf_append_cstr(&out, "{\"messages\":[");
     int64_t n = 0;
@@ -490,7 +485,8 @@ bus_answer_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req, i
         ag_buf_append_cstr(&out, "\",\"attempt\":");
         bus_buf_append_i64(&out, d->attempts);
         ag_buf_append_char(&out, ',');
-        int rc = bus_store_message_append(bus->store, d->seq, &out);
+        struct bus_msg_loc loc;
+        int rc = bus_store_message_append(bus->store, d->seq, &out, &loc);
         if (rc != 0) {
             /* The lease runs out and the delivery is retried (or, with
              * the message row gone, eventually dead-lettered). */
@@ -500,6 +496,8 @@ bus_answer_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req, i
             out.data[mark] = '\0';
             continue;
         }
+        if (start_ns != 0)
+            bus_span_deliver(sub, d->attempts, &out, &loc, start_ns);
         ag_buf_append_char(&out, '}');
         n++;
         again += d->attempts > 1;
@@ -511,7 +509,7 @@ bus_answer_pull(struct bus *bus, struct bus_sub *sub, struct ag_http_req *req, i
         if (again > 0)
             ag_counter_add(bus->m_redelivered, labels, (double)again);
     }
-    defer_buf(req, &out);
+    defer_buf(bus, req, &out);
 }
 
 /* Answer held pulls of 'sub' while messages are ready, oldest pull first. */
@@ -522,7 +520,7 @@ dispatch(struct bus *bus, struct bus_sub *sub)
         struct bus_waiter *w = sub->whead;
         if (ag_http_req_is_orphan(w->req)) {
             waiter_unlink(bus, w);
-            defer_empty(w->req);
+            defer_empty(bus, w->req);
             continue;
         }
         if (sub->q.nready == 0 && (bus_sub_refill(bus, sub) != 0 || sub->q.nready == 0))
@@ -535,9 +533,9 @@ dispatch(struct bus *bus, struct bus_sub *sub)
 void
 bus_dispatch_touched(struct bus *bus)
 {
-    while (g_touched != NULL) {
-        struct bus_sub *sub = g_touched;
-        g_touched = sub->tx_next;
+    while (bus->touched != NULL) {
+        struct bus_sub *sub = bus->touched;
+        bus->touched = sub->tx_next;
         sub->tx_touched = false;
         sub->tx_next = NULL;
         dispatch(bus, sub);
@@ -577,10 +575,10 @@ bus_release_waiters(struct bus *bus)
         while (sub->whead != NULL) {
             struct bus_waiter *w = sub->whead;
             waiter_unlink(bus, w);
-            defer_empty(w->req);
+            defer_empty(bus, w->req);
         }
     }
-    bus_flush_responses();
+    bus_flush_responses(bus);
 }
 
 /* ---- Timer heap ---- */
@@ -634,7 +632,7 @@ dead_letter(struct bus *bus, struct bus_dlv **held, size_t n, uint64_t now)
             sub->dead++;
             bus_q_remove(held[i], now);
         }
-        bus_touch(sub);
+        bus_touch(bus, sub);
     }
 }
 
@@ -652,7 +650,7 @@ on_heap_timer(uv_timer_t *h)
         if (t->kind == BUS_TIMED_WAITER) {
             struct bus_waiter *w = (struct bus_waiter *)(void *)t;
             waiter_unlink(bus, w);
-            defer_empty(w->req);
+            defer_empty(bus, w->req);
             continue;
         }
         struct bus_dlv *d = (struct bus_dlv *)(void *)t;
@@ -669,14 +667,14 @@ on_heap_timer(uv_timer_t *h)
         } else {
             bus_q_retry(d, now, (uint64_t)sub->retry_delay_ms);
         }
-        bus_touch(sub);
+        bus_touch(bus, sub);
     }
     if (nheld > 0)
         dead_letter(bus, held, nheld, now);
     ag_free(held);
     bus_dispatch_touched(bus);
     /* Answers first: a pipelined request they let in may change the heap. */
-    bus_flush_responses();
+    bus_flush_responses(bus);
     arm_timer(bus);
 }
 
@@ -711,8 +709,6 @@ bus_enqueue(struct bus *bus, struct bus_op *op)
         bus_commit(bus);
 }
 
-static struct bus_topic *g_tx_topics; /* topics touched by the commit being written */
-
 static int
 apply_publish(struct bus *bus, struct bus_op *op, int64_t pub_ms)
 {
@@ -746,8 +742,8 @@ apply_publish(struct bus *bus, struct bus_op *op, int64_t pub_ms)
         t->tx_last_seq = seq;
         if (!t->tx_touched) {
             t->tx_touched = true;
-            t->tx_next = g_tx_topics;
-            g_tx_topics = t;
+            t->tx_next = bus->tx_topics;
+            bus->tx_topics = t;
         }
         op->dup[i] = false;
         op->seqs[i] = seq;
@@ -802,7 +798,7 @@ apply_settle(struct bus *bus, struct bus_op *op, int64_t now_unix)
 static int
 write_topics(struct bus *bus)
 {
-    for (struct bus_topic *t = g_tx_topics; t != NULL; t = t->tx_next) {
+    for (struct bus_topic *t = bus->tx_topics; t != NULL; t = t->tx_next) {
         int rc =
             bus_store_topic_put(bus->store, t->name, t->messages + t->tx_messages, t->tx_last_seq);
         if (rc != 0)
@@ -815,9 +811,9 @@ write_topics(struct bus *bus)
 static void
 finish_topics(struct bus *bus, bool committed)
 {
-    while (g_tx_topics != NULL) {
-        struct bus_topic *t = g_tx_topics;
-        g_tx_topics = t->tx_next;
+    while (bus->tx_topics != NULL) {
+        struct bus_topic *t = bus->tx_topics;
+        bus->tx_topics = t->tx_next;
         if (committed) {
             t->messages += t->tx_messages;
             t->last_seq = t->tx_last_seq;
@@ -846,6 +842,8 @@ publish_effects(struct bus *bus, struct bus_op *op, uint64_t now)
         ag_buf_append_cstr(&out, ",\"seq\":");
         bus_buf_append_i64(&out, op->seqs[i]);
         ag_buf_append_cstr(&out, op->dup[i] ? ",\"duplicate\":true}" : ",\"duplicate\":false}");
+        if (op->start_ns != 0)
+            bus_span_publish(op, i, NULL);
         if (op->dup[i])
             continue;
         struct bus_topic *t = op->topics[i];
@@ -855,14 +853,14 @@ publish_effects(struct bus *bus, struct bus_op *op, uint64_t now)
             if (!sub->spilled && (int64_t)sub->q.n < window) {
                 bus_q_add(&sub->q, op->seqs[i], m->subject, m->subject_len, 0, 0, now);
                 sub->loaded_to = op->seqs[i];
-                bus_touch(sub);
+                bus_touch(bus, sub);
             } else {
                 sub->spilled = true;
             }
         }
     }
     ag_buf_append_cstr(&out, "]}");
-    defer_buf(op->req, &out);
+    defer_buf(bus, op->req, &out);
 }
 
 static void
@@ -870,7 +868,7 @@ settle_effects(struct bus *bus, struct bus_op *op, uint64_t now)
 {
     struct bus_sub *sub = op->sub;
     if (sub == NULL) {
-        defer(op->req, RESP_NO_SUB, NULL, 0, op->sub_name);
+        defer(bus, op->req, RESP_NO_SUB, NULL, 0, op->sub_name);
         return;
     }
     const char *labels[] = { sub->name };
@@ -888,19 +886,19 @@ settle_effects(struct bus *bus, struct bus_op *op, uint64_t now)
         }
     }
     if (op->nhits > 0) {
-        bus_touch(sub);
+        bus_touch(bus, sub);
         if (op->kind == BUS_OP_ACK)
             ag_counter_add(bus->m_acked, labels, (double)op->nhits);
     }
     char *body =
         ag_asprintf("{\"%s\":%zu}", op->kind == BUS_OP_ACK ? "acked" : "nacked", op->nhits);
-    defer(op->req, RESP_BODY, body, strlen(body), NULL);
+    defer(bus, op->req, RESP_BODY, body, strlen(body), NULL);
 }
 
 /* A batch could not be committed: put what it held back in circulation and
  * answer its requests 503. */
 static void
-fail_ops(struct bus_op *ops)
+fail_ops(struct bus *bus, struct bus_op *ops)
 {
     uint64_t now = ag_time_mono_ms();
     for (; ops != NULL; ops = ops->next) {
@@ -908,9 +906,12 @@ fail_ops(struct bus_op *ops)
             for (size_t i = 0; i < ops->nhits; i++)
                 bus_q_retry(ops->hits[i], now, 0);
             if (ops->nhits > 0)
-                bus_touch(ops->sub);
+                bus_touch(bus, ops->sub);
+        } else if (ops->start_ns != 0) {
+            for (size_t i = 0; i < ops->n; i++)
+                bus_span_publish(ops, i, "the message store could not commit");
         }
-        defer(ops->req, RESP_UNAVAILABLE, NULL, 0, NULL);
+        defer(bus, ops->req, RESP_UNAVAILABLE, NULL, 0, NULL);
     }
 }
 
@@ -1028,7 +1029,7 @@ after_sync(uv_work_t *w, int status)
     drain_admin(bus);
     if (!bus->closing)
         bus_commit(bus);
-    bus_flush_responses();
+    bus_flush_responses(bus);
     if (bus->closing)
         maybe_close(bus);
     else
@@ -1068,9 +1069,9 @@ bus_commit(struct bus *bus)
         ag_store_rollback(bus->store);
         bus->last_seq = seq0;
         finish_topics(bus, false);
-        fail_ops(ops);
+        fail_ops(bus, ops);
         bus_dispatch_touched(bus);
-        bus_flush_responses();
+        bus_flush_responses(bus);
         return;
     }
     bus->last_pub_ms = pub_ms;
@@ -1091,7 +1092,7 @@ bus_commit(struct bus *bus)
         b->covered = true;
         finish_covered(bus);
         bus_dispatch_touched(bus);
-        bus_flush_responses();
+        bus_flush_responses(bus);
     } else if (!bus->syncing) {
         start_sync(bus);
     }
@@ -1106,7 +1107,7 @@ on_check(uv_check_t *h)
      * their SQL overlaps the fsync. */
     if (!bus->syncing || bus->queued_ops >= PIPELINE_MIN_OPS)
         bus_commit(bus);
-    bus_flush_responses();
+    bus_flush_responses(bus);
     arm_timer(bus);
 }
 

@@ -19,8 +19,6 @@ extern const size_t bus_nmigrations;
 
 #define DEFAULT_MAX_BODY "8MiB"
 
-static struct bus g_bus;
-
 #define OFF(f) offsetof(struct bus_settings, f)
 static const struct ag_config_key BUS_KEYS[] = {
     { "AGORA_BUS_DEDUP_WINDOW", AG_CONFIG_DURATION, "24h", OFF(dedup_window_ms), 1, 2592000000,
@@ -105,6 +103,8 @@ int
 main(int argc, char **argv)
 {
     default_max_body();
+    /* The bus's one state, passed to every callback; main outlives them. */
+    struct bus bus = { 0 };
     struct ag_service_config cfg = {
         .name = "bus",
         .version = "0.1.0",
@@ -114,26 +114,26 @@ main(int argc, char **argv)
         .sqlite_only = true,
         .keys = BUS_KEYS,
         .nkeys = AG_ARRAY_SIZE(BUS_KEYS),
-        .settings = &g_bus.settings,
+        .settings = &bus.settings,
         .on_start = on_start,
         .on_stop = on_stop,
         .on_stopping = on_stopping,
-        .udata = &g_bus,
+        .udata = &bus,
     };
     struct ag_service *svc;
     int rc = ag_service_init(&svc, argc, argv, &cfg);
     if (rc != 0)
         return ag_service_exit_code(rc);
     char why[160];
-    if (bus_grants_parse(g_bus.settings.publishers, g_bus.grants, BUS_MAX_GRANTS, &g_bus.ngrants,
-                         why, sizeof(why)) != 0) {
+    if (bus_grants_parse(bus.settings.publishers, bus.grants, BUS_MAX_GRANTS, &bus.ngrants, why,
+                         sizeof(why)) != 0) {
         fprintf(stderr, "config: AGORA_BUS_PUBLISHERS: %s\n", why);
         ag_service_free(svc);
         return 2;
     }
-    rc = ag_service_routes(svc, bus_routes, bus_nroutes, &g_bus);
+    rc = ag_service_routes(svc, bus_routes, bus_nroutes, &bus);
     int status = rc == 0 ? ag_service_run(svc) : 1;
-    bus_engine_free(&g_bus);
+    bus_engine_free(&bus);
     ag_service_free(svc);
     return status;
 }

@@ -266,17 +266,24 @@ bus_store_delivery_dead(struct ag_store *st, int64_t sub_id, int64_t seq, int32_
  * columns 'c' .. 'c' + 5 of 's' (id, topic, subject, seq, published_at,
  * data). */
 static int
-append_message_fields(struct ag_stmt *s, int c, struct ag_buf *out)
+append_message_fields(struct ag_stmt *s, int c, struct ag_buf *out, struct bus_msg_loc *loc)
 {
+    struct bus_msg_loc dummy;
+    if (loc == NULL)
+        loc = &dummy;
     char when[AG_RFC3339_LEN];
     ag_time_rfc3339(ag_stmt_col_i64(s, c + 4), when);
     int rc = ag_buf_append_cstr(out, "\"id\":");
+    loc->id_off = out->len;
     if (rc == 0)
         rc = bus_json_append_string(out, ag_stmt_col_text(s, c), ag_stmt_col_len(s, c));
+    loc->id_len = out->len - loc->id_off;
     if (rc == 0)
         rc = ag_buf_append_cstr(out, ",\"topic\":");
+    loc->topic_off = out->len;
     if (rc == 0)
         rc = bus_json_append_string(out, ag_stmt_col_text(s, c + 1), ag_stmt_col_len(s, c + 1));
+    loc->topic_len = out->len - loc->topic_off;
     if (rc == 0)
         rc = ag_buf_append_cstr(out, ",\"subject\":");
     if (rc == 0)
@@ -291,13 +298,16 @@ append_message_fields(struct ag_stmt *s, int c, struct ag_buf *out)
         rc = ag_buf_append_cstr(out, when);
     if (rc == 0)
         rc = ag_buf_append_cstr(out, "\",\"data\":");
+    loc->data_off = out->len;
     if (rc == 0)
         rc = ag_buf_append(out, ag_stmt_col_text(s, c + 5), ag_stmt_col_len(s, c + 5));
+    loc->data_len = out->len - loc->data_off;
     return rc;
 }
 
 int
-bus_store_message_append(struct ag_store *st, int64_t seq, struct ag_buf *out)
+bus_store_message_append(struct ag_store *st, int64_t seq, struct ag_buf *out,
+                         struct bus_msg_loc *out_loc)
 {
     struct ag_stmt *s;
     int rc = ag_store_stmt(st,
@@ -309,7 +319,7 @@ bus_store_message_append(struct ag_store *st, int64_t seq, struct ag_buf *out)
     ag_stmt_bind_i64(s, 1, seq);
     rc = ag_stmt_step_one(s);
     if (rc == 0)
-        rc = append_message_fields(s, 0, out);
+        rc = append_message_fields(s, 0, out, out_loc);
     ag_stmt_reset(s);
     return rc;
 }
@@ -325,7 +335,7 @@ append_dead(struct ag_stmt *s, struct ag_buf *out)
 {
     int rc = ag_buf_append_char(out, '{');
     if (rc == 0)
-        rc = append_message_fields(s, 0, out);
+        rc = append_message_fields(s, 0, out, NULL);
     if (rc == 0)
         rc = ag_buf_appendf(out, ",\"attempts\":%" PRId64, ag_stmt_col_i64(s, 6));
     if (rc == 0 && !ag_stmt_col_is_null(s, 7)) {

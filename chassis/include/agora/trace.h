@@ -75,6 +75,20 @@ enum ag_span_status {
 #define AG_SPAN_MAX_ATTRS  10
 #define AG_SPAN_MAX_EVENTS 4
 #define AG_SPAN_MAX_TEXT   96 /* bytes of a name, string attribute or message */
+#define AG_SPAN_MAX_LINKS  16 /* links of one span (a batch's events) */
+
+/* Links of a span (a batch's link to each message), in storage the span's
+ * owner provides (ag_span_use_links), so that a span without links stays
+ * small. */
+struct ag_span_links {
+    uint8_t n;
+    uint32_t dropped; /* links past AG_SPAN_MAX_LINKS */
+    struct {
+        char trace_id[33];
+        char span_id[17];
+        uint8_t flags;
+    } v[AG_SPAN_MAX_LINKS];
+};
 
 struct ag_span_attr {
     const char *key; /* static storage */
@@ -99,6 +113,7 @@ struct ag_span {
         const char *name; /* static storage */
         int64_t time_ns;
     } events[AG_SPAN_MAX_EVENTS];
+    struct ag_span_links *links; /* NULL: none (ag_span_use_links) */
 };
 
 typedef void (*ag_span_sink_fn)(const struct ag_span *span, void *udata);
@@ -119,6 +134,14 @@ void ag_span_attr_strn(struct ag_span *s, const char *key, const char *value, si
 void ag_span_attr_int(struct ag_span *s, const char *key, int64_t value);
 /* A timed event (a retry); past AG_SPAN_MAX_EVENTS dropped. */
 void ag_span_event(struct ag_span *s, const char *name);
+/* Give the begun span 's' room for links in 'links' (emptied; borrowed,
+ * it must stay valid until ag_span_end). */
+void ag_span_use_links(struct ag_span *s, struct ag_span_links *links);
+/* Link 's' to the span 'ctx' names (its trace_id and span_id): a batch
+ * span's link to each message's context (OpenTelemetry span links). Past
+ * AG_SPAN_MAX_LINKS a link is only counted (droppedLinksCount); without
+ * ag_span_use_links it is dropped uncounted. */
+void ag_span_link(struct ag_span *s, const struct ag_trace_ctx *ctx);
 /* Mark the span failed with 'msg' (may be NULL). */
 void ag_span_error(struct ag_span *s, const char *msg);
 /* End 's' now and hand it to the sink when recording. */

@@ -3,8 +3,8 @@
  * transactional outbox, the relay that sends outbox rows to the broker in
  * order, and consumers that apply each delivery once through an inbox, all
  * on the service's loop over a backend (events_int.h; the bus backend is
- * events_bus.c). The outbox and inbox SQL lives here too. Design notes:
- * docs/internals/events.md. */
+ * events_bus.c). The outbox and inbox SQL is in events_store.c. Design
+ * notes: docs/internals/events.md. */
 #include "agora/base.h"
 #include "agora/events.h"
 
@@ -150,354 +150,6 @@ ag__events_cloudevent(const char *id, const char *source, const char *type, cons
     return rc;
 }
 
-/* ---- Outbox and inbox SQL ------------------------------------------------ */
-
-/* Version 1 of the schema. Every statement is idempotent, so a crash
- * half-way through is repaired by the next start. Fixed-width RFC 3339
- * timestamps compare correctly as text. The outbox's sequence is SQLite's
- * rowid or a PostgreSQL identity column; the rest is the same on both. */
-#define OUTBOX_V1(SEQ)                                                                             \
-    "CREATE TABLE IF NOT EXISTS agora_outbox ("                                                    \
-    " seq " SEQ ","                                                                                \
-    " id TEXT NOT NULL UNIQUE,"                                                                    \
-    " type TEXT NOT NULL,"                                                                         \
-    " subject TEXT NOT NULL,"                                                                      \
-    " event TEXT NOT NULL,"                                                                        \
-    " state TEXT NOT NULL DEFAULT 'pending'"                                                       \
-    "  CHECK (state IN ('pending', 'in_flight', 'published', 'failed')),"                          \
-    " attempts BIGINT NOT NULL DEFAULT 0,"                                                         \
-    " created_at TEXT NOT NULL,"                                                                   \
-    " published_at TEXT,"                                                                          \
-    " last_error TEXT);"                                                                           \
-    "CREATE INDEX IF NOT EXISTS agora_outbox_state ON agora_outbox (state, seq);"                  \
-    "CREATE INDEX IF NOT EXISTS agora_outbox_published ON agora_outbox (state, published_at);"     \
-    "CREATE TABLE IF NOT EXISTS agora_inbox ("                                                     \
-    " event_id TEXT NOT NULL,"                                                                     \
-    " subscription TEXT NOT NULL,"                                                                 \
-    " received_at TEXT NOT NULL,"                                                                  \
-    " PRIMARY KEY (event_id, subscription));"                                                      \
-    "CREATE INDEX IF NOT EXISTS agora_inbox_received ON agora_inbox (received_at);"
-
-static const char SCHEMA_V1[] = OUTBOX_V1("INTEGER PRIMARY KEY");
-static const char SCHEMA_V1_PG[] = OUTBOX_V1("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY");
-
-/* Schema steps by version: step i brings the schema from version i to i+1,
- * on SQLite [0] and PostgreSQL [1]. */
-static const char *const SCHEMA_STEPS[][2] = { { SCHEMA_V1, SCHEMA_V1_PG } };
-
-static int
-schema_tx(struct ag_store *store, void *arg)
-{
-    AG_UNUSED(arg);
-    int rc = ag_store_exec(store, "CREATE TABLE IF NOT EXISTS agora_chassis_schema ("
-                                  " module TEXT PRIMARY KEY, version INTEGER NOT NULL)");
-    if (rc != 0)
-        return rc;
-    struct ag_stmt *st = ag_store_prepare(
-        store, "SELECT version FROM agora_chassis_schema WHERE module = 'events'", &rc);
-    if (st == NULL)
-        return rc;
-    int64_t version = 0;
-    rc = ag_stmt_step(st);
-    if (rc == AG_STMT_ROW)
-        version = ag_stmt_col_i64(st, 0);
-    ag_stmt_reset(st);
-    if (rc < 0)
-        return rc;
-    if (version > AG__EVENTS_SCHEMA_VERSION)
-        return AG_ECONFIG;
-    int be = strcmp(ag_store_backend(store), "postgres") == 0;
-    for (int64_t v = version; v < AG__EVENTS_SCHEMA_VERSION; v++) {
-        rc = ag_store_exec(store, SCHEMA_STEPS[v][be]);
-        if (rc != 0)
-            return rc;
-    }
-    /* Earlier versions of the relay marked rows 'in_flight' while sending;
-     * any such row left by a crash is simply unsent. */
-    rc =
-        ag_store_exec(store, "UPDATE agora_outbox SET state = 'pending' WHERE state = 'in_flight'");
-    if (rc != 0)
-        return rc;
-    if (version == AG__EVENTS_SCHEMA_VERSION)
-        return 0;
-    st = ag_store_prepare(store,
-                          "INSERT INTO agora_chassis_schema (module, version) VALUES ('events', $1)"
-                          " ON CONFLICT (module) DO UPDATE SET version = excluded.version",
-                          &rc);
-    if (st == NULL)
-        return rc;
-    rc = ag_stmt_bind_i64(st, 1, AG__EVENTS_SCHEMA_VERSION);
-    if (rc == 0)
-        rc = ag_stmt_step(st);
-    ag_stmt_reset(st);
-    return rc < 0 ? rc : 0;
-}
-
-int
-ag__events_schema(struct ag_store *store)
-{
-    if (ag_store_in_tx(store))
-        return AG_EINVAL;
-    return ag_store_tx(store, schema_tx, NULL);
-}
-
-int
-ag__outbox_insert(struct ag_store *store, const char *id, const char *type, const char *subject,
-                  const char *event, size_t event_len, int64_t created_ms)
-{
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(created_ms, now);
-    int rc;
-    struct ag_stmt *st = ag_store_prepare(
-        store,
-        "INSERT INTO agora_outbox (id, type, subject, event, state, attempts, created_at)"
-        " VALUES ($1, $2, $3, $4, 'pending', 0, $5)",
-        &rc);
-    if (st == NULL)
-        return rc;
-    rc = ag_stmt_bind_cstr(st, 1, id);
-    if (rc == 0)
-        rc = ag_stmt_bind_cstr(st, 2, type);
-    if (rc == 0)
-        rc = ag_stmt_bind_cstr(st, 3, subject);
-    if (rc == 0)
-        rc = ag_stmt_bind_text(st, 4, event, event_len);
-    if (rc == 0)
-        rc = ag_stmt_bind_cstr(st, 5, now);
-    if (rc == 0)
-        rc = ag_stmt_step(st);
-    ag_stmt_reset(st);
-    return rc < 0 ? rc : 0;
-}
-
-void
-ag__outbox_batch_clear(struct ag__outbox_batch *b)
-{
-    for (size_t i = 0; i < b->n; i++) {
-        ag_free(b->rows[i].id);
-        ag_free(b->rows[i].type);
-        ag_free(b->rows[i].subject);
-        ag_free(b->rows[i].event);
-    }
-    ag_free(b->rows);
-    memset(b, 0, sizeof(*b));
-}
-
-/* Read up to 'max_rows' pending rows (and 'max_bytes' of events) into 'b'. */
-static int
-take_rows(struct ag_store *store, size_t max_rows, size_t max_bytes, struct ag__outbox_batch *b)
-{
-    int rc;
-    struct ag_stmt *st = ag_store_prepare(store,
-                                          "SELECT seq, id, type, subject, event FROM agora_outbox"
-                                          " WHERE state = 'pending' ORDER BY seq LIMIT $1",
-                                          &rc);
-    if (st == NULL)
-        return rc;
-    rc = ag_stmt_bind_i64(st, 1, (int64_t)max_rows);
-    while (rc == 0 && (rc = ag_stmt_step(st)) == AG_STMT_ROW) {
-        size_t len = ag_stmt_col_len(st, 4);
-        if (b->n > 0 && b->bytes + len > max_bytes) {
-            rc = 0;
-            break;
-        }
-        if (b->n == b->cap) {
-            b->cap = b->cap ? b->cap * 2 : 16;
-            b->rows = ag_realloc(b->rows, b->cap * sizeof(*b->rows));
-        }
-        struct ag__outbox_row *r = &b->rows[b->n++];
-        r->seq = ag_stmt_col_i64(st, 0);
-        r->id = ag_strdup(ag_stmt_col_text(st, 1));
-        r->type = ag_strdup(ag_stmt_col_text(st, 2));
-        r->subject = ag_strdup(ag_stmt_col_text(st, 3));
-        r->event = ag_strndup(ag_stmt_col_text(st, 4), len);
-        r->event_len = len;
-        b->bytes += len;
-        rc = 0;
-    }
-    ag_stmt_reset(st);
-    return rc < 0 ? rc : 0;
-}
-
-int
-ag__outbox_take(struct ag_store *store, size_t max_rows, size_t max_bytes,
-                struct ag__outbox_batch *b)
-{
-    /* A read, no transaction to commit: while the batch is out the rows
-     * stay pending. One relay per store and one publish at a time, so
-     * nothing else takes them; a crash before the settle simply leaves
-     * them pending and they are sent again (the broker de-duplicates). */
-    int rc = take_rows(store, max_rows, max_bytes, b);
-    if (rc != 0)
-        ag__outbox_batch_clear(b);
-    return rc;
-}
-
-static const char *const OUTCOME_STATE[] = {
-    [AG__OUTBOX_PUBLISHED] = "published",
-    [AG__OUTBOX_RETRY] = "pending",
-    [AG__OUTBOX_RELEASE] = "pending",
-    [AG__OUTBOX_FAILED] = "failed",
-};
-
-int
-ag__outbox_settle(struct ag_store *store, const struct ag__outbox_batch *b,
-                  const enum ag__outbox_outcome *outcome, const char *error, int64_t now_ms)
-{
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(now_ms, now);
-    /* Not waiting for durability: a mark lost to a power cut only means the
-     * rows go out again, and the broker drops them as duplicates. */
-    int rc = ag_store_begin_lazy(store);
-    if (rc != 0)
-        return rc;
-    for (size_t i = 0; rc == 0 && i < b->n; i++) {
-        enum ag__outbox_outcome oc = outcome[i];
-        struct ag_stmt *st =
-            ag_store_prepare(store,
-                             "UPDATE agora_outbox SET state = $2, attempts = attempts + $3,"
-                             " published_at = COALESCE($4, published_at),"
-                             " last_error = CASE WHEN $2 = 'published' THEN NULL"
-                             "  ELSE COALESCE($5, last_error) END"
-                             " WHERE seq = $1 AND state = 'pending'",
-                             &rc);
-        if (st == NULL)
-            break;
-        rc = ag_stmt_bind_i64(st, 1, b->rows[i].seq);
-        if (rc == 0)
-            rc = ag_stmt_bind_cstr(st, 2, OUTCOME_STATE[oc]);
-        if (rc == 0)
-            rc = ag_stmt_bind_i64(st, 3, oc == AG__OUTBOX_RELEASE ? 0 : 1);
-        if (rc == 0)
-            rc = ag_stmt_bind_cstr(st, 4, oc == AG__OUTBOX_PUBLISHED ? now : NULL);
-        if (rc == 0)
-            rc = ag_stmt_bind_cstr(
-                st, 5, oc == AG__OUTBOX_RETRY || oc == AG__OUTBOX_FAILED ? error : NULL);
-        if (rc == 0)
-            rc = ag_stmt_step(st);
-        ag_stmt_reset(st);
-        rc = rc < 0 ? rc : 0;
-    }
-    if (rc == 0)
-        rc = ag_store_commit(store);
-    if (rc != 0)
-        ag_store_rollback(store);
-    return rc;
-}
-
-static int
-query_count(struct ag_store *store, const char *sql, int64_t *out)
-{
-    int rc;
-    struct ag_stmt *st = ag_store_prepare(store, sql, &rc);
-    if (st == NULL)
-        return rc;
-    rc = ag_stmt_step(st);
-    if (rc == AG_STMT_ROW)
-        *out = ag_stmt_col_i64(st, 0);
-    ag_stmt_reset(st);
-    return rc < 0 ? rc : 0;
-}
-
-int
-ag__outbox_counts(struct ag_store *store, int64_t *out_pending, int64_t *out_published,
-                  int64_t *out_failed, int64_t *out_oldest_ms)
-{
-    int rc = 0;
-    if (out_pending != NULL)
-        rc = query_count(
-            store, "SELECT COUNT(*) FROM agora_outbox WHERE state IN ('pending', 'in_flight')",
-            out_pending);
-    if (rc == 0 && out_published != NULL)
-        rc = query_count(store, "SELECT COUNT(*) FROM agora_outbox WHERE state = 'published'",
-                         out_published);
-    if (rc == 0 && out_failed != NULL)
-        rc = query_count(store, "SELECT COUNT(*) FROM agora_outbox WHERE state = 'failed'",
-                         out_failed);
-    if (rc == 0 && out_oldest_ms != NULL) {
-        *out_oldest_ms = 0;
-        struct ag_stmt *st = ag_store_prepare(
-            store,
-            "SELECT MIN(created_at) FROM agora_outbox WHERE state IN ('pending', 'in_flight')",
-            &rc);
-        if (st == NULL)
-            return rc;
-        rc = ag_stmt_step(st);
-        if (rc == AG_STMT_ROW && !ag_stmt_col_is_null(st, 0)) {
-            int64_t ms;
-            if (ag_time_parse_rfc3339(ag_str_from_cstr(ag_stmt_col_text(st, 0)), &ms) == 0)
-                *out_oldest_ms = ms;
-        }
-        ag_stmt_reset(st);
-        rc = rc < 0 ? rc : 0;
-    }
-    return rc;
-}
-
-static int
-delete_older(struct ag_store *store, const char *sql, const char *cutoff, size_t limit,
-             int64_t *out)
-{
-    int rc;
-    struct ag_stmt *st = ag_store_prepare(store, sql, &rc);
-    if (st == NULL)
-        return rc;
-    rc = ag_stmt_bind_cstr(st, 1, cutoff);
-    if (rc == 0)
-        rc = ag_stmt_bind_i64(st, 2, (int64_t)limit);
-    if (rc == 0)
-        rc = ag_stmt_step(st);
-    ag_stmt_reset(st);
-    if (rc < 0)
-        return rc;
-    if (out != NULL)
-        *out = ag_store_changes(store);
-    return 0;
-}
-
-int
-ag__events_housekeep(struct ag_store *store, int64_t cutoff_ms, size_t limit, int64_t *out_outbox,
-                     int64_t *out_inbox)
-{
-    char cutoff[AG_RFC3339_LEN];
-    ag_time_rfc3339(cutoff_ms, cutoff);
-    int rc = delete_older(store,
-                          "DELETE FROM agora_outbox WHERE seq IN (SELECT seq FROM agora_outbox"
-                          " WHERE state = 'published' AND published_at < $1"
-                          " ORDER BY published_at LIMIT $2)",
-                          cutoff, limit, out_outbox);
-    if (rc == 0)
-        rc = delete_older(store,
-                          "DELETE FROM agora_inbox WHERE received_at < $1 AND event_id IN"
-                          " (SELECT event_id FROM agora_inbox WHERE received_at < $1"
-                          " ORDER BY received_at LIMIT $2)",
-                          cutoff, limit, out_inbox);
-    return rc;
-}
-
-int
-ag__inbox_insert(struct ag_store *store, const char *event_id, const char *subscription,
-                 int64_t now_ms)
-{
-    char now[AG_RFC3339_LEN];
-    ag_time_rfc3339(now_ms, now);
-    int rc;
-    struct ag_stmt *st = ag_store_prepare(
-        store, "INSERT INTO agora_inbox (event_id, subscription, received_at) VALUES ($1, $2, $3)",
-        &rc);
-    if (st == NULL)
-        return rc;
-    rc = ag_stmt_bind_cstr(st, 1, event_id);
-    if (rc == 0)
-        rc = ag_stmt_bind_cstr(st, 2, subscription);
-    if (rc == 0)
-        rc = ag_stmt_bind_cstr(st, 3, now);
-    if (rc == 0)
-        rc = ag_stmt_step(st);
-    ag_stmt_reset(st);
-    return rc < 0 ? rc : 0;
-}
-
 /* ---- Runtime objects ----------------------------------------------------- */
 
 enum relay_state {
@@ -613,6 +265,15 @@ broker_note(struct ag_events *ev, const struct ag__events_result *res)
 static void update_gauges(struct ag_events *ev);
 static void stop_check(struct ag_events *ev);
 
+/* Unix time in ns, for span start times taken before a span begins. */
+static int64_t
+unix_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* ---- Relay --------------------------------------------------------------- */
 
 static void on_relay_timer(uv_timer_t *t);
@@ -634,27 +295,62 @@ messaging_system(const struct ag_events *ev)
     return strcmp(ev->ops->name, "amqp") == 0 ? "rabbitmq" : ev->ops->name;
 }
 
-/* One PRODUCER span per relayed event whose trace is sampled: from the
- * send to the broker's answer, a sibling of the event's consumers under the
- * span that wrote it (the traceparent in its CloudEvent, which
- * ag__events_cloudevent writes last). */
-static void
-producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
-               const enum ag__outbox_outcome *oc)
+/* The context of the span that wrote outbox row 'r' (the traceparent in
+ * its CloudEvent, which ag__events_cloudevent writes last; the data may
+ * hold the same text, so the last one is the envelope's), as a context
+ * whose span_id is that span. False when the row carries none. */
+static bool
+row_writer_ctx(const struct ag__outbox_row *r, struct ag_trace_ctx *out)
 {
     static const char key[] = "\"traceparent\":\"";
+    const char *p = NULL;
+    for (const char *q = strstr(r->event, key); q != NULL; q = strstr(q + 1, key))
+        p = q;
+    if (p == NULL ||
+        (size_t)(r->event + r->event_len - (p + sizeof(key) - 1)) < AG_TRACEPARENT_LEN ||
+        ag_trace_parse(ag_str_make(p + sizeof(key) - 1, AG_TRACEPARENT_LEN), out) != 0)
+        return false;
+    memcpy(out->span_id, out->parent_id, sizeof(out->span_id));
+    return true;
+}
+
+/* One PRODUCER span per relayed event whose trace is sampled: from the
+ * send to the broker's answer, a sibling of the event's consumers under the
+ * span that wrote it. And one INTERNAL span for the batch (OpenTelemetry
+ * messaging conventions for a batch send): a child of the first sampled
+ * event's writer, so that it lies in a trace people look at rather than in
+ * a trace of its own per batch, linked to every event's context, with
+ * messaging.batch.message_count; error when the broker did not take all. */
+static void
+producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
+               const enum ag__outbox_outcome *oc, const char *error)
+{
+    struct ag_span batch;
+    struct ag_span_links links;
+    batch.recording = false;
+    for (size_t i = 0; i < b->n && !batch.recording; i++) {
+        struct ag_trace_ctx parent;
+        if (!row_writer_ctx(&b->rows[i], &parent) || (parent.flags & 1) == 0)
+            continue;
+        struct ag_trace_ctx ctx;
+        ag_trace_child(&parent, &ctx);
+        ag_span_begin(&batch, &ctx, "outbox relay", AG_SPAN_INTERNAL);
+        ag_span_use_links(&batch, &links);
+        batch.start_ns = ev->relay_sent_ns;
+        ag_span_attr_str(&batch, "messaging.system", messaging_system(ev));
+        ag_span_attr_str(&batch, "messaging.operation.type", "send");
+        ag_span_attr_str(&batch, "messaging.operation.name", "publish");
+        ag_span_attr_int(&batch, "messaging.batch.message_count", (int64_t)b->n);
+    }
+    size_t unconfirmed = 0;
     for (size_t i = 0; i < b->n; i++) {
         const struct ag__outbox_row *r = &b->rows[i];
-        /* The envelope's is the last one (the data may hold the same text). */
-        const char *p = NULL;
-        for (const char *q = strstr(r->event, key); q != NULL; q = strstr(q + 1, key))
-            p = q;
+        if (oc[i] != AG__OUTBOX_PUBLISHED)
+            unconfirmed++;
         struct ag_trace_ctx parent;
-        if (p == NULL ||
-            (size_t)(r->event + r->event_len - (p + sizeof(key) - 1)) < AG_TRACEPARENT_LEN ||
-            ag_trace_parse(ag_str_make(p + sizeof(key) - 1, AG_TRACEPARENT_LEN), &parent) != 0)
+        if (!row_writer_ctx(r, &parent))
             continue;
-        memcpy(parent.span_id, parent.parent_id, sizeof(parent.span_id));
+        ag_span_link(&batch, &parent);
         struct ag_trace_ctx ctx;
         ag_trace_child(&parent, &ctx);
         struct ag_span span;
@@ -663,7 +359,7 @@ producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
         ag_span_begin(&span, &ctx, name, AG_SPAN_PRODUCER);
         span.start_ns = ev->relay_sent_ns;
         ag_span_attr_str(&span, "messaging.system", messaging_system(ev));
-        ag_span_attr_str(&span, "messaging.operation", "publish");
+        ag_span_attr_str(&span, "messaging.operation.type", "send");
         ag_span_attr_str(&span, "messaging.destination.name", r->type);
         ag_span_attr_str(&span, "messaging.message.id", r->id);
         ag_span_attr_int(&span, "messaging.batch.message_count", (int64_t)b->n);
@@ -671,6 +367,9 @@ producer_spans(struct ag_events *ev, const struct ag__outbox_batch *b,
             ag_span_error(&span, "not confirmed by the broker");
         ag_span_end(&span);
     }
+    if (unconfirmed > 0)
+        ag_span_error(&batch, error != NULL ? error : "not confirmed by the broker");
+    ag_span_end(&batch);
 }
 
 static void
@@ -710,7 +409,7 @@ on_published(const struct ag__events_result *res, void *udata)
         failed = true;
     }
     if (ag_span_enabled())
-        producer_spans(ev, b, oc);
+        producer_spans(ev, b, oc, error);
     int rc = ag__outbox_settle(ev->store, b, oc, error, ag_time_unix_ms());
     ag_free(oc);
     if (rc != 0) {
@@ -826,11 +525,8 @@ relay_flush(struct ag_events *ev)
         out[i] = (struct ag__events_out){ r->id, r->type, r->subject, r->event, r->event_len };
     }
     ev->relay = RELAY_SENDING;
-    if (ag_span_enabled()) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ev->relay_sent_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    }
+    if (ag_span_enabled())
+        ev->relay_sent_ns = unix_now_ns();
     rc = ev->ops->publish(ev->be, out, ev->batch.n, on_published, ev);
     ag_free(out);
     if (rc != 0) {
@@ -1041,15 +737,6 @@ sub_ensure(struct ev_sub *s)
     }
 }
 
-/* Run a fixed statement (a savepoint command), prepared once and cached. */
-static int
-exec_sql(struct ag_store *store, const char *sql)
-{
-    struct ag_stmt *st;
-    int rc = ag_store_stmt(store, sql, &st);
-    return rc != 0 ? rc : ag_stmt_exec(st);
-}
-
 /* The open transaction is gone (rolled back, or its commit failed): so are
  * the deliveries [first, i) it held, and their after-commit work. */
 static void
@@ -1085,7 +772,7 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, size_t index, char
         snprintf(why, whylen, "message without an event id");
         return CONSUME_INVALID;
     }
-    int rc = exec_sql(store, "SAVEPOINT agora_delivery");
+    int rc = ag__inbox_savepoint(store, AG__SAVEPOINT_OPEN);
     if (rc != 0) {
         snprintf(why, whylen, "cannot open a savepoint: %s", ag_store_errmsg(store));
         *lost_tx = !ag_store_in_tx(store);
@@ -1115,7 +802,7 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, size_t index, char
             snprintf(name, sizeof(name), "%s process", m->topic[0] ? m->topic : "event");
             ag_span_begin(&span, &tctx, name, AG_SPAN_CONSUMER);
             ag_span_attr_str(&span, "messaging.system", messaging_system(ev));
-            ag_span_attr_str(&span, "messaging.operation", "process");
+            ag_span_attr_str(&span, "messaging.operation.type", "process");
             ag_span_attr_str(&span, "messaging.destination.name", m->topic);
             ag_span_attr_str(&span, "messaging.consumer.group.name", s->name);
             ag_span_attr_str(&span, "messaging.message.id", id);
@@ -1160,11 +847,11 @@ consume_one(struct ev_sub *s, const struct ag__events_msg *m, size_t index, char
     }
     if (oc != CONSUME_OK)
         after_drop(ev, index, index + 1);
-    if (oc != CONSUME_OK && exec_sql(store, "ROLLBACK TO agora_delivery") != 0) {
+    if (oc != CONSUME_OK && ag__inbox_savepoint(store, AG__SAVEPOINT_UNDO) != 0) {
         *lost_tx = true;
         return CONSUME_ERROR;
     }
-    if (exec_sql(store, "RELEASE agora_delivery") != 0) {
+    if (ag__inbox_savepoint(store, AG__SAVEPOINT_RELEASE) != 0) {
         snprintf(why, whylen, "cannot release the savepoint of event '%s': %s", id,
                  ag_store_errmsg(store));
         *lost_tx = true;
@@ -1221,6 +908,58 @@ subject_failed(const char *const *failed, size_t n, const char *subject)
     return false;
 }
 
+/* The context of the span that published delivery 'm' (its CloudEvent
+ * traceparent) with span_id = that span; false when it carries none. */
+static bool
+msg_writer_ctx(const struct ag__events_msg *m, struct ag_trace_ctx *out)
+{
+    const char *tp = json_string_value(json_object_get(m->event, "traceparent"));
+    if (tp == NULL || ag_trace_parse(ag_str_from_cstr(tp), out) != 0)
+        return false;
+    memcpy(out->span_id, out->parent_id, sizeof(out->span_id));
+    return true;
+}
+
+/* The span of one transaction of a consumer's batch, over deliveries
+ * [first, to), begun at 'start_ns' and ended now with 'outcome' ('rc' != 0:
+ * an error): db.transaction with the db.* conventions, like the store's
+ * request transactions, a child of the first sampled delivery's publisher
+ * and linked to every delivery's context (it belongs to several traces). */
+static void
+consumer_tx_span(struct ev_sub *s, const struct ag__events_msg *msgs, size_t first, size_t to,
+                 int64_t start_ns, const char *outcome, int rc)
+{
+    struct ag_span span;
+    span.recording = false;
+    for (size_t k = first; k < to && !span.recording; k++) {
+        struct ag_trace_ctx parent;
+        if (!msg_writer_ctx(&msgs[k], &parent) || (parent.flags & 1) == 0)
+            continue;
+        struct ag_trace_ctx ctx;
+        ag_trace_child(&parent, &ctx);
+        ag_span_begin(&span, &ctx, "db.transaction", AG_SPAN_CLIENT);
+    }
+    if (!span.recording)
+        return;
+    struct ag_span_links links;
+    ag_span_use_links(&span, &links);
+    span.start_ns = start_ns;
+    bool pg = strcmp(ag_store_backend(s->ev->store), "postgres") == 0;
+    ag_span_attr_str(&span, "db.system", pg ? "postgresql" : "sqlite");
+    ag_span_attr_str(&span, "db.operation.name", "transaction");
+    ag_span_attr_str(&span, "db.transaction.outcome", outcome);
+    ag_span_attr_str(&span, "messaging.consumer.group.name", s->name);
+    ag_span_attr_int(&span, "messaging.batch.message_count", (int64_t)(to - first));
+    for (size_t k = first; k < to; k++) {
+        struct ag_trace_ctx ctx;
+        if (msg_writer_ctx(&msgs[k], &ctx))
+            ag_span_link(&span, &ctx);
+    }
+    if (rc != 0)
+        ag_span_error(&span, ag_strerror(rc));
+    ag_span_end(&span);
+}
+
 /* Apply a pulled batch in order in one transaction (one commit, one fsync
  * for the whole batch: under load a batch carries many deliveries), then ack
  * what committed and nack the rest. */
@@ -1242,6 +981,7 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
     uint64_t publishes = ev->publishes;
     size_t first = 0; /* first delivery of the open transaction */
     bool in_tx = false;
+    int64_t tx_start_ns = 0; /* when it began, while spans are recorded */
     for (size_t i = 0; i <= n; i++) {
         bool last = i == n;
         /* Commit what the open transaction holds at the end of the batch;
@@ -1250,6 +990,9 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
          * (services keep the effects of the handler for it). */
         if (in_tx && (last || ev->on_commit != NULL)) {
             int rc = ag_store_commit(store);
+            if (tx_start_ns != 0)
+                consumer_tx_span(s, msgs, first, i, tx_start_ns,
+                                 rc == 0 ? "commit" : "commit_failed", rc);
             if (rc == 0) {
                 const char *labels[1] = { s->name };
                 ag_counter_add(ev->m_commits, labels, 1);
@@ -1288,12 +1031,15 @@ consume_batch(struct ev_sub *s, const struct ag__events_msg *msgs, size_t n)
             } else {
                 in_tx = true;
                 first = i;
+                tx_start_ns = ag_span_enabled() ? unix_now_ns() : 0;
             }
         }
         if (in_tx) {
             bool lost_tx = false;
             oc[i] = consume_one(s, m, i, reason, sizeof(reason), &lost_tx);
             if (lost_tx) {
+                if (tx_start_ns != 0)
+                    consumer_tx_span(s, msgs, first, i + 1, tx_start_ns, "rollback", AG_EIO);
                 tx_lost(ev, oc, first, i);
                 in_tx = false;
             }

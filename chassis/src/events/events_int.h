@@ -136,7 +136,7 @@ int ag__events_cloudevent(const char *id, const char *source, const char *type, 
                           int64_t time_ms, const json_t *data, const char *traceparent,
                           struct ag_buf *out);
 
-/* ---- Outbox and inbox SQL (events.c) ---- */
+/* ---- Outbox and inbox SQL (events_store.c) ---- */
 
 /* Create the outbox and inbox tables if missing and record the schema
  * version (one transaction; no transaction may be open). Returns 0,
@@ -210,5 +210,16 @@ int ag__events_housekeep(struct ag_store *store, int64_t cutoff_ms, size_t limit
  * duplicate delivery), or another store error. */
 int ag__inbox_insert(struct ag_store *store, const char *event_id, const char *subscription,
                      int64_t now_ms);
+
+enum ag__savepoint_op {
+    AG__SAVEPOINT_OPEN = 0, /* SAVEPOINT: before a delivery's inbox row and handler */
+    AG__SAVEPOINT_UNDO,     /* ROLLBACK TO: the delivery failed; its writes go */
+    AG__SAVEPOINT_RELEASE,  /* RELEASE: end the savepoint (after keeping or undoing) */
+};
+
+/* Run 'op' on the savepoint that holds one delivery inside a consumer's
+ * batch transaction. Returns 0 or a store error (the reason in
+ * ag_store_errmsg). */
+int ag__inbox_savepoint(struct ag_store *store, enum ag__savepoint_op op);
 
 #endif /* AG_EVENTS_INT_H */

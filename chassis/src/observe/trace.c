@@ -198,6 +198,7 @@ ag_span_begin(struct ag_span *s, const struct ag_trace_ctx *ctx, const char *nam
     s->recording = span_sink != NULL && (ctx->flags & 1) != 0;
     s->nattrs = 0;
     s->nevents = 0;
+    s->links = NULL;
     if (!s->recording)
         return;
     s->ctx = *ctx;
@@ -253,6 +254,32 @@ ag_span_event(struct ag_span *s, const char *name)
     s->events[s->nevents].name = name;
     s->events[s->nevents].time_ns = unix_ns();
     s->nevents++;
+}
+
+void
+ag_span_use_links(struct ag_span *s, struct ag_span_links *links)
+{
+    if (!s->recording)
+        return;
+    links->n = 0;
+    links->dropped = 0;
+    s->links = links;
+}
+
+void
+ag_span_link(struct ag_span *s, const struct ag_trace_ctx *ctx)
+{
+    struct ag_span_links *l = s->links;
+    if (!s->recording || l == NULL)
+        return;
+    if (l->n >= AG_SPAN_MAX_LINKS) {
+        l->dropped++;
+        return;
+    }
+    memcpy(l->v[l->n].trace_id, ctx->trace_id, sizeof(ctx->trace_id));
+    memcpy(l->v[l->n].span_id, ctx->span_id, sizeof(ctx->span_id));
+    l->v[l->n].flags = ctx->flags;
+    l->n++;
 }
 
 void
@@ -332,7 +359,19 @@ ag_span_to_otlp_json(const struct ag_span *s, struct ag_buf *dst)
         json_str(out, s->events[i].name);
         ag_buf_append_char(out, '}');
     }
-    ag_buf_appendf(out, "],\"status\":{\"code\":%d", (int)s->status);
+    ag_buf_append_char(out, ']');
+    const struct ag_span_links *l = s->links;
+    if (l != NULL && l->n > 0) {
+        ag_buf_append_cstr(out, ",\"links\":[");
+        for (unsigned i = 0; i < l->n; i++)
+            ag_buf_appendf(out, "%s{\"traceId\":\"%s\",\"spanId\":\"%s\",\"flags\":%u}",
+                           i ? "," : "", l->v[i].trace_id, l->v[i].span_id,
+                           (unsigned)l->v[i].flags);
+        ag_buf_append_char(out, ']');
+    }
+    if (l != NULL && l->dropped > 0)
+        ag_buf_appendf(out, ",\"droppedLinksCount\":%u", (unsigned)l->dropped);
+    ag_buf_appendf(out, ",\"status\":{\"code\":%d", (int)s->status);
     if (s->status_msg[0] != '\0') {
         ag_buf_append_cstr(out, ",\"message\":");
         json_str(out, s->status_msg);

@@ -170,13 +170,58 @@ test_span_otlp_json(void **state)
     ag_buf_release(&sink_out);
 }
 
+/* Links (a batch span's link to each message): encoded as OTLP links,
+ * bounded, the rest counted as dropped. */
+static void
+test_span_links(void **state)
+{
+    AG_UNUSED(state);
+    struct ag_trace_ctx ctx;
+    ag_trace_start(AG_STR_LIT("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), &ctx);
+    ag_buf_init(&sink_out, 0);
+    sunk = 0;
+    ag_span_set_sink(sink, NULL);
+    struct ag_span s;
+    ag_span_begin(&s, &ctx, "outbox relay", AG_SPAN_INTERNAL);
+    struct ag_span_links links;
+    ag_span_use_links(&s, &links);
+    struct ag_trace_ctx other;
+    ag_trace_start(AG_STR_LIT("00-11111111111111111111111111111111-2222222222222222-00"), &other);
+    memcpy(other.span_id, "3333333333333333", 17);
+    for (int i = 0; i < AG_SPAN_MAX_LINKS + 3; i++)
+        ag_span_link(&s, &other);
+    ag_span_end(&s);
+    assert_int_equal(sunk, 1);
+    json_error_t jerr;
+    json_t *j = json_loads(ag_buf_cstr(&sink_out), 0, &jerr);
+    assert_non_null(j);
+    json_t *jl = json_object_get(j, "links");
+    assert_int_equal(json_array_size(jl), AG_SPAN_MAX_LINKS);
+    json_t *l0 = json_array_get(jl, 0);
+    assert_string_equal(json_string_value(json_object_get(l0, "traceId")),
+                        "11111111111111111111111111111111");
+    assert_string_equal(json_string_value(json_object_get(l0, "spanId")), "3333333333333333");
+    assert_int_equal(json_integer_value(json_object_get(l0, "flags")), 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "droppedLinksCount")), 3);
+    json_decref(j);
+    /* A span without links has no "links" member; without storage a link
+     * is dropped. */
+    ag_buf_reset(&sink_out);
+    ag_span_begin(&s, &ctx, "x", AG_SPAN_INTERNAL);
+    ag_span_link(&s, &other);
+    ag_span_end(&s);
+    assert_null(strstr(ag_buf_cstr(&sink_out), "links"));
+    ag_span_set_sink(NULL, NULL);
+    ag_buf_release(&sink_out);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_table),    cmocka_unit_test(test_continue_and_format),
         cmocka_unit_test(test_new_trace),      cmocka_unit_test(test_sampling_and_child),
-        cmocka_unit_test(test_span_otlp_json),
+        cmocka_unit_test(test_span_otlp_json), cmocka_unit_test(test_span_links),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 
 import { cleanup, makeTempDir, startService, stop, waitExit, waitFor } from '../../../tests/lib/proc.mjs';
 import { client, errorFields, expectProblem, mapConcurrent, metricValue, parseMetrics } from '../../../tests/lib/http.mjs';
@@ -586,6 +587,70 @@ describe('bus API (one process)', () => {
             child.stdin.end(body);
         });
         assert.equal(res.code, 0, `promtool:\n${res.out}`);
+    });
+});
+
+describe('tracing: the bus\'s own spans', () => {
+    it('a message with a sampled traceparent gets a publish and a deliver span, children of its writer; an unsampled one or one without gets none', T, async () => {
+        const posts = [];
+        const sink = http.createServer((req, res) => {
+            let b = '';
+            req.on('data', (c) => (b += c));
+            req.on('end', () => {
+                posts.push(JSON.parse(b));
+                res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+            });
+        });
+        await new Promise((r) => sink.listen(0, '127.0.0.1', r));
+        const svc = await startService('bus', { env: { AGORA_ACCESS_LOG: 'false', AGORA_OTLP_ENDPOINT: `http://127.0.0.1:${sink.address().port}` } });
+        try {
+            const api = client(svc, { identity: OPERATOR });
+            await putSub(api, 'traced', { topics: ['tr.*'] });
+            const hex = (n) => crypto.randomBytes(n).toString('hex');
+            const sampled = { trace: hex(16), writer: hex(8) };
+            const unsampled = { trace: hex(16), writer: hex(8) };
+            const decoy = hex(16);
+            // The unsampled message and the one without a traceparent come
+            // first: their spans, were there any, would be exported no later
+            // than the sampled message's, which the test waits for.
+            const ids = await publish(api, [
+                { id: uid(), topic: 'tr.unsampled', data: { id: 'u', traceparent: `00-${unsampled.trace}-${unsampled.writer}-00` } },
+                { id: uid(), topic: 'tr.bare', data: { id: 'b', data: { traceparent: `00-${decoy}-${hex(8)}-01` } } },
+                // The top-level member counts, not one inside "data", wherever it is.
+                { id: 'msg-sampled', topic: 'tr.sampled', data: { specversion: '1.0', traceparent: `00-${sampled.trace}-${sampled.writer}-01`, data: { traceparent: `00-${decoy}-${hex(8)}-01`, x: [1, { y: '}' }] } } },
+            ]);
+            assert.equal(ids.length, 3);
+            const got = await pull(api, 'traced', { max_messages: 10, wait_ms: 2000 });
+            assert.equal(got.messages.length, 3);
+            await ack(api, 'traced', got.messages.map((m) => m.ack_id));
+            const spans = () => posts.flatMap((p) => p.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)));
+            await waitFor(() => spans().filter((s) => s.traceId === sampled.trace).length >= 2, { timeoutMs: 10_000, message: 'the publish and deliver spans' });
+            const attrs = (s) => Object.fromEntries(s.attributes.map((a) => [a.key, a.value.stringValue ?? a.value.intValue]));
+            const mine = spans().filter((s) => s.traceId === sampled.trace);
+            assert.deepEqual(mine.map((s) => s.name).sort(), ['deliver tr.sampled', 'publish tr.sampled']);
+            for (const s of mine) {
+                assert.equal(s.parentSpanId, sampled.writer, 'a child of the span that wrote the event');
+                assert.equal(s.kind, 1);
+                assert.notEqual(s.status?.code, 2);
+                const a = attrs(s);
+                assert.equal(a['messaging.system'], 'bus');
+                assert.equal(a['messaging.destination.name'], 'tr.sampled');
+                assert.equal(a['messaging.message.id'], 'msg-sampled');
+                assert.ok(BigInt(s.endTimeUnixNano) >= BigInt(s.startTimeUnixNano));
+            }
+            const pub = mine.find((s) => s.name.startsWith('publish'));
+            const dlv = mine.find((s) => s.name.startsWith('deliver'));
+            assert.equal(attrs(pub)['messaging.operation.type'], 'publish');
+            assert.equal(attrs(dlv)['messaging.operation.type'], 'deliver');
+            assert.equal(attrs(dlv)['messaging.consumer.group.name'], 'traced');
+            assert.equal(attrs(dlv)['messaging.message.delivery_attempt'], '1');
+            assert.ok(!spans().some((s) => s.traceId === unsampled.trace), 'no span for an unsampled trace');
+            assert.ok(!spans().some((s) => s.traceId === decoy), 'no span from a traceparent inside "data"');
+            assert.deepEqual(spans().map((s) => s.traceId).filter((t) => t !== sampled.trace), [], 'only the sampled message has spans');
+        } finally {
+            assert.deepEqual(await stop(svc), { code: 0, signal: null }, svc.stderr(30));
+            sink.close();
+        }
     });
 });
 

@@ -8,6 +8,7 @@
 #include "agora/err.h"
 #include "agora_test.h"
 #include "domain.h"
+#include "index.h"
 
 /* ---- Names, patterns, ack ids, JSON ---- */
 
@@ -583,6 +584,47 @@ test_not_before_and_replay(void **state)
     bus_heap_release(&h);
 }
 
+/* bus_json_member finds a top-level member of a message's data (the
+ * traceparent of the bus's spans), never one nested in a value. */
+static void
+test_json_member(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        const char *key;
+        const char *want; /* raw value, or NULL: not found */
+    } cases[] = {
+        { "{\"traceparent\":\"x\"}", "traceparent", "\"x\"" },
+        { " { \"a\" : 1 , \"traceparent\" : \"t\" } ", "traceparent", "\"t\"" },
+        { "{\"data\":{\"traceparent\":\"inner\"},\"traceparent\":\"outer\"}", "traceparent",
+          "\"outer\"" },
+        { "{\"data\":{\"traceparent\":\"inner\"}}", "traceparent", NULL },
+        { "{\"s\":\"\\\"traceparent\\\":\",\"n\":[1,{\"x\":\"]}\"}],\"k\":true}", "k", "true" },
+        { "{\"k\":-1.5e3}", "k", "-1.5e3" },
+        { "{\"k\":null}", "k", "null" },
+        { "{\"k\":{\"a\":[1,2]}}", "k", "{\"a\":[1,2]}" },
+        { "[\"traceparent\",\"x\"]", "traceparent", NULL },
+        { "\"traceparent\"", "traceparent", NULL },
+        { "{}", "k", NULL },
+        { "{\"k\":\"unterminated", "k", NULL },
+        { "", "k", NULL },
+        { "{\"kk\":1}", "k", NULL },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *v = NULL;
+        size_t n = 0;
+        bool found = bus_json_member(cases[i].json, strlen(cases[i].json), cases[i].key, &v, &n);
+        if (cases[i].want == NULL) {
+            assert_false(found);
+            continue;
+        }
+        assert_true(found);
+        assert_int_equal(n, strlen(cases[i].want));
+        assert_memory_equal(v, cases[i].want, n);
+    }
+}
+
 int
 main(void)
 {
@@ -596,6 +638,7 @@ main(void)
         cmocka_unit_test(test_publish_limits),
         cmocka_unit_test(test_sub_config),
         cmocka_unit_test(test_pull_ack_replay_bodies),
+        cmocka_unit_test(test_json_member),
         cmocka_unit_test(test_htab),
         cmocka_unit_test(test_heap_order_and_remove),
         cmocka_unit_test(test_subject_order),
