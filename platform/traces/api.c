@@ -129,11 +129,12 @@ put_span(void *udata, const struct otlp_span *sp)
         return 0;
     }
     struct ag_stmt *st;
-    rc = ag_store_stmt(t->store,
-                       "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, "
-                       "start_ns, end_ns, status, status_msg, attrs, events) VALUES ($1, $2, $3, "
-                       "$4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
-                       &st);
+    rc =
+        ag_store_stmt(t->store,
+                      "INSERT INTO spans (trace_id, span_id, parent_id, service, name, kind, "
+                      "start_ns, end_ns, status, status_msg, attrs, events, links) VALUES ($1, $2, "
+                      "$3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+                      &st);
     if (rc != 0)
         return rc;
     ag_stmt_bind_cstr(st, 1, sp->trace_id);
@@ -148,6 +149,7 @@ put_span(void *udata, const struct otlp_span *sp)
     ag_stmt_bind_cstr(st, 10, sp->status_message);
     ag_stmt_bind_text(st, 11, sp->attrs, sp->attrs_len);
     ag_stmt_bind_text(st, 12, sp->events, sp->events_len);
+    ag_stmt_bind_text(st, 13, sp->links, sp->links_len);
     rc = ag_stmt_exec(st);
     if (rc != 0)
         return rc;
@@ -405,11 +407,12 @@ get_trace(struct ag_http_req *req, void *udata)
         return;
     }
     struct ag_stmt *st;
-    int rc = ag_store_stmt(t->store,
-                           "SELECT span_id, parent_id, service, name, kind, start_ns, end_ns, "
-                           "status, status_msg, attrs, events FROM spans WHERE trace_id = $1 "
-                           "ORDER BY start_ns, span_id",
-                           &st);
+    int rc =
+        ag_store_stmt(t->store,
+                      "SELECT span_id, parent_id, service, name, kind, start_ns, end_ns, "
+                      "status, status_msg, attrs, events, links FROM spans WHERE trace_id = $1 "
+                      "ORDER BY start_ns, span_id",
+                      &st);
     if (rc != 0) {
         ag_send_store_error(req, rc, "trace");
         return;
@@ -421,16 +424,18 @@ get_trace(struct ag_http_req *req, void *udata)
         int64_t end = ag_stmt_col_i64(st, 6);
         json_t *attrs = json_loads(ag_stmt_col_text(st, 9), 0, NULL);
         json_t *events = json_loads(ag_stmt_col_text(st, 10), 0, NULL);
+        json_t *links = json_loads(ag_stmt_col_text(st, 11), 0, NULL);
         json_array_append_new(
             spans,
-            json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:{s:I, s:s}, s:o, s:o}", "span_id",
-                      ag_stmt_col_text(st, 0), "parent_span_id", ag_stmt_col_text(st, 1), "service",
-                      ag_stmt_col_text(st, 2), "name", ag_stmt_col_text(st, 3), "kind",
+            json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:{s:I, s:s}, s:o, s:o, s:o}",
+                      "span_id", ag_stmt_col_text(st, 0), "parent_span_id", ag_stmt_col_text(st, 1),
+                      "service", ag_stmt_col_text(st, 2), "name", ag_stmt_col_text(st, 3), "kind",
                       (json_int_t)ag_stmt_col_i64(st, 4), "start_unix_nano", (json_int_t)start,
                       "end_unix_nano", (json_int_t)end, "duration_ms", (double)(end - start) / 1e6,
                       "status", "code", (json_int_t)ag_stmt_col_i64(st, 7), "message",
                       ag_stmt_col_text(st, 8), "attributes", attrs ? attrs : json_object(),
-                      "events", events ? events : json_array()));
+                      "events", events ? events : json_array(), "links",
+                      links ? links : json_array()));
     }
     ag_stmt_reset(st);
     if (rc < 0) {

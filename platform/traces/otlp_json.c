@@ -13,6 +13,7 @@
 #define MAX_DEPTH  32
 #define MAX_ATTRS  64
 #define MAX_EVENTS 32
+#define MAX_LINKS  32
 #define MAX_KEY    128 /* bytes of an attribute key */
 
 struct rd {
@@ -30,6 +31,7 @@ struct walk {
     struct ag_buf msg;
     struct ag_buf attrs;
     struct ag_buf events;
+    struct ag_buf links;
     struct ag_buf str;   /* one decoded string value */
     struct ag_buf key;   /* one member name */
     struct ag_buf num;   /* one 64-bit integer written as a string */
@@ -628,6 +630,49 @@ events(struct walk *w)
     ag_buf_append_char(b, ']');
 }
 
+/* Span links: [{traceId, spanId, ...}] as [{"trace_id","span_id"}]; a link
+ * without valid ids is left out. */
+static void
+links(struct walk *w)
+{
+    struct rd *r = &w->r;
+    struct ag_buf *b = &w->links;
+    ag_buf_reset(b);
+    ag_buf_append_char(b, '[');
+    if (!peek(r, '[')) {
+        skip(r, 0);
+        ag_buf_append_char(b, ']');
+        return;
+    }
+    r->p++;
+    size_t n = 0;
+    bool first = true;
+    while (element(r, &first)) {
+        if (!peek(r, '{')) {
+            skip(r, 0);
+            continue;
+        }
+        r->p++;
+        bool mfirst = true;
+        bool trace_ok = false, span_ok = false;
+        char trace_id[33], span_id[17];
+        while (member(r, &w->key, &mfirst)) {
+            if (key_is(&w->key, "traceId"))
+                trace_ok = text_value(w, &w->str) && hex_id(w, 32, trace_id);
+            else if (key_is(&w->key, "spanId"))
+                span_ok = text_value(w, &w->str) && hex_id(w, 16, span_id);
+            else
+                skip(r, 0);
+        }
+        if (!trace_ok || !span_ok || n >= MAX_LINKS)
+            continue;
+        if (n++ > 0)
+            ag_buf_append_char(b, ',');
+        ag_buf_appendf(b, "{\"trace_id\":\"%s\",\"span_id\":\"%s\"}", trace_id, span_id);
+    }
+    ag_buf_append_char(b, ']');
+}
+
 /* ---- Structure ------------------------------------------------------------------ */
 
 static int
@@ -640,7 +685,9 @@ span(struct walk *w)
                             .attrs = "{}",
                             .attrs_len = 2,
                             .events = "[]",
-                            .events_len = 2 };
+                            .events_len = 2,
+                            .links = "[]",
+                            .links_len = 2 };
     if (!peek(r, '{')) {
         skip(r, 0);
         return w->fn(w->udata, &sp); /* not valid */
@@ -652,6 +699,7 @@ span(struct walk *w)
     ag_buf_reset(&w->msg);
     ag_buf_reset(&w->attrs);
     ag_buf_reset(&w->events);
+    ag_buf_reset(&w->links);
     bool first = true;
     while (member(r, &w->key, &first)) {
         if (key_is(&w->key, "traceId")) {
@@ -695,6 +743,8 @@ span(struct walk *w)
             attributes(w, &w->attrs, NULL);
         } else if (key_is(&w->key, "events")) {
             events(w);
+        } else if (key_is(&w->key, "links")) {
+            links(w);
         } else {
             skip(r, 0);
         }
@@ -709,12 +759,16 @@ span(struct walk *w)
         ag_buf_append_cstr(&w->attrs, "{}");
     if (w->events.len == 0)
         ag_buf_append_cstr(&w->events, "[]");
+    if (w->links.len == 0)
+        ag_buf_append_cstr(&w->links, "[]");
     sp.name = ag_buf_cstr(&w->name);
     sp.status_message = ag_buf_cstr(&w->msg);
     sp.attrs = ag_buf_cstr(&w->attrs);
     sp.attrs_len = w->attrs.len;
     sp.events = ag_buf_cstr(&w->events);
     sp.events_len = w->events.len;
+    sp.links = ag_buf_cstr(&w->links);
+    sp.links_len = w->links.len;
     return w->fn(w->udata, &sp);
 }
 
@@ -844,6 +898,7 @@ otlp_json_read(const char *body, size_t len, otlp_span_fn fn, void *udata, char 
     ag_buf_init(&w.msg, 0);
     ag_buf_init(&w.attrs, 0);
     ag_buf_init(&w.events, 0);
+    ag_buf_init(&w.links, 0);
     ag_buf_init(&w.str, 0);
     ag_buf_init(&w.num, 0);
     ag_buf_init(&w.akey, 0);
@@ -859,6 +914,7 @@ otlp_json_read(const char *body, size_t len, otlp_span_fn fn, void *udata, char 
     ag_buf_release(&w.msg);
     ag_buf_release(&w.attrs);
     ag_buf_release(&w.events);
+    ag_buf_release(&w.links);
     ag_buf_release(&w.str);
     ag_buf_release(&w.num);
     ag_buf_release(&w.akey);

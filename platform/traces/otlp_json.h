@@ -37,6 +37,8 @@ struct otlp_span {
     size_t attrs_len;
     const char *events; /* JSON array text of {name, time_unix_nano} (at most 32) */
     size_t events_len;
+    const char *links; /* JSON array text of {trace_id, span_id} (at most 32 valid ones) */
+    size_t links_len;
 };
 
 /* Called for every span, in body order; a nonzero return stops the walk

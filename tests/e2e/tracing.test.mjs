@@ -148,6 +148,13 @@ describe('tracing: one trace per checkout, across HTTP and the bus', () => {
         // consumers' batch transactions, in the trace of their first event.
         const relay = trace.spans.filter((s) => s.name === 'outbox relay');
         assert.ok(relay.some((s) => s.service === 'orders' && s.attributes['messaging.batch.message_count'] >= 1), 'an outbox relay span of orders');
+        // The collector keeps each batch span's links: one per traced event
+        // of the batch (the exporter keeps 16), each a span context.
+        for (const s of relay) {
+            const n = s.links.length;
+            assert.ok(n >= 1 && n <= Math.min(16, s.attributes['messaging.batch.message_count']), `${n} links of ${s.service}'s relay batch`);
+            for (const l of s.links) assert.match(`${l.trace_id}/${l.span_id}`, /^[0-9a-f]{32}\/[0-9a-f]{16}$/);
+        }
         const ctx = trace.spans.filter((s) => s.name === 'db.transaction' && s.attributes['messaging.consumer.group.name']);
         assert.ok(ctx.some((s) => s.service === 'inventory' && s.attributes['db.transaction.outcome'] === 'commit'), `a consumer batch transaction in inventory: ${ctx.map((s) => s.service)}`);
         // The embedded bus's own handling: it accepts each relayed event

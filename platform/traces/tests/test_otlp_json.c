@@ -28,6 +28,7 @@ struct seen {
     char msg[300];
     char attrs[4096];
     char events[4096];
+    char links[4096];
 };
 
 static int
@@ -44,6 +45,8 @@ collect(void *udata, const struct otlp_span *sp)
              sp->attrs != NULL ? sp->attrs : "");
     snprintf(s->events, sizeof(s->events), "%.*s", (int)sp->events_len,
              sp->events != NULL ? sp->events : "");
+    snprintf(s->links, sizeof(s->links), "%.*s", (int)sp->links_len,
+             sp->links != NULL ? sp->links : "");
     return 0;
 }
 
@@ -81,7 +84,9 @@ test_a_span_reads_whole(void **unused)
         "\"doubleValue\":0.25}},{\"key\":\"route\",\"value\":{\"stringValue\":\"/v1/{id}\"}},"
         "{\"key\":\"list\",\"value\":{\"arrayValue\":{\"values\":[]}}}],"
         "\"events\":[{\"name\":\"retry\",\"timeUnixNano\":\"1700000000100000000\","
-        "\"attributes\":[]},{\"name\":\"no time\"}],\"droppedAttributesCount\":0}]");
+        "\"attributes\":[]},{\"name\":\"no time\"}],\"droppedAttributesCount\":0,"
+        "\"links\":[{\"traceId\":\"" TID "\",\"spanId\":\"" PID "\",\"attributes\":[]},"
+        "{\"traceId\":\"bad\",\"spanId\":\"" PID "\"},7],\"droppedLinksCount\":1}]");
     assert_int_equal(read_body(body, &s), 0);
     ag_free(body);
     assert_int_equal(s.n, 1);
@@ -110,6 +115,11 @@ test_a_span_reads_whole(void **unused)
     assert_true(json_integer_value(json_object_get(json_array_get(e, 0), "time_unix_nano")) ==
                 1700000000100000000LL);
     json_decref(e);
+    json_t *l = ag_test_json(s.links);
+    assert_int_equal(json_array_size(l), 1); /* the link with a bad trace id is left out */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 0), "trace_id")), TID);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 0), "span_id")), PID);
+    json_decref(l);
 }
 
 static void
@@ -130,6 +140,7 @@ test_members_in_any_order(void **unused)
     assert_string_equal(s.last.parent_id, "");
     assert_string_equal(s.attrs, "{}");
     assert_string_equal(s.events, "[]");
+    assert_string_equal(s.links, "[]");
     /* No service.name: unknown_service. */
     assert_int_equal(read_body("{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{}]}]}]}", &s), 0);
     assert_string_equal(s.service, "unknown_service");
