@@ -462,7 +462,7 @@ apply_revocation(struct gw *gw, const json_t *o, const char *source)
     const char *user = json_string_value(json_object_get(o, "user_id"));
     const json_t *sid = json_object_get(o, "session_id");
     const json_t *before = json_object_get(o, "issued_before");
-    const json_t *expires = json_object_get(o, "expires_at");
+    const json_t *expires = json_object_get(o, "in_force_until");
     if (user == NULL || !json_is_integer(before) || !json_is_integer(expires) ||
         (sid != NULL && !json_is_string(sid) && !json_is_null(sid)))
         return AG_EINVAL;

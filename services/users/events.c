@@ -62,7 +62,7 @@ users_events_revoked(struct ag_events *ev, const struct users_revocation *r,
     bool session = r->session_id[0] != '\0';
     json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "user_id", r->user_id, "scope",
                              session ? "session" : "user", "reason", r->reason, "revoked_at", at,
-                             "issued_before", (json_int_t)r->issued_before, "expires_at",
+                             "issued_before", (json_int_t)r->issued_before, "in_force_until",
                              (json_int_t)r->expires_at);
     if (session)
         json_object_set_new(data, "session_id", json_string(r->session_id));
@@ -71,7 +71,7 @@ users_events_revoked(struct ag_events *ev, const struct users_revocation *r,
     if (rc == 0 && a != NULL && strcmp(r->reason, "disabled") == 0)
         rc = publish(ev, "user.disabled", a,
                      json_pack("{s:s, s:s, s:I, s:I}", "user_id", a->id, "disabled_at", at,
-                               "issued_before", (json_int_t)r->issued_before, "expires_at",
+                               "issued_before", (json_int_t)r->issued_before, "in_force_until",
                                (json_int_t)r->expires_at));
     return rc;
 }
