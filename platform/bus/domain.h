@@ -313,7 +313,7 @@ void bus_q_remove(struct bus_dlv *d, uint64_t now);
 /* The default of AGORA_BUS_PUBLISHERS: the event types each service
  * publishes (its outbox), and nothing else. */
 #define BUS_PUBLISHERS_DEFAULT                                                                     \
-    "catalog:product.*,users:user.*,users:session.*,orders:order.*,orders:cmd.inventory.*,"                      \
+    "catalog:product.*,users:user.*,users:session.*,orders:order.*,orders:cmd.inventory.*,"        \
     "orders:cmd.payment.*,orders:cmd.shipment.*,inventory:inventory.*,inventory:stock.*,"          \
     "payments:payment.*,shipping:shipment.*"
 #define BUS_MAX_GRANTS 256

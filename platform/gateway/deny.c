@@ -110,8 +110,9 @@ overflow_global(struct gw_deny *d, int64_t before, int64_t expires)
     gw_table_release(&d->t);
     gw_table_init(&d->t, d->max + 1, entry_free, d);
     d->overflows++;
-    AG_LOGW("deny", "deny list full (%zu entries): every access token issued up to %lld is "
-                    "refused until %lld; clients refresh their tokens",
+    AG_LOGW("deny",
+            "deny list full (%zu entries): every access token issued up to %lld is "
+            "refused until %lld; clients refresh their tokens",
             d->max, (long long)d->global_before, (long long)d->global_expires);
 }
 

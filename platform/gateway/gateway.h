@@ -390,8 +390,8 @@ struct gw {
     uint8_t identity_key[AG_IDENTITY_KEYLEN];
     struct gw_client_sig client_sigs[GW_CLIENT_CACHE];
     struct gw_auth *auth;
-    struct gw_deny *deny;   /* revoked tokens (deny.c); NULL before on_start */
-    bool deny_restored;     /* the list was loaded from users (or restore is off) */
+    struct gw_deny *deny;       /* revoked tokens (deny.c); NULL before on_start */
+    bool deny_restored;         /* the list was loaded from users (or restore is off) */
     struct gw_restore *restore; /* the load from users at start (main.c) */
     struct ag_metric *m_deny_entries;
     struct ag_metric *m_deny_refusals;

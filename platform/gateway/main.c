@@ -83,8 +83,8 @@ static const struct ag_config_key GW_KEYS[] = {
       "get 503 (false: start with an empty list, for a gateway without users)" },
     { "AGORA_GATEWAY_REVOCATIONS_URL", AG_CONFIG_STRING, "", OFF(revocations_url), 0, 0, NULL,
       "base URL of the users service for the restore (unset: upstream 'users')" },
-    { "AGORA_GATEWAY_REVOCATIONS_SUBSCRIPTION", AG_CONFIG_STRING, "",
-      OFF(revocations_subscription), 0, 0, NULL,
+    { "AGORA_GATEWAY_REVOCATIONS_SUBSCRIPTION", AG_CONFIG_STRING, "", OFF(revocations_subscription),
+      0, 0, NULL,
       "this instance's own subscription to session.revoked and user.disabled (every instance "
       "must see every revocation; unset: gateway.revocations.p<AGORA_HTTP_PORT>)" },
     { "AGORA_GATEWAY_TRUST_FORWARDED", AG_CONFIG_BOOL, "false", OFF(trust_forwarded), 0, 0, NULL,
@@ -436,6 +436,7 @@ struct gw_restore {
     uv_timer_t timer;
     bool timer_ready;
     bool stopped;
+    bool timer_closed; /* after restore_stop: freed once also no fetch is in flight */
     bool fetching;
     int64_t after;     /* cursor: last id loaded */
     uint64_t delay_ms; /* next retry delay */
@@ -517,8 +518,11 @@ on_restore_page(struct ag_http_client *client, const struct ag_http_client_respo
     AG_UNUSED(client);
     struct gw_restore *r = udata;
     r->fetching = false;
-    if (r->stopped)
+    if (r->stopped) {
+        if (r->timer_closed)
+            ag_free(r);
         return;
+    }
     struct gw *gw = r->gw;
     char why[96];
     if (resp->err != 0 || resp->status != 200 || resp->body.len > RESTORE_MAX_BYTES) {
@@ -572,8 +576,8 @@ restore_fetch(struct gw_restore *r)
     struct ag_identity_self *self = ag_service_self(gw->svc);
     struct ag_http_client_header hdr[2] = {
         { "Accept", "application/json" },
-        { AG_IDENTITY_HEADER, self != NULL ? ag_identity_self_header(self, ag_time_unix_ms() / 1000)
-                                           : "" },
+        { AG_IDENTITY_HEADER,
+          self != NULL ? ag_identity_self_header(self, ag_time_unix_ms() / 1000) : "" },
     };
     struct ag_http_client_request q = {
         .method = "GET",
@@ -612,11 +616,15 @@ restore_start(struct gw *gw)
 static void
 on_restore_closed(uv_handle_t *h)
 {
-    ag_free(h->data);
+    struct gw_restore *r = h->data;
+    r->timer_closed = true;
+    if (!r->fetching)
+        ag_free(r);
 }
 
-/* Stop retrying; the struct goes once its timer is closed. A fetch in
- * flight is answered (with an error) when the client closes. */
+/* Stop retrying. The struct goes once its timer is closed and no fetch is
+ * in flight: the client answers a pending one (AG_ECLOSED) when it closes,
+ * right after this. */
 static void
 restore_stop(struct gw *gw)
 {
@@ -625,11 +633,6 @@ restore_stop(struct gw *gw)
         return;
     gw->restore = NULL;
     r->stopped = true;
-    if (r->fetching) {
-        /* The client's callback still needs 'r': leak-free because the
-         * client answers every request before it closes, after which
-         * the timer close frees it. */
-    }
     uv_close((uv_handle_t *)&r->timer, on_restore_closed);
 }
 
@@ -1011,7 +1014,7 @@ main(int argc, char **argv)
         .default_ops_address = "127.0.0.1:" AG_STRINGIFY(AG_PORT_GATEWAY_OPS),
         .migrations = gateway_migrations,
         .nmigrations = gateway_nmigrations,
-        .events = true,       /* consumes the revocations; publishes nothing */
+        .events = true,      /* consumes the revocations; publishes nothing */
         .sqlite_only = true, /* its inbox, under the data dir */
         .keys = GW_KEYS,
         .nkeys = AG_ARRAY_SIZE(GW_KEYS),

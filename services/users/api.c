@@ -147,7 +147,7 @@ now_rfc3339(char out[AG_RFC3339_LEN])
  * tokens issued in the second of a user's cut-off. */
 static int
 revoke_tokens(struct users *u, struct ag_store *st, const char *user_id, const char *session_id,
-       const char *reason, const struct users_account *a)
+              const char *reason, const struct users_account *a)
 {
     struct users_revocation r = { .reason = reason, .revoked_at_ms = ag_time_unix_ms() };
     snprintf(r.user_id, sizeof(r.user_id), "%s", user_id);

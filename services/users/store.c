@@ -368,11 +368,11 @@ users_store_revocations_list(struct ag_store *st, int64_t after, int64_t now_s, 
             *out_more = true;
             break;
         }
-        json_t *item = json_pack("{s:s, s:s, s:s, s:I, s:I}", "user_id", ag_stmt_col_text(s, 1),
-                                 "scope", ag_stmt_col_is_null(s, 2) ? "user" : "session", "reason",
-                                 ag_stmt_col_text(s, 3), "issued_before",
-                                 (json_int_t)ag_stmt_col_i64(s, 4), "in_force_until",
-                                 (json_int_t)ag_stmt_col_i64(s, 5));
+        json_t *item =
+            json_pack("{s:s, s:s, s:s, s:I, s:I}", "user_id", ag_stmt_col_text(s, 1), "scope",
+                      ag_stmt_col_is_null(s, 2) ? "user" : "session", "reason",
+                      ag_stmt_col_text(s, 3), "issued_before", (json_int_t)ag_stmt_col_i64(s, 4),
+                      "in_force_until", (json_int_t)ag_stmt_col_i64(s, 5));
         if (item == NULL) {
             rc = AG_EIO;
             break;
