@@ -811,6 +811,18 @@ cmd_up(int argc, char **argv)
                 ag_free(url);
             }
         }
+        /* The gateway consumes the users service's revocations from the
+         * same broker users publishes them to (its database stays SQLite). */
+        if (eng.rabbitmq && strcmp(PROGRAMS[i].name, "gateway") == 0) {
+            char *url = cli_engines_events_url(&eng, PROGRAMS[i].name);
+            if (url == NULL) {
+                engines_ok = false;
+                break;
+            }
+            env[ne] = ag_asprintf("AGORA_EVENTS_URL=%s", url);
+            owned[nowned++] = (char *)env[ne++];
+            ag_free(url);
+        }
         /* Its own service key, and nobody else's (every instance of it). */
         {
             char seed_hex[65];

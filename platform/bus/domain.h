@@ -147,7 +147,7 @@ bool bus_replay_from_json(struct ag_valid *v, json_t *body, struct ag_pool *pool
 /* The default of AGORA_BUS_PUBLISHERS: the event types each service
  * publishes (its outbox), and nothing else. */
 #define BUS_PUBLISHERS_DEFAULT                                                                     \
-    "catalog:product.*,users:user.*,orders:order.*,orders:cmd.inventory.*,"                        \
+    "catalog:product.*,users:user.*,users:session.*,orders:order.*,orders:cmd.inventory.*,"        \
     "orders:cmd.payment.*,orders:cmd.shipment.*,inventory:inventory.*,inventory:stock.*,"          \
     "payments:payment.*,shipping:shipment.*"
 #define BUS_MAX_GRANTS 256

@@ -7,7 +7,8 @@
  * until the token expires, holding the signed X-Agora-Identity to send, so
  * a token costs one ECDSA verification (~80 us) per cache lifetime instead
  * of one per request. Requests that need keys not yet fetched wait, parked
- * on the fetch, instead of failing. */
+ * on the fetch, instead of failing. Every answer, cached or fresh, is
+ * checked against the deny list of revoked tokens (deny.c). */
 #include "agora/base.h"
 #include "gateway.h"
 
@@ -34,7 +35,9 @@ struct token_entry {
     struct gw_entry e;
     uint8_t digest[DIGEST_LEN];
     int64_t valid_until; /* unix seconds: exp + leeway */
+    int64_t iat;         /* issued at (unix s), for the deny list */
     unsigned roles;
+    char sid[AG_JWT_JTI_MAX]; /* session id claim, or "" */
     char kid[AG_JWT_KID_MAX + 1];
     char sub[AG_JWT_SUB_MAX];
     char identity[AG_IDENTITY_MAXLEN];
@@ -196,6 +199,26 @@ token_kid(const char *token, size_t len, char out[AG_JWT_KID_MAX + 1])
     json_decref(h);
 }
 
+/* The deny-list verdict on a verified token of 'sub' in session 'sid'
+ * issued at 'iat': GW_AUTH_OK, GW_AUTH_REVOKED (counted by reason), or
+ * GW_AUTH_RESTORING while the list is not restored from users yet (fail
+ * closed: a revocation could be missing). */
+static enum gw_auth_status
+deny_status(struct gw_auth *auth, const char *sub, const char *sid, int64_t iat)
+{
+    struct gw *gw = auth->gw;
+    if (gw->deny == NULL)
+        return GW_AUTH_OK;
+    if (!gw->deny_restored)
+        return GW_AUTH_RESTORING;
+    enum gw_deny_verdict v = gw_deny_check(gw->deny, sub, sid, iat, ag_time_unix_ms() / 1000);
+    if (v == GW_DENY_NONE)
+        return GW_AUTH_OK;
+    const char *labels[] = { gw_deny_verdict_name(v) };
+    ag_counter_add(gw->m_deny_refusals, labels, 1);
+    return GW_AUTH_REVOKED;
+}
+
 static enum gw_auth_status
 status_of_failure(const char *why)
 {
@@ -234,8 +257,10 @@ verify_now(struct gw_auth *auth, struct ag_http_req *req, const char *token, siz
     struct token_entry *t = ag_calloc(1, sizeof(*t));
     memcpy(t->digest, digest, DIGEST_LEN);
     t->valid_until = claims.exp + auth->leeway_s;
+    t->iat = claims.iat;
     t->roles = claims.roles;
     snprintf(t->sub, sizeof(t->sub), "%s", claims.sub);
+    snprintf(t->sid, sizeof(t->sid), "%s", claims.sid);
     struct ag_identity id = { .roles = claims.roles, .exp = t->valid_until };
     snprintf(id.user_id, sizeof(id.user_id), "%s", claims.sub);
     if (ag_identity_sign(auth->gw->identity_key, &id, t->identity) != 0) {
@@ -249,6 +274,11 @@ verify_now(struct gw_auth *auth, struct ag_http_req *req, const char *token, siz
     t->e.keylen = DIGEST_LEN;
     t->e.hash = hash;
     gw_table_insert(&auth->cache, &t->e);
+    enum gw_auth_status st = deny_status(auth, t->sub, t->sid, t->iat);
+    if (st != GW_AUTH_OK) {
+        cb(req, st, NULL, udata);
+        return 0;
+    }
     struct gw_principal who = { t->sub, t->roles, t->identity };
     cb(req, GW_AUTH_OK, &who, udata);
     return 0;
@@ -279,6 +309,12 @@ gw_auth_check(struct gw_auth *auth, struct ag_http_req *req, struct ag_str token
         (struct token_entry *)gw_table_find(&auth->cache, digest, sizeof(digest), hash);
     if (t != NULL) {
         if (t->valid_until > ag_time_unix_ms() / 1000) {
+            /* A cached token may have been revoked since it was verified. */
+            enum gw_auth_status st = deny_status(auth, t->sub, t->sid, t->iat);
+            if (st != GW_AUTH_OK) {
+                cb(req, st, NULL, udata);
+                return true;
+            }
             struct gw_principal who = { t->sub, t->roles, t->identity };
             cb(req, GW_AUTH_OK, &who, udata);
         } else {

@@ -33,6 +33,10 @@ struct gw_settings {
     uint64_t jwks_refresh_ms;             /* AGORA_GATEWAY_JWKS_REFRESH */
     uint64_t jwks_min_interval_ms;        /* AGORA_GATEWAY_JWKS_MIN_INTERVAL */
     int64_t token_cache_size;             /* AGORA_GATEWAY_TOKEN_CACHE_SIZE */
+    int64_t deny_max;                     /* AGORA_GATEWAY_DENY_MAX */
+    bool revocations_restore;             /* AGORA_GATEWAY_REVOCATIONS_RESTORE */
+    char *revocations_url;                /* AGORA_GATEWAY_REVOCATIONS_URL */
+    char *revocations_subscription;       /* AGORA_GATEWAY_REVOCATIONS_SUBSCRIPTION */
     bool trust_forwarded;                 /* AGORA_GATEWAY_TRUST_FORWARDED */
     char *web_root;                       /* AGORA_GATEWAY_WEB_ROOT */
     char *openapi_file;                   /* AGORA_GATEWAY_OPENAPI_FILE */
@@ -232,6 +236,53 @@ void gw_ratelimit_take(struct gw_ratelimit *rl, struct ag_str key, const struct 
 void gw_ratelimit_sweep(struct gw_ratelimit *rl, uint64_t now_ns);
 size_t gw_ratelimit_count(const struct gw_ratelimit *rl);
 
+/* ---- Deny list of revoked access tokens (deny.c) ---- */
+
+struct gw_deny;
+
+/* Why a token is refused. */
+enum gw_deny_verdict {
+    GW_DENY_NONE = 0, /* not revoked */
+    GW_DENY_USER,     /* the user's tokens issued at or before a time are revoked */
+    GW_DENY_SESSION,  /* its session (refresh-token family) is revoked */
+    GW_DENY_ALL,      /* the global cut-off after an overflow of the list */
+};
+
+/* What gw_deny_add did. */
+enum gw_deny_added {
+    GW_DENY_ADDED = 0, /* held (new, or an existing entry extended) */
+    GW_DENY_IGNORED,   /* already expired, or no user */
+    GW_DENY_MERGED,    /* the list is full: folded into the user's entry */
+    GW_DENY_GLOBAL,    /* the list is full: every token issued up to now refused */
+};
+
+struct gw_deny_stats {
+    size_t users;          /* user entries */
+    size_t sessions;       /* session entries */
+    uint64_t overflows;    /* merges and global cut-offs forced by the cap */
+    int64_t global_before; /* the global cut-off in force (unix s), 0: none */
+};
+
+/* A deny list of at most 'max_entries' entries; tokens stay valid
+ * 'leeway_s' past their exp at the gateway, and so do entries. Owned:
+ * gw_deny_free. */
+struct gw_deny *gw_deny_new(size_t max_entries, int64_t leeway_s);
+void gw_deny_free(struct gw_deny *d);
+/* Revoke the tokens of 'session_id' (NULL or "": every token of 'user_id'
+ * with iat <= 'issued_before'), until 'expires_at' (unix s). Idempotent;
+ * at the cap never forgets (see enum gw_deny_added). */
+enum gw_deny_added gw_deny_add(struct gw_deny *d, const char *user_id, const char *session_id,
+                               int64_t issued_before, int64_t expires_at);
+/* Whether a token of 'user_id' in session 'sid' (may be NULL or "") issued
+ * at 'iat' is revoked at 'now' (unix s). */
+enum gw_deny_verdict gw_deny_check(struct gw_deny *d, const char *user_id, const char *sid,
+                                   int64_t iat, int64_t now);
+/* Drop entries every token of which has expired at 'now'. */
+void gw_deny_sweep(struct gw_deny *d, int64_t now);
+void gw_deny_stats(const struct gw_deny *d, struct gw_deny_stats *out);
+/* "none", "user", "session", "all" (metric labels). */
+const char *gw_deny_verdict_name(enum gw_deny_verdict v);
+
 /* ---- Authentication (auth.c) ---- */
 
 struct gw_auth;
@@ -244,6 +295,8 @@ enum gw_auth_status {
     GW_AUTH_EXPIRED,     /* expired or not yet valid */
     GW_AUTH_UNKNOWN_KID, /* no key with that kid, even after a refetch */
     GW_AUTH_UNAVAILABLE, /* the key set cannot be fetched */
+    GW_AUTH_REVOKED,     /* valid, but revoked (the deny list) */
+    GW_AUTH_RESTORING,   /* the deny list is not restored from users yet */
 };
 
 struct gw_principal {
@@ -337,6 +390,14 @@ struct gw {
     uint8_t identity_key[AG_IDENTITY_KEYLEN];
     struct gw_client_sig client_sigs[GW_CLIENT_CACHE];
     struct gw_auth *auth;
+    struct gw_deny *deny;       /* revoked tokens (deny.c); NULL before on_start */
+    bool deny_restored;         /* the list was loaded from users (or restore is off) */
+    struct gw_restore *restore; /* the load from users at start (main.c) */
+    struct ag_metric *m_deny_entries;
+    struct ag_metric *m_deny_refusals;
+    struct ag_metric *m_deny_overflows;
+    struct ag_metric *m_deny_applied;
+    struct ag_metric *m_deny_restored;
     struct gw_ratelimit *rl;
     struct gw_static *web;
     struct gw_upstream *upstreams; /* static upstreams */

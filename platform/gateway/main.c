@@ -5,7 +5,10 @@
  * upstreams (static from AGORA_GATEWAY_UPSTREAMS, followed in the
  * registry, or DNS names under AGORA_DISCOVERY=dns), the token verifier, the rate limiter and the static file
  * server, and hands every request the chassis does not answer itself to
- * gw_dispatch (proxy.c). */
+ * gw_dispatch (proxy.c). It also keeps the deny list of revoked tokens
+ * (deny.c): restored from the users service at start, then fed by its
+ * session.revoked and user.disabled events on a subscription of this
+ * instance's own. */
 #include "agora/base.h"
 #include "gateway.h"
 
@@ -21,6 +24,7 @@
 #include "agora/buf.h"
 #include "agora/discovery.h"
 #include "agora/err.h"
+#include "agora/events.h"
 #include "agora/json.h"
 #include "agora/log.h"
 #include "agora/mem.h"
@@ -37,6 +41,14 @@
 #define SWEEP_INTERVAL_MS 10000
 #define MAX_UPSTREAMS     64
 #define MAX_INSTANCES     64
+#define REVOCATIONS_PATH  "/v1/internal/revocations"
+#define RESTORE_PAGE      1000
+#define RESTORE_MAX_BYTES (8u << 20)
+#define RESTORE_RETRY_MIN 200
+#define RESTORE_RETRY_MAX 5000
+
+extern const struct ag_migration gateway_migrations[];
+extern const size_t gateway_nmigrations;
 
 static struct gw g_gw;
 
@@ -62,6 +74,19 @@ static const struct ag_config_key GW_KEYS[] = {
       3600000, NULL, "least time between two JWKS fetches (an unknown kid triggers one)" },
     { "AGORA_GATEWAY_TOKEN_CACHE_SIZE", AG_CONFIG_INT, "10000", OFF(token_cache_size), 1, 10000000,
       NULL, "verified tokens cached (until they expire)" },
+    { "AGORA_GATEWAY_DENY_MAX", AG_CONFIG_INT, "100000", OFF(deny_max), 1, 10000000, NULL,
+      "revocations held (per user and per session); past it a session folds into its user's "
+      "entry, or every token issued up to then is refused until it expires (never forgotten)" },
+    { "AGORA_GATEWAY_REVOCATIONS_RESTORE", AG_CONFIG_BOOL, "true", OFF(revocations_restore), 0, 0,
+      NULL,
+      "load the revocations in force from users at start; until loaded, requests with a token "
+      "get 503 (false: start with an empty list, for a gateway without users)" },
+    { "AGORA_GATEWAY_REVOCATIONS_URL", AG_CONFIG_STRING, "", OFF(revocations_url), 0, 0, NULL,
+      "base URL of the users service for the restore (unset: upstream 'users')" },
+    { "AGORA_GATEWAY_REVOCATIONS_SUBSCRIPTION", AG_CONFIG_STRING, "", OFF(revocations_subscription),
+      0, 0, NULL,
+      "this instance's own subscription to session.revoked and user.disabled (every instance "
+      "must see every revocation; unset: gateway.revocations.p<AGORA_HTTP_PORT>)" },
     { "AGORA_GATEWAY_TRUST_FORWARDED", AG_CONFIG_BOOL, "false", OFF(trust_forwarded), 0, 0, NULL,
       "behind a trusted proxy: rate-limit by the last X-Forwarded-For address and keep "
       "X-Forwarded-Proto/Host" },
@@ -404,6 +429,237 @@ on_routes_config(struct ag_registry *reg, const char *key, const json_t *value, 
     gw_config_install(gw, cfg);
 }
 
+/* ---- Revocations: restore from users, then events ---- */
+
+struct gw_restore {
+    struct gw *gw;
+    uv_timer_t timer;
+    bool timer_ready;
+    bool stopped;
+    bool timer_closed; /* after restore_stop: freed once also no fetch is in flight */
+    bool fetching;
+    int64_t after;     /* cursor: last id loaded */
+    uint64_t delay_ms; /* next retry delay */
+    size_t loaded;     /* entries applied so far */
+    bool warned;       /* a failure was logged since the last success */
+};
+
+static void
+count_applied(struct gw *gw, const char *source, enum gw_deny_added r)
+{
+    const char *labels[] = { source };
+    ag_counter_add(gw->m_deny_applied, labels, 1);
+    if (r == GW_DENY_MERGED || r == GW_DENY_GLOBAL) {
+        const char *how[] = { r == GW_DENY_MERGED ? "merged" : "global" };
+        ag_counter_add(gw->m_deny_overflows, how, 1);
+    }
+}
+
+/* Apply one revocation object (an event's data, or an item of the
+ * restore). AG_EINVAL when it is not one. */
+static int
+apply_revocation(struct gw *gw, const json_t *o, const char *source)
+{
+    const char *user = json_string_value(json_object_get(o, "user_id"));
+    const json_t *sid = json_object_get(o, "session_id");
+    const json_t *before = json_object_get(o, "issued_before");
+    const json_t *expires = json_object_get(o, "in_force_until");
+    if (user == NULL || !json_is_integer(before) || !json_is_integer(expires) ||
+        (sid != NULL && !json_is_string(sid) && !json_is_null(sid)))
+        return AG_EINVAL;
+    enum gw_deny_added r = gw_deny_add(gw->deny, user, json_string_value(sid),
+                                       json_integer_value(before), json_integer_value(expires));
+    count_applied(gw, source, r);
+    return 0;
+}
+
+/* session.revoked and user.disabled: runs in the inbox transaction of the
+ * gateway's own database; the deny list is memory, so applying twice (a
+ * redelivery, or the same revocation from both events) changes nothing. */
+static int
+on_revocation_event(struct ag_events *ev, struct ag_store *st, const json_t *event, void *udata)
+{
+    AG_UNUSED(ev);
+    AG_UNUSED(st);
+    struct gw *gw = udata;
+    const char *type = json_string_value(json_object_get(event, "type"));
+    if (apply_revocation(gw, json_object_get(event, "data"), "event") != 0) {
+        /* Poison: acknowledged, not redelivered forever. */
+        AG_LOGW("deny", "event '%s' of type '%s' is not a revocation; skipped",
+                json_string_value(json_object_get(event, "id")), type != NULL ? type : "?");
+    }
+    return 0;
+}
+
+static void restore_fetch(struct gw_restore *r);
+
+static void
+on_restore_timer(uv_timer_t *t)
+{
+    restore_fetch(t->data);
+}
+
+static void
+restore_retry(struct gw_restore *r, const char *why)
+{
+    AG_LOG(r->warned ? AG_LOG_DEBUG : AG_LOG_WARN, "deny",
+           "cannot restore the revocations from users (%s); retrying in %llu ms", why,
+           (unsigned long long)r->delay_ms);
+    r->warned = true;
+    if (r->timer_ready && !r->stopped)
+        uv_timer_start(&r->timer, on_restore_timer, r->delay_ms, 0);
+    r->delay_ms = AG_MIN(r->delay_ms * 2, RESTORE_RETRY_MAX);
+}
+
+static void
+on_restore_page(struct ag_http_client *client, const struct ag_http_client_response *resp,
+                void *udata)
+{
+    AG_UNUSED(client);
+    struct gw_restore *r = udata;
+    r->fetching = false;
+    if (r->stopped) {
+        if (r->timer_closed)
+            ag_free(r);
+        return;
+    }
+    struct gw *gw = r->gw;
+    char why[96];
+    if (resp->err != 0 || resp->status != 200 || resp->body.len > RESTORE_MAX_BYTES) {
+        if (resp->err != 0)
+            snprintf(why, sizeof(why), "%s", ag_strerror(resp->err));
+        else
+            snprintf(why, sizeof(why), "status %d, %zu bytes", resp->status, resp->body.len);
+        restore_retry(r, why);
+        return;
+    }
+    json_t *doc = ag_json_parse(resp->body.ptr, resp->body.len, NULL, 0);
+    const json_t *items = json_object_get(doc, "items");
+    const json_t *next = json_object_get(doc, "next_after");
+    if (!json_is_array(items) || (next != NULL && !json_is_null(next) && !json_is_integer(next))) {
+        json_decref(doc);
+        restore_retry(r, "not a revocation list");
+        return;
+    }
+    size_t i;
+    const json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        if (apply_revocation(gw, it, "restore") == 0)
+            r->loaded++;
+    }
+    bool more = json_is_integer(next) && json_integer_value(next) > r->after;
+    if (more)
+        r->after = json_integer_value(next);
+    json_decref(doc);
+    r->warned = false;
+    r->delay_ms = RESTORE_RETRY_MIN;
+    if (more) {
+        restore_fetch(r);
+        return;
+    }
+    gw->deny_restored = true;
+    AG_LOGI("deny", "revocations restored from users: %zu in force", r->loaded);
+}
+
+static void
+restore_fetch(struct gw_restore *r)
+{
+    struct gw *gw = r->gw;
+    if (r->stopped || r->fetching || gw->client == NULL)
+        return;
+    const struct gw_settings *s = &gw->settings;
+    bool direct = s->revocations_url[0] != '\0';
+    char url[1024];
+    snprintf(url, sizeof(url), "%s%s?limit=%d&after=%lld", direct ? s->revocations_url : "",
+             REVOCATIONS_PATH, RESTORE_PAGE, (long long)r->after);
+    struct ag_identity_self *self = ag_service_self(gw->svc);
+    struct ag_http_client_header hdr[2] = {
+        { "Accept", "application/json" },
+        { AG_IDENTITY_HEADER,
+          self != NULL ? ag_identity_self_header(self, ag_time_unix_ms() / 1000) : "" },
+    };
+    struct ag_http_client_request q = {
+        .method = "GET",
+        .upstream = direct ? NULL : "users",
+        .url = url,
+        .headers = hdr,
+        .nheaders = self != NULL ? 2 : 1,
+        .timeout_ms = 3000,
+    };
+    int rc = ag_http_client_send(gw->client, &q, on_restore_page, r);
+    if (rc != 0) {
+        restore_retry(r, ag_strerror(rc));
+        return;
+    }
+    r->fetching = true;
+}
+
+static void
+restore_start(struct gw *gw)
+{
+    if (!gw->settings.revocations_restore) {
+        gw->deny_restored = true;
+        return;
+    }
+    struct gw_restore *r = ag_calloc(1, sizeof(*r));
+    r->gw = gw;
+    r->delay_ms = RESTORE_RETRY_MIN;
+    if (uv_timer_init(gw->loop, &r->timer) != 0)
+        AG_BUG("uv_timer_init failed");
+    r->timer.data = r;
+    r->timer_ready = true;
+    gw->restore = r;
+    restore_fetch(r);
+}
+
+static void
+on_restore_closed(uv_handle_t *h)
+{
+    struct gw_restore *r = h->data;
+    r->timer_closed = true;
+    if (!r->fetching)
+        ag_free(r);
+}
+
+/* Stop retrying. The struct goes once its timer is closed and no fetch is
+ * in flight: the client answers a pending one (AG_ECLOSED) when it closes,
+ * right after this. */
+static void
+restore_stop(struct gw *gw)
+{
+    struct gw_restore *r = gw->restore;
+    if (r == NULL)
+        return;
+    gw->restore = NULL;
+    r->stopped = true;
+    uv_close((uv_handle_t *)&r->timer, on_restore_closed);
+}
+
+/* Subscribe this instance to the revocations (before the chassis starts
+ * the events runtime). */
+static int
+subscribe_revocations(struct gw *gw)
+{
+    struct ag_events *ev = ag_service_events(gw->svc);
+    if (ev == NULL)
+        return 0;
+    char name[128];
+    const char *want = gw->settings.revocations_subscription;
+    if (want[0] != '\0')
+        snprintf(name, sizeof(name), "%s", want);
+    else
+        snprintf(name, sizeof(name), "gateway.revocations.p%lld",
+                 (long long)ag_service_settings(gw->svc)->http_port);
+    static const char *const topics[] = { "session.revoked", "user.disabled" };
+    int rc = ag_events_subscribe(ev, name, topics, AG_ARRAY_SIZE(topics), on_revocation_event, gw);
+    if (rc != 0)
+        AG_LOGE("deny", "cannot subscribe '%s' to the revocations: %s", name, ag_strerror(rc));
+    else
+        AG_LOGI("deny", "revocations arrive on subscription '%s'", name);
+    return rc;
+}
+
 /* ---- Metrics ---- */
 
 static void
@@ -415,6 +671,15 @@ collect(struct ag_metrics *reg, void *udata)
         ag_gauge_set(gw->m_ratelimit_keys, NULL, (double)gw_ratelimit_count(gw->rl));
     if (gw->auth != NULL)
         ag_gauge_set(gw->m_token_cache, NULL, (double)gw_auth_cached(gw->auth));
+    if (gw->deny != NULL) {
+        struct gw_deny_stats st;
+        gw_deny_stats(gw->deny, &st);
+        const char *user[] = { "user" };
+        const char *session[] = { "session" };
+        ag_gauge_set(gw->m_deny_entries, user, (double)st.users);
+        ag_gauge_set(gw->m_deny_entries, session, (double)st.sessions);
+        ag_gauge_set(gw->m_deny_restored, NULL, gw->deny_restored ? 1.0 : 0.0);
+    }
 }
 
 static void
@@ -445,6 +710,31 @@ register_metrics(struct gw *gw, struct ag_metrics *m)
         ag_metrics_gauge(m, "gateway_ratelimit_buckets", "Rate-limit buckets held", NULL, 0);
     gw->m_token_cache =
         ag_metrics_gauge(m, "gateway_token_cache_entries", "Verified tokens cached", NULL, 0);
+    static const char *const kind[] = { "kind" };
+    static const char *const source[] = { "source" };
+    static const char *const how[] = { "how" };
+    gw->m_deny_entries = ag_metrics_gauge(m, "gateway_deny_entries",
+                                          "Revocations held in the deny list, by kind (user, "
+                                          "session)",
+                                          kind, 1);
+    gw->m_deny_refusals = ag_metrics_counter(m, "gateway_deny_refusals_total",
+                                             "Valid tokens refused as revoked, by reason (user, "
+                                             "session, all)",
+                                             reason, 1);
+    gw->m_deny_overflows = ag_metrics_counter(
+        m, "gateway_deny_overflows_total",
+        "Revocations past AGORA_GATEWAY_DENY_MAX, by how they were kept (merged into the user's "
+        "entry, global cut-off)",
+        how, 1);
+    gw->m_deny_applied = ag_metrics_counter(m, "gateway_revocations_applied_total",
+                                            "Revocations applied to the deny list, by source "
+                                            "(event, restore)",
+                                            source, 1);
+    gw->m_deny_restored =
+        ag_metrics_gauge(m, "gateway_deny_restored",
+                         "1 once the deny list was restored from users (until then tokens get "
+                         "503)",
+                         NULL, 0);
     static const char *const route_kind[] = { "route", "kind" };
     gw->m_faults = ag_metrics_counter(m, "gateway_faults_injected_total",
                                       "Requests aborted or delayed by fault injection, by route "
@@ -461,6 +751,7 @@ on_sweep(uv_timer_t *t)
     struct gw *gw = t->data;
     gw_ratelimit_sweep(gw->rl, ag_time_mono_ns());
     gw_auth_sweep(gw->auth);
+    gw_deny_sweep(gw->deny, ag_time_unix_ms() / 1000);
 }
 
 /* The chassis registered this instance (AGORA_REGISTRY_URL) and owns the
@@ -486,6 +777,7 @@ on_started(uv_timer_t *t)
         return;
     start_registry(gw);
     gw_auth_start(gw->auth);
+    restore_start(gw);
 }
 
 static int
@@ -525,6 +817,10 @@ on_start(struct ag_service *svc, void *udata)
         if (rc != 0)
             AG_LOGE("gateway", "cannot set upstream '%s': %s", u->name, ag_strerror(rc));
     }
+    gw->deny = gw_deny_new((size_t)s->deny_max, (int64_t)(s->jwt_leeway_ms / 1000));
+    rc = subscribe_revocations(gw);
+    if (rc != 0)
+        return rc;
     gw_auth_new(gw, &gw->auth);
     gw->rl = gw_ratelimit_new((size_t)s->ratelimit_max_keys);
     gw->web = gw_static_new(gw->web_path, s->web_cache_bytes, s->web_max_file, s->web_max_age_ms);
@@ -575,6 +871,7 @@ on_stop(struct ag_service *svc, void *udata)
         gw->timers_ready = false;
     }
     gw_auth_stop(gw->auth);
+    restore_stop(gw);
     gw->reg = NULL;
     close_client(gw);
 }
@@ -684,6 +981,8 @@ release(struct gw *gw)
 {
     gw_auth_free(gw->auth);
     gw->auth = NULL;
+    gw_deny_free(gw->deny);
+    gw->deny = NULL;
     gw_ratelimit_free(gw->rl);
     gw->rl = NULL;
     gw_static_free(gw->web);
@@ -713,6 +1012,10 @@ main(int argc, char **argv)
         .version = "0.1.0",
         .default_port = AG_PORT_GATEWAY,
         .default_ops_address = "127.0.0.1:" AG_STRINGIFY(AG_PORT_GATEWAY_OPS),
+        .migrations = gateway_migrations,
+        .nmigrations = gateway_nmigrations,
+        .events = true,      /* consumes the revocations; publishes nothing */
+        .sqlite_only = true, /* its inbox, under the data dir */
         .keys = GW_KEYS,
         .nkeys = AG_ARRAY_SIZE(GW_KEYS),
         .settings = &gw->settings,

@@ -856,6 +856,17 @@ after_auth(struct ag_http_req *req, enum gw_auth_status st, const struct gw_prin
         ag_send_problem(g->req, 503, "auth-unavailable", "Service Unavailable",
                         "cannot verify access tokens now: the signing keys are unavailable");
         return;
+    case GW_AUTH_REVOKED:
+        auth_failure(g, "revoked");
+        send_unauthorized(g, true, "the access token has been revoked");
+        return;
+    case GW_AUTH_RESTORING:
+        auth_failure(g, "revocations_unavailable");
+        ag_http_resp_header(g->req, "Retry-After", "1");
+        ag_send_problem(g->req, 503, "auth-unavailable", "Service Unavailable",
+                        "cannot verify access tokens now: the list of revoked tokens is being "
+                        "loaded");
+        return;
     case GW_AUTH_INVALID:
     default:
         auth_failure(g, "invalid");
@@ -962,7 +973,7 @@ after_admin_auth(struct ag_http_req *req, enum gw_auth_status st, const struct g
                  void *udata)
 {
     struct gw *gw = udata;
-    if (st == GW_AUTH_UNAVAILABLE) {
+    if (st == GW_AUTH_UNAVAILABLE || st == GW_AUTH_RESTORING) {
         ag_http_resp_header(req, "Retry-After", "5");
         ag_send_problem(req, 503, "auth-unavailable", "Service Unavailable",
                         "cannot verify access tokens now: the signing keys are unavailable");

@@ -136,6 +136,30 @@ now_rfc3339(char out[AG_RFC3339_LEN])
     ag_time_rfc3339(ag_time_unix_ms(), out);
 }
 
+/* ---- Revocations the gateway enforces ---- */
+
+/* Record that the access tokens of session 'session_id' (NULL: every
+ * access token of the user issued up to now) are revoked for 'reason', and
+ * publish session.revoked (and user.disabled for account 'a' when the
+ * reason is "disabled"), inside the caller's open transaction. The
+ * revocation stays in force until every token it can match has expired:
+ * the access-token lifetime after now, plus a second for the iat bump of
+ * tokens issued in the second of a user's cut-off. */
+static int
+revoke_tokens(struct users *u, struct ag_store *st, const char *user_id, const char *session_id,
+              const char *reason, const struct users_account *a)
+{
+    struct users_revocation r = { .reason = reason, .revoked_at_ms = ag_time_unix_ms() };
+    snprintf(r.user_id, sizeof(r.user_id), "%s", user_id);
+    snprintf(r.session_id, sizeof(r.session_id), "%s", session_id != NULL ? session_id : "");
+    r.issued_before = r.revoked_at_ms / 1000;
+    r.expires_at = r.issued_before + (int64_t)(u->settings.access_ttl_ms / 1000) + 1;
+    int rc = users_store_revocation_insert(st, &r);
+    if (rc == 0)
+        rc = users_events_revoked(u->events, &r, a);
+    return rc;
+}
+
 /* ---- Sessions: refresh-token families ---- */
 
 struct session {
@@ -173,13 +197,24 @@ session_tx(struct ag_store *st, void *arg)
     return session_insert(st, arg);
 }
 
-/* Answer a token pair for 'a'; wipes 'refresh'. Call after async_leave. */
+/* Answer a token pair for 'a' in session 'sid'; wipes 'refresh'. Call
+ * after async_leave. */
 static void
 send_tokens(struct users *u, struct ag_http_req *req, const struct users_account *a, char *refresh,
-            int64_t now_ms)
+            int64_t now_ms, const char *sid)
 {
     char *access = NULL;
-    if (users_keys_sign_access(u, a, now_ms, &access) != 0) {
+    /* A token issued in the second of a per-user revocation would be
+     * refused with the ones revoked (the gateway compares whole seconds):
+     * it is dated one second later instead. */
+    int64_t cutoff = 0;
+    int rc = users_store_user_cutoff(u->store, a->id, now_ms / 1000, &cutoff);
+    if (rc != 0) {
+        sodium_memzero(refresh, strlen(refresh));
+        ag_send_store_error(req, rc, "account");
+        return;
+    }
+    if (users_keys_sign_access(u, a, sid, now_ms, cutoff > 0 ? cutoff + 1 : 0, &access) != 0) {
         sodium_memzero(refresh, strlen(refresh));
         ag_send_error(req, AG_EINTERNAL, NULL);
         return;
@@ -358,7 +393,7 @@ login_done(struct users *u, const struct users_pw_result *res, void *udata)
         AG_LOGI("api", "password hash of user '%s' upgraded to the configured cost", c->a.id);
     AG_LOGI("api", "user '%s' logged in", c->a.id);
     async_leave();
-    send_tokens(u, req, &c->a, s.token, now);
+    send_tokens(u, req, &c->a, s.token, now, family);
 }
 
 static void
@@ -461,11 +496,16 @@ refresh_tx(struct ag_store *st, void *arg)
             return session_insert(st, &c->s);
         }
     }
-    /* Reuse means a copy of the token is out there: end the whole login. */
-    if (rc == 0 && c->verdict == USERS_REFRESH_REUSED)
-        rc = users_store_family_revoke(st, c->family, c->now_ms, "reuse");
-    if (rc == 0 && c->verdict == USERS_REFRESH_DISABLED)
-        rc = users_store_family_revoke(st, c->family, c->now_ms, "disabled");
+    /* Reuse means a copy of the token is out there: end the whole login,
+     * its access tokens included. */
+    const char *why = c->verdict == USERS_REFRESH_REUSED     ? "reuse"
+                      : c->verdict == USERS_REFRESH_DISABLED ? "disabled"
+                                                             : NULL;
+    if (rc == 0 && why != NULL) {
+        rc = users_store_family_revoke(st, c->family, c->now_ms, why);
+        if (rc == 0 && ag_store_changes(st) > 0)
+            rc = revoke_tokens(c->u, st, c->user, c->family, why, NULL);
+    }
     return rc;
 }
 
@@ -522,6 +562,7 @@ refresh(struct ag_http_req *req, void *udata)
         ag_send_store_error(req, rc, "refresh token");
         return;
     }
+    users_events_kick(u->events);
     count(u->m.refreshes, verdict_name(c.verdict));
     if (c.verdict == USERS_REFRESH_REUSED)
         AG_LOGW("api", "refresh token reused: session '%s' of user '%s' revoked", c.family, c.user);
@@ -536,7 +577,30 @@ refresh(struct ag_http_req *req, void *udata)
         ag_send_store_error(req, rc == AG_ENOENT ? AG_EINTERNAL : rc, "account");
         return;
     }
-    send_tokens(u, req, &a, c.s.token, c.now_ms);
+    send_tokens(u, req, &a, c.s.token, c.now_ms, c.family);
+}
+
+struct logout_ctx {
+    struct users *u;
+    unsigned char hash[USERS_TOKEN_HASH];
+};
+
+/* Revoke the family of the token (if any) and, the first time, its access
+ * tokens. */
+static int
+logout_tx(struct ag_store *st, void *arg)
+{
+    struct logout_ctx *c = arg;
+    struct users_refresh_state state;
+    char family[AG_UUID_STRLEN + 1];
+    char user[AG_UUID_STRLEN + 1];
+    int rc = users_store_token_get(st, c->hash, &state, family, user);
+    if (rc != 0 || !state.found)
+        return rc;
+    rc = users_store_family_revoke(st, family, ag_time_unix_ms(), "logout");
+    if (rc == 0 && ag_store_changes(st) > 0)
+        rc = revoke_tokens(c->u, st, user, family, "logout", NULL);
+    return rc;
 }
 
 static void
@@ -552,18 +616,14 @@ logout(struct ag_http_req *req, void *udata)
     /* Answer 204 whatever the token was: logging out is idempotent and
      * tells nothing about tokens. */
     if (users_refresh_token_is_wellformed(token)) {
-        unsigned char hash[USERS_TOKEN_HASH];
-        users_refresh_token_hash(token, hash);
-        struct users_refresh_state state;
-        char family[AG_UUID_STRLEN + 1];
-        char user[AG_UUID_STRLEN + 1];
-        int rc = users_store_token_get(u->store, hash, &state, family, user);
-        if (rc == 0 && state.found)
-            rc = users_store_family_revoke(u->store, family, ag_time_unix_ms(), "logout");
+        struct logout_ctx c = { .u = u };
+        users_refresh_token_hash(token, c.hash);
+        int rc = ag_store_tx(u->store, logout_tx, &c);
         if (rc != 0) {
             ag_send_store_error(req, rc, "refresh token");
             return;
         }
+        users_events_kick(u->events);
     }
     ag_send_no_content(req);
 }
@@ -615,6 +675,8 @@ patch_tx(struct ag_store *st, void *arg)
      * hold a refresh token. */
     if (rc == 0 && c->hash != NULL)
         rc = users_store_families_revoke_user(st, c->a.id, ag_time_unix_ms(), "password");
+    if (rc == 0 && c->hash != NULL)
+        rc = revoke_tokens(c->u, st, c->a.id, NULL, "password", NULL);
     if (rc == 0)
         rc = users_events_updated(c->u->events, &c->a,
                                   (c->p.has_name ? USERS_CHANGED_NAME : 0) |
@@ -765,7 +827,7 @@ get_user(struct ag_http_req *req, void *udata)
 }
 
 struct disable_ctx {
-    struct ag_events *events;
+    struct users *u;
     const char *id;
     bool disabled;
     struct users_account a;
@@ -783,8 +845,12 @@ disable_tx(struct ag_store *st, void *arg)
     rc = users_store_user_update(st, &c->a, NULL);
     if (rc == 0 && c->disabled)
         rc = users_store_families_revoke_user(st, c->a.id, ag_time_unix_ms(), "disabled");
+    /* Re-enabling removes nothing: tokens issued before the disable stay
+     * refused until they expire. */
+    if (rc == 0 && c->disabled)
+        rc = revoke_tokens(c->u, st, c->a.id, NULL, "disabled", &c->a);
     if (rc == 0)
-        rc = users_events_updated(c->events, &c->a, USERS_CHANGED_DISABLED);
+        rc = users_events_updated(c->u->events, &c->a, USERS_CHANGED_DISABLED);
     return rc;
 }
 
@@ -798,12 +864,13 @@ set_disabled(struct ag_http_req *req, struct users *u, bool disabled)
         ag_send_error(req, AG_ECONFLICT, "administrators cannot disable themselves");
         return;
     }
-    struct disable_ctx c = { .events = u->events, .id = id, .disabled = disabled };
+    struct disable_ctx c = { .u = u, .id = id, .disabled = disabled };
     int rc = ag_store_tx(u->store, disable_tx, &c);
     if (rc != 0) {
         ag_send_store_error(req, rc, "account");
         return;
     }
+    users_events_kick(u->events);
     AG_LOGI("api", "user '%s' %s by '%s'", id, disabled ? "disabled" : "enabled", caller_id(req));
     send_account(req, 200, &c.a);
 }
@@ -876,6 +943,38 @@ revoke_courier(struct ag_http_req *req, void *udata)
     set_courier(req, udata, false);
 }
 
+/* ---- Revocations for the gateway (internal) ---- */
+
+#define REVOCATIONS_PAGE_DEFAULT 1000
+#define REVOCATIONS_PAGE_MAX     5000
+
+/* GET /v1/internal/revocations?after=&limit=: the revocations still in
+ * force, oldest first, for the gateway's deny list at start. Only the
+ * gateway may call it (main.c: route callers). */
+static void
+list_revocations(struct ag_http_req *req, void *udata)
+{
+    struct users *u = udata;
+    int64_t limit = REVOCATIONS_PAGE_DEFAULT;
+    int64_t after = 0;
+    if (ag_req_query_int(req, "limit", 1, REVOCATIONS_PAGE_MAX, &limit) != 0 ||
+        ag_req_query_int(req, "after", 0, INT64_MAX, &after) != 0)
+        return;
+    json_t *items = json_array();
+    int64_t last = after;
+    bool more = false;
+    int rc = users_store_revocations_list(u->store, after, ag_time_unix_ms() / 1000, limit, items,
+                                          &last, &more);
+    if (rc != 0) {
+        json_decref(items);
+        ag_send_store_error(req, rc, "revocation list");
+        return;
+    }
+    ag_http_resp_header(req, "Cache-Control", "no-store");
+    json_t *next = more ? json_integer(last) : json_null();
+    ag_send_json(req, 200, json_pack("{s:o, s:o}", "items", items, "next_after", next));
+}
+
 /* ---- JWKS ---- */
 
 static void
@@ -905,5 +1004,6 @@ const struct ag_route users_routes[] = {
     { "POST", "/v1/auth/refresh", refresh, AG_ROLE_PUBLIC },
     { "POST", "/v1/auth/logout", logout, AG_ROLE_PUBLIC },
     { "GET", "/.well-known/jwks.json", jwks, AG_ROLE_PUBLIC },
+    { "GET", "/v1/internal/revocations", list_revocations, AG_ROLE_INTERNAL },
 };
 const size_t users_nroutes = AG_ARRAY_SIZE(users_routes);

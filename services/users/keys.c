@@ -69,6 +69,8 @@ maintain_tx(struct ag_store *st, void *arg)
         rc = users_store_keys_drop(st, m->now_ms);
     if (rc == 0)
         rc = users_store_tokens_purge(st, m->now_ms);
+    if (rc == 0)
+        rc = users_store_revocations_purge(st, m->now_ms / 1000);
     return rc;
 }
 
@@ -188,8 +190,8 @@ users_keys_release(struct users *u)
 }
 
 int
-users_keys_sign_access(struct users *u, const struct users_account *a, int64_t now_ms,
-                       char **out_token)
+users_keys_sign_access(struct users *u, const struct users_account *a, const char *sid,
+                       int64_t now_ms, int64_t min_iat, char **out_token)
 {
     struct ag_jwt_claims c;
     memset(&c, 0, sizeof(c));
@@ -198,7 +200,8 @@ users_keys_sign_access(struct users *u, const struct users_account *a, int64_t n
     snprintf(c.sub, sizeof(c.sub), "%s", a->id);
     snprintf(c.email, sizeof(c.email), "%s", a->email);
     ag_uuid7(c.jti);
-    c.iat = now_ms / 1000;
+    snprintf(c.sid, sizeof(c.sid), "%s", sid != NULL ? sid : "");
+    c.iat = AG_MAX(now_ms / 1000, min_iat);
     c.nbf = c.iat;
     c.exp = c.iat + (int64_t)(u->settings.access_ttl_ms / 1000);
     c.roles = users_account_roles(a);

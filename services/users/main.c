@@ -274,6 +274,9 @@ main(int argc, char **argv)
     if (rc != 0)
         return ag_service_exit_code(rc);
     rc = ag_service_routes(svc, users_routes, users_nroutes, &g_users);
+    /* Only the gateway restores its deny list from users (least privilege). */
+    if (rc == 0)
+        rc = ag_service_route_callers(svc, "GET", "/v1/internal/revocations", "gateway");
     int status = rc == 0 ? ag_service_run(svc) : 1;
     /* The loop has ended: no callback can use these any more. */
     ag_service_free(svc);

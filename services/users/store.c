@@ -308,6 +308,96 @@ users_store_tokens_purge(struct ag_store *st, int64_t now_ms)
     return ag_stmt_exec(s);
 }
 
+/* ---- Revocations the gateway enforces ---- */
+
+int
+users_store_revocation_insert(struct ag_store *st, const struct users_revocation *r)
+{
+    struct ag_stmt *s;
+    int rc = ag_store_stmt(st,
+                           "INSERT INTO revocations (user_id, session_id, reason, issued_before, "
+                           "revoked_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                           &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, r->user_id);
+    ag_stmt_bind_cstr(s, 2, r->session_id[0] != '\0' ? r->session_id : NULL);
+    ag_stmt_bind_cstr(s, 3, r->reason);
+    ag_stmt_bind_i64(s, 4, r->issued_before);
+    ag_stmt_bind_i64(s, 5, r->revoked_at_ms);
+    ag_stmt_bind_i64(s, 6, r->expires_at);
+    return ag_stmt_exec(s);
+}
+
+int
+users_store_user_cutoff(struct ag_store *st, const char *user_id, int64_t now_s,
+                        int64_t *out_before)
+{
+    struct ag_stmt *s;
+    int rc = ag_store_stmt(st,
+                           "SELECT max(issued_before) FROM revocations WHERE user_id = $1 "
+                           "AND session_id IS NULL AND expires_at >= $2",
+                           &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_cstr(s, 1, user_id);
+    ag_stmt_bind_i64(s, 2, now_s);
+    return ag_stmt_step_i64(s, 0, out_before);
+}
+
+int
+users_store_revocations_list(struct ag_store *st, int64_t after, int64_t now_s, int64_t limit,
+                             json_t *items, int64_t *out_last, bool *out_more)
+{
+    struct ag_stmt *s;
+    int rc = ag_store_stmt(st,
+                           "SELECT id, user_id, session_id, reason, issued_before, expires_at "
+                           "FROM revocations WHERE id > $1 AND expires_at >= $2 ORDER BY id "
+                           "LIMIT $3",
+                           &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_i64(s, 1, after);
+    ag_stmt_bind_i64(s, 2, now_s);
+    ag_stmt_bind_i64(s, 3, limit + 1);
+    int64_t n = 0;
+    *out_more = false;
+    *out_last = after;
+    while ((rc = ag_stmt_step(s)) == AG_STMT_ROW) {
+        if (n == limit) {
+            *out_more = true;
+            break;
+        }
+        json_t *item =
+            json_pack("{s:s, s:s, s:s, s:I, s:I}", "user_id", ag_stmt_col_text(s, 1), "scope",
+                      ag_stmt_col_is_null(s, 2) ? "user" : "session", "reason",
+                      ag_stmt_col_text(s, 3), "issued_before", (json_int_t)ag_stmt_col_i64(s, 4),
+                      "in_force_until", (json_int_t)ag_stmt_col_i64(s, 5));
+        if (item == NULL) {
+            rc = AG_EIO;
+            break;
+        }
+        if (!ag_stmt_col_is_null(s, 2))
+            json_object_set_new(item, "session_id", json_string(ag_stmt_col_text(s, 2)));
+        json_array_append_new(items, item);
+        *out_last = ag_stmt_col_i64(s, 0);
+        n++;
+    }
+    ag_stmt_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
+int
+users_store_revocations_purge(struct ag_store *st, int64_t now_s)
+{
+    struct ag_stmt *s;
+    int rc = ag_store_stmt(st, "DELETE FROM revocations WHERE expires_at < $1", &s);
+    if (rc != 0)
+        return rc;
+    ag_stmt_bind_i64(s, 1, now_s);
+    return ag_stmt_exec(s);
+}
+
 /* ---- Signing keys ---- */
 
 int

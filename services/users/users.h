@@ -130,10 +130,14 @@ void users_keys_stop(struct users *u);
 /* Free what users_keys_start built (after the loop ended). */
 void users_keys_release(struct users *u);
 
-/* Sign an access token for 'a' at 'now_ms' with the active key. On success
+/* Sign an access token for 'a' at 'now_ms' with the active key, carrying
+ * the session (refresh-token family) id 'sid' (NULL: none) as claim "sid".
+ * Its "iat" (and "nbf") is at least 'min_iat' (unix s): one past the
+ * user's revocation cut-off, so that a token issued in the second of a
+ * revocation is not refused with the tokens it revoked. On success
  * '*out_token' is owned (ag_free). 0 or AG_EINTERNAL. */
-int users_keys_sign_access(struct users *u, const struct users_account *a, int64_t now_ms,
-                           char **out_token);
+int users_keys_sign_access(struct users *u, const struct users_account *a, const char *sid,
+                           int64_t now_ms, int64_t min_iat, char **out_token);
 
 /* ---- events.c: user.registered / user.updated through the outbox ----
  * 'ev' is the service's events runtime (struct users 'events'); with NULL
@@ -159,6 +163,23 @@ enum users_change {
 /* user.updated for 'a' with the 'changed' bits, inside the caller's
  * transaction. Never carries a password or a hash. */
 int users_events_updated(struct ag_events *ev, const struct users_account *a, unsigned changed);
+
+/* A revocation the gateway enforces (issue 11): the access tokens of one
+ * session, or every access token of a user issued at or before a time. */
+struct users_revocation {
+    char user_id[AG_UUID_STRLEN + 1];
+    char session_id[AG_UUID_STRLEN + 1]; /* "": every session of the user */
+    const char *reason;                  /* logout, reuse, password, disabled (static) */
+    int64_t issued_before;               /* unix s: tokens with iat <= this */
+    int64_t revoked_at_ms;               /* unix ms */
+    int64_t expires_at;                  /* unix s: no token it matches is valid after */
+};
+
+/* session.revoked for 'r' (and, for reason "disabled", user.disabled for
+ * account 'a', which may be NULL otherwise), inside the caller's open
+ * transaction that also wrote 'r'. */
+int users_events_revoked(struct ag_events *ev, const struct users_revocation *r,
+                         const struct users_account *a);
 
 /* ---- store.c ---- */
 
@@ -203,6 +224,20 @@ int users_store_token_get(struct ag_store *st, const unsigned char hash[USERS_TO
 /* Mark the token spent; AG_ECONFLICT when it already was. */
 int users_store_token_spend(struct ag_store *st, const unsigned char hash[USERS_TOKEN_HASH],
                             int64_t now_ms);
+/* Record 'r' (the gateway's restore reads it back). */
+int users_store_revocation_insert(struct ag_store *st, const struct users_revocation *r);
+/* The latest per-user cut-off ("issued_before") of 'user_id' still in force
+ * at 'now_s', or 0 when none. */
+int users_store_user_cutoff(struct ag_store *st, const char *user_id, int64_t now_s,
+                            int64_t *out_before);
+/* Append up to 'limit' revocations in force at 'now_s' with an id after
+ * 'after' to 'items' (the objects of GET /v1/internal/revocations);
+ * '*out_last' gets the last id listed, '*out_more' whether more follow. */
+int users_store_revocations_list(struct ag_store *st, int64_t after, int64_t now_s, int64_t limit,
+                                 json_t *items, int64_t *out_last, bool *out_more);
+/* Delete revocations every matching token of which has expired. */
+int users_store_revocations_purge(struct ag_store *st, int64_t now_s);
+
 /* Delete tokens past expiry and families left without tokens. */
 int users_store_tokens_purge(struct ag_store *st, int64_t now_ms);
 

@@ -22,6 +22,8 @@ const EXAMPLES = path.join(DEFAULT_DIR, 'examples');
 const DESIGN_TYPES = {
     'user.registered': 'users',
     'user.updated': 'users',
+    'user.disabled': 'users',
+    'session.revoked': 'users',
     'product.created': 'catalog',
     'product.updated': 'catalog',
     'product.deleted': 'catalog',

@@ -214,7 +214,10 @@ describe('the public API description against the running shop', () => {
         s.admin = admin.json.access_token;
         s.adminId = JSON.parse(Buffer.from(s.admin.split('.')[1], 'base64url').toString()).sub;
 
-        const refreshed = await api('POST', '/api/v1/auth/refresh', { json: { refresh_token: login.json.refresh_token }, expect: 200 });
+        // Refresh and log out a session of its own: a logout revokes the
+        // session's access tokens at the gateway, and s.token is used on.
+        const second = await api('POST', '/api/v1/auth/login', { json: { email: s.email, password: PASSWORD }, expect: 200 });
+        const refreshed = await api('POST', '/api/v1/auth/refresh', { json: { refresh_token: second.json.refresh_token }, expect: 200 });
         await api('POST', '/api/v1/auth/refresh', { json: { refresh_token: 'A'.repeat(43) }, expect: 401 });
         await api('POST', '/api/v1/auth/refresh', { json: {}, expect: 422 });
         await api('POST', '/api/v1/auth/logout', { json: { refresh_token: refreshed.json.refresh_token }, expect: 204 });

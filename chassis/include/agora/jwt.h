@@ -38,6 +38,7 @@ struct ag_jwt_claims {
     char sub[AG_JWT_SUB_MAX];     /* subject: the user id */
     char email[AG_JWT_EMAIL_MAX]; /* the user's e-mail, or "" */
     char jti[AG_JWT_JTI_MAX];     /* token id, or "" */
+    char sid[AG_JWT_JTI_MAX];     /* session (refresh-token family) id, or "" */
     int64_t iat;                  /* issued at, unix seconds (0: absent) */
     int64_t nbf;                  /* not before, unix seconds (0: absent) */
     int64_t exp;                  /* expiry, unix seconds; required */

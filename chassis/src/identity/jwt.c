@@ -341,6 +341,8 @@ ag_jwt_sign(const struct ag_jwt_key *key, const struct ag_jwt_claims *claims, ch
         json_object_set_new(payload, "email", json_string(claims->email));
     if (claims->jti[0] != '\0')
         json_object_set_new(payload, "jti", json_string(claims->jti));
+    if (claims->sid[0] != '\0')
+        json_object_set_new(payload, "sid", json_string(claims->sid));
     char *grants = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
     if (grants == NULL)
@@ -615,6 +617,7 @@ check_claims(const json_t *payload, const struct ag_jwt_expect *expect, struct a
         !claim_string(payload, "sub", true, c->sub, sizeof(c->sub)) ||
         !claim_string(payload, "email", false, c->email, sizeof(c->email)) ||
         !claim_string(payload, "jti", false, c->jti, sizeof(c->jti)) ||
+        !claim_string(payload, "sid", false, c->sid, sizeof(c->sid)) ||
         !claim_time(payload, "exp", true, &c->exp) || !claim_time(payload, "nbf", false, &c->nbf) ||
         !claim_time(payload, "iat", false, &c->iat) || !roles_get(payload, &c->roles)) {
         *why = "missing or malformed claims";

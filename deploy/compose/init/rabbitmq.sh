@@ -17,7 +17,7 @@ admin() {
 publishes() {
     case "$1" in
     catalog) echo '^product\..*$' ;;
-    users) echo '^user\..*$' ;;
+    users) echo '^(user|session)\..*$' ;;
     orders) echo '^(order|cmd\.inventory|cmd\.payment|cmd\.shipment)\..*$' ;;
     inventory) echo '^(inventory|stock)\..*$' ;;
     payments) echo '^payment\..*$' ;;
@@ -29,7 +29,7 @@ for svc in $AGORA_SERVICES; do
     var=$(echo "$svc" | tr 'a-z-' 'A-Z_')_MQ_PASSWORD
     eval "pw=\${$var:?$var is not set}"
     admin declare user name="$svc" password="$pw" tags= >/dev/null
-    re="^($svc|$svc\.dead|agora\.events|agora\.dead|amq\.default)\$"
+    re="^($svc|$svc\..+|agora\.events|agora\.dead|amq\.default)\$"
     admin declare permission vhost=/ user="$svc" configure="$re" write="$re" read="$re" >/dev/null
     admin declare topic_permission vhost=/ user="$svc" exchange=agora.events \
         write="$(publishes "$svc")" read='.*' >/dev/null

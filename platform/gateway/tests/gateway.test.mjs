@@ -164,6 +164,8 @@ function startGateway({ routes, upstreams, env = {} } = {}) {
             AGORA_GATEWAY_ROUTES_FILE: routesFile,
             AGORA_GATEWAY_UPSTREAMS: upstreams,
             AGORA_ACCESS_LOG: 'true',
+            // Without a users upstream there is no deny list to restore.
+            AGORA_GATEWAY_REVOCATIONS_RESTORE: /(^|;)users=/.test(upstreams ?? '') ? 'true' : 'false',
             ...env,
         },
     });
@@ -958,6 +960,51 @@ describe('end to end with the users service', { skip: !HAVE_USERS && 'users not 
         assert.equal(keys.status, 200);
         assert.ok(Array.isArray(keys.json.keys));
         assert.deepEqual(await stop(gw), { code: 0, signal: null });
+        await stop(users);
+    });
+
+    it('restores the deny list from users at start: a logged-out session is refused (401), another served; 503 until restored', { timeout: 30_000 }, async () => {
+        const users = await startService('users', { env: { AGORA_USERS_ARGON2_MEMLIMIT: '19MiB', AGORA_USERS_ARGON2_OPSLIMIT: '2' } });
+        const direct = client(users, { identity: null });
+        const email = `gw-${crypto.randomUUID()}@example.com`;
+        const password = 'correct-horse-battery-staple-9';
+        assert.equal((await direct.post('/v1/users', { email, password, name: 'Deny' })).status, 201);
+        const a = (await direct.post('/v1/auth/login', { email, password })).json;
+        const b = (await direct.post('/v1/auth/login', { email, password })).json;
+        // Logged out while no gateway runs (no bus either: the event waits
+        // in the outbox); the gateway learns it from the restore.
+        assert.equal((await direct.post('/v1/auth/logout', { refresh_token: a.refresh_token })).status, 204);
+        const gw = await startGateway({ routes: path.join(sourceDir(), 'platform/gateway/routes.json'), upstreams: `users=127.0.0.1:${users.port}` });
+        const api = client(gw, { identity: null });
+        const me = (t) => api.get('/api/v1/users/me', { headers: { authorization: `Bearer ${t}` } });
+        await waitFor(async () => (await me(b.access_token)).status === 200, { message: 'session B served' });
+        const refused = expectProblem(await me(a.access_token), 401);
+        assert.match(refused.detail, /revoked/);
+        // Twice: the second answer comes from the verified-token cache.
+        expectProblem(await me(a.access_token), 401);
+        const m = parseMetrics((await client(gw.opsUrl).get('/metrics')).text);
+        assert.ok(metricValue(m, 'gateway_revocations_applied_total', { source: 'restore' }) >= 1);
+        assert.ok(metricValue(m, 'gateway_deny_entries', { kind: 'session' }) >= 1);
+        assert.equal(metricValue(m, 'gateway_deny_refusals_total', { reason: 'session' }), 2);
+        assert.equal(metricValue(m, 'gateway_deny_restored'), 1);
+        assert.deepEqual(await stop(gw), { code: 0, signal: null });
+
+        // A users service that refuses the restore (here: a gateway whose
+        // service key users does not know) leaves the list unrestored:
+        // tokens get 503, never a pass, while public routes work.
+        const blind = await startGateway({
+            routes: path.join(sourceDir(), 'platform/gateway/routes.json'),
+            upstreams: `users=127.0.0.1:${users.port}`,
+            env: { AGORA_SERVICE_KEY: '11'.repeat(32) },
+        });
+        const api2 = client(blind, { identity: null });
+        assert.equal((await api2.get('/.well-known/jwks.json')).status, 200);
+        const r = await api2.get('/api/v1/users/me', { headers: { authorization: `Bearer ${b.access_token}` } });
+        expectProblem(r, 503);
+        assert.match(r.json.detail, /revoked tokens/);
+        const m2 = parseMetrics((await client(blind.opsUrl).get('/metrics')).text);
+        assert.equal(metricValue(m2, 'gateway_deny_restored'), 0);
+        assert.deepEqual(await stop(blind), { code: 0, signal: null });
         await stop(users);
     });
 });

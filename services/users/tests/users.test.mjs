@@ -15,7 +15,7 @@ import crypto from 'node:crypto';
 
 import { cleanup, spawnService, startService, stop, waitExit, waitFor } from '../../../tests/lib/proc.mjs';
 import { client, errorFields, expectProblem, metricValue, parseMetrics } from '../../../tests/lib/http.mjs';
-import { clientHeader } from '../../../tests/lib/identity.mjs';
+import { clientHeader, OPERATOR, serviceIdentity } from '../../../tests/lib/identity.mjs';
 
 const UUIDV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
@@ -336,6 +336,72 @@ describe('users: accounts, sessions, administration', () => {
         await login(anon, u.email, u.password);
         // The sessions ended by the disable stay ended.
         expectProblem(await refresh(anon, s.refresh_token), 401);
+    });
+
+    it('records revocations for the gateway: tokens carry their session, GET /v1/internal/revocations answers the gateway only', T, async () => {
+        const gw = client(svc, { identity: serviceIdentity('gateway') });
+        const mine = async (id) => {
+            const items = [];
+            for (let after = 0; ;) {
+                const r = await gw.get(`/v1/internal/revocations?limit=2&after=${after}`);
+                assert.equal(r.status, 200, r.text);
+                assert.equal(r.header('cache-control'), 'no-store');
+                items.push(...r.json.items);
+                if (r.json.next_after === null) break;
+                assert.ok(Number.isInteger(r.json.next_after) && r.json.next_after > after);
+                after = r.json.next_after;
+            }
+            return items.filter((x) => x.user_id === id);
+        };
+        const u = newUser();
+        const acct = await register(anon, u);
+        const s1 = await login(anon, u.email, u.password);
+        const s2 = await login(anon, u.email, u.password);
+        const c1 = decodeSegment(s1.access_token.split('.')[1]);
+        const c2 = decodeSegment(s2.access_token.split('.')[1]);
+        assert.match(c1.sid, UUIDV7);
+        assert.match(c2.sid, UUIDV7);
+        assert.notEqual(c1.sid, c2.sid);
+        // A refreshed token stays in its session.
+        const r1 = await refresh(anon, s1.refresh_token);
+        assert.equal(r1.status, 200);
+        assert.equal(decodeSegment(r1.json.access_token.split('.')[1]).sid, c1.sid);
+        assert.deepEqual(await mine(acct.id), []);
+
+        // Logout: one session entry (a second logout adds none).
+        assert.equal((await anon.post('/v1/auth/logout', { refresh_token: r1.json.refresh_token })).status, 204);
+        assert.equal((await anon.post('/v1/auth/logout', { refresh_token: r1.json.refresh_token })).status, 204);
+        let got = await mine(acct.id);
+        assert.equal(got.length, 1, JSON.stringify(got));
+        assert.deepEqual(Object.keys(got[0]).sort(), ['in_force_until', 'issued_before', 'reason', 'scope', 'session_id', 'user_id']);
+        assert.equal(got[0].scope, 'session');
+        assert.equal(got[0].session_id, c1.sid);
+        assert.equal(got[0].reason, 'logout');
+        assert.ok(got[0].issued_before >= c1.iat && got[0].issued_before <= Math.ceil(Date.now() / 1000));
+        assert.equal(got[0].in_force_until, got[0].issued_before + s1.expires_in + 1);
+
+        // Disable: every token of the user issued up to now.
+        assert.equal((await admin.post(`/v1/users/${acct.id}/disable`)).status, 200);
+        got = await mine(acct.id);
+        const cut = got.find((x) => x.scope === 'user');
+        assert.ok(cut, JSON.stringify(got));
+        assert.equal(cut.reason, 'disabled');
+        assert.equal(cut.session_id, undefined);
+        assert.ok(cut.issued_before >= c2.iat);
+        // Enabled again, a new login's token is dated after the cut-off, so
+        // the gateway does not refuse it with the revoked ones.
+        assert.equal((await admin.post(`/v1/users/${acct.id}/enable`)).status, 200);
+        const s3 = await login(anon, u.email, u.password);
+        assert.ok(decodeSegment(s3.access_token.split('.')[1]).iat > cut.issued_before);
+
+        // Only the gateway (and the operator) may read the list.
+        expectProblem(await client(svc, { identity: serviceIdentity('catalog') }).get('/v1/internal/revocations'), 403);
+        expectProblem(await client(svc, { identity: { userId: acct.id, roles: ['customer'] } }).get('/v1/internal/revocations'), 403);
+        expectProblem(await admin.get('/v1/internal/revocations'), 403);
+        expectProblem(await anon.get('/v1/internal/revocations'), 401);
+        assert.equal((await client(svc, { identity: OPERATOR }).get('/v1/internal/revocations')).status, 200);
+        expectProblem(await gw.get('/v1/internal/revocations?limit=0'), 400);
+        expectProblem(await gw.get('/v1/internal/revocations?after=x'), 400);
     });
 
     it('serves and updates the caller\'s own account from the identity header', T, async () => {
