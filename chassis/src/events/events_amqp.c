@@ -4,12 +4,11 @@
  * and exchanges bounded work and results with the loop through a mutex,
  * an eventfd and a uv_async_t. Topology, confirms, single active consumer,
  * delayed nacks and dead letters: docs/internals/events.md, "RabbitMQ".
- * librabbitmq is dlopen()ed by the first backend made, not linked. */
+ * librabbitmq is dlopen()ed by the first backend made, not linked
+ * (agora/rabbitmq.h). */
 #include "agora/base.h"
 #include "events_int.h"
 
-#include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -18,11 +17,11 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "agora/dynlib.h"
 #include "agora/err.h"
 #include "agora/json.h"
 #include "agora/log.h"
 #include "agora/mem.h"
+#include "agora/rabbitmq.h"
 #include "agora/time.h"
 
 #define AMQP_BACKEND_MAGIC 0x45564151u /* "EVAQ" */
@@ -44,88 +43,6 @@
 #define RECONNECT_MAX_MS   10000
 #define MAX_NACK_DELAY_MS  86400000u /* as the bus */
 #define DEF_MAX_ATTEMPTS   5         /* the bus's default */
-
-/* ---- librabbitmq, loaded at run time ------------------------------------ */
-
-/* Every librabbitmq function (and the one variable, amqp_empty_table) this
- * file uses, resolved by ag__events_amqp_new (agora/dynlib.h): the binaries
- * do not link librabbitmq, so a program on the bus never maps it nor
- * OpenSSL behind it. <amqp.h> gives the pointers their types; a use missing
- * here fails to link. */
-#define AMQ_SYMS(X)                                                                                \
-    X(amqp_basic_ack)                                                                              \
-    X(amqp_basic_consume)                                                                          \
-    X(amqp_basic_nack)                                                                             \
-    X(amqp_basic_publish)                                                                          \
-    X(amqp_basic_qos)                                                                              \
-    X(amqp_channel_open)                                                                           \
-    X(amqp_confirm_select)                                                                         \
-    X(amqp_connection_close)                                                                       \
-    X(amqp_cstring_bytes)                                                                          \
-    X(amqp_data_in_buffer)                                                                         \
-    X(amqp_default_connection_info)                                                                \
-    X(amqp_destroy_connection)                                                                     \
-    X(amqp_destroy_message)                                                                        \
-    X(amqp_empty_table)                                                                            \
-    X(amqp_error_string2)                                                                          \
-    X(amqp_exchange_declare)                                                                       \
-    X(amqp_frames_enqueued)                                                                        \
-    X(amqp_get_rpc_reply)                                                                          \
-    X(amqp_get_sockfd)                                                                             \
-    X(amqp_login)                                                                                  \
-    X(amqp_maybe_release_buffers)                                                                  \
-    X(amqp_new_connection)                                                                         \
-    X(amqp_parse_url)                                                                              \
-    X(amqp_queue_bind)                                                                             \
-    X(amqp_queue_declare)                                                                          \
-    X(amqp_read_message)                                                                           \
-    X(amqp_send_method)                                                                            \
-    X(amqp_set_rpc_timeout)                                                                        \
-    X(amqp_simple_wait_frame_noblock)                                                              \
-    X(amqp_socket_open_noblock)                                                                    \
-    X(amqp_tcp_socket_new)
-
-#define AMQ_FIELD(f) __typeof__(f) *p_##f;
-static struct {
-    AMQ_SYMS(AMQ_FIELD)
-} amq;
-#define AMQ_SYM(f) { #f, (void **)&amq.p_##f },
-static const struct ag_dynlib_sym amq_syms[] = { AMQ_SYMS(AMQ_SYM) };
-static struct ag_dynlib amq_lib = { "librabbitmq.so.4", "librabbitmq4", amq_syms,
-                                    AG_ARRAY_SIZE(amq_syms), NULL };
-
-/* The code below reads as plain librabbitmq. */
-#define amqp_basic_ack                 (*amq.p_amqp_basic_ack)
-#define amqp_basic_consume             (*amq.p_amqp_basic_consume)
-#define amqp_basic_nack                (*amq.p_amqp_basic_nack)
-#define amqp_basic_publish             (*amq.p_amqp_basic_publish)
-#define amqp_basic_qos                 (*amq.p_amqp_basic_qos)
-#define amqp_channel_open              (*amq.p_amqp_channel_open)
-#define amqp_confirm_select            (*amq.p_amqp_confirm_select)
-#define amqp_connection_close          (*amq.p_amqp_connection_close)
-#define amqp_cstring_bytes             (*amq.p_amqp_cstring_bytes)
-#define amqp_data_in_buffer            (*amq.p_amqp_data_in_buffer)
-#define amqp_default_connection_info   (*amq.p_amqp_default_connection_info)
-#define amqp_destroy_connection        (*amq.p_amqp_destroy_connection)
-#define amqp_destroy_message           (*amq.p_amqp_destroy_message)
-#define amqp_empty_table               (*amq.p_amqp_empty_table)
-#define amqp_error_string2             (*amq.p_amqp_error_string2)
-#define amqp_exchange_declare          (*amq.p_amqp_exchange_declare)
-#define amqp_frames_enqueued           (*amq.p_amqp_frames_enqueued)
-#define amqp_get_rpc_reply             (*amq.p_amqp_get_rpc_reply)
-#define amqp_get_sockfd                (*amq.p_amqp_get_sockfd)
-#define amqp_login                     (*amq.p_amqp_login)
-#define amqp_maybe_release_buffers     (*amq.p_amqp_maybe_release_buffers)
-#define amqp_new_connection            (*amq.p_amqp_new_connection)
-#define amqp_parse_url                 (*amq.p_amqp_parse_url)
-#define amqp_queue_bind                (*amq.p_amqp_queue_bind)
-#define amqp_queue_declare             (*amq.p_amqp_queue_declare)
-#define amqp_read_message              (*amq.p_amqp_read_message)
-#define amqp_send_method               (*amq.p_amqp_send_method)
-#define amqp_set_rpc_timeout           (*amq.p_amqp_set_rpc_timeout)
-#define amqp_simple_wait_frame_noblock (*amq.p_amqp_simple_wait_frame_noblock)
-#define amqp_socket_open_noblock       (*amq.p_amqp_socket_open_noblock)
-#define amqp_tcp_socket_new            (*amq.p_amqp_tcp_socket_new)
 
 /* ---- Work between the loop and the I/O thread ---- */
 
@@ -1771,7 +1688,7 @@ ag__events_amqp_new(uv_loop_t *loop, const char *url, void **out_be)
     if (loop == NULL || url == NULL || strncmp(url, "amqp://", 7) != 0)
         return AG_EINVAL;
     char why[256];
-    int rc = ag_dynlib_load(&amq_lib, why, sizeof(why));
+    int rc = ag_rabbitmq_load(why, sizeof(why));
     if (rc != 0) {
         AG_LOGE(AMQ_LOG, "RabbitMQ: %s", why);
         return rc;

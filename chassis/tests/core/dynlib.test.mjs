@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // libpq and librabbitmq are loaded only by a program that uses them
-// (agora/dynlib.h): no program of ports.h has them (or OpenSSL, which
-// they bring) as DT_NEEDED; catalog on SQLite and the bus serves without
+// (agora/dynlib.h): no program of ports.h nor the agora command has them
+// (or OpenSSL, which they bring) as DT_NEEDED; catalog on SQLite and the bus serves without
 // mapping them; and when the library of a configured PostgreSQL or
 // RabbitMQ URL cannot be loaded, the program stops at start-up with an
 // error naming the library and its Debian package, not a crash. The
@@ -60,11 +60,12 @@ describe('libpq and librabbitmq on demand', () => {
 
     test('no program links libpq, librabbitmq or what they bring', () => {
         assert.ok(PROGRAMS.length >= 10, 'the programs of ports.h');
-        for (const p of PROGRAMS) {
-            const file = path.join(buildDir(), p.binary);
+        // The agora command too: the supervisor idles beside the programs.
+        const files = PROGRAMS.map((p) => path.join(buildDir(), p.binary)).concat(path.join(buildDir(), 'cli', 'agora'));
+        for (const file of files) {
             const libs = needed(file);
-            assert.ok(libs.includes('libc.so.6'), `${p.name}: readelf shows its DT_NEEDED entries`);
-            for (const l of [...ON_DEMAND, ...THEIR_DEPS]) assert.ok(!libs.includes(l), `${p.name} has DT_NEEDED ${l}`);
+            assert.ok(libs.includes('libc.so.6'), `${file}: readelf shows its DT_NEEDED entries`);
+            for (const l of [...ON_DEMAND, ...THEIR_DEPS]) assert.ok(!libs.includes(l), `${file} has DT_NEEDED ${l}`);
         }
     });
 
