@@ -6,7 +6,9 @@
  * function (and amqp_empty_table) used through it is a pointer of one
  * table, filled by ag_rabbitmq_load(), which must have returned 0 before
  * the first call. A librabbitmq function used without being listed here
- * fails to link, as the programs no longer link librabbitmq. */
+ * fails to link, as the programs no longer link librabbitmq. Include no
+ * other rabbitmq-c header after this one: its prototypes would meet the
+ * macros below. */
 #ifndef AG_RABBITMQ_H
 #define AG_RABBITMQ_H
 
