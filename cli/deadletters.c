@@ -6,13 +6,12 @@
  * basic.get and give them back in order by closing the channel. */
 #include "agora/base.h"
 
-#include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agora/mem.h"
+#include "agora/rabbitmq.h"
 #include "cli.h"
 
 #define DL_MAX_LIST  10000 /* messages one list looks at */
@@ -58,6 +57,11 @@ static int
 dl_open(struct dl *d, const char *url, uint32_t *out_count)
 {
     struct amqp_connection_info info;
+    char why[256];
+    if (ag_rabbitmq_load(why, sizeof(why)) != 0) {
+        fprintf(stderr, "agora: %s\n", why);
+        return CLI_FAILED;
+    }
     d->url_copy = ag_strdup(url);
     amqp_default_connection_info(&info);
     if (strncmp(url, "amqp://", 7) != 0 || amqp_parse_url(d->url_copy, &info) != AMQP_STATUS_OK) {

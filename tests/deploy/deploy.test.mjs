@@ -10,7 +10,8 @@
 // listens on; every program of agora/ports.h has a Deployment and a
 // Service; the NetworkPolicies allow exactly the calls listed below; the
 // Dockerfile's runtime stage is Debian 12 based, non-root, shell-less,
-// carries every shared library its binaries need and stays under 50 MB.
+// carries every shared library its binaries need (linked or dlopen()ed)
+// and stays under 50 MB.
 //
 // Registered for release builds only (CMakeLists.txt): the image holds
 // release binaries, and an ASan build links the sanitizer runtimes.
@@ -579,7 +580,7 @@ describe('deploy/', () => {
         assert.deepEqual([...programs].sort(), PROGRAMS.filter((p) => p.binary).map((p) => p.name).sort(), 'PROGRAMS: every program of ports.h');
         const libs = /ARG RUNTIME_LIBS="([^"]+)"/.exec(build)[1].split(/\s+/).filter(Boolean);
         // ldd: every library of every binary (and of every copied library)
-        // is the base image's or copied.
+        // is the base image's or copied; so is every library they dlopen().
         const binaries = programs.map((n) => path.join(buildDir(), PROGRAMS.find((p) => p.name === n).binary)).concat(path.join(buildDir(), 'cli', 'agora'));
         const libPath = new Map();
         const need = (file) =>
@@ -594,6 +595,25 @@ describe('deploy/', () => {
                 });
         const missing = new Set();
         for (const b of binaries) for (const l of need(b)) if (!BASE_LIBS.has(l) && !libs.includes(l)) missing.add(`${l} (${path.basename(b)})`);
+        // Libraries a binary dlopen()s (agora/dynlib.h: libpq, librabbitmq)
+        // are in no DT_NEEDED entry, so ldd misses them: every soname
+        // written in a binary as a string ("libpq.so.5", NUL-terminated; the
+        // start is not looked at, as the linker may place a string right
+        // after an unterminated array) must be copied too, and its own
+        // libraries are checked with the copied ones below.
+        const dlopened = new Map();
+        for (const b of binaries) {
+            const bytes = fs.readFileSync(b).toString('latin1');
+            for (const m of bytes.matchAll(/(lib[A-Za-z0-9_+-]*\.so\.\d+(?:\.\d+)*)\0/g)) {
+                if (!dlopened.has(m[1])) dlopened.set(m[1], new Set());
+                dlopened.get(m[1]).add(path.basename(b));
+            }
+        }
+        for (const l of ['libpq.so.5', 'librabbitmq.so.4']) {
+            assert.ok(dlopened.has(l), `${l}: found as a dlopen()ed soname in the binaries`);
+            for (const b of binaries) assert.ok(!need(b).includes(l), `${path.basename(b)} has ${l} as DT_NEEDED: it is loaded on demand`);
+        }
+        for (const [l, users] of dlopened) if (!BASE_LIBS.has(l) && !libs.includes(l)) missing.add(`${l} (dlopen()ed by ${[...users].join(' ')})`);
         for (const l of libs) {
             const p = libPath.get(l) ?? ['/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu'].map((d) => path.join(d, l)).find((x) => fs.existsSync(x));
             assert.ok(p && fs.existsSync(p), `${l} exists on this machine`);

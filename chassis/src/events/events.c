@@ -1194,7 +1194,8 @@ ag_events_new(uv_loop_t *loop, struct ag_store *store, struct ag_http_client *cl
     else
         rc = ag__events_bus_new(client, cfg->bus_url, cfg->identity, &be);
     if (rc != 0) {
-        AG_LOGE(EV_LOG, "bad broker URL '%s'", safe_url);
+        if (rc != AG_ECONFIG) /* AG_ECONFIG: a missing library, logged by the backend */
+            AG_LOGE(EV_LOG, "bad broker URL '%s'", safe_url);
         ag_free(safe_url);
         return rc;
     }

@@ -3,12 +3,12 @@
  * with rabbitmq-c: one I/O thread per backend owns the blocking connection
  * and exchanges bounded work and results with the loop through a mutex,
  * an eventfd and a uv_async_t. Topology, confirms, single active consumer,
- * delayed nacks and dead letters: docs/internals/events.md, "RabbitMQ". */
+ * delayed nacks and dead letters: docs/internals/events.md, "RabbitMQ".
+ * librabbitmq is dlopen()ed by the first backend made, not linked
+ * (agora/rabbitmq.h). */
 #include "agora/base.h"
 #include "events_int.h"
 
-#include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -21,6 +21,7 @@
 #include "agora/json.h"
 #include "agora/log.h"
 #include "agora/mem.h"
+#include "agora/rabbitmq.h"
 #include "agora/time.h"
 
 #define AMQP_BACKEND_MAGIC 0x45564151u /* "EVAQ" */
@@ -1686,6 +1687,12 @@ ag__events_amqp_new(uv_loop_t *loop, const char *url, void **out_be)
 {
     if (loop == NULL || url == NULL || strncmp(url, "amqp://", 7) != 0)
         return AG_EINVAL;
+    char why[256];
+    int rc = ag_rabbitmq_load(why, sizeof(why));
+    if (rc != 0) {
+        AG_LOGE(AMQ_LOG, "RabbitMQ: %s", why);
+        return rc;
+    }
     struct evamqp *be = ag_calloc(1, sizeof(*be));
     be->magic = AMQP_BACKEND_MAGIC;
     be->loop = loop;

@@ -4,7 +4,9 @@
  * cached statement prepared once on the server (PQprepare, a unique name per
  * connection), parameters sent as text (bytea as binary), results read as
  * text, and the mapping of SQLSTATE codes onto AG_E* codes. Serializable
- * transactions; store.c retries them on a serialization failure. */
+ * transactions; store.c retries them on a serialization failure. libpq is
+ * loaded at the first PostgreSQL open (agora/dynlib.h), not linked: a
+ * program on SQLite never maps it nor OpenSSL, Kerberos and LDAP behind it. */
 #include "agora/base.h"
 
 #include <errno.h>
@@ -15,6 +17,7 @@
 
 #include <libpq-fe.h>
 
+#include "agora/dynlib.h"
 #include "agora/err.h"
 #include "agora/mem.h"
 #include "agora/store.h"
@@ -58,6 +61,75 @@ struct pg_stmt {
     bool executed;       /* stepped since the last reset */
     struct pg_blob *dec; /* 'ncols' decoded bytea values of the current row */
 };
+
+/* ---- libpq, loaded at run time ------------------------------------------- */
+
+/* Every libpq function this file calls. The prototypes of <libpq-fe.h> give
+ * the pointers their types; a call missing here fails to link, since the
+ * binaries no longer link libpq. */
+#define PQ_FUNCS(X)                                                                                \
+    X(PQclear)                                                                                     \
+    X(PQcmdStatus)                                                                                 \
+    X(PQcmdTuples)                                                                                 \
+    X(PQconnectdbParams)                                                                           \
+    X(PQdescribePrepared)                                                                          \
+    X(PQerrorMessage)                                                                              \
+    X(PQexec)                                                                                      \
+    X(PQexecPrepared)                                                                              \
+    X(PQfinish)                                                                                    \
+    X(PQfreemem)                                                                                   \
+    X(PQftype)                                                                                     \
+    X(PQgetisnull)                                                                                 \
+    X(PQgetlength)                                                                                 \
+    X(PQgetvalue)                                                                                  \
+    X(PQnfields)                                                                                   \
+    X(PQnparams)                                                                                   \
+    X(PQntuples)                                                                                   \
+    X(PQprepare)                                                                                   \
+    X(PQreset)                                                                                     \
+    X(PQresultErrorField)                                                                          \
+    X(PQresultErrorMessage)                                                                        \
+    X(PQresultStatus)                                                                              \
+    X(PQsetNoticeProcessor)                                                                        \
+    X(PQstatus)                                                                                    \
+    X(PQtransactionStatus)                                                                         \
+    X(PQunescapeBytea)
+
+#define PQ_FIELD(f) __typeof__(f) *p_##f;
+static struct {
+    PQ_FUNCS(PQ_FIELD)
+} pq;
+#define PQ_SYM(f) { #f, (void **)&pq.p_##f },
+static const struct ag_dynlib_sym pq_syms[] = { PQ_FUNCS(PQ_SYM) };
+static struct ag_dynlib pq_lib = { "libpq.so.5", "libpq5", pq_syms, AG_ARRAY_SIZE(pq_syms), NULL };
+
+/* The call sites below read as plain libpq. */
+#define PQclear              (*pq.p_PQclear)
+#define PQcmdStatus          (*pq.p_PQcmdStatus)
+#define PQcmdTuples          (*pq.p_PQcmdTuples)
+#define PQconnectdbParams    (*pq.p_PQconnectdbParams)
+#define PQdescribePrepared   (*pq.p_PQdescribePrepared)
+#define PQerrorMessage       (*pq.p_PQerrorMessage)
+#define PQexec               (*pq.p_PQexec)
+#define PQexecPrepared       (*pq.p_PQexecPrepared)
+#define PQfinish             (*pq.p_PQfinish)
+#define PQfreemem            (*pq.p_PQfreemem)
+#define PQftype              (*pq.p_PQftype)
+#define PQgetisnull          (*pq.p_PQgetisnull)
+#define PQgetlength          (*pq.p_PQgetlength)
+#define PQgetvalue           (*pq.p_PQgetvalue)
+#define PQnfields            (*pq.p_PQnfields)
+#define PQnparams            (*pq.p_PQnparams)
+#define PQntuples            (*pq.p_PQntuples)
+#define PQprepare            (*pq.p_PQprepare)
+#define PQreset              (*pq.p_PQreset)
+#define PQresultErrorField   (*pq.p_PQresultErrorField)
+#define PQresultErrorMessage (*pq.p_PQresultErrorMessage)
+#define PQresultStatus       (*pq.p_PQresultStatus)
+#define PQsetNoticeProcessor (*pq.p_PQsetNoticeProcessor)
+#define PQstatus             (*pq.p_PQstatus)
+#define PQtransactionStatus  (*pq.p_PQtransactionStatus)
+#define PQunescapeBytea      (*pq.p_PQunescapeBytea)
 
 #define PC(store) ((struct pg_conn *)(store)->be)
 #define PS(st)    ((struct pg_stmt *)(st)->be)
@@ -173,6 +245,12 @@ silent_notice(void *arg, const char *message)
 static int
 pg_open(struct ag_store *store, const struct ag_store_config *cfg)
 {
+    char why[sizeof(store->errmsg)];
+    int rc = ag_dynlib_load(&pq_lib, why, sizeof(why));
+    if (rc != 0) {
+        ag__store_set_err(store, "%s", why);
+        return rc;
+    }
     struct pg_conn *pc = ag_calloc(1, sizeof(*pc));
     pc->normal = cfg->durability == AG_STORE_NORMAL;
     snprintf(pc->lock_timeout, sizeof(pc->lock_timeout), "%d", cfg->busy_timeout_ms);

@@ -3,7 +3,8 @@
 // database of the private cluster the ctest pg fixture started. Both serve
 // what either wrote; exactly one relays the outbox (the events.relay lease)
 // and it relays the rows of both; killed, the other takes the relay over
-// and the outbox drains again; the URL's password never reaches a log.
+// and the outbox drains again; the URL's password never reaches a log;
+// libpq, which no program links, is loaded for the URL.
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -51,6 +52,8 @@ describe('catalog on PostgreSQL, two instances on one database', () => {
         for (const svc of [a, b]) {
             const db = svc.logs((o) => o.msg === 'database \'postgres://127.0.0.1:' + new URL(url).port + '/two_catalogs\' (postgres)');
             assert.equal(db.length, 1, `${svc.name} logs the database without its credentials`);
+            // libpq is not linked but loaded for the postgres:// URL (agora/dynlib.h).
+            assert.match(fs.readFileSync(`/proc/${svc.pid}/maps`, 'utf8'), /\/libpq\.so\.5[.\d]*$/m, `${svc.name} maps libpq`);
         }
 
         const ids = [];
