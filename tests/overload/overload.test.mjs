@@ -206,9 +206,12 @@ describe('gateway under overload', () => {
         // The median is the issue's figure: it is what a shed client sees,
         // and on a shared 2-core machine a tail percentile measures the
         // scheduler (the generator and the gateway share CPUs) more than
-        // the gateway. The p99 bound says no shed answer waited in a queue.
+        // the gateway. The p99 bound (timed from the actual send, so the
+        // generator's own lateness is left out) says no shed answer waited
+        // in a queue.
         assert.ok(pct(shedMs, 50) < 10, `shed answers: median ${fmt(pct(shedMs, 50))} ms < 10 ms`);
-        assert.ok(pct(shedMs, 99) < 250, `shed answers: p99 ${fmt(pct(shedMs, 99))} ms < 250 ms`);
+        const shedOwn = shed.map((r) => r.own);
+        assert.ok(pct(shedOwn, 99) < 250, `shed answers: p99 from the send ${fmt(pct(shedOwn, 99))} ms < 250 ms`);
         assert.equal(healthBad, 0, '/health answered 200 throughout');
 
         const m = parseMetrics(await (await fetch(`${gw.opsUrl}/metrics`)).text());

@@ -69,7 +69,10 @@ struct ag_http_limiter {
     uint64_t window_ns;     /* start of the current floor window */
     uint64_t floor_cur_ns;  /* smallest latency of this window */
     uint64_t floor_prev_ns; /* and of the previous one */
-    uint64_t last_cut_ns;   /* time of the last decrease */
+    uint64_t light;         /* in flight at most: a sample may set the floor */
+    uint64_t iv_start_ns;   /* start of the current interval, 0: none */
+    uint64_t iv_min_ns;     /* smallest latency answered in it */
+    uint64_t iv_samples;    /* answers in it */
 };
 
 struct ag_http_server {
