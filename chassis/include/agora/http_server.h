@@ -109,18 +109,18 @@ typedef void (*ag_http_stopped_fn)(struct ag_http_server *srv, void *udata);
 
 /* Zero means the default shown. */
 struct ag_http_server_config {
-    const char *host;                /* "127.0.0.1" */
-    int port;                        /* 0: ephemeral, see ag_http_server_port() */
-    int backlog;                     /* 511 */
-    size_t max_request_line;         /* 8 KiB; longer target: 414 */
-    size_t max_header_bytes;         /* 16 KiB for request line and headers: 431 */
-    size_t max_headers;              /* 100 header fields: 431 */
-    size_t max_body_bytes;           /* 1 MiB: 413 */
-    size_t max_connections;          /* 1024; past it a new client gets 503 and close */
-    size_t max_pipeline;             /* 32 requests queued on one connection */
-    uint64_t header_timeout_ms;      /* 10 s to receive a whole request head: 408 */
-    uint64_t body_timeout_ms;        /* 30 s to receive a whole body: 408 */
-    uint64_t idle_timeout_ms;        /* 60 s keep-alive idle: close */
+    const char *host;           /* "127.0.0.1" */
+    int port;                   /* 0: ephemeral, see ag_http_server_port() */
+    int backlog;                /* 511 */
+    size_t max_request_line;    /* 8 KiB; longer target: 414 */
+    size_t max_header_bytes;    /* 16 KiB for request line and headers: 431 */
+    size_t max_headers;         /* 100 header fields: 431 */
+    size_t max_body_bytes;      /* 1 MiB: 413 */
+    size_t max_connections;     /* 1024; past it a new client gets 503 and close */
+    size_t max_pipeline;        /* 32 requests queued on one connection */
+    uint64_t header_timeout_ms; /* 10 s to receive a whole request head: 408 */
+    uint64_t body_timeout_ms;   /* 30 s to receive a whole body: 408 */
+    uint64_t idle_timeout_ms;   /* 60 s keep-alive idle: close */
     /* Request-level admission: a request past the limit on requests in
      * flight is answered 503 + Retry-After at once, without its handler. */
     enum ag_http_admission admission; /* adaptive */
@@ -131,7 +131,7 @@ struct ag_http_server_config {
     uint32_t retry_after_s;           /* 1: Retry-After of a shed request */
     ag_http_admit_fn admit_class;     /* optional: NULL classifies every request LIMITED */
     ag_http_handler_fn handler;       /* required */
-    ag_http_complete_fn on_complete; /* optional */
+    ag_http_complete_fn on_complete;  /* optional */
     void *udata;                      /* passed to the callbacks */
 };
 
@@ -139,9 +139,9 @@ struct ag_http_server_stats {
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* over max_connections */
     uint64_t connections_active;
-    uint64_t requests;        /* handed to the handler */
-    uint64_t protocol_errors; /* answered by the server itself (4xx) */
-    uint64_t timeouts;        /* 408s and idle closes */
+    uint64_t requests;          /* handed to the handler */
+    uint64_t protocol_errors;   /* answered by the server itself (4xx) */
+    uint64_t timeouts;          /* 408s and idle closes */
     uint64_t requests_admitted; /* handed to the handler under the limit (not exempt) */
     uint64_t requests_shed;     /* answered 503 by admission, handler not run */
     uint64_t inflight;          /* admitted requests not answered yet */

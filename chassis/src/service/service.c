@@ -53,14 +53,14 @@ struct ag_service {
     struct ag_metric *m_requests;
     struct ag_metric *m_duration;
     struct ag_metric *m_inflight;
-    struct ag_metric *m_ident; /* service_identity_checks_total{result} */
+    struct ag_metric *m_ident;           /* service_identity_checks_total{result} */
     struct ag_metric *m_admission;       /* http_admission_requests_total{result} */
     struct ag_metric *m_admission_limit; /* http_admission_limit */
     struct ag_metric *m_admission_in;    /* http_admission_in_flight */
     struct ag_metric *m_admission_floor; /* http_admission_latency_floor_seconds */
     uint64_t admitted_seen;              /* requests_admitted already counted */
     uint64_t shed_seen;                  /* requests_shed already counted */
-    uint64_t ident_verified;   /* key ring counts last reported */
+    uint64_t ident_verified;             /* key ring counts last reported */
     uint64_t ident_cached;
     struct ag_router *router;
     struct ag_http_server *server;
@@ -157,8 +157,8 @@ static const struct ag_config_key BASE_KEYS[] = {
     { "AGORA_HTTP_MIN_INFLIGHT", AG_CONFIG_INT, "16", OFF(min_inflight), 1, 1000000, NULL,
       "the adaptive limit never goes below this many requests in flight" },
     { "AGORA_HTTP_QUEUE_DELAY", AG_CONFIG_DURATION, "50ms", OFF(queue_delay_ms), 1, 60000, NULL,
-      "queueing tolerated: a request slower than the no-load latency by more than this (or than "
-      "twice it) lowers the adaptive limit" },
+      "queueing tolerated: when even the fastest answer of a busy interval (100 ms) is slower "
+      "than the no-load latency by more than this (or than twice it), the adaptive limit is cut" },
     { "AGORA_INTERNAL_KEY", AG_CONFIG_STRING, "", OFF(internal_key), 0, 0, NULL,
       "64 hex digits shared with the gateway to verify X-Agora-Identity (unset: a random key, "
       "so no caller has an identity)" },
@@ -1216,9 +1216,9 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
         "(answered 503 with Retry-After at once); probes, /metrics and internal routes are not "
         "counted",
         adm_labels, 1);
-    svc->m_admission_limit =
-        ag_metrics_gauge(svc->metrics, "http_admission_limit",
-                         "Current limit on admitted requests in flight (0: admission off)", NULL, 0);
+    svc->m_admission_limit = ag_metrics_gauge(
+        svc->metrics, "http_admission_limit",
+        "Current limit on admitted requests in flight (0: admission off)", NULL, 0);
     svc->m_admission_in = ag_metrics_gauge(svc->metrics, "http_admission_in_flight",
                                            "Admitted requests not answered yet", NULL, 0);
     svc->m_admission_floor =
@@ -1646,10 +1646,9 @@ ag_service_run(struct ag_service *svc)
         .header_timeout_ms = svc->settings.header_timeout_ms,
         .body_timeout_ms = svc->settings.body_timeout_ms,
         .idle_timeout_ms = svc->settings.idle_timeout_ms,
-        .admission = strcmp(svc->settings.admission, "off") == 0 ? AG_HTTP_ADMISSION_OFF
-                     : strcmp(svc->settings.admission, "fixed") == 0
-                         ? AG_HTTP_ADMISSION_FIXED
-                         : AG_HTTP_ADMISSION_ADAPTIVE,
+        .admission = strcmp(svc->settings.admission, "off") == 0     ? AG_HTTP_ADMISSION_OFF
+                     : strcmp(svc->settings.admission, "fixed") == 0 ? AG_HTTP_ADMISSION_FIXED
+                                                                     : AG_HTTP_ADMISSION_ADAPTIVE,
         .max_inflight = (uint32_t)svc->settings.max_inflight,
         .min_inflight = (uint32_t)svc->settings.min_inflight,
         .queue_delay_ms = svc->settings.queue_delay_ms,
