@@ -125,7 +125,7 @@ struct ag_http_server_config {
      * flight is answered 503 + Retry-After at once, without its handler. */
     enum ag_http_admission admission; /* adaptive */
     uint32_t max_inflight;            /* 1000: the fixed limit, the adaptive one's ceiling */
-    uint32_t min_inflight;            /* 16: the adaptive limit's floor */
+    uint32_t min_inflight;            /* 64: the adaptive limit's floor */
     uint64_t queue_delay_ms;          /* 50: latency above the no-load latency tolerated
                                          before the adaptive limit backs off */
     uint32_t retry_after_s;           /* 1: Retry-After of a shed request */

@@ -36,7 +36,7 @@ ag__http_limiter_init(struct ag_http_limiter *l, uint32_t min, uint32_t max, uin
      * and the first congested interval brings the limit down to what is
      * in flight at once. */
     l->limit = (double)l->max;
-    l->light = l->min / 4 > 2 ? l->min / 4 : 2;
+    l->light = l->min / 4 < 2 ? 2 : l->min / 4 > 8 ? 8 : l->min / 4;
 }
 
 uint64_t

@@ -154,7 +154,7 @@ static const struct ag_config_key BASE_KEYS[] = {
       "off: none. Probes, /metrics and internal routes are always admitted" },
     { "AGORA_HTTP_MAX_INFLIGHT", AG_CONFIG_INT, "1000", OFF(max_inflight), 1, 1000000, NULL,
       "requests in flight admitted at most (the fixed limit, the adaptive limit's ceiling)" },
-    { "AGORA_HTTP_MIN_INFLIGHT", AG_CONFIG_INT, "16", OFF(min_inflight), 1, 1000000, NULL,
+    { "AGORA_HTTP_MIN_INFLIGHT", AG_CONFIG_INT, "64", OFF(min_inflight), 1, 1000000, NULL,
       "the adaptive limit never goes below this many requests in flight" },
     { "AGORA_HTTP_QUEUE_DELAY", AG_CONFIG_DURATION, "50ms", OFF(queue_delay_ms), 1, 60000, NULL,
       "queueing tolerated: when even the fastest answer of a busy interval (100 ms) is slower "
