@@ -80,7 +80,8 @@ typedef void (*ag_http_handler_fn)(struct ag_http_req *req, void *udata);
  * request whose connection closed first (ag_http_req_is_orphan), it is
  * called when the handler sends, with resp_bytes 0, unless the server has
  * been freed by then. Also called for answers the server writes itself
- * (400, 408, 413, 414, 431, 501, 503, 505) with req->ctx NULL and
+ * (400, 408, 413, 414, 431, 501, 503, 505; 503 also for a request shed by
+ * admission, whose body was not kept) with req->ctx NULL and
  * req->error_request_id set; path and method are empty when the request
  * line was not parsed. */
 typedef void (*ag_http_complete_fn)(struct ag_http_req *req, void *udata);

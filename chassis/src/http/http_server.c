@@ -267,7 +267,8 @@ resp_finish(struct ag_http_sreq *r, int status, const char *content_type, const 
     r->resp_body = body;
     r->resp_len = ag__http_status_has_body(status) ? len : 0;
     r->answered = true;
-    ag__http_admit_done(r->conn->srv, r, ag_time_mono_ns());
+    if (r->limited)
+        ag__http_admit_done(r->conn->srv, r, ag_time_mono_ns());
     if (r->orphan) {
         /* The client is gone: drop the response, free the request now. */
         ag__http_sreq_complete(r);
