@@ -80,40 +80,74 @@ typedef void (*ag_http_handler_fn)(struct ag_http_req *req, void *udata);
  * request whose connection closed first (ag_http_req_is_orphan), it is
  * called when the handler sends, with resp_bytes 0, unless the server has
  * been freed by then. Also called for answers the server writes itself
- * (400, 408, 413, 414, 431, 501, 503, 505) with req->ctx NULL and
+ * (400, 408, 413, 414, 431, 501, 503, 505; 503 also for a request shed by
+ * admission, whose body was not kept) with req->ctx NULL and
  * req->error_request_id set; path and method are empty when the request
  * line was not parsed. */
 typedef void (*ag_http_complete_fn)(struct ag_http_req *req, void *udata);
+
+/* Admission class of a request, asked once its head is complete (path,
+ * method and headers are set; the body is not read yet). */
+enum ag_http_admit_class {
+    AG_HTTP_ADMIT_LIMITED = 0, /* counted in flight; shed (503) past the limit */
+    AG_HTTP_ADMIT_EXEMPT,      /* never shed and not counted: probes, metrics,
+                                  control-plane and long-poll routes */
+};
+
+/* Classifies 'req' for admission. It may set req->ctx (the server clears it
+ * again when it sheds the request, before on_complete). */
+typedef enum ag_http_admit_class (*ag_http_admit_fn)(struct ag_http_req *req, void *udata);
+
+/* Request-level admission (see chassis/src/http/README.md). */
+enum ag_http_admission {
+    AG_HTTP_ADMISSION_ADAPTIVE = 0, /* limit on requests in flight, moved by their latency */
+    AG_HTTP_ADMISSION_FIXED,        /* limit fixed at max_inflight */
+    AG_HTTP_ADMISSION_OFF,          /* every request is handed to the handler */
+};
 
 /* Called when a graceful stop has finished: every connection closed. */
 typedef void (*ag_http_stopped_fn)(struct ag_http_server *srv, void *udata);
 
 /* Zero means the default shown. */
 struct ag_http_server_config {
-    const char *host;                /* "127.0.0.1" */
-    int port;                        /* 0: ephemeral, see ag_http_server_port() */
-    int backlog;                     /* 511 */
-    size_t max_request_line;         /* 8 KiB; longer target: 414 */
-    size_t max_header_bytes;         /* 16 KiB for request line and headers: 431 */
-    size_t max_headers;              /* 100 header fields: 431 */
-    size_t max_body_bytes;           /* 1 MiB: 413 */
-    size_t max_connections;          /* 1024; past it a new client gets 503 and close */
-    size_t max_pipeline;             /* 32 requests queued on one connection */
-    uint64_t header_timeout_ms;      /* 10 s to receive a whole request head: 408 */
-    uint64_t body_timeout_ms;        /* 30 s to receive a whole body: 408 */
-    uint64_t idle_timeout_ms;        /* 60 s keep-alive idle: close */
-    ag_http_handler_fn handler;      /* required */
-    ag_http_complete_fn on_complete; /* optional */
-    void *udata;                     /* passed to both callbacks */
+    const char *host;           /* "127.0.0.1" */
+    int port;                   /* 0: ephemeral, see ag_http_server_port() */
+    int backlog;                /* 511 */
+    size_t max_request_line;    /* 8 KiB; longer target: 414 */
+    size_t max_header_bytes;    /* 16 KiB for request line and headers: 431 */
+    size_t max_headers;         /* 100 header fields: 431 */
+    size_t max_body_bytes;      /* 1 MiB: 413 */
+    size_t max_connections;     /* 1024; past it a new client gets 503 and close */
+    size_t max_pipeline;        /* 32 requests queued on one connection */
+    uint64_t header_timeout_ms; /* 10 s to receive a whole request head: 408 */
+    uint64_t body_timeout_ms;   /* 30 s to receive a whole body: 408 */
+    uint64_t idle_timeout_ms;   /* 60 s keep-alive idle: close */
+    /* Request-level admission: a request past the limit on requests in
+     * flight is answered 503 + Retry-After at once, without its handler. */
+    enum ag_http_admission admission; /* adaptive */
+    uint32_t max_inflight;            /* 1000: the fixed limit, the adaptive one's ceiling */
+    uint32_t min_inflight;            /* 64: the adaptive limit's floor */
+    uint64_t queue_delay_ms;          /* 50: latency above the no-load latency tolerated
+                                         before the adaptive limit backs off */
+    uint32_t retry_after_s;           /* 1: Retry-After of a shed request */
+    ag_http_admit_fn admit_class;     /* optional: NULL classifies every request LIMITED */
+    ag_http_handler_fn handler;       /* required */
+    ag_http_complete_fn on_complete;  /* optional */
+    void *udata;                      /* passed to the callbacks */
 };
 
 struct ag_http_server_stats {
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* over max_connections */
     uint64_t connections_active;
-    uint64_t requests;        /* handed to the handler */
-    uint64_t protocol_errors; /* answered by the server itself (4xx) */
-    uint64_t timeouts;        /* 408s and idle closes */
+    uint64_t requests;          /* handed to the handler */
+    uint64_t protocol_errors;   /* answered by the server itself (4xx) */
+    uint64_t timeouts;          /* 408s and idle closes */
+    uint64_t requests_admitted; /* handed to the handler under the limit (not exempt) */
+    uint64_t requests_shed;     /* answered 503 by admission, handler not run */
+    uint64_t inflight;          /* admitted requests not answered yet */
+    uint64_t inflight_limit;    /* current limit (max_inflight when fixed, 0 when off) */
+    uint64_t latency_floor_us;  /* no-load latency the adaptive limit compares with */
 };
 
 /* Create a server listening on cfg->host:cfg->port on 'loop'. Returns 0 or

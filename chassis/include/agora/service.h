@@ -83,6 +83,10 @@ struct ag_service_settings {
     uint64_t header_timeout_ms;    /* AGORA_HTTP_HEADER_TIMEOUT */
     uint64_t body_timeout_ms;      /* AGORA_HTTP_BODY_TIMEOUT */
     uint64_t idle_timeout_ms;      /* AGORA_HTTP_IDLE_TIMEOUT */
+    char *admission;               /* AGORA_HTTP_ADMISSION: adaptive | fixed | off */
+    int64_t max_inflight;          /* AGORA_HTTP_MAX_INFLIGHT */
+    int64_t min_inflight;          /* AGORA_HTTP_MIN_INFLIGHT */
+    uint64_t queue_delay_ms;       /* AGORA_HTTP_QUEUE_DELAY */
     uint64_t shutdown_timeout_ms;  /* AGORA_SHUTDOWN_TIMEOUT */
     char *internal_key;            /* AGORA_INTERNAL_KEY (64 hex digits) */
     char *service_key;             /* AGORA_SERVICE_KEY (64 hex digits: own Ed25519 seed) */

@@ -777,6 +777,14 @@ attempt_done(struct hc_call *call, int result)
         if (status == 429) {
             call->retry_after_ms = retry_after_ms(call);
             retryable = call->retry_after_ms > 0 && now + call->retry_after_ms < call->deadline_ms;
+        } else if (status == 503 && retry_after_ms(call) > 0) {
+            /* An instance shedding load (its admission limit, with a
+             * Retry-After) answered at once: a healthy instance, not a
+             * failure for the breaker or the outlier detector, and its
+             * answer goes back to the caller now instead of adding
+             * retries to the overload. */
+            failure = false;
+            retryable = false;
         }
     } else if (result == AG_ETOOBIG) {
         err = AG_ETOOBIG;

@@ -81,6 +81,9 @@ void
 ag__http_sreq_free(struct ag_http_sreq *r)
 {
     struct ag_http_conn *conn = r->conn;
+    /* A request admitted on its head and then dropped (its body too large
+     * or too slow, its connection reset) leaves the count here. */
+    ag__http_admit_done(conn->srv, r, 0);
     ag_buf_release(&r->body);
     ag_free(r->owned_body);
     r->magic = 0;
@@ -514,6 +517,31 @@ conn_fail(struct ag_http_conn *conn, int status, const char *detail)
     conn_flush(conn);
 }
 
+/* Answer 'r', queued and refused by admission, with 503 + Retry-After
+ * written by the server; the connection stays open. */
+static void
+conn_shed(struct ag_http_conn *conn, struct ag_http_sreq *r)
+{
+    struct ag_http_server *srv = conn->srv;
+    /* Whatever the classifier put there is not a context of a dispatched
+     * request: on_complete must see it as the server's own answer. */
+    r->req.ctx = NULL;
+    char *rid = ag_pool_alloc(r->req.pool, AG_UUID_STRLEN + 1);
+    ag_uuid7(rid);
+    r->req.error_request_id = rid;
+    r->internal = true;
+    r->req.status = 503;
+    ag_http_resp_header(&r->req, "X-Request-ID", rid);
+    ag_http_resp_header(&r->req, "Retry-After",
+                        ag_pool_printf(r->req.pool, "%u", (unsigned)srv->cfg.retry_after_s));
+    r->ctype = "application/problem+json";
+    r->resp_body = ag__http_problem_body(r->req.pool, 503,
+                                         "the server is overloaded; retry after the time given",
+                                         rid, r->req.path, &r->resp_len);
+    r->answered = true;
+    conn_flush(conn);
+}
+
 /* ---- Head screening ---- */
 
 /* Screen the bytes of a request head before http-parser sees them, for what
@@ -877,6 +905,10 @@ on_headers_complete(http_parser *p)
     req->start_ns = uv_hrtime();
     if (check_head(conn, r) != 0)
         return -1;
+    /* Admission is decided on the head: a shed request's body is read
+     * (the connection stays usable) but not kept. */
+    if (!ag__http_admit(conn->srv, r))
+        r->shed = true;
     conn->body_phase = true;
     conn->head_started = false;
     conn->timer_force = true;
@@ -891,6 +923,8 @@ on_body(http_parser *p, const char *at, size_t len)
     if (r == NULL)
         return cb_fail(conn, 400, "unexpected body");
     r->need_continue = false;
+    if (r->shed)
+        return 0;
     if (ag_buf_append(&r->body, at, len) != 0)
         return cb_fail(conn, 413, "the request body is too large");
     return 0;
@@ -925,6 +959,10 @@ conn_dispatch(struct ag_http_conn *conn)
     if (r->req.close_after || srv->stopping)
         conn->dead = true;
     conn_enqueue(conn, r);
+    if (r->shed) {
+        conn_shed(conn, r);
+        return;
+    }
     srv->stats.requests++;
     srv->cfg.handler(&r->req, srv->cfg.udata);
 }

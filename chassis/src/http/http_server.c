@@ -12,6 +12,7 @@
 
 #include "agora/err.h"
 #include "agora/log.h"
+#include "agora/time.h"
 #include "http_server_int.h"
 
 /* Largest header size given to http-parser so far. It is a process-wide
@@ -70,6 +71,16 @@ apply_defaults(struct ag_http_server_config *c)
         c->body_timeout_ms = AG_HTTP_DEF_BODY_TMO_MS;
     if (c->idle_timeout_ms == 0)
         c->idle_timeout_ms = AG_HTTP_DEF_IDLE_TMO_MS;
+    if (c->max_inflight == 0)
+        c->max_inflight = AG_HTTP_DEF_MAX_INFLIGHT;
+    if (c->min_inflight == 0)
+        c->min_inflight = AG_HTTP_DEF_MIN_INFLIGHT;
+    if (c->min_inflight > c->max_inflight)
+        c->min_inflight = c->max_inflight;
+    if (c->queue_delay_ms == 0)
+        c->queue_delay_ms = AG_HTTP_DEF_QUEUE_DELAY;
+    if (c->retry_after_s == 0)
+        c->retry_after_s = AG_HTTP_DEF_RETRY_AFTER;
 }
 
 int
@@ -80,7 +91,7 @@ ag_http_server_new(uv_loop_t *loop, const struct ag_http_server_config *cfg,
         return AG_EINVAL;
     *out_srv = NULL;
     if (loop == NULL || cfg == NULL || cfg->handler == NULL || cfg->port < 0 || cfg->port > 65535 ||
-        cfg->backlog < 0) {
+        cfg->backlog < 0 || (unsigned)cfg->admission > AG_HTTP_ADMISSION_OFF) {
         return AG_EINVAL;
     }
     struct ag_http_server *srv = ag_calloc(1, sizeof(*srv));
@@ -88,6 +99,8 @@ ag_http_server_new(uv_loop_t *loop, const struct ag_http_server_config *cfg,
     srv->loop = loop;
     srv->cfg = *cfg;
     apply_defaults(&srv->cfg);
+    ag__http_limiter_init(&srv->limiter, srv->cfg.min_inflight, srv->cfg.max_inflight,
+                          srv->cfg.queue_delay_ms);
     srv->host = ag_strdup(cfg->host ? cfg->host : AG_HTTP_DEF_HOST);
     srv->cfg.host = srv->host;
     srv->port = cfg->port;
@@ -154,6 +167,8 @@ ag_http_server_get_stats(const struct ag_http_server *srv, struct ag_http_server
 {
     AG_CHECK_MAGIC(srv, AG_HTTP_SERVER_MAGIC);
     *out_stats = srv->stats;
+    out_stats->inflight_limit = ag__http_admit_limit(srv);
+    out_stats->latency_floor_us = ag__http_limiter_floor(&srv->limiter) / 1000;
 }
 
 static void
@@ -252,6 +267,8 @@ resp_finish(struct ag_http_sreq *r, int status, const char *content_type, const 
     r->resp_body = body;
     r->resp_len = ag__http_status_has_body(status) ? len : 0;
     r->answered = true;
+    if (r->limited)
+        ag__http_admit_done(r->conn->srv, r, ag_time_mono_ns());
     if (r->orphan) {
         /* The client is gone: drop the response, free the request now. */
         ag__http_sreq_complete(r);

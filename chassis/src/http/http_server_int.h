@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* Internals shared by the three files of the HTTP server, which depend on
+/* Internals shared by the four files of the HTTP server, which depend on
  * each other one way only: http_server.c (server lifecycle, request and
  * response API) calls http_conn.c (one client connection: reading,
  * screening and parsing requests, response ordering, timers, the end of a
  * stop), and both call http_resp.c (response headers and heads, the
- * server's own problem bodies, reason phrases, Date), which calls neither.
- * Not public. */
+ * server's own problem bodies, reason phrases, Date) and http_admit.c
+ * (request admission: the limit on requests in flight), which call
+ * neither. Not public. */
 #ifndef AG_HTTP_SERVER_INT_H
 #define AG_HTTP_SERVER_INT_H
 
@@ -34,6 +35,10 @@
 #define AG_HTTP_DEF_HEADER_TMO_MS 10000
 #define AG_HTTP_DEF_BODY_TMO_MS   30000
 #define AG_HTTP_DEF_IDLE_TMO_MS   60000
+#define AG_HTTP_DEF_MAX_INFLIGHT  1000
+#define AG_HTTP_DEF_MIN_INFLIGHT  64
+#define AG_HTTP_DEF_QUEUE_DELAY   50 /* ms */
+#define AG_HTTP_DEF_RETRY_AFTER   1  /* s */
 
 #define AG_HTTP_READ_BUF      (64 * 1024)  /* shared read buffer of a server */
 #define AG_HTTP_WRITE_BACKLOG (256 * 1024) /* unsent bytes that pause reading */
@@ -55,6 +60,21 @@
     X(503, "service-unavailable")                                                                  \
     X(505, "http-version-not-supported")
 
+/* The adaptive limit on requests in flight (http_admit.c). */
+struct ag_http_limiter {
+    double limit;           /* current limit, in [min, max] */
+    uint32_t min;           /* floor */
+    uint32_t max;           /* ceiling and starting value */
+    uint64_t slack_ns;      /* queueing delay tolerated above the floor */
+    uint64_t window_ns;     /* start of the current floor window */
+    uint64_t floor_cur_ns;  /* smallest latency of this window */
+    uint64_t floor_prev_ns; /* and of the previous one */
+    uint64_t light;         /* in flight at most: a sample may set the floor */
+    uint64_t iv_start_ns;   /* start of the current interval, 0: none */
+    uint64_t iv_min_ns;     /* smallest latency answered in it */
+    uint64_t iv_samples;    /* answers in it */
+};
+
 struct ag_http_server {
     uint32_t magic;
     uv_loop_t *loop;                   /* borrowed */
@@ -64,6 +84,7 @@ struct ag_http_server {
     char *host;                        /* owned copy of cfg.host */
     int port;                          /* bound port */
     struct ag_http_server_stats stats; /* counters, see the public header */
+    struct ag_http_limiter limiter;    /* admission (adaptive mode) */
     struct ag_http_conn *conns;        /* connections whose handles are open */
     struct ag_http_conn *zombies;      /* closed, kept by orphaned requests */
     uint64_t next_req_id;              /* last request id handed out */
@@ -101,6 +122,8 @@ struct ag_http_sreq {
     char *owned_body;               /* body taken by ag_http_send_take */
     uv_write_t wreq;                /* the one write of the response */
     bool internal;                  /* error answer written by the server */
+    bool limited;                   /* counted in stats.inflight until answered */
+    bool shed;                      /* refused by admission: body discarded, 503 */
     bool need_continue;             /* 100 Continue still to be sent */
     bool answered;                  /* ag_http_send* was called */
     bool orphan;                    /* connection closed before the answer */
@@ -214,6 +237,31 @@ void ag__http_sreq_free(struct ag_http_sreq *r);
  * closed and no connection handle is open. Called from the close callbacks
  * of the listener (http_server.c) and of each connection. */
 void ag__http_server_check_stopped(struct ag_http_server *srv);
+
+/* ---- http_admit.c: calls neither http_server.c nor http_conn.c ---- */
+
+void ag__http_limiter_init(struct ag_http_limiter *l, uint32_t min, uint32_t max,
+                           uint64_t slack_ms);
+
+/* Feed one answered request (its head completed at 'start_ns', answered at
+ * 'now_ns', 'inflight' admitted requests including it) to the limit. */
+void ag__http_limiter_sample(struct ag_http_limiter *l, uint64_t start_ns, uint64_t now_ns,
+                             uint64_t inflight);
+
+/* The no-load latency estimate (0 before any sample). */
+uint64_t ag__http_limiter_floor(const struct ag_http_limiter *l);
+
+/* The current limit per the server's mode (0 when admission is off). */
+uint64_t ag__http_admit_limit(const struct ag_http_server *srv);
+
+/* Decide for 'r', whose head is complete: true to admit it (counted in
+ * flight when LIMITED), false to shed it (counted). */
+bool ag__http_admit(struct ag_http_server *srv, struct ag_http_sreq *r);
+
+/* 'r' was answered at 'now_ns' (0: dropped unanswered): if it was counted,
+ * uncount it and feed its latency to the limit. 'srv' may be NULL (server
+ * freed). Idempotent. */
+void ag__http_admit_done(struct ag_http_server *srv, struct ag_http_sreq *r, uint64_t now_ns);
 
 /* ---- http_resp.c: calls neither http_server.c nor http_conn.c ---- */
 

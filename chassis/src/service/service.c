@@ -53,8 +53,14 @@ struct ag_service {
     struct ag_metric *m_requests;
     struct ag_metric *m_duration;
     struct ag_metric *m_inflight;
-    struct ag_metric *m_ident; /* service_identity_checks_total{result} */
-    uint64_t ident_verified;   /* key ring counts last reported */
+    struct ag_metric *m_ident;           /* service_identity_checks_total{result} */
+    struct ag_metric *m_admission;       /* http_admission_requests_total{result} */
+    struct ag_metric *m_admission_limit; /* http_admission_limit */
+    struct ag_metric *m_admission_in;    /* http_admission_in_flight */
+    struct ag_metric *m_admission_floor; /* http_admission_latency_floor_seconds */
+    uint64_t admitted_seen;              /* requests_admitted already counted */
+    uint64_t shed_seen;                  /* requests_shed already counted */
+    uint64_t ident_verified;             /* key ring counts last reported */
     uint64_t ident_cached;
     struct ag_router *router;
     struct ag_http_server *server;
@@ -91,6 +97,8 @@ struct ag_service {
 struct req_ctx {
     struct ag_service *svc;
     struct ag_route_match match;
+    bool matched;                       /* 'match' filled by admit_class */
+    enum ag_router_status match_status; /* its result */
     struct ag_trace_ctx trace;
     struct ag_span span; /* the server span (recording only with an exporter) */
     bool continued;      /* a valid traceparent came in */
@@ -139,6 +147,18 @@ static const struct ag_config_key BASE_KEYS[] = {
       "time allowed to receive a request body (408)" },
     { "AGORA_HTTP_IDLE_TIMEOUT", AG_CONFIG_DURATION, "60s", OFF(idle_timeout_ms), 1, 3600000, NULL,
       "keep-alive connections idle longer are closed" },
+    { "AGORA_HTTP_ADMISSION", AG_CONFIG_ENUM, "adaptive", OFF(admission), 0, 0,
+      "adaptive|fixed|off",
+      "request admission: past a limit on requests in flight a request is answered 503 with "
+      "Retry-After at once; adaptive: the limit follows latency, fixed: AGORA_HTTP_MAX_INFLIGHT, "
+      "off: none. Probes, /metrics and internal routes are always admitted" },
+    { "AGORA_HTTP_MAX_INFLIGHT", AG_CONFIG_INT, "1000", OFF(max_inflight), 1, 1000000, NULL,
+      "requests in flight admitted at most (the fixed limit, the adaptive limit's ceiling)" },
+    { "AGORA_HTTP_MIN_INFLIGHT", AG_CONFIG_INT, "64", OFF(min_inflight), 1, 1000000, NULL,
+      "the adaptive limit never goes below this many requests in flight" },
+    { "AGORA_HTTP_QUEUE_DELAY", AG_CONFIG_DURATION, "50ms", OFF(queue_delay_ms), 1, 60000, NULL,
+      "queueing tolerated: when even the fastest answer of a busy interval (100 ms) is slower "
+      "than the no-load latency by more than this (or than twice it), the adaptive limit is cut" },
     { "AGORA_INTERNAL_KEY", AG_CONFIG_STRING, "", OFF(internal_key), 0, 0, NULL,
       "64 hex digits shared with the gateway to verify X-Agora-Identity (unset: a random key, "
       "so no caller has an identity)" },
@@ -773,12 +793,33 @@ route_access(const struct ag_service *svc, const struct ag_route *route,
     return 403;
 }
 
+/* Admission class of a request whose head is complete: the routes of
+ * probes, operators and other services (health, /metrics, registry
+ * heartbeats and watches, bus pulls) are never shed, so an overloaded
+ * service still answers its supervisor and the control plane, and long
+ * polls do not count as load. The route match is kept for dispatch. */
+static enum ag_http_admit_class
+admit_class(struct ag_http_req *req, void *udata)
+{
+    struct ag_service *svc = udata;
+    struct req_ctx *ctx = ag_pool_calloc(req->pool, sizeof(*ctx));
+    ctx->matched = true;
+    ctx->match_status = ag_router_match(svc->router, req->method_name, req->path, &ctx->match);
+    req->ctx = ctx;
+    if (ctx->match_status == AG_ROUTER_FOUND && ctx->match.route->role >= AG_ROLE_INTERNAL)
+        return AG_HTTP_ADMIT_EXEMPT;
+    return AG_HTTP_ADMIT_LIMITED;
+}
+
 static void
 dispatch(struct ag_http_req *req, void *udata)
 {
     struct ag_service *svc = udata;
     bool on_ops = req->server == svc->ops_server;
-    struct req_ctx *ctx = ag_pool_calloc(req->pool, sizeof(*ctx));
+    /* The admission classifier may have matched the route already. */
+    struct req_ctx *ctx = req->ctx;
+    if (ctx == NULL)
+        ctx = ag_pool_calloc(req->pool, sizeof(*ctx));
     ctx->svc = svc;
     req->ctx = ctx;
     svc->inflight++;
@@ -803,7 +844,8 @@ dispatch(struct ag_http_req *req, void *udata)
     ag_http_resp_header(req, "traceresponse", tp);
 
     enum ag_router_status st =
-        ag_router_match(svc->router, req->method_name, req->path, &ctx->match);
+        ctx->matched ? ctx->match_status
+                     : ag_router_match(svc->router, req->method_name, req->path, &ctx->match);
     struct ag_str ident = ag_http_req_header(req, AG_IDENTITY_HEADER);
     if (ident.len > 0) {
         int64_t now = ag_time_unix_ms() / 1000;
@@ -963,6 +1005,19 @@ collect(struct ag_metrics *reg, void *udata)
     ag_counter_add(svc->m_ident, c, (double)(cached - svc->ident_cached));
     svc->ident_verified = verified;
     svc->ident_cached = cached;
+    if (svc->server != NULL) {
+        struct ag_http_server_stats st;
+        ag_http_server_get_stats(svc->server, &st);
+        const char *adm[] = { "admitted" };
+        const char *shed[] = { "shed" };
+        ag_counter_add(svc->m_admission, adm, (double)(st.requests_admitted - svc->admitted_seen));
+        ag_counter_add(svc->m_admission, shed, (double)(st.requests_shed - svc->shed_seen));
+        svc->admitted_seen = st.requests_admitted;
+        svc->shed_seen = st.requests_shed;
+        ag_gauge_set(svc->m_admission_limit, NULL, (double)st.inflight_limit);
+        ag_gauge_set(svc->m_admission_in, NULL, (double)st.inflight);
+        ag_gauge_set(svc->m_admission_floor, NULL, (double)st.latency_floor_us / 1e6);
+    }
 }
 
 /* ---- Lifecycle ---- */
@@ -1154,6 +1209,21 @@ ag_service_init(struct ag_service **out_svc, int argc, char **argv,
                                       "Service identities accepted: by a signature check "
                                       "(verified) or from the cache of verified headers (cached)",
                                       ident_labels, 1);
+    static const char *const adm_labels[] = { "result" };
+    svc->m_admission = ag_metrics_counter(
+        svc->metrics, "http_admission_requests_total",
+        "Requests under the admission limit: admitted (handed to their handler) or shed "
+        "(answered 503 with Retry-After at once); probes, /metrics and internal routes are not "
+        "counted",
+        adm_labels, 1);
+    svc->m_admission_limit = ag_metrics_gauge(
+        svc->metrics, "http_admission_limit",
+        "Current limit on admitted requests in flight (0: admission off)", NULL, 0);
+    svc->m_admission_in = ag_metrics_gauge(svc->metrics, "http_admission_in_flight",
+                                           "Admitted requests not answered yet", NULL, 0);
+    svc->m_admission_floor =
+        ag_metrics_gauge(svc->metrics, "http_admission_latency_floor_seconds",
+                         "No-load latency the adaptive limit compares answers with", NULL, 0);
     ag_metrics_on_collect(svc->metrics, collect, svc);
     svc->router = ag_router_new();
     ag_router_add_table(svc->router, BUILTIN_ROUTES, AG_ARRAY_SIZE(BUILTIN_ROUTES), svc);
@@ -1487,6 +1557,8 @@ start_ops_listener(struct ag_service *svc, const struct ag_http_server_config *m
     ocfg.port = (int)port;
     ocfg.max_connections = 64;
     ocfg.max_body_bytes = 4096;
+    ocfg.admission = AG_HTTP_ADMISSION_OFF; /* operators' routes only */
+    ocfg.admit_class = NULL;
     int rc = ag_http_server_new(&svc->loop, &ocfg, &svc->ops_server);
     if (rc != 0) {
         AG_LOGE("service", "cannot listen on ops address %s: %s", a, ag_strerror(rc));
@@ -1574,6 +1646,13 @@ ag_service_run(struct ag_service *svc)
         .header_timeout_ms = svc->settings.header_timeout_ms,
         .body_timeout_ms = svc->settings.body_timeout_ms,
         .idle_timeout_ms = svc->settings.idle_timeout_ms,
+        .admission = strcmp(svc->settings.admission, "off") == 0     ? AG_HTTP_ADMISSION_OFF
+                     : strcmp(svc->settings.admission, "fixed") == 0 ? AG_HTTP_ADMISSION_FIXED
+                                                                     : AG_HTTP_ADMISSION_ADAPTIVE,
+        .max_inflight = (uint32_t)svc->settings.max_inflight,
+        .min_inflight = (uint32_t)svc->settings.min_inflight,
+        .queue_delay_ms = svc->settings.queue_delay_ms,
+        .admit_class = admit_class,
         .handler = dispatch,
         .on_complete = on_complete,
         .udata = svc,

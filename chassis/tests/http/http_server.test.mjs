@@ -790,6 +790,59 @@ describe('http server: max_connections', () => {
   });
 });
 
+// ---- Admission ----------------------------------------------------------------
+
+describe('http server: admission', () => {
+  let d;
+  // Fixed limit of 2 requests in flight; /stats is exempt (testd_http.c).
+  before(async () => { d = await startDaemon({ TESTD_ADMISSION: '1', TESTD_MAX_INFLIGHT: '2' }); });
+  after(() => { if (d && d.proc.exitCode === null) d.proc.kill('SIGKILL'); });
+
+  test('past the limit a request gets 503 + Retry-After at once, its body skipped, the connection kept', async () => {
+    const base = (await stats(d.port)).requests;
+    const slow = [];
+    for (let i = 0; i < 2; i++) {
+      const c = await Client.connect(d.port);
+      c.write(get(`/slow?ms=1500&who=${i}`));
+      slow.push(c);
+    }
+    await waitHandled(d.port, base, 2);
+    const c = await Client.connect(d.port);
+    const body = 'x'.repeat(1000);
+    const t0 = performance.now();
+    c.write(`POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    const res = await c.response();
+    const ms = performance.now() - t0;
+    assert.equal(res.status, 503, res.text);
+    assert.equal(res.headers['content-type'], 'application/problem+json');
+    assert.equal(res.headers['retry-after'], '1');
+    assert.ok(res.headers['x-request-id']);
+    assert.notEqual(res.headers.connection, 'close', 'a shed request keeps its connection');
+    assert.equal(JSON.parse(res.text).type, 'urn:agora:problem:service-unavailable');
+    assert.ok(ms < 1000, `answered in ${ms.toFixed(0)} ms, not after the slow ones`);
+    // The exempt route answers on the same connection: the body was skipped.
+    c.write(get('/stats'));
+    const st = JSON.parse((await c.response()).text);
+    assert.equal(st.inflight, 2);
+    assert.equal(st.inflight_limit, 2);
+    assert.equal(st.requests_shed, 1);
+    // Once the slow ones are answered, the same connection is admitted again.
+    for (const s of slow) assert.equal((await s.response()).status, 200);
+    c.write(get('/echo?after=1'));
+    assert.equal((await c.response()).status, 200);
+    c.write(get('/stats'));
+    const after2 = JSON.parse((await c.response()).text);
+    assert.equal(after2.inflight, 0);
+    assert.equal(after2.requests_admitted, 3);
+    c.destroy();
+    for (const s of slow) s.destroy();
+  });
+
+  test('exits 0 on SIGTERM with no sanitizer report', async () => {
+    await stopDaemon(d);
+  });
+});
+
 // ---- Graceful stop ------------------------------------------------------------
 
 describe('http server: graceful stop', () => {

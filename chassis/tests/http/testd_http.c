@@ -115,16 +115,27 @@ handle_echo(struct ag_http_req *req)
     send_json(req, 200, doc);
 }
 
+/* /stats is exempt from admission, as a service's probes are. */
+static enum ag_http_admit_class
+admit_class(struct ag_http_req *req, void *udata)
+{
+    AG_UNUSED(udata);
+    return ag_str_eq_cstr(req->path, "/stats") ? AG_HTTP_ADMIT_EXEMPT : AG_HTTP_ADMIT_LIMITED;
+}
+
 static void
 handle_stats(struct ag_http_req *req)
 {
     struct ag_http_server_stats st;
     ag_http_server_get_stats(req->server, &st);
     json_t *doc = json_pack(
-        "{s:I s:I s:I s:I s:I s:I}", "connections_accepted", (json_int_t)st.connections_accepted,
-        "connections_rejected", (json_int_t)st.connections_rejected, "connections_active",
+        "{s:I s:I s:I s:I s:I s:I s:I s:I s:I s:I}", "connections_accepted",
+        (json_int_t)st.connections_accepted, "connections_rejected",
+        (json_int_t)st.connections_rejected, "connections_active",
         (json_int_t)st.connections_active, "requests", (json_int_t)st.requests, "protocol_errors",
-        (json_int_t)st.protocol_errors, "timeouts", (json_int_t)st.timeouts);
+        (json_int_t)st.protocol_errors, "timeouts", (json_int_t)st.timeouts, "requests_admitted",
+        (json_int_t)st.requests_admitted, "requests_shed", (json_int_t)st.requests_shed, "inflight",
+        (json_int_t)st.inflight, "inflight_limit", (json_int_t)st.inflight_limit);
     send_json(req, 200, doc);
 }
 
@@ -263,6 +274,9 @@ main(void)
         .header_timeout_ms = env_u64("TESTD_HEADER_TIMEOUT_MS", 0),
         .body_timeout_ms = env_u64("TESTD_BODY_TIMEOUT_MS", 0),
         .idle_timeout_ms = env_u64("TESTD_IDLE_TIMEOUT_MS", 0),
+        .admission = (enum ag_http_admission)env_u64("TESTD_ADMISSION", 0),
+        .max_inflight = (uint32_t)env_u64("TESTD_MAX_INFLIGHT", 0),
+        .admit_class = admit_class,
         .handler = handle,
         .udata = &td,
     };

@@ -658,6 +658,56 @@ describe('gateway in front of catalog and node upstreams', () => {
     });
 });
 
+// ---- An upstream shedding load ---------------------------------------------------
+
+describe('an upstream that sheds load (503 with Retry-After)', () => {
+    it('is passed through at once: no retry, no open breaker, no ejection', { timeout: 30_000 }, async () => {
+        // The upstream sheds while 'shedding' (as the chassis's admission
+        // does: 503, Retry-After, problem+json), else answers 200; a 503
+        // without Retry-After is a failure, which the gateway retries.
+        let shedding = true;
+        let seen = 0;
+        const up = await listen((req, res) => {
+            seen++;
+            req.resume();
+            if (!shedding) {
+                res.writeHead(200, { 'Content-Type': 'application/json' });
+                res.end('{"ok":true}');
+                return;
+            }
+            res.writeHead(503, { 'Content-Type': 'application/problem+json', 'Retry-After': '1' });
+            res.end('{"type":"urn:agora:problem:service-unavailable","title":"Service Unavailable","status":503}');
+        });
+        const gw = await startGateway({
+            routes: { routes: [{ prefix: '/api/v1/shed', service: 'shed', rewrite: '/v1/shed', roles: { '*': 'public' }, retries: 2 }] },
+            upstreams: `shed=127.0.0.1:${up.port}`,
+            env: { AGORA_ACCESS_LOG: 'false' },
+        });
+        try {
+            const api = client(gw, { identity: null });
+            for (let i = 0; i < 30; i++) {
+                const t0 = performance.now();
+                const r = await api.get('/api/v1/shed');
+                const ms = performance.now() - t0;
+                assert.equal(r.status, 503);
+                assert.equal(r.header('retry-after'), '1', 'the upstream\'s Retry-After reaches the client');
+                // A retry would wait out the Retry-After (1 s) first.
+                assert.ok(ms < 900, `answered in ${ms.toFixed(0)} ms, without waiting for a retry`);
+            }
+            assert.equal(seen, 30, 'one attempt per request: a shed answer is not retried');
+            const m = parseMetrics((await client(gw.opsUrl).get('/metrics')).text);
+            assert.equal(metricValue(m, 'http_client_breaker_state', { upstream: 'shed' }), 0, 'the breaker stayed closed');
+            assert.equal(metricValue(m, 'http_client_retries_total', { upstream: 'shed' }), 0);
+            // The instance was not ejected either: it serves as soon as it can.
+            shedding = false;
+            assert.equal((await api.get('/api/v1/shed')).status, 200);
+        } finally {
+            await stop(gw);
+            await up.close();
+        }
+    });
+});
+
 // ---- Load balancing and ejection ----------------------------------------------
 
 describe('load balancing over two catalog instances', () => {
