@@ -881,7 +881,10 @@ ready_check(struct ag_service *svc, void *udata)
 {
     AG_UNUSED(svc);
     const struct gw *gw = udata;
-    return gw->config != NULL ? 0 : AG_EUNAVAIL;
+    /* Not ready until the deny list is restored from users: until then
+     * every request with a token gets 503, and "Agora is up" (which waits
+     * for /ready) would be a lie to the first customer. */
+    return gw->config != NULL && gw->deny_restored ? 0 : AG_EUNAVAIL;
 }
 
 /* GET /api/v1/openapi.json: the /api/v1 surface bundled from the
