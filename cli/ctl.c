@@ -242,22 +242,6 @@ struct log_filter {
     int min_level;     /* 0 debug .. 3 error */
 };
 
-/* The level named by the 'n' bytes at 's' (ag_log_parse_level), as its
- * rank 0 (debug) to 3 (error); -1 for anything else, "off" included. */
-static int
-level_rank(const char *s, size_t n)
-{
-    char b[8];
-    enum ag_log_level level;
-    if (n >= sizeof(b))
-        return -1;
-    memcpy(b, s, n);
-    b[n] = '\0';
-    if (ag_log_parse_level(b, &level) != 0 || level == AG_LOG_OFF)
-        return -1;
-    return (int)level;
-}
-
 static bool
 wanted(const struct logfile *lf, const struct log_filter *f)
 {
@@ -273,7 +257,7 @@ wanted(const struct logfile *lf, const struct log_filter *f)
             return false;
         l += 9;
         const char *e = strchr(l, '"');
-        if (e == NULL || level_rank(l, (size_t)(e - l)) < f->min_level)
+        if (e == NULL || ag_log_level_rank(l, (size_t)(e - l)) < f->min_level)
             return false;
     }
     return true;
@@ -335,7 +319,7 @@ cli_cmd_logs(int argc, char **argv)
                 snprintf(filt.request, sizeof(filt.request), "\"request_id\":\"%s\"", id);
         } else if (strcmp(a, "--level") == 0 && i + 1 < o.nrest) {
             const char *lv = o.rest[++i];
-            filt.min_level = level_rank(lv, strlen(lv));
+            filt.min_level = ag_log_level_rank(lv, strlen(lv));
             if (filt.min_level < 0) {
                 ag_free(o.rest);
                 return usage_error("logs", "--level takes debug, info, warn or error");

@@ -466,22 +466,6 @@ struct log_query {
     size_t n; /* matches seen */
 };
 
-/* The level named by the 'n' bytes at 's' (ag_log_parse_level), as its
- * rank 0 (debug) to 3 (error); -1 for anything else, "off" included. */
-static int
-log_level_rank(const char *s, size_t n)
-{
-    char b[8];
-    enum ag_log_level level;
-    if (n >= sizeof(b))
-        return -1;
-    memcpy(b, s, n);
-    b[n] = '\0';
-    if (ag_log_parse_level(b, &level) != 0 || level == AG_LOG_OFF)
-        return -1;
-    return (int)level;
-}
-
 static bool
 log_line_wanted(const struct log_query *q, const char *line)
 {
@@ -494,7 +478,7 @@ log_line_wanted(const struct log_query *q, const char *line)
     if (q->min_level > 0) {
         const char *l = strstr(line, "\"level\":\"");
         const char *e = l ? strchr(l + 9, '"') : NULL;
-        if (e == NULL || log_level_rank(l + 9, (size_t)(e - l - 9)) < q->min_level)
+        if (e == NULL || ag_log_level_rank(l + 9, (size_t)(e - l - 9)) < q->min_level)
             return false;
     }
     return true;
@@ -583,7 +567,7 @@ list_logs(struct ag_http_req *req, void *udata)
         snprintf(outs[i], caps[i], "\"%s\":\"%s\"", keys[i][1], v);
     }
     const char *level = ag_query_get(qs, "level");
-    if (level != NULL && (q.min_level = log_level_rank(level, strlen(level))) < 0) {
+    if (level != NULL && (q.min_level = ag_log_level_rank(level, strlen(level))) < 0) {
         ag_send_error(req, AG_EQUERY, "query parameter 'level' must be debug, info, warn or error");
         return;
     }

@@ -343,6 +343,31 @@ key_is(const struct ag_buf *key, const char *want)
     return key->len == strlen(want) && memcmp(key->data, want, key->len) == 0;
 }
 
+/* Open the value that follows when it starts with 'c' ('{' or '['); else
+ * pass over it and answer false. */
+static bool
+open_value(struct rd *r, char c)
+{
+    if (peek(r, c)) {
+        r->p++;
+        return true;
+    }
+    skip(r, 0);
+    return false;
+}
+
+/* In an opened array: true with the next element that is an object opened
+ * (others are passed over); false at the end of the array. */
+static bool
+next_object(struct rd *r, bool *first)
+{
+    while (element(r, first)) {
+        if (open_value(r, '{'))
+            return true;
+    }
+    return false;
+}
+
 /* ---- Values -------------------------------------------------------------------- */
 
 /* An int64 from a JSON integer or a decimal string (the protobuf JSON
@@ -397,6 +422,20 @@ int_number(struct walk *w, int64_t *out)
     return false;
 }
 
+/* Cut the UTF-8 text in 'b' to at most OTLP_MAX_TEXT bytes, on a
+ * character boundary. */
+static void
+cut_text(struct ag_buf *b)
+{
+    if (b->len <= OTLP_MAX_TEXT)
+        return;
+    size_t n = OTLP_MAX_TEXT;
+    while (n > 0 && ((unsigned char)b->data[n] & 0xC0) == 0x80)
+        n--;
+    b->len = n;
+    b->data[n] = '\0';
+}
+
 /* A string into 'out' (cut to OTLP_MAX_TEXT bytes on a character
  * boundary); false, passing the value over, for another type. */
 static bool
@@ -407,13 +446,7 @@ text_value(struct walk *w, struct ag_buf *out)
         return false;
     }
     str(&w->r, out);
-    if (out->len > OTLP_MAX_TEXT) {
-        size_t n = OTLP_MAX_TEXT;
-        while (n > 0 && ((unsigned char)out->data[n] & 0xC0) == 0x80)
-            n--;
-        out->len = n;
-        out->data[n] = '\0';
-    }
+    cut_text(out);
     return true;
 }
 
@@ -468,11 +501,8 @@ static bool
 any_value(struct walk *w, struct ag_buf *b)
 {
     struct rd *r = &w->r;
-    if (!peek(r, '{')) {
-        skip(r, 0);
+    if (!open_value(r, '{'))
         return false;
-    }
-    r->p++;
     bool have_s = false, have_i = false, have_b = false, have_d = false;
     bool bval = false;
     int64_t ival = 0;
@@ -531,22 +561,12 @@ attributes(struct walk *w, struct ag_buf *b, struct ag_buf *service)
     struct rd *r = &w->r;
     ag_buf_reset(b);
     ag_buf_append_char(b, '{');
-    if (!peek(r, '[')) {
-        skip(r, 0);
-        ag_buf_append_char(b, '}');
-        return;
-    }
-    r->p++;
     size_t n = 0;
     bool first = true;
     struct ag_buf *key = &w->akey;
     struct ag_buf *val = &w->val;
-    while (element(r, &first)) {
-        if (!peek(r, '{')) {
-            skip(r, 0);
-            continue;
-        }
-        r->p++;
+    bool list = open_value(r, '[');
+    while (list && next_object(r, &first)) {
         bool have_key = false;
         size_t value_len = 0;
         bool mfirst = true;
@@ -591,20 +611,10 @@ events(struct walk *w)
     struct ag_buf *b = &w->events;
     ag_buf_reset(b);
     ag_buf_append_char(b, '[');
-    if (!peek(r, '[')) {
-        skip(r, 0);
-        ag_buf_append_char(b, ']');
-        return;
-    }
-    r->p++;
     size_t n = 0;
     bool first = true;
-    while (element(r, &first)) {
-        if (!peek(r, '{')) {
-            skip(r, 0);
-            continue;
-        }
-        r->p++;
+    bool list = open_value(r, '[');
+    while (list && next_object(r, &first)) {
         bool mfirst = true;
         bool have_time = false;
         int64_t at = 0;
@@ -639,20 +649,10 @@ links(struct walk *w)
     struct ag_buf *b = &w->links;
     ag_buf_reset(b);
     ag_buf_append_char(b, '[');
-    if (!peek(r, '[')) {
-        skip(r, 0);
-        ag_buf_append_char(b, ']');
-        return;
-    }
-    r->p++;
     size_t n = 0;
     bool first = true;
-    while (element(r, &first)) {
-        if (!peek(r, '{')) {
-            skip(r, 0);
-            continue;
-        }
-        r->p++;
+    bool list = open_value(r, '[');
+    while (list && next_object(r, &first)) {
         bool mfirst = true;
         bool trace_ok = false, span_ok = false;
         char trace_id[33], span_id[17];
@@ -688,11 +688,8 @@ span(struct walk *w)
                             .events_len = 2,
                             .links = "[]",
                             .links_len = 2 };
-    if (!peek(r, '{')) {
-        skip(r, 0);
+    if (!open_value(r, '{'))
         return w->fn(w->udata, &sp); /* not valid */
-    }
-    r->p++;
     bool trace_ok = false, span_ok = false, parent_ok = true;
     bool start_ok = false, end_ok = false;
     ag_buf_reset(&w->name);
@@ -722,13 +719,9 @@ span(struct walk *w)
         } else if (key_is(&w->key, "status")) {
             sp.status_code = 0;
             ag_buf_reset(&w->msg);
-            if (!peek(r, '{')) {
-                skip(r, 0);
-                continue;
-            }
-            r->p++;
             bool sfirst = true;
-            while (member(r, &w->key, &sfirst)) {
+            bool status = open_value(r, '{');
+            while (status && member(r, &w->key, &sfirst)) {
                 if (key_is(&w->key, "code")) {
                     if (!int_number(w, &sp.status_code))
                         sp.status_code = 0;
@@ -777,25 +770,17 @@ static int
 scope_spans(struct walk *w)
 {
     struct rd *r = &w->r;
-    if (!peek(r, '[')) {
-        skip(r, 0);
-        return 0;
-    }
-    r->p++;
     bool first = true;
-    while (element(r, &first)) {
-        if (!peek(r, '{')) {
-            skip(r, 0);
-            continue;
-        }
-        r->p++;
+    bool list = open_value(r, '[');
+    while (list && next_object(r, &first)) {
         bool mfirst = true;
         while (member(r, &w->key, &mfirst)) {
-            if (!key_is(&w->key, "spans") || !peek(r, '[')) {
+            if (!key_is(&w->key, "spans")) {
                 skip(r, 0);
                 continue;
             }
-            r->p++;
+            if (!open_value(r, '['))
+                continue;
             bool sfirst = true;
             while (element(r, &sfirst)) {
                 int rc = span(w);
@@ -813,11 +798,8 @@ static int
 resource_spans(struct walk *w)
 {
     struct rd *r = &w->r;
-    if (!peek(r, '{')) {
-        skip(r, 0);
+    if (!open_value(r, '{'))
         return 0;
-    }
-    r->p++;
     const char *scopes[8];
     size_t nscopes = 0;
     ag_buf_reset(&w->service);
@@ -833,11 +815,9 @@ resource_spans(struct walk *w)
                     struct ag_buf svc = AG_BUF_INIT(0);
                     attributes(w, &scratch, &svc);
                     if (svc.len > 0) {
-                        size_t n = AG_MIN(svc.len, (size_t)OTLP_MAX_TEXT);
-                        while (n > 0 && n < svc.len && ((unsigned char)svc.data[n] & 0xC0) == 0x80)
-                            n--;
+                        cut_text(&svc);
                         ag_buf_reset(&w->service);
-                        ag_buf_append(&w->service, svc.data, n);
+                        ag_buf_append(&w->service, svc.data, svc.len);
                     }
                     ag_buf_release(&svc);
                 } else {

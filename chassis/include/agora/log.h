@@ -76,6 +76,11 @@ ag_log_enabled(enum ag_log_level level)
  * leaving *out_level unchanged. */
 int ag_log_parse_level(const char *s, enum ag_log_level *out_level);
 
+/* The level named by the 'n' bytes at 's' (not NUL-terminated: a field of
+ * a log line, a query value), as its rank 0 (debug) to 3 (error); -1 for
+ * anything else, "off" included. For filters "this level or worse". */
+int ag_log_level_rank(const char *s, size_t n);
+
 /* The name of 'level' ("info"), or "unknown". Static storage. */
 const char *ag_log_level_name(enum ag_log_level level);
 

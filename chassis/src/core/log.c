@@ -90,6 +90,20 @@ ag_log_parse_level(const char *s, enum ag_log_level *out_level)
     return AG_EINVAL;
 }
 
+int
+ag_log_level_rank(const char *s, size_t n)
+{
+    char b[8];
+    enum ag_log_level level;
+    if (s == NULL || n >= sizeof(b))
+        return -1;
+    memcpy(b, s, n);
+    b[n] = '\0';
+    if (ag_log_parse_level(b, &level) != 0 || level == AG_LOG_OFF)
+        return -1;
+    return (int)level;
+}
+
 const char *
 ag_log_level_name(enum ag_log_level level)
 {
