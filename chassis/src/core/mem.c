@@ -106,7 +106,8 @@ struct pool_cleanup {
 };
 
 struct ag_pool {
-    struct pool_block *head; /* current block first */
+    struct pool_block *head;  /* current block first */
+    struct pool_block *first; /* the block allocated with the pool itself */
     struct pool_cleanup *cleanups;
     size_t block_size;
 };
@@ -124,9 +125,17 @@ block_new(size_t size)
 struct ag_pool *
 ag_pool_new(size_t block_size)
 {
-    struct ag_pool *pool = ag_malloc(sizeof(*pool));
-    pool->block_size = block_size ? block_size : 4096;
-    pool->head = block_new(pool->block_size);
+    /* One allocation: the pool, then its first block (freed with the pool). */
+    block_size = block_size ? block_size : 4096;
+    size_t head = (sizeof(struct ag_pool) + POOL_ALIGN - 1) & ~(size_t)(POOL_ALIGN - 1);
+    struct ag_pool *pool = ag_malloc(head + sizeof(struct pool_block) + block_size);
+    pool->block_size = block_size;
+    struct pool_block *b = (struct pool_block *)((unsigned char *)pool + head);
+    b->next = NULL;
+    b->size = block_size;
+    b->used = 0;
+    pool->head = b;
+    pool->first = b;
     pool->cleanups = NULL;
     return pool;
 }
@@ -146,7 +155,8 @@ ag_pool_free(struct ag_pool *pool)
     struct pool_block *b = pool->head;
     while (b != NULL) {
         struct pool_block *next = b->next;
-        ag_free(b);
+        if (b != pool->first)
+            ag_free(b);
         b = next;
     }
     ag_free(pool);

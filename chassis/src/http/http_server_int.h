@@ -43,7 +43,9 @@
 #define AG_HTTP_READ_BUF      (64 * 1024)  /* shared read buffer of a server */
 #define AG_HTTP_WRITE_BACKLOG (256 * 1024) /* unsent bytes that pause reading */
 #define AG_HTTP_LINGER_MS     2000         /* reading after our FIN, before close */
-#define AG_HTTP_POOL_BLOCK    4096         /* first block of a request pool */
+#define AG_HTTP_POOL_BLOCK                                                                         \
+    8192 /* first block of a request pool (the gateway's
+                                               forward used more than 4 KiB) */
 
 #define AG_HTTP_SERVER_MAGIC 0x48535256u /* "HSRV" */
 #define AG_HTTP_CONN_MAGIC   0x48434f4eu /* "HCON" */

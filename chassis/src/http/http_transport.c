@@ -533,8 +533,36 @@ conn_send(struct ag__hc_conn *c, struct ag__hc_xfer *x)
     uv_timer_stop(&c->timer);
     http_parser_init(&c->parser, HTTP_RESPONSE);
     c->parser.data = c;
+    /* Write at once when the socket takes it all (nearly always): a
+     * uv_write that completes at once still costs an epoll_ctl on the next
+     * loop turn, when libuv stops watching for POLLOUT again (bench/gateway:
+     * one epoll_ctl per proxied request). The rest, if any, by uv_write. */
+    uv_stream_t *s = (uv_stream_t *)&c->tcp;
+    uv_buf_t bufs[AG_ARRAY_SIZE(x->req)];
+    size_t nbufs = x->nreq;
+    size_t total = 0;
+    for (size_t i = 0; i < nbufs; i++) {
+        bufs[i] = x->req[i];
+        total += bufs[i].len;
+    }
+    size_t first = 0;
+    int n = uv_try_write(s, bufs, (unsigned)nbufs);
+    if (n >= 0 && (size_t)n == total)
+        return 0;
+    if (n < 0 && n != UV_EAGAIN)
+        return n;
+    for (size_t done = n > 0 ? (size_t)n : 0; done > 0;) {
+        if (done >= bufs[first].len) {
+            done -= bufs[first].len;
+            first++;
+        } else {
+            bufs[first].base += done;
+            bufs[first].len -= done;
+            done = 0;
+        }
+    }
     c->wreq.data = c;
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, x->req, x->nreq, on_written);
+    int rc = uv_write(&c->wreq, s, bufs + first, (unsigned)(nbufs - first), on_written);
     if (rc != 0)
         return rc;
     c->writing = true;
