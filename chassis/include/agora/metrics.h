@@ -93,6 +93,22 @@ void ag_metrics_on_collect(struct ag_metrics *reg, ag_metrics_collect_fn fn, voi
  * process_start_time_seconds. Calling it again does nothing. */
 void ag_metrics_add_process(struct ag_metrics *reg);
 
+/* Event loop turns: start recording, on 'loop', the histogram
+ * event_loop_busy_seconds (the work of each turn between two waits for
+ * I/O, wall time) and the gauge event_loop_busy_max_seconds (the longest
+ * turn of the last 10-20 s) into 'reg'. Uses a uv_prepare_t that does not
+ * keep the loop alive, and libuv's UV_METRICS_IDLE_TIME. Returns 0 and
+ * '*out', or -1 if libuv cannot measure idle time. Loop thread only.
+ * ag_loop_metrics_close closes the handle (before the loop's last run);
+ * ag_loop_metrics_free frees it, after 'reg' is freed (the collect
+ * callback refers to it). Both accept NULL. */
+struct uv_loop_s;
+struct ag_loop_metrics;
+int ag_loop_metrics_start(struct uv_loop_s *loop, struct ag_metrics *reg,
+                          struct ag_loop_metrics **out);
+void ag_loop_metrics_close(struct ag_loop_metrics *lm);
+void ag_loop_metrics_free(struct ag_loop_metrics *lm);
+
 /* Run the collect callbacks, then append the exposition text of every
  * family, in registration order and each family's series in creation order,
  * to 'out'. Returns 0, or AG_ETOOBIG when 'out' reached its maximum, in

@@ -42,6 +42,7 @@ struct route_callers {
 
 struct ag_service {
     uint32_t magic;
+    struct ag_loop_metrics *loop_metrics; /* event_loop_busy_* */
     struct ag_service_config cfg;
     struct ag_service_settings settings;
     struct ag_config_key *base_keys; /* copy of BASE_KEYS with the port and bus defaults patched */
@@ -1390,6 +1391,7 @@ maybe_finish_stop(struct ag_service *svc)
     if (svc->cfg.on_stop != NULL)
         svc->cfg.on_stop(svc, svc->cfg.udata);
     idem_sweep_close(svc);
+    ag_loop_metrics_close(svc->loop_metrics);
     ag_otlp_close(svc->otlp);
     svc->otlp = NULL;
     if (svc->client != NULL)
@@ -1530,6 +1532,7 @@ abort_run(struct ag_service *svc)
     if (svc->cfg.on_stop != NULL)
         svc->cfg.on_stop(svc, svc->cfg.udata);
     idem_sweep_close(svc);
+    ag_loop_metrics_close(svc->loop_metrics);
     if (svc->events != NULL) {
         struct ag_events *ev = svc->events;
         svc->events = NULL;
@@ -1592,6 +1595,8 @@ ag_service_run(struct ag_service *svc)
 {
     AG_CHECK_MAGIC(svc, SERVICE_MAGIC);
     signal(SIGPIPE, SIG_IGN);
+    if (ag_loop_metrics_start(&svc->loop, svc->metrics, &svc->loop_metrics) != 0)
+        AG_LOGW("service", "libuv cannot measure idle time: no event_loop_busy_* metrics");
     if (ag_http_client_new(&svc->loop, NULL, &svc->client) != 0)
         AG_BUG("cannot create the HTTP client");
     ag_http_client_metrics(svc->client, svc->metrics);
@@ -1705,6 +1710,8 @@ ag_service_free(struct ag_service *svc)
     svc->store = NULL;
     ag_router_free(svc->router);
     ag_metrics_free(svc->metrics);
+    ag_loop_metrics_free(svc->loop_metrics);
+    svc->loop_metrics = NULL;
     ag_identity_keyring_free(svc->service_keys);
     for (size_t i = 0; i < svc->ncallers; i++) {
         ag_free(svc->callers[i].method);

@@ -790,6 +790,17 @@ describe('catalog API (one process, AGORA_HTTP_MAX_BODY=16KiB)', () => {
             assert.equal(buckets.at(-1)[1], count, '+Inf bucket equals _count');
         });
 
+        it('event loop turns are measured: event_loop_busy_seconds grows with requests, the max gauge is set', T, async () => {
+            const turns = (samples) => metricValue(samples, 'event_loop_busy_seconds_count');
+            const before = parseMetrics((await api.get('/metrics')).text);
+            for (let i = 0; i < 5; i++) await api.get(`/v1/products/${fakeId()}`);
+            const after = parseMetrics((await api.get('/metrics')).text);
+            assert.ok(turns(after) >= turns(before) + 5, `turns ${turns(before)} -> ${turns(after)}`);
+            assert.ok(metricValue(after, 'event_loop_busy_seconds_sum') > 0, 'busy time summed');
+            const max = after.find((s) => s.name === 'event_loop_busy_max_seconds');
+            assert.ok(max && max.value > 0 && max.value < 5, `event_loop_busy_max_seconds ${max && max.value}`);
+        });
+
         it('/metrics passes promtool check metrics', { ...T, skip: !fs.existsSync(PROMTOOL) && 'no promtool' }, async () => {
             await api.get(`/v1/products/${fakeId()}`);
             const body = (await api.get('/metrics')).text;
