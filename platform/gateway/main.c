@@ -35,17 +35,18 @@
 #define GW_SOURCE_ROOT "."
 #endif
 
-#define ROUTES_KEY        "gateway.routes"
-#define DEFAULT_ROUTES    "platform/gateway/routes.json"
-#define DEFAULT_WEB_ROOT  "web"
-#define SWEEP_INTERVAL_MS 10000
-#define MAX_UPSTREAMS     64
-#define MAX_INSTANCES     64
-#define REVOCATIONS_PATH  "/v1/internal/revocations"
-#define RESTORE_PAGE      1000
-#define RESTORE_MAX_BYTES (8u << 20)
-#define RESTORE_RETRY_MIN 200
-#define RESTORE_RETRY_MAX 5000
+#define ROUTES_KEY            "gateway.routes"
+#define DEFAULT_ROUTES        "platform/gateway/routes.json"
+#define DEFAULT_WEB_ROOT      "web"
+#define SWEEP_INTERVAL_MS     10000
+#define MAX_UPSTREAMS         64
+#define MAX_INSTANCES         64
+#define REVOCATIONS_PATH      "/v1/internal/revocations"
+#define REVOCATIONS_EXPIRE_MS (60 * 60 * 1000) /* per-instance queue, RabbitMQ */
+#define RESTORE_PAGE          1000
+#define RESTORE_MAX_BYTES     (8u << 20)
+#define RESTORE_RETRY_MIN     200
+#define RESTORE_RETRY_MAX     5000
 
 extern const struct ag_migration gateway_migrations[];
 extern const size_t gateway_nmigrations;
@@ -652,7 +653,13 @@ subscribe_revocations(struct gw *gw)
         snprintf(name, sizeof(name), "gateway.revocations.p%lld",
                  (long long)ag_service_settings(gw->svc)->http_port);
     static const char *const topics[] = { "session.revoked", "user.disabled" };
-    int rc = ag_events_subscribe(ev, name, topics, AG_ARRAY_SIZE(topics), on_revocation_event, gw);
+    /* One subscription per instance: on RabbitMQ, the queue of an instance
+     * gone for good (a pod replaced) is deleted by the broker after an hour
+     * without a consumer. Nothing is lost to one that comes back later: it
+     * restores the list from users at start. */
+    const struct ag_events_sub_options opts = { .expire_after_ms = REVOCATIONS_EXPIRE_MS };
+    int rc = ag_events_subscribe_ex(ev, name, topics, AG_ARRAY_SIZE(topics), &opts,
+                                    on_revocation_event, gw);
     if (rc != 0)
         AG_LOGE("deny", "cannot subscribe '%s' to the revocations: %s", name, ag_strerror(rc));
     else

@@ -96,6 +96,11 @@ struct ag_events_sub_options {
     uint64_t ack_deadline_ms; /* lease of one delivery before it is redelivered */
     uint32_t max_attempts;    /* deliveries before the message is dead-lettered */
     uint64_t retry_delay_ms;  /* redelivery delay after an expired lease */
+    uint64_t expire_after_ms; /* RabbitMQ: the broker deletes the subscription (and its
+                                 dead letters) after this long without a consumer
+                                 (x-expires), for one subscription per instance whose
+                                 instances come and go (pods); 0: never. The bus keeps
+                                 subscriptions until deleted (its names are stable) */
 };
 
 /* ag_events_subscribe with broker settings 'opts' (may be NULL: defaults),

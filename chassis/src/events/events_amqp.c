@@ -75,6 +75,7 @@ struct amq_req {
     char **topics;
     size_t ntopics;
     uint32_t max_attempts;
+    uint64_t expire_after_ms; /* x-expires of the queues, 0: none */
     /* consume */
     uint16_t prefetch;
     /* ack, nack */
@@ -751,8 +752,12 @@ do_ensure(struct evamqp *be, struct amq_req *r)
     snprintf(dead, sizeof(dead), "%s.dead", r->sub);
     /* The dead-letter queue: classic and durable, so list and show can take
      * messages with basic.get and put them back in order. */
-    amqp_queue_declare(be->conn, CH_CONTROL, amqp_cstring_bytes(dead), 0, 1, 0, 0,
-                       amqp_empty_table);
+    amqp_table_entry_t exp[] = {
+        { amqp_cstring_bytes("x-expires"),
+          { .kind = AMQP_FIELD_KIND_I64, .value.i64 = (int64_t)r->expire_after_ms } },
+    };
+    amqp_table_t dead_args = { r->expire_after_ms != 0 ? 1 : 0, exp };
+    amqp_queue_declare(be->conn, CH_CONTROL, amqp_cstring_bytes(dead), 0, 1, 0, 0, dead_args);
     int rc = ctl_rpc(be, r->detail, sizeof(r->detail));
     if (rc == 0) {
         amqp_queue_bind(be->conn, CH_CONTROL, amqp_cstring_bytes(dead),
@@ -775,8 +780,11 @@ do_ensure(struct evamqp *be, struct amq_req *r)
              * max_attempts deliveries in all. */
             { amqp_cstring_bytes("x-delivery-limit"),
               { .kind = AMQP_FIELD_KIND_I64, .value.i64 = (int64_t)max - 1 } },
+            /* Last, so that leaving it out is a shorter table. */
+            { amqp_cstring_bytes("x-expires"),
+              { .kind = AMQP_FIELD_KIND_I64, .value.i64 = (int64_t)r->expire_after_ms } },
         };
-        amqp_table_t args = { (int)AG_ARRAY_SIZE(a), a };
+        amqp_table_t args = { (int)AG_ARRAY_SIZE(a) - (r->expire_after_ms != 0 ? 0 : 1), a };
         amqp_queue_declare(be->conn, CH_CONTROL, amqp_cstring_bytes(r->sub), 0, 1, 0, 0, args);
         rc = ctl_rpc(be, r->detail, sizeof(r->detail));
         if (rc == AG_ECONFIG)
@@ -1410,6 +1418,7 @@ amq_ensure(void *bep, const char *sub, const char *const *topics, size_t ntopics
     for (size_t i = 0; i < ntopics; i++)
         r->topics[i] = ag_strdup(topics[i]);
     r->max_attempts = opts != NULL ? opts->max_attempts : 0;
+    r->expire_after_ms = opts != NULL ? opts->expire_after_ms : 0;
     r->call = call_new(be, CALL_ENSURE, cb, udata);
     submit(be, r);
     return 0;
