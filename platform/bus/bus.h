@@ -190,11 +190,13 @@ struct bus {
     uv_work_t ckpt_work;            /* one checkpoint on the thread pool */
     enum bus_ckpt_phase ckpt_phase; /* what ckpt_work does; IDLE when not in flight */
     bool ckpt_hold;                 /* group commits wait for the final pass */
-    int ckpt_rc;                    /* result of the last checkpoint (0 or AG_E*) */
-    int64_t ckpt_frames;            /* WAL frames seen by the last checkpoint */
-    int64_t ckpt_done;              /* of them, copied to the database file */
+    int ckpt_rc;                    /* ckpt_work's result (0 or AG_E*); thread pool */
+    int64_t ckpt_frames;            /* ckpt_work: WAL frames it saw; thread pool */
+    int64_t ckpt_done;              /* ckpt_work: of them, copied; thread pool */
+    int64_t ckpt_copied;            /* loop's copy of ckpt_done; 0 once the WAL starts over */
     int64_t ckpt_mark;              /* WAL frames when the last checkpoint ended */
     int ckpt_bulks;                 /* bulk passes since the last final one */
+    bool ckpt_failed;               /* the last background checkpoint failed */
     bool ckpt_warned;               /* the fall-back or a failure was logged */
     struct bus_batch *batches_head; /* committed, not yet durable, oldest first */
     struct bus_batch *batches_tail;

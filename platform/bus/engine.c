@@ -1083,17 +1083,17 @@ after_sync(uv_work_t *w, int status)
 
 static void after_ckpt(uv_work_t *w, int status);
 
+/* The fall-back: checkpoint on the loop's own connection, as SQLite would
+ * in COMMIT. No commit can come meanwhile, so it copies the whole WAL. */
 static void
-ckpt_on_loop(struct bus *bus, const char *why)
+ckpt_on_loop(struct bus *bus)
 {
-    if (!bus->ckpt_warned) {
-        AG_LOGW("engine", "WAL checkpoint on the loop: %s", why);
-        bus->ckpt_warned = true;
-    }
     const char *labels[] = { "loop" };
     int rc = ag_store_checkpoint(bus->store, AG_STORE_CKPT_PASSIVE, NULL, NULL);
-    if (rc == 0)
+    if (rc == 0) {
         ag_counter_add(bus->m_ckpt, labels, 1);
+        bus->ckpt_copied = 0;
+    }
     bus->ckpt_mark = ag_store_wal_frames(bus->store);
 }
 
@@ -1115,7 +1115,12 @@ ckpt_start(struct bus *bus, enum bus_ckpt_phase phase)
     if (uv_queue_work(bus->loop, &bus->ckpt_work, ckpt_work, after_ckpt) != 0) {
         bus->ckpt_phase = BUS_CKPT_IDLE;
         bus->ckpt_hold = false;
-        ckpt_on_loop(bus, "the thread pool refused the checkpoint");
+        bus->ckpt_failed = true;
+        if (!bus->ckpt_warned) {
+            AG_LOGW("engine", "the thread pool refused a WAL checkpoint: checkpoint on the loop");
+            bus->ckpt_warned = true;
+        }
+        ckpt_on_loop(bus);
     }
 }
 
@@ -1128,25 +1133,28 @@ ckpt_poll(struct bus *bus)
         return;
     int64_t frames = ag_store_wal_frames(bus->store);
     int64_t limit = bus->settings.checkpoint_pages;
-    /* Frames not yet copied: all of them after the WAL started over. */
-    int64_t uncopied = frames - (frames >= bus->ckpt_done ? bus->ckpt_done : 0);
+    /* Frames not yet copied (all of them once the WAL started over). */
+    int64_t uncopied = frames - (frames >= bus->ckpt_copied ? bus->ckpt_copied : 0);
     if (frames < limit || uncopied < limit / 2 || frames == bus->ckpt_mark)
         return;
-    if (bus->ckpt_phase == BUS_CKPT_IDLE) {
-        if (frames >= CKPT_BEHIND * limit)
-            ckpt_on_loop(bus, "the background checkpoints fail (see above)");
-        else
-            ckpt_start(bus, BUS_CKPT_BULK);
-        bus->ckpt_bulks = 0;
-    } else if (frames >= CKPT_BEHIND * limit && !bus->ckpt_hold) {
+    if (frames >= CKPT_BEHIND * limit && !bus->ckpt_hold) {
         if (!bus->ckpt_warned) {
             AG_LOGW("engine",
-                    "the WAL holds %" PRId64 " pages, %d times AGORA_BUS_CHECKPOINT_PAGES: "
-                    "commits wait for the checkpointer",
-                    frames, CKPT_BEHIND);
+                    "the WAL holds %" PRId64 " pages, %d times AGORA_BUS_CHECKPOINT_PAGES: %s",
+                    frames, CKPT_BEHIND,
+                    bus->ckpt_failed ? "checkpoint on the loop"
+                                     : "commits wait for the checkpointer");
             bus->ckpt_warned = true;
         }
+        if (bus->ckpt_phase == BUS_CKPT_IDLE && bus->ckpt_failed) {
+            ckpt_on_loop(bus);
+            return;
+        }
         bus->ckpt_hold = true;
+    }
+    if (bus->ckpt_phase == BUS_CKPT_IDLE) {
+        bus->ckpt_bulks = 0;
+        ckpt_start(bus, BUS_CKPT_BULK);
     }
 }
 
@@ -1157,6 +1165,7 @@ after_ckpt(uv_work_t *w, int status)
     enum bus_ckpt_phase phase = bus->ckpt_phase;
     bus->ckpt_phase = BUS_CKPT_IDLE;
     int rc = status != 0 ? AG_EIO : bus->ckpt_rc;
+    bus->ckpt_failed = rc != 0;
     if (rc != 0 && !bus->ckpt_warned) {
         AG_LOGW("engine", "background WAL checkpoint failed: %s",
                 status != 0 ? uv_strerror(status) : ag_store_errmsg(bus->ckpt_store));
@@ -1165,21 +1174,24 @@ after_ckpt(uv_work_t *w, int status)
     if (rc == 0) {
         const char *labels[] = { phase == BUS_CKPT_BULK ? "bulk" : "final" };
         ag_counter_add(bus->m_ckpt, labels, 1);
+        bus->ckpt_copied = bus->ckpt_done;
     }
     /* The bulk pass left frames behind (commits went on). Another bulk
      * pass while they are many (each is shorter than the one before), then
      * a final one that copies the rest while commits wait, so that the next
      * commit can start the WAL over. */
     int64_t frames = ag_store_wal_frames(bus->store);
-    int64_t tail = frames - bus->ckpt_done;
+    int64_t tail = frames - bus->ckpt_copied;
     if (rc == 0 && phase == BUS_CKPT_BULK && !bus->closing && tail > 0 &&
         (frames >= CKPT_FINAL_AT * bus->settings.checkpoint_pages || bus->ckpt_hold)) {
         bool again = tail > CKPT_FINAL_TAIL && ++bus->ckpt_bulks < CKPT_MAX_BULK;
         ckpt_start(bus, again ? BUS_CKPT_BULK : BUS_CKPT_FINAL);
         return;
     }
-    bus->ckpt_bulks = 0;
-    bus->ckpt_mark = ag_store_wal_frames(bus->store);
+    /* Everything copied: the next commit starts the WAL over. */
+    if (rc == 0 && tail <= 0)
+        bus->ckpt_copied = 0;
+    bus->ckpt_mark = frames;
     if (bus->ckpt_hold) {
         bus->ckpt_hold = false;
         bus_commit(bus);
@@ -1199,7 +1211,7 @@ static int
 setup_checkpoints(struct bus *bus)
 {
     const struct ag_service_settings *ss = ag_service_settings(bus->svc);
-    if (bus->settings.checkpoint_pages == 0)
+    if (bus->settings.checkpoint_pages == 0 || strcmp(ss->db_path, ":memory:") == 0)
         return 0;
     if (strcmp(ss->db_locking, "shared") != 0) {
         AG_LOGI("start", "AGORA_DB_LOCKING=%s: WAL checkpoints run in COMMIT, on the loop",
