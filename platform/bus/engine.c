@@ -1055,7 +1055,7 @@ after_sync(uv_work_t *w, int status)
  * a time:
  *
  * - bulk: once a commit leaves AGORA_BUS_CHECKPOINT_PAGES or more in the
- *   WAL (half of them not yet copied), a PASSIVE checkpoint copies the WAL
+ *   WAL not yet copied, a PASSIVE checkpoint copies the WAL
  *   into the database file while the loop goes on committing (in WAL mode a
  *   writer and a checkpoint coexist). If no commit came meanwhile, the next
  *   commit starts the WAL over from its beginning.
@@ -1079,7 +1079,7 @@ after_sync(uv_work_t *w, int status)
 #define CKPT_BEHIND     4  /* WAL at this many times the threshold: commits wait */
 #define CKPT_FINAL_AT   2  /* WAL at this many times the threshold: a final pass */
 #define CKPT_FINAL_TAIL 64 /* frames left by a bulk pass that a final pass may copy */
-#define CKPT_MAX_BULK   4  /* bulk passes before the final one, at most */
+#define CKPT_MAX_BULK   2  /* bulk passes before the final one, at most */
 
 static void after_ckpt(uv_work_t *w, int status);
 
@@ -1135,7 +1135,7 @@ ckpt_poll(struct bus *bus)
     int64_t limit = bus->settings.checkpoint_pages;
     /* Frames not yet copied (all of them once the WAL started over). */
     int64_t uncopied = frames - (frames >= bus->ckpt_copied ? bus->ckpt_copied : 0);
-    if (frames < limit || uncopied < limit / 2 || frames == bus->ckpt_mark)
+    if (frames < limit || uncopied < limit || frames == bus->ckpt_mark)
         return;
     if (frames >= CKPT_BEHIND * limit && !bus->ckpt_hold) {
         if (!bus->ckpt_warned) {
