@@ -26,6 +26,11 @@
 
 #define BUS_MAGIC 0x42555321u /* "BUS!" */
 
+/* The schema (migrations/, generated): the bus's connection and the
+ * checkpointer's open the database with it. */
+extern const struct ag_migration bus_migrations[];
+extern const size_t bus_nmigrations;
+
 struct bus_settings {
     uint64_t dedup_window_ms;   /* AGORA_BUS_DEDUP_WINDOW */
     uint64_t retention_ms;      /* AGORA_BUS_RETENTION */
@@ -35,11 +40,20 @@ struct bus_settings {
     int64_t max_subscriptions;  /* AGORA_BUS_MAX_SUBSCRIPTIONS */
     int64_t max_topics;         /* AGORA_BUS_MAX_TOPICS */
     int64_t commit_max;         /* AGORA_BUS_COMMIT_MAX: queued messages that commit at once */
+    int64_t checkpoint_pages;   /* AGORA_BUS_CHECKPOINT_PAGES: WAL pages that start a
+                                   background checkpoint; 0: SQLite's, in COMMIT */
     char *publishers;           /* AGORA_BUS_PUBLISHERS: "service:pattern,..." */
 };
 
 struct bus_sub;
 struct bus_resp;
+
+/* What the background checkpointer is doing (engine.c, Checkpoints). */
+enum bus_ckpt_phase {
+    BUS_CKPT_IDLE = 0, /* nothing in flight */
+    BUS_CKPT_BULK,     /* a PASSIVE checkpoint runs beside the group commits */
+    BUS_CKPT_FINAL,    /* a PASSIVE checkpoint of the rest runs while commits wait */
+};
 
 /* A topic: created when first published to (or named by a valid publish). */
 struct bus_topic {
@@ -171,6 +185,19 @@ struct bus {
     uv_work_t sync_work;            /* fdatasync on the thread pool */
     bool syncing;                   /* sync_work in flight */
     int sync_errno;                 /* result of the last fdatasync */
+    struct ag_store *ckpt_store;    /* 2nd connection, checkpoints on the thread pool; NULL:
+                                       SQLite checkpoints in COMMIT, on the loop */
+    uv_work_t ckpt_work;            /* one checkpoint on the thread pool */
+    enum bus_ckpt_phase ckpt_phase; /* what ckpt_work does; IDLE when not in flight */
+    bool ckpt_hold;                 /* group commits wait for the final pass */
+    int ckpt_rc;                    /* ckpt_work's result (0 or AG_E*); thread pool */
+    int64_t ckpt_frames;            /* ckpt_work: WAL frames it saw; thread pool */
+    int64_t ckpt_done;              /* ckpt_work: of them, copied; thread pool */
+    int64_t ckpt_copied;            /* loop's copy of ckpt_done; 0 once the WAL starts over */
+    int64_t ckpt_mark;              /* WAL frames when the last checkpoint ended */
+    int ckpt_bulks;                 /* bulk passes since the last final one */
+    bool ckpt_failed;               /* the last background checkpoint failed */
+    bool ckpt_warned;               /* the fall-back or a failure was logged */
     struct bus_batch *batches_head; /* committed, not yet durable, oldest first */
     struct bus_batch *batches_tail;
     size_t nbatches;
@@ -182,6 +209,8 @@ struct bus {
     struct bus_topic *tx_topics; /* topics touched by the commit being written */
     int64_t stored;              /* rows in messages (bus_messages_stored) */
     int64_t sweep_from;          /* first seq the next retention sweep looks at */
+    int64_t sweep_seqs;          /* seqs per retention range, adapted to its cost */
+    int64_t sweep_dedup;         /* dedup rows per sweep step, adapted to its cost */
     struct ag_metric *m_published;
     struct ag_metric *m_delivered;
     struct ag_metric *m_acked;
@@ -192,6 +221,8 @@ struct bus {
     struct ag_metric *m_batch;
     struct ag_metric *m_waiting;
     struct ag_metric *m_stored;
+    struct ag_metric *m_ckpt;
+    struct ag_metric *m_wal;
 };
 
 /* ---- engine.c: lifecycle ---- */

@@ -255,6 +255,7 @@ collect(struct ag_metrics *reg, void *udata)
     }
     ag_gauge_set(bus->m_waiting, NULL, (double)bus->nwaiting);
     ag_gauge_set(bus->m_stored, NULL, (double)bus->stored);
+    ag_gauge_set(bus->m_wal, NULL, (double)ag_store_wal_frames(bus->store));
 }
 
 static void
@@ -287,6 +288,15 @@ register_metrics(struct bus *bus, struct ag_metrics *reg)
     bus->m_stored =
         ag_metrics_gauge(reg, "bus_messages_stored",
                          "Messages in the log (retention deletes settled ones)", NULL, 0);
+    static const char *const phase_label[] = { "phase" };
+    bus->m_ckpt = ag_metrics_counter(
+        reg, "bus_checkpoints_total",
+        "WAL checkpoints: bulk and final passes on the thread pool, loop fall-backs", phase_label,
+        1);
+    bus->m_wal = ag_metrics_gauge(reg, "bus_wal_pages",
+                                  "Pages in the WAL after the last commit (background "
+                                  "checkpoints only; 0 otherwise)",
+                                  NULL, 0);
     ag_metrics_on_collect(reg, collect, bus);
 }
 
@@ -1036,12 +1046,211 @@ after_sync(uv_work_t *w, int status)
         arm_timer(bus);
 }
 
+/* ---- Checkpoints ----
+ * SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL
+ * past 1,000 pages, on the committing thread: it copies the WAL into the
+ * database file and syncs both, and the loop stands still meanwhile. The bus
+ * turns it off on its connection (wal_autocheckpoint=0) and checkpoints on a
+ * second connection to the same file, on the thread pool, one checkpoint at
+ * a time:
+ *
+ * - bulk: once a commit leaves AGORA_BUS_CHECKPOINT_PAGES or more in the
+ *   WAL not yet copied, a PASSIVE checkpoint copies the WAL
+ *   into the database file while the loop goes on committing (in WAL mode a
+ *   writer and a checkpoint coexist). If no commit came meanwhile, the next
+ *   commit starts the WAL over from its beginning.
+ * - final: under steady load a commit always comes meanwhile and the WAL
+ *   never starts over. Once it holds CKPT_FINAL_AT times the threshold,
+ *   up to CKPT_MAX_BULK bulk passes shrink what is left (each copies what
+ *   came during the one before), then a last PASSIVE pass copies the rest
+ *   while group commits wait (they queue; reads, pulls and answers go on).
+ *   The next commit then starts the WAL over: that bounds the file.
+ *
+ * If the WAL still reaches CKPT_BEHIND times the threshold, the checkpointer
+ * has fallen behind: group commits wait for it to finish (or, when none is
+ * in flight because the last one failed, the loop checkpoints on its own
+ * connection, as SQLite would). Logged once.
+ *
+ * Durability: the checkpoint connection runs synchronous=FULL, so SQLite
+ * syncs the WAL before copying and the database file before it records the
+ * frames as copied; a frame is overwritten only once its page is on disk.
+ * The bus's own fdatasync of the WAL (group commit) is unchanged. */
+
+#define CKPT_BEHIND     4  /* WAL at this many times the threshold: commits wait */
+#define CKPT_FINAL_AT   2  /* WAL at this many times the threshold: a final pass */
+#define CKPT_FINAL_TAIL 64 /* frames left by a bulk pass that a final pass may copy */
+#define CKPT_MAX_BULK   2  /* bulk passes before the final one, at most */
+
+static void after_ckpt(uv_work_t *w, int status);
+
+/* The fall-back: checkpoint on the loop's own connection, as SQLite would
+ * in COMMIT. No commit can come meanwhile, so it copies the whole WAL. */
+static void
+ckpt_on_loop(struct bus *bus)
+{
+    const char *labels[] = { "loop" };
+    int rc = ag_store_checkpoint(bus->store, AG_STORE_CKPT_PASSIVE, NULL, NULL);
+    if (rc == 0) {
+        ag_counter_add(bus->m_ckpt, labels, 1);
+        bus->ckpt_copied = 0;
+    }
+    bus->ckpt_mark = ag_store_wal_frames(bus->store);
+}
+
+static void
+ckpt_work(uv_work_t *w)
+{
+    struct bus *bus = w->data;
+    bus->ckpt_rc = ag_store_checkpoint(bus->ckpt_store, AG_STORE_CKPT_PASSIVE, &bus->ckpt_frames,
+                                       &bus->ckpt_done);
+}
+
+static void
+ckpt_start(struct bus *bus, enum bus_ckpt_phase phase)
+{
+    bus->ckpt_phase = phase;
+    bus->ckpt_work.data = bus;
+    if (phase == BUS_CKPT_FINAL)
+        bus->ckpt_hold = true;
+    if (uv_queue_work(bus->loop, &bus->ckpt_work, ckpt_work, after_ckpt) != 0) {
+        bus->ckpt_phase = BUS_CKPT_IDLE;
+        bus->ckpt_hold = false;
+        bus->ckpt_failed = true;
+        if (!bus->ckpt_warned) {
+            AG_LOGW("engine", "the thread pool refused a WAL checkpoint: checkpoint on the loop");
+            bus->ckpt_warned = true;
+        }
+        ckpt_on_loop(bus);
+    }
+}
+
+/* After each loop iteration's commit: start a bulk pass once the WAL has
+ * reached the threshold, and hold commits if it is far past it. */
+static void
+ckpt_poll(struct bus *bus)
+{
+    if (bus->ckpt_store == NULL || bus->closing)
+        return;
+    int64_t frames = ag_store_wal_frames(bus->store);
+    int64_t limit = bus->settings.checkpoint_pages;
+    /* Frames not yet copied (all of them once the WAL started over). */
+    int64_t uncopied = frames - (frames >= bus->ckpt_copied ? bus->ckpt_copied : 0);
+    if (frames < limit || uncopied < limit || frames == bus->ckpt_mark)
+        return;
+    if (frames >= CKPT_BEHIND * limit && !bus->ckpt_hold) {
+        if (!bus->ckpt_warned) {
+            AG_LOGW("engine",
+                    "the WAL holds %" PRId64 " pages, %d times AGORA_BUS_CHECKPOINT_PAGES: %s",
+                    frames, CKPT_BEHIND,
+                    bus->ckpt_failed ? "checkpoint on the loop"
+                                     : "commits wait for the checkpointer");
+            bus->ckpt_warned = true;
+        }
+        if (bus->ckpt_phase == BUS_CKPT_IDLE && bus->ckpt_failed) {
+            ckpt_on_loop(bus);
+            return;
+        }
+        bus->ckpt_hold = true;
+    }
+    if (bus->ckpt_phase == BUS_CKPT_IDLE) {
+        bus->ckpt_bulks = 0;
+        ckpt_start(bus, BUS_CKPT_BULK);
+    }
+}
+
+static void
+after_ckpt(uv_work_t *w, int status)
+{
+    struct bus *bus = w->data;
+    enum bus_ckpt_phase phase = bus->ckpt_phase;
+    bus->ckpt_phase = BUS_CKPT_IDLE;
+    int rc = status != 0 ? AG_EIO : bus->ckpt_rc;
+    bus->ckpt_failed = rc != 0;
+    if (rc != 0 && !bus->ckpt_warned) {
+        AG_LOGW("engine", "background WAL checkpoint failed: %s",
+                status != 0 ? uv_strerror(status) : ag_store_errmsg(bus->ckpt_store));
+        bus->ckpt_warned = true;
+    }
+    if (rc == 0) {
+        const char *labels[] = { phase == BUS_CKPT_BULK ? "bulk" : "final" };
+        ag_counter_add(bus->m_ckpt, labels, 1);
+        bus->ckpt_copied = bus->ckpt_done;
+    }
+    /* The bulk pass left frames behind (commits went on). Another bulk
+     * pass while they are many (each is shorter than the one before), then
+     * a final one that copies the rest while commits wait, so that the next
+     * commit can start the WAL over. */
+    int64_t frames = ag_store_wal_frames(bus->store);
+    int64_t tail = frames - bus->ckpt_copied;
+    if (rc == 0 && phase == BUS_CKPT_BULK && !bus->closing && tail > 0 &&
+        (frames >= CKPT_FINAL_AT * bus->settings.checkpoint_pages || bus->ckpt_hold)) {
+        bool again = tail > CKPT_FINAL_TAIL && ++bus->ckpt_bulks < CKPT_MAX_BULK;
+        ckpt_start(bus, again ? BUS_CKPT_BULK : BUS_CKPT_FINAL);
+        return;
+    }
+    /* Everything copied: the next commit starts the WAL over. */
+    if (rc == 0 && tail <= 0)
+        bus->ckpt_copied = 0;
+    bus->ckpt_mark = frames;
+    if (bus->ckpt_hold) {
+        bus->ckpt_hold = false;
+        bus_commit(bus);
+    }
+    bus_dispatch_touched(bus);
+    bus_flush_responses(bus);
+    if (bus->closing)
+        maybe_close(bus);
+    else
+        arm_timer(bus);
+}
+
+/* Background checkpoints need a second connection, which SQLite allows only
+ * with shared locking (an exclusive connection keeps the WAL index in its
+ * own memory). Without one, SQLite checkpoints in COMMIT as before. */
+static int
+setup_checkpoints(struct bus *bus)
+{
+    const struct ag_service_settings *ss = ag_service_settings(bus->svc);
+    if (bus->settings.checkpoint_pages == 0 || strcmp(ss->db_path, ":memory:") == 0)
+        return 0;
+    if (strcmp(ss->db_locking, "shared") != 0) {
+        AG_LOGI("start", "AGORA_DB_LOCKING=%s: WAL checkpoints run in COMMIT, on the loop",
+                ss->db_locking);
+        return 0;
+    }
+    char err[256] = "";
+    struct ag_store_config cfg = {
+        .path = ss->db_path,
+        .durability = AG_STORE_FULL,
+        .migrations = bus_migrations,
+        .nmigrations = bus_nmigrations,
+        .stmt_cache_max = 4,
+        .errbuf = err,
+        .errbuf_len = sizeof(err),
+    };
+    int rc = ag_store_open(&cfg, &bus->ckpt_store);
+    if (rc != 0) {
+        AG_LOGW("start", "cannot open '%s' for checkpoints (%s); they run in COMMIT, on the loop",
+                ss->db_path, err[0] ? err : ag_strerror(rc));
+        bus->ckpt_store = NULL;
+        return 0;
+    }
+    rc = ag_store_wal_manual(bus->store);
+    if (rc != 0) {
+        AG_LOGE("start", "cannot turn off automatic checkpoints: %s", ag_store_errmsg(bus->store));
+        ag_store_close(bus->ckpt_store);
+        bus->ckpt_store = NULL;
+        return rc;
+    }
+    return 0;
+}
+
 void
 bus_commit(struct bus *bus)
 {
     AG_CHECK_MAGIC(bus, BUS_MAGIC);
     struct bus_op *ops = bus->ops_head;
-    if (ops == NULL || bus->admin_head != NULL)
+    if (ops == NULL || bus->admin_head != NULL || bus->ckpt_hold)
         return;
     bus->ops_head = NULL;
     bus->ops_tail = NULL;
@@ -1107,6 +1316,7 @@ on_check(uv_check_t *h)
      * their SQL overlaps the fsync. */
     if (!bus->syncing || bus->queued_ops >= PIPELINE_MIN_OPS)
         bus_commit(bus);
+    ckpt_poll(bus);
     bus_flush_responses(bus);
     arm_timer(bus);
 }
@@ -1126,9 +1336,12 @@ engine_start(struct bus *bus)
 static void
 maybe_close(struct bus *bus)
 {
-    if (!bus->handles_open || bus->syncing || bus->nbatches > 0)
+    if (!bus->handles_open || bus->syncing || bus->nbatches > 0 || bus->ckpt_phase != BUS_CKPT_IDLE)
         return;
     bus->handles_open = false;
+    /* Not the last connection: closing it does not checkpoint. */
+    ag_store_close(bus->ckpt_store);
+    bus->ckpt_store = NULL;
     uv_check_stop(&bus->check);
     uv_close((uv_handle_t *)&bus->check, NULL);
     uv_timer_stop(&bus->heap_timer);
@@ -1172,6 +1385,8 @@ bus_engine_open(struct bus *bus, struct ag_service *svc)
         return rc;
     }
     rc = setup_wal_sync(bus);
+    if (rc == 0)
+        rc = setup_checkpoints(bus);
     if (rc != 0)
         return rc;
     engine_start(bus);
@@ -1206,5 +1421,7 @@ bus_engine_free(struct bus *bus)
     if (bus->wal_fd != -1)
         close(bus->wal_fd);
     bus->wal_fd = -1;
+    ag_store_close(bus->ckpt_store);
+    bus->ckpt_store = NULL;
     bus->magic = 0;
 }

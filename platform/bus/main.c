@@ -14,10 +14,8 @@
 #include "agora/log.h"
 #include "agora/ports.h"
 
-extern const struct ag_migration bus_migrations[];
-extern const size_t bus_nmigrations;
-
-#define DEFAULT_MAX_BODY "8MiB"
+#define DEFAULT_MAX_BODY   "8MiB"
+#define DEFAULT_DB_LOCKING "shared"
 
 #define OFF(f) offsetof(struct bus_settings, f)
 static const struct ag_config_key BUS_KEYS[] = {
@@ -37,27 +35,29 @@ static const struct ag_config_key BUS_KEYS[] = {
       "distinct topics (a publish to a new topic past it gets 422)" },
     { "AGORA_BUS_COMMIT_MAX", AG_CONFIG_INT, "5000", OFF(commit_max), 1, 1000000, NULL,
       "queued messages that trigger a commit before the loop iteration ends" },
+    { "AGORA_BUS_CHECKPOINT_PAGES", AG_CONFIG_INT, "1000", OFF(checkpoint_pages), 0, 1000000, NULL,
+      "WAL pages that start a checkpoint on the thread pool (0: SQLite checkpoints in COMMIT, "
+      "on the loop, as it does with AGORA_DB_LOCKING=exclusive)" },
     { "AGORA_BUS_PUBLISHERS", AG_CONFIG_STRING, BUS_PUBLISHERS_DEFAULT, OFF(publishers), 0, 0, NULL,
       "who may publish what: service:pattern,... (the operator 'agora' may publish anything; "
       "a service not listed, nothing)" },
 };
 #undef OFF
 
-/* The bus accepts publish bodies of up to 8 MiB: make that the default of
- * the chassis setting AGORA_HTTP_MAX_BODY unless the environment or the
- * configuration file sets it. */
+/* Make 'value' the default of the chassis setting 'name' unless the
+ * environment or the configuration file sets it. */
 static void
-default_max_body(void)
+default_setting(const char *name, const char *value)
 {
     struct {
         char *value;
     } probe = { NULL };
-    static const struct ag_config_key key[] = {
-        { "AGORA_HTTP_MAX_BODY", AG_CONFIG_STRING, "", 0, 0, 0, NULL, "probe" },
+    const struct ag_config_key key[] = {
+        { name, AG_CONFIG_STRING, "", 0, 0, 0, NULL, "probe" },
     };
     if (ag_config_load(key, 1, &probe, NULL, 0) == 0 && probe.value != NULL &&
         probe.value[0] == '\0')
-        setenv("AGORA_HTTP_MAX_BODY", DEFAULT_MAX_BODY, 1);
+        setenv(name, value, 1);
     ag_config_release(key, 1, &probe);
 }
 
@@ -102,7 +102,10 @@ on_stop(struct ag_service *svc, void *udata)
 int
 main(int argc, char **argv)
 {
-    default_max_body();
+    /* Publish bodies of up to 8 MiB; shared locking, so that a second
+     * connection can checkpoint the WAL off the loop (engine.c). */
+    default_setting("AGORA_HTTP_MAX_BODY", DEFAULT_MAX_BODY);
+    default_setting("AGORA_DB_LOCKING", DEFAULT_DB_LOCKING);
     /* The bus's one state, passed to every callback; main outlives them. */
     struct bus bus = { 0 };
     struct ag_service_config cfg = {

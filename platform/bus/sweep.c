@@ -10,14 +10,30 @@
 
 #include "agora/log.h"
 
-#define SWEEP_BUSY_MS    100  /* next sweep step while a pass is unfinished */
-#define SWEEP_CHUNKS     8    /* seq ranges examined per sweep step */
-#define SWEEP_CHUNK_SEQS 4096 /* seqs per range */
-#define SWEEP_DEDUP_ROWS 5000 /* dedup rows examined per sweep step */
+#define SWEEP_BUSY_MS    5       /* next sweep step while a pass is unfinished */
+#define SWEEP_BUDGET_NS  1000000 /* loop time a step should take, commit included */
+#define SWEEP_MIN_ROWS   16      /* smallest seq range or dedup batch */
+#define SWEEP_MAX_SEQS   4096    /* largest seq range */
+#define SWEEP_MAX_DEDUP  5000    /* largest dedup batch */
+#define SWEEP_MAX_CHUNKS 8       /* seq ranges per step */
 
-/* ---- Sweeps ---- */
+/* Resize a batch after a step that took 'took_ns': halve it when the step
+ * overran the budget, double it when the step took under a quarter of it
+ * and the batch was used in full. */
+static int64_t
+adapt(int64_t size, uint64_t took_ns, bool full, int64_t max)
+{
+    if (took_ns > SWEEP_BUDGET_NS)
+        return AG_MAX(SWEEP_MIN_ROWS, size / 2);
+    if (full && took_ns < SWEEP_BUDGET_NS / 4)
+        return AG_MIN(max, size * 2);
+    return size;
+}
 
-/* One bounded step of the dedup and retention sweeps, in one transaction.
+/* One step of the dedup and retention sweeps, in one transaction, bounded
+ * in time: a step holds the loop, so it stops after about SWEEP_BUDGET_NS
+ * and the sizes of its statements adapt to what they cost (a delete of
+ * 4,096 large messages took tens of milliseconds, under load hundreds).
  * Returns true when more work is left for an early next step. */
 static bool
 sweep_step(struct bus *bus)
@@ -25,15 +41,25 @@ sweep_step(struct bus *bus)
     int64_t now = ag_time_unix_ms();
     int64_t dedup_gone = 0;
     int64_t msgs_gone = 0;
-    bool more = false;
     int64_t from = bus->sweep_from;
+    uint64_t t0 = uv_hrtime();
+    if (bus->sweep_seqs == 0) {
+        bus->sweep_seqs = SWEEP_MAX_SEQS;
+        bus->sweep_dedup = SWEEP_MAX_DEDUP;
+    }
+    int64_t dedup_rows = bus->sweep_dedup;
     int rc = ag_store_begin(bus->store);
     if (rc == 0)
         rc = bus_store_sweep_dedup(bus->store, now - (int64_t)bus->settings.dedup_window_ms,
-                                   SWEEP_DEDUP_ROWS, &dedup_gone);
+                                   dedup_rows, &dedup_gone);
+    int64_t seqs = bus->sweep_seqs;
+    int chunks = 0;
     int64_t cut = now - (int64_t)bus->settings.retention_ms;
     bool pass_done = false;
-    for (int i = 0; i < SWEEP_CHUNKS && rc == 0; i++) {
+    /* At least one range per step, so that a slow dedup delete cannot
+     * starve the retention sweep. */
+    while (chunks < SWEEP_MAX_CHUNKS && rc == 0 &&
+           (chunks == 0 || uv_hrtime() - t0 < SWEEP_BUDGET_NS / 2)) {
         int64_t first = 0;
         rc = bus_store_first_old_message(bus->store, from, cut, &first);
         if (rc != 0)
@@ -43,9 +69,10 @@ sweep_step(struct bus *bus)
             break;
         }
         int64_t gone = 0;
-        rc = bus_store_sweep_messages(bus->store, first, first + SWEEP_CHUNK_SEQS, cut, &gone);
+        rc = bus_store_sweep_messages(bus->store, first, first + seqs, cut, &gone);
+        chunks++;
         msgs_gone += gone;
-        from = first + SWEEP_CHUNK_SEQS;
+        from = first + seqs;
     }
     if (rc == 0)
         rc = ag_store_commit(bus->store);
@@ -55,13 +82,18 @@ sweep_step(struct bus *bus)
         bus->sweep_from = 0;
         return false;
     }
+    /* The commit counts too: it writes every page the deletes touched. */
+    uint64_t took = uv_hrtime() - t0;
+    bus->sweep_dedup = adapt(dedup_rows, took, dedup_gone == dedup_rows, SWEEP_MAX_DEDUP);
+    bus->sweep_seqs = adapt(seqs, took, chunks > 0 && !pass_done, SWEEP_MAX_SEQS);
     bus->stored -= msgs_gone;
     bus->sweep_from = pass_done ? 0 : from;
-    more = !pass_done || dedup_gone == SWEEP_DEDUP_ROWS;
     if (dedup_gone > 0 || msgs_gone > 0)
-        AG_LOGD("sweep", "deleted %" PRId64 " messages and %" PRId64 " dedup ids", msgs_gone,
-                dedup_gone);
-    return more;
+        AG_LOGD("sweep",
+                "deleted %" PRId64 " messages and %" PRId64 " dedup ids in %.2f ms (next: %" PRId64
+                " seqs, %" PRId64 " dedup rows)",
+                msgs_gone, dedup_gone, (double)took / 1e6, bus->sweep_seqs, bus->sweep_dedup);
+    return !pass_done || dedup_gone == dedup_rows;
 }
 
 static void

@@ -284,6 +284,43 @@ int ag_store_lease(struct ag_store *store, const char *name, const char *holder,
  * error; AG_EINVAL inside a transaction. */
 int ag_store_lease_release(struct ag_store *store, const char *name, const char *holder);
 
+/* ---- SQLite WAL checkpoints under the caller's control ----
+ * By default SQLite checkpoints the WAL inside a COMMIT once it holds 1,000
+ * pages (wal_autocheckpoint), on the committing thread. A process that must
+ * not stall there (the bus) turns that off on its connection and runs the
+ * checkpoints on another connection to the same file, on another thread.
+ * That needs AGORA_DB_LOCKING=shared (cfg->exclusive false): an exclusive
+ * connection keeps the WAL index in its own memory. */
+
+enum ag_store_checkpoint {
+    AG_STORE_CKPT_PASSIVE = 0, /* copy every frame no reader still needs into the
+                                  database file and sync it; never waits, never
+                                  blocks writers or readers */
+};
+
+/* Turn off automatic checkpoints on 'store' (wal_autocheckpoint=0) and count
+ * the frames in the WAL after each of its commits (ag_store_wal_frames).
+ * SQLite only: AG_EINVAL for PostgreSQL. Returns 0 or the store's error.
+ * The thread of 'store'. */
+int ag_store_wal_manual(struct ag_store *store);
+
+/* Frames (pages) in the WAL after the last commit on 'store', as SQLite
+ * reported it; 0 before the first commit or without ag_store_wal_manual.
+ * Falls when a writer restarts the WAL after a complete checkpoint. */
+int64_t ag_store_wal_frames(const struct ag_store *store);
+
+/* Checkpoint the WAL of the database of 'store' ('mode'). The database file
+ * is synced before the checkpoint is recorded unless the connection runs
+ * synchronous=OFF (the store never does), so the WAL frames it copied may
+ * then be overwritten. Sets '*out_wal_frames' to the frames in the WAL and
+ * '*out_done' to those now copied (either may be NULL); -1 each if the
+ * database is not in WAL mode. Returns 0, AG_EBUSY when another checkpoint
+ * runs, or the store's error; AG_EINVAL inside a transaction or for
+ * PostgreSQL. The thread of 'store' (which may be any thread, one at a
+ * time: the store is not locked). */
+int ag_store_checkpoint(struct ag_store *store, enum ag_store_checkpoint mode,
+                        int64_t *out_wal_frames, int64_t *out_done);
+
 /* Test hook: make the 'n'-th next operation that executes SQL fail with
  * AG_EIO (errmsg "injected fault") without running it. Counted operations:
  * ag_stmt_step, ag_store_exec, ag_store_ping, ag_store_begin and

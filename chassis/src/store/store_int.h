@@ -80,6 +80,8 @@ struct ag_store {
     bool tx_retryable;      /* the last failure was a serialization failure or deadlock:
                           ag_store_tx may run the transaction again */
     int fault_countdown;    /* ag_store_fault_after; 0 = disarmed */
+    int64_t wal_frames;     /* SQLite, after ag_store_wal_manual: frames in the WAL
+                               after this connection's last commit */
     struct ag_span tx_span; /* the open transaction's span, when traced */
     char errmsg[512];       /* last error message, "" if none */
 };

@@ -387,3 +387,59 @@ const struct ag_store_ops ag__store_sqlite_ops = {
     .col_len = sq_col_len,
     .col_blob = sq_col_blob,
 };
+
+/* ---- Manual WAL checkpoints (store.h) ------------------------------------ */
+
+/* Replaces the default hook (the automatic checkpoint): only counts. */
+static int
+wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    AG_UNUSED(db);
+    AG_UNUSED(name);
+    struct ag_store *store = arg;
+    store->wal_frames = frames;
+    return SQLITE_OK;
+}
+
+int
+ag_store_wal_manual(struct ag_store *store)
+{
+    AG_CHECK_MAGIC(store, AG__STORE_MAGIC);
+    if (store->ops != &ag__store_sqlite_ops)
+        return AG_EINVAL;
+    /* wal_autocheckpoint=0 removes SQLite's hook; ours then only counts. */
+    int rc = sqlite3_wal_autocheckpoint(DB(store), 0);
+    if (rc != SQLITE_OK)
+        return fail(store, rc);
+    sqlite3_wal_hook(DB(store), wal_hook, store);
+    return 0;
+}
+
+int64_t
+ag_store_wal_frames(const struct ag_store *store)
+{
+    AG_CHECK_MAGIC(store, AG__STORE_MAGIC);
+    return store->wal_frames;
+}
+
+int
+ag_store_checkpoint(struct ag_store *store, enum ag_store_checkpoint mode, int64_t *out_wal_frames,
+                    int64_t *out_done)
+{
+    AG_CHECK_MAGIC(store, AG__STORE_MAGIC);
+    if (store->ops != &ag__store_sqlite_ops || mode != AG_STORE_CKPT_PASSIVE ||
+        !sqlite3_get_autocommit(DB(store)))
+        return AG_EINVAL;
+    int frames = -1;
+    int done = -1;
+    int rc = sqlite3_wal_checkpoint_v2(DB(store), NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &done);
+    if (out_wal_frames != NULL)
+        *out_wal_frames = frames;
+    if (out_done != NULL)
+        *out_done = done;
+    if ((rc & 0xff) == SQLITE_BUSY) {
+        ag__store_set_err(store, "another checkpoint is running");
+        return AG_EBUSY;
+    }
+    return rc == SQLITE_OK ? 0 : fail(store, rc);
+}

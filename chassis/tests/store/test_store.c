@@ -219,6 +219,49 @@ test_lazy_tx(void **state)
     tmpdb_release(&t);
 }
 
+/* Manual checkpoints: with ag_store_wal_manual a commit no longer
+ * checkpoints (the WAL keeps growing past SQLite's 1,000 pages) and reports
+ * the WAL's size; a checkpoint on a second connection copies it all, and
+ * the next commit on the first starts the WAL over. */
+static void
+test_manual_checkpoint(void **state)
+{
+    AG_UNUSED(state);
+    struct tmpdb t;
+    tmpdb_init(&t);
+    struct ag_store_config cfg = { .path = t.path, .durability = AG_STORE_NORMAL };
+    struct ag_store *w = open_ok(&cfg);
+    assert_int_equal(ag_store_wal_manual(w), 0);
+    assert_int_equal(ag_store_wal_frames(w), 0);
+    assert_int_equal(ag_store_exec(w, "CREATE TABLE t (v BLOB)"), 0);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(ag_store_exec(w, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 "
+                                          "FROM n WHERE i < 50) INSERT INTO t SELECT "
+                                          "zeroblob(4000) FROM n"),
+                         0);
+    }
+    int64_t frames = ag_store_wal_frames(w);
+    assert_true(frames > 1000); /* no automatic checkpoint */
+
+    cfg.durability = AG_STORE_FULL;
+    struct ag_store *c = open_ok(&cfg);
+    int64_t wal = 0;
+    int64_t done = 0;
+    assert_int_equal(ag_store_checkpoint(c, AG_STORE_CKPT_PASSIVE, &wal, &done), 0);
+    assert_int_equal(wal, frames);
+    assert_int_equal(done, frames);
+    assert_int_equal(ag_store_exec(w, "INSERT INTO t VALUES (1)"), 0);
+    assert_true(ag_store_wal_frames(w) < 10); /* started over */
+    assert_int_equal(query_i64(c, "SELECT count(*) FROM t"), 1501);
+
+    assert_int_equal(ag_store_begin(c), 0);
+    assert_int_equal(ag_store_checkpoint(c, AG_STORE_CKPT_PASSIVE, NULL, NULL), AG_EINVAL);
+    assert_int_equal(ag_store_rollback(c), 0);
+    ag_store_close(c);
+    ag_store_close(w);
+    tmpdb_release(&t);
+}
+
 /* Bad configurations fail with the documented code, fill errbuf and leave
  * the output untouched. */
 static void
@@ -840,6 +883,7 @@ main(void)
         cmocka_unit_test(test_open_memory),
         cmocka_unit_test(test_file_pragmas),
         cmocka_unit_test(test_lazy_tx),
+        cmocka_unit_test(test_manual_checkpoint),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_migrations_in_order_once),
         cmocka_unit_test(test_migration_failure_rolls_back),
