@@ -54,7 +54,8 @@ const PENDING_SETTINGS = new Set(['AGORA_DB_URL', 'AGORA_EVENTS_URL', 'AGORA_SER
 // program that reads configuration there (ag_registry_watch_config); under
 // AGORA_DISCOVERY=dns no service registers, so no other program calls the
 // registry; every service uses its database and the broker; payments asks
-// orders whether an order is payable (services/payments/api.c,
+// orders whether an order is payable; the gateway consumes the revocations
+// (session.revoked, user.disabled) from the broker (services/payments/api.c,
 // AGORA_PAYMENTS_ORDERS_URL); the dev init Job creates databases, roles
 // and broker users (management API).
 // [from, to, port]; postgres and rabbitmq pods exist in dev only.
@@ -63,6 +64,7 @@ const CALLS = [
     ['gateway', 'registry', PORTS.registry],
     ...SERVICES.map((s) => [s, 'postgres', 5432]),
     ...SERVICES.map((s) => [s, 'rabbitmq', 5672]),
+    ['gateway', 'rabbitmq', 5672], // session.revoked / user.disabled, its own queue per pod
     ['payments', 'orders', PORTS.orders],
     ['agora-init', 'postgres', 5432],
     ['agora-init', 'rabbitmq', 15672],
@@ -301,6 +303,11 @@ function checkWorkloads(objs, where) {
         assert.equal(envValue(c, objs, 'AGORA_HTTP_HOST'), '0.0.0.0', `${at}: listens on every address`);
         assert.equal(envValue(c, objs, 'AGORA_DISCOVERY'), 'dns', `${at}: DNS discovery`);
         assert.equal(envValue(c, objs, 'AGORA_REGISTRY_URL'), program === 'gateway' ? `http://registry:${PORTS.registry}` : undefined, `${at}: only the gateway reads the registry`);
+        if (program === 'gateway') {
+            // Revocations reach every replica: the broker, and a queue per pod.
+            assert.ok(envNames(c, objs).has('AGORA_EVENTS_URL'), `${at}: the gateway consumes revocations from RabbitMQ`);
+            assert.match(envValue(c, objs, 'AGORA_GATEWAY_REVOCATIONS_SUBSCRIPTION') ?? '', /\$\(AGORA_INSTANCE_ID\)/, `${at}: a revocations queue per pod`);
+        }
         assert.equal(portNumber(c, 'http'), httpPort, `${at}: containerPort 'http' = AGORA_HTTP_PORT`);
         assert.equal(c.readinessProbe?.httpGet?.path, '/ready', `${at}: readiness on /ready`);
         assert.equal(c.livenessProbe?.httpGet?.path, '/health', `${at}: liveness on /health`);
@@ -526,6 +533,7 @@ describe('deploy/', () => {
             checkSettings(`compose ${name}`, program, Object.keys(env));
             assert.equal(env.AGORA_DISCOVERY, 'dns', `compose ${name}: DNS discovery`);
             assert.equal(env.AGORA_REGISTRY_URL, program === 'gateway' ? `http://registry:${PORTS.registry}` : undefined, `compose ${name}: only the gateway reads the registry`);
+            if (program === 'gateway') assert.match(env.AGORA_EVENTS_URL ?? '', /^amqp:\/\/gateway:/, `compose ${name}: the gateway consumes revocations as broker user 'gateway'`);
             const port = Number(env.AGORA_HTTP_PORT);
             assert.equal(port, PORTS[program], `compose ${name}: AGORA_HTTP_PORT is ports.h's`);
             assert.deepEqual(s.healthcheck.test, ['CMD', '/usr/local/bin/agora', 'probe', `http://127.0.0.1:${port}/health`], `compose ${name}: health check on /health at its port`);
