@@ -292,6 +292,41 @@ delete_product(struct ag_http_req *req, void *udata)
     }
 }
 
+/* Does If-None-Match 'h' name 'etag' (weak comparison, RFC 9110 13.1.2)? */
+static bool
+inm_matches(struct ag_str h, const char *etag)
+{
+    size_t elen = strlen(etag);
+    size_t i = 0;
+    while (i < h.len) {
+        size_t j = i;
+        while (j < h.len && h.ptr[j] != ',')
+            j++;
+        struct ag_str t = ag_str_trim(ag_str_make(h.ptr + i, j - i));
+        if (t.len == 1 && t.ptr[0] == '*')
+            return true;
+        if (t.len > 2 && t.ptr[0] == 'W' && t.ptr[1] == '/')
+            t = ag_str_make(t.ptr + 2, t.len - 2);
+        if (t.len == elen && memcmp(t.ptr, etag, elen) == 0)
+            return true;
+        i = j + 1;
+    }
+    return false;
+}
+
+/* A list page with its ETag, or 304 when the client holds it already. */
+static void
+send_list_page(struct ag_http_req *req, const char *body, size_t len, const char *etag)
+{
+    ag_http_resp_header(req, "ETag", etag);
+    struct ag_str inm = ag_http_req_header(req, "If-None-Match");
+    if (inm.len > 0 && inm_matches(inm, etag)) {
+        ag_http_send(req, 304, NULL, NULL, 0);
+        return;
+    }
+    ag_http_send(req, 200, JSON_TYPE, body, len);
+}
+
 static void
 list_products(struct ag_http_req *req, void *udata)
 {
@@ -364,6 +399,20 @@ list_products(struct ag_http_req *req, void *udata)
             f.offset = c.offset;
     }
 
+    /* A page rendered since the last write is served as it is. */
+    uint64_t version = 0;
+    bool cacheable = f.fts == NULL;
+    if (cacheable) {
+        const char *body;
+        const char *etag;
+        size_t blen;
+        if (catalog_list_cache_lookup(cat, req->query, &version, &body, &blen, &etag)) {
+            ag_buf_release(&fts);
+            send_list_page(req, body, blen, etag);
+            return;
+        }
+    }
+
     struct ag_buf out = AG_BUF_INIT(0);
     ag_buf_append_cstr(&out, "{\"items\":[");
     size_t count;
@@ -387,6 +436,13 @@ list_products(struct ag_http_req *req, void *udata)
         ag_buf_appendf(&out, "\"%s\"}", enc);
     } else {
         ag_buf_append_cstr(&out, "null}");
+    }
+    const char *etag =
+        cacheable ? catalog_list_cache_store(cat, req->query, version, out.data, out.len) : NULL;
+    if (etag != NULL) {
+        send_list_page(req, out.data, out.len, etag);
+        ag_buf_release(&out);
+        return;
     }
     size_t len;
     char *data = ag_buf_detach(&out, &len);

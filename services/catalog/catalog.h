@@ -25,7 +25,22 @@ struct catalog {
     struct ag_store *store;   /* borrowed from svc */
     struct ag_events *events; /* borrowed from svc: the outbox */
     struct catalog_settings settings;
+    struct catalog_list_cache *lists; /* listcache.c; NULL until the first list */
 };
+
+/* ---- listcache.c: rendered list pages until the database changes ----
+ * lookup: a page kept for query 'key' at the store's current data version
+ * (body, length and strong ETag, valid until the next store call on 'cat')
+ * and true; else false, with '*out_version' set to the version to store a
+ * freshly rendered page under (untouched when the cache is off). store: keep
+ * a copy of 'body' for 'key' at 'version'; returns its ETag, or NULL when
+ * not kept (too big, cache off). free: at exit. Loop thread. */
+struct catalog_list_cache;
+bool catalog_list_cache_lookup(struct catalog *cat, struct ag_str key, uint64_t *out_version,
+                               const char **out_body, size_t *out_len, const char **out_etag);
+const char *catalog_list_cache_store(struct catalog *cat, struct ag_str key, uint64_t version,
+                                     const char *body, size_t len);
+void catalog_list_cache_free(struct catalog *cat);
 
 /* ---- api.c ---- */
 extern const struct ag_route catalog_routes[];

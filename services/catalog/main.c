@@ -175,5 +175,6 @@ main(int argc, char **argv)
     rc = ag_service_routes(svc, catalog_routes, catalog_nroutes, &cat);
     int status = rc == 0 ? ag_service_run(svc) : 1;
     ag_service_free(svc);
+    catalog_list_cache_free(&cat);
     return status;
 }

@@ -284,6 +284,15 @@ int ag_store_lease(struct ag_store *store, const char *name, const char *holder,
  * error; AG_EINVAL inside a transaction. */
 int ag_store_lease_release(struct ag_store *store, const char *name, const char *holder);
 
+/* A number that changes whenever the data of the database of 'store' may
+ * have changed: a commit by another connection or a write on this one.
+ * For caches of rendered reads (the catalog's list pages): equal numbers
+ * mean nothing was written in between. SQLite only (PRAGMA data_version and
+ * sqlite3_total_changes64, about a microsecond): AG_EINVAL for PostgreSQL,
+ * where instances share the database and no such cheap number exists.
+ * Returns 0 or the store's error. The thread of 'store'. */
+int ag_store_data_version(struct ag_store *store, uint64_t *out_version);
+
 /* ---- SQLite WAL checkpoints under the caller's control ----
  * By default SQLite checkpoints the WAL inside a COMMIT once it holds 1,000
  * pages (wal_autocheckpoint), on the committing thread. A process that must

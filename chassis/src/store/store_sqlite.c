@@ -443,3 +443,25 @@ ag_store_checkpoint(struct ag_store *store, enum ag_store_checkpoint mode, int64
     }
     return rc == SQLITE_OK ? 0 : fail(store, rc);
 }
+
+int
+ag_store_data_version(struct ag_store *store, uint64_t *out_version)
+{
+    AG_CHECK_MAGIC(store, AG__STORE_MAGIC);
+    if (store->ops != &ag__store_sqlite_ops)
+        return AG_EINVAL;
+    /* PRAGMA data_version moves when another connection commits; this
+     * connection's own writes show in total_changes (rows written, also by
+     * statements later rolled back: a false change, never a missed one). */
+    struct ag_stmt *st;
+    int rc = ag_store_stmt(store, "PRAGMA data_version", &st);
+    if (rc != 0)
+        return rc;
+    int64_t dv = 0;
+    rc = ag_stmt_step_i64(st, 0, &dv);
+    if (rc != 0)
+        return rc;
+    uint64_t own = (uint64_t)sqlite3_total_changes64(DB(store));
+    *out_version = ((uint64_t)dv << 40) ^ own;
+    return 0;
+}

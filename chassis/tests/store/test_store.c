@@ -262,6 +262,37 @@ test_manual_checkpoint(void **state)
     tmpdb_release(&t);
 }
 
+/* ag_store_data_version moves with a write on this connection and with a
+ * commit on another one, and not otherwise. */
+static void
+test_data_version(void **state)
+{
+    AG_UNUSED(state);
+    struct tmpdb t;
+    tmpdb_init(&t);
+    struct ag_store_config cfg = { .path = t.path, .durability = AG_STORE_NORMAL };
+    struct ag_store *a = open_ok(&cfg);
+    struct ag_store *b = open_ok(&cfg);
+    assert_int_equal(ag_store_exec(a, "CREATE TABLE t (v INTEGER)"), 0);
+    uint64_t v0 = 0, v1 = 0;
+    assert_int_equal(ag_store_data_version(a, &v0), 0);
+    assert_int_equal(ag_store_data_version(a, &v1), 0);
+    assert_true(v0 == v1); /* nothing written */
+    assert_int_equal(query_i64(a, "SELECT count(*) FROM t"), 0);
+    assert_int_equal(ag_store_data_version(a, &v1), 0);
+    assert_true(v0 == v1); /* a read is no write */
+    assert_int_equal(ag_store_exec(a, "INSERT INTO t VALUES (1)"), 0);
+    assert_int_equal(ag_store_data_version(a, &v1), 0);
+    assert_true(v1 != v0); /* own write */
+    assert_int_equal(ag_store_exec(b, "INSERT INTO t VALUES (2)"), 0);
+    uint64_t v2 = 0;
+    assert_int_equal(ag_store_data_version(a, &v2), 0);
+    assert_true(v2 != v1); /* another connection's commit */
+    ag_store_close(b);
+    ag_store_close(a);
+    tmpdb_release(&t);
+}
+
 /* Bad configurations fail with the documented code, fill errbuf and leave
  * the output untouched. */
 static void
@@ -884,6 +915,7 @@ main(void)
         cmocka_unit_test(test_file_pragmas),
         cmocka_unit_test(test_lazy_tx),
         cmocka_unit_test(test_manual_checkpoint),
+        cmocka_unit_test(test_data_version),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_migrations_in_order_once),
         cmocka_unit_test(test_migration_failure_rolls_back),

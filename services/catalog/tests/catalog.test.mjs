@@ -212,6 +212,37 @@ describe('catalog API (one process, AGORA_HTTP_MAX_BODY=16KiB)', () => {
             assert.deepEqual(stale.json, p);
         });
 
+        it('list pages: a strong ETag, 304 for If-None-Match, and any write shows at once (the page cache)', T, async () => {
+            const q = '/v1/products?min_price=987654&max_price=987654&limit=50';
+            const empty = await api.get(q);
+            assert.equal(empty.status, 200, empty.text);
+            assert.deepEqual(empty.json.items, []);
+            const tag0 = empty.header('etag');
+            assert.match(tag0 ?? '', /^"l[0-9a-f]{16}"$/);
+            const again = await api.get(q, { headers: { 'if-none-match': `"x", W/${tag0}` } });
+            assert.equal(again.status, 304, 'a listed (weak) match gives 304');
+            assert.equal(again.text, '');
+            assert.equal(again.header('etag'), tag0);
+
+            const p = await create(api, newProduct({ price: { amount: 987654, currency: 'USD' } }));
+            const after = await api.get(q, { headers: { 'if-none-match': tag0 } });
+            assert.equal(after.status, 200, 'the held page is stale after a create');
+            assert.deepEqual(after.json.items.map((i) => i.id), [p.id]);
+            assert.notEqual(after.header('etag'), tag0);
+
+            const other = await api.get('/v1/products?min_price=987654&max_price=987654&limit=49');
+            assert.deepEqual(other.json.items.map((i) => i.id), [p.id], 'another query, its own page');
+
+            const r = await api.patch(`/v1/products/${p.id}`, { name: 'Listed again' }, { headers: { 'if-match': '"1"' } });
+            assert.equal(r.status, 200, r.text);
+            const renamed = await api.get(q);
+            assert.equal(renamed.json.items[0].name, 'Listed again', 'an update shows in the list at once');
+            const moved = await api.patch(`/v1/products/${p.id}`, { price: { amount: 987653, currency: 'USD' } }, { headers: { 'if-match': '"2"' } });
+            assert.equal(moved.status, 200, moved.text);
+            assert.deepEqual((await api.get(q)).json.items, [], 'a price change takes it off the page');
+            assert.equal((await api.get(q)).header('etag'), tag0, 'the same bytes, the same ETag');
+        });
+
         it('patches with If-Match: 200, version 2, new ETag, other fields kept', T, async () => {
             const p = await create(api, newProduct({ description: 'keep me' }));
             const r = await api.patch(`/v1/products/${p.id}`, { name: 'Renamed' }, { headers: { 'if-match': '"1"' } });
