@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "agora/err.h"
 #include "agora/log.h"
 #include "agora/ports.h"
@@ -162,11 +160,6 @@ on_stop(struct ag_service *svc, void *udata)
 int
 main(int argc, char **argv)
 {
-    /* Before any thread exists: libcurl's global state for the sender. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "notifications: cannot initialise libcurl\n");
-        return 1;
-    }
     struct ag_service_config cfg = {
         .name = "notifications",
         .version = "0.1.0",
@@ -184,14 +177,12 @@ main(int argc, char **argv)
     };
     struct ag_service *svc;
     int rc = ag_service_init(&svc, argc, argv, &cfg);
-    if (rc != 0) {
-        curl_global_cleanup();
+    if (rc != 0)
         return ag_service_exit_code(rc);
-    }
     rc = ag_service_routes(svc, notify_routes, notify_nroutes, &g_notify);
     int status = rc == 0 ? ag_service_run(svc) : 1;
     g_notify.store = NULL;
     ag_service_free(svc);
-    curl_global_cleanup();
+    notify_sender_global_cleanup();
     return status;
 }

@@ -99,6 +99,10 @@ void notify_sender_kick(struct notify_sender *s);
  * attempt not counted), and free once the last one returned. */
 void notify_sender_stop(struct notify_sender *s);
 
+/* libcurl's global state, if the sender loaded it: release it at exit,
+ * after the loop and its threads are done. */
+void notify_sender_global_cleanup(void);
+
 /* ---- store.c ---- */
 
 /* Replica of users: apply an e-mail and/or name (NULL: keep) known at

@@ -603,7 +603,7 @@ describe('deploy/', () => {
                 });
         const missing = new Set();
         for (const b of binaries) for (const l of need(b)) if (!BASE_LIBS.has(l) && !libs.includes(l)) missing.add(`${l} (${path.basename(b)})`);
-        // Libraries a binary dlopen()s (agora/dynlib.h: libpq, librabbitmq)
+        // Libraries a binary dlopen()s (agora/dynlib.h: libpq, librabbitmq, libcurl)
         // are in no DT_NEEDED entry, so ldd misses them: every soname
         // written in a binary as a string ("libpq.so.5", NUL-terminated; the
         // start is not looked at, as the linker may place a string right
@@ -617,7 +617,7 @@ describe('deploy/', () => {
                 dlopened.get(m[1]).add(path.basename(b));
             }
         }
-        for (const l of ['libpq.so.5', 'librabbitmq.so.4']) {
+        for (const l of ['libpq.so.5', 'librabbitmq.so.4', 'libcurl.so.4']) {
             assert.ok(dlopened.has(l), `${l}: found as a dlopen()ed soname in the binaries`);
             for (const b of binaries) assert.ok(!need(b).includes(l), `${path.basename(b)} has ${l} as DT_NEEDED: it is loaded on demand`);
         }

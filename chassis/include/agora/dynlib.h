@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Shared libraries loaded at run time, and only by the programs that use
  * them: libpq when a PostgreSQL URL is configured (store), librabbitmq when
- * an amqp:// URL is (events). They are dlopen()ed by soname and their
+ * an amqp:// URL is (events), libcurl at notifications' first e-mail. They are dlopen()ed by soname and their
  * functions resolved into a table of pointers, so a program on SQLite and
  * the bus maps neither them nor what they pull in (OpenSSL, Kerberos,
  * LDAP): a few MiB of resident memory each (bench/memory). */
