@@ -34,6 +34,8 @@
  * batch map below), not once per span. */
 
 /* What one request brings to one trace. */
+#define OTLP_KIND_SERVER 2 /* SPAN_KIND_SERVER */
+
 struct batch_trace {
     char trace_id[33]; /* "" for a free slot */
     bool known;        /* a summary row existed */
@@ -42,8 +44,10 @@ struct batch_trace {
     int64_t added; /* spans of this request stored */
     int64_t start;
     int64_t end;
-    char root_service[MAX_TEXT + 1]; /* of its earliest span in this request */
-    char root_name[MAX_TEXT + 1];
+    char root_service[MAX_TEXT + 1]; /* of its root in this request: a span without a */
+    char root_name[MAX_TEXT + 1];    /* parent, else the earliest */
+    int root_rank; /* 0: without a parent, 1: a server span, 2: any (see add_span) */
+    int64_t root_start;
 };
 
 struct ingest {
@@ -157,11 +161,20 @@ put_span(void *udata, const struct otlp_span *sp)
         in->duplicates++;
         return 0;
     }
-    if (bt->added == 0 || sp->start_ns < bt->start) {
-        bt->start = sp->start_ns;
+    /* Root: a span without a parent, else a server span (a service's entry:
+     * the first to take a request whose caller's span is not here, as with
+     * a client that sent its own traceparent), else any; the earliest of a
+     * rank. Starts alone mislead: a saga step's is stored to the ms. */
+    int rank = sp->parent_id[0] == '\0' ? 0 : sp->kind == OTLP_KIND_SERVER ? 1 : 2;
+    if (bt->added == 0 || rank < bt->root_rank ||
+        (rank == bt->root_rank && sp->start_ns < bt->root_start)) {
+        bt->root_rank = rank;
+        bt->root_start = sp->start_ns;
         snprintf(bt->root_service, sizeof(bt->root_service), "%s", sp->service);
         snprintf(bt->root_name, sizeof(bt->root_name), "%s", sp->name);
     }
+    if (bt->added == 0 || sp->start_ns < bt->start)
+        bt->start = sp->start_ns;
     if (bt->added == 0 || sp->end_ns > bt->end)
         bt->end = sp->end_ns;
     bt->error |= sp->status_code == 2;
@@ -169,6 +182,13 @@ put_span(void *udata, const struct otlp_span *sp)
     in->accepted++;
     return 0;
 }
+
+/* The stored root gives way to this request's: a lower rank (a span
+ * without a parent, then a server span) wins, the earlier root among equals
+ * (every SET reads the row as it was). */
+#define ROOT_WINS                                                                                  \
+    "(excluded.root_rank < traces.root_rank OR (excluded.root_rank = traces.root_rank AND "        \
+    "excluded.root_start_ns < traces.root_start_ns))"
 
 /* The summary row of every trace the request added spans to. */
 static int
@@ -184,11 +204,16 @@ put_summaries(struct ingest *in)
         int rc = ag_store_stmt(
             t->store,
             "INSERT INTO traces (trace_id, start_ns, end_ns, nspans, error, root_service, "
-            "root_name, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT "
-            "(trace_id) DO UPDATE SET root_service = CASE WHEN excluded.start_ns < "
-            "traces.start_ns THEN excluded.root_service ELSE traces.root_service END, root_name "
-            "= CASE WHEN excluded.start_ns < traces.start_ns THEN excluded.root_name ELSE "
-            "traces.root_name END, start_ns = min(traces.start_ns, excluded.start_ns), end_ns = "
+            "root_name, received_ms, root_rank, root_start_ns) VALUES ($1, $2, $3, $4, $5, $6, "
+            "$7, $8, $9, $10) "
+            "ON CONFLICT (trace_id) DO UPDATE SET root_service = CASE WHEN " ROOT_WINS
+            " THEN excluded.root_service ELSE traces.root_service END, root_name = CASE "
+            "WHEN " ROOT_WINS
+            " THEN excluded.root_name ELSE traces.root_name END, root_start_ns = CASE "
+            "WHEN " ROOT_WINS " THEN excluded.root_start_ns ELSE traces.root_start_ns END, "
+            "root_rank = min(traces.root_rank, excluded.root_rank), start_ns = "
+            "min(traces.start_ns, "
+            "excluded.start_ns), end_ns = "
             "max(traces.end_ns, excluded.end_ns), nspans = traces.nspans + excluded.nspans, "
             "error = max(traces.error, excluded.error), received_ms = excluded.received_ms",
             &st);
@@ -202,6 +227,8 @@ put_summaries(struct ingest *in)
         ag_stmt_bind_cstr(st, 6, bt->root_service);
         ag_stmt_bind_cstr(st, 7, bt->root_name);
         ag_stmt_bind_i64(st, 8, now);
+        ag_stmt_bind_i64(st, 9, bt->root_rank);
+        ag_stmt_bind_i64(st, 10, bt->root_start);
         rc = ag_stmt_exec(st);
         if (rc != 0)
             return rc;

@@ -187,7 +187,8 @@ describe('tracing: one trace per checkout, across HTTP and the bus', () => {
         for (const step of ['reserve', 'authorize', 'ship']) assert.ok(steps.includes(step), `saga step span ${step}: ${steps}`);
         // The list view finds it by service.
         const list = await api('GET', '/api/v1/traces?service=shipping&limit=50', { token: admin, expect: 200 });
-        assert.ok(list.body.items.some((t) => t.trace_id === traceId && t.root.service === 'gateway' && !t.error));
+        const listed = list.body.items.find((t) => t.trace_id === traceId);
+        assert.ok(listed && listed.root.service === 'gateway' && !listed.error, `the trace in the list: ${JSON.stringify(listed)} (${list.body.items.length} items); roots: ${JSON.stringify(trace.spans.filter((s) => !s.parent_span_id || s.name.startsWith('saga.step')).map((s) => [s.service, s.name, s.parent_span_id, s.start_unix_nano ?? s.start_time_unix_nano ?? s.start]))}`);
     });
 
     it('the logs of a trace: `agora logs --trace` and GET /api/v1/logs give the lines of every service that took part, and lead back to the trace', T, async () => {

@@ -161,6 +161,34 @@ describe('traces: the collector', () => {
         assert.equal((await get(`/v1/traces/${traceId}`, {})).status, 401, 'reads need an administrator');
         const m = parseMetrics(await (await fetch(`${col.baseUrl}/metrics`)).text());
         assert.equal(metricValue(m, 'traces_spans_received_total', { outcome: 'duplicate' }), 1);
+
+        // The root is the span without a parent, even when a child's start
+        // (stored to the millisecond) is earlier, in one request or across two.
+        for (const split of [false, true]) {
+            const tid = hex(16);
+            const now = Date.now() * 1e6;
+            const top = span({ traceId: tid, name: 'GET /top', start: now + 400e3, ms: 5 });
+            const early = { ...span({ traceId: tid, parent: top.spanId, name: 'saga.step reserve', start: now, ms: 1 }), kind: 1 };
+            if (split) {
+                assert.equal((await post(request('orders', [early]))).status, 200);
+                assert.equal((await post(request('gw', [top]))).status, 200);
+            } else {
+                assert.equal((await post({ resourceSpans: [...request('orders', [early]).resourceSpans, ...request('gw', [top]).resourceSpans] })).status, 200);
+            }
+            const items = (await (await get('/v1/traces?service=orders&limit=50')).json()).items;
+            const it1 = items.find((x) => x.trace_id === tid);
+            assert.deepEqual(it1 && [it1.root.service, it1.root.name], ['gw', 'GET /top'], `split ${split}: ${JSON.stringify(it1)}`);
+        }
+        // No span without a parent (the client sent its own traceparent):
+        // the server span, not an earlier internal one.
+        const tid = hex(16);
+        const now = Date.now() * 1e6;
+        const gwSpan = span({ traceId: tid, parent: hex(8), name: 'POST /api/v1/orders', start: now + 400e3, ms: 5 });
+        const step = { ...span({ traceId: tid, parent: gwSpan.spanId, name: 'saga.step reserve', start: now, ms: 1 }), kind: 1 };
+        assert.equal((await post(request('orders', [step]))).status, 200);
+        assert.equal((await post(request('gw', [gwSpan]))).status, 200);
+        const it2 = (await (await get('/v1/traces?service=orders&limit=50')).json()).items.find((x) => x.trace_id === tid);
+        assert.deepEqual(it2 && [it2.root.service, it2.root.name], ['gw', 'POST /api/v1/orders'], JSON.stringify(it2));
     });
 
     it('rejects bad spans with partialSuccess, malformed bodies with 400 and protobuf with 415', T, async () => {
