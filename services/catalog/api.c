@@ -292,35 +292,13 @@ delete_product(struct ag_http_req *req, void *udata)
     }
 }
 
-/* Does If-None-Match 'h' name 'etag' (weak comparison, RFC 9110 13.1.2)? */
-static bool
-inm_matches(struct ag_str h, const char *etag)
-{
-    size_t elen = strlen(etag);
-    size_t i = 0;
-    while (i < h.len) {
-        size_t j = i;
-        while (j < h.len && h.ptr[j] != ',')
-            j++;
-        struct ag_str t = ag_str_trim(ag_str_make(h.ptr + i, j - i));
-        if (t.len == 1 && t.ptr[0] == '*')
-            return true;
-        if (t.len > 2 && t.ptr[0] == 'W' && t.ptr[1] == '/')
-            t = ag_str_make(t.ptr + 2, t.len - 2);
-        if (t.len == elen && memcmp(t.ptr, etag, elen) == 0)
-            return true;
-        i = j + 1;
-    }
-    return false;
-}
-
 /* A list page with its ETag, or 304 when the client holds it already. */
 static void
 send_list_page(struct ag_http_req *req, const char *body, size_t len, const char *etag)
 {
     ag_http_resp_header(req, "ETag", etag);
     struct ag_str inm = ag_http_req_header(req, "If-None-Match");
-    if (inm.len > 0 && inm_matches(inm, etag)) {
+    if (inm.len > 0 && ag_etag_list_has(inm, etag, true)) {
         ag_http_send(req, 304, NULL, NULL, 0);
         return;
     }

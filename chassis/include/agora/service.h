@@ -209,6 +209,8 @@ void ag_resp_set_etag(struct ag_http_req *req, int64_t version);
  * 'version', or "*"? 'weak' lets W/ tags match (If-None-Match, RFC 9110
  * weak comparison); If-Match compares strongly. */
 bool ag_etag_list_matches(struct ag_str header, int64_t version, bool weak);
+/* The same for any entity tag 'tag' (quoted, e.g. a hash of a rendered page). */
+bool ag_etag_list_has(struct ag_str header, const char *tag, bool weak);
 
 /* The address of the client this request came from: the one the gateway
  * vouched for in a valid signed X-Agora-Client header, else the socket's

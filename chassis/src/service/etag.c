@@ -26,10 +26,8 @@ ag_resp_set_etag(struct ag_http_req *req, int64_t version)
 }
 
 bool
-ag_etag_list_matches(struct ag_str header, int64_t version, bool weak)
+ag_etag_list_has(struct ag_str header, const char *tag, bool weak)
 {
-    char tag[AG_ETAG_MAX];
-    format_etag(version, tag);
     struct ag_str want = ag_str_from_cstr(tag);
     size_t i = 0;
     while (i < header.len) {
@@ -51,4 +49,12 @@ ag_etag_list_matches(struct ag_str header, int64_t version, bool weak)
             return true;
     }
     return false;
+}
+
+bool
+ag_etag_list_matches(struct ag_str header, int64_t version, bool weak)
+{
+    char tag[AG_ETAG_MAX];
+    format_etag(version, tag);
+    return ag_etag_list_has(header, tag, weak);
 }
